@@ -1,0 +1,247 @@
+//! History events and the commands a machine emits.
+//!
+//! A history is an ordered list of events. Some events are *inputs* (facts from outside the
+//! machine: the start, an attempt's result, a fired timer, a cancel request); the others are
+//! *commands* the machine emitted in answer, recorded one event per command. Replay feeds the
+//! inputs through the current machine and checks that it emits the recorded commands.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AgentSpec, Failure, Millis, RetryPolicy, Timeouts, Usage};
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutKind {
+    /// No worker claimed the task in time. Not retried.
+    ScheduleToStart,
+    /// The attempt ran longer than allowed.
+    StartToClose,
+    /// The attempt stopped reporting progress (its worker died, hung or lost the network).
+    Heartbeat,
+}
+
+impl TimeoutKind {
+    /// The failure code recorded for this timeout.
+    pub fn code(self) -> &'static str {
+        match self {
+            TimeoutKind::ScheduleToStart => "schedule_to_start_timeout",
+            TimeoutKind::StartToClose => "start_to_close_timeout",
+            TimeoutKind::Heartbeat => "heartbeat_timeout",
+        }
+    }
+}
+
+/// What a timer is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimerPurpose {
+    /// Back-off before the next attempt of an activity.
+    RetryActivity {
+        /// The activity to retry.
+        activity_id: String,
+        /// The attempt the timer starts.
+        attempt: u32,
+    },
+}
+
+/// One turn of an agent execution, as handed to a runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The agent as it was when the execution started.
+    pub agent: AgentSpec,
+    /// 0-based turn number.
+    pub index: u32,
+    /// The prompt of this turn.
+    pub prompt: String,
+}
+
+/// Names an activity attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ActivityRef {
+    /// The activity, unique within its execution (`turn-1`, `turn-2`, ...).
+    pub activity_id: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+}
+
+/// One fact in a history. Stored as JSON with a `type` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum HistoryEvent {
+    /// Input: the execution was accepted.
+    ExecutionStarted {
+        /// The agent's definition as it was at start.
+        agent: AgentSpec,
+        /// One prompt per turn.
+        prompts: Vec<String>,
+        /// How activities are retried.
+        retry_policy: RetryPolicy,
+        /// Limits on each attempt.
+        timeouts: Timeouts,
+    },
+    /// Command: run a turn (or the next attempt of one).
+    ActivityScheduled {
+        /// The activity.
+        activity_id: String,
+        /// The turn it runs.
+        turn: u32,
+        /// Which attempt this is.
+        attempt: u32,
+    },
+    /// Input: a worker claimed the attempt. Recorded together with the attempt's outcome (as
+    /// Temporal does), so a claim costs no history write; the live lease is on the task row.
+    ActivityStarted {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// The worker that ran it.
+        worker: String,
+        /// When it was claimed.
+        started_at: Millis,
+    },
+    /// Input: the attempt finished with a result.
+    ActivityCompleted {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// What the runtime returned.
+        output: serde_json::Value,
+        /// Tokens, cost, tool calls.
+        usage: Usage,
+        /// The runtime's state at the end of the turn, handed to the next turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// Input: the attempt failed.
+    ActivityFailed {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// Why.
+        failure: Failure,
+        /// The earliest time the runtime asked to be retried at (e.g. HTTP `retry-after`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        /// When the failure was recorded.
+        at: Millis,
+    },
+    /// Input: the attempt ran out of time.
+    ActivityTimedOut {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// Which limit.
+        kind: TimeoutKind,
+        /// When it was detected.
+        at: Millis,
+    },
+    /// Command: ask the running attempt to stop.
+    ActivityCancelRequested {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// Input: the attempt stopped after being asked to.
+    ActivityCanceled {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// True when the runtime ignored its token and the worker abandoned it.
+        abandoned: bool,
+    },
+    /// Command: start a durable timer.
+    TimerStarted {
+        /// Unique within the execution.
+        timer_id: String,
+        /// When it fires.
+        fire_at: Millis,
+        /// What it is for.
+        purpose: TimerPurpose,
+        /// The back-off, jitter included.
+        delay_ms: u64,
+        /// The jitter part of the delay.
+        jitter_ms: u64,
+    },
+    /// Input: a timer fired.
+    TimerFired {
+        /// The timer.
+        timer_id: String,
+    },
+    /// Command: drop a timer that is no longer needed.
+    TimerCanceled {
+        /// The timer.
+        timer_id: String,
+    },
+    /// Input: a client asked to cancel the execution.
+    CancelRequested {
+        /// Why, as the client said.
+        reason: String,
+    },
+    /// Command: the execution finished with a result.
+    ExecutionCompleted {
+        /// The last turn's output.
+        result: serde_json::Value,
+        /// Summed over all turns.
+        usage: Usage,
+    },
+    /// Command: the execution failed.
+    ExecutionFailed {
+        /// Why.
+        failure: Failure,
+    },
+    /// Command: the execution was cancelled.
+    ExecutionCanceled {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A command is a history event the machine emits; the engine performs it.
+pub type Command = HistoryEvent;
+
+/// The `type` name of an event.
+pub type EventType = &'static str;
+
+impl HistoryEvent {
+    /// The stored `type` of the event.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            HistoryEvent::ExecutionStarted { .. } => "ExecutionStarted",
+            HistoryEvent::ActivityScheduled { .. } => "ActivityScheduled",
+            HistoryEvent::ActivityStarted { .. } => "ActivityStarted",
+            HistoryEvent::ActivityCompleted { .. } => "ActivityCompleted",
+            HistoryEvent::ActivityFailed { .. } => "ActivityFailed",
+            HistoryEvent::ActivityTimedOut { .. } => "ActivityTimedOut",
+            HistoryEvent::ActivityCancelRequested { .. } => "ActivityCancelRequested",
+            HistoryEvent::ActivityCanceled { .. } => "ActivityCanceled",
+            HistoryEvent::TimerStarted { .. } => "TimerStarted",
+            HistoryEvent::TimerFired { .. } => "TimerFired",
+            HistoryEvent::TimerCanceled { .. } => "TimerCanceled",
+            HistoryEvent::CancelRequested { .. } => "CancelRequested",
+            HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
+            HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
+            HistoryEvent::ExecutionCanceled { .. } => "ExecutionCanceled",
+        }
+    }
+
+    /// Whether the machine emits this event (a command) rather than receiving it (an input).
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            HistoryEvent::ActivityScheduled { .. }
+                | HistoryEvent::ActivityCancelRequested { .. }
+                | HistoryEvent::TimerStarted { .. }
+                | HistoryEvent::TimerCanceled { .. }
+                | HistoryEvent::ExecutionCompleted { .. }
+                | HistoryEvent::ExecutionFailed { .. }
+                | HistoryEvent::ExecutionCanceled { .. }
+        )
+    }
+}

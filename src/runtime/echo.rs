@@ -1,0 +1,204 @@
+//! `echo`: a deterministic runtime with no network, for demos, tests and benchmarks.
+//!
+//! It answers a prompt by sending it back in chunks. Its `runtime_config` can shape the output,
+//! slow it down, make given attempts fail, and make it ignore cancellation for a while. It saves a
+//! checkpoint after every chunk, so a resumed attempt continues where the last one stopped and no
+//! text is emitted twice.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    AgentRuntime, ConfigError, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo,
+    TurnOutput, reject_unknown_keys, runtime_config,
+};
+use crate::domain::{AgentSpec, Turn, Usage};
+
+/// The `echo` runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoRuntime;
+
+/// `runtime_config` of an `echo` agent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EchoConfig {
+    /// Chunks to send instead of the prompt's words.
+    #[serde(default)]
+    chunks: Option<Vec<String>>,
+    /// Pause before each chunk.
+    #[serde(default)]
+    delay_ms: u64,
+    /// Attempts (from 1) that fail.
+    #[serde(default)]
+    fail_attempts: Vec<u32>,
+    /// Turns (from 1) whose every attempt fails.
+    #[serde(default)]
+    fail_turns: Vec<u32>,
+    /// Whether those failures are retryable (default true).
+    #[serde(default)]
+    fail_retryable: Option<bool>,
+    /// The failure code (default `echo_failure`).
+    #[serde(default)]
+    fail_code: Option<String>,
+    /// How many chunks a failing attempt sends before it fails.
+    #[serde(default)]
+    fail_after_chunks: usize,
+    /// Keep running this long after cancellation, to exercise the worker's kill deadline.
+    #[serde(default)]
+    ignore_cancel_ms: u64,
+}
+
+/// What `echo` saves after each chunk.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+struct EchoCheckpoint {
+    /// The turn the checkpoint belongs to.
+    turn: u32,
+    /// How many of the turn's chunks are already out.
+    emitted: usize,
+    /// How many turns have completed before this one.
+    turns_completed: u32,
+}
+
+impl EchoRuntime {
+    fn config(agent: &AgentSpec) -> Result<EchoConfig, ConfigError> {
+        let map = runtime_config(agent)?;
+        reject_unknown_keys(&EchoRuntime.describe(), &map)?;
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| ConfigError::new(format!("echo runtime_config: {e}")))
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for EchoRuntime {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn describe(&self) -> RuntimeDescription {
+        let key = |name, ty, description| ConfigKeyInfo {
+            name,
+            ty,
+            description,
+        };
+        RuntimeDescription {
+            name: "echo",
+            description: "Sends the prompt back in chunks; deterministic, no network. For demos, tests and benchmarks.",
+            config_keys: vec![
+                key("chunks", "array<string>", "chunks to send instead of the prompt's words"),
+                key("delay_ms", "integer", "pause before each chunk"),
+                key("fail_attempts", "array<integer>", "attempts (from 1) that fail"),
+                key("fail_turns", "array<integer>", "turns (from 1) whose every attempt fails"),
+                key("fail_retryable", "boolean", "whether those failures are retryable (default true)"),
+                key("fail_code", "string", "the failure code (default echo_failure)"),
+                key("fail_after_chunks", "integer", "chunks a failing attempt sends before failing"),
+                key("ignore_cancel_ms", "integer", "keep running this long after cancellation"),
+            ],
+        }
+    }
+
+    fn validate(&self, agent: &AgentSpec) -> Result<(), ConfigError> {
+        EchoRuntime::config(agent).map(|_| ())
+    }
+
+    async fn run(&self, turn: Turn, io: TurnIo) -> Result<TurnOutput, RuntimeError> {
+        let config = EchoRuntime::config(&turn.agent)
+            .map_err(|e| RuntimeError::fatal("invalid_configuration", e.message))?;
+        let chunks: Vec<String> = match &config.chunks {
+            Some(chunks) => chunks.clone(),
+            None => turn
+                .prompt
+                .split_inclusive(' ')
+                .map(str::to_owned)
+                .collect(),
+        };
+        let attempt = io.attempt();
+        let resumed: EchoCheckpoint = io
+            .previous_checkpoint()
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        // A checkpoint of an earlier turn only tells how many turns came before.
+        let (start, turns_completed) = if resumed.turn == turn.index {
+            (resumed.emitted, resumed.turns_completed)
+        } else {
+            (0, resumed.turns_completed + u32::from(io.previous_checkpoint().is_some()))
+        };
+        let fails = config.fail_attempts.contains(&attempt)
+            || config.fail_turns.contains(&(turn.index + 1));
+        let stop_at = if fails {
+            (start + config.fail_after_chunks).min(chunks.len())
+        } else {
+            chunks.len()
+        };
+
+        for (i, chunk) in chunks.iter().enumerate().take(stop_at).skip(start) {
+            if config.delay_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(config.delay_ms)) => {}
+                    _ = io.cancel.cancelled() => {
+                        return stop_after_cancel(config.ignore_cancel_ms).await;
+                    }
+                }
+            }
+            if io.cancel.is_cancelled() {
+                return stop_after_cancel(config.ignore_cancel_ms).await;
+            }
+            io.emit("text", json!({ "text": chunk }));
+            io.save_checkpoint(
+                serde_json::to_value(EchoCheckpoint {
+                    turn: turn.index,
+                    emitted: i + 1,
+                    turns_completed,
+                })
+                .expect("a checkpoint serializes"),
+            );
+        }
+
+        if fails {
+            let code = config.fail_code.unwrap_or_else(|| "echo_failure".into());
+            let message = format!(
+                "echo was configured to fail attempt {attempt} of turn {}",
+                turn.index + 1
+            );
+            return Err(if config.fail_retryable.unwrap_or(true) {
+                RuntimeError::retryable(code, message)
+            } else {
+                RuntimeError::fatal(code, message)
+            });
+        }
+
+        Ok(TurnOutput {
+            output: json!({
+                "text": chunks.concat(),
+                "turn": turn.index + 1,
+                "attempt": attempt,
+                "resumed_from_chunk": start,
+                "turns_completed_before": turns_completed,
+            }),
+            usage: Usage {
+                input_tokens: turn.prompt.split_whitespace().count() as u64,
+                output_tokens: chunks.len() as u64,
+                cost_usd: 0.0,
+                tool_calls: 0,
+            },
+            checkpoint: Some(
+                serde_json::to_value(EchoCheckpoint {
+                    turn: turn.index + 1,
+                    emitted: 0,
+                    turns_completed: turns_completed + 1,
+                })
+                .expect("a checkpoint serializes"),
+            ),
+        })
+    }
+}
+
+/// Honour a cancellation, late if configured to.
+async fn stop_after_cancel(ignore_ms: u64) -> Result<TurnOutput, RuntimeError> {
+    if ignore_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ignore_ms)).await;
+    }
+    Err(RuntimeError::canceled())
+}

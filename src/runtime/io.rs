@@ -1,0 +1,87 @@
+//! The runtime's side of a running attempt: cancellation, output, checkpoints.
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a runtime reports while it runs, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// An output chunk (`text`, `thinking`, `tool_use`, `tool_result`, `result`, `status`, ...).
+    Chunk {
+        /// The chunk's kind.
+        kind: String,
+        /// Its content.
+        data: serde_json::Value,
+    },
+    /// A new checkpoint, covering every chunk sent before it.
+    Checkpoint(serde_json::Value),
+}
+
+/// Which attempt of which activity is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptInfo {
+    /// The execution.
+    pub execution_id: uuid::Uuid,
+    /// The activity within it.
+    pub activity_id: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+}
+
+/// Handed to [`super::AgentRuntime::run`]: everything a runtime uses to talk to the worker.
+#[derive(Debug)]
+pub struct TurnIo {
+    /// Fires when the attempt must stop (the execution was cancelled, or the worker drains).
+    pub cancel: CancellationToken,
+    /// Which attempt this is.
+    pub attempt: AttemptInfo,
+    checkpoint: Option<serde_json::Value>,
+    sink: mpsc::UnboundedSender<Progress>,
+}
+
+impl TurnIo {
+    /// A new `TurnIo` and the receiving end of its progress. `checkpoint` is what the previous
+    /// attempt of this turn (or the previous turn) saved.
+    pub fn new(
+        attempt: AttemptInfo,
+        cancel: CancellationToken,
+        checkpoint: Option<serde_json::Value>,
+    ) -> (TurnIo, mpsc::UnboundedReceiver<Progress>) {
+        let (sink, progress) = mpsc::unbounded_channel();
+        (
+            TurnIo {
+                cancel,
+                attempt,
+                checkpoint,
+                sink,
+            },
+            progress,
+        )
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt.attempt
+    }
+
+    /// The checkpoint to resume from, if any.
+    pub fn previous_checkpoint(&self) -> Option<&serde_json::Value> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Sends an output chunk. Chunks are persisted in the order they are sent.
+    pub fn emit(&self, kind: impl Into<String>, data: serde_json::Value) {
+        // The receiver only goes away when the worker has abandoned the attempt; output after
+        // that point is meant to be dropped.
+        let _ = self.sink.send(Progress::Chunk {
+            kind: kind.into(),
+            data,
+        });
+    }
+
+    /// Saves a checkpoint. It is persisted together with (never before) every chunk emitted
+    /// before it, so a resumed attempt never skips output and never repeats it.
+    pub fn save_checkpoint(&self, checkpoint: serde_json::Value) {
+        let _ = self.sink.send(Progress::Checkpoint(checkpoint));
+    }
+}

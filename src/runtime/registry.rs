@@ -1,0 +1,64 @@
+//! The runtimes this build knows, by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{AgentRuntime, EchoRuntime, RuntimeDescription};
+
+/// Worker-side settings of the runtimes: endpoints and where secrets are, never secrets
+/// themselves (those stay in the worker's environment).
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeSettings {}
+
+/// Runtimes by name. Servers use it to validate agents and describe runtimes; workers use it to
+/// run turns of the runtimes they offer.
+#[derive(Clone, Default)]
+pub struct RuntimeRegistry {
+    runtimes: BTreeMap<&'static str, Arc<dyn AgentRuntime>>,
+}
+
+impl RuntimeRegistry {
+    /// Every runtime built into Cairn. Adding a runtime adds one line here.
+    pub fn builtin(_settings: &RuntimeSettings) -> Self {
+        let mut registry = RuntimeRegistry::default();
+        registry.register(Arc::new(EchoRuntime));
+        registry
+    }
+
+    /// Adds (or replaces) a runtime.
+    pub fn register(&mut self, runtime: Arc<dyn AgentRuntime>) {
+        self.runtimes.insert(runtime.name(), runtime);
+    }
+
+    /// The runtime called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn AgentRuntime>> {
+        self.runtimes.get(name)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.runtimes.keys().copied().collect()
+    }
+
+    /// Descriptions of every runtime, sorted by name.
+    pub fn describe(&self) -> Vec<RuntimeDescription> {
+        self.runtimes.values().map(|r| r.describe()).collect()
+    }
+
+    /// Only the runtimes named in `names`; an unknown name is an error listing the known ones.
+    pub fn select(&self, names: &[String]) -> Result<RuntimeRegistry, String> {
+        let mut selected = RuntimeRegistry::default();
+        for name in names {
+            match self.runtimes.get(name.as_str()) {
+                Some(runtime) => selected.register(runtime.clone()),
+                None => {
+                    return Err(format!(
+                        "unknown runtime `{name}`; this build has: {}",
+                        self.names().join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(selected)
+    }
+}
