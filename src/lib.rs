@@ -3,5 +3,10 @@
 //! See `ARCHITECTURE.md` for the map of the code.
 
 pub mod api;
+pub mod clock;
+pub mod engine;
 pub mod domain;
+pub mod machine;
+pub mod store;
+pub mod worker;
 pub mod runtime;

@@ -13,7 +13,21 @@ pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{ActivityRef, Command, EventType, HistoryEvent, TimeoutKind, TimerPurpose, Turn};
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
-pub use retry::{RetryPolicy, Timeouts, retry_delay};
+pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;
+
+/// The fence a worker's report carries: which attempt of which activity, and the lease token it
+/// was handed. A report whose lease is no longer held changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    /// The execution.
+    pub execution_id: uuid::Uuid,
+    /// The activity.
+    pub activity_id: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The token handed out with the lease.
+    pub lease_token: String,
+}

@@ -145,8 +145,9 @@ impl AgentRuntime for EchoRuntime {
             if io.cancel.is_cancelled() {
                 return stop_after_cancel(config.ignore_cancel_ms).await;
             }
-            io.emit("text", json!({ "text": chunk }));
-            io.save_checkpoint(
+            io.emit_checkpointed(
+                "text",
+                json!({ "text": chunk }),
                 serde_json::to_value(EchoCheckpoint {
                     turn: turn.index,
                     emitted: i + 1,

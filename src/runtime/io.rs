@@ -12,6 +12,8 @@ pub enum Progress {
         kind: String,
         /// Its content.
         data: serde_json::Value,
+        /// A checkpoint that covers this chunk, saved atomically with it.
+        checkpoint: Option<serde_json::Value>,
     },
     /// A new checkpoint, covering every chunk sent before it.
     Checkpoint(serde_json::Value),
@@ -76,6 +78,22 @@ impl TurnIo {
         let _ = self.sink.send(Progress::Chunk {
             kind: kind.into(),
             data,
+            checkpoint: None,
+        });
+    }
+
+    /// Sends an output chunk together with the checkpoint that covers it. The two are persisted
+    /// in one write, so a resumed attempt neither repeats nor skips this chunk.
+    pub fn emit_checkpointed(
+        &self,
+        kind: impl Into<String>,
+        data: serde_json::Value,
+        checkpoint: serde_json::Value,
+    ) {
+        let _ = self.sink.send(Progress::Chunk {
+            kind: kind.into(),
+            data,
+            checkpoint: Some(checkpoint),
         });
     }
 

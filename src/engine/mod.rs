@@ -1,0 +1,243 @@
+//! The engine: the only place where machine, store and clock meet.
+//!
+//! Every input to an execution (start, an attempt's outcome, a timeout, a fired timer, a cancel
+//! request) goes through [`Engine::apply`]: load the row, fold the inputs through the machine,
+//! derive the rows the resulting events imply, and commit all of it as one transition (one
+//! transaction), retrying on a concurrent change. Architecture invariant: one transition, one
+//! transaction.
+
+mod apply;
+mod commands;
+mod notify;
+mod sweeper;
+mod worker_side;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, RetryPolicy, Timeouts};
+use crate::machine::{AgentState, MachineContext};
+use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError};
+
+pub use apply::Applied;
+pub use notify::Notifier;
+pub use sweeper::{Sweeper, SweeperOptions};
+pub use commands::DEFAULT_QUEUE;
+pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
+
+/// Why the engine refused or failed a request. Mapped to gRPC status codes in `api::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed; the message says what to fix.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Something the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but not in the current state (e.g. cancelling a closed execution).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A worker's report for an attempt whose lease it no longer holds.
+    #[error("stale report: {0}")]
+    Stale(String),
+    /// A name is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored state and the machine disagree (a bug, or history written by other code).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The retry policy of executions that give none.
+    pub default_retry_policy: RetryPolicy,
+    /// The timeouts of executions that give none.
+    pub default_timeouts: Timeouts,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            default_retry_policy: RetryPolicy::default(),
+            default_timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// What starting an execution takes (already validated at the edge).
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// Namespace.
+    pub namespace: String,
+    /// The agent.
+    pub agent: Option<AgentKey>,
+    /// One prompt per turn (at least one).
+    pub prompts: Vec<String>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Retry policy; `None` takes the engine's default.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Timeouts; `None` takes the engine's default.
+    pub timeouts: Option<Timeouts>,
+}
+
+/// The engine. Cheap to share (`Arc`); stateless over the store.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    notifier: Arc<Notifier>,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, options: EngineOptions) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            clock,
+            notifier: Arc::new(Notifier::default()),
+            options,
+        })
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Wake-ups for workers and watchers.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> crate::domain::Millis {
+        self.clock.now_ms()
+    }
+
+    /// One execution; `NotFound` if there is none.
+    pub async fn execution(&self, id: Uuid) -> Result<ExecutionRecord, EngineError> {
+        self.store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no execution with id {id}")))
+    }
+
+    /// Starts an agent execution. Returns its id and whether it was created (false when
+    /// `request_id` matched an existing execution).
+    pub async fn start(&self, req: StartRequest) -> Result<(Uuid, bool), EngineError> {
+        if let Some(request_id) = &req.request_id {
+            if let Some(id) = self.store.find_request(&req.namespace, request_id).await? {
+                return Ok((id, false));
+            }
+        }
+        let key = req
+            .agent
+            .clone()
+            .ok_or_else(|| EngineError::InvalidArgument("agent is required: give its name or id".into()))?;
+        let agent = self.store.get_agent(&req.namespace, &key).await?.ok_or_else(|| {
+            EngineError::NotFound(match &key {
+                AgentKey::Id(id) => format!("no agent with id {id} in namespace `{}`", req.namespace),
+                AgentKey::Name(name) => {
+                    format!("no active agent named `{name}` in namespace `{}`", req.namespace)
+                }
+            })
+        })?;
+        if agent.status != AgentStatus::Active {
+            return Err(EngineError::FailedPrecondition(format!(
+                "agent `{}` is archived; archived agents cannot be started",
+                agent.name
+            )));
+        }
+        let id = Uuid::now_v7();
+        let started = HistoryEvent::ExecutionStarted {
+            agent: agent.spec(),
+            prompts: req.prompts.clone(),
+            retry_policy: req.retry_policy.clone().unwrap_or_else(|| self.options.default_retry_policy.clone()),
+            timeouts: req.timeouts.clone().unwrap_or_else(|| self.options.default_timeouts.clone()),
+        };
+        let new = NewExecution {
+            namespace: req.namespace.clone(),
+            kind: ExecutionKind::Agent,
+            agent_id: Some(agent.id),
+            runtime: agent.runtime.clone(),
+            input: serde_json::json!({ "prompts": req.prompts }),
+            parent_id: None,
+            root_id: id,
+            retry_of: None,
+            request_id: req.request_id.clone(),
+            labels: req.labels.clone(),
+        };
+        let applied = self
+            .apply_new(id, new, vec![started])
+            .await?;
+        match applied {
+            Applied::Committed(_) => Ok((id, true)),
+            Applied::Duplicate(existing) => Ok((existing, false)),
+        }
+    }
+
+    /// Asks an execution to stop. Idempotent while it is open; `FailedPrecondition` once closed.
+    pub async fn cancel(&self, id: Uuid, reason: String) -> Result<ExecutionRecord, EngineError> {
+        loop {
+            let record = self.execution(id).await?;
+            if record.status.is_closed() {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "execution {id} is already {}; only open executions can be cancelled",
+                    record.status.as_str()
+                )));
+            }
+            let state = agent_state(&record)?;
+            if state.cancel_reason.is_some() {
+                return Ok(record);
+            }
+            let mut inputs = vec![HistoryEvent::CancelRequested { reason: reason.clone() }];
+            let mut fences = Vec::new();
+            // An attempt no worker has claimed yet is cancelled on the spot.
+            if let Some(activity) = &state.activity {
+                if activity.phase == crate::machine::ActivityPhase::Scheduled {
+                    let task = self.store.get_task(id, &activity.activity_id).await?;
+                    if task.is_some_and(|t| t.status == "ready" && t.attempt == activity.attempt) {
+                        inputs.push(HistoryEvent::ActivityCanceled {
+                            activity_id: activity.activity_id.clone(),
+                            attempt: activity.attempt,
+                            abandoned: false,
+                        });
+                        fences.push(Fence::Unclaimed {
+                            activity_id: activity.activity_id.clone(),
+                            attempt: activity.attempt,
+                        });
+                    }
+                }
+            }
+            let plan = apply::Plan { inputs, fences, ..Default::default() };
+            match self.apply_to(&record, &state, plan).await {
+                Ok(_) => return self.execution(id).await,
+                // The task was claimed (or the row moved) meanwhile: look again.
+                Err(apply::ApplyError::Conflict | apply::ApplyError::Fenced) => continue,
+                Err(apply::ApplyError::Engine(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn context(id: Uuid) -> MachineContext {
+        MachineContext { execution_id: id }
+    }
+}
+
+/// The machine state stored with an execution row.
+pub(crate) fn agent_state(record: &ExecutionRecord) -> Result<AgentState, EngineError> {
+    serde_json::from_value(record.state.clone()).map_err(|e| {
+        EngineError::Internal(format!("execution {} has an unreadable state: {e}", record.id))
+    })
+}

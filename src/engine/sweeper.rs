@@ -1,0 +1,150 @@
+//! The sweeper: fires due timers and times out attempts whose deadlines passed. Any number of
+//! servers may run one; fences make each timer fire and each timeout apply exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::apply::{ApplyError, Plan};
+use super::{Engine, EngineError};
+use crate::domain::{HistoryEvent, TimeoutKind};
+use crate::store::{Fence, TaskRecord, TimerRecord};
+
+/// How the sweeper runs.
+#[derive(Debug, Clone)]
+pub struct SweeperOptions {
+    /// The longest it sleeps between looks (deadlines written by other servers are seen at most
+    /// this late).
+    pub max_sleep: Duration,
+    /// How many timers and tasks it handles per look.
+    pub batch: u32,
+}
+
+impl Default for SweeperOptions {
+    fn default() -> Self {
+        SweeperOptions {
+            max_sleep: Duration::from_millis(500),
+            batch: 256,
+        }
+    }
+}
+
+/// Runs the sweep loop of an engine until cancelled.
+pub struct Sweeper {
+    engine: Arc<Engine>,
+    options: SweeperOptions,
+}
+
+impl Sweeper {
+    /// A sweeper over `engine`.
+    pub fn new(engine: Arc<Engine>, options: SweeperOptions) -> Self {
+        Sweeper { engine, options }
+    }
+
+    /// Sweeps until `shutdown` fires. Errors are logged and retried: a database blip must not
+    /// stop timers for good.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let sleep = match self.engine.sweep(self.options.batch).await {
+                Ok(next) => {
+                    let now = self.engine.now();
+                    let until = next.map(|at| Duration::from_millis((at - now).max(0) as u64));
+                    until.unwrap_or(self.options.max_sleep).min(self.options.max_sleep)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed; retrying");
+                    self.options.max_sleep
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.engine.notifier.deadline() => {}
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Fires due timers and applies passed deadlines once; returns the next deadline.
+    pub async fn sweep(&self, batch: u32) -> Result<Option<i64>, EngineError> {
+        let now = self.clock.now_ms();
+        for timer in self.store.due_timers(now, batch).await? {
+            self.fire_timer(&timer).await?;
+        }
+        for task in self.store.expired_tasks(now, batch).await? {
+            self.time_out(&task, now).await?;
+        }
+        Ok(self.store.next_deadline().await?)
+    }
+
+    async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
+        let result = self
+            .apply_with(timer.execution_id, |_, _| {
+                Ok(Some(Plan {
+                    inputs: vec![HistoryEvent::TimerFired { timer_id: timer.timer_id.clone() }],
+                    fences: vec![Fence::Timer { timer_id: timer.timer_id.clone() }],
+                    ..Default::default()
+                }))
+            })
+            .await;
+        settle(result)
+    }
+
+    async fn time_out(&self, task: &TaskRecord, now: i64) -> Result<(), EngineError> {
+        let (kind, fence) = if task.status == "ready" {
+            (
+                TimeoutKind::ScheduleToStart,
+                Fence::Unclaimed { activity_id: task.activity_id.clone(), attempt: task.attempt },
+            )
+        } else {
+            let kind = if task.attempt_deadline.is_some_and(|d| d <= now) {
+                TimeoutKind::StartToClose
+            } else {
+                TimeoutKind::Heartbeat
+            };
+            let fence = Fence::Lease {
+                activity_id: task.activity_id.clone(),
+                attempt: task.attempt,
+                lease_token: task.lease_token.clone().unwrap_or_default(),
+            };
+            (kind, fence)
+        };
+        let mut inputs = Vec::new();
+        if task.status == "leased" {
+            inputs.push(HistoryEvent::ActivityStarted {
+                activity_id: task.activity_id.clone(),
+                attempt: task.attempt,
+                worker: task.lease_owner.clone().unwrap_or_default(),
+                started_at: task.leased_at.unwrap_or(now),
+            });
+        }
+        inputs.push(HistoryEvent::ActivityTimedOut {
+            activity_id: task.activity_id.clone(),
+            attempt: task.attempt,
+            kind,
+            at: now,
+        });
+        tracing::info!(execution = %task.execution_id, activity = %task.activity_id, attempt = task.attempt, ?kind, "attempt timed out");
+        let result = self
+            .apply_with(task.execution_id, |_, _| {
+                Ok(Some(Plan { inputs: inputs.clone(), fences: vec![fence.clone()], ..Default::default() }))
+            })
+            .await;
+        settle(result)
+    }
+}
+
+/// A fence that failed means another server (or the worker itself) got there first: fine.
+fn settle<T>(result: Result<T, ApplyError>) -> Result<(), EngineError> {
+    match result {
+        Ok(_) | Err(ApplyError::Fenced) | Err(ApplyError::Conflict) => Ok(()),
+        Err(ApplyError::Engine(EngineError::FailedPrecondition(message))) => {
+            // The execution moved past this timer or attempt (e.g. it closed): nothing to do.
+            tracing::debug!(%message, "sweep found nothing to apply");
+            Ok(())
+        }
+        Err(ApplyError::Engine(e)) => Err(e),
+    }
+}

@@ -1,0 +1,227 @@
+//! What workers call: claim tasks, report progress, report how an attempt ended.
+
+use std::time::Duration;
+
+use super::apply::{ApplyError, Plan};
+use super::{Engine, EngineError};
+use crate::domain::{Failure, HistoryEvent, Lease, Turn, Usage};
+use crate::machine::ActivityPhase;
+use crate::store::{ClaimRequest, Fence, NewChunk, ProgressRecord, TaskRecord};
+
+/// An output chunk as a worker sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkIn {
+    /// `text`, `tool_use`, ...
+    pub kind: String,
+    /// Its content.
+    pub data: serde_json::Value,
+}
+
+/// A claimed attempt, handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// The fence every report about it must carry.
+    pub lease: Lease,
+    /// The runtime to run it with.
+    pub runtime: String,
+    /// The turn.
+    pub turn: Turn,
+    /// The checkpoint to resume from.
+    pub checkpoint: Option<serde_json::Value>,
+    /// The lease expires after this long without progress.
+    pub heartbeat_ms: u64,
+}
+
+/// How an attempt ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityOutcome {
+    /// The runtime returned a result.
+    Completed {
+        /// The result.
+        output: serde_json::Value,
+        /// Usage.
+        usage: Usage,
+        /// The state to hand to the next turn.
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// The runtime failed.
+    Failed {
+        /// Why.
+        failure: Failure,
+        /// The earliest retry the runtime asked for.
+        retry_after_ms: Option<u64>,
+        /// The last checkpoint, for the retry.
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// The attempt stopped after cancellation.
+    Canceled {
+        /// The runtime ignored its token and was abandoned.
+        abandoned: bool,
+    },
+}
+
+fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
+    let turn: Turn = serde_json::from_value(task.turn).map_err(|e| {
+        EngineError::Internal(format!("task {}/{} has an unreadable turn: {e}", task.execution_id, task.activity_id))
+    })?;
+    Ok(Assignment {
+        lease: Lease {
+            execution_id: task.execution_id,
+            activity_id: task.activity_id,
+            attempt: task.attempt,
+            lease_token: task.lease_token.unwrap_or_default(),
+        },
+        runtime: task.runtime,
+        turn,
+        checkpoint: task.checkpoint,
+        heartbeat_ms: task.heartbeat_ms,
+    })
+}
+
+fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
+    chunks
+        .into_iter()
+        .map(|c| NewChunk {
+            activity_id: lease.activity_id.clone(),
+            attempt: lease.attempt,
+            kind: c.kind,
+            data: c.data,
+        })
+        .collect()
+}
+
+fn stale(lease: &Lease) -> EngineError {
+    EngineError::Stale(format!(
+        "attempt {} of {} in execution {} no longer holds its lease",
+        lease.attempt, lease.activity_id, lease.execution_id
+    ))
+}
+
+impl Engine {
+    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one.
+    pub async fn poll(&self, mut claim: ClaimRequest, wait: Duration) -> Result<Vec<Assignment>, EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.notifier.tasks().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            claim.now = self.clock.now_ms();
+            let tasks = self.store.claim_tasks(&claim).await?;
+            if !tasks.is_empty() {
+                for task in &tasks {
+                    self.notifier.execution_changed(task.execution_id);
+                }
+                self.notifier.deadline_added();
+                return tasks.into_iter().map(assignment).collect();
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Appends output and a checkpoint for a running attempt and extends its lease. Returns
+    /// whether the attempt must stop.
+    pub async fn progress(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<bool, EngineError> {
+        let has_chunks = !chunks.is_empty();
+        let record = ProgressRecord {
+            execution_id: lease.execution_id,
+            activity_id: lease.activity_id.clone(),
+            attempt: lease.attempt,
+            lease_token: lease.lease_token.clone(),
+            chunks: tag(lease, chunks),
+            checkpoint,
+            now: self.clock.now_ms(),
+        };
+        let outcome = self.store.record_progress(&record).await?.ok_or_else(|| stale(lease))?;
+        if has_chunks {
+            self.notifier.execution_changed(lease.execution_id);
+        }
+        Ok(outcome.cancel_requested)
+    }
+
+    /// Records how an attempt ended, with its last output, in one transition.
+    pub async fn report(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        outcome: ActivityOutcome,
+    ) -> Result<(), EngineError> {
+        let task = self
+            .store
+            .get_task(lease.execution_id, &lease.activity_id)
+            .await?
+            .filter(|t| t.attempt == lease.attempt && t.lease_token.as_deref() == Some(lease.lease_token.as_str()))
+            .ok_or_else(|| stale(lease))?;
+        let now = self.clock.now_ms();
+        let chunks = tag(lease, chunks);
+        let result = self
+            .apply_with(lease.execution_id, |_, state| {
+                let open = state.activity.as_ref().is_some_and(|a| {
+                    a.activity_id == lease.activity_id && a.attempt == lease.attempt && a.phase == ActivityPhase::Scheduled
+                });
+                if !open {
+                    return Err(stale(lease));
+                }
+                let started = HistoryEvent::ActivityStarted {
+                    activity_id: lease.activity_id.clone(),
+                    attempt: lease.attempt,
+                    worker: task.lease_owner.clone().unwrap_or_default(),
+                    started_at: task.leased_at.unwrap_or(now),
+                };
+                let (ended, checkpoint) = match &outcome {
+                    ActivityOutcome::Completed { output, usage, checkpoint } => (
+                        HistoryEvent::ActivityCompleted {
+                            activity_id: lease.activity_id.clone(),
+                            attempt: lease.attempt,
+                            output: output.clone(),
+                            usage: *usage,
+                            checkpoint: checkpoint.clone(),
+                        },
+                        None,
+                    ),
+                    ActivityOutcome::Failed { failure, retry_after_ms, checkpoint } => (
+                        HistoryEvent::ActivityFailed {
+                            activity_id: lease.activity_id.clone(),
+                            attempt: lease.attempt,
+                            failure: failure.clone(),
+                            retry_after_ms: *retry_after_ms,
+                            at: now,
+                        },
+                        checkpoint.clone(),
+                    ),
+                    ActivityOutcome::Canceled { abandoned } => (
+                        HistoryEvent::ActivityCanceled {
+                            activity_id: lease.activity_id.clone(),
+                            attempt: lease.attempt,
+                            abandoned: *abandoned,
+                        },
+                        None,
+                    ),
+                };
+                Ok(Some(Plan {
+                    inputs: vec![started, ended],
+                    fences: vec![Fence::Lease {
+                        activity_id: lease.activity_id.clone(),
+                        attempt: lease.attempt,
+                        lease_token: lease.lease_token.clone(),
+                    }],
+                    chunks: chunks.clone(),
+                    checkpoint,
+                }))
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(ApplyError::Fenced) => Err(stale(lease)),
+            Err(ApplyError::Conflict) => Err(EngineError::Internal("conflict escaped the apply loop".into())),
+            Err(ApplyError::Engine(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The `agent` machine: one or more turns, each an activity, with retries, timeouts and
+//! cancellation.
+
+use serde::{Deserialize, Serialize};
+
+use super::{InvalidTransition, MachineContext};
+use crate::domain::{
+    AgentSpec, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind,
+    TimerPurpose, Timeouts, Usage, retry_delay, stable_hash,
+};
+
+/// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
+pub fn activity_id_for_turn(index: u32) -> String {
+    format!("turn-{}", index + 1)
+}
+
+/// Where the open activity is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum ActivityPhase {
+    /// Waiting for a worker, or running on one (a claim is not a history event).
+    Scheduled,
+    /// Its attempt is being recorded as started (only between ActivityStarted and its outcome).
+    Started {
+        /// The worker running it.
+        worker: String,
+    },
+    /// The attempt ended without success; the machine decides next.
+    Ended {
+        /// Why, when it failed or timed out.
+        failure: Option<Failure>,
+        /// When it ended.
+        at: Millis,
+        /// The earliest retry time the runtime asked for.
+        not_before: Millis,
+        /// True when it ended because it was cancelled.
+        canceled: bool,
+    },
+    /// Waiting for a back-off timer before the next attempt.
+    BackingOff {
+        /// The timer.
+        timer_id: String,
+        /// When it fires.
+        fire_at: Millis,
+        /// The attempt it will start.
+        next_attempt: u32,
+    },
+}
+
+/// The activity of the current turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenActivity {
+    /// `turn-N`.
+    pub activity_id: String,
+    /// 0-based turn.
+    pub turn: u32,
+    /// The current (or last) attempt.
+    pub attempt: u32,
+    /// Lifecycle position.
+    pub phase: ActivityPhase,
+    /// Whether the running attempt was asked to stop.
+    pub cancel_requested: bool,
+}
+
+/// A completed turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnResult {
+    /// What the runtime returned.
+    pub output: serde_json::Value,
+    /// Its usage.
+    pub usage: Usage,
+}
+
+/// The snapshot of an agent execution, stored with the execution row and rebuilt by replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The agent as it was at start.
+    pub agent: AgentSpec,
+    /// One prompt per turn.
+    pub prompts: Vec<String>,
+    /// How activities are retried.
+    pub retry_policy: RetryPolicy,
+    /// Limits per attempt.
+    pub timeouts: Timeouts,
+    /// The execution's status as the machine sees it.
+    pub status: ExecutionStatus,
+    /// The activity of the current turn, if one is open.
+    pub activity: Option<OpenActivity>,
+    /// Completed turns, in order.
+    pub turns: Vec<TurnResult>,
+    /// The checkpoint the last completed turn ended with, handed to the next turn.
+    pub checkpoint: Option<serde_json::Value>,
+    /// Summed over completed turns.
+    pub usage: Usage,
+    /// Set once a client asked to cancel.
+    pub cancel_reason: Option<String>,
+}
+
+impl AgentState {
+    fn name(state: Option<&AgentState>) -> String {
+        match state {
+            None => "<not started>".into(),
+            Some(s) => match &s.activity {
+                Some(a) => format!("{} with {} attempt {} {:?}", s.status.as_str(), a.activity_id, a.attempt, a.phase),
+                None => s.status.as_str().into(),
+            },
+        }
+    }
+
+    fn invalid(state: Option<&AgentState>, event: &HistoryEvent) -> InvalidTransition {
+        InvalidTransition {
+            state: AgentState::name(state),
+            event: event.event_type().into(),
+        }
+    }
+
+    /// Folds one event (input or command) into the state. This is the transition table of the
+    /// execution and of its activity; an event with no row here is an [`InvalidTransition`].
+    pub fn apply(state: Option<AgentState>, event: &HistoryEvent) -> Result<AgentState, InvalidTransition> {
+        use ActivityPhase as P;
+        use HistoryEvent as E;
+        let Some(mut s) = state else {
+            return match event {
+                E::ExecutionStarted { agent, prompts, retry_policy, timeouts } => Ok(AgentState {
+                    agent: agent.clone(),
+                    prompts: prompts.clone(),
+                    retry_policy: retry_policy.clone(),
+                    timeouts: timeouts.clone(),
+                    status: ExecutionStatus::Pending,
+                    activity: None,
+                    turns: Vec::new(),
+                    checkpoint: None,
+                    usage: Usage::default(),
+                    cancel_reason: None,
+                }),
+                _ => Err(AgentState::invalid(None, event)),
+            };
+        };
+        if s.status.is_closed() {
+            return Err(AgentState::invalid(Some(&s), event));
+        }
+        let invalid = |s: &AgentState| AgentState::invalid(Some(s), event);
+        let open = |s: &AgentState, id: &str, attempt: u32| {
+            s.activity.as_ref().is_some_and(|a| a.activity_id == id && a.attempt == attempt)
+        };
+        match event {
+            E::ExecutionStarted { .. } => return Err(invalid(&s)),
+            E::ActivityScheduled { activity_id, turn, attempt } => {
+                let next_turn = s.turns.len() as u32;
+                let ok = match &s.activity {
+                    None => *attempt == 1 && *turn == next_turn,
+                    Some(a) => matches!(&a.phase, P::BackingOff { next_attempt, .. } if next_attempt == attempt)
+                        && a.turn == *turn,
+                };
+                if !ok {
+                    return Err(invalid(&s));
+                }
+                s.activity = Some(OpenActivity {
+                    activity_id: activity_id.clone(),
+                    turn: *turn,
+                    attempt: *attempt,
+                    phase: P::Scheduled,
+                    cancel_requested: false,
+                });
+            }
+            E::ActivityStarted { activity_id, attempt, worker, .. } => {
+                let a = s.activity.as_mut().filter(|a| a.activity_id == *activity_id && a.attempt == *attempt);
+                match a {
+                    Some(a) if a.phase == P::Scheduled => a.phase = P::Started { worker: worker.clone() },
+                    _ => return Err(invalid(&s)),
+                }
+                s.status = ExecutionStatus::Running;
+            }
+            E::ActivityCompleted { activity_id, attempt, output, usage, checkpoint } => {
+                if !open(&s, activity_id, *attempt) || !s.activity_running() {
+                    return Err(invalid(&s));
+                }
+                s.activity = None;
+                s.turns.push(TurnResult { output: output.clone(), usage: *usage });
+                s.usage = s.usage.add(*usage);
+                s.checkpoint = checkpoint.clone();
+                s.status = ExecutionStatus::Running;
+            }
+            E::ActivityFailed { activity_id, attempt, failure, retry_after_ms, at } => {
+                if !open(&s, activity_id, *attempt) || !s.activity_running() {
+                    return Err(invalid(&s));
+                }
+                let not_before = at + retry_after_ms.unwrap_or(0) as i64;
+                s.end_activity(Some(failure.clone()), *at, not_before, false);
+            }
+            E::ActivityTimedOut { activity_id, attempt, kind, at } => {
+                if !open(&s, activity_id, *attempt) || !s.activity_running() {
+                    return Err(invalid(&s));
+                }
+                let retryable = *kind != TimeoutKind::ScheduleToStart;
+                let failure = Failure::new(
+                    kind.code(),
+                    format!("attempt {attempt} of {activity_id} exceeded its {} timeout", kind.code().trim_end_matches("_timeout").replace('_', "-")),
+                    retryable,
+                );
+                s.end_activity(Some(failure), *at, *at, false);
+            }
+            E::ActivityCancelRequested { activity_id, attempt } => {
+                match s.activity.as_mut() {
+                    Some(a) if a.activity_id == *activity_id && a.attempt == *attempt && a.phase == P::Scheduled => {
+                        a.cancel_requested = true
+                    }
+                    _ => return Err(invalid(&s)),
+                }
+            }
+            E::ActivityCanceled { activity_id, attempt, .. } => {
+                let requested = s.activity.as_ref().is_some_and(|a| a.cancel_requested);
+                if !open(&s, activity_id, *attempt) || !s.activity_running() || !requested {
+                    return Err(invalid(&s));
+                }
+                s.end_activity(None, 0, 0, true);
+            }
+            E::TimerStarted { timer_id, fire_at, purpose: TimerPurpose::RetryActivity { activity_id, attempt }, .. } => {
+                match s.activity.as_mut() {
+                    Some(a) if a.activity_id == *activity_id && matches!(a.phase, P::Ended { .. }) && *attempt == a.attempt + 1 => {
+                        a.phase = P::BackingOff { timer_id: timer_id.clone(), fire_at: *fire_at, next_attempt: *attempt };
+                    }
+                    _ => return Err(invalid(&s)),
+                }
+            }
+            E::TimerFired { timer_id } | E::TimerCanceled { timer_id } => {
+                let pending = s.activity.as_ref().is_some_and(
+                    |a| matches!(&a.phase, P::BackingOff { timer_id: t, .. } if t == timer_id),
+                );
+                if !pending {
+                    return Err(invalid(&s));
+                }
+            }
+            E::CancelRequested { reason } => {
+                if s.cancel_reason.is_some() {
+                    return Err(invalid(&s));
+                }
+                s.cancel_reason = Some(reason.clone());
+            }
+            E::ExecutionCompleted { .. } => {
+                s.status = ExecutionStatus::Completed;
+                s.activity = None;
+            }
+            E::ExecutionFailed { .. } => {
+                s.status = ExecutionStatus::Failed;
+                s.activity = None;
+            }
+            E::ExecutionCanceled { .. } => {
+                s.status = ExecutionStatus::Canceled;
+                s.activity = None;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Whether the open activity's attempt is scheduled or started (it may be running).
+    fn activity_running(&self) -> bool {
+        self.activity
+            .as_ref()
+            .is_some_and(|a| matches!(a.phase, ActivityPhase::Scheduled | ActivityPhase::Started { .. }))
+    }
+
+    fn end_activity(&mut self, failure: Option<Failure>, at: Millis, not_before: Millis, canceled: bool) {
+        if let Some(a) = self.activity.as_mut() {
+            a.phase = ActivityPhase::Ended { failure, at, not_before, canceled };
+        }
+    }
+
+    /// The commands the machine emits after `input` was folded into the state.
+    pub fn decide(&self, ctx: MachineContext, input: &HistoryEvent) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+        use HistoryEvent as E;
+        let commands = match input {
+            E::ExecutionStarted { .. } => vec![self.schedule_turn(0)],
+            E::ActivityStarted { .. } | E::ActivityScheduled { .. } | E::TimerStarted { .. } | E::TimerCanceled { .. } => vec![],
+            E::ActivityCompleted { .. } => {
+                let next = self.turns.len() as u32;
+                if (next as usize) < self.prompts.len() && self.cancel_reason.is_none() {
+                    vec![self.schedule_turn(next)]
+                } else if (next as usize) < self.prompts.len() {
+                    vec![self.cancel_execution()]
+                } else {
+                    let last = self.turns.last().map(|t| t.output.clone()).unwrap_or_default();
+                    vec![E::ExecutionCompleted { result: last, usage: self.usage }]
+                }
+            }
+            E::ActivityFailed { .. } | E::ActivityTimedOut { .. } => self.after_failed_attempt(ctx),
+            E::ActivityCanceled { .. } => vec![self.cancel_execution()],
+            E::TimerFired { .. } => {
+                let a = self.activity.as_ref().ok_or_else(|| AgentState::invalid(Some(self), input))?;
+                let ActivityPhase::BackingOff { next_attempt, .. } = a.phase else {
+                    return Err(AgentState::invalid(Some(self), input));
+                };
+                vec![E::ActivityScheduled { activity_id: a.activity_id.clone(), turn: a.turn, attempt: next_attempt }]
+            }
+            E::CancelRequested { .. } => match &self.activity {
+                Some(a) => match &a.phase {
+                    ActivityPhase::Scheduled => vec![E::ActivityCancelRequested { activity_id: a.activity_id.clone(), attempt: a.attempt }],
+                    ActivityPhase::BackingOff { timer_id, .. } => {
+                        vec![E::TimerCanceled { timer_id: timer_id.clone() }, self.cancel_execution()]
+                    }
+                    ActivityPhase::Started { .. } | ActivityPhase::Ended { .. } => {
+                        return Err(AgentState::invalid(Some(self), input));
+                    }
+                },
+                None => vec![self.cancel_execution()],
+            },
+            E::ActivityCancelRequested { .. } | E::ExecutionCompleted { .. } | E::ExecutionFailed { .. } | E::ExecutionCanceled { .. } => {
+                return Err(AgentState::invalid(Some(self), input));
+            }
+        };
+        Ok(commands)
+    }
+
+    fn schedule_turn(&self, turn: u32) -> HistoryEvent {
+        HistoryEvent::ActivityScheduled { activity_id: activity_id_for_turn(turn), turn, attempt: 1 }
+    }
+
+    fn cancel_execution(&self) -> HistoryEvent {
+        HistoryEvent::ExecutionCanceled { reason: self.cancel_reason.clone().unwrap_or_default() }
+    }
+
+    fn after_failed_attempt(&self, ctx: MachineContext) -> Vec<HistoryEvent> {
+        let Some(a) = &self.activity else { return vec![] };
+        let ActivityPhase::Ended { failure: Some(failure), at, not_before, .. } = &a.phase else {
+            return vec![];
+        };
+        if self.cancel_reason.is_some() {
+            return vec![self.cancel_execution()];
+        }
+        if !self.retry_policy.allows_retry(a.attempt, &failure.code, failure.retryable) {
+            return vec![HistoryEvent::ExecutionFailed { failure: failure.clone() }];
+        }
+        let seed = stable_hash(&format!("{}/{}", ctx.execution_id, a.activity_id));
+        let (delay_ms, jitter_ms) = retry_delay(&self.retry_policy, a.attempt, seed);
+        // A runtime's `retry-after` can push the retry later than the policy would.
+        let fire_at = (*at + delay_ms as i64).max(*not_before);
+        vec![HistoryEvent::TimerStarted {
+            timer_id: format!("retry-{}-{}", a.activity_id, a.attempt + 1),
+            fire_at,
+            purpose: TimerPurpose::RetryActivity { activity_id: a.activity_id.clone(), attempt: a.attempt + 1 },
+            delay_ms: (fire_at - at) as u64,
+            jitter_ms,
+        }]
+    }
+}

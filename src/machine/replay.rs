@@ -1,0 +1,77 @@
+//! Replay: fold a recorded history through the current machine code and check that the code
+//! emits exactly the commands the history recorded.
+
+use serde::Serialize;
+
+use super::{AgentState, InvalidTransition, MachineContext};
+use crate::domain::HistoryEvent;
+
+/// The current code disagrees with a recorded history.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("nondeterminism at seq {seq}: the code would emit {expected}, the history has {found}")]
+pub struct Nondeterminism {
+    /// The first event where code and history diverge.
+    pub seq: u64,
+    /// What the current code emits there (an event type with its fields, or "nothing").
+    pub expected: String,
+    /// What the history has there.
+    pub found: String,
+}
+
+/// Why a replay did not reproduce the history.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplayError {
+    /// The code emits different commands.
+    #[error(transparent)]
+    Nondeterminism(#[from] Nondeterminism),
+    /// The history has an event the code cannot take at that point.
+    #[error("at seq {seq}: {source}")]
+    Invalid {
+        /// The event's seq.
+        seq: u64,
+        /// What the machine said.
+        source: InvalidTransition,
+    },
+}
+
+fn describe(event: &HistoryEvent) -> String {
+    serde_json::to_string(event).unwrap_or_else(|_| event.event_type().to_string())
+}
+
+/// Replays `events` (numbered from 1, in order) and returns the state they lead to.
+pub fn replay(ctx: MachineContext, events: &[HistoryEvent]) -> Result<Option<AgentState>, ReplayError> {
+    let mut state: Option<AgentState> = None;
+    let mut expected: std::collections::VecDeque<HistoryEvent> = Default::default();
+    for (i, event) in events.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let invalid = |source| ReplayError::Invalid { seq, source };
+        if event.is_command() {
+            match expected.pop_front() {
+                Some(want) if want == *event => {}
+                Some(want) => {
+                    return Err(Nondeterminism { seq, expected: describe(&want), found: describe(event) }.into());
+                }
+                None => {
+                    return Err(Nondeterminism { seq, expected: "nothing".into(), found: describe(event) }.into());
+                }
+            }
+            state = Some(AgentState::apply(state, event).map_err(invalid)?);
+        } else {
+            if let Some(want) = expected.pop_front() {
+                return Err(Nondeterminism { seq, expected: describe(&want), found: describe(event) }.into());
+            }
+            let next = AgentState::apply(state, event).map_err(invalid)?;
+            expected = next.decide(ctx, event).map_err(invalid)?.into();
+            state = Some(next);
+        }
+    }
+    if let Some(want) = expected.pop_front() {
+        return Err(Nondeterminism {
+            seq: events.len() as u64 + 1,
+            expected: describe(&want),
+            found: "the end of the history".into(),
+        }
+        .into());
+    }
+    Ok(state)
+}

@@ -1,0 +1,119 @@
+//! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
+//! `RETURNING` and `ON CONFLICT` work in both), generated into each by the `sql_store!` macro; the
+//! dialects differ only in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite
+//! has its single writer instead) and in the column types of the migrations.
+
+#[macro_use]
+mod sql_store;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use super::{Store, StoreError};
+
+/// How hard a commit tries to survive a power loss. Every setting survives a crash of the Cairn
+/// process itself; they differ on a crash of the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every acknowledged transition is on disk (SQLite `synchronous=FULL`, PostgreSQL
+    /// `synchronous_commit=on`). The default.
+    #[default]
+    Full,
+    /// SQLite `synchronous=NORMAL` / PostgreSQL `synchronous_commit=off`: the last transitions
+    /// before a power loss may be lost (never corrupted), for fewer fsyncs.
+    Relaxed,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "relaxed" => Ok(Durability::Relaxed),
+            other => Err(format!("unknown durability `{other}`: use `full` or `relaxed`")),
+        }
+    }
+}
+
+/// SQLite through sqlx: one writer connection (SQLite allows one writer) and a pool of readers,
+/// in WAL mode so readers never block the writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+/// PostgreSQL through sqlx.
+#[derive(Clone)]
+pub struct PgStore {
+    write: PgPool,
+    read: PgPool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the SQLite database at `url` (`sqlite://PATH`).
+    pub async fn connect(url: &str, durability: Durability) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Relaxed => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { write, read })
+    }
+}
+
+impl PgStore {
+    /// Connects to the PostgreSQL database at `url`.
+    pub async fn connect(url: &str, durability: Durability) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)?;
+        if durability == Durability::Relaxed {
+            options = options.options([("synchronous_commit", "off")]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore {
+            write: pool.clone(),
+            read: pool,
+        })
+    }
+}
+
+/// Opens the store the URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
+pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, durability).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, durability).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+sql_store!(SqliteStore, sqlx::Sqlite, lock = "", skip_locked = "", migrations = "./migrations/sqlite");
+sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    lock = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
+    migrations = "./migrations/postgres"
+);

@@ -1,0 +1,845 @@
+//! The store implementation, written once and expanded for each sqlx backend.
+//!
+//! A macro rather than generics: sqlx code generic over `Database` needs higher-ranked bounds on
+//! every executor and every bound type, which buries the SQL. The macro keeps one copy of the SQL
+//! and of the row mapping, type-checked separately against each backend.
+
+/// The columns of `executions` that `ExecutionRecord` reads (a macro so `concat!` can build
+/// `&'static str` queries from it, as sqlx wants).
+macro_rules! execution_columns {
+    () => {
+        "id, namespace, kind, agent_id, runtime, status, input, result, failure, \
+     parent_id, root_id, retry_of, request_id, state, next_seq, output_seq, input_tokens, output_tokens, \
+     cost_usd, tool_calls, created_at, started_at, closed_at"
+    };
+}
+
+/// The columns of `tasks` that `TaskRecord` reads.
+macro_rules! task_columns {
+    () => {
+        "execution_id, activity_id, attempt, runtime, queue, status, lease_token, \
+     lease_owner, leased_at, lease_expires_at, attempt_deadline, schedule_deadline, heartbeat_ms, \
+     cancel_requested, turn, checkpoint"
+    };
+}
+
+/// The columns of `agents` that `Agent` reads.
+macro_rules! agent_columns {
+    () => {
+        "id, namespace, name, runtime, model_id, configuration, status, created_at, updated_at"
+    };
+}
+
+/// Tables `count_rows` may count.
+pub(super) const TABLES: &[&str] = &[
+    "agents",
+    "executions",
+    "execution_labels",
+    "history_events",
+    "tasks",
+    "timers",
+    "output_chunks",
+];
+
+macro_rules! sql_store {
+    ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal) => {
+        const _: () = {
+            use std::collections::BTreeMap;
+
+            use async_trait::async_trait;
+            use sqlx::types::Json;
+            use sqlx::{QueryBuilder, Row};
+            use uuid::Uuid;
+
+            use $crate::domain::{
+                Agent, AgentStatus, ExecutionKind, ExecutionStatus, Failure, HistoryEvent, Millis,
+                Usage,
+            };
+            use $crate::store::backend::sql_store::TABLES;
+            use $crate::store::{
+                AgentKey, ClaimRequest, CommitOutcome, ExecutionFilter, ExecutionRecord, Fence,
+                NewChunk, ProgressOutcome, ProgressRecord, RowWrite, Store, StoreError,
+                StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerOp, TimerRecord, Transition,
+            };
+
+            type Db = $db;
+            type DbRow = <Db as sqlx::Database>::Row;
+            type Tx<'a> = sqlx::Transaction<'a, Db>;
+
+            fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+                StoreError::Corrupt(format!("{what}: {e}"))
+            }
+
+            fn is_unique_violation(e: &sqlx::Error) -> bool {
+                matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+            }
+
+            fn agent_from_row(row: &DbRow) -> Result<Agent, StoreError> {
+                let status: String = row.try_get("status")?;
+                Ok(Agent {
+                    id: row.try_get("id")?,
+                    namespace: row.try_get("namespace")?,
+                    name: row.try_get("name")?,
+                    runtime: row.try_get("runtime")?,
+                    model_id: row.try_get("model_id")?,
+                    configuration: row.try_get::<Json<serde_json::Value>, _>("configuration")?.0,
+                    status: AgentStatus::parse(&status)
+                        .ok_or_else(|| corrupt("agent status", &status))?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            fn execution_from_row(row: &DbRow) -> Result<ExecutionRecord, StoreError> {
+                let kind: String = row.try_get("kind")?;
+                let status: String = row.try_get("status")?;
+                let failure: Option<Json<Failure>> = row.try_get("failure")?;
+                Ok(ExecutionRecord {
+                    id: row.try_get("id")?,
+                    namespace: row.try_get("namespace")?,
+                    kind: ExecutionKind::parse(&kind).ok_or_else(|| corrupt("execution kind", &kind))?,
+                    agent_id: row.try_get("agent_id")?,
+                    runtime: row.try_get("runtime")?,
+                    status: ExecutionStatus::parse(&status)
+                        .ok_or_else(|| corrupt("execution status", &status))?,
+                    input: row.try_get::<Json<serde_json::Value>, _>("input")?.0,
+                    result: row.try_get::<Option<Json<serde_json::Value>>, _>("result")?.map(|j| j.0),
+                    failure: failure.map(|j| j.0),
+                    parent_id: row.try_get("parent_id")?,
+                    root_id: row.try_get("root_id")?,
+                    retry_of: row.try_get("retry_of")?,
+                    request_id: row.try_get("request_id")?,
+                    labels: BTreeMap::new(),
+                    state: row.try_get::<Json<serde_json::Value>, _>("state")?.0,
+                    next_seq: row.try_get::<i64, _>("next_seq")? as u64,
+                    output_seq: row.try_get::<i64, _>("output_seq")? as u64,
+                    usage: Usage {
+                        input_tokens: row.try_get::<i64, _>("input_tokens")? as u64,
+                        output_tokens: row.try_get::<i64, _>("output_tokens")? as u64,
+                        cost_usd: row.try_get("cost_usd")?,
+                        tool_calls: row.try_get::<i64, _>("tool_calls")? as u64,
+                    },
+                    created_at: row.try_get("created_at")?,
+                    started_at: row.try_get("started_at")?,
+                    closed_at: row.try_get("closed_at")?,
+                })
+            }
+
+            fn task_from_row(row: &DbRow) -> Result<TaskRecord, StoreError> {
+                Ok(TaskRecord {
+                    execution_id: row.try_get("execution_id")?,
+                    activity_id: row.try_get("activity_id")?,
+                    attempt: row.try_get::<i64, _>("attempt")? as u32,
+                    runtime: row.try_get("runtime")?,
+                    queue: row.try_get("queue")?,
+                    status: row.try_get("status")?,
+                    lease_token: row.try_get("lease_token")?,
+                    lease_owner: row.try_get("lease_owner")?,
+                    leased_at: row.try_get("leased_at")?,
+                    lease_expires_at: row.try_get("lease_expires_at")?,
+                    attempt_deadline: row.try_get("attempt_deadline")?,
+                    schedule_deadline: row.try_get("schedule_deadline")?,
+                    heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
+                    cancel_requested: row.try_get("cancel_requested")?,
+                    turn: row.try_get::<Json<serde_json::Value>, _>("turn")?.0,
+                    checkpoint: row
+                        .try_get::<Option<Json<serde_json::Value>>, _>("checkpoint")?
+                        .map(|j| j.0),
+                })
+            }
+
+            /// Appends chunks after the execution's last output seq; returns the new last seq.
+            async fn append_chunks(
+                tx: &mut Tx<'_>,
+                execution_id: Uuid,
+                chunks: &[NewChunk],
+                now: Millis,
+            ) -> Result<u64, StoreError> {
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE executions SET output_seq = output_seq + $2 WHERE id = $1 RETURNING output_seq",
+                )
+                .bind(execution_id)
+                .bind(chunks.len() as i64)
+                .fetch_one(&mut **tx)
+                .await?;
+                if chunks.is_empty() {
+                    return Ok(last as u64);
+                }
+                let first = last - chunks.len() as i64 + 1;
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at) ",
+                );
+                insert.push_values(chunks.iter().enumerate(), |mut b, (i, chunk)| {
+                    b.push_bind(execution_id)
+                        .push_bind(first + i as i64)
+                        .push_bind(chunk.activity_id.clone())
+                        .push_bind(i64::from(chunk.attempt))
+                        .push_bind(chunk.kind.clone())
+                        .push_bind(Json(chunk.data.clone()))
+                        .push_bind(now);
+                });
+                insert.build().execute(&mut **tx).await?;
+                Ok(last as u64)
+            }
+
+            /// Checks a fence, taking the row lock where the dialect has one.
+            async fn fence_holds(tx: &mut Tx<'_>, execution_id: Uuid, fence: &Fence) -> Result<bool, StoreError> {
+                let row = match fence {
+                    Fence::Lease { activity_id, attempt, lease_token } => {
+                        sqlx::query(concat!(
+                            "SELECT 1 FROM tasks WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
+                             AND lease_token = $4 AND status = 'leased'",
+                            $lock
+                        ))
+                        .bind(execution_id)
+                        .bind(activity_id)
+                        .bind(i64::from(*attempt))
+                        .bind(lease_token)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                    }
+                    Fence::Unclaimed { activity_id, attempt } => {
+                        sqlx::query(concat!(
+                            "SELECT 1 FROM tasks WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
+                             AND status = 'ready'",
+                            $lock
+                        ))
+                        .bind(execution_id)
+                        .bind(activity_id)
+                        .bind(i64::from(*attempt))
+                        .fetch_optional(&mut **tx)
+                        .await?
+                    }
+                    Fence::Timer { timer_id } => {
+                        sqlx::query(concat!(
+                            "SELECT 1 FROM timers WHERE execution_id = $1 AND timer_id = $2",
+                            $lock
+                        ))
+                        .bind(execution_id)
+                        .bind(timer_id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                    }
+                };
+                Ok(row.is_some())
+            }
+
+            /// Writes one transition inside `tx`. Nothing but row locks is written before the
+            /// outcome is known, so a `Conflict` or `Fenced` outcome leaves `tx` clean.
+            async fn write_transition(tx: &mut Tx<'_>, t: &Transition) -> Result<CommitOutcome, StoreError> {
+                for fence in &t.fences {
+                    if !fence_holds(tx, t.execution_id, fence).await? {
+                        return Ok(CommitOutcome::Fenced);
+                    }
+                }
+                let next_seq = match &t.row_write {
+                    RowWrite::Create(new) => {
+                        let inserted = sqlx::query(
+                            "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, \
+                             parent_id, root_id, retry_of, request_id, state, next_seq, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(t.execution_id)
+                        .bind(&new.namespace)
+                        .bind(new.kind.as_str())
+                        .bind(new.agent_id)
+                        .bind(&new.runtime)
+                        .bind(ExecutionStatus::Pending.as_str())
+                        .bind(Json(&new.input))
+                        .bind(new.parent_id)
+                        .bind(new.root_id)
+                        .bind(new.retry_of)
+                        .bind(&new.request_id)
+                        .bind(Json(&t.row.state))
+                        .bind(t.now)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                        if inserted == 0 {
+                            let existing = match &new.request_id {
+                                Some(request_id) => sqlx::query_scalar::<_, Uuid>(
+                                    "SELECT id FROM executions WHERE namespace = $1 AND request_id = $2",
+                                )
+                                .bind(&new.namespace)
+                                .bind(request_id)
+                                .fetch_optional(&mut **tx)
+                                .await?,
+                                None => None,
+                            };
+                            return match existing {
+                                Some(id) => Ok(CommitOutcome::Duplicate(id)),
+                                None => Err(StoreError::AlreadyExists(format!("execution {}", t.execution_id))),
+                            };
+                        }
+                        if !new.labels.is_empty() {
+                            let mut insert = QueryBuilder::<Db>::new(
+                                "INSERT INTO execution_labels (execution_id, key, value) ",
+                            );
+                            insert.push_values(new.labels.iter(), |mut b, (k, v)| {
+                                b.push_bind(t.execution_id).push_bind(k.clone()).push_bind(v.clone());
+                            });
+                            insert.build().execute(&mut **tx).await?;
+                        }
+                        1
+                    }
+                    RowWrite::Update { expected_next_seq } => *expected_next_seq,
+                };
+                let failure = t.row.failure.as_ref().map(Json);
+                let updated = sqlx::query(
+                    "UPDATE executions SET next_seq = $2, \
+                     status = CASE WHEN $3 = 'PENDING' THEN status ELSE $3 END, \
+                     state = $4, result = $5, failure = $6, input_tokens = $7, output_tokens = $8, \
+                     cost_usd = $9, tool_calls = $10, closed_at = COALESCE($11, closed_at), \
+                     duration_ms = CASE WHEN $11 IS NULL THEN duration_ms \
+                                        ELSE $11 - COALESCE(started_at, created_at) END \
+                     WHERE id = $1 AND next_seq = $12",
+                )
+                .bind(t.execution_id)
+                .bind((next_seq + t.events.len() as u64) as i64)
+                .bind(t.row.status.as_str())
+                .bind(Json(&t.row.state))
+                .bind(t.row.result.as_ref().map(Json))
+                .bind(failure)
+                .bind(t.row.usage.input_tokens as i64)
+                .bind(t.row.usage.output_tokens as i64)
+                .bind(t.row.usage.cost_usd)
+                .bind(t.row.usage.tool_calls as i64)
+                .bind(t.row.closed_at)
+                .bind(next_seq as i64)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Ok(CommitOutcome::Conflict);
+                }
+                if !t.events.is_empty() {
+                    let mut insert = QueryBuilder::<Db>::new(
+                        "INSERT INTO history_events (execution_id, seq, type, payload, created_at) ",
+                    );
+                    insert.push_values(t.events.iter().enumerate(), |mut b, (i, event)| {
+                        b.push_bind(t.execution_id)
+                            .push_bind((next_seq + i as u64) as i64)
+                            .push_bind(event.event_type())
+                            .push_bind(Json(event))
+                            .push_bind(t.now);
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                if !t.chunks.is_empty() {
+                    append_chunks(tx, t.execution_id, &t.chunks, t.now).await?;
+                }
+                for op in &t.tasks {
+                    write_task_op(tx, t.execution_id, op, t.now).await?;
+                }
+                for op in &t.timers {
+                    write_timer_op(tx, t.execution_id, op).await?;
+                }
+                Ok(CommitOutcome::Committed)
+            }
+
+            async fn write_task_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TaskOp, now: Millis) -> Result<(), StoreError> {
+                match op {
+                    TaskOp::Insert(task) => {
+                        sqlx::query(
+                            "INSERT INTO tasks (execution_id, activity_id, attempt, runtime, queue, status, \
+                             visible_at, schedule_deadline, heartbeat_ms, start_to_close_ms, cancel_requested, \
+                             turn, checkpoint) \
+                             VALUES ($1, $2, 1, $3, $4, 'ready', $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .bind(execution_id)
+                        .bind(&task.activity_id)
+                        .bind(&task.runtime)
+                        .bind(&task.queue)
+                        .bind(now)
+                        .bind(task.schedule_deadline)
+                        .bind(task.heartbeat_ms as i64)
+                        .bind(task.start_to_close_ms as i64)
+                        .bind(false)
+                        .bind(Json(&task.turn))
+                        .bind(task.checkpoint.as_ref().map(Json))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    TaskOp::Reschedule { activity_id, attempt, schedule_deadline } => {
+                        sqlx::query(
+                            "UPDATE tasks SET attempt = $3, status = 'ready', visible_at = $4, \
+                             schedule_deadline = $5, lease_token = NULL, lease_owner = NULL, leased_at = NULL, \
+                             lease_expires_at = NULL, attempt_deadline = NULL \
+                             WHERE execution_id = $1 AND activity_id = $2",
+                        )
+                        .bind(execution_id)
+                        .bind(activity_id)
+                        .bind(i64::from(*attempt))
+                        .bind(now)
+                        .bind(*schedule_deadline)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    TaskOp::Park { activity_id, checkpoint } => {
+                        sqlx::query(
+                            "UPDATE tasks SET status = 'backoff', lease_token = NULL, lease_owner = NULL, \
+                             leased_at = NULL, lease_expires_at = NULL, attempt_deadline = NULL, \
+                             schedule_deadline = NULL, checkpoint = COALESCE($3, checkpoint) \
+                             WHERE execution_id = $1 AND activity_id = $2",
+                        )
+                        .bind(execution_id)
+                        .bind(activity_id)
+                        .bind(checkpoint.as_ref().map(Json))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    TaskOp::RequestCancel { activity_id } => {
+                        sqlx::query(
+                            "UPDATE tasks SET cancel_requested = $3 WHERE execution_id = $1 AND activity_id = $2",
+                        )
+                        .bind(execution_id)
+                        .bind(activity_id)
+                        .bind(true)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    TaskOp::Delete { activity_id } => {
+                        sqlx::query("DELETE FROM tasks WHERE execution_id = $1 AND activity_id = $2")
+                            .bind(execution_id)
+                            .bind(activity_id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    TaskOp::DeleteAll => {
+                        sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
+                            .bind(execution_id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            async fn write_timer_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TimerOp) -> Result<(), StoreError> {
+                match op {
+                    TimerOp::Insert { timer_id, fire_at, kind, payload } => {
+                        sqlx::query(
+                            "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(execution_id)
+                        .bind(timer_id)
+                        .bind(*fire_at)
+                        .bind(kind)
+                        .bind(Json(payload))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    TimerOp::Delete { timer_id } => {
+                        sqlx::query("DELETE FROM timers WHERE execution_id = $1 AND timer_id = $2")
+                            .bind(execution_id)
+                            .bind(timer_id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    TimerOp::DeleteAll => {
+                        sqlx::query("DELETE FROM timers WHERE execution_id = $1")
+                            .bind(execution_id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            impl $store {
+                async fn load_labels(&self, records: &mut [ExecutionRecord]) -> Result<(), StoreError> {
+                    if records.is_empty() {
+                        return Ok(());
+                    }
+                    let mut query = QueryBuilder::<Db>::new(
+                        "SELECT execution_id, key, value FROM execution_labels WHERE execution_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for record in records.iter() {
+                        ids.push_bind(record.id);
+                    }
+                    query.push(")");
+                    let rows = query.build().fetch_all(&self.read).await?;
+                    for row in rows {
+                        let id: Uuid = row.try_get("execution_id")?;
+                        if let Some(record) = records.iter_mut().find(|r| r.id == id) {
+                            record.labels.insert(row.try_get("key")?, row.try_get("value")?);
+                        }
+                    }
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl Store for $store {
+                async fn migrate(&self) -> Result<(), StoreError> {
+                    sqlx::migrate!($migrations).run(&self.write).await?;
+                    Ok(())
+                }
+
+                async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+                    let result = sqlx::query(
+                        "INSERT INTO agents (id, namespace, name, runtime, model_id, configuration, status, \
+                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(agent.id)
+                    .bind(&agent.namespace)
+                    .bind(&agent.name)
+                    .bind(&agent.runtime)
+                    .bind(&agent.model_id)
+                    .bind(Json(&agent.configuration))
+                    .bind(agent.status.as_str())
+                    .bind(agent.created_at)
+                    .bind(agent.updated_at)
+                    .execute(&self.write)
+                    .await;
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!(
+                            "an active agent named `{}` already exists in namespace `{}`",
+                            agent.name, agent.namespace
+                        ))),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+
+                async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+                    let result = sqlx::query(
+                        "UPDATE agents SET runtime = $2, model_id = $3, configuration = $4, status = $5, \
+                         updated_at = $6 WHERE id = $1",
+                    )
+                    .bind(agent.id)
+                    .bind(&agent.runtime)
+                    .bind(&agent.model_id)
+                    .bind(Json(&agent.configuration))
+                    .bind(agent.status.as_str())
+                    .bind(agent.updated_at)
+                    .execute(&self.write)
+                    .await;
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists(format!(
+                            "an active agent named `{}` already exists in namespace `{}`",
+                            agent.name, agent.namespace
+                        ))),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+
+                async fn get_agent(&self, namespace: &str, key: &AgentKey) -> Result<Option<Agent>, StoreError> {
+                    let row = match key {
+                        AgentKey::Id(id) => {
+                            sqlx::query(concat!("SELECT ", agent_columns!(), " FROM agents WHERE namespace = $1 AND id = $2"))
+                                .bind(namespace)
+                                .bind(*id)
+                                .fetch_optional(&self.read)
+                                .await?
+                        }
+                        AgentKey::Name(name) => {
+                            sqlx::query(concat!(
+                                "SELECT ", agent_columns!(), " FROM agents WHERE namespace = $1 AND name = $2 AND status = 'active'"
+                            ))
+                            .bind(namespace)
+                            .bind(name)
+                            .fetch_optional(&self.read)
+                            .await?
+                        }
+                    };
+                    row.as_ref().map(agent_from_row).transpose()
+                }
+
+                async fn list_agents(
+                    &self,
+                    namespace: &str,
+                    include_archived: bool,
+                    after: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<Vec<Agent>, StoreError> {
+                    let mut query = QueryBuilder::<Db>::new(concat!("SELECT ", agent_columns!(), " FROM agents WHERE namespace = "));
+                    query.push_bind(namespace.to_string());
+                    if !include_archived {
+                        query.push(" AND status = 'active'");
+                    }
+                    if let Some(after) = after {
+                        query.push(" AND id > ").push_bind(after);
+                    }
+                    query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                    let rows = query.build().fetch_all(&self.read).await?;
+                    rows.iter().map(agent_from_row).collect()
+                }
+
+                async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    let mut outcomes = Vec::with_capacity(transitions.len());
+                    for t in transitions {
+                        outcomes.push(write_transition(&mut tx, t).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(outcomes)
+                }
+
+                async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
+                    let row = sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    let Some(row) = row else { return Ok(None) };
+                    let mut records = [execution_from_row(&row)?];
+                    self.load_labels(&mut records).await?;
+                    let [record] = records;
+                    Ok(Some(record))
+                }
+
+                async fn find_request(&self, namespace: &str, request_id: &str) -> Result<Option<Uuid>, StoreError> {
+                    Ok(sqlx::query_scalar("SELECT id FROM executions WHERE namespace = $1 AND request_id = $2")
+                        .bind(namespace)
+                        .bind(request_id)
+                        .fetch_optional(&self.read)
+                        .await?)
+                }
+
+                async fn list_executions(
+                    &self,
+                    filter: &ExecutionFilter,
+                    before: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<Vec<ExecutionRecord>, StoreError> {
+                    let mut query = QueryBuilder::<Db>::new(concat!(
+                        "SELECT ", execution_columns!(), " FROM executions WHERE namespace = "
+                    ));
+                    query.push_bind(filter.namespace.clone());
+                    if !filter.statuses.is_empty() {
+                        query.push(" AND status IN (");
+                        let mut list = query.separated(", ");
+                        for status in &filter.statuses {
+                            list.push_bind(status.as_str());
+                        }
+                        query.push(")");
+                    }
+                    if let Some(agent_id) = filter.agent_id {
+                        query.push(" AND agent_id = ").push_bind(agent_id);
+                    }
+                    if let Some(runtime) = &filter.runtime {
+                        query.push(" AND runtime = ").push_bind(runtime.clone());
+                    }
+                    if let Some(parent_id) = filter.parent_id {
+                        query.push(" AND parent_id = ").push_bind(parent_id);
+                    }
+                    if let Some(after) = filter.created_after {
+                        query.push(" AND created_at >= ").push_bind(after);
+                    }
+                    if let Some(before) = filter.created_before {
+                        query.push(" AND created_at < ").push_bind(before);
+                    }
+                    for (key, value) in &filter.labels {
+                        query
+                            .push(" AND EXISTS (SELECT 1 FROM execution_labels l WHERE l.execution_id = executions.id AND l.key = ")
+                            .push_bind(key.clone())
+                            .push(" AND l.value = ")
+                            .push_bind(value.clone())
+                            .push(")");
+                    }
+                    if let Some(before) = before {
+                        query.push(" AND id < ").push_bind(before);
+                    }
+                    query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+                    let rows = query.build().fetch_all(&self.read).await?;
+                    let mut records = rows.iter().map(execution_from_row).collect::<Result<Vec<_>, _>>()?;
+                    self.load_labels(&mut records).await?;
+                    Ok(records)
+                }
+
+                async fn history(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT seq, payload, created_at FROM history_events WHERE execution_id = $1 AND seq > $2 \
+                         ORDER BY seq LIMIT $3",
+                    )
+                    .bind(id)
+                    .bind(after_seq as i64)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(StoredEvent {
+                                seq: row.try_get::<i64, _>("seq")? as u64,
+                                event: row
+                                    .try_get::<Json<HistoryEvent>, _>("payload")
+                                    .map_err(|e| corrupt("history event", e))?
+                                    .0,
+                                created_at: row.try_get("created_at")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT seq, activity_id, attempt, kind, data, created_at FROM output_chunks \
+                         WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(id)
+                    .bind(after_seq as i64)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(StoredChunk {
+                                execution_id: id,
+                                seq: row.try_get::<i64, _>("seq")? as u64,
+                                activity_id: row.try_get("activity_id")?,
+                                attempt: row.try_get::<i64, _>("attempt")? as u32,
+                                kind: row.try_get("kind")?,
+                                data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+                                created_at: row.try_get("created_at")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn get_task(&self, execution_id: Uuid, activity_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+                    let row = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE execution_id = $1 AND activity_id = $2"
+                    ))
+                    .bind(execution_id)
+                    .bind(activity_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(task_from_row).transpose()
+                }
+
+                async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError> {
+                    if claim.runtimes.is_empty() || claim.max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let lease_token = Uuid::new_v4().simple().to_string();
+                    let mut tx = self.write.begin().await?;
+                    let mut query = QueryBuilder::<Db>::new("UPDATE tasks SET status = 'leased', lease_token = ");
+                    query
+                        .push_bind(lease_token)
+                        .push(", lease_owner = ")
+                        .push_bind(claim.worker_id.clone())
+                        .push(", leased_at = ")
+                        .push_bind(claim.now)
+                        .push(", lease_expires_at = ")
+                        .push_bind(claim.now)
+                        .push(" + heartbeat_ms, attempt_deadline = CASE WHEN start_to_close_ms > 0 THEN ")
+                        .push_bind(claim.now)
+                        .push(" + start_to_close_ms ELSE NULL END \
+                               WHERE (execution_id, activity_id) IN (SELECT execution_id, activity_id FROM tasks \
+                               WHERE status = 'ready' AND cancel_requested = ")
+                        .push_bind(false)
+                        .push(" AND queue = ")
+                        .push_bind(claim.queue.clone())
+                        .push(" AND runtime IN (");
+                    let mut runtimes = query.separated(", ");
+                    for runtime in &claim.runtimes {
+                        runtimes.push_bind(runtime.clone());
+                    }
+                    query
+                        .push(") ORDER BY visible_at LIMIT ")
+                        .push_bind(i64::from(claim.max))
+                        .push($skip_locked)
+                        .push(") RETURNING ")
+                        .push(task_columns!());
+                    let rows = query.build().fetch_all(&mut *tx).await?;
+                    let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+                    if !tasks.is_empty() {
+                        let mut started = QueryBuilder::<Db>::new(
+                            "UPDATE executions SET status = 'RUNNING', started_at = COALESCE(started_at, ",
+                        );
+                        started.push_bind(claim.now).push(") WHERE status = 'PENDING' AND id IN (");
+                        let mut ids = started.separated(", ");
+                        for task in &tasks {
+                            ids.push_bind(task.execution_id);
+                        }
+                        started.push(")");
+                        started.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(tasks)
+                }
+
+                async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    let cancel_requested: Option<bool> = sqlx::query_scalar(
+                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint) \
+                         WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 AND lease_token = $4 \
+                         AND status = 'leased' RETURNING cancel_requested",
+                    )
+                    .bind(p.execution_id)
+                    .bind(&p.activity_id)
+                    .bind(i64::from(p.attempt))
+                    .bind(&p.lease_token)
+                    .bind(p.now)
+                    .bind(p.checkpoint.as_ref().map(Json))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(cancel_requested) = cancel_requested else {
+                        return Ok(None);
+                    };
+                    let output_seq = append_chunks(&mut tx, p.execution_id, &p.chunks, p.now).await?;
+                    tx.commit().await?;
+                    Ok(Some(ProgressOutcome { cancel_requested, output_seq }))
+                }
+
+                async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
+                    let rows = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE \
+                         (status = 'leased' AND (lease_expires_at <= $1 OR attempt_deadline <= $1)) \
+                         OR (status = 'ready' AND schedule_deadline <= $1) LIMIT $2"
+                    ))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(task_from_row).collect()
+                }
+
+                async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT execution_id, timer_id, fire_at FROM timers WHERE fire_at <= $1 ORDER BY fire_at LIMIT $2",
+                    )
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(TimerRecord {
+                                execution_id: row.try_get("execution_id")?,
+                                timer_id: row.try_get("timer_id")?,
+                                fire_at: row.try_get("fire_at")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn next_deadline(&self) -> Result<Option<Millis>, StoreError> {
+                    Ok(sqlx::query_scalar(
+                        "SELECT MIN(t) FROM ( \
+                           SELECT MIN(fire_at) AS t FROM timers \
+                           UNION ALL SELECT MIN(lease_expires_at) FROM tasks WHERE status = 'leased' \
+                           UNION ALL SELECT MIN(attempt_deadline) FROM tasks WHERE status = 'leased' \
+                           UNION ALL SELECT MIN(schedule_deadline) FROM tasks WHERE status = 'ready' \
+                         ) AS deadlines",
+                    )
+                    .fetch_one(&self.read)
+                    .await?)
+                }
+
+                async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+                    let table = TABLES
+                        .iter()
+                        .find(|t| **t == table)
+                        .ok_or_else(|| StoreError::Corrupt(format!("no table `{table}`")))?;
+                    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                        .fetch_one(&self.read)
+                        .await?)
+                }
+            }
+        };
+    };
+}

@@ -1,0 +1,104 @@
+//! Storage: the narrow traits the engine and the API use, with SQLite and PostgreSQL
+//! implementations that share their SQL text and one contract test suite.
+//!
+//! Architecture invariant: one transition is one transaction. [`Store::commit`] writes everything a
+//! transition produces (history events, the execution row, output chunks, task and timer rows)
+//! atomically, and checks the transition's preconditions (the row version and the reporting
+//! attempt's fence) inside the same transaction. It takes a slice so that several transitions can
+//! share one commit (group commit), each isolated by a savepoint.
+
+mod backend;
+mod records;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{Agent, Millis};
+
+pub use backend::{PgStore, SqliteStore, Durability, open};
+pub use records::*;
+
+/// What went wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. an active agent with that name exists).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The database URL is not one Cairn understands.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// Stored data could not be decoded (a bug or a manual edit).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The database failed; retryable when the cause is transient.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// How an agent is named in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentKey {
+    /// By id.
+    Id(Uuid),
+    /// By name (among active agents).
+    Name(String),
+}
+
+/// Storage of agents, executions, history, output, tasks and timers.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Inserts an agent; `AlreadyExists` when an active agent of the namespace has its name.
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    /// Overwrites an agent's mutable fields (runtime, model, configuration, status, updated_at).
+    async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    /// One agent by id or by active name.
+    async fn get_agent(&self, namespace: &str, key: &AgentKey) -> Result<Option<Agent>, StoreError>;
+    /// Agents of a namespace ordered by id, after `after`.
+    async fn list_agents(
+        &self,
+        namespace: &str,
+        include_archived: bool,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Agent>, StoreError>;
+
+    /// Writes transitions; each gets its own outcome. See the module comment.
+    async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
+    /// One execution row.
+    async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// The id of the execution started with `request_id` in `namespace`.
+    async fn find_request(&self, namespace: &str, request_id: &str) -> Result<Option<Uuid>, StoreError>;
+    /// Executions matching `filter`, newest first, before `before` (exclusive).
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// History events with seq > `after_seq`, in order, at most `limit`.
+    async fn history(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Output chunks with seq > `after_seq`, in order, at most `limit`.
+    async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError>;
+    /// The task row of an execution's activity.
+    async fn get_task(&self, execution_id: Uuid, activity_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Leases up to `max` ready tasks of the given runtimes and queue to `worker`.
+    async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Appends output chunks and saves a checkpoint for a leased attempt and extends its lease,
+    /// all fenced by the lease. `None` when the lease is no longer held.
+    async fn record_progress(&self, progress: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError>;
+    /// Tasks whose schedule-to-start, start-to-close or heartbeat deadline passed at `now`.
+    async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Timers due at `now`.
+    async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError>;
+    /// The earliest future moment a timer fires or a deadline passes, if any.
+    async fn next_deadline(&self) -> Result<Option<Millis>, StoreError>;
+    /// Rows in `table` (for tests and operators: "bad input writes nothing").
+    async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
+}

@@ -1,0 +1,136 @@
+//! The worker: claims tasks for the runtimes it has, runs them with a cancellation token,
+//! streams their output and checkpoints back in batches, and reports how each attempt ended.
+
+mod api;
+mod attempt;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::RuntimeRegistry;
+
+pub use api::{DirectWorkerApi, PollRequest, WorkerApi, WorkerApiError};
+
+/// How a worker runs.
+#[derive(Clone)]
+pub struct WorkerOptions {
+    /// Its identity, recorded as lease owner and in `ActivityStarted`.
+    pub worker_id: String,
+    /// The runtimes it has; it claims only their tasks.
+    pub runtimes: RuntimeRegistry,
+    /// The queue it serves.
+    pub queue: String,
+    /// How many attempts it runs at once.
+    pub concurrency: usize,
+    /// How long one poll may wait on the server.
+    pub poll_wait: Duration,
+    /// How long a cancelled runtime gets to stop before it is abandoned.
+    pub cancel_grace: Duration,
+    /// How long output may sit in the buffer before it is sent.
+    pub flush_interval: Duration,
+    /// How many chunks make a batch that is sent at once.
+    pub max_batch: usize,
+    /// On shutdown, how long running attempts may take to finish before they are abandoned
+    /// (their leases then expire and they are retried elsewhere).
+    pub drain_timeout: Duration,
+}
+
+impl WorkerOptions {
+    /// Options with the usual defaults for a worker of `runtimes`.
+    pub fn new(worker_id: impl Into<String>, runtimes: RuntimeRegistry) -> Self {
+        WorkerOptions {
+            worker_id: worker_id.into(),
+            runtimes,
+            queue: crate::engine::DEFAULT_QUEUE.into(),
+            concurrency: 32,
+            poll_wait: Duration::from_secs(20),
+            cancel_grace: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(50),
+            max_batch: 64,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A worker over a [`WorkerApi`].
+pub struct Worker {
+    api: Arc<dyn WorkerApi>,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// A worker that talks to the engine through `api`.
+    pub fn new(api: Arc<dyn WorkerApi>, options: WorkerOptions) -> Self {
+        Worker { api, options }
+    }
+
+    /// Polls and runs attempts until `shutdown` fires, then waits for running attempts.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let options = Arc::new(self.options);
+        let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let mut running = JoinSet::new();
+        let mut failures = 0u32;
+        let runtimes: Vec<String> = options.runtimes.names().into_iter().map(String::from).collect();
+        tracing::info!(worker = %options.worker_id, ?runtimes, concurrency = options.concurrency, "worker started");
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            let request = PollRequest {
+                worker_id: options.worker_id.clone(),
+                runtimes: runtimes.clone(),
+                queue: options.queue.clone(),
+                max_tasks: permits.len() as u32,
+                wait: options.poll_wait,
+            };
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                polled = self.api.poll(&request) => polled,
+            };
+            match polled {
+                Ok(assignments) => {
+                    failures = 0;
+                    for assignment in assignments {
+                        let permit = permits.pop().expect("never more tasks than asked for");
+                        let api = self.api.clone();
+                        let options = options.clone();
+                        running.spawn(async move {
+                            attempt::run(api, &options, assignment).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+                    tracing::warn!(error = %e, ?delay, "poll failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+            // Reap finished attempts so the set does not grow.
+            while running.try_join_next().is_some() {}
+        }
+        let drained = tokio::time::timeout(options.drain_timeout, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(left = running.len(), "drain deadline passed; abandoning running attempts");
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+        }
+        tracing::info!(worker = %options.worker_id, "worker stopped");
+    }
+}
