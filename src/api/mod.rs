@@ -1,12 +1,76 @@
-//! The gRPC edge: generated types, services, conversions and the error mapping.
+//! The gRPC edge: generated types, services, conversions, validation and the error mapping.
 //!
-//! Architecture invariant: nothing outside this module names a prost type.
+//! Architecture invariant: nothing outside this module names a prost type; bad input is refused
+//! here, before anything is written, with a message that says what to fix.
+
+mod agents;
+mod convert;
+mod error;
+mod executions;
+mod validate;
+mod workers;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::runtime::RuntimeRegistry;
+
+pub use agents::Agents;
+pub use executions::Executions;
+pub use validate::Limits;
+pub use workers::Workers;
 
 /// Types and services generated from `proto/cairn/v1/cairn.proto`.
-#[allow(missing_docs, clippy::all, reason = "generated code")]
+#[allow(missing_docs, clippy::all, clippy::pedantic, reason = "generated code")]
 pub mod pb {
     tonic::include_proto!("cairn.v1");
 
     /// The encoded file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cairn_descriptor");
+}
+
+/// What every service shares.
+pub struct ApiState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Every runtime this build knows (for validation and `ListRuntimes`).
+    pub runtimes: RuntimeRegistry,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// Serves the API (with gRPC health and reflection) on `listener` until `shutdown` fires, then
+/// finishes in-flight calls and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::execution_service_server::ExecutionServiceServer<Executions>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::agent_service_server::AgentServiceServer<Agents>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::worker_service_server::WorkerServiceServer<Workers>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the descriptor sets are valid");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(pb::agent_service_server::AgentServiceServer::new(Agents::new(state.clone())))
+        .add_service(pb::execution_service_server::ExecutionServiceServer::new(Executions::new(state.clone())))
+        .add_service(pb::worker_service_server::WorkerServiceServer::new(Workers::new(state)))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
 }

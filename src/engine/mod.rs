@@ -11,6 +11,7 @@ mod commands;
 mod notify;
 mod sweeper;
 mod worker_side;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use notify::Notifier;
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use commands::DEFAULT_QUEUE;
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
+pub use workers::{WorkerDirectory, WorkerSeen};
 
 /// Why the engine refused or failed a request. Mapped to gRPC status codes in `api::error`.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     clock: SharedClock,
     notifier: Arc<Notifier>,
+    workers: WorkerDirectory,
     options: EngineOptions,
 }
 
@@ -106,6 +109,7 @@ impl Engine {
             store,
             clock,
             notifier: Arc::new(Notifier::default()),
+            workers: WorkerDirectory::default(),
             options,
         })
     }
@@ -118,6 +122,11 @@ impl Engine {
     /// Wake-ups for workers and watchers.
     pub fn notifier(&self) -> &Arc<Notifier> {
         &self.notifier
+    }
+
+    /// The workers this server has heard from.
+    pub fn workers(&self) -> &WorkerDirectory {
+        &self.workers
     }
 
     /// Now, by the engine's clock.

@@ -100,6 +100,12 @@ fn stale(lease: &Lease) -> EngineError {
 impl Engine {
     /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one.
     pub async fn poll(&self, mut claim: ClaimRequest, wait: Duration) -> Result<Vec<Assignment>, EngineError> {
+        self.workers.saw(super::WorkerSeen {
+            worker_id: claim.worker_id.clone(),
+            runtimes: claim.runtimes.clone(),
+            queue: claim.queue.clone(),
+            last_seen: self.clock.now_ms(),
+        });
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notifier.tasks().notified();

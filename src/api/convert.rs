@@ -1,0 +1,191 @@
+//! Conversions between the domain and the generated protobuf types.
+
+use tonic::Status;
+
+use super::error::invalid;
+use super::pb;
+use crate::domain::{Agent, Failure, RetryPolicy, Timeouts, Usage};
+use crate::machine::{ActivityPhase, AgentState};
+use crate::store::{ExecutionRecord, StoredChunk, StoredEvent, TaskRecord};
+
+fn id_string(id: Option<uuid::Uuid>) -> String {
+    id.map(|i| i.to_string()).unwrap_or_default()
+}
+
+impl From<&Agent> for pb::Agent {
+    fn from(a: &Agent) -> Self {
+        pb::Agent {
+            id: a.id.to_string(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            runtime: a.runtime.clone(),
+            model_id: a.model_id.clone(),
+            configuration_json: a.configuration.to_string(),
+            status: a.status.as_str().into(),
+            created_at_ms: a.created_at,
+            updated_at_ms: a.updated_at,
+        }
+    }
+}
+
+impl From<Usage> for pb::Usage {
+    fn from(u: Usage) -> Self {
+        pb::Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cost_usd: u.cost_usd,
+            tool_calls: u.tool_calls,
+        }
+    }
+}
+
+impl From<pb::Usage> for Usage {
+    fn from(u: pb::Usage) -> Self {
+        Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cost_usd: u.cost_usd,
+            tool_calls: u.tool_calls,
+        }
+    }
+}
+
+impl From<&Failure> for pb::Failure {
+    fn from(f: &Failure) -> Self {
+        pb::Failure {
+            code: f.code.clone(),
+            message: f.message.clone(),
+            retryable: f.retryable,
+            details_json: if f.details.is_null() { String::new() } else { f.details.to_string() },
+        }
+    }
+}
+
+impl TryFrom<pb::Failure> for Failure {
+    type Error = Status;
+
+    fn try_from(f: pb::Failure) -> Result<Self, Status> {
+        if f.code.is_empty() {
+            return Err(invalid("failure.code is required"));
+        }
+        Ok(Failure {
+            code: f.code,
+            message: f.message,
+            retryable: f.retryable,
+            details: super::validate::optional_json("failure.details_json", &f.details_json)?.unwrap_or_default(),
+        })
+    }
+}
+
+impl TryFrom<pb::RetryPolicy> for RetryPolicy {
+    type Error = Status;
+
+    fn try_from(p: pb::RetryPolicy) -> Result<Self, Status> {
+        let policy = RetryPolicy {
+            initial_interval_ms: p.initial_interval_ms,
+            backoff_coefficient: if p.backoff_coefficient == 0.0 { 2.0 } else { p.backoff_coefficient },
+            maximum_interval_ms: if p.maximum_interval_ms == 0 {
+                p.initial_interval_ms.saturating_mul(100)
+            } else {
+                p.maximum_interval_ms
+            },
+            maximum_attempts: p.maximum_attempts,
+            non_retryable_codes: p.non_retryable_codes,
+        };
+        policy.validate().map_err(invalid)?;
+        Ok(policy)
+    }
+}
+
+impl TryFrom<pb::Timeouts> for Timeouts {
+    type Error = Status;
+
+    fn try_from(t: pb::Timeouts) -> Result<Self, Status> {
+        let timeouts = Timeouts {
+            schedule_to_start_ms: t.schedule_to_start_ms,
+            start_to_close_ms: t.start_to_close_ms,
+            heartbeat_ms: if t.heartbeat_ms == 0 { Timeouts::default().heartbeat_ms } else { t.heartbeat_ms },
+        };
+        timeouts.validate().map_err(invalid)?;
+        Ok(timeouts)
+    }
+}
+
+/// The execution as clients see it; `task` (when given) describes the open activity.
+pub(crate) fn execution(record: &ExecutionRecord, task: Option<&TaskRecord>, now: i64) -> pb::Execution {
+    let state: Option<AgentState> = serde_json::from_value(record.state.clone()).ok();
+    let activity = state.as_ref().and_then(|s| s.activity.as_ref()).map(|a| {
+        let (description, worker) = match (&a.phase, task) {
+            (ActivityPhase::BackingOff { fire_at, .. }, _) => (
+                format!("backing off for {} ms before attempt {}", (fire_at - now).max(0), a.attempt + 1),
+                String::new(),
+            ),
+            (_, Some(t)) if t.status == "leased" => (
+                format!("running on {}", t.lease_owner.clone().unwrap_or_default()),
+                t.lease_owner.clone().unwrap_or_default(),
+            ),
+            (_, Some(t)) => (
+                format!("waiting for a worker with runtime `{}` on queue `{}`", t.runtime, t.queue),
+                String::new(),
+            ),
+            (_, None) => ("scheduled".to_string(), String::new()),
+        };
+        pb::ActivityView {
+            activity_id: a.activity_id.clone(),
+            attempt: a.attempt,
+            state: description,
+            worker,
+            cancel_requested: a.cancel_requested,
+        }
+    });
+    let started = record.started_at.unwrap_or(0);
+    pb::Execution {
+        id: record.id.to_string(),
+        namespace: record.namespace.clone(),
+        kind: record.kind.as_str().into(),
+        agent_id: id_string(record.agent_id),
+        runtime: record.runtime.clone(),
+        status: record.status.as_str().into(),
+        input_json: record.input.to_string(),
+        result_json: record.result.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        failure: record.failure.as_ref().map(Into::into),
+        parent_id: id_string(record.parent_id),
+        root_id: record.root_id.to_string(),
+        retry_of: id_string(record.retry_of),
+        request_id: record.request_id.clone().unwrap_or_default(),
+        labels: record.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        usage: Some(record.usage.into()),
+        created_at_ms: record.created_at,
+        started_at_ms: started,
+        closed_at_ms: record.closed_at.unwrap_or(0),
+        duration_ms: record.closed_at.map(|c| c - record.started_at.unwrap_or(record.created_at)).unwrap_or(0),
+        activity,
+        history_length: record.next_seq.saturating_sub(1),
+        output_length: record.output_seq,
+    }
+}
+
+impl From<&StoredChunk> for pb::OutputChunk {
+    fn from(c: &StoredChunk) -> Self {
+        pb::OutputChunk {
+            seq: c.seq,
+            activity_id: c.activity_id.clone(),
+            attempt: c.attempt,
+            kind: c.kind.clone(),
+            data_json: c.data.to_string(),
+            created_at_ms: c.created_at,
+            execution_id: c.execution_id.to_string(),
+        }
+    }
+}
+
+impl From<&StoredEvent> for pb::HistoryEvent {
+    fn from(e: &StoredEvent) -> Self {
+        pb::HistoryEvent {
+            seq: e.seq,
+            r#type: e.event.event_type().into(),
+            payload_json: serde_json::to_string(&e.event).unwrap_or_default(),
+            created_at_ms: e.created_at,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `ExecutionService`: start, inspect, watch and cancel executions.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::agents::not_found;
+use super::error::invalid;
+use super::pb::execution_service_server::ExecutionService;
+use super::{ApiState, convert, pb, validate};
+use crate::domain::ExecutionStatus;
+use crate::engine::{Engine, StartRequest};
+use crate::machine::AgentState;
+use crate::store::{AgentKey, ExecutionFilter};
+
+/// The execution service.
+pub struct Executions {
+    state: Arc<ApiState>,
+}
+
+impl Executions {
+    /// A service over the shared API state.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        Executions { state }
+    }
+
+    async fn view(&self, id: Uuid) -> Result<pb::Execution, Status> {
+        let engine = &self.state.engine;
+        let record = engine.execution(id).await?;
+        let activity = serde_json::from_value::<AgentState>(record.state.clone())
+            .ok()
+            .and_then(|s| s.activity.map(|a| a.activity_id));
+        let task = match activity {
+            Some(activity_id) => engine.store().get_task(id, &activity_id).await?,
+            None => None,
+        };
+        Ok(convert::execution(&record, task.as_ref(), engine.now()))
+    }
+}
+
+/// The stream type of `StreamExecution`.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send>>;
+
+/// How many chunks one read of the output takes.
+const OUTPUT_PAGE: u32 = 512;
+
+#[tonic::async_trait]
+impl ExecutionService for Executions {
+    async fn start_execution(
+        &self,
+        request: Request<pb::StartExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let start = StartRequest {
+            namespace: validate::namespace(&r.namespace)?,
+            agent: Some(validate::agent_key(&r.agent)?),
+            prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,
+            request_id: match r.request_id.as_str() {
+                "" => None,
+                id if id.len() > 256 => return Err(invalid("request_id is longer than 256 characters")),
+                id => Some(id.to_string()),
+            },
+            labels: validate::labels(&r.labels)?,
+            retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
+            timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
+        };
+        let (id, created) = self.state.engine.start(start).await?;
+        Ok(Response::new(pb::StartExecutionResponse { execution_id: id.to_string(), created }))
+    }
+
+    async fn get_execution(&self, request: Request<pb::GetExecutionRequest>) -> Result<Response<pb::Execution>, Status> {
+        let id = validate::id("id", &request.into_inner().id)?;
+        Ok(Response::new(self.view(id).await?))
+    }
+
+    async fn list_executions(
+        &self,
+        request: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let r = request.into_inner();
+        let namespace = validate::namespace(&r.namespace)?;
+        let statuses = r
+            .status
+            .iter()
+            .map(|s| {
+                ExecutionStatus::parse(s).ok_or_else(|| {
+                    let known: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    invalid(format!("status `{s}` is unknown; use one of {}", known.join(", ")))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let agent_id = match r.agent.as_str() {
+            "" => None,
+            agent => match validate::agent_key(agent)? {
+                AgentKey::Id(id) => Some(id),
+                key @ AgentKey::Name(_) => Some(
+                    self.state
+                        .engine
+                        .store()
+                        .get_agent(&namespace, &key)
+                        .await?
+                        .ok_or_else(|| not_found(&namespace, &key))?
+                        .id,
+                ),
+            },
+        };
+        if r.created_after_ms < 0 || r.created_before_ms < 0 {
+            return Err(invalid("created_after_ms and created_before_ms must not be negative"));
+        }
+        let filter = ExecutionFilter {
+            namespace,
+            statuses,
+            agent_id,
+            runtime: (!r.runtime.is_empty()).then_some(r.runtime),
+            parent_id: validate::optional_id("parent_id", &r.parent_id)?,
+            created_after: (r.created_after_ms > 0).then_some(r.created_after_ms),
+            created_before: (r.created_before_ms > 0).then_some(r.created_before_ms),
+            labels: validate::labels(&r.labels)?,
+        };
+        let size = validate::page_size(r.page_size, &self.state.limits)?;
+        let before = validate::page_token(&r.page_token)?;
+        let records = self.state.engine.store().list_executions(&filter, before, size).await?;
+        let now = self.state.engine.now();
+        Ok(Response::new(pb::ListExecutionsResponse {
+            next_page_token: validate::next_page_token(records.last().map(|e| e.id), records.len(), size),
+            executions: records.iter().map(|e| convert::execution(e, None, now)).collect(),
+        }))
+    }
+
+    async fn cancel_execution(
+        &self,
+        request: Request<pb::CancelExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let r = request.into_inner();
+        let id = validate::id("id", &r.id)?;
+        let reason = if r.reason.is_empty() { "cancelled by a client".to_string() } else { r.reason };
+        self.state.engine.cancel(id, reason).await?;
+        Ok(Response::new(self.view(id).await?))
+    }
+
+    type StreamExecutionStream = OutputStream;
+
+    async fn stream_execution(
+        &self,
+        request: Request<pb::StreamExecutionRequest>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let r = request.into_inner();
+        let id = validate::id("id", &r.id)?;
+        let engine = self.state.engine.clone();
+        // Subscribe before the first read, so no change between the read and the wait is missed.
+        let changes = engine.notifier().subscribe();
+        engine.execution(id).await?;
+        let (tx, rx) = mpsc::channel(OUTPUT_PAGE as usize);
+        tokio::spawn(follow(engine, id, r.after_seq, changes, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let id = validate::id("id", &r.id)?;
+        let engine = &self.state.engine;
+        engine.execution(id).await?;
+        let mut events = Vec::new();
+        let mut after = r.after_seq;
+        loop {
+            let page = engine.store().history(id, after, 1000).await?;
+            let full = page.len() == 1000;
+            after = page.last().map_or(after, |e| e.seq);
+            events.extend(page.iter().map(pb::HistoryEvent::from));
+            if !full {
+                break;
+            }
+        }
+        Ok(Response::new(pb::GetHistoryResponse { events }))
+    }
+}
+
+/// Sends an execution's output after `after` to `tx`, live, until the execution has closed and
+/// every chunk was sent; then sends the closed execution.
+async fn follow(
+    engine: Arc<Engine>,
+    id: Uuid,
+    mut after: u64,
+    mut changes: broadcast::Receiver<Uuid>,
+    tx: mpsc::Sender<Result<pb::StreamExecutionResponse, Status>>,
+) {
+    use pb::stream_execution_response::Event;
+    loop {
+        let chunks = match engine.store().output(id, after, OUTPUT_PAGE).await {
+            Ok(chunks) => chunks,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        for chunk in &chunks {
+            let event = Event::Chunk(chunk.into());
+            if tx.send(Ok(pb::StreamExecutionResponse { event: Some(event) })).await.is_err() {
+                return; // the client went away
+            }
+            after = chunk.seq;
+        }
+        if chunks.len() == OUTPUT_PAGE as usize {
+            continue;
+        }
+        let record = match engine.execution(id).await {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        if record.output_seq > after {
+            continue;
+        }
+        if record.status.is_closed() {
+            let closed = convert::execution(&record, None, engine.now());
+            let _ = tx.send(Ok(pb::StreamExecutionResponse { event: Some(Event::Closed(closed)) })).await;
+            return;
+        }
+        // Wait for a change to this execution. The timeout covers changes written by other
+        // servers, which this server's notifier does not see.
+        let wait = async {
+            loop {
+                match changes.recv().await {
+                    Ok(changed) if changed == id => return true,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        tokio::select! {
+            open = wait => if !open { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}

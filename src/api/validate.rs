@@ -1,0 +1,188 @@
+//! Checks of request fields, each failing with a message that says what to fix.
+
+use std::collections::BTreeMap;
+
+use tonic::Status;
+use uuid::Uuid;
+
+use super::error::invalid;
+use crate::domain::DEFAULT_NAMESPACE;
+use crate::store::AgentKey;
+
+/// Limits the API enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest prompt (all turns together), in bytes.
+    pub max_prompt_bytes: usize,
+    /// The largest page a list returns.
+    pub max_page_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_prompt_bytes: 1024 * 1024,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// The namespace, `default` when empty.
+pub(crate) fn namespace(s: &str) -> Result<String, Status> {
+    if s.is_empty() {
+        return Ok(DEFAULT_NAMESPACE.into());
+    }
+    if s.len() > 63 || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+        return Err(invalid(format!(
+            "namespace `{s}` is invalid: use 1-63 lowercase letters, digits, `-` or `_`"
+        )));
+    }
+    Ok(s.into())
+}
+
+/// An agent name for CreateAgent.
+pub(crate) fn agent_name(s: &str) -> Result<String, Status> {
+    if s.is_empty() {
+        return Err(invalid("name is required"));
+    }
+    if s.len() > 128 || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(invalid(format!(
+            "name `{s}` is invalid: use 1-128 letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    if Uuid::parse_str(s).is_ok() {
+        return Err(invalid(format!("name `{s}` looks like an id; choose a name that is not a UUID")));
+    }
+    Ok(s.into())
+}
+
+/// An agent named by id or name.
+pub(crate) fn agent_key(s: &str) -> Result<AgentKey, Status> {
+    if s.is_empty() {
+        return Err(invalid("agent is required: give its name or id"));
+    }
+    Ok(match Uuid::parse_str(s) {
+        Ok(id) => AgentKey::Id(id),
+        Err(_) => AgentKey::Name(s.into()),
+    })
+}
+
+/// An id field.
+pub(crate) fn id(field: &str, s: &str) -> Result<Uuid, Status> {
+    if s.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    Uuid::parse_str(s).map_err(|_| invalid(format!("{field} `{s}` is not a valid id (a UUID like 0192f1c4-...)")))
+}
+
+/// An optional id field (empty = none).
+pub(crate) fn optional_id(field: &str, s: &str) -> Result<Option<Uuid>, Status> {
+    if s.is_empty() { Ok(None) } else { id(field, s).map(Some) }
+}
+
+/// A JSON object field; empty means `{}`.
+pub(crate) fn json_object(field: &str, s: &str) -> Result<serde_json::Value, Status> {
+    if s.trim().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    let value: serde_json::Value = serde_json::from_str(s)
+        .map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(invalid(format!("{field} must be a JSON object, got {}", json_kind(&value))));
+    }
+    Ok(value)
+}
+
+/// An optional JSON value field; empty means none.
+pub(crate) fn optional_json(field: &str, s: &str) -> Result<Option<serde_json::Value>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(s).map(Some).map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The prompts of a start: `prompt` or `prompts`, not both, none empty, within the size limit.
+pub(crate) fn prompts(prompt: &str, prompts: &[String], limits: &Limits) -> Result<Vec<String>, Status> {
+    let all: Vec<String> = match (prompt.is_empty(), prompts.is_empty()) {
+        (false, false) => return Err(invalid("give either prompt or prompts, not both")),
+        (true, true) => return Err(invalid("prompt is required (or prompts, one per turn)")),
+        (false, true) => vec![prompt.to_string()],
+        (true, false) => prompts.to_vec(),
+    };
+    if let Some(i) = all.iter().position(|p| p.trim().is_empty()) {
+        return Err(invalid(format!("prompt {} is empty", i + 1)));
+    }
+    let size: usize = all.iter().map(String::len).sum();
+    if size > limits.max_prompt_bytes {
+        return Err(invalid(format!(
+            "prompt is {size} bytes; the limit is {} bytes (server setting --max-prompt-bytes)",
+            limits.max_prompt_bytes
+        )));
+    }
+    Ok(all)
+}
+
+/// Labels: at most 32, keys 1-63 characters, values up to 256.
+pub(crate) fn labels(labels: &std::collections::HashMap<String, String>) -> Result<BTreeMap<String, String>, Status> {
+    if labels.len() > 32 {
+        return Err(invalid(format!("{} labels given; at most 32 are allowed", labels.len())));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > 63 {
+            return Err(invalid(format!("label key `{key}` must be 1-63 characters")));
+        }
+        if value.len() > 256 {
+            return Err(invalid(format!("label `{key}` has a value over 256 characters")));
+        }
+    }
+    Ok(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// A page size: 0 means the default (50).
+pub(crate) fn page_size(size: u32, limits: &Limits) -> Result<u32, Status> {
+    match size {
+        0 => Ok(50),
+        n if n > limits.max_page_size => Err(invalid(format!(
+            "page_size {n} is over the limit of {}",
+            limits.max_page_size
+        ))),
+        n => Ok(n),
+    }
+}
+
+const PAGE_TOKEN_PREFIX: &str = "p1.";
+
+/// Reads a page token this server issued.
+pub(crate) fn page_token(token: &str) -> Result<Option<Uuid>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix(PAGE_TOKEN_PREFIX)
+        .and_then(|rest| Uuid::parse_str(rest).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(format!(
+                "page_token `{token}` is not one this server issued; pass the next_page_token of the previous response, or nothing for the first page"
+            ))
+        })
+}
+
+/// The token of the page after the one ending at `last` (none when the page was not full).
+pub(crate) fn next_page_token(last: Option<Uuid>, returned: usize, page_size: u32) -> String {
+    match last {
+        Some(id) if returned as u32 == page_size => format!("{PAGE_TOKEN_PREFIX}{id}"),
+        _ => String::new(),
+    }
+}

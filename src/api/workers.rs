@@ -1,0 +1,146 @@
+//! `WorkerService`: what remote workers call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::error::invalid;
+use super::pb::worker_service_server::WorkerService;
+use super::{ApiState, pb, validate};
+use crate::domain::{Failure, Lease};
+use crate::engine::{ActivityOutcome, Assignment, ChunkIn};
+use crate::store::ClaimRequest;
+
+/// The worker service.
+pub struct Workers {
+    state: Arc<ApiState>,
+}
+
+impl Workers {
+    /// A service over the shared API state.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        Workers { state }
+    }
+}
+
+/// The longest a poll may wait.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
+
+/// A task id is `<execution id>/<activity id>`.
+pub(crate) fn task_id(lease: &Lease) -> String {
+    format!("{}/{}", lease.execution_id, lease.activity_id)
+}
+
+fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
+    let lease = lease.ok_or_else(|| invalid("lease is required"))?;
+    let (execution, activity) = lease
+        .task_id
+        .split_once('/')
+        .ok_or_else(|| invalid(format!("task_id `{}` is not `<execution id>/<activity id>`", lease.task_id)))?;
+    if activity.is_empty() || lease.attempt == 0 || lease.lease_token.is_empty() {
+        return Err(invalid("lease needs a task_id, an attempt from 1 and the lease_token"));
+    }
+    Ok(Lease {
+        execution_id: validate::id("task_id", execution)?,
+        activity_id: activity.into(),
+        attempt: lease.attempt,
+        lease_token: lease.lease_token,
+    })
+}
+
+fn chunks(chunks: Vec<pb::ChunkIn>) -> Result<Vec<ChunkIn>, Status> {
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.kind.is_empty() {
+                return Err(invalid(format!("chunk {i} has no kind")));
+            }
+            let data = serde_json::from_str(&c.data_json)
+                .map_err(|e| invalid(format!("chunk {i} data_json is not valid JSON: {e}")))?;
+            Ok(ChunkIn { kind: c.kind, data })
+        })
+        .collect()
+}
+
+fn task(a: &Assignment) -> pb::Task {
+    pb::Task {
+        task_id: task_id(&a.lease),
+        execution_id: a.lease.execution_id.to_string(),
+        activity_id: a.lease.activity_id.clone(),
+        attempt: a.lease.attempt,
+        lease_token: a.lease.lease_token.clone(),
+        runtime: a.runtime.clone(),
+        turn_json: serde_json::to_string(&a.turn).unwrap_or_default(),
+        checkpoint_json: a.checkpoint.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        heartbeat_timeout_ms: a.heartbeat_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Workers {
+    async fn poll_tasks(&self, request: Request<pb::PollTasksRequest>) -> Result<Response<pb::PollTasksResponse>, Status> {
+        let r = request.into_inner();
+        if r.worker_id.is_empty() {
+            return Err(invalid("worker_id is required"));
+        }
+        if r.runtimes.is_empty() {
+            return Err(invalid("runtimes is required: name the runtimes this worker has"));
+        }
+        let claim = ClaimRequest {
+            worker_id: r.worker_id,
+            runtimes: r.runtimes,
+            queue: if r.queue.is_empty() { crate::engine::DEFAULT_QUEUE.into() } else { r.queue },
+            max: r.max_tasks.clamp(1, 256),
+            now: 0,
+        };
+        let wait = Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
+        let assignments = self.state.engine.poll(claim, wait).await?;
+        Ok(Response::new(pb::PollTasksResponse { tasks: assignments.iter().map(task).collect() }))
+    }
+
+    async fn report_progress(
+        &self,
+        request: Request<pb::ReportProgressRequest>,
+    ) -> Result<Response<pb::ReportProgressResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease(r.lease)?;
+        let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
+        let cancel_requested = self.state.engine.progress(&lease, chunks(r.chunks)?, checkpoint).await?;
+        Ok(Response::new(pb::ReportProgressResponse { cancel_requested }))
+    }
+
+    async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease(r.lease)?;
+        let outcome = ActivityOutcome::Completed {
+            output: validate::optional_json("output_json", &r.output_json)?.unwrap_or_default(),
+            usage: r.usage.map(Into::into).unwrap_or_default(),
+            checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
+        };
+        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        Ok(Response::new(pb::TaskReportResponse {}))
+    }
+
+    async fn fail_task(&self, request: Request<pb::FailTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease(r.lease)?;
+        let failure: Failure = r.failure.ok_or_else(|| invalid("failure is required"))?.try_into()?;
+        let outcome = ActivityOutcome::Failed {
+            failure,
+            retry_after_ms: (r.retry_after_ms > 0).then_some(r.retry_after_ms),
+            checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
+        };
+        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        Ok(Response::new(pb::TaskReportResponse {}))
+    }
+
+    async fn cancel_task(&self, request: Request<pb::CancelTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease(r.lease)?;
+        let outcome = ActivityOutcome::Canceled { abandoned: r.abandoned };
+        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        Ok(Response::new(pb::TaskReportResponse {}))
+    }
+}
