@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("cairn_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Serialize lets the CLI print any response as JSON (`--json`).
+    tonic_prost_build::configure()
+        .type_attribute(".cairn.v1", "#[derive(serde::Serialize)]")
+        .compile_fds(fds)?;
     Ok(())
 }

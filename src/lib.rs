@@ -3,10 +3,13 @@
 //! See `ARCHITECTURE.md` for the map of the code.
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod domain;
 pub mod machine;
+pub mod node;
 pub mod store;
+pub mod telemetry;
 pub mod worker;
 pub mod runtime;

@@ -1,0 +1,94 @@
+//! The `cairn` command line: servers (`dev`, `server`, `migrate`, `bench`, `demo`) and client
+//! commands over gRPC (`agent`, `run`, `exec`).
+
+mod agent;
+mod bench;
+mod client;
+mod demo;
+mod exec;
+mod output;
+mod run;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use client::Client;
+pub use output::Output;
+
+/// The default server address for client commands.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7233";
+/// The default listen address for servers.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
+/// The default database: an SQLite file in the current directory.
+pub const DEFAULT_DATABASE: &str = "sqlite://cairn.db";
+
+/// Cairn: durable execution for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Never colour the output (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of client commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The server to talk to.
+    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// The namespace.
+    #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
+    namespace: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a server with an in-process worker on an SQLite file: the embedded default.
+    Dev(serve::DevArgs),
+    /// Run a server (over SQLite or PostgreSQL), optionally with an in-process worker.
+    Server(serve::ServerArgs),
+    /// Apply database migrations and exit.
+    Migrate(serve::MigrateArgs),
+    /// Manage agents.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Start an execution of an agent, stream its output, and exit with its outcome.
+    Run(run::RunArgs),
+    /// Inspect, watch and cancel executions.
+    #[command(subcommand)]
+    Exec(exec::ExecCommand),
+    /// Measure throughput and latency (workloads W1-W3).
+    Bench(bench::BenchArgs),
+    /// Start an embedded engine, run a few executions through it, and show what happened.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    let out = Output::new(cli.json, cli.no_color);
+    let result = match cli.command {
+        Command::Dev(args) => serve::dev(args).await,
+        Command::Server(args) => serve::server(args).await,
+        Command::Migrate(args) => serve::migrate(args).await,
+        Command::Agent(command) => agent::run(command, &out).await,
+        Command::Run(args) => run::run(args, &out).await,
+        Command::Exec(command) => exec::run(command, &out).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => demo::run(args, &out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `cairn run AGENT PROMPT`: start, stream live, exit with the execution's outcome.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use super::client::{Client, status_error};
+use super::exec::{exit_code, follow, parse_label};
+use super::output::Output;
+use super::ClientArgs;
+use crate::api::pb;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The agent (name or id).
+    agent: String,
+    /// The prompt (several words are joined with spaces).
+    #[arg(required_unless_present = "turn")]
+    prompt: Vec<String>,
+    /// A prompt per turn, instead of one prompt (repeatable).
+    #[arg(long, conflicts_with = "prompt")]
+    turn: Vec<String>,
+    /// Idempotency key: running twice with the same key starts one execution.
+    #[arg(long)]
+    request_id: Option<String>,
+    /// A label (KEY=VALUE, repeatable).
+    #[arg(long, value_parser = parse_label)]
+    label: Vec<(String, String)>,
+    /// How many attempts each turn gets (0 = unlimited).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Start and print the id, without waiting.
+    #[arg(long)]
+    detach: bool,
+}
+
+pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let mut client = Client::connect(&args.client.server).await?;
+    let request = pb::StartExecutionRequest {
+        namespace: args.client.namespace.clone(),
+        agent: args.agent.clone(),
+        prompt: args.prompt.join(" "),
+        prompts: args.turn.clone(),
+        request_id: args.request_id.clone().unwrap_or_default(),
+        labels: args.label.iter().cloned().collect(),
+        retry_policy: args.max_attempts.map(|n| pb::RetryPolicy {
+            initial_interval_ms: 1_000,
+            backoff_coefficient: 2.0,
+            maximum_interval_ms: 60_000,
+            maximum_attempts: n,
+            non_retryable_codes: vec![],
+        }),
+        timeouts: None,
+    };
+    let started = client.executions.start_execution(request).await.map_err(status_error)?.into_inner();
+    let id = started.execution_id;
+    if args.detach {
+        if out.json {
+            out.print_json(&serde_json::json!({ "execution_id": id, "created": started.created }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !out.json {
+        let note = if started.created { "started" } else { "already started (same request id)" };
+        eprintln!("{}", out.paint("2", &format!("execution {id} {note}; streaming output (Ctrl-C to cancel or detach)")));
+    }
+    let mut watcher = client.clone();
+    let watched = id.clone();
+    let out_copy = *out;
+    let mut follow_task = tokio::spawn(async move { follow(&mut watcher, &out_copy, &watched, 0).await });
+    loop {
+        tokio::select! {
+            closed = &mut follow_task => {
+                let closed = closed??;
+                if out.json {
+                    out.print_json(&closed);
+                } else {
+                    match &closed.failure {
+                        Some(f) => eprintln!("{} {}: {}", out.status(&closed.status), f.code, f.message),
+                        None => eprintln!("{}", out.status(&closed.status)),
+                    }
+                }
+                return Ok(exit_code(&closed.status));
+            }
+            _ = tokio::signal::ctrl_c() => {
+                if ask_cancel(&id)? {
+                    let request = pb::CancelExecutionRequest { id: id.clone(), reason: "cancelled from cairn run".into() };
+                    client.executions.cancel_execution(request).await.map_err(status_error)?;
+                    eprintln!("cancel requested; waiting for the execution to stop…");
+                } else {
+                    eprintln!("detached; execution {id} goes on. Watch it with `cairn exec watch {id}`.");
+                    follow_task.abort();
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+    }
+}
+
+/// Asks on the terminal whether to cancel; without a terminal, cancels.
+fn ask_cancel(id: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!("\ncancel execution {id}? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}

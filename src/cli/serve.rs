@@ -1,0 +1,122 @@
+//! `cairn dev`, `cairn server`, `cairn migrate`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use super::{DEFAULT_DATABASE, DEFAULT_LISTEN};
+use crate::api::Limits;
+use crate::node::{Node, NodeOptions};
+use crate::store::{self, Durability};
+
+/// Options every server command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct StoreArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "CAIRN_DATABASE_URL", default_value = DEFAULT_DATABASE)]
+    database_url: String,
+    /// `full`: every acknowledged transition survives a power loss. `relaxed`: survives a crash
+    /// of Cairn but may lose the last transitions on a power loss, for fewer fsyncs.
+    #[arg(long, env = "CAIRN_DURABILITY", default_value = "full", value_parser = parse_durability)]
+    durability: Durability,
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    s.parse()
+}
+
+/// Options of `cairn dev`.
+#[derive(Debug, clap::Args)]
+pub(super) struct DevArgs {
+    /// Where to serve gRPC.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// How many attempts the in-process worker runs at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// The largest prompt accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_prompt_bytes: usize,
+}
+
+/// Options of `cairn server`.
+#[derive(Debug, clap::Args)]
+pub(super) struct ServerArgs {
+    /// Where to serve gRPC.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Also run an in-process worker.
+    #[arg(long)]
+    worker: bool,
+    /// The in-process worker's runtimes (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    runtimes: Vec<String>,
+    /// How many attempts the in-process worker runs at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Do not apply migrations at start (apply them with `cairn migrate`).
+    #[arg(long)]
+    no_migrate: bool,
+    /// The largest prompt accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_prompt_bytes: usize,
+}
+
+/// Options of `cairn migrate`.
+#[derive(Debug, clap::Args)]
+pub(super) struct MigrateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signalled() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {
+    let _telemetry = crate::telemetry::init(false, "info");
+    let node = Node::start(options).await?;
+    eprintln!("cairn listening on http://{}", node.addr);
+    let shutdown = node.shutdown_token();
+    tokio::spawn(async move {
+        signalled().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    node.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let mut options = NodeOptions::new(args.listen, args.store.database_url);
+    options.durability = args.store.durability;
+    options.worker_concurrency = args.concurrency.max(1);
+    options.limits = Limits { max_prompt_bytes: args.max_prompt_bytes, ..Limits::default() };
+    serve(options).await
+}
+
+pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let mut options = NodeOptions::new(args.listen, args.store.database_url);
+    options.durability = args.store.durability;
+    options.migrate = !args.no_migrate;
+    options.worker_concurrency = if args.worker { args.concurrency.max(1) } else { 0 };
+    options.worker_runtimes = args.runtimes;
+    options.limits = Limits { max_prompt_bytes: args.max_prompt_bytes, ..Limits::default() };
+    serve(options).await
+}
+
+pub(super) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let store = store::open(&args.store.database_url, args.store.durability).await?;
+    store.migrate().await?;
+    eprintln!("migrations applied to {}", crate::node::redact(&args.store.database_url));
+    Ok(ExitCode::SUCCESS)
+}

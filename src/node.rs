@@ -1,0 +1,167 @@
+//! A running Cairn node: store, engine, sweeper, gRPC server and (optionally) an in-process
+//! worker, started together and stopped together. `cairn dev`, `cairn server`, `cairn bench` and
+//! `cairn demo` are all built from it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, Limits};
+use crate::clock::SystemClock;
+use crate::engine::{Engine, EngineOptions, Sweeper, SweeperOptions};
+use crate::runtime::{RuntimeRegistry, RuntimeSettings};
+use crate::store::{self, Durability};
+use crate::worker::{DirectWorkerApi, Worker, WorkerOptions};
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Where the gRPC server listens (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Apply migrations at start.
+    pub migrate: bool,
+    /// Run an in-process worker with this many slots (0 = no worker).
+    pub worker_concurrency: usize,
+    /// The runtimes the in-process worker offers (empty = all).
+    pub worker_runtimes: Vec<String>,
+    /// Runtime settings for the in-process worker.
+    pub runtime_settings: RuntimeSettings,
+    /// Request limits.
+    pub limits: Limits,
+    /// Engine defaults.
+    pub engine: EngineOptions,
+}
+
+impl NodeOptions {
+    /// Options for a node on `database_url` listening on `listen`, with an in-process worker.
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        NodeOptions {
+            listen,
+            database_url: database_url.into(),
+            durability: Durability::Full,
+            migrate: true,
+            worker_concurrency: 32,
+            worker_runtimes: Vec::new(),
+            runtime_settings: RuntimeSettings::default(),
+            limits: Limits::default(),
+            engine: EngineOptions::default(),
+        }
+    }
+}
+
+/// A started node.
+pub struct Node {
+    /// Where the gRPC server listens.
+    pub addr: SocketAddr,
+    /// The engine, for in-process callers.
+    pub engine: Arc<Engine>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A runtime name is unknown.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Node {
+    /// Opens the store, migrates it if asked, and starts every part.
+    pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
+        let store = store::open(&options.database_url, options.durability).await?;
+        if options.migrate {
+            store.migrate().await?;
+        }
+        let engine = Engine::new(store, Arc::new(SystemClock), options.engine.clone());
+        let runtimes = RuntimeRegistry::builtin(&options.runtime_settings);
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| NodeError::Listen { addr: options.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: options.listen, source })?;
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let state = Arc::new(ApiState { engine: engine.clone(), runtimes: runtimes.clone(), limits: options.limits.clone() });
+        let server_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = api::serve(listener, state, server_shutdown).await {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+        tasks.spawn(Sweeper::new(engine.clone(), SweeperOptions::default()).run(shutdown.clone()));
+
+        if options.worker_concurrency > 0 {
+            let worker_runtimes = if options.worker_runtimes.is_empty() {
+                runtimes.clone()
+            } else {
+                runtimes.select(&options.worker_runtimes).map_err(NodeError::Runtime)?
+            };
+            let worker_id = format!("{}-{}-inproc", hostname(), std::process::id());
+            let mut worker_options = WorkerOptions::new(worker_id, worker_runtimes);
+            worker_options.concurrency = options.worker_concurrency;
+            let worker = Worker::new(Arc::new(DirectWorkerApi::new(engine.clone())), worker_options);
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
+        tracing::info!(%addr, database = %redact(&options.database_url), "cairn node started");
+        Ok(Node { addr, engine, shutdown, tasks })
+    }
+
+    /// A token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the shutdown token fires, then waits for every part to stop.
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops the node and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// This machine's name, for worker ids.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The URL without a password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
