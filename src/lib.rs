@@ -5,11 +5,11 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
-pub mod engine;
 pub mod domain;
+pub mod engine;
 pub mod machine;
 pub mod node;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
-pub mod runtime;

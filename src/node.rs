@@ -32,6 +32,8 @@ pub struct NodeOptions {
     pub worker_runtimes: Vec<String>,
     /// Runtime settings for the in-process worker.
     pub runtime_settings: RuntimeSettings,
+    /// How long the in-process worker gives a cancelled runtime before abandoning it.
+    pub cancel_grace: std::time::Duration,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -49,6 +51,7 @@ impl NodeOptions {
             worker_concurrency: 32,
             worker_runtimes: Vec::new(),
             runtime_settings: RuntimeSettings::default(),
+            cancel_grace: std::time::Duration::from_secs(5),
             limits: Limits::default(),
             engine: EngineOptions::default(),
         }
@@ -95,12 +98,22 @@ impl Node {
         let runtimes = RuntimeRegistry::builtin(&options.runtime_settings);
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|source| NodeError::Listen { addr: options.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: options.listen, source })?;
+            .map_err(|source| NodeError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: options.listen,
+            source,
+        })?;
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let state = Arc::new(ApiState { engine: engine.clone(), runtimes: runtimes.clone(), limits: options.limits.clone() });
+        let state = Arc::new(ApiState {
+            engine: engine.clone(),
+            runtimes: runtimes.clone(),
+            limits: options.limits.clone(),
+        });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = api::serve(listener, state, server_shutdown).await {
@@ -113,16 +126,27 @@ impl Node {
             let worker_runtimes = if options.worker_runtimes.is_empty() {
                 runtimes.clone()
             } else {
-                runtimes.select(&options.worker_runtimes).map_err(NodeError::Runtime)?
+                runtimes
+                    .select(&options.worker_runtimes)
+                    .map_err(NodeError::Runtime)?
             };
             let worker_id = format!("{}-{}-inproc", hostname(), std::process::id());
             let mut worker_options = WorkerOptions::new(worker_id, worker_runtimes);
             worker_options.concurrency = options.worker_concurrency;
-            let worker = Worker::new(Arc::new(DirectWorkerApi::new(engine.clone())), worker_options);
+            worker_options.cancel_grace = options.cancel_grace;
+            let worker = Worker::new(
+                Arc::new(DirectWorkerApi::new(engine.clone())),
+                worker_options,
+            );
             tasks.spawn(worker.run(shutdown.clone()));
         }
         tracing::info!(%addr, database = %redact(&options.database_url), "cairn node started");
-        Ok(Node { addr, engine, shutdown, tasks })
+        Ok(Node {
+            addr,
+            engine,
+            shutdown,
+            tasks,
+        })
     }
 
     /// A token that stops the node when cancelled.

@@ -24,19 +24,32 @@ impl Drop for Telemetry {
 /// Installs the global subscriber. `json` switches log lines to JSON (for log shippers);
 /// `default_level` applies when `RUST_LOG` is unset.
 pub fn init(json: bool, default_level: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .boxed()
     };
     let provider = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build();
         match exporter {
             Ok(exporter) => Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("cairn").build())
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name("cairn")
+                            .build(),
+                    )
                     .build(),
             ),
             Err(e) => {
@@ -48,6 +61,10 @@ pub fn init(json: bool, default_level: &str) -> Telemetry {
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("cairn")));
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     Telemetry { provider }
 }

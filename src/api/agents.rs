@@ -31,9 +31,12 @@ impl Agents {
                 self.state.runtimes.names().join(", ")
             ))
         })?;
-        runtime
-            .validate(&agent.spec())
-            .map_err(|e| invalid(format!("configuration does not suit runtime `{}`: {e}", agent.runtime)))
+        runtime.validate(&agent.spec()).map_err(|e| {
+            invalid(format!(
+                "configuration does not suit runtime `{}`: {e}",
+                agent.runtime
+            ))
+        })
     }
 
     async fn find(&self, namespace: &str, agent: &str) -> Result<Agent, Status> {
@@ -50,20 +53,29 @@ impl Agents {
 pub(crate) fn not_found(namespace: &str, key: &AgentKey) -> Status {
     Status::not_found(match key {
         AgentKey::Id(id) => format!("no agent with id {id} in namespace `{namespace}`"),
-        AgentKey::Name(name) => format!("no active agent named `{name}` in namespace `{namespace}`"),
+        AgentKey::Name(name) => {
+            format!("no active agent named `{name}` in namespace `{namespace}`")
+        }
     })
 }
 
 #[tonic::async_trait]
 impl AgentService for Agents {
-    async fn create_agent(&self, request: Request<pb::CreateAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let now = self.state.engine.now();
         let agent = Agent {
             id: Uuid::now_v7(),
             namespace: validate::namespace(&r.namespace)?,
             name: validate::agent_name(&r.name)?,
-            runtime: if r.runtime.is_empty() { "default".into() } else { r.runtime },
+            runtime: if r.runtime.is_empty() {
+                "default".into()
+            } else {
+                r.runtime
+            },
             model_id: r.model_id,
             configuration: validate::json_object("configuration_json", &r.configuration_json)?,
             status: AgentStatus::Active,
@@ -75,9 +87,14 @@ impl AgentService for Agents {
         Ok(Response::new((&agent).into()))
     }
 
-    async fn get_agent(&self, request: Request<pb::GetAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let agent = self.find(&validate::namespace(&r.namespace)?, &r.agent).await?;
+        let agent = self
+            .find(&validate::namespace(&r.namespace)?, &r.agent)
+            .await?;
         Ok(Response::new((&agent).into()))
     }
 
@@ -96,17 +113,27 @@ impl AgentService for Agents {
             .list_agents(&namespace, r.include_archived, after, size)
             .await?;
         Ok(Response::new(pb::ListAgentsResponse {
-            next_page_token: validate::next_page_token(agents.last().map(|a| a.id), agents.len(), size),
+            next_page_token: validate::next_page_token(
+                agents.last().map(|a| a.id),
+                agents.len(),
+                size,
+            ),
             agents: agents.iter().map(Into::into).collect(),
         }))
     }
 
-    async fn update_agent(&self, request: Request<pb::UpdateAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let namespace = validate::namespace(&r.namespace)?;
         let mut agent = self.find(&namespace, &r.agent).await?;
         if agent.status == AgentStatus::Archived {
-            return Err(Status::failed_precondition(format!("agent `{}` is archived and cannot be changed", agent.name)));
+            return Err(Status::failed_precondition(format!(
+                "agent `{}` is archived and cannot be changed",
+                agent.name
+            )));
         }
         if let Some(runtime) = r.runtime {
             agent.runtime = runtime;
@@ -123,7 +150,10 @@ impl AgentService for Agents {
         Ok(Response::new((&agent).into()))
     }
 
-    async fn archive_agent(&self, request: Request<pb::ArchiveAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+    async fn archive_agent(
+        &self,
+        request: Request<pb::ArchiveAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let namespace = validate::namespace(&r.namespace)?;
         let mut agent = self.find(&namespace, &r.agent).await?;
@@ -151,9 +181,16 @@ impl AgentService for Agents {
                 config_keys: d
                     .config_keys
                     .iter()
-                    .map(|k| pb::ConfigKey { name: k.name.into(), r#type: k.ty.into(), description: k.description.into() })
+                    .map(|k| pb::ConfigKey {
+                        name: k.name.into(),
+                        r#type: k.ty.into(),
+                        description: k.description.into(),
+                    })
                     .collect(),
-                workers: workers.iter().filter(|w| w.runtimes.iter().any(|r| r == d.name)).count() as u32,
+                workers: workers
+                    .iter()
+                    .filter(|w| w.runtimes.iter().any(|r| r == d.name))
+                    .count() as u32,
             })
             .collect();
         Ok(Response::new(pb::ListRuntimesResponse { runtimes }))

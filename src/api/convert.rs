@@ -56,7 +56,11 @@ impl From<&Failure> for pb::Failure {
             code: f.code.clone(),
             message: f.message.clone(),
             retryable: f.retryable,
-            details_json: if f.details.is_null() { String::new() } else { f.details.to_string() },
+            details_json: if f.details.is_null() {
+                String::new()
+            } else {
+                f.details.to_string()
+            },
         }
     }
 }
@@ -72,7 +76,8 @@ impl TryFrom<pb::Failure> for Failure {
             code: f.code,
             message: f.message,
             retryable: f.retryable,
-            details: super::validate::optional_json("failure.details_json", &f.details_json)?.unwrap_or_default(),
+            details: super::validate::optional_json("failure.details_json", &f.details_json)?
+                .unwrap_or_default(),
         })
     }
 }
@@ -83,7 +88,11 @@ impl TryFrom<pb::RetryPolicy> for RetryPolicy {
     fn try_from(p: pb::RetryPolicy) -> Result<Self, Status> {
         let policy = RetryPolicy {
             initial_interval_ms: p.initial_interval_ms,
-            backoff_coefficient: if p.backoff_coefficient == 0.0 { 2.0 } else { p.backoff_coefficient },
+            backoff_coefficient: if p.backoff_coefficient == 0.0 {
+                2.0
+            } else {
+                p.backoff_coefficient
+            },
             maximum_interval_ms: if p.maximum_interval_ms == 0 {
                 p.initial_interval_ms.saturating_mul(100)
             } else {
@@ -104,7 +113,11 @@ impl TryFrom<pb::Timeouts> for Timeouts {
         let timeouts = Timeouts {
             schedule_to_start_ms: t.schedule_to_start_ms,
             start_to_close_ms: t.start_to_close_ms,
-            heartbeat_ms: if t.heartbeat_ms == 0 { Timeouts::default().heartbeat_ms } else { t.heartbeat_ms },
+            heartbeat_ms: if t.heartbeat_ms == 0 {
+                Timeouts::default().heartbeat_ms
+            } else {
+                t.heartbeat_ms
+            },
         };
         timeouts.validate().map_err(invalid)?;
         Ok(timeouts)
@@ -112,12 +125,20 @@ impl TryFrom<pb::Timeouts> for Timeouts {
 }
 
 /// The execution as clients see it; `task` (when given) describes the open activity.
-pub(crate) fn execution(record: &ExecutionRecord, task: Option<&TaskRecord>, now: i64) -> pb::Execution {
+pub(crate) fn execution(
+    record: &ExecutionRecord,
+    task: Option<&TaskRecord>,
+    now: i64,
+) -> pb::Execution {
     let state: Option<AgentState> = serde_json::from_value(record.state.clone()).ok();
     let activity = state.as_ref().and_then(|s| s.activity.as_ref()).map(|a| {
         let (description, worker) = match (&a.phase, task) {
             (ActivityPhase::BackingOff { fire_at, .. }, _) => (
-                format!("backing off for {} ms before attempt {}", (fire_at - now).max(0), a.attempt + 1),
+                format!(
+                    "backing off for {} ms before attempt {}",
+                    (fire_at - now).max(0),
+                    a.attempt + 1
+                ),
                 String::new(),
             ),
             (_, Some(t)) if t.status == "leased" => (
@@ -125,7 +146,10 @@ pub(crate) fn execution(record: &ExecutionRecord, task: Option<&TaskRecord>, now
                 t.lease_owner.clone().unwrap_or_default(),
             ),
             (_, Some(t)) => (
-                format!("waiting for a worker with runtime `{}` on queue `{}`", t.runtime, t.queue),
+                format!(
+                    "waiting for a worker with runtime `{}` on queue `{}`",
+                    t.runtime, t.queue
+                ),
                 String::new(),
             ),
             (_, None) => ("scheduled".to_string(), String::new()),
@@ -147,18 +171,29 @@ pub(crate) fn execution(record: &ExecutionRecord, task: Option<&TaskRecord>, now
         runtime: record.runtime.clone(),
         status: record.status.as_str().into(),
         input_json: record.input.to_string(),
-        result_json: record.result.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        result_json: record
+            .result
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         failure: record.failure.as_ref().map(Into::into),
         parent_id: id_string(record.parent_id),
         root_id: record.root_id.to_string(),
         retry_of: id_string(record.retry_of),
         request_id: record.request_id.clone().unwrap_or_default(),
-        labels: record.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        labels: record
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         usage: Some(record.usage.into()),
         created_at_ms: record.created_at,
         started_at_ms: started,
         closed_at_ms: record.closed_at.unwrap_or(0),
-        duration_ms: record.closed_at.map(|c| c - record.started_at.unwrap_or(record.created_at)).unwrap_or(0),
+        duration_ms: record
+            .closed_at
+            .map(|c| c - record.started_at.unwrap_or(record.created_at))
+            .unwrap_or(0),
         activity,
         history_length: record.next_seq.saturating_sub(1),
         output_length: record.output_seq,

@@ -45,7 +45,8 @@ impl Executions {
 }
 
 /// The stream type of `StreamExecution`.
-pub type OutputStream = Pin<Box<dyn Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send>>;
+pub type OutputStream =
+    Pin<Box<dyn Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send>>;
 
 /// How many chunks one read of the output takes.
 const OUTPUT_PAGE: u32 = 512;
@@ -63,7 +64,9 @@ impl ExecutionService for Executions {
             prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,
             request_id: match r.request_id.as_str() {
                 "" => None,
-                id if id.len() > 256 => return Err(invalid("request_id is longer than 256 characters")),
+                id if id.len() > 256 => {
+                    return Err(invalid("request_id is longer than 256 characters"));
+                }
                 id => Some(id.to_string()),
             },
             labels: validate::labels(&r.labels)?,
@@ -71,10 +74,16 @@ impl ExecutionService for Executions {
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
         };
         let (id, created) = self.state.engine.start(start).await?;
-        Ok(Response::new(pb::StartExecutionResponse { execution_id: id.to_string(), created }))
+        Ok(Response::new(pb::StartExecutionResponse {
+            execution_id: id.to_string(),
+            created,
+        }))
     }
 
-    async fn get_execution(&self, request: Request<pb::GetExecutionRequest>) -> Result<Response<pb::Execution>, Status> {
+    async fn get_execution(
+        &self,
+        request: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
         let id = validate::id("id", &request.into_inner().id)?;
         Ok(Response::new(self.view(id).await?))
     }
@@ -90,8 +99,12 @@ impl ExecutionService for Executions {
             .iter()
             .map(|s| {
                 ExecutionStatus::parse(s).ok_or_else(|| {
-                    let known: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
-                    invalid(format!("status `{s}` is unknown; use one of {}", known.join(", ")))
+                    let known: Vec<&str> =
+                        ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    invalid(format!(
+                        "status `{s}` is unknown; use one of {}",
+                        known.join(", ")
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -111,7 +124,9 @@ impl ExecutionService for Executions {
             },
         };
         if r.created_after_ms < 0 || r.created_before_ms < 0 {
-            return Err(invalid("created_after_ms and created_before_ms must not be negative"));
+            return Err(invalid(
+                "created_after_ms and created_before_ms must not be negative",
+            ));
         }
         let filter = ExecutionFilter {
             namespace,
@@ -125,11 +140,23 @@ impl ExecutionService for Executions {
         };
         let size = validate::page_size(r.page_size, &self.state.limits)?;
         let before = validate::page_token(&r.page_token)?;
-        let records = self.state.engine.store().list_executions(&filter, before, size).await?;
+        let records = self
+            .state
+            .engine
+            .store()
+            .list_executions(&filter, before, size)
+            .await?;
         let now = self.state.engine.now();
         Ok(Response::new(pb::ListExecutionsResponse {
-            next_page_token: validate::next_page_token(records.last().map(|e| e.id), records.len(), size),
-            executions: records.iter().map(|e| convert::execution(e, None, now)).collect(),
+            next_page_token: validate::next_page_token(
+                records.last().map(|e| e.id),
+                records.len(),
+                size,
+            ),
+            executions: records
+                .iter()
+                .map(|e| convert::execution(e, None, now))
+                .collect(),
         }))
     }
 
@@ -139,7 +166,11 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::Execution>, Status> {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
-        let reason = if r.reason.is_empty() { "cancelled by a client".to_string() } else { r.reason };
+        let reason = if r.reason.is_empty() {
+            "cancelled by a client".to_string()
+        } else {
+            r.reason
+        };
         self.state.engine.cancel(id, reason).await?;
         Ok(Response::new(self.view(id).await?))
     }
@@ -204,7 +235,11 @@ async fn follow(
         };
         for chunk in &chunks {
             let event = Event::Chunk(chunk.into());
-            if tx.send(Ok(pb::StreamExecutionResponse { event: Some(event) })).await.is_err() {
+            if tx
+                .send(Ok(pb::StreamExecutionResponse { event: Some(event) }))
+                .await
+                .is_err()
+            {
                 return; // the client went away
             }
             after = chunk.seq;
@@ -224,7 +259,11 @@ async fn follow(
         }
         if record.status.is_closed() {
             let closed = convert::execution(&record, None, engine.now());
-            let _ = tx.send(Ok(pb::StreamExecutionResponse { event: Some(Event::Closed(closed)) })).await;
+            let _ = tx
+                .send(Ok(pb::StreamExecutionResponse {
+                    event: Some(Event::Closed(closed)),
+                }))
+                .await;
             return;
         }
         // Wait for a change to this execution. The timeout covers changes written by other

@@ -68,9 +68,15 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection)
-        .add_service(pb::agent_service_server::AgentServiceServer::new(Agents::new(state.clone())))
-        .add_service(pb::execution_service_server::ExecutionServiceServer::new(Executions::new(state.clone())))
-        .add_service(pb::worker_service_server::WorkerServiceServer::new(Workers::new(state)))
+        .add_service(pb::agent_service_server::AgentServiceServer::new(
+            Agents::new(state.clone()),
+        ))
+        .add_service(pb::execution_service_server::ExecutionServiceServer::new(
+            Executions::new(state.clone()),
+        ))
+        .add_service(pb::worker_service_server::WorkerServiceServer::new(
+            Workers::new(state),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }

@@ -32,7 +32,11 @@ pub(crate) fn namespace(s: &str) -> Result<String, Status> {
     if s.is_empty() {
         return Ok(DEFAULT_NAMESPACE.into());
     }
-    if s.len() > 63 || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+    if s.len() > 63
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
         return Err(invalid(format!(
             "namespace `{s}` is invalid: use 1-63 lowercase letters, digits, `-` or `_`"
         )));
@@ -45,13 +49,19 @@ pub(crate) fn agent_name(s: &str) -> Result<String, Status> {
     if s.is_empty() {
         return Err(invalid("name is required"));
     }
-    if s.len() > 128 || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if s.len() > 128
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return Err(invalid(format!(
             "name `{s}` is invalid: use 1-128 letters, digits, `-`, `_` or `.`"
         )));
     }
     if Uuid::parse_str(s).is_ok() {
-        return Err(invalid(format!("name `{s}` looks like an id; choose a name that is not a UUID")));
+        return Err(invalid(format!(
+            "name `{s}` looks like an id; choose a name that is not a UUID"
+        )));
     }
     Ok(s.into())
 }
@@ -72,12 +82,20 @@ pub(crate) fn id(field: &str, s: &str) -> Result<Uuid, Status> {
     if s.is_empty() {
         return Err(invalid(format!("{field} is required")));
     }
-    Uuid::parse_str(s).map_err(|_| invalid(format!("{field} `{s}` is not a valid id (a UUID like 0192f1c4-...)")))
+    Uuid::parse_str(s).map_err(|_| {
+        invalid(format!(
+            "{field} `{s}` is not a valid id (a UUID like 0192f1c4-...)"
+        ))
+    })
 }
 
 /// An optional id field (empty = none).
 pub(crate) fn optional_id(field: &str, s: &str) -> Result<Option<Uuid>, Status> {
-    if s.is_empty() { Ok(None) } else { id(field, s).map(Some) }
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        id(field, s).map(Some)
+    }
 }
 
 /// A JSON object field; empty means `{}`.
@@ -85,10 +103,13 @@ pub(crate) fn json_object(field: &str, s: &str) -> Result<serde_json::Value, Sta
     if s.trim().is_empty() {
         return Ok(serde_json::json!({}));
     }
-    let value: serde_json::Value = serde_json::from_str(s)
-        .map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(s).map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(invalid(format!("{field} must be a JSON object, got {}", json_kind(&value))));
+        return Err(invalid(format!(
+            "{field} must be a JSON object, got {}",
+            json_kind(&value)
+        )));
     }
     Ok(value)
 }
@@ -98,7 +119,9 @@ pub(crate) fn optional_json(field: &str, s: &str) -> Result<Option<serde_json::V
     if s.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(s).map(Some).map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))
+    serde_json::from_str(s)
+        .map(Some)
+        .map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -113,7 +136,11 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// The prompts of a start: `prompt` or `prompts`, not both, none empty, within the size limit.
-pub(crate) fn prompts(prompt: &str, prompts: &[String], limits: &Limits) -> Result<Vec<String>, Status> {
+pub(crate) fn prompts(
+    prompt: &str,
+    prompts: &[String],
+    limits: &Limits,
+) -> Result<Vec<String>, Status> {
     let all: Vec<String> = match (prompt.is_empty(), prompts.is_empty()) {
         (false, false) => return Err(invalid("give either prompt or prompts, not both")),
         (true, true) => return Err(invalid("prompt is required (or prompts, one per turn)")),
@@ -134,16 +161,25 @@ pub(crate) fn prompts(prompt: &str, prompts: &[String], limits: &Limits) -> Resu
 }
 
 /// Labels: at most 32, keys 1-63 characters, values up to 256.
-pub(crate) fn labels(labels: &std::collections::HashMap<String, String>) -> Result<BTreeMap<String, String>, Status> {
+pub(crate) fn labels(
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, Status> {
     if labels.len() > 32 {
-        return Err(invalid(format!("{} labels given; at most 32 are allowed", labels.len())));
+        return Err(invalid(format!(
+            "{} labels given; at most 32 are allowed",
+            labels.len()
+        )));
     }
     for (key, value) in labels {
         if key.is_empty() || key.len() > 63 {
-            return Err(invalid(format!("label key `{key}` must be 1-63 characters")));
+            return Err(invalid(format!(
+                "label key `{key}` must be 1-63 characters"
+            )));
         }
         if value.len() > 256 {
-            return Err(invalid(format!("label `{key}` has a value over 256 characters")));
+            return Err(invalid(format!(
+                "label `{key}` has a value over 256 characters"
+            )));
         }
     }
     Ok(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

@@ -34,12 +34,16 @@ pub(crate) fn task_id(lease: &Lease) -> String {
 
 fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
     let lease = lease.ok_or_else(|| invalid("lease is required"))?;
-    let (execution, activity) = lease
-        .task_id
-        .split_once('/')
-        .ok_or_else(|| invalid(format!("task_id `{}` is not `<execution id>/<activity id>`", lease.task_id)))?;
+    let (execution, activity) = lease.task_id.split_once('/').ok_or_else(|| {
+        invalid(format!(
+            "task_id `{}` is not `<execution id>/<activity id>`",
+            lease.task_id
+        ))
+    })?;
     if activity.is_empty() || lease.attempt == 0 || lease.lease_token.is_empty() {
-        return Err(invalid("lease needs a task_id, an attempt from 1 and the lease_token"));
+        return Err(invalid(
+            "lease needs a task_id, an attempt from 1 and the lease_token",
+        ));
     }
     Ok(Lease {
         execution_id: validate::id("task_id", execution)?,
@@ -73,31 +77,46 @@ fn task(a: &Assignment) -> pb::Task {
         lease_token: a.lease.lease_token.clone(),
         runtime: a.runtime.clone(),
         turn_json: serde_json::to_string(&a.turn).unwrap_or_default(),
-        checkpoint_json: a.checkpoint.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        checkpoint_json: a
+            .checkpoint
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         heartbeat_timeout_ms: a.heartbeat_ms,
     }
 }
 
 #[tonic::async_trait]
 impl WorkerService for Workers {
-    async fn poll_tasks(&self, request: Request<pb::PollTasksRequest>) -> Result<Response<pb::PollTasksResponse>, Status> {
+    async fn poll_tasks(
+        &self,
+        request: Request<pb::PollTasksRequest>,
+    ) -> Result<Response<pb::PollTasksResponse>, Status> {
         let r = request.into_inner();
         if r.worker_id.is_empty() {
             return Err(invalid("worker_id is required"));
         }
         if r.runtimes.is_empty() {
-            return Err(invalid("runtimes is required: name the runtimes this worker has"));
+            return Err(invalid(
+                "runtimes is required: name the runtimes this worker has",
+            ));
         }
         let claim = ClaimRequest {
             worker_id: r.worker_id,
             runtimes: r.runtimes,
-            queue: if r.queue.is_empty() { crate::engine::DEFAULT_QUEUE.into() } else { r.queue },
+            queue: if r.queue.is_empty() {
+                crate::engine::DEFAULT_QUEUE.into()
+            } else {
+                r.queue
+            },
             max: r.max_tasks.clamp(1, 256),
             now: 0,
         };
         let wait = Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
         let assignments = self.state.engine.poll(claim, wait).await?;
-        Ok(Response::new(pb::PollTasksResponse { tasks: assignments.iter().map(task).collect() }))
+        Ok(Response::new(pb::PollTasksResponse {
+            tasks: assignments.iter().map(task).collect(),
+        }))
     }
 
     async fn report_progress(
@@ -107,11 +126,20 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
         let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
-        let cancel_requested = self.state.engine.progress(&lease, chunks(r.chunks)?, checkpoint).await?;
-        Ok(Response::new(pb::ReportProgressResponse { cancel_requested }))
+        let cancel_requested = self
+            .state
+            .engine
+            .progress(&lease, chunks(r.chunks)?, checkpoint)
+            .await?;
+        Ok(Response::new(pb::ReportProgressResponse {
+            cancel_requested,
+        }))
     }
 
-    async fn complete_task(&self, request: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::TaskReportResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
         let outcome = ActivityOutcome::Completed {
@@ -119,28 +147,48 @@ impl WorkerService for Workers {
             usage: r.usage.map(Into::into).unwrap_or_default(),
             checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
         };
-        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        self.state
+            .engine
+            .report(&lease, chunks(r.chunks)?, outcome)
+            .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 
-    async fn fail_task(&self, request: Request<pb::FailTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+    async fn fail_task(
+        &self,
+        request: Request<pb::FailTaskRequest>,
+    ) -> Result<Response<pb::TaskReportResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
-        let failure: Failure = r.failure.ok_or_else(|| invalid("failure is required"))?.try_into()?;
+        let failure: Failure = r
+            .failure
+            .ok_or_else(|| invalid("failure is required"))?
+            .try_into()?;
         let outcome = ActivityOutcome::Failed {
             failure,
             retry_after_ms: (r.retry_after_ms > 0).then_some(r.retry_after_ms),
             checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
         };
-        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        self.state
+            .engine
+            .report(&lease, chunks(r.chunks)?, outcome)
+            .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 
-    async fn cancel_task(&self, request: Request<pb::CancelTaskRequest>) -> Result<Response<pb::TaskReportResponse>, Status> {
+    async fn cancel_task(
+        &self,
+        request: Request<pb::CancelTaskRequest>,
+    ) -> Result<Response<pb::TaskReportResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
-        let outcome = ActivityOutcome::Canceled { abandoned: r.abandoned };
-        self.state.engine.report(&lease, chunks(r.chunks)?, outcome).await?;
+        let outcome = ActivityOutcome::Canceled {
+            abandoned: r.abandoned,
+        };
+        self.state
+            .engine
+            .report(&lease, chunks(r.chunks)?, outcome)
+            .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 }

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::ClientArgs;
 use super::client::{Client, status_error};
 use super::output::{Output, cut, time};
-use super::ClientArgs;
 use crate::api::pb;
 
 #[derive(Debug, Subcommand)]
@@ -77,11 +77,22 @@ fn show(out: &Output, agent: &pb::Agent) {
     if out.json {
         return out.print_json(agent);
     }
-    println!("{} {}", out.paint("1", &agent.name), out.paint("2", &agent.id));
+    println!(
+        "{} {}",
+        out.paint("1", &agent.name),
+        out.paint("2", &agent.id)
+    );
     println!("  status         {}", out.status(&agent.status));
     println!("  namespace      {}", agent.namespace);
     println!("  runtime        {}", agent.runtime);
-    println!("  model          {}", if agent.model_id.is_empty() { "-" } else { &agent.model_id });
+    println!(
+        "  model          {}",
+        if agent.model_id.is_empty() {
+            "-"
+        } else {
+            &agent.model_id
+        }
+    );
     println!("  configuration  {}", agent.configuration_json);
     println!("  created        {}", time(agent.created_at_ms));
     println!("  updated        {}", time(agent.updated_at_ms));
@@ -89,7 +100,13 @@ fn show(out: &Output, agent: &pb::Agent) {
 
 pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match command {
-        AgentCommand::Create { client, name, runtime, model_id, configuration } => {
+        AgentCommand::Create {
+            client,
+            name,
+            runtime,
+            model_id,
+            configuration,
+        } => {
             let mut c = Client::connect(&client.server).await?;
             let request = pb::CreateAgentRequest {
                 namespace: client.namespace,
@@ -98,13 +115,28 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 model_id,
                 configuration_json: configuration,
             };
-            let agent = c.agents.create_agent(request).await.map_err(status_error)?.into_inner();
+            let agent = c
+                .agents
+                .create_agent(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             show(out, &agent);
         }
         AgentCommand::Get { client, agent } => {
             let mut c = Client::connect(&client.server).await?;
-            let request = pb::GetAgentRequest { namespace: client.namespace, agent };
-            show(out, &c.agents.get_agent(request).await.map_err(status_error)?.into_inner());
+            let request = pb::GetAgentRequest {
+                namespace: client.namespace,
+                agent,
+            };
+            show(
+                out,
+                &c.agents
+                    .get_agent(request)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner(),
+            );
         }
         AgentCommand::List { client, all } => {
             let mut c = Client::connect(&client.server).await?;
@@ -117,7 +149,12 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                     page_size: 500,
                     page_token,
                 };
-                let page = c.agents.list_agents(request).await.map_err(status_error)?.into_inner();
+                let page = c
+                    .agents
+                    .list_agents(request)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
                 agents.extend(page.agents);
                 if page.next_page_token.is_empty() {
                     break;
@@ -130,13 +167,25 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 let rows: Vec<Vec<String>> = agents
                     .iter()
                     .map(|a| {
-                        vec![a.name.clone(), a.runtime.clone(), a.model_id.clone(), out.status(&a.status), a.id.clone()]
+                        vec![
+                            a.name.clone(),
+                            a.runtime.clone(),
+                            a.model_id.clone(),
+                            out.status(&a.status),
+                            a.id.clone(),
+                        ]
                     })
                     .collect();
                 out.table(&["NAME", "RUNTIME", "MODEL", "STATUS", "ID"], &rows);
             }
         }
-        AgentCommand::Update { client, agent, runtime, model_id, configuration } => {
+        AgentCommand::Update {
+            client,
+            agent,
+            runtime,
+            model_id,
+            configuration,
+        } => {
             let mut c = Client::connect(&client.server).await?;
             let request = pb::UpdateAgentRequest {
                 namespace: client.namespace,
@@ -145,12 +194,29 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 model_id,
                 configuration_json: configuration,
             };
-            show(out, &c.agents.update_agent(request).await.map_err(status_error)?.into_inner());
+            show(
+                out,
+                &c.agents
+                    .update_agent(request)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner(),
+            );
         }
         AgentCommand::Archive { client, agent } => {
             let mut c = Client::connect(&client.server).await?;
-            let request = pb::ArchiveAgentRequest { namespace: client.namespace, agent };
-            show(out, &c.agents.archive_agent(request).await.map_err(status_error)?.into_inner());
+            let request = pb::ArchiveAgentRequest {
+                namespace: client.namespace,
+                agent,
+            };
+            show(
+                out,
+                &c.agents
+                    .archive_agent(request)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner(),
+            );
         }
         AgentCommand::Runtimes { client } => {
             let mut c = Client::connect(&client.server).await?;
@@ -165,9 +231,19 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 out.print_json(&runtimes);
             } else {
                 for r in &runtimes {
-                    println!("{}  {}  {}", out.paint("1", &r.name), out.paint("2", &format!("{} worker(s)", r.workers)), r.description);
+                    println!(
+                        "{}  {}  {}",
+                        out.paint("1", &r.name),
+                        out.paint("2", &format!("{} worker(s)", r.workers)),
+                        r.description
+                    );
                     for k in &r.config_keys {
-                        println!("    {:<24} {:<16} {}", k.name, out.paint("2", &k.r#type), cut(&k.description, 80));
+                        println!(
+                            "    {:<24} {:<16} {}",
+                            k.name,
+                            out.paint("2", &k.r#type),
+                            cut(&k.description, 80)
+                        );
                     }
                 }
             }

@@ -16,12 +16,19 @@ pub(super) struct DemoArgs {
 }
 
 pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let node = Node::start(NodeOptions::new("127.0.0.1:0".parse()?, args.database_url.clone())).await?;
+    let node = Node::start(NodeOptions::new(
+        "127.0.0.1:0".parse()?,
+        args.database_url.clone(),
+    ))
+    .await?;
     let server = format!("http://{}", node.addr);
     let mut client = Client::connect(&server).await?;
     let say = |s: &str| println!("{}", out.paint("1;34", &format!("==> {s}")));
 
-    say(&format!("engine up on {server}, database {}", args.database_url));
+    say(&format!(
+        "engine up on {server}, database {}",
+        args.database_url
+    ));
     let name = format!("demo-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let configuration = serde_json::json!({ "runtime_config": { "delay_ms": 40, "fail_attempts": [1], "fail_after_chunks": 3 } });
     client
@@ -35,7 +42,9 @@ pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode
         })
         .await
         .map_err(status_error)?;
-    say(&format!("created agent `{name}` (runtime echo; its first attempt of each turn fails after 3 chunks)"));
+    say(&format!(
+        "created agent `{name}` (runtime echo; its first attempt of each turn fails after 3 chunks)"
+    ));
 
     let start = pb::StartExecutionRequest {
         agent: name.clone(),
@@ -52,15 +61,28 @@ pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode
         }),
         ..Default::default()
     };
-    let id = client.executions.start_execution(start).await.map_err(status_error)?.into_inner().execution_id;
-    say(&format!("started execution {id} (two turns); streaming its output:"));
+    let id = client
+        .executions
+        .start_execution(start)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .execution_id;
+    say(&format!(
+        "started execution {id} (two turns); streaming its output:"
+    ));
     let closed = follow(&mut client, out, &id, 0).await?;
     say(&format!("execution closed: {}", out.status(&closed.status)));
 
-    say("its history (attempt 1 of each turn failed, back-off, attempt 2 resumed from the checkpoint):");
+    say(
+        "its history (attempt 1 of each turn failed, back-off, attempt 2 resumed from the checkpoint):",
+    );
     let events = client
         .executions
-        .get_history(pb::GetHistoryRequest { id: id.clone(), after_seq: 0 })
+        .get_history(pb::GetHistoryRequest {
+            id: id.clone(),
+            after_seq: 0,
+        })
         .await
         .map_err(status_error)?
         .into_inner()
@@ -68,7 +90,10 @@ pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode
     for e in &events {
         println!("  {:>3} {}", e.seq, e.r#type);
     }
-    say(&format!("inspect it later: cairn dev --database-url {} & cairn exec get {id}", args.database_url));
+    say(&format!(
+        "inspect it later: cairn dev --database-url {} & cairn exec get {id}",
+        args.database_url
+    ));
     node.stop().await;
     Ok(super::exec::exit_code(&closed.status))
 }

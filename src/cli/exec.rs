@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use super::ClientArgs;
 use super::client::{Client, status_error};
 use super::output::{Output, cut, time};
-use super::ClientArgs;
 use crate::api::pb;
 
 #[derive(Debug, Subcommand)]
@@ -84,7 +84,9 @@ pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
 /// Parses `30s`, `15m`, `24h`, `7d` into milliseconds.
 pub(super) fn parse_age(s: &str) -> anyhow::Result<i64> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30m, 24h or 7d"))?;
+    let n: i64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30m, 24h or 7d"))?;
     let ms = match unit {
         "s" => 1_000,
         "m" => 60_000,
@@ -104,15 +106,31 @@ pub(super) fn show(out: &Output, e: &pb::Execution) {
     println!("  status     {}", out.status(&e.status));
     println!("  agent      {}  runtime {}", e.agent_id, e.runtime);
     if let Some(a) = &e.activity {
-        let cancel = if a.cancel_requested { " (cancel requested)" } else { "" };
-        println!("  activity   {} attempt {}: {}{cancel}", a.activity_id, a.attempt, a.state);
+        let cancel = if a.cancel_requested {
+            " (cancel requested)"
+        } else {
+            ""
+        };
+        println!(
+            "  activity   {} attempt {}: {}{cancel}",
+            a.activity_id, a.attempt, a.state
+        );
     }
     println!("  input      {}", cut(&e.input_json, 100));
     if !e.result_json.is_empty() {
         println!("  result     {}", cut(&e.result_json, 100));
     }
     if let Some(f) = &e.failure {
-        println!("  failure    {} {}: {}", out.paint("31", &f.code), if f.retryable { "(retryable)" } else { "(not retryable)" }, f.message);
+        println!(
+            "  failure    {} {}: {}",
+            out.paint("31", &f.code),
+            if f.retryable {
+                "(retryable)"
+            } else {
+                "(not retryable)"
+            },
+            f.message
+        );
     }
     if !e.labels.is_empty() {
         let mut labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -120,20 +138,42 @@ pub(super) fn show(out: &Output, e: &pb::Execution) {
         println!("  labels     {}", labels.join(" "));
     }
     if let Some(u) = &e.usage {
-        println!("  usage      {} in / {} out tokens, ${:.4}, {} tool calls", u.input_tokens, u.output_tokens, u.cost_usd, u.tool_calls);
+        println!(
+            "  usage      {} in / {} out tokens, ${:.4}, {} tool calls",
+            u.input_tokens, u.output_tokens, u.cost_usd, u.tool_calls
+        );
     }
     println!("  created    {}", time(e.created_at_ms));
     println!("  started    {}", time(e.started_at_ms));
-    println!("  closed     {}{}", time(e.closed_at_ms), if e.closed_at_ms > 0 { format!(" ({} ms)", e.duration_ms) } else { String::new() });
-    println!("  history    {} events, output {} chunks", e.history_length, e.output_length);
+    println!(
+        "  closed     {}{}",
+        time(e.closed_at_ms),
+        if e.closed_at_ms > 0 {
+            format!(" ({} ms)", e.duration_ms)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  history    {} events, output {} chunks",
+        e.history_length, e.output_length
+    );
 }
 
 /// Streams output to the terminal until the execution closes; returns the closed execution.
-pub(super) async fn follow(client: &mut Client, out: &Output, id: &str, after_seq: u64) -> anyhow::Result<pb::Execution> {
+pub(super) async fn follow(
+    client: &mut Client,
+    out: &Output,
+    id: &str,
+    after_seq: u64,
+) -> anyhow::Result<pb::Execution> {
     use pb::stream_execution_response::Event;
     let mut stream = client
         .executions
-        .stream_execution(pb::StreamExecutionRequest { id: id.to_string(), after_seq })
+        .stream_execution(pb::StreamExecutionRequest {
+            id: id.to_string(),
+            after_seq,
+        })
         .await
         .map_err(status_error)?
         .into_inner();
@@ -146,8 +186,12 @@ pub(super) async fn follow(client: &mut Client, out: &Output, id: &str, after_se
                     out.print_json(&chunk);
                     continue;
                 }
-                let data: serde_json::Value = serde_json::from_str(&chunk.data_json).unwrap_or_default();
-                match (chunk.kind.as_str(), data.get("text").and_then(|t| t.as_str())) {
+                let data: serde_json::Value =
+                    serde_json::from_str(&chunk.data_json).unwrap_or_default();
+                match (
+                    chunk.kind.as_str(),
+                    data.get("text").and_then(|t| t.as_str()),
+                ) {
                     ("text", Some(text)) => {
                         print!("{text}");
                         at_line_start = text.ends_with('\n');
@@ -156,7 +200,10 @@ pub(super) async fn follow(client: &mut Client, out: &Output, id: &str, after_se
                         if !at_line_start {
                             println!();
                         }
-                        println!("{}", out.paint("2", &format!("[{kind}] {}", cut(&data.to_string(), 160))));
+                        println!(
+                            "{}",
+                            out.paint("2", &format!("[{kind}] {}", cut(&data.to_string(), 160)))
+                        );
                         at_line_start = true;
                     }
                 }
@@ -185,7 +232,16 @@ pub(super) fn exit_code(status: &str) -> ExitCode {
 
 pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match command {
-        ExecCommand::List { client, status, agent, runtime, parent, since, label, limit } => {
+        ExecCommand::List {
+            client,
+            status,
+            agent,
+            runtime,
+            parent,
+            since,
+            label,
+            limit,
+        } => {
             let mut c = Client::connect(&client.server).await?;
             let created_after_ms = match since {
                 Some(since) => chrono::Utc::now().timestamp_millis() - parse_age(&since)?,
@@ -203,14 +259,26 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 page_size: limit,
                 page_token: String::new(),
             };
-            let executions = c.executions.list_executions(request).await.map_err(status_error)?.into_inner().executions;
+            let executions = c
+                .executions
+                .list_executions(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .executions;
             if out.json {
                 out.print_json(&executions);
             } else {
                 let rows: Vec<Vec<String>> = executions
                     .iter()
                     .map(|e| {
-                        vec![e.id.clone(), out.status(&e.status), e.runtime.clone(), time(e.created_at_ms), cut(&e.input_json, 40)]
+                        vec![
+                            e.id.clone(),
+                            out.status(&e.status),
+                            e.runtime.clone(),
+                            time(e.created_at_ms),
+                            cut(&e.input_json, 40),
+                        ]
                     })
                     .collect();
                 out.table(&["ID", "STATUS", "RUNTIME", "CREATED", "INPUT"], &rows);
@@ -218,7 +286,14 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
         }
         ExecCommand::Get { client, id } => {
             let mut c = Client::connect(&client.server).await?;
-            show(out, &c.executions.get_execution(pb::GetExecutionRequest { id }).await.map_err(status_error)?.into_inner());
+            show(
+                out,
+                &c.executions
+                    .get_execution(pb::GetExecutionRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner(),
+            );
         }
         ExecCommand::History { client, id } => {
             let mut c = Client::connect(&client.server).await?;
@@ -233,25 +308,45 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 out.print_json(&events);
             } else {
                 for e in &events {
-                    let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap_or_default();
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&e.payload_json).unwrap_or_default();
                     let mut fields = payload.as_object().cloned().unwrap_or_default();
                     fields.remove("type");
                     let fields = serde_json::Value::Object(fields).to_string();
-                    println!("{:>4}  {}  {:<24} {}", e.seq, out.paint("2", &time(e.created_at_ms)), out.paint("1", &e.r#type), cut(&fields, 120));
+                    println!(
+                        "{:>4}  {}  {:<24} {}",
+                        e.seq,
+                        out.paint("2", &time(e.created_at_ms)),
+                        out.paint("1", &e.r#type),
+                        cut(&fields, 120)
+                    );
                 }
             }
         }
-        ExecCommand::Watch { client, id, after_seq } => {
+        ExecCommand::Watch {
+            client,
+            id,
+            after_seq,
+        } => {
             let mut c = Client::connect(&client.server).await?;
             let closed = follow(&mut c, out, &id, after_seq).await?;
             if !out.json {
-                eprintln!("{} {}", out.paint("2", "execution closed:"), out.status(&closed.status));
+                eprintln!(
+                    "{} {}",
+                    out.paint("2", "execution closed:"),
+                    out.status(&closed.status)
+                );
             }
             return Ok(exit_code(&closed.status));
         }
         ExecCommand::Cancel { client, id, reason } => {
             let mut c = Client::connect(&client.server).await?;
-            let e = c.executions.cancel_execution(pb::CancelExecutionRequest { id, reason }).await.map_err(status_error)?.into_inner();
+            let e = c
+                .executions
+                .cancel_execution(pb::CancelExecutionRequest { id, reason })
+                .await
+                .map_err(status_error)?
+                .into_inner();
             show(out, &e);
         }
     }

@@ -16,13 +16,20 @@ pub struct Output {
 impl Output {
     /// Output settings from flags and the environment.
     pub fn new(json: bool, no_color: bool) -> Self {
-        let color = !json && !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+        let color = !json
+            && !no_color
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::io::stdout().is_terminal();
         Output { json, color }
     }
 
     /// Paints `text` with an ANSI colour code when colour is on.
     pub fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     /// A status, coloured by its meaning.
@@ -40,7 +47,10 @@ impl Output {
     /// Prints a value as JSON, turning `*_json` string fields into nested JSON.
     pub fn print_json<T: Serialize>(&self, value: &T) {
         let value = unwrap_json_fields(serde_json::to_value(value).unwrap_or_default());
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     }
 
     /// Prints a table with a header row.
@@ -55,7 +65,12 @@ impl Output {
             let padded: Vec<String> = cells
                 .iter()
                 .enumerate()
-                .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i].saturating_sub(visible_len(c)))))
+                .map(|(i, c)| {
+                    format!(
+                        "{c}{}",
+                        " ".repeat(widths[i].saturating_sub(visible_len(c)))
+                    )
+                })
                 .collect();
             println!("{}", padded.join("  ").trim_end());
         };
@@ -67,7 +82,11 @@ impl Output {
 
     /// Prints an error to stderr.
     pub fn error(&self, e: &anyhow::Error) {
-        let prefix = if std::io::stderr().is_terminal() && self.color { "\x1b[31merror:\x1b[0m" } else { "error:" };
+        let prefix = if std::io::stderr().is_terminal() && self.color {
+            "\x1b[31merror:\x1b[0m"
+        } else {
+            "error:"
+        };
         eprintln!("{prefix} {e:#}");
     }
 }
@@ -93,14 +112,20 @@ fn unwrap_json_fields(value: serde_json::Value) -> serde_json::Value {
             map.into_iter()
                 .map(|(k, v)| match (k.strip_suffix("_json"), &v) {
                     (Some(stripped), serde_json::Value::String(s)) => {
-                        let parsed = if s.is_empty() { serde_json::Value::Null } else { serde_json::from_str(s).unwrap_or(v.clone()) };
+                        let parsed = if s.is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::from_str(s).unwrap_or(v.clone())
+                        };
                         (stripped.to_string(), parsed)
                     }
                     _ => (k, unwrap_json_fields(v)),
                 })
                 .collect(),
         ),
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(unwrap_json_fields).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(unwrap_json_fields).collect())
+        }
         other => other,
     }
 }
@@ -121,6 +146,12 @@ pub fn cut(s: &str, max: usize) -> String {
     if one_line.chars().count() <= max {
         one_line
     } else {
-        format!("{}…", one_line.chars().take(max.saturating_sub(1)).collect::<String>())
+        format!(
+            "{}…",
+            one_line
+                .chars()
+                .take(max.saturating_sub(1))
+                .collect::<String>()
+        )
     }
 }

@@ -3,10 +3,10 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
+use super::ClientArgs;
 use super::client::{Client, status_error};
 use super::exec::{exit_code, follow, parse_label};
 use super::output::Output;
-use super::ClientArgs;
 use crate::api::pb;
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,12 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
         }),
         timeouts: None,
     };
-    let started = client.executions.start_execution(request).await.map_err(status_error)?.into_inner();
+    let started = client
+        .executions
+        .start_execution(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let id = started.execution_id;
     if args.detach {
         if out.json {
@@ -64,13 +69,24 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     if !out.json {
-        let note = if started.created { "started" } else { "already started (same request id)" };
-        eprintln!("{}", out.paint("2", &format!("execution {id} {note}; streaming output (Ctrl-C to cancel or detach)")));
+        let note = if started.created {
+            "started"
+        } else {
+            "already started (same request id)"
+        };
+        eprintln!(
+            "{}",
+            out.paint(
+                "2",
+                &format!("execution {id} {note}; streaming output (Ctrl-C to cancel or detach)")
+            )
+        );
     }
     let mut watcher = client.clone();
     let watched = id.clone();
     let out_copy = *out;
-    let mut follow_task = tokio::spawn(async move { follow(&mut watcher, &out_copy, &watched, 0).await });
+    let mut follow_task =
+        tokio::spawn(async move { follow(&mut watcher, &out_copy, &watched, 0).await });
     loop {
         tokio::select! {
             closed = &mut follow_task => {

@@ -35,6 +35,9 @@ pub(super) struct DevArgs {
     /// How many attempts the in-process worker runs at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// How long a cancelled runtime may take to stop before the worker abandons it.
+    #[arg(long, default_value_t = 5_000)]
+    cancel_grace_ms: u64,
     /// The largest prompt accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
@@ -57,6 +60,9 @@ pub(super) struct ServerArgs {
     /// How many attempts the in-process worker runs at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// How long a cancelled runtime may take to stop before the worker abandons it.
+    #[arg(long, default_value_t = 5_000)]
+    cancel_grace_ms: u64,
     /// Do not apply migrations at start (apply them with `cairn migrate`).
     #[arg(long)]
     no_migrate: bool,
@@ -100,7 +106,11 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
     options.worker_concurrency = args.concurrency.max(1);
-    options.limits = Limits { max_prompt_bytes: args.max_prompt_bytes, ..Limits::default() };
+    options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.limits = Limits {
+        max_prompt_bytes: args.max_prompt_bytes,
+        ..Limits::default()
+    };
     serve(options).await
 }
 
@@ -108,15 +118,26 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
     options.migrate = !args.no_migrate;
-    options.worker_concurrency = if args.worker { args.concurrency.max(1) } else { 0 };
+    options.worker_concurrency = if args.worker {
+        args.concurrency.max(1)
+    } else {
+        0
+    };
     options.worker_runtimes = args.runtimes;
-    options.limits = Limits { max_prompt_bytes: args.max_prompt_bytes, ..Limits::default() };
+    options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.limits = Limits {
+        max_prompt_bytes: args.max_prompt_bytes,
+        ..Limits::default()
+    };
     serve(options).await
 }
 
 pub(super) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let store = store::open(&args.store.database_url, args.store.durability).await?;
     store.migrate().await?;
-    eprintln!("migrations applied to {}", crate::node::redact(&args.store.database_url));
+    eprintln!(
+        "migrations applied to {}",
+        crate::node::redact(&args.store.database_url)
+    );
     Ok(ExitCode::SUCCESS)
 }

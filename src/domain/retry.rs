@@ -116,7 +116,9 @@ pub fn retry_delay(policy: &RetryPolicy, failed_attempt: u32, seed: u64) -> (u64
     } else {
         splitmix64(seed ^ u64::from(failed_attempt)) % (spread + 1)
     };
-    let total = base.saturating_add(jitter).min(policy.maximum_interval_ms.max(base));
+    let total = base
+        .saturating_add(jitter)
+        .min(policy.maximum_interval_ms.max(base));
     (total, total - base)
 }
 
@@ -153,7 +155,12 @@ mod tests {
     #[test]
     fn grows_by_the_coefficient_until_the_maximum() {
         let p = policy(100, 2.0, 1_000);
-        let bases: Vec<u64> = (1..=6).map(|a| { let (t, j) = retry_delay(&p, a, 7); t - j }).collect();
+        let bases: Vec<u64> = (1..=6)
+            .map(|a| {
+                let (t, j) = retry_delay(&p, a, 7);
+                t - j
+            })
+            .collect();
         assert_eq!(bases, vec![100, 200, 400, 800, 1_000, 1_000]);
     }
 

@@ -56,8 +56,12 @@ impl Engine {
         new: NewExecution,
         inputs: Vec<HistoryEvent>,
     ) -> Result<Applied, EngineError> {
-        let plan = Plan { inputs, ..Default::default() };
-        let (transition, events) = self.transition(id, None, RowWrite::Create(Box::new(new)), plan)?;
+        let plan = Plan {
+            inputs,
+            ..Default::default()
+        };
+        let (transition, events) =
+            self.transition(id, None, RowWrite::Create(Box::new(new)), plan)?;
         match self.commit(transition).await? {
             CommitOutcome::Committed => Ok(Applied::Committed(events)),
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
@@ -74,8 +78,11 @@ impl Engine {
         state: &AgentState,
         plan: Plan,
     ) -> Result<Applied, ApplyError> {
-        let row_write = RowWrite::Update { expected_next_seq: record.next_seq };
-        let (transition, events) = self.transition(record.id, Some(state.clone()), row_write, plan)?;
+        let row_write = RowWrite::Update {
+            expected_next_seq: record.next_seq,
+        };
+        let (transition, events) =
+            self.transition(record.id, Some(state.clone()), row_write, plan)?;
         match self.commit(transition).await.map_err(ApplyError::Engine)? {
             CommitOutcome::Committed => Ok(Applied::Committed(events)),
             CommitOutcome::Conflict => Err(ApplyError::Conflict),
@@ -86,7 +93,11 @@ impl Engine {
 
     /// Loads the execution, builds the plan from it, and applies it, recomputing after a
     /// concurrent change. `build` returning `None` means "nothing to do".
-    pub(crate) async fn apply_with<F>(&self, id: Uuid, mut build: F) -> Result<Option<Applied>, ApplyError>
+    pub(crate) async fn apply_with<F>(
+        &self,
+        id: Uuid,
+        mut build: F,
+    ) -> Result<Option<Applied>, ApplyError>
     where
         F: FnMut(&ExecutionRecord, &AgentState) -> Result<Option<Plan>, EngineError>,
     {
@@ -120,7 +131,8 @@ impl Engine {
             events.extend(commands);
             state = Some(next);
         }
-        let state = state.ok_or_else(|| EngineError::Internal("a transition without inputs".into()))?;
+        let state =
+            state.ok_or_else(|| EngineError::Internal("a transition without inputs".into()))?;
         let (tasks, timers) = commands::rows_for(&state, &events, plan.checkpoint, now);
         let closed = state.status.is_closed();
         let (result, failure) = match events.last() {
@@ -130,8 +142,9 @@ impl Engine {
         };
         let row = RowState {
             status: state.status,
-            state: serde_json::to_value(&state)
-                .map_err(|e| EngineError::Internal(format!("state of {id} does not serialize: {e}")))?,
+            state: serde_json::to_value(&state).map_err(|e| {
+                EngineError::Internal(format!("state of {id} does not serialize: {e}"))
+            })?,
             result,
             failure,
             usage: state.usage,

@@ -24,11 +24,19 @@ pub(crate) fn rows_for(
     };
     for event in events {
         match event {
-            E::ActivityScheduled { activity_id, turn, attempt: 1 } => {
+            E::ActivityScheduled {
+                activity_id,
+                turn,
+                attempt: 1,
+            } => {
                 let turn = Turn {
                     agent: state.agent.clone(),
                     index: *turn,
-                    prompt: state.prompts.get(*turn as usize).cloned().unwrap_or_default(),
+                    prompt: state
+                        .prompts
+                        .get(*turn as usize)
+                        .cloned()
+                        .unwrap_or_default(),
                 };
                 tasks.push(TaskOp::Insert(NewTask {
                     activity_id: activity_id.clone(),
@@ -41,24 +49,33 @@ pub(crate) fn rows_for(
                     start_to_close_ms: state.timeouts.start_to_close_ms,
                 }));
             }
-            E::ActivityScheduled { activity_id, attempt, .. } => tasks.push(TaskOp::Reschedule {
+            E::ActivityScheduled {
+                activity_id,
+                attempt,
+                ..
+            } => tasks.push(TaskOp::Reschedule {
                 activity_id: activity_id.clone(),
                 attempt: *attempt,
                 schedule_deadline,
             }),
-            E::ActivityCompleted { activity_id, .. } => {
-                tasks.push(TaskOp::Delete { activity_id: activity_id.clone() })
-            }
+            E::ActivityCompleted { activity_id, .. } => tasks.push(TaskOp::Delete {
+                activity_id: activity_id.clone(),
+            }),
             E::ActivityFailed { activity_id, .. }
             | E::ActivityTimedOut { activity_id, .. }
             | E::ActivityCanceled { activity_id, .. } => tasks.push(TaskOp::Park {
                 activity_id: activity_id.clone(),
                 checkpoint: checkpoint.clone(),
             }),
-            E::ActivityCancelRequested { activity_id, .. } => {
-                tasks.push(TaskOp::RequestCancel { activity_id: activity_id.clone() })
-            }
-            E::TimerStarted { timer_id, fire_at, purpose, .. } => timers.push(TimerOp::Insert {
+            E::ActivityCancelRequested { activity_id, .. } => tasks.push(TaskOp::RequestCancel {
+                activity_id: activity_id.clone(),
+            }),
+            E::TimerStarted {
+                timer_id,
+                fire_at,
+                purpose,
+                ..
+            } => timers.push(TimerOp::Insert {
                 timer_id: timer_id.clone(),
                 fire_at: *fire_at,
                 kind: match purpose {
@@ -67,9 +84,13 @@ pub(crate) fn rows_for(
                 payload: serde_json::to_value(event).unwrap_or_default(),
             }),
             E::TimerFired { timer_id } | E::TimerCanceled { timer_id } => {
-                timers.push(TimerOp::Delete { timer_id: timer_id.clone() })
+                timers.push(TimerOp::Delete {
+                    timer_id: timer_id.clone(),
+                })
             }
-            E::ExecutionCompleted { .. } | E::ExecutionFailed { .. } | E::ExecutionCanceled { .. } => {
+            E::ExecutionCompleted { .. }
+            | E::ExecutionFailed { .. }
+            | E::ExecutionCanceled { .. } => {
                 tasks.push(TaskOp::DeleteAll);
                 timers.push(TimerOp::DeleteAll);
             }

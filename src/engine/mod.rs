@@ -24,9 +24,9 @@ use crate::machine::{AgentState, MachineContext};
 use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError};
 
 pub use apply::Applied;
+pub use commands::DEFAULT_QUEUE;
 pub use notify::Notifier;
 pub use sweeper::{Sweeper, SweeperOptions};
-pub use commands::DEFAULT_QUEUE;
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{WorkerDirectory, WorkerSeen};
 
@@ -150,18 +150,26 @@ impl Engine {
                 return Ok((id, false));
             }
         }
-        let key = req
-            .agent
-            .clone()
-            .ok_or_else(|| EngineError::InvalidArgument("agent is required: give its name or id".into()))?;
-        let agent = self.store.get_agent(&req.namespace, &key).await?.ok_or_else(|| {
-            EngineError::NotFound(match &key {
-                AgentKey::Id(id) => format!("no agent with id {id} in namespace `{}`", req.namespace),
-                AgentKey::Name(name) => {
-                    format!("no active agent named `{name}` in namespace `{}`", req.namespace)
-                }
-            })
+        let key = req.agent.clone().ok_or_else(|| {
+            EngineError::InvalidArgument("agent is required: give its name or id".into())
         })?;
+        let agent = self
+            .store
+            .get_agent(&req.namespace, &key)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(match &key {
+                    AgentKey::Id(id) => {
+                        format!("no agent with id {id} in namespace `{}`", req.namespace)
+                    }
+                    AgentKey::Name(name) => {
+                        format!(
+                            "no active agent named `{name}` in namespace `{}`",
+                            req.namespace
+                        )
+                    }
+                })
+            })?;
         if agent.status != AgentStatus::Active {
             return Err(EngineError::FailedPrecondition(format!(
                 "agent `{}` is archived; archived agents cannot be started",
@@ -172,8 +180,14 @@ impl Engine {
         let started = HistoryEvent::ExecutionStarted {
             agent: agent.spec(),
             prompts: req.prompts.clone(),
-            retry_policy: req.retry_policy.clone().unwrap_or_else(|| self.options.default_retry_policy.clone()),
-            timeouts: req.timeouts.clone().unwrap_or_else(|| self.options.default_timeouts.clone()),
+            retry_policy: req
+                .retry_policy
+                .clone()
+                .unwrap_or_else(|| self.options.default_retry_policy.clone()),
+            timeouts: req
+                .timeouts
+                .clone()
+                .unwrap_or_else(|| self.options.default_timeouts.clone()),
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -187,9 +201,7 @@ impl Engine {
             request_id: req.request_id.clone(),
             labels: req.labels.clone(),
         };
-        let applied = self
-            .apply_new(id, new, vec![started])
-            .await?;
+        let applied = self.apply_new(id, new, vec![started]).await?;
         match applied {
             Applied::Committed(_) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
@@ -210,7 +222,9 @@ impl Engine {
             if state.cancel_reason.is_some() {
                 return Ok(record);
             }
-            let mut inputs = vec![HistoryEvent::CancelRequested { reason: reason.clone() }];
+            let mut inputs = vec![HistoryEvent::CancelRequested {
+                reason: reason.clone(),
+            }];
             let mut fences = Vec::new();
             // An attempt no worker has claimed yet is cancelled on the spot.
             if let Some(activity) = &state.activity {
@@ -229,7 +243,11 @@ impl Engine {
                     }
                 }
             }
-            let plan = apply::Plan { inputs, fences, ..Default::default() };
+            let plan = apply::Plan {
+                inputs,
+                fences,
+                ..Default::default()
+            };
             match self.apply_to(&record, &state, plan).await {
                 Ok(_) => return self.execution(id).await,
                 // The task was claimed (or the row moved) meanwhile: look again.
@@ -247,6 +265,9 @@ impl Engine {
 /// The machine state stored with an execution row.
 pub(crate) fn agent_state(record: &ExecutionRecord) -> Result<AgentState, EngineError> {
     serde_json::from_value(record.state.clone()).map_err(|e| {
-        EngineError::Internal(format!("execution {} has an unreadable state: {e}", record.id))
+        EngineError::Internal(format!(
+            "execution {} has an unreadable state: {e}",
+            record.id
+        ))
     })
 }

@@ -50,7 +50,9 @@ impl Sweeper {
                 Ok(next) => {
                     let now = self.engine.now();
                     let until = next.map(|at| Duration::from_millis((at - now).max(0) as u64));
-                    until.unwrap_or(self.options.max_sleep).min(self.options.max_sleep)
+                    until
+                        .unwrap_or(self.options.max_sleep)
+                        .min(self.options.max_sleep)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "sweep failed; retrying");
@@ -83,8 +85,12 @@ impl Engine {
         let result = self
             .apply_with(timer.execution_id, |_, _| {
                 Ok(Some(Plan {
-                    inputs: vec![HistoryEvent::TimerFired { timer_id: timer.timer_id.clone() }],
-                    fences: vec![Fence::Timer { timer_id: timer.timer_id.clone() }],
+                    inputs: vec![HistoryEvent::TimerFired {
+                        timer_id: timer.timer_id.clone(),
+                    }],
+                    fences: vec![Fence::Timer {
+                        timer_id: timer.timer_id.clone(),
+                    }],
                     ..Default::default()
                 }))
             })
@@ -96,7 +102,10 @@ impl Engine {
         let (kind, fence) = if task.status == "ready" {
             (
                 TimeoutKind::ScheduleToStart,
-                Fence::Unclaimed { activity_id: task.activity_id.clone(), attempt: task.attempt },
+                Fence::Unclaimed {
+                    activity_id: task.activity_id.clone(),
+                    attempt: task.attempt,
+                },
             )
         } else {
             let kind = if task.attempt_deadline.is_some_and(|d| d <= now) {
@@ -129,7 +138,11 @@ impl Engine {
         tracing::info!(execution = %task.execution_id, activity = %task.activity_id, attempt = task.attempt, ?kind, "attempt timed out");
         let result = self
             .apply_with(task.execution_id, |_, _| {
-                Ok(Some(Plan { inputs: inputs.clone(), fences: vec![fence.clone()], ..Default::default() }))
+                Ok(Some(Plan {
+                    inputs: inputs.clone(),
+                    fences: vec![fence.clone()],
+                    ..Default::default()
+                }))
             })
             .await;
         settle(result)

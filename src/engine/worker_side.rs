@@ -62,7 +62,10 @@ pub enum ActivityOutcome {
 
 fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
     let turn: Turn = serde_json::from_value(task.turn).map_err(|e| {
-        EngineError::Internal(format!("task {}/{} has an unreadable turn: {e}", task.execution_id, task.activity_id))
+        EngineError::Internal(format!(
+            "task {}/{} has an unreadable turn: {e}",
+            task.execution_id, task.activity_id
+        ))
     })?;
     Ok(Assignment {
         lease: Lease {
@@ -99,7 +102,11 @@ fn stale(lease: &Lease) -> EngineError {
 
 impl Engine {
     /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one.
-    pub async fn poll(&self, mut claim: ClaimRequest, wait: Duration) -> Result<Vec<Assignment>, EngineError> {
+    pub async fn poll(
+        &self,
+        mut claim: ClaimRequest,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>, EngineError> {
         self.workers.saw(super::WorkerSeen {
             worker_id: claim.worker_id.clone(),
             runtimes: claim.runtimes.clone(),
@@ -145,7 +152,11 @@ impl Engine {
             checkpoint,
             now: self.clock.now_ms(),
         };
-        let outcome = self.store.record_progress(&record).await?.ok_or_else(|| stale(lease))?;
+        let outcome = self
+            .store
+            .record_progress(&record)
+            .await?
+            .ok_or_else(|| stale(lease))?;
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
         }
@@ -163,14 +174,19 @@ impl Engine {
             .store
             .get_task(lease.execution_id, &lease.activity_id)
             .await?
-            .filter(|t| t.attempt == lease.attempt && t.lease_token.as_deref() == Some(lease.lease_token.as_str()))
+            .filter(|t| {
+                t.attempt == lease.attempt
+                    && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
+            })
             .ok_or_else(|| stale(lease))?;
         let now = self.clock.now_ms();
         let chunks = tag(lease, chunks);
         let result = self
             .apply_with(lease.execution_id, |_, state| {
                 let open = state.activity.as_ref().is_some_and(|a| {
-                    a.activity_id == lease.activity_id && a.attempt == lease.attempt && a.phase == ActivityPhase::Scheduled
+                    a.activity_id == lease.activity_id
+                        && a.attempt == lease.attempt
+                        && a.phase == ActivityPhase::Scheduled
                 });
                 if !open {
                     return Err(stale(lease));
@@ -182,7 +198,11 @@ impl Engine {
                     started_at: task.leased_at.unwrap_or(now),
                 };
                 let (ended, checkpoint) = match &outcome {
-                    ActivityOutcome::Completed { output, usage, checkpoint } => (
+                    ActivityOutcome::Completed {
+                        output,
+                        usage,
+                        checkpoint,
+                    } => (
                         HistoryEvent::ActivityCompleted {
                             activity_id: lease.activity_id.clone(),
                             attempt: lease.attempt,
@@ -192,7 +212,11 @@ impl Engine {
                         },
                         None,
                     ),
-                    ActivityOutcome::Failed { failure, retry_after_ms, checkpoint } => (
+                    ActivityOutcome::Failed {
+                        failure,
+                        retry_after_ms,
+                        checkpoint,
+                    } => (
                         HistoryEvent::ActivityFailed {
                             activity_id: lease.activity_id.clone(),
                             attempt: lease.attempt,
@@ -226,7 +250,9 @@ impl Engine {
         match result {
             Ok(_) => Ok(()),
             Err(ApplyError::Fenced) => Err(stale(lease)),
-            Err(ApplyError::Conflict) => Err(EngineError::Internal("conflict escaped the apply loop".into())),
+            Err(ApplyError::Conflict) => Err(EngineError::Internal(
+                "conflict escaped the apply loop".into(),
+            )),
             Err(ApplyError::Engine(e)) => Err(e),
         }
     }

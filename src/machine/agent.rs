@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{InvalidTransition, MachineContext};
 use crate::domain::{
-    AgentSpec, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind,
-    TimerPurpose, Timeouts, Usage, retry_delay, stable_hash,
+    AgentSpec, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts,
+    TimerPurpose, Usage, retry_delay, stable_hash,
 };
 
 /// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
@@ -101,7 +101,13 @@ impl AgentState {
         match state {
             None => "<not started>".into(),
             Some(s) => match &s.activity {
-                Some(a) => format!("{} with {} attempt {} {:?}", s.status.as_str(), a.activity_id, a.attempt, a.phase),
+                Some(a) => format!(
+                    "{} with {} attempt {} {:?}",
+                    s.status.as_str(),
+                    a.activity_id,
+                    a.attempt,
+                    a.phase
+                ),
                 None => s.status.as_str().into(),
             },
         }
@@ -116,12 +122,20 @@ impl AgentState {
 
     /// Folds one event (input or command) into the state. This is the transition table of the
     /// execution and of its activity; an event with no row here is an [`InvalidTransition`].
-    pub fn apply(state: Option<AgentState>, event: &HistoryEvent) -> Result<AgentState, InvalidTransition> {
+    pub fn apply(
+        state: Option<AgentState>,
+        event: &HistoryEvent,
+    ) -> Result<AgentState, InvalidTransition> {
         use ActivityPhase as P;
         use HistoryEvent as E;
         let Some(mut s) = state else {
             return match event {
-                E::ExecutionStarted { agent, prompts, retry_policy, timeouts } => Ok(AgentState {
+                E::ExecutionStarted {
+                    agent,
+                    prompts,
+                    retry_policy,
+                    timeouts,
+                } => Ok(AgentState {
                     agent: agent.clone(),
                     prompts: prompts.clone(),
                     retry_policy: retry_policy.clone(),
@@ -141,16 +155,24 @@ impl AgentState {
         }
         let invalid = |s: &AgentState| AgentState::invalid(Some(s), event);
         let open = |s: &AgentState, id: &str, attempt: u32| {
-            s.activity.as_ref().is_some_and(|a| a.activity_id == id && a.attempt == attempt)
+            s.activity
+                .as_ref()
+                .is_some_and(|a| a.activity_id == id && a.attempt == attempt)
         };
         match event {
             E::ExecutionStarted { .. } => return Err(invalid(&s)),
-            E::ActivityScheduled { activity_id, turn, attempt } => {
+            E::ActivityScheduled {
+                activity_id,
+                turn,
+                attempt,
+            } => {
                 let next_turn = s.turns.len() as u32;
                 let ok = match &s.activity {
                     None => *attempt == 1 && *turn == next_turn,
-                    Some(a) => matches!(&a.phase, P::BackingOff { next_attempt, .. } if next_attempt == attempt)
-                        && a.turn == *turn,
+                    Some(a) => {
+                        matches!(&a.phase, P::BackingOff { next_attempt, .. } if next_attempt == attempt)
+                            && a.turn == *turn
+                    }
                 };
                 if !ok {
                     return Err(invalid(&s));
@@ -163,66 +185,125 @@ impl AgentState {
                     cancel_requested: false,
                 });
             }
-            E::ActivityStarted { activity_id, attempt, worker, .. } => {
-                let a = s.activity.as_mut().filter(|a| a.activity_id == *activity_id && a.attempt == *attempt);
+            E::ActivityStarted {
+                activity_id,
+                attempt,
+                worker,
+                ..
+            } => {
+                let a = s
+                    .activity
+                    .as_mut()
+                    .filter(|a| a.activity_id == *activity_id && a.attempt == *attempt);
                 match a {
-                    Some(a) if a.phase == P::Scheduled => a.phase = P::Started { worker: worker.clone() },
+                    Some(a) if a.phase == P::Scheduled => {
+                        a.phase = P::Started {
+                            worker: worker.clone(),
+                        }
+                    }
                     _ => return Err(invalid(&s)),
                 }
                 s.status = ExecutionStatus::Running;
             }
-            E::ActivityCompleted { activity_id, attempt, output, usage, checkpoint } => {
+            E::ActivityCompleted {
+                activity_id,
+                attempt,
+                output,
+                usage,
+                checkpoint,
+            } => {
                 if !open(&s, activity_id, *attempt) || !s.activity_running() {
                     return Err(invalid(&s));
                 }
                 s.activity = None;
-                s.turns.push(TurnResult { output: output.clone(), usage: *usage });
+                s.turns.push(TurnResult {
+                    output: output.clone(),
+                    usage: *usage,
+                });
                 s.usage = s.usage.add(*usage);
                 s.checkpoint = checkpoint.clone();
                 s.status = ExecutionStatus::Running;
             }
-            E::ActivityFailed { activity_id, attempt, failure, retry_after_ms, at } => {
+            E::ActivityFailed {
+                activity_id,
+                attempt,
+                failure,
+                retry_after_ms,
+                at,
+            } => {
                 if !open(&s, activity_id, *attempt) || !s.activity_running() {
                     return Err(invalid(&s));
                 }
                 let not_before = at + retry_after_ms.unwrap_or(0) as i64;
                 s.end_activity(Some(failure.clone()), *at, not_before, false);
             }
-            E::ActivityTimedOut { activity_id, attempt, kind, at } => {
+            E::ActivityTimedOut {
+                activity_id,
+                attempt,
+                kind,
+                at,
+            } => {
                 if !open(&s, activity_id, *attempt) || !s.activity_running() {
                     return Err(invalid(&s));
                 }
                 let retryable = *kind != TimeoutKind::ScheduleToStart;
                 let failure = Failure::new(
                     kind.code(),
-                    format!("attempt {attempt} of {activity_id} exceeded its {} timeout", kind.code().trim_end_matches("_timeout").replace('_', "-")),
+                    format!(
+                        "attempt {attempt} of {activity_id} exceeded its {} timeout",
+                        kind.code().trim_end_matches("_timeout").replace('_', "-")
+                    ),
                     retryable,
                 );
                 s.end_activity(Some(failure), *at, *at, false);
             }
-            E::ActivityCancelRequested { activity_id, attempt } => {
-                match s.activity.as_mut() {
-                    Some(a) if a.activity_id == *activity_id && a.attempt == *attempt && a.phase == P::Scheduled => {
-                        a.cancel_requested = true
-                    }
-                    _ => return Err(invalid(&s)),
+            E::ActivityCancelRequested {
+                activity_id,
+                attempt,
+            } => match s.activity.as_mut() {
+                Some(a)
+                    if a.activity_id == *activity_id
+                        && a.attempt == *attempt
+                        && a.phase == P::Scheduled =>
+                {
+                    a.cancel_requested = true
                 }
-            }
-            E::ActivityCanceled { activity_id, attempt, .. } => {
+                _ => return Err(invalid(&s)),
+            },
+            E::ActivityCanceled {
+                activity_id,
+                attempt,
+                ..
+            } => {
                 let requested = s.activity.as_ref().is_some_and(|a| a.cancel_requested);
                 if !open(&s, activity_id, *attempt) || !s.activity_running() || !requested {
                     return Err(invalid(&s));
                 }
                 s.end_activity(None, 0, 0, true);
             }
-            E::TimerStarted { timer_id, fire_at, purpose: TimerPurpose::RetryActivity { activity_id, attempt }, .. } => {
-                match s.activity.as_mut() {
-                    Some(a) if a.activity_id == *activity_id && matches!(a.phase, P::Ended { .. }) && *attempt == a.attempt + 1 => {
-                        a.phase = P::BackingOff { timer_id: timer_id.clone(), fire_at: *fire_at, next_attempt: *attempt };
-                    }
-                    _ => return Err(invalid(&s)),
+            E::TimerStarted {
+                timer_id,
+                fire_at,
+                purpose:
+                    TimerPurpose::RetryActivity {
+                        activity_id,
+                        attempt,
+                    },
+                ..
+            } => match s.activity.as_mut() {
+                Some(a)
+                    if a.activity_id == *activity_id
+                        && matches!(a.phase, P::Ended { .. })
+                        && *attempt == a.attempt + 1 =>
+                {
+                    a.phase = P::BackingOff {
+                        timer_id: timer_id.clone(),
+                        fire_at: *fire_at,
+                        next_attempt: *attempt,
+                    };
                 }
-            }
+                _ => return Err(invalid(&s)),
+            },
             E::TimerFired { timer_id } | E::TimerCanceled { timer_id } => {
                 let pending = s.activity.as_ref().is_some_and(
                     |a| matches!(&a.phase, P::BackingOff { timer_id: t, .. } if t == timer_id),
@@ -255,23 +336,44 @@ impl AgentState {
 
     /// Whether the open activity's attempt is scheduled or started (it may be running).
     fn activity_running(&self) -> bool {
-        self.activity
-            .as_ref()
-            .is_some_and(|a| matches!(a.phase, ActivityPhase::Scheduled | ActivityPhase::Started { .. }))
+        self.activity.as_ref().is_some_and(|a| {
+            matches!(
+                a.phase,
+                ActivityPhase::Scheduled | ActivityPhase::Started { .. }
+            )
+        })
     }
 
-    fn end_activity(&mut self, failure: Option<Failure>, at: Millis, not_before: Millis, canceled: bool) {
+    fn end_activity(
+        &mut self,
+        failure: Option<Failure>,
+        at: Millis,
+        not_before: Millis,
+        canceled: bool,
+    ) {
         if let Some(a) = self.activity.as_mut() {
-            a.phase = ActivityPhase::Ended { failure, at, not_before, canceled };
+            a.phase = ActivityPhase::Ended {
+                failure,
+                at,
+                not_before,
+                canceled,
+            };
         }
     }
 
     /// The commands the machine emits after `input` was folded into the state.
-    pub fn decide(&self, ctx: MachineContext, input: &HistoryEvent) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+    pub fn decide(
+        &self,
+        ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
         use HistoryEvent as E;
         let commands = match input {
             E::ExecutionStarted { .. } => vec![self.schedule_turn(0)],
-            E::ActivityStarted { .. } | E::ActivityScheduled { .. } | E::TimerStarted { .. } | E::TimerCanceled { .. } => vec![],
+            E::ActivityStarted { .. }
+            | E::ActivityScheduled { .. }
+            | E::TimerStarted { .. }
+            | E::TimerCanceled { .. } => vec![],
             E::ActivityCompleted { .. } => {
                 let next = self.turns.len() as u32;
                 if (next as usize) < self.prompts.len() && self.cancel_reason.is_none() {
@@ -279,24 +381,46 @@ impl AgentState {
                 } else if (next as usize) < self.prompts.len() {
                     vec![self.cancel_execution()]
                 } else {
-                    let last = self.turns.last().map(|t| t.output.clone()).unwrap_or_default();
-                    vec![E::ExecutionCompleted { result: last, usage: self.usage }]
+                    let last = self
+                        .turns
+                        .last()
+                        .map(|t| t.output.clone())
+                        .unwrap_or_default();
+                    vec![E::ExecutionCompleted {
+                        result: last,
+                        usage: self.usage,
+                    }]
                 }
             }
             E::ActivityFailed { .. } | E::ActivityTimedOut { .. } => self.after_failed_attempt(ctx),
             E::ActivityCanceled { .. } => vec![self.cancel_execution()],
             E::TimerFired { .. } => {
-                let a = self.activity.as_ref().ok_or_else(|| AgentState::invalid(Some(self), input))?;
+                let a = self
+                    .activity
+                    .as_ref()
+                    .ok_or_else(|| AgentState::invalid(Some(self), input))?;
                 let ActivityPhase::BackingOff { next_attempt, .. } = a.phase else {
                     return Err(AgentState::invalid(Some(self), input));
                 };
-                vec![E::ActivityScheduled { activity_id: a.activity_id.clone(), turn: a.turn, attempt: next_attempt }]
+                vec![E::ActivityScheduled {
+                    activity_id: a.activity_id.clone(),
+                    turn: a.turn,
+                    attempt: next_attempt,
+                }]
             }
             E::CancelRequested { .. } => match &self.activity {
                 Some(a) => match &a.phase {
-                    ActivityPhase::Scheduled => vec![E::ActivityCancelRequested { activity_id: a.activity_id.clone(), attempt: a.attempt }],
+                    ActivityPhase::Scheduled => vec![E::ActivityCancelRequested {
+                        activity_id: a.activity_id.clone(),
+                        attempt: a.attempt,
+                    }],
                     ActivityPhase::BackingOff { timer_id, .. } => {
-                        vec![E::TimerCanceled { timer_id: timer_id.clone() }, self.cancel_execution()]
+                        vec![
+                            E::TimerCanceled {
+                                timer_id: timer_id.clone(),
+                            },
+                            self.cancel_execution(),
+                        ]
                     }
                     ActivityPhase::Started { .. } | ActivityPhase::Ended { .. } => {
                         return Err(AgentState::invalid(Some(self), input));
@@ -304,7 +428,10 @@ impl AgentState {
                 },
                 None => vec![self.cancel_execution()],
             },
-            E::ActivityCancelRequested { .. } | E::ExecutionCompleted { .. } | E::ExecutionFailed { .. } | E::ExecutionCanceled { .. } => {
+            E::ActivityCancelRequested { .. }
+            | E::ExecutionCompleted { .. }
+            | E::ExecutionFailed { .. }
+            | E::ExecutionCanceled { .. } => {
                 return Err(AgentState::invalid(Some(self), input));
             }
         };
@@ -312,23 +439,42 @@ impl AgentState {
     }
 
     fn schedule_turn(&self, turn: u32) -> HistoryEvent {
-        HistoryEvent::ActivityScheduled { activity_id: activity_id_for_turn(turn), turn, attempt: 1 }
+        HistoryEvent::ActivityScheduled {
+            activity_id: activity_id_for_turn(turn),
+            turn,
+            attempt: 1,
+        }
     }
 
     fn cancel_execution(&self) -> HistoryEvent {
-        HistoryEvent::ExecutionCanceled { reason: self.cancel_reason.clone().unwrap_or_default() }
+        HistoryEvent::ExecutionCanceled {
+            reason: self.cancel_reason.clone().unwrap_or_default(),
+        }
     }
 
     fn after_failed_attempt(&self, ctx: MachineContext) -> Vec<HistoryEvent> {
-        let Some(a) = &self.activity else { return vec![] };
-        let ActivityPhase::Ended { failure: Some(failure), at, not_before, .. } = &a.phase else {
+        let Some(a) = &self.activity else {
+            return vec![];
+        };
+        let ActivityPhase::Ended {
+            failure: Some(failure),
+            at,
+            not_before,
+            ..
+        } = &a.phase
+        else {
             return vec![];
         };
         if self.cancel_reason.is_some() {
             return vec![self.cancel_execution()];
         }
-        if !self.retry_policy.allows_retry(a.attempt, &failure.code, failure.retryable) {
-            return vec![HistoryEvent::ExecutionFailed { failure: failure.clone() }];
+        if !self
+            .retry_policy
+            .allows_retry(a.attempt, &failure.code, failure.retryable)
+        {
+            return vec![HistoryEvent::ExecutionFailed {
+                failure: failure.clone(),
+            }];
         }
         let seed = stable_hash(&format!("{}/{}", ctx.execution_id, a.activity_id));
         let (delay_ms, jitter_ms) = retry_delay(&self.retry_policy, a.attempt, seed);
@@ -337,7 +483,10 @@ impl AgentState {
         vec![HistoryEvent::TimerStarted {
             timer_id: format!("retry-{}-{}", a.activity_id, a.attempt + 1),
             fire_at,
-            purpose: TimerPurpose::RetryActivity { activity_id: a.activity_id.clone(), attempt: a.attempt + 1 },
+            purpose: TimerPurpose::RetryActivity {
+                activity_id: a.activity_id.clone(),
+                attempt: a.attempt + 1,
+            },
             delay_ms: (fire_at - at) as u64,
             jitter_ms,
         }]

@@ -39,7 +39,10 @@ fn describe(event: &HistoryEvent) -> String {
 }
 
 /// Replays `events` (numbered from 1, in order) and returns the state they lead to.
-pub fn replay(ctx: MachineContext, events: &[HistoryEvent]) -> Result<Option<AgentState>, ReplayError> {
+pub fn replay(
+    ctx: MachineContext,
+    events: &[HistoryEvent],
+) -> Result<Option<AgentState>, ReplayError> {
     let mut state: Option<AgentState> = None;
     let mut expected: std::collections::VecDeque<HistoryEvent> = Default::default();
     for (i, event) in events.iter().enumerate() {
@@ -49,16 +52,31 @@ pub fn replay(ctx: MachineContext, events: &[HistoryEvent]) -> Result<Option<Age
             match expected.pop_front() {
                 Some(want) if want == *event => {}
                 Some(want) => {
-                    return Err(Nondeterminism { seq, expected: describe(&want), found: describe(event) }.into());
+                    return Err(Nondeterminism {
+                        seq,
+                        expected: describe(&want),
+                        found: describe(event),
+                    }
+                    .into());
                 }
                 None => {
-                    return Err(Nondeterminism { seq, expected: "nothing".into(), found: describe(event) }.into());
+                    return Err(Nondeterminism {
+                        seq,
+                        expected: "nothing".into(),
+                        found: describe(event),
+                    }
+                    .into());
                 }
             }
             state = Some(AgentState::apply(state, event).map_err(invalid)?);
         } else {
             if let Some(want) = expected.pop_front() {
-                return Err(Nondeterminism { seq, expected: describe(&want), found: describe(event) }.into());
+                return Err(Nondeterminism {
+                    seq,
+                    expected: describe(&want),
+                    found: describe(event),
+                }
+                .into());
             }
             let next = AgentState::apply(state, event).map_err(invalid)?;
             expected = next.decide(ctx, event).map_err(invalid)?.into();

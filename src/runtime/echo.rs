@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AgentRuntime, ConfigError, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo,
-    TurnOutput, reject_unknown_keys, runtime_config,
+    AgentRuntime, ConfigError, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
+    reject_unknown_keys, runtime_config,
 };
 use crate::domain::{AgentSpec, Turn, Usage};
 
@@ -87,14 +87,42 @@ impl AgentRuntime for EchoRuntime {
             name: "echo",
             description: "Sends the prompt back in chunks; deterministic, no network. For demos, tests and benchmarks.",
             config_keys: vec![
-                key("chunks", "array<string>", "chunks to send instead of the prompt's words"),
+                key(
+                    "chunks",
+                    "array<string>",
+                    "chunks to send instead of the prompt's words",
+                ),
                 key("delay_ms", "integer", "pause before each chunk"),
-                key("fail_attempts", "array<integer>", "attempts (from 1) that fail"),
-                key("fail_turns", "array<integer>", "turns (from 1) whose every attempt fails"),
-                key("fail_retryable", "boolean", "whether those failures are retryable (default true)"),
-                key("fail_code", "string", "the failure code (default echo_failure)"),
-                key("fail_after_chunks", "integer", "chunks a failing attempt sends before failing"),
-                key("ignore_cancel_ms", "integer", "keep running this long after cancellation"),
+                key(
+                    "fail_attempts",
+                    "array<integer>",
+                    "attempts (from 1) that fail",
+                ),
+                key(
+                    "fail_turns",
+                    "array<integer>",
+                    "turns (from 1) whose every attempt fails",
+                ),
+                key(
+                    "fail_retryable",
+                    "boolean",
+                    "whether those failures are retryable (default true)",
+                ),
+                key(
+                    "fail_code",
+                    "string",
+                    "the failure code (default echo_failure)",
+                ),
+                key(
+                    "fail_after_chunks",
+                    "integer",
+                    "chunks a failing attempt sends before failing",
+                ),
+                key(
+                    "ignore_cancel_ms",
+                    "integer",
+                    "keep running this long after cancellation",
+                ),
             ],
         }
     }
@@ -123,7 +151,10 @@ impl AgentRuntime for EchoRuntime {
         let (start, turns_completed) = if resumed.turn == turn.index {
             (resumed.emitted, resumed.turns_completed)
         } else {
-            (0, resumed.turns_completed + u32::from(io.previous_checkpoint().is_some()))
+            (
+                0,
+                resumed.turns_completed + u32::from(io.previous_checkpoint().is_some()),
+            )
         };
         let fails = config.fail_attempts.contains(&attempt)
             || config.fail_turns.contains(&(turn.index + 1));

@@ -152,7 +152,9 @@ pub trait AgentRuntime: Send + Sync {
 }
 
 /// The `runtime_config` object of an agent's configuration (empty if absent).
-pub fn runtime_config(agent: &AgentSpec) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+pub fn runtime_config(
+    agent: &AgentSpec,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
     match agent.configuration.get("runtime_config") {
         None | Some(serde_json::Value::Null) => Ok(serde_json::Map::new()),
         Some(serde_json::Value::Object(map)) => Ok(map.clone()),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::{Agent, Millis};
 
-pub use backend::{PgStore, SqliteStore, Durability, open};
+pub use backend::{Durability, PgStore, SqliteStore, open};
 pub use records::*;
 
 /// What went wrong in storage.
@@ -58,7 +58,8 @@ pub trait Store: Send + Sync + 'static {
     /// Overwrites an agent's mutable fields (runtime, model, configuration, status, updated_at).
     async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     /// One agent by id or by active name.
-    async fn get_agent(&self, namespace: &str, key: &AgentKey) -> Result<Option<Agent>, StoreError>;
+    async fn get_agent(&self, namespace: &str, key: &AgentKey)
+    -> Result<Option<Agent>, StoreError>;
     /// Agents of a namespace ordered by id, after `after`.
     async fn list_agents(
         &self,
@@ -73,7 +74,11 @@ pub trait Store: Send + Sync + 'static {
     /// One execution row.
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
     /// The id of the execution started with `request_id` in `namespace`.
-    async fn find_request(&self, namespace: &str, request_id: &str) -> Result<Option<Uuid>, StoreError>;
+    async fn find_request(
+        &self,
+        namespace: &str,
+        request_id: &str,
+    ) -> Result<Option<Uuid>, StoreError>;
     /// Executions matching `filter`, newest first, before `before` (exclusive).
     async fn list_executions(
         &self,
@@ -82,17 +87,34 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// History events with seq > `after_seq`, in order, at most `limit`.
-    async fn history(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn history(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Output chunks with seq > `after_seq`, in order, at most `limit`.
-    async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError>;
+    async fn output(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredChunk>, StoreError>;
     /// The task row of an execution's activity.
-    async fn get_task(&self, execution_id: Uuid, activity_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    async fn get_task(
+        &self,
+        execution_id: Uuid,
+        activity_id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError>;
 
     /// Leases up to `max` ready tasks of the given runtimes and queue to `worker`.
     async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError>;
     /// Appends output chunks and saves a checkpoint for a leased attempt and extends its lease,
     /// all fenced by the lease. `None` when the lease is no longer held.
-    async fn record_progress(&self, progress: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError>;
+    async fn record_progress(
+        &self,
+        progress: &ProgressRecord,
+    ) -> Result<Option<ProgressOutcome>, StoreError>;
     /// Tasks whose schedule-to-start, start-to-close or heartbeat deadline passed at `now`.
     async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
     /// Timers due at `now`.

@@ -53,7 +53,12 @@ pub trait WorkerApi: Send + Sync + 'static {
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, WorkerApiError>;
     /// Reports how the attempt ended, with its last output.
-    async fn report(&self, lease: &Lease, chunks: Vec<ChunkIn>, outcome: ActivityOutcome) -> Result<(), WorkerApiError>;
+    async fn report(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        outcome: ActivityOutcome,
+    ) -> Result<(), WorkerApiError>;
 }
 
 /// The in-process implementation: calls the engine directly.
@@ -86,7 +91,10 @@ impl WorkerApi for DirectWorkerApi {
             max: request.max_tasks,
             now: 0,
         };
-        self.engine.poll(claim, request.wait).await.map_err(from_engine)
+        self.engine
+            .poll(claim, request.wait)
+            .await
+            .map_err(from_engine)
     }
 
     async fn progress(
@@ -95,10 +103,21 @@ impl WorkerApi for DirectWorkerApi {
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, WorkerApiError> {
-        self.engine.progress(lease, chunks, checkpoint).await.map_err(from_engine)
+        self.engine
+            .progress(lease, chunks, checkpoint)
+            .await
+            .map_err(from_engine)
     }
 
-    async fn report(&self, lease: &Lease, chunks: Vec<ChunkIn>, outcome: ActivityOutcome) -> Result<(), WorkerApiError> {
-        self.engine.report(lease, chunks, outcome).await.map_err(from_engine)
+    async fn report(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        outcome: ActivityOutcome,
+    ) -> Result<(), WorkerApiError> {
+        self.engine
+            .report(lease, chunks, outcome)
+            .await
+            .map_err(from_engine)
     }
 }

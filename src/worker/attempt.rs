@@ -22,7 +22,11 @@ struct Pending {
 impl Pending {
     fn take(&mut self, progress: Progress) {
         match progress {
-            Progress::Chunk { kind, data, checkpoint } => {
+            Progress::Chunk {
+                kind,
+                data,
+                checkpoint,
+            } => {
                 self.chunks.push(ChunkIn { kind, data });
                 if checkpoint.is_some() {
                     self.checkpoint = checkpoint;
@@ -55,10 +59,17 @@ pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assign
         // The server only hands out tasks of runtimes the worker announced; this is a bug.
         let failure = Failure::new(
             "runtime_unavailable",
-            format!("worker {} has no runtime `{}`", options.worker_id, assignment.runtime),
+            format!(
+                "worker {} has no runtime `{}`",
+                options.worker_id, assignment.runtime
+            ),
             true,
         );
-        let outcome = ActivityOutcome::Failed { failure, retry_after_ms: None, checkpoint: None };
+        let outcome = ActivityOutcome::Failed {
+            failure,
+            retry_after_ms: None,
+            checkpoint: None,
+        };
         let _ = api.report(&lease, Vec::new(), outcome).await;
         return;
     };
@@ -80,7 +91,9 @@ pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assign
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let result: Result<Result<TurnOutput, RuntimeError>, bool> = loop {
-        let flush_at = first_unsent.map_or(far, |t| t + options.flush_interval).min(last_report + heartbeat);
+        let flush_at = first_unsent
+            .map_or(far, |t| t + options.flush_interval)
+            .min(last_report + heartbeat);
         tokio::select! {
             joined = &mut handle => {
                 pending.drain_from(&mut rx);
@@ -107,7 +120,10 @@ pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assign
         pending.drain_from(&mut rx);
         let chunks = std::mem::take(&mut pending.chunks);
         let checkpoint = pending.checkpoint.take();
-        match api.progress(&lease, chunks.clone(), checkpoint.clone()).await {
+        match api
+            .progress(&lease, chunks.clone(), checkpoint.clone())
+            .await
+        {
             Ok(cancel_requested) => {
                 last_report = Instant::now();
                 first_unsent = None;
@@ -142,9 +158,16 @@ pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assign
             usage: output.usage,
             checkpoint: output.checkpoint,
         },
-        Ok(Err(e)) if e.is_canceled() || cancel.is_cancelled() => ActivityOutcome::Canceled { abandoned: false },
+        Ok(Err(e)) if e.is_canceled() || cancel.is_cancelled() => {
+            ActivityOutcome::Canceled { abandoned: false }
+        }
         Ok(Err(e)) => ActivityOutcome::Failed {
-            failure: Failure { code: e.code, message: e.message, retryable: e.retryable, details: e.details },
+            failure: Failure {
+                code: e.code,
+                message: e.message,
+                retryable: e.retryable,
+                details: e.details,
+            },
             retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
             checkpoint: pending.checkpoint.take(),
         },
@@ -154,7 +177,12 @@ pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assign
 
 /// Sends the final report, retrying while the server is unreachable (the lease bounds how long
 /// that can matter: once it expires, the server times the attempt out itself).
-async fn report_until_done(api: &dyn WorkerApi, lease: &Lease, chunks: Vec<ChunkIn>, outcome: ActivityOutcome) {
+async fn report_until_done(
+    api: &dyn WorkerApi,
+    lease: &Lease,
+    chunks: Vec<ChunkIn>,
+    outcome: ActivityOutcome,
+) {
     let mut delay = Duration::from_millis(50);
     loop {
         match api.report(lease, chunks.clone(), outcome.clone()).await {

@@ -74,7 +74,12 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         let mut running = JoinSet::new();
         let mut failures = 0u32;
-        let runtimes: Vec<String> = options.runtimes.names().into_iter().map(String::from).collect();
+        let runtimes: Vec<String> = options
+            .runtimes
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect();
         tracing::info!(worker = %options.worker_id, ?runtimes, concurrency = options.concurrency, "worker started");
         loop {
             let first = tokio::select! {
@@ -127,7 +132,10 @@ impl Worker {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(left = running.len(), "drain deadline passed; abandoning running attempts");
+            tracing::warn!(
+                left = running.len(),
+                "drain deadline passed; abandoning running attempts"
+            );
             running.abort_all();
             while running.join_next().await.is_some() {}
         }

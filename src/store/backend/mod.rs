@@ -36,7 +36,9 @@ impl FromStr for Durability {
         match s {
             "full" => Ok(Durability::Full),
             "relaxed" => Ok(Durability::Relaxed),
-            other => Err(format!("unknown durability `{other}`: use `full` or `relaxed`")),
+            other => Err(format!(
+                "unknown durability `{other}`: use `full` or `relaxed`"
+            )),
         }
     }
 }
@@ -109,7 +111,13 @@ pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>, S
     }
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, lock = "", skip_locked = "", migrations = "./migrations/sqlite");
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    lock = "",
+    skip_locked = "",
+    migrations = "./migrations/sqlite"
+);
 sql_store!(
     PgStore,
     sqlx::Postgres,

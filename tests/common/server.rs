@@ -1,0 +1,96 @@
+//! Real `cairn` processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use super::{Db, TestClient};
+
+/// The `cairn` binary of this build.
+pub fn cairn_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
+/// A running `cairn` server process; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `cairn <command> --listen 127.0.0.1:0 --database-url <db> <args...>` and waits until
+    /// it listens.
+    pub fn start(db: &Db, command: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(cairn_bin())
+            .arg(command)
+            .args(["--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("cairn listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                let mut log = log_writer.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "cairn {command} did not start; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child, url, log }
+    }
+
+    /// `cairn dev` (server and in-process worker) on `db`.
+    pub fn dev(db: &Db, args: &[&str]) -> Server {
+        Server::start(db, "dev", args)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client of this server.
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(&self.url).await
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
