@@ -133,3 +133,52 @@ async fn an_unknown_tool_is_an_error_result_for_the_model() {
     assert_eq!(result["is_error"], true);
     assert_eq!(result["content"], "there is no tool named `no_such_tool`");
 }
+
+#[tokio::test]
+async fn cancellation_abandons_a_running_tool_call() {
+    let server = filesystem_server();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().canonicalize().unwrap();
+    // Reading a FIFO that nobody writes to never finishes: a tool call that hangs.
+    let pipe = dir_path.join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let fake = FakeOpenAi::start().await;
+    let path_json = serde_json::to_string(pipe.to_str().unwrap()).unwrap();
+    fake.push(Reply::tool_call(
+        "call_1",
+        "read_text_file",
+        &[&format!("{{\"path\":{path_json}}}")],
+    ));
+    let config = json!({"mcp_servers": {"files": {
+        "command": "node", "args": [server.to_str().unwrap(), dir_path.to_str().unwrap()]
+    }}});
+    let runtime = runtime(&fake);
+    let cancel = CancellationToken::new();
+    let (io, mut progress) = io(1, None, cancel.clone());
+    let running =
+        tokio::spawn(async move { runtime.run(turn(0, "read the pipe", config), io).await });
+
+    loop {
+        let next = tokio::time::timeout(PATIENCE, progress.recv())
+            .await
+            .unwrap();
+        match next.expect("the turn reports the tool call") {
+            Progress::Chunk { kind, .. } if kind == "tool_use" => break,
+            Progress::Chunk { kind, data } if kind == "tool_result" => {
+                panic!("the call ended: {data}")
+            }
+            _ => {}
+        }
+    }
+    cancel.cancel();
+    let result = tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the turn stops")
+        .unwrap();
+    assert!(result.unwrap_err().is_canceled());
+    assert_eq!(fake.request_count(), 1);
+}
