@@ -303,3 +303,42 @@ fn validate_checks_the_model_and_each_key() {
     let error = runtime.validate(&agent).unwrap_err();
     assert!(error.message.contains("model_id"), "{}", error.message);
 }
+
+#[tokio::test]
+async fn a_stalled_stream_times_out_and_is_retryable() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::stream().role().hang());
+    let runtime = DefaultRuntime::new(OpenAiSettings {
+        base_url: fake.base_url(),
+        api_key_env: Some(KEY_ENV.into()),
+        request_timeout: Duration::from_millis(200),
+    });
+    let (result, _) = run(&runtime, turn(0, "hi", json!({})), 1, None).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.code, "timeout");
+    assert!(
+        error.retryable && error.message.contains("stream data"),
+        "{error}"
+    );
+    tokio::time::timeout(PATIENCE, fake.wait_for_disconnect())
+        .await
+        .expect("the runtime hangs up on a stalled stream");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_retryable() {
+    // A port that was just free and has no listener any more.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let runtime = DefaultRuntime::new(OpenAiSettings {
+        base_url: base_url.clone(),
+        api_key_env: None,
+        request_timeout: Duration::from_secs(10),
+    });
+    let (result, _) = run(&runtime, turn(0, "hi", json!({})), 1, None).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.code, "connection_error");
+    assert!(error.retryable);
+    assert!(error.message.contains(&base_url), "{}", error.message);
+}
