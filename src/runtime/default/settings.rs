@@ -16,7 +16,8 @@ pub struct OpenAiSettings {
     pub api_key_env: Option<String>,
     /// How long to wait for the response headers, and the longest silence allowed between two
     /// pieces of a streamed response (default 120 s). A long answer that keeps streaming is never
-    /// cut off; a stalled one is.
+    /// cut off; a stalled one is. It also bounds the start-up (handshake and tool listing) of
+    /// each MCP server.
     pub request_timeout: Duration,
 }
 
