@@ -8,6 +8,7 @@
 //! Adding a runtime is one module implementing [`AgentRuntime`] and one line in
 //! [`RuntimeRegistry::builtin`].
 
+mod default;
 mod echo;
 mod io;
 mod registry;
@@ -18,6 +19,10 @@ use async_trait::async_trait;
 
 use crate::domain::{AgentSpec, Turn, Usage};
 
+pub use default::{
+    DEFAULT_OPENAI_API_KEY_ENV, DEFAULT_OPENAI_BASE_URL, DEFAULT_OPENAI_REQUEST_TIMEOUT,
+    DefaultRuntime, OpenAiSettings,
+};
 pub use echo::EchoRuntime;
 pub use io::{AttemptInfo, Progress, TurnIo};
 pub use registry::{RuntimeRegistry, RuntimeSettings};

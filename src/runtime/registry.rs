@@ -3,12 +3,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{AgentRuntime, EchoRuntime, RuntimeDescription};
+use super::{AgentRuntime, DefaultRuntime, EchoRuntime, OpenAiSettings, RuntimeDescription};
 
 /// Worker-side settings of the runtimes: endpoints and where secrets are, never secrets
 /// themselves (those stay in the worker's environment).
 #[derive(Debug, Clone, Default)]
-pub struct RuntimeSettings {}
+pub struct RuntimeSettings {
+    /// The `default` runtime's endpoint (`base_url`, default `http://127.0.0.1:4000/v1`), the
+    /// name of the environment variable holding its key (`api_key_env`, default
+    /// `OPENAI_API_KEY`) and its request timeout (default 120 s).
+    pub openai: OpenAiSettings,
+}
 
 /// Runtimes by name. Servers use it to validate agents and describe runtimes; workers use it to
 /// run turns of the runtimes they offer.
@@ -19,8 +24,9 @@ pub struct RuntimeRegistry {
 
 impl RuntimeRegistry {
     /// Every runtime built into Cairn. Adding a runtime adds one line here.
-    pub fn builtin(_settings: &RuntimeSettings) -> Self {
+    pub fn builtin(settings: &RuntimeSettings) -> Self {
         let mut registry = RuntimeRegistry::default();
+        registry.register(Arc::new(DefaultRuntime::new(settings.openai.clone())));
         registry.register(Arc::new(EchoRuntime));
         registry
     }

@@ -1,0 +1,128 @@
+//! The agent loop of one turn: call the model, run the tools it asks for, feed the results back,
+//! until it answers without tool calls. Every completed model call and every tool result is
+//! checkpointed before the next step starts.
+
+use serde_json::{Value, json};
+
+use super::client::ChatClient;
+use super::config::AgentConfig;
+use super::tools::{ToolOutcome, Toolbox};
+use super::transcript::{Step, Transcript};
+use crate::runtime::{RuntimeError, TurnIo};
+
+/// Model calls allowed beyond `max_tool_calls`: one to answer after the last tool result, and a
+/// little slack for a model that keeps asking for tools after it was told the limit is reached.
+const EXTRA_MODEL_CALLS: u32 = 3;
+
+/// Runs the turn from `transcript` until the model's final answer. On return (success or not)
+/// the transcript holds everything that completed.
+pub(super) async fn run_loop(
+    config: &AgentConfig,
+    client: &ChatClient,
+    toolbox: &Toolbox,
+    transcript: &mut Transcript,
+    io: &TurnIo,
+) -> Result<(), RuntimeError> {
+    let limit_reached = |t: &Transcript| t.tool_calls >= config.max_tool_calls;
+    loop {
+        if io.cancel.is_cancelled() {
+            return Err(RuntimeError::canceled());
+        }
+        match transcript.next_step() {
+            Step::Finished => return Ok(()),
+            Step::CallModel => {
+                if transcript.model_calls >= config.max_tool_calls + EXTRA_MODEL_CALLS {
+                    return Err(RuntimeError::fatal(
+                        "tool_call_limit",
+                        format!(
+                            "model `{}` kept asking for tools after max_tool_calls ({}) was reached",
+                            config.model, config.max_tool_calls
+                        ),
+                    ));
+                }
+                let body = request_body(config, toolbox, transcript, limit_reached(transcript));
+                let completion = client
+                    .complete(&body, &io.cancel, |text| {
+                        io.emit("text", json!({ "text": text }));
+                    })
+                    .await?;
+                transcript.record_completion(&completion);
+                io.save_checkpoint(transcript.to_value());
+            }
+            Step::RunTool(call) => {
+                let (server, tool) = toolbox.origin(&call.name).unwrap_or_default();
+                let arguments = serde_json::from_str::<Value>(&call.arguments)
+                    .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+                io.emit(
+                    "tool_use",
+                    json!({
+                        "id": call.id, "name": call.name, "arguments": arguments,
+                        "server": server, "tool": tool,
+                    }),
+                );
+                let ran = !limit_reached(transcript);
+                let outcome = if ran {
+                    tokio::select! {
+                        // Dropping the call abandons it; the servers are shut down by the caller.
+                        _ = io.cancel.cancelled() => return Err(RuntimeError::canceled()),
+                        outcome = toolbox.call(&call.name, &call.arguments) => outcome,
+                    }
+                } else {
+                    ToolOutcome {
+                        content: format!(
+                            "Tool call limit reached ({}). Tool call `{}` was not executed; \
+                             answer with what you have.",
+                            config.max_tool_calls, call.name
+                        ),
+                        is_error: true,
+                    }
+                };
+                io.emit(
+                    "tool_result",
+                    json!({
+                        "id": call.id, "name": call.name,
+                        "content": outcome.content, "is_error": outcome.is_error,
+                    }),
+                );
+                transcript.record_tool_result(&call, &outcome.content, ran);
+                io.save_checkpoint(transcript.to_value());
+            }
+        }
+    }
+}
+
+/// The request for the next model call.
+fn request_body(
+    config: &AgentConfig,
+    toolbox: &Toolbox,
+    transcript: &Transcript,
+    limit_reached: bool,
+) -> Value {
+    let mut messages = Vec::with_capacity(transcript.messages.len() + 1);
+    if let Some(instructions) = &config.instructions {
+        messages.push(json!({ "role": "system", "content": instructions }));
+    }
+    messages.extend(transcript.messages.iter().cloned());
+    let mut body = json!({
+        "model": config.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    let tools = toolbox.definitions();
+    if !tools.is_empty() {
+        body["tools"] = Value::Array(tools);
+        // The tools stay listed (some providers refuse tool messages without them), but the
+        // model is told not to call them any more.
+        if limit_reached {
+            body["tool_choice"] = json!("none");
+        }
+    }
+    if let Some(temperature) = config.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    if let Some(max_tokens) = config.max_tokens {
+        body["max_tokens"] = json!(max_tokens);
+    }
+    body
+}
