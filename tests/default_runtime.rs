@@ -85,7 +85,7 @@ fn chunks<'a>(progress: &'a [Progress], kind: &str) -> Vec<&'a Value> {
     progress
         .iter()
         .filter_map(|p| match p {
-            Progress::Chunk { kind: k, data } if k == kind => Some(data),
+            Progress::Chunk { kind: k, data, .. } if k == kind => Some(data),
             _ => None,
         })
         .collect()
@@ -142,7 +142,8 @@ async fn text_is_streamed_as_it_arrives() {
         first,
         Progress::Chunk {
             kind: "text".into(),
-            data: json!({"text": "Hel"})
+            data: json!({"text": "Hel"}),
+            checkpoint: None
         }
     );
     gate.open();
@@ -152,7 +153,8 @@ async fn text_is_streamed_as_it_arrives() {
         second,
         Progress::Chunk {
             kind: "text".into(),
-            data: json!({"text": "lo!"})
+            data: json!({"text": "lo!"}),
+            checkpoint: None
         }
     );
 

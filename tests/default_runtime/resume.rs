@@ -116,7 +116,8 @@ async fn cancellation_hangs_up_mid_stream() {
         first,
         Progress::Chunk {
             kind: "text".into(),
-            data: json!({"text": "Once upon"})
+            data: json!({"text": "Once upon"}),
+            checkpoint: None
         }
     );
     cancel.cancel();

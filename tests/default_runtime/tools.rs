@@ -168,7 +168,7 @@ async fn cancellation_abandons_a_running_tool_call() {
             .unwrap();
         match next.expect("the turn reports the tool call") {
             Progress::Chunk { kind, .. } if kind == "tool_use" => break,
-            Progress::Chunk { kind, data } if kind == "tool_result" => {
+            Progress::Chunk { kind, data, .. } if kind == "tool_result" => {
                 panic!("the call ended: {data}")
             }
             _ => {}
