@@ -8,6 +8,7 @@
 //! Adding a runtime is one module implementing [`AgentRuntime`] and one line in
 //! [`RuntimeRegistry::builtin`].
 
+mod claude_code;
 mod echo;
 mod io;
 mod registry;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::domain::{AgentSpec, Turn, Usage};
 
+pub use claude_code::ClaudeCodeRuntime;
 pub use echo::EchoRuntime;
 pub use io::{AttemptInfo, Progress, TurnIo};
 pub use registry::{RuntimeRegistry, RuntimeSettings};

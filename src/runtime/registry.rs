@@ -1,14 +1,23 @@
 //! The runtimes this build knows, by name.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{AgentRuntime, EchoRuntime, RuntimeDescription};
+use super::{AgentRuntime, ClaudeCodeRuntime, EchoRuntime, RuntimeDescription};
 
 /// Worker-side settings of the runtimes: endpoints and where secrets are, never secrets
 /// themselves (those stay in the worker's environment).
 #[derive(Debug, Clone, Default)]
-pub struct RuntimeSettings {}
+pub struct RuntimeSettings {
+    /// `claude_code`: the Claude Code CLI binary (`node_modules/.bin/claude` of an
+    /// `npm install @anthropic-ai/claude-code`). Default: `claude` on the worker's PATH.
+    pub claude_cli: Option<PathBuf>,
+    /// `claude_code`: the CLI's config directory (`CLAUDE_CONFIG_DIR`), where it keeps the
+    /// sessions that later turns and retries resume. Point it at storage every worker shares so
+    /// that any worker can resume any session. Default: the CLI's own (`$HOME/.claude`).
+    pub claude_config_dir: Option<PathBuf>,
+}
 
 /// Runtimes by name. Servers use it to validate agents and describe runtimes; workers use it to
 /// run turns of the runtimes they offer.
@@ -19,9 +28,10 @@ pub struct RuntimeRegistry {
 
 impl RuntimeRegistry {
     /// Every runtime built into Cairn. Adding a runtime adds one line here.
-    pub fn builtin(_settings: &RuntimeSettings) -> Self {
+    pub fn builtin(settings: &RuntimeSettings) -> Self {
         let mut registry = RuntimeRegistry::default();
         registry.register(Arc::new(EchoRuntime));
+        registry.register(Arc::new(ClaudeCodeRuntime::new(settings)));
         registry
     }
 

@@ -1,0 +1,423 @@
+//! Reading the CLI's stream-json stdout: one line in, output chunks and facts out.
+//!
+//! [`StreamState::accept`] is pure (no I/O), so the fixtures of real CLI output under
+//! `tests/fixtures/claude-code/` can be fed through it line by line in unit tests.
+
+use serde_json::{Map, Value, json};
+
+/// One output chunk for [`super::super::TurnIo::emit`].
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Chunk {
+    /// `text`, `thinking`, `tool_use`, `tool_result`, `result` or `status`.
+    pub kind: &'static str,
+    /// The chunk's content.
+    pub data: Value,
+}
+
+impl Chunk {
+    fn new(kind: &'static str, data: Value) -> Self {
+        Chunk { kind, data }
+    }
+
+    /// A `status` chunk: `{"event": event, ...fields}`. A field of the CLI's own called `event`
+    /// (`system/ui_invalidate` has one) is kept as `cli_event`.
+    pub fn status(event: &str, fields: Value) -> Self {
+        let mut data = match fields {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        if let Some(theirs) = data.remove("event") {
+            data.insert("cli_event".into(), theirs);
+        }
+        data.insert("event".into(), Value::from(event));
+        Chunk::new("status", Value::Object(data))
+    }
+}
+
+/// What the runtime does with one stdout line.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct LineOutcome {
+    /// Chunks to emit, in order.
+    pub chunks: Vec<Chunk>,
+    /// A message to write to the CLI's stdin (the answer to a control request from the CLI).
+    pub reply: Option<Value>,
+    /// Set when this line revealed the session id: the moment to save a checkpoint.
+    pub session_started: Option<String>,
+}
+
+/// The `result` message that ends a turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct TurnResult {
+    /// `success`, `error_max_turns`, `error_during_execution`, `error_max_budget_usd`, ...
+    pub subtype: String,
+    /// Whether the turn failed. An API failure is `subtype: success` with `is_error: true`.
+    pub is_error: bool,
+    /// The final text (on success, and the "API Error: ..." text on API failures).
+    pub text: Option<String>,
+    /// How many model turns the CLI took.
+    pub num_turns: u64,
+    /// The model's last stop reason.
+    pub stop_reason: Option<String>,
+    /// Why the turn ended: `completed`, `max_turns`, `aborted_tools`, `api_error`, ...
+    pub terminal_reason: Option<String>,
+    /// The HTTP status of the API failure, when there was one.
+    pub api_error_status: Option<u16>,
+    /// Error texts of the error subtypes.
+    pub errors: Vec<String>,
+    /// Prompt tokens, counting cache reads and cache writes.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars, cumulative for the process (one turn per process here).
+    pub cost_usd: f64,
+    /// The `result` chunk as emitted, kept for the turn's output.
+    pub chunk: Value,
+}
+
+/// What the CLI said about API trouble before its result: retries and failed messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct ApiTrouble {
+    /// HTTP status of the last `system/api_retry`, if it had one.
+    pub retry_status: Option<u16>,
+    /// The error kind of the last `system/api_retry` or failed `assistant` message
+    /// (`server_error`, `overloaded`, `authentication_failed`, `invalid_request`, ...).
+    pub error_kind: Option<String>,
+    /// How many `system/api_retry` messages came.
+    pub retries: u64,
+}
+
+/// Everything learned from the stdout of one CLI run so far.
+#[derive(Debug, Default)]
+pub(super) struct StreamState {
+    /// The Claude Code session id, from the first message that carried one.
+    pub session_id: Option<String>,
+    /// The working directory the CLI reported in `system/init`.
+    pub cwd: Option<String>,
+    /// Whether `system/init` came, i.e. the CLI started up and read the prompt.
+    pub saw_init: bool,
+    /// How many `tool_use` blocks the model produced.
+    pub tool_calls: u64,
+    /// The turn's result, once it came.
+    pub result: Option<TurnResult>,
+    /// API retries and errors seen.
+    pub api: ApiTrouble,
+    /// Lines that looked like JSON but did not parse.
+    pub malformed_lines: u64,
+}
+
+impl StreamState {
+    /// Takes one line of stdout. Never fails: lines that are not JSON, and message types this
+    /// code does not know, produce no chunks (or a `status` chunk that says what was skipped).
+    pub fn accept(&mut self, line: &str) -> LineOutcome {
+        let mut outcome = LineOutcome::default();
+        let line = line.trim();
+        // The Agent SDK skips blank lines and lines that do not start with `{` (stray logging).
+        if !line.starts_with('{') {
+            return outcome;
+        }
+        let message: Map<String, Value> = match serde_json::from_str(line) {
+            Ok(message) => message,
+            Err(error) => {
+                self.malformed_lines += 1;
+                let head: String = line.chars().take(200).collect();
+                let status = json!({"error": error.to_string(), "line": head});
+                outcome
+                    .chunks
+                    .push(Chunk::status("unparsed_output", status));
+                return outcome;
+            }
+        };
+        if self.session_id.is_none()
+            && let Some(id) = message.get("session_id").and_then(Value::as_str)
+            && !id.is_empty()
+        {
+            self.session_id = Some(id.to_owned());
+            outcome.session_started = Some(id.to_owned());
+        }
+        match str_field(&message, "type").unwrap_or_default() {
+            "system" => self.system(&message, &mut outcome),
+            "assistant" => self.assistant(&message, &mut outcome),
+            "user" => user(&message, &mut outcome),
+            "result" => self.result(&message, &mut outcome),
+            "control_request" => outcome.reply = Some(refuse_control_request(&message)),
+            "control_response" => {
+                let response = message.get("response").cloned().unwrap_or(Value::Null);
+                let status = json!({
+                    "request_id": response.get("request_id"),
+                    "subtype": response.get("subtype"),
+                });
+                outcome
+                    .chunks
+                    .push(Chunk::status("control_response", status));
+            }
+            "rate_limit_event" => {
+                let mut fields = message.clone();
+                fields.remove("type");
+                outcome
+                    .chunks
+                    .push(Chunk::status("rate_limit", Value::Object(fields)));
+            }
+            // Partial deltas come only with --include-partial-messages, which this runtime does
+            // not pass; the complete `assistant` message carries the same content anyway.
+            "stream_event" => {}
+            other => tracing::debug!(
+                message_type = other,
+                "ignoring an unknown Claude Code message"
+            ),
+        }
+        outcome
+    }
+
+    fn system(&mut self, message: &Map<String, Value>, outcome: &mut LineOutcome) {
+        let subtype = str_field(message, "subtype").unwrap_or("unknown");
+        let status = match subtype {
+            "init" => {
+                self.saw_init = true;
+                self.cwd = str_field(message, "cwd").map(str::to_owned);
+                // Only the facts worth keeping: the full message lists every slash command.
+                let pick = [
+                    "session_id",
+                    "model",
+                    "cwd",
+                    "permissionMode",
+                    "claude_code_version",
+                ];
+                let mut fields = pick_fields(message, &pick);
+                fields.insert(
+                    "tools".into(),
+                    message.get("tools").cloned().unwrap_or_default(),
+                );
+                fields.insert(
+                    "mcp_servers".into(),
+                    message.get("mcp_servers").cloned().unwrap_or_default(),
+                );
+                Value::Object(fields)
+            }
+            "api_retry" => {
+                self.api.retries += 1;
+                self.api.retry_status = status_code(message.get("error_status"));
+                if let Some(kind) = str_field(message, "error") {
+                    self.api.error_kind = Some(kind.to_owned());
+                }
+                let pick = [
+                    "attempt",
+                    "max_retries",
+                    "retry_delay_ms",
+                    "error_status",
+                    "error",
+                ];
+                Value::Object(pick_fields(message, &pick))
+            }
+            _ => {
+                let mut fields = message.clone();
+                for noise in ["type", "subtype", "uuid", "session_id"] {
+                    fields.remove(noise);
+                }
+                Value::Object(fields)
+            }
+        };
+        outcome.chunks.push(Chunk::status(subtype, status));
+    }
+
+    fn assistant(&mut self, message: &Map<String, Value>, outcome: &mut LineOutcome) {
+        if let Some(kind) = str_field(message, "error") {
+            self.api.error_kind = Some(kind.to_owned());
+        }
+        let inner = message.get("message");
+        let message_id = inner.and_then(|m| m.get("id")).cloned().unwrap_or_default();
+        let parent = message
+            .get("parent_tool_use_id")
+            .cloned()
+            .unwrap_or_default();
+        for block in content_blocks(inner) {
+            let chunk = match str_field(block, "type").unwrap_or_default() {
+                "text" => Chunk::new(
+                    "text",
+                    json!({"text": block.get("text"), "message_id": message_id}),
+                ),
+                "thinking" => Chunk::new(
+                    "thinking",
+                    json!({"thinking": block.get("thinking"), "message_id": message_id}),
+                ),
+                "tool_use" => {
+                    self.tool_calls += 1;
+                    Chunk::new(
+                        "tool_use",
+                        json!({
+                            "id": block.get("id"),
+                            "name": block.get("name"),
+                            "input": block.get("input"),
+                            "parent_tool_use_id": parent,
+                        }),
+                    )
+                }
+                // Redacted thinking and future block types carry nothing to show.
+                _ => continue,
+            };
+            outcome.chunks.push(chunk);
+        }
+    }
+
+    fn result(&mut self, message: &Map<String, Value>, outcome: &mut LineOutcome) {
+        let usage = message.get("usage");
+        let tokens = |key: &str| {
+            usage
+                .and_then(|u| u.get(key))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        let errors: Vec<String> = message
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|e| {
+                e.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let result = TurnResult {
+            subtype: str_field(message, "subtype")
+                .unwrap_or("unknown")
+                .to_owned(),
+            is_error: message
+                .get("is_error")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            text: str_field(message, "result").map(str::to_owned),
+            num_turns: message
+                .get("num_turns")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            stop_reason: str_field(message, "stop_reason").map(str::to_owned),
+            terminal_reason: str_field(message, "terminal_reason").map(str::to_owned),
+            api_error_status: status_code(message.get("api_error_status")),
+            input_tokens: tokens("input_tokens")
+                + tokens("cache_creation_input_tokens")
+                + tokens("cache_read_input_tokens"),
+            output_tokens: tokens("output_tokens"),
+            cost_usd: message
+                .get("total_cost_usd")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            errors,
+            chunk: Value::Null,
+        };
+        let mut data = pick_fields(
+            message,
+            &[
+                "subtype",
+                "is_error",
+                "session_id",
+                "num_turns",
+                "stop_reason",
+                "terminal_reason",
+            ],
+        );
+        data.extend(pick_fields(
+            message,
+            &[
+                "duration_ms",
+                "total_cost_usd",
+                "api_error_status",
+                "errors",
+                "permission_denials",
+            ],
+        ));
+        data.insert("text".into(), json!(result.text));
+        data.insert(
+            "usage".into(),
+            json!({
+                "input_tokens": result.input_tokens,
+                "output_tokens": result.output_tokens,
+                "cache_read_input_tokens": tokens("cache_read_input_tokens"),
+                "cache_creation_input_tokens": tokens("cache_creation_input_tokens"),
+            }),
+        );
+        let chunk = Value::Object(data);
+        outcome.chunks.push(Chunk::new("result", chunk.clone()));
+        self.result = Some(TurnResult { chunk, ..result });
+    }
+}
+
+/// Tool results and the CLI's own user-side notes ("[Request interrupted by user]").
+fn user(message: &Map<String, Value>, outcome: &mut LineOutcome) {
+    // `--replay-user-messages` echoes the prompt back; it is not output of the turn.
+    if message.get("isReplay").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let inner = message.get("message");
+    if let Some(text) = inner.and_then(|m| m.get("content")).and_then(Value::as_str) {
+        outcome
+            .chunks
+            .push(Chunk::status("user_message", json!({"text": text})));
+        return;
+    }
+    for block in content_blocks(inner) {
+        match str_field(block, "type").unwrap_or_default() {
+            "tool_result" => outcome.chunks.push(Chunk::new(
+                "tool_result",
+                json!({
+                    "tool_use_id": block.get("tool_use_id"),
+                    "content": block.get("content"),
+                    "is_error": block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                }),
+            )),
+            "text" => outcome.chunks.push(Chunk::status(
+                "user_message",
+                json!({"text": block.get("text")}),
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// The answer to a control request from the CLI. This runtime registers no hooks, no permission
+/// prompt tool and no in-process MCP servers, so a request means a mismatch; answering with an
+/// error (rather than not at all) keeps the CLI from waiting forever.
+fn refuse_control_request(message: &Map<String, Value>) -> Value {
+    let request_id = message.get("request_id").cloned().unwrap_or_default();
+    let subtype = message
+        .get("request")
+        .and_then(|r| r.get("subtype"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    json!({
+        "type": "control_response",
+        "response": {
+            "subtype": "error",
+            "request_id": request_id,
+            "error": format!("the Cairn claude_code runtime does not handle `{subtype}` requests"),
+        }
+    })
+}
+
+/// The content blocks of an `assistant` or `user` message (none if the shape is unexpected).
+fn content_blocks(message: Option<&Value>) -> impl Iterator<Item = &Map<String, Value>> {
+    message
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+}
+
+fn str_field<'a>(message: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    message.get(key).and_then(Value::as_str)
+}
+
+/// An HTTP status, whether the CLI wrote it as a number or as a string.
+fn status_code(value: Option<&Value>) -> Option<u16> {
+    match value? {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The named fields that are present, in the given order.
+fn pick_fields(message: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|key| message.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+        .collect()
+}
