@@ -7,8 +7,9 @@ use std::process::ExitStatus;
 
 use serde_json::{Value, json};
 
+use super::chunks::Chunk;
 use super::outcome::{ExitFacts, finish};
-use super::parse::{Chunk, StreamState};
+use super::parse::StreamState;
 
 /// Every fixture directory this file checks. A new directory fails
 /// `every_fixture_directory_is_checked` until a test covers it.
@@ -248,7 +249,7 @@ fn signals_without_a_result_fail_as_a_crash_and_sigint_as_an_error_result() {
         let error = finish(&state, &exit(0, ""), None).expect_err("an error result");
         assert_eq!(error.code, "claude_code_error", "{name}");
         assert!(error.message.contains("error_during_execution"), "{name}");
-        assert_eq!(error.details["terminal_reason"].is_string(), true, "{name}");
+        assert!(error.details["terminal_reason"].is_string(), "{name}");
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! The provider's credentials come from the worker's environment, which the CLI inherits.
 
+mod chunks;
 mod config;
 mod group;
 mod outcome;
@@ -140,17 +141,18 @@ impl ClaudeCodeRuntime {
         command
     }
 
-    /// Where the CLI keeps its sessions, as far as this worker can tell.
+    /// Where the CLI keeps its sessions, as far as this worker can tell (`None`: the CLI's
+    /// default under the worker's `HOME`).
     fn effective_config_dir(&self, config: &ClaudeCodeConfig) -> Option<String> {
-        let from_env = |vars: &mut dyn Iterator<Item = (&String, &String)>| {
-            vars.filter(|(k, _)| *k == "CLAUDE_CONFIG_DIR")
-                .last()
-                .map(|(_, v)| v.clone())
-        };
-        from_env(&mut self.env.iter().map(|(k, v)| (k, v)))
-            .or_else(|| from_env(&mut config.env.iter()))
+        const VAR: &str = "CLAUDE_CONFIG_DIR";
+        self.env
+            .iter()
+            .rev()
+            .find(|(name, _)| name == VAR)
+            .map(|(_, dir)| dir.clone())
+            .or_else(|| config.env.get(VAR).cloned())
             .or_else(|| self.config_dir.as_ref().map(|d| d.display().to_string()))
-            .or_else(|| std::env::var("CLAUDE_CONFIG_DIR").ok())
+            .or_else(|| std::env::var(VAR).ok())
     }
 
     /// The failure for a CLI that could not be started.
