@@ -13,6 +13,7 @@ pub(super) struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of `kind`.
     pub(super) fn new(kind: &'static str, data: Value) -> Self {
         Chunk { kind, data }
     }

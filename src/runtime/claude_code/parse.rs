@@ -56,8 +56,6 @@ pub(super) struct ApiTrouble {
 pub(super) struct StreamState {
     /// The Claude Code session id, from the first message that carried one.
     pub session_id: Option<String>,
-    /// The working directory the CLI reported in `system/init`.
-    pub cwd: Option<String>,
     /// Whether `system/init` came, i.e. the CLI started up and read the prompt.
     pub saw_init: bool,
     /// How many `tool_use` blocks the model produced.
@@ -138,7 +136,6 @@ impl StreamState {
         let status = match subtype {
             "init" => {
                 self.saw_init = true;
-                self.cwd = str_field(message, "cwd").map(str::to_owned);
                 // Only the facts worth keeping: the full message lists every slash command.
                 let pick = [
                     "session_id",
