@@ -57,21 +57,12 @@ pub enum EngineError {
 }
 
 /// Engine-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     /// The retry policy of executions that give none.
     pub default_retry_policy: RetryPolicy,
     /// The timeouts of executions that give none.
     pub default_timeouts: Timeouts,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            default_retry_policy: RetryPolicy::default(),
-            default_timeouts: Timeouts::default(),
-        }
-    }
 }
 
 /// What starting an execution takes (already validated at the edge).
@@ -145,10 +136,10 @@ impl Engine {
     /// Starts an agent execution. Returns its id and whether it was created (false when
     /// `request_id` matched an existing execution).
     pub async fn start(&self, req: StartRequest) -> Result<(Uuid, bool), EngineError> {
-        if let Some(request_id) = &req.request_id {
-            if let Some(id) = self.store.find_request(&req.namespace, request_id).await? {
-                return Ok((id, false));
-            }
+        if let Some(request_id) = &req.request_id
+            && let Some(id) = self.store.find_request(&req.namespace, request_id).await?
+        {
+            return Ok((id, false));
         }
         let key = req.agent.clone().ok_or_else(|| {
             EngineError::InvalidArgument("agent is required: give its name or id".into())
@@ -227,20 +218,20 @@ impl Engine {
             }];
             let mut fences = Vec::new();
             // An attempt no worker has claimed yet is cancelled on the spot.
-            if let Some(activity) = &state.activity {
-                if activity.phase == crate::machine::ActivityPhase::Scheduled {
-                    let task = self.store.get_task(id, &activity.activity_id).await?;
-                    if task.is_some_and(|t| t.status == "ready" && t.attempt == activity.attempt) {
-                        inputs.push(HistoryEvent::ActivityCanceled {
-                            activity_id: activity.activity_id.clone(),
-                            attempt: activity.attempt,
-                            abandoned: false,
-                        });
-                        fences.push(Fence::Unclaimed {
-                            activity_id: activity.activity_id.clone(),
-                            attempt: activity.attempt,
-                        });
-                    }
+            if let Some(activity) = &state.activity
+                && activity.phase == crate::machine::ActivityPhase::Scheduled
+            {
+                let task = self.store.get_task(id, &activity.activity_id).await?;
+                if task.is_some_and(|t| t.status == "ready" && t.attempt == activity.attempt) {
+                    inputs.push(HistoryEvent::ActivityCanceled {
+                        activity_id: activity.activity_id.clone(),
+                        attempt: activity.attempt,
+                        abandoned: false,
+                    });
+                    fences.push(Fence::Unclaimed {
+                        activity_id: activity.activity_id.clone(),
+                        attempt: activity.attempt,
+                    });
                 }
             }
             let plan = apply::Plan {

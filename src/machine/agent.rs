@@ -220,7 +220,7 @@ impl AgentState {
                     output: output.clone(),
                     usage: *usage,
                 });
-                s.usage = s.usage.add(*usage);
+                s.usage = s.usage + *usage;
                 s.checkpoint = checkpoint.clone();
                 s.status = ExecutionStatus::Running;
             }

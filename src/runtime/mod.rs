@@ -8,6 +8,7 @@
 //! Adding a runtime is one module implementing [`AgentRuntime`] and one line in
 //! [`RuntimeRegistry::builtin`].
 
+mod claude_code;
 mod default;
 mod echo;
 mod io;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 
 use crate::domain::{AgentSpec, Turn, Usage};
 
+pub use claude_code::ClaudeCodeRuntime;
 pub use default::{
     DEFAULT_OPENAI_API_KEY_ENV, DEFAULT_OPENAI_BASE_URL, DEFAULT_OPENAI_REQUEST_TIMEOUT,
     DefaultRuntime, OpenAiSettings,

@@ -1,9 +1,13 @@
 //! The runtimes this build knows, by name.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{AgentRuntime, DefaultRuntime, EchoRuntime, OpenAiSettings, RuntimeDescription};
+use super::{
+    AgentRuntime, ClaudeCodeRuntime, DefaultRuntime, EchoRuntime, OpenAiSettings,
+    RuntimeDescription,
+};
 
 /// Worker-side settings of the runtimes: endpoints and where secrets are, never secrets
 /// themselves (those stay in the worker's environment).
@@ -13,6 +17,13 @@ pub struct RuntimeSettings {
     /// name of the environment variable holding its key (`api_key_env`, default
     /// `OPENAI_API_KEY`) and its request timeout (default 120 s).
     pub openai: OpenAiSettings,
+    /// `claude_code`: the Claude Code CLI binary (`node_modules/.bin/claude` of an
+    /// `npm install @anthropic-ai/claude-code`). Default: `claude` on the worker's PATH.
+    pub claude_cli: Option<PathBuf>,
+    /// `claude_code`: the CLI's config directory (`CLAUDE_CONFIG_DIR`), where it keeps the
+    /// sessions that later turns and retries resume. Point it at storage every worker shares so
+    /// that any worker can resume any session. Default: the CLI's own (`$HOME/.claude`).
+    pub claude_config_dir: Option<PathBuf>,
 }
 
 /// Runtimes by name. Servers use it to validate agents and describe runtimes; workers use it to
@@ -28,6 +39,7 @@ impl RuntimeRegistry {
         let mut registry = RuntimeRegistry::default();
         registry.register(Arc::new(DefaultRuntime::new(settings.openai.clone())));
         registry.register(Arc::new(EchoRuntime));
+        registry.register(Arc::new(ClaudeCodeRuntime::new(settings)));
         registry
     }
 

@@ -49,12 +49,18 @@ fn heartbeat_interval(heartbeat_ms: u64) -> Duration {
     Duration::from_millis((heartbeat_ms / 3).clamp(10, 500))
 }
 
-/// Runs one attempt to its end. Never panics on runtime failures: they become reports.
+/// Runs one attempt to its end, in a span naming it. Runtime failures become reports.
 pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignment: Assignment) {
-    let lease = assignment.lease.clone();
+    use tracing::Instrument;
+    let lease = &assignment.lease;
     let span = tracing::info_span!("attempt", execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
-    let _enter = span.enter();
-    drop(_enter);
+    run_attempt(api, options, assignment.clone())
+        .instrument(span)
+        .await;
+}
+
+async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignment: Assignment) {
+    let lease = assignment.lease.clone();
     let Some(runtime) = options.runtimes.get(&assignment.runtime).cloned() else {
         // The server only hands out tasks of runtimes the worker announced; this is a bug.
         let failure = Failure::new(

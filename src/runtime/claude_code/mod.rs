@@ -1,0 +1,237 @@
+//! `claude_code`: runs an agent turn with the real Claude Code CLI.
+//!
+//! Each turn spawns `claude` in a process group of its own, speaking stream-json both ways as
+//! the Claude Agent SDK does (see `shared/reference/claude-code-stream-json.md`): the prompt is a
+//! `user` message on stdin, and every stdout line becomes output chunks. The session id is
+//! checkpointed as soon as the CLI names it, so the next turn, or a retry of this one, continues
+//! the same conversation with `--resume`. Cancellation interrupts through the control protocol,
+//! then escalates to SIGTERM and SIGKILL of the process group and of the tool groups below it.
+//!
+//! The provider's credentials come from the worker's environment, which the CLI inherits.
+
+mod chunks;
+mod config;
+mod group;
+mod outcome;
+mod parse;
+mod process;
+mod session;
+
+#[cfg(test)]
+mod fixture_tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use self::config::ClaudeCodeConfig;
+use self::process::CliProcess;
+use self::session::Session;
+use super::{
+    AgentRuntime, ConfigError, RuntimeDescription, RuntimeError, RuntimeSettings, TurnIo,
+    TurnOutput,
+};
+use crate::domain::{AgentSpec, Turn};
+
+/// The `claude_code` runtime.
+#[derive(Debug, Clone)]
+pub struct ClaudeCodeRuntime {
+    /// The `claude` binary: a path, or a name looked up on `PATH`.
+    cli: PathBuf,
+    /// `CLAUDE_CONFIG_DIR` for the CLI: where it keeps sessions. `None` keeps the CLI's default
+    /// (`$HOME/.claude`).
+    config_dir: Option<PathBuf>,
+    /// Environment set by the worker on top of its own; wins over an agent's `env`.
+    env: Vec<(String, String)>,
+}
+
+impl ClaudeCodeRuntime {
+    /// The runtime, configured from the worker's settings.
+    pub fn new(settings: &RuntimeSettings) -> Self {
+        ClaudeCodeRuntime {
+            cli: settings
+                .claude_cli
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("claude")),
+            config_dir: settings.claude_config_dir.clone(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for every CLI this runtime starts, over the worker's own
+    /// environment and over the agent's `env`. For embedders and tests that point the CLI at
+    /// another endpoint without changing the worker process's environment.
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// What `describe()` returns; also used to reject unknown keys.
+    fn description() -> RuntimeDescription {
+        RuntimeDescription {
+            name: "claude_code",
+            description: "Runs each turn with the Claude Code CLI (`claude`) on the worker, resuming its session across turns and retries.",
+            config_keys: config::config_keys(),
+        }
+    }
+
+    /// The working directory: the configured one, or a scratch directory per execution that
+    /// later turns on this worker share.
+    async fn working_dir(
+        &self,
+        config: &ClaudeCodeConfig,
+        io: &TurnIo,
+    ) -> Result<PathBuf, RuntimeError> {
+        if let Some(cwd) = &config.cwd {
+            let cwd = PathBuf::from(cwd);
+            if !tokio::fs::metadata(&cwd).await.is_ok_and(|m| m.is_dir()) {
+                return Err(RuntimeError::fatal(
+                    "cwd_not_found",
+                    format!(
+                        "runtime_config.cwd `{}` is not a directory on this worker",
+                        cwd.display()
+                    ),
+                ));
+            }
+            return Ok(cwd);
+        }
+        let scratch = std::env::temp_dir()
+            .join("cairn-claude-code")
+            .join(io.attempt.execution_id.to_string());
+        tokio::fs::create_dir_all(&scratch).await.map_err(|e| {
+            RuntimeError::fatal(
+                "workdir_unavailable",
+                format!(
+                    "cannot create the working directory {}: {e}",
+                    scratch.display()
+                ),
+            )
+        })?;
+        Ok(scratch)
+    }
+
+    /// The CLI command for one turn.
+    fn command(
+        &self,
+        config: &ClaudeCodeConfig,
+        agent: &AgentSpec,
+        resume: Option<&str>,
+        cwd: &Path,
+    ) -> Command {
+        let mut command = Command::new(&self.cli);
+        command.args(["--output-format", "stream-json", "--verbose"]);
+        command.args(config.flags(agent));
+        if let Some(session_id) = resume {
+            // The `=` form keeps an id that starts with a dash from being read as a flag.
+            command.arg(format!("--resume={session_id}"));
+        }
+        command.args(["--input-format", "stream-json"]);
+        command.current_dir(cwd).env("PWD", cwd);
+        // Set when the worker itself runs inside Claude Code; the SDK removes it too, so that the
+        // child does not believe it is nested.
+        command.env_remove("CLAUDECODE");
+        if let Some(dir) = &self.config_dir {
+            command.env("CLAUDE_CONFIG_DIR", dir);
+        }
+        command.envs(&config.env);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Where the CLI keeps its sessions, as far as this worker can tell (`None`: the CLI's
+    /// default under the worker's `HOME`).
+    fn effective_config_dir(&self, config: &ClaudeCodeConfig) -> Option<String> {
+        const VAR: &str = "CLAUDE_CONFIG_DIR";
+        self.env
+            .iter()
+            .rev()
+            .find(|(name, _)| name == VAR)
+            .map(|(_, dir)| dir.clone())
+            .or_else(|| config.env.get(VAR).cloned())
+            .or_else(|| self.config_dir.as_ref().map(|d| d.display().to_string()))
+            .or_else(|| std::env::var(VAR).ok())
+    }
+
+    /// The failure for a CLI that could not be started.
+    fn spawn_error(&self, error: io::Error) -> RuntimeError {
+        let cli = self.cli.display();
+        let details = json!({"cli": cli.to_string(), "error": error.to_string()});
+        match error.kind() {
+            io::ErrorKind::NotFound => RuntimeError::fatal(
+                "cli_not_found",
+                format!(
+                    "the Claude Code CLI `{cli}` was not found on this worker. Install it with \
+                     `npm install -g @anthropic-ai/claude-code` (or `npm install \
+                     @anthropic-ai/claude-code` and use node_modules/.bin/claude), and point the \
+                     worker setting `claude_cli` at the binary if it is not on PATH"
+                ),
+            ),
+            io::ErrorKind::PermissionDenied => RuntimeError::fatal(
+                "cli_not_executable",
+                format!(
+                    "the Claude Code CLI `{cli}` is not executable; check the worker setting `claude_cli`"
+                ),
+            ),
+            _ => RuntimeError::retryable(
+                "cli_spawn_failed",
+                format!("could not start the Claude Code CLI `{cli}`: {error}"),
+            ),
+        }
+        .with_details(details)
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for ClaudeCodeRuntime {
+    fn name(&self) -> &'static str {
+        "claude_code"
+    }
+
+    fn describe(&self) -> RuntimeDescription {
+        ClaudeCodeRuntime::description()
+    }
+
+    fn validate(&self, agent: &AgentSpec) -> Result<(), ConfigError> {
+        ClaudeCodeConfig::from_agent(agent).map(|_| ())
+    }
+
+    async fn run(&self, turn: Turn, io: TurnIo) -> Result<TurnOutput, RuntimeError> {
+        let config = ClaudeCodeConfig::from_agent(&turn.agent)
+            .map_err(|e| RuntimeError::fatal("invalid_configuration", e.message))?;
+        if io.cancel.is_cancelled() {
+            return Err(RuntimeError::canceled());
+        }
+        let resume = io
+            .previous_checkpoint()
+            .and_then(|c| c.get("session_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let cwd = self.working_dir(&config, &io).await?;
+        let command = self.command(&config, &turn.agent, resume.as_deref(), &cwd);
+        let process = CliProcess::spawn(command).map_err(|e| self.spawn_error(e))?;
+        // The pid is also the process group id: what an operator (or a test) needs to check
+        // that nothing of the run is left behind.
+        io.emit(
+            "status",
+            json!({
+                "event": "started",
+                "pid": process.pid(),
+                "process_group": process.group.id(),
+                "cwd": cwd.display().to_string(),
+                "resume_session_id": resume,
+            }),
+        );
+        let mut checkpoint_base = serde_json::Map::new();
+        checkpoint_base.insert("cwd".into(), json!(cwd.display().to_string()));
+        checkpoint_base.insert(
+            "config_dir".into(),
+            json!(self.effective_config_dir(&config)),
+        );
+        Session::new(process, &io, checkpoint_base)
+            .run(&turn.prompt)
+            .await
+    }
+}

@@ -1,0 +1,168 @@
+//! Driving one CLI run: the prompt in, chunks out, and the stop sequence on cancellation.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::outcome::{self, ExitFacts};
+use super::parse::StreamState;
+use super::process::CliProcess;
+use crate::runtime::{RuntimeError, TurnIo, TurnOutput};
+
+/// How long the CLI gets to exit after printing its result and seeing stdin close.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// How long an interrupt gets to stop the turn (the CLI answers with a `result`).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+/// How long the CLI gets to exit once stdin is closed, and again after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A running CLI and what it has said so far.
+pub(super) struct Session<'a> {
+    process: CliProcess,
+    state: StreamState,
+    io: &'a TurnIo,
+    /// The checkpoint without its session id: where the session lives.
+    checkpoint_base: serde_json::Map<String, Value>,
+    /// The last checkpoint saved.
+    checkpoint: Option<Value>,
+}
+
+impl<'a> Session<'a> {
+    /// A session over a just-spawned process. `checkpoint_base` holds the checkpoint's fields
+    /// other than `session_id`.
+    pub fn new(
+        process: CliProcess,
+        io: &'a TurnIo,
+        checkpoint_base: serde_json::Map<String, Value>,
+    ) -> Self {
+        Session {
+            process,
+            state: StreamState::default(),
+            io,
+            checkpoint_base,
+            checkpoint: None,
+        }
+    }
+
+    /// Sends the prompt and runs the turn to its end, or to cancellation.
+    pub async fn run(mut self, prompt: &str) -> Result<TurnOutput, RuntimeError> {
+        // A stream-json user message, as the Agent SDK writes it; the CLI fills in the session.
+        let message = json!({
+            "type": "user",
+            "session_id": "",
+            "message": {"role": "user", "content": prompt},
+            "parent_tool_use_id": null,
+        });
+        if let Err(error) = self.process.send(&message).await {
+            // The CLI is already gone; its exit status and stderr say why.
+            tracing::warn!(%error, "could not send the prompt to Claude Code");
+            self.process.close_stdin();
+        }
+        loop {
+            tokio::select! {
+                _ = self.io.cancel.cancelled() => return self.cancel().await,
+                line = self.process.next_line() => match line {
+                    Ok(Some(line)) => self.handle(&line).await,
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading Claude Code's output failed");
+                        break;
+                    }
+                },
+            }
+        }
+        let status = tokio::select! {
+            status = self.process.wait_for(EXIT_GRACE) => status,
+            _ = self.io.cancel.cancelled() => return self.cancel().await,
+        };
+        // Whatever the CLI left in its group (an MCP server, a stuck tool) goes with it.
+        self.process.group.kill_tree();
+        let exit = ExitFacts {
+            status,
+            stderr_tail: self.process.stderr_tail().await,
+        };
+        outcome::finish(&self.state, &exit, self.checkpoint.clone())
+    }
+
+    /// Takes one stdout line: emits its chunks, saves a checkpoint once the session id is
+    /// known, answers control requests, and closes stdin after the result so the CLI exits.
+    async fn handle(&mut self, line: &str) {
+        let outcome = self.state.accept(line);
+        for chunk in outcome.chunks {
+            self.io.emit(chunk.kind, chunk.data);
+        }
+        if let Some(session_id) = outcome.session_started {
+            let mut checkpoint = self.checkpoint_base.clone();
+            checkpoint.insert("session_id".into(), Value::from(session_id));
+            let checkpoint = Value::Object(checkpoint);
+            self.io.save_checkpoint(checkpoint.clone());
+            self.checkpoint = Some(checkpoint);
+        }
+        if let Some(reply) = outcome.reply
+            && let Err(error) = self.process.send(&reply).await
+        {
+            tracing::warn!(%error, "could not answer a control request of Claude Code");
+        }
+        if self.state.result.is_some() && self.process.stdin_open() {
+            self.process.close_stdin();
+        }
+    }
+
+    /// Stops the run: an interrupt first, so the CLI stops its tool and records the interruption
+    /// in the session (a resumed attempt then sees a coherent transcript); then end of input;
+    /// then SIGTERM; and finally SIGKILL for the CLI and every tool group below it.
+    async fn cancel(mut self) -> Result<TurnOutput, RuntimeError> {
+        let pid = self.process.pid();
+        self.io
+            .emit("status", json!({"event": "canceling", "pid": pid}));
+        self.process.group.remember_descendants();
+        let interrupt = json!({
+            "type": "control_request",
+            "request_id": format!("cairn_interrupt_{pid}"),
+            "request": {"subtype": "interrupt"},
+        });
+        if self.process.send(&interrupt).await.is_ok() {
+            self.drain(INTERRUPT_GRACE, |state| state.result.is_some())
+                .await;
+        }
+        self.process.group.remember_descendants();
+        self.process.close_stdin();
+        if !self.drain_until_exit(STOP_GRACE).await {
+            self.process.group.signal_tree(Signal::SIGTERM);
+            self.drain_until_exit(STOP_GRACE).await;
+        }
+        self.process.group.kill_tree();
+        // Reap the CLI so it does not linger as a zombie.
+        let _ = self.process.wait_for(STOP_GRACE).await;
+        Err(RuntimeError::canceled())
+    }
+
+    /// Handles stdout lines for at most `limit`, until `done` holds or stdout ends. Returns
+    /// whether `done` held.
+    async fn drain(&mut self, limit: Duration, done: impl Fn(&StreamState) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done(&self.state) {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                line = self.process.next_line() => match line {
+                    Ok(Some(line)) => self.handle(&line).await,
+                    Ok(None) | Err(_) => return false,
+                },
+            }
+        }
+    }
+
+    /// Handles stdout until it ends and the CLI exits, for at most `limit`. Returns whether the
+    /// CLI exited.
+    async fn drain_until_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        self.drain(limit, |_| false).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.process.wait_for(left).await.is_some()
+    }
+}
