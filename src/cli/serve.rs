@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::{DEFAULT_DATABASE, DEFAULT_LISTEN};
 use crate::api::Limits;
 use crate::node::{Node, NodeOptions};
+use crate::runtime::{OpenAiSettings, RuntimeSettings};
 use crate::store::{self, Durability};
 
 /// Options every server command shares.
@@ -24,6 +25,42 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
     s.parse()
 }
 
+/// Worker-side runtime settings. Secrets are never flags: the `default` runtime reads its API key
+/// from the environment variable named here.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct RuntimeArgs {
+    /// The OpenAI-compatible endpoint of the `default` runtime (e.g. a LiteLLM proxy).
+    #[arg(long, env = "CAIRN_OPENAI_BASE_URL", default_value = crate::runtime::DEFAULT_OPENAI_BASE_URL)]
+    openai_base_url: String,
+    /// The environment variable holding that endpoint's API key ("" for none).
+    #[arg(long, env = "CAIRN_OPENAI_API_KEY_ENV", default_value = crate::runtime::DEFAULT_OPENAI_API_KEY_ENV)]
+    openai_api_key_env: String,
+    /// The longest wait for a response to start, or between two streamed pieces of it.
+    #[arg(long, env = "CAIRN_OPENAI_TIMEOUT_SECS", default_value_t = 120)]
+    openai_timeout_secs: u64,
+    /// The Claude Code CLI binary of the `claude_code` runtime (default: `claude` on PATH).
+    #[arg(long, env = "CAIRN_CLAUDE_CLI")]
+    claude_cli: Option<std::path::PathBuf>,
+    /// Where the CLI keeps its sessions (CLAUDE_CONFIG_DIR); share it between workers so any
+    /// worker can resume any session.
+    #[arg(long, env = "CAIRN_CLAUDE_CONFIG_DIR")]
+    claude_config_dir: Option<std::path::PathBuf>,
+}
+
+impl RuntimeArgs {
+    fn settings(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            openai: OpenAiSettings {
+                base_url: self.openai_base_url.clone(),
+                api_key_env: (!self.openai_api_key_env.is_empty()).then(|| self.openai_api_key_env.clone()),
+                request_timeout: std::time::Duration::from_secs(self.openai_timeout_secs),
+            },
+            claude_cli: self.claude_cli.clone(),
+            claude_config_dir: self.claude_config_dir.clone(),
+        }
+    }
+}
+
 /// Options of `cairn dev`.
 #[derive(Debug, clap::Args)]
 pub(super) struct DevArgs {
@@ -38,6 +75,8 @@ pub(super) struct DevArgs {
     /// How long a cancelled runtime may take to stop before the worker abandons it.
     #[arg(long, default_value_t = 5_000)]
     cancel_grace_ms: u64,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// The largest prompt accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
@@ -63,6 +102,8 @@ pub(super) struct ServerArgs {
     /// How long a cancelled runtime may take to stop before the worker abandons it.
     #[arg(long, default_value_t = 5_000)]
     cancel_grace_ms: u64,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// Do not apply migrations at start (apply them with `cairn migrate`).
     #[arg(long)]
     no_migrate: bool,
@@ -107,6 +148,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     options.durability = args.store.durability;
     options.worker_concurrency = args.concurrency.max(1);
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.runtime_settings = args.runtime.settings();
     options.limits = Limits {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()
@@ -125,6 +167,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     options.worker_runtimes = args.runtimes;
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.runtime_settings = args.runtime.settings();
     options.limits = Limits {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()
