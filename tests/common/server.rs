@@ -24,7 +24,13 @@ impl Server {
     /// Starts `cairn <command> --listen 127.0.0.1:0 --database-url <db> <args...>` and waits until
     /// it listens.
     pub fn start(db: &Db, command: &str, args: &[&str]) -> Server {
+        Server::start_with_env(db, command, args, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(db: &Db, command: &str, args: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(cairn_bin())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg(command)
             .args(["--listen", "127.0.0.1:0", "--database-url", &db.url])
             .args(args)
