@@ -10,10 +10,18 @@ use serde_json::json;
 use tonic::Code;
 
 /// Asserts the call failed with `code` and a message containing `hint`.
-fn refused<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>, code: Code, hint: &str) {
+fn refused<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: Code,
+    hint: &str,
+) {
     let status = result.expect_err("the call must be refused");
     assert_eq!(status.code(), code, "{}", status.message());
-    assert!(status.message().contains(hint), "`{}` should mention `{hint}`", status.message());
+    assert!(
+        status.message().contains(hint),
+        "`{}` should mention `{hint}`",
+        status.message()
+    );
 }
 
 async fn bad_input_is_refused_and_writes_nothing(db: Db) {
@@ -31,69 +39,180 @@ async fn bad_input_is_refused_and_writes_nothing(db: Db) {
         ..Default::default()
     };
     let a = &mut c.agents;
-    refused(a.create_agent(agent("x", "gpt-agent", "{}")).await, Code::InvalidArgument, "supported runtimes: claude_code, default, echo");
-    refused(a.create_agent(agent("x", "echo", "{not json")).await, Code::InvalidArgument, "configuration_json is not valid JSON");
-    refused(a.create_agent(agent("x", "echo", "[1]")).await, Code::InvalidArgument, "must be a JSON object");
     refused(
-        a.create_agent(agent("x", "echo", r#"{"runtime_config":{"delay":5}}"#)).await,
+        a.create_agent(agent("x", "gpt-agent", "{}")).await,
+        Code::InvalidArgument,
+        "supported runtimes: claude_code, default, echo",
+    );
+    refused(
+        a.create_agent(agent("x", "echo", "{not json")).await,
+        Code::InvalidArgument,
+        "configuration_json is not valid JSON",
+    );
+    refused(
+        a.create_agent(agent("x", "echo", "[1]")).await,
+        Code::InvalidArgument,
+        "must be a JSON object",
+    );
+    refused(
+        a.create_agent(agent("x", "echo", r#"{"runtime_config":{"delay":5}}"#))
+            .await,
         Code::InvalidArgument,
         "runtime_config key `delay`",
     );
     refused(
-        a.create_agent(agent("x", "echo", r#"{"runtime_config":{"delay_ms":"soon"}}"#)).await,
+        a.create_agent(agent(
+            "x",
+            "echo",
+            r#"{"runtime_config":{"delay_ms":"soon"}}"#,
+        ))
+        .await,
         Code::InvalidArgument,
         "delay_ms",
     );
-    refused(a.create_agent(agent("", "echo", "{}")).await, Code::InvalidArgument, "name is required");
-    refused(a.create_agent(agent("has space", "echo", "{}")).await, Code::InvalidArgument, "name `has space` is invalid");
-    refused(a.create_agent(agent("good", "echo", "{}")).await, Code::AlreadyExists, "already exists");
     refused(
-        a.create_agent(pb::CreateAgentRequest { namespace: "Bad NS".into(), ..agent("x", "echo", "{}") }).await,
+        a.create_agent(agent("", "echo", "{}")).await,
+        Code::InvalidArgument,
+        "name is required",
+    );
+    refused(
+        a.create_agent(agent("has space", "echo", "{}")).await,
+        Code::InvalidArgument,
+        "name `has space` is invalid",
+    );
+    refused(
+        a.create_agent(agent("good", "echo", "{}")).await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+    refused(
+        a.create_agent(pb::CreateAgentRequest {
+            namespace: "Bad NS".into(),
+            ..agent("x", "echo", "{}")
+        })
+        .await,
         Code::InvalidArgument,
         "namespace",
     );
-    refused(a.get_agent(pb::GetAgentRequest { agent: "nobody".into(), ..Default::default() }).await, Code::NotFound, "nobody");
     refused(
-        a.update_agent(pb::UpdateAgentRequest { agent: "good".into(), runtime: Some("nope".into()), ..Default::default() }).await,
+        a.get_agent(pb::GetAgentRequest {
+            agent: "nobody".into(),
+            ..Default::default()
+        })
+        .await,
+        Code::NotFound,
+        "nobody",
+    );
+    refused(
+        a.update_agent(pb::UpdateAgentRequest {
+            agent: "good".into(),
+            runtime: Some("nope".into()),
+            ..Default::default()
+        })
+        .await,
         Code::InvalidArgument,
         "unknown runtime `nope`",
     );
     refused(
-        a.list_agents(pb::ListAgentsRequest { page_token: "garbage".into(), ..Default::default() }).await,
+        a.list_agents(pb::ListAgentsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await,
         Code::InvalidArgument,
         "page_token",
     );
 
     let e = &mut c.executions;
-    refused(e.start_execution(start_request("nobody", &["hi"])).await, Code::NotFound, "no active agent named `nobody`");
-    refused(e.start_execution(start_request("good", &[])).await, Code::InvalidArgument, "prompt is required");
-    refused(e.start_execution(start_request("good", &["  "])).await, Code::InvalidArgument, "prompt 1 is empty");
     refused(
-        e.start_execution(start_request("good", &[&"x".repeat(65)])).await,
+        e.start_execution(start_request("nobody", &["hi"])).await,
+        Code::NotFound,
+        "no active agent named `nobody`",
+    );
+    refused(
+        e.start_execution(start_request("good", &[])).await,
+        Code::InvalidArgument,
+        "prompt is required",
+    );
+    refused(
+        e.start_execution(start_request("good", &["  "])).await,
+        Code::InvalidArgument,
+        "prompt 1 is empty",
+    );
+    refused(
+        e.start_execution(start_request("good", &[&"x".repeat(65)]))
+            .await,
         Code::InvalidArgument,
         "the limit is 64 bytes",
     );
     let mut both = start_request("good", &["a"]);
     both.prompt = "b".into();
-    refused(e.start_execution(both).await, Code::InvalidArgument, "not both");
-    let mut policy = start_request("good", &["a"]);
-    policy.retry_policy = Some(pb::RetryPolicy { initial_interval_ms: 10, backoff_coefficient: 0.5, ..Default::default() });
-    refused(e.start_execution(policy).await, Code::InvalidArgument, "backoff_coefficient");
-    let mut timeouts = start_request("good", &["a"]);
-    timeouts.timeouts = Some(pb::Timeouts { heartbeat_ms: 5, ..Default::default() });
-    refused(e.start_execution(timeouts).await, Code::InvalidArgument, "heartbeat_ms");
-
-    refused(e.get_execution(pb::GetExecutionRequest { id: "42".into() }).await, Code::InvalidArgument, "not a valid id");
-    let unknown = uuid::Uuid::now_v7().to_string();
-    refused(e.get_execution(pb::GetExecutionRequest { id: unknown.clone() }).await, Code::NotFound, "no execution");
     refused(
-        e.cancel_execution(pb::CancelExecutionRequest { id: unknown.clone(), reason: String::new() }).await,
+        e.start_execution(both).await,
+        Code::InvalidArgument,
+        "not both",
+    );
+    let mut policy = start_request("good", &["a"]);
+    policy.retry_policy = Some(pb::RetryPolicy {
+        initial_interval_ms: 10,
+        backoff_coefficient: 0.5,
+        ..Default::default()
+    });
+    refused(
+        e.start_execution(policy).await,
+        Code::InvalidArgument,
+        "backoff_coefficient",
+    );
+    let mut timeouts = start_request("good", &["a"]);
+    timeouts.timeouts = Some(pb::Timeouts {
+        heartbeat_ms: 5,
+        ..Default::default()
+    });
+    refused(
+        e.start_execution(timeouts).await,
+        Code::InvalidArgument,
+        "heartbeat_ms",
+    );
+
+    refused(
+        e.get_execution(pb::GetExecutionRequest { id: "42".into() })
+            .await,
+        Code::InvalidArgument,
+        "not a valid id",
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    refused(
+        e.get_execution(pb::GetExecutionRequest {
+            id: unknown.clone(),
+        })
+        .await,
         Code::NotFound,
         "no execution",
     );
-    refused(e.get_history(pb::GetHistoryRequest { id: "x".into(), after_seq: 0 }).await, Code::InvalidArgument, "not a valid id");
     refused(
-        e.stream_execution(pb::StreamExecutionRequest { id: unknown, after_seq: 0 }).await,
+        e.cancel_execution(pb::CancelExecutionRequest {
+            id: unknown.clone(),
+            reason: String::new(),
+        })
+        .await,
+        Code::NotFound,
+        "no execution",
+    );
+    refused(
+        e.get_history(pb::GetHistoryRequest {
+            id: "x".into(),
+            after_seq: 0,
+        })
+        .await,
+        Code::InvalidArgument,
+        "not a valid id",
+    );
+    refused(
+        e.stream_execution(pb::StreamExecutionRequest {
+            id: unknown,
+            after_seq: 0,
+        })
+        .await,
         Code::NotFound,
         "no execution",
     );
@@ -102,33 +221,79 @@ async fn bad_input_is_refused_and_writes_nothing(db: Db) {
         f(&mut r);
         r
     };
-    refused(e.list_executions(list(|r| r.page_token = "p1.nope".into())).await, Code::InvalidArgument, "page_token");
-    refused(e.list_executions(list(|r| r.status = vec!["DONE".into()])).await, Code::InvalidArgument, "status `DONE`");
-    refused(e.list_executions(list(|r| r.page_size = 100_000)).await, Code::InvalidArgument, "page_size");
-    refused(e.list_executions(list(|r| r.agent = "nobody".into())).await, Code::NotFound, "nobody");
-    refused(e.list_executions(list(|r| r.parent_id = "up".into())).await, Code::InvalidArgument, "parent_id");
-    refused(e.list_executions(list(|r| r.created_after_ms = -1)).await, Code::InvalidArgument, "negative");
+    refused(
+        e.list_executions(list(|r| r.page_token = "p1.nope".into()))
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+    refused(
+        e.list_executions(list(|r| r.status = vec!["DONE".into()]))
+            .await,
+        Code::InvalidArgument,
+        "status `DONE`",
+    );
+    refused(
+        e.list_executions(list(|r| r.page_size = 100_000)).await,
+        Code::InvalidArgument,
+        "page_size",
+    );
+    refused(
+        e.list_executions(list(|r| r.agent = "nobody".into())).await,
+        Code::NotFound,
+        "nobody",
+    );
+    refused(
+        e.list_executions(list(|r| r.parent_id = "up".into())).await,
+        Code::InvalidArgument,
+        "parent_id",
+    );
+    refused(
+        e.list_executions(list(|r| r.created_after_ms = -1)).await,
+        Code::InvalidArgument,
+        "negative",
+    );
 
     let w = &mut c.workers;
     refused(
-        w.poll_tasks(pb::PollTasksRequest { worker_id: "w".into(), ..Default::default() }).await,
+        w.poll_tasks(pb::PollTasksRequest {
+            worker_id: "w".into(),
+            ..Default::default()
+        })
+        .await,
         Code::InvalidArgument,
         "runtimes is required",
     );
-    let lease = pb::Lease { task_id: format!("{id}/turn-1"), attempt: 1, lease_token: "stale".into() };
+    let lease = pb::Lease {
+        task_id: format!("{id}/turn-1"),
+        attempt: 1,
+        lease_token: "stale".into(),
+    };
     refused(
-        w.report_progress(pb::ReportProgressRequest { lease: Some(lease.clone()), ..Default::default() }).await,
+        w.report_progress(pb::ReportProgressRequest {
+            lease: Some(lease.clone()),
+            ..Default::default()
+        })
+        .await,
         Code::FailedPrecondition,
         "no longer holds its lease",
     );
     refused(
-        w.complete_task(pb::CompleteTaskRequest { lease: Some(lease), ..Default::default() }).await,
+        w.complete_task(pb::CompleteTaskRequest {
+            lease: Some(lease),
+            ..Default::default()
+        })
+        .await,
         Code::FailedPrecondition,
         "no longer holds its lease",
     );
     refused(
         w.report_progress(pb::ReportProgressRequest {
-            lease: Some(pb::Lease { task_id: "nonsense".into(), attempt: 1, lease_token: "t".into() }),
+            lease: Some(pb::Lease {
+                task_id: "nonsense".into(),
+                attempt: 1,
+                lease_token: "t".into(),
+            }),
             ..Default::default()
         })
         .await,
@@ -136,7 +301,11 @@ async fn bad_input_is_refused_and_writes_nothing(db: Db) {
         "task_id",
     );
 
-    assert_eq!(db.row_counts().await, before, "refused requests wrote nothing");
+    assert_eq!(
+        db.row_counts().await,
+        before,
+        "refused requests wrote nothing"
+    );
 }
 
 async fn archived_agents_cannot_start_and_free_their_name(db: Db) {
@@ -145,13 +314,18 @@ async fn archived_agents_cannot_start_and_free_their_name(db: Db) {
     let first = c.create_agent("helper", "echo", json!({})).await;
     let archived = c
         .agents
-        .archive_agent(pb::ArchiveAgentRequest { agent: "helper".into(), ..Default::default() })
+        .archive_agent(pb::ArchiveAgentRequest {
+            agent: "helper".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(archived.status, "archived");
     refused(
-        c.executions.start_execution(start_request(&first.id, &["hi"])).await,
+        c.executions
+            .start_execution(start_request(&first.id, &["hi"]))
+            .await,
         Code::FailedPrecondition,
         "archived",
     );
@@ -159,4 +333,7 @@ async fn archived_agents_cannot_start_and_free_their_name(db: Db) {
     assert_ne!(first.id, second.id, "the name is free again");
 }
 
-on_both_stores!(bad_input_is_refused_and_writes_nothing, archived_agents_cannot_start_and_free_their_name);
+on_both_stores!(
+    bad_input_is_refused_and_writes_nothing,
+    archived_agents_cannot_start_and_free_their_name
+);

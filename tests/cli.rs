@@ -40,46 +40,107 @@ async fn agent_commands_manage_agents(db: Db) {
     let config = json!({ "runtime_config": { "chunks": ["a ", "b"] } }).to_string();
     let created = json_of(&cairn(
         &server,
-        &["--json", "agent", "create", "--name", "cli-agent", "--runtime", "echo", "--configuration", &config],
+        &[
+            "--json",
+            "agent",
+            "create",
+            "--name",
+            "cli-agent",
+            "--runtime",
+            "echo",
+            "--configuration",
+            &config,
+        ],
     ));
     assert_eq!(created["name"], "cli-agent");
     assert_eq!(created["runtime"], "echo");
     assert_eq!(created["configuration"]["runtime_config"]["chunks"][1], "b");
 
-    let by_id = json_of(&cairn(&server, &["--json", "agent", "get", created["id"].as_str().unwrap()]));
+    let by_id = json_of(&cairn(
+        &server,
+        &["--json", "agent", "get", created["id"].as_str().unwrap()],
+    ));
     assert_eq!(by_id["name"], "cli-agent");
     let table = ok(&cairn(&server, &["agent", "list"]));
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("cli-agent") && table.contains("echo"), "{table}");
+    assert!(
+        table.contains("cli-agent") && table.contains("echo"),
+        "{table}"
+    );
 
-    let updated = json_of(&cairn(&server, &["--json", "agent", "update", "cli-agent", "--model-id", "m-2"]));
+    let updated = json_of(&cairn(
+        &server,
+        &[
+            "--json",
+            "agent",
+            "update",
+            "cli-agent",
+            "--model-id",
+            "m-2",
+        ],
+    ));
     assert_eq!(updated["model_id"], "m-2");
 
     let runtimes = json_of(&cairn(&server, &["--json", "agent", "runtimes"]));
-    let names: Vec<&str> = runtimes.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = runtimes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["claude_code", "default", "echo"]);
-    let echo = runtimes.as_array().unwrap().iter().find(|r| r["name"] == "echo").unwrap();
-    assert!(echo["config_keys"].as_array().unwrap().iter().any(|k| k["name"] == "delay_ms"));
+    let echo = runtimes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "echo")
+        .unwrap();
+    assert!(
+        echo["config_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "delay_ms")
+    );
     assert_eq!(echo["workers"], 1, "the in-process worker offers echo");
 
-    let archived = json_of(&cairn(&server, &["--json", "agent", "archive", "cli-agent"]));
+    let archived = json_of(&cairn(
+        &server,
+        &["--json", "agent", "archive", "cli-agent"],
+    ));
     assert_eq!(archived["status"], "archived");
     assert!(!ok(&cairn(&server, &["agent", "list"])).contains("cli-agent"));
     assert!(ok(&cairn(&server, &["agent", "list", "--all"])).contains("cli-agent"));
 
-    let refused = cairn(&server, &["agent", "create", "--name", "x", "--runtime", "nope"]);
+    let refused = cairn(
+        &server,
+        &["agent", "create", "--name", "x", "--runtime", "nope"],
+    );
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("supported runtimes: claude_code, default, echo"), "{stderr}");
+    assert!(
+        stderr.contains("supported runtimes: claude_code, default, echo"),
+        "{stderr}"
+    );
 }
 
 async fn run_and_exec_commands_follow_executions(db: Db) {
     let server = Server::dev(&db, &[]);
     let mut c = server.client().await;
     c.create_agent("cli-echo", "echo", json!({})).await;
-    c.create_agent("cli-fails", "echo", json!({ "fail_attempts": [1], "fail_retryable": false })).await;
+    c.create_agent(
+        "cli-fails",
+        "echo",
+        json!({ "fail_attempts": [1], "fail_retryable": false }),
+    )
+    .await;
 
-    let run = cairn(&server, &["run", "cli-echo", "hello", "from", "the", "cli", "--label", "user=ada"]);
+    let run = cairn(
+        &server,
+        &[
+            "run", "cli-echo", "hello", "from", "the", "cli", "--label", "user=ada",
+        ],
+    );
     let printed = ok(&run);
     assert!(printed.contains("hello from the cli"), "{printed}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("COMPLETED"));
@@ -88,11 +149,19 @@ async fn run_and_exec_commands_follow_executions(db: Db) {
     assert_eq!(failed.status.code(), Some(1), "a failed execution exits 1");
     assert!(String::from_utf8_lossy(&failed.stderr).contains("echo_failure"));
 
-    let listed = json_of(&cairn(&server, &["--json", "exec", "list", "--label", "user=ada"]));
+    let listed = json_of(&cairn(
+        &server,
+        &["--json", "exec", "list", "--label", "user=ada"],
+    ));
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1);
     let id = listed[0]["id"].as_str().unwrap().to_string();
-    let failed_only = json_of(&cairn(&server, &["--json", "exec", "list", "--status", "failed", "--since", "1h"]));
+    let failed_only = json_of(&cairn(
+        &server,
+        &[
+            "--json", "exec", "list", "--status", "failed", "--since", "1h",
+        ],
+    ));
     assert_eq!(failed_only.as_array().unwrap().len(), 1);
     assert_eq!(failed_only[0]["status"], "FAILED");
 
@@ -101,10 +170,18 @@ async fn run_and_exec_commands_follow_executions(db: Db) {
     assert_eq!(got["input"]["prompts"][0], "hello from the cli");
     assert_eq!(got["labels"]["user"], "ada");
     let shown = ok(&cairn(&server, &["exec", "get", &id]));
-    assert!(shown.contains("COMPLETED") && shown.contains("user=ada"), "{shown}");
+    assert!(
+        shown.contains("COMPLETED") && shown.contains("user=ada"),
+        "{shown}"
+    );
 
     let history = json_of(&cairn(&server, &["--json", "exec", "history", &id]));
-    let types: Vec<&str> = history.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types.first(), Some(&"ExecutionStarted"));
     assert_eq!(types.last(), Some(&"ExecutionCompleted"));
     assert!(ok(&cairn(&server, &["exec", "history", &id])).contains("ActivityCompleted"));
@@ -121,11 +198,19 @@ async fn exec_cancel_and_ctrl_c_stop_running_executions(db: Db) {
     let server = Server::dev(&db, &[]);
     let mut c = server.client().await;
     let words: Vec<String> = (0..400).map(|i| format!("w{i} ")).collect();
-    c.create_agent("cli-slow", "echo", json!({ "chunks": words, "delay_ms": 50 })).await;
+    c.create_agent(
+        "cli-slow",
+        "echo",
+        json!({ "chunks": words, "delay_ms": 50 }),
+    )
+    .await;
 
     let id = c.start_simple("cli-slow", "x").await;
     c.wait_until(&id, "output", |e| e.output_length > 0).await;
-    let canceled = json_of(&cairn(&server, &["--json", "exec", "cancel", &id, "--reason", "enough"]));
+    let canceled = json_of(&cairn(
+        &server,
+        &["--json", "exec", "cancel", &id, "--reason", "enough"],
+    ));
     assert_eq!(canceled["id"], id.as_str());
     assert_eq!(c.watch(&id, 0).await.closed.status, "CANCELED");
 
@@ -142,7 +227,10 @@ async fn exec_cancel_and_ctrl_c_stop_running_executions(db: Db) {
     let running = loop {
         let list = c
             .executions
-            .list_executions(cairn::api::pb::ListExecutionsRequest { status: vec!["RUNNING".into()], ..Default::default() })
+            .list_executions(cairn::api::pb::ListExecutionsRequest {
+                status: vec!["RUNNING".into()],
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner()
@@ -150,20 +238,43 @@ async fn exec_cancel_and_ctrl_c_stop_running_executions(db: Db) {
         if let Some(e) = list.into_iter().find(|e| e.output_length > 0) {
             break e;
         }
-        assert!(std::time::Instant::now() < deadline, "cairn run started nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cairn run started nothing"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = tokio::task::spawn_blocking(move || run.wait()).await.unwrap().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || run.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(130), "a cancelled execution exits 130");
     assert_eq!(c.get(&running.id).await.status, "CANCELED");
 }
 
 async fn migrate_prepares_a_fresh_database(db: Db) {
-    let output = Command::new(cairn_bin()).args(["migrate", "--database-url", &db.url]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let store = cairn::store::open(&db.url, cairn::store::Durability::Full).await.unwrap();
-    assert_eq!(store.count_rows("executions").await.unwrap(), 0, "the tables exist");
+    let output = Command::new(cairn_bin())
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = cairn::store::open(&db.url, cairn::store::Durability::Full)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_rows("executions").await.unwrap(),
+        0,
+        "the tables exist"
+    );
 }
 
 on_both_stores!(

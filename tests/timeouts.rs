@@ -5,7 +5,7 @@
 mod common;
 
 use cairn::api::pb;
-use common::client::{fast_retries, start_request, TestClient};
+use common::client::{TestClient, fast_retries, start_request};
 use common::{Db, Server};
 use serde_json::json;
 use tonic::Code;
@@ -18,17 +18,30 @@ async fn poll_one(c: &mut TestClient) -> pb::Task {
         max_tasks: 1,
         wait_ms: 20_000,
     };
-    let mut tasks = c.workers.poll_tasks(request).await.expect("poll").into_inner().tasks;
+    let mut tasks = c
+        .workers
+        .poll_tasks(request)
+        .await
+        .expect("poll")
+        .into_inner()
+        .tasks;
     assert_eq!(tasks.len(), 1, "a task within the poll's wait");
     tasks.remove(0)
 }
 
 fn lease(task: &pb::Task) -> Option<pb::Lease> {
-    Some(pb::Lease { task_id: task.task_id.clone(), attempt: task.attempt, lease_token: task.lease_token.clone() })
+    Some(pb::Lease {
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        lease_token: task.lease_token.clone(),
+    })
 }
 
 fn chunk(text: &str) -> pb::ChunkIn {
-    pb::ChunkIn { kind: "text".into(), data_json: json!({ "text": text }).to_string() }
+    pb::ChunkIn {
+        kind: "text".into(),
+        data_json: json!({ "text": text }).to_string(),
+    }
 }
 
 async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
@@ -37,7 +50,11 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
     c.create_agent("slowpoke", "echo", json!({})).await;
     let mut request = start_request("slowpoke", &["x"]);
     request.retry_policy = Some(fast_retries(3));
-    request.timeouts = Some(pb::Timeouts { start_to_close_ms: 400, heartbeat_ms: 60_000, ..Default::default() });
+    request.timeouts = Some(pb::Timeouts {
+        start_to_close_ms: 400,
+        heartbeat_ms: 60_000,
+        ..Default::default()
+    });
     let id = c.start(request).await;
 
     let first = poll_one(&mut c).await;
@@ -47,22 +64,48 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         chunks: vec![chunk("from attempt 1 ")],
         checkpoint_json: json!({ "step": 1 }).to_string(),
     };
-    let reply = c.workers.report_progress(progress).await.unwrap().into_inner();
+    let reply = c
+        .workers
+        .report_progress(progress)
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!reply.cancel_requested);
 
     // The attempt keeps heartbeating but runs too long: the server times it out and retries.
     let second = poll_one(&mut c).await;
     assert_eq!(second.attempt, 2);
-    assert_eq!(second.checkpoint_json, json!({ "step": 1 }).to_string(), "the retry gets the last checkpoint");
+    assert_eq!(
+        second.checkpoint_json,
+        json!({ "step": 1 }).to_string(),
+        "the retry gets the last checkpoint"
+    );
     let history = c.history(&id).await;
-    let timed_out = history.iter().find(|e| e.kind == "ActivityTimedOut").expect("ActivityTimedOut");
+    let timed_out = history
+        .iter()
+        .find(|e| e.kind == "ActivityTimedOut")
+        .expect("ActivityTimedOut");
     assert_eq!(timed_out.payload["kind"], "start_to_close");
 
     // The stale attempt is fenced off: it can neither add output nor complete.
-    let stale = pb::ReportProgressRequest { lease: lease(&first), chunks: vec![chunk("late")], checkpoint_json: String::new() };
-    assert_eq!(c.workers.report_progress(stale).await.unwrap_err().code(), Code::FailedPrecondition);
-    let stale = pb::CompleteTaskRequest { lease: lease(&first), output_json: "{}".into(), ..Default::default() };
-    assert_eq!(c.workers.complete_task(stale).await.unwrap_err().code(), Code::FailedPrecondition);
+    let stale = pb::ReportProgressRequest {
+        lease: lease(&first),
+        chunks: vec![chunk("late")],
+        checkpoint_json: String::new(),
+    };
+    assert_eq!(
+        c.workers.report_progress(stale).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    let stale = pb::CompleteTaskRequest {
+        lease: lease(&first),
+        output_json: "{}".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.workers.complete_task(stale).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
 
     let done = pb::CompleteTaskRequest {
         lease: lease(&second),
@@ -73,8 +116,19 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
     c.workers.complete_task(done).await.unwrap();
     let watched = c.watch(&id, 0).await;
     assert_eq!(watched.closed.status, "COMPLETED");
-    assert_eq!(watched.text(), "from attempt 1 from attempt 2", "the stale report added nothing");
-    assert_eq!(watched.chunks.iter().map(|ch| ch.attempt).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        watched.text(),
+        "from attempt 1 from attempt 2",
+        "the stale report added nothing"
+    );
+    assert_eq!(
+        watched
+            .chunks
+            .iter()
+            .map(|ch| ch.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
 }
 
 async fn an_attempt_that_stops_heartbeating_is_timed_out_and_retried(db: Db) {
@@ -83,27 +137,54 @@ async fn an_attempt_that_stops_heartbeating_is_timed_out_and_retried(db: Db) {
     c.create_agent("silent", "echo", json!({})).await;
     let mut request = start_request("silent", &["x"]);
     request.retry_policy = Some(fast_retries(3));
-    request.timeouts = Some(pb::Timeouts { heartbeat_ms: 300, ..Default::default() });
+    request.timeouts = Some(pb::Timeouts {
+        heartbeat_ms: 300,
+        ..Default::default()
+    });
     let id = c.start(request).await;
 
     let first = poll_one(&mut c).await;
     let running = c.get(&id).await;
     assert_eq!(running.status, "RUNNING");
-    assert!(running.activity.unwrap().state.contains("running on test-worker"));
+    assert!(
+        running
+            .activity
+            .unwrap()
+            .state
+            .contains("running on test-worker")
+    );
     // ...and then says nothing: the lease expires.
     let second = poll_one(&mut c).await;
     assert_eq!(second.attempt, 2);
     let history = c.history(&id).await;
-    let timed_out = history.iter().find(|e| e.kind == "ActivityTimedOut").expect("ActivityTimedOut");
+    let timed_out = history
+        .iter()
+        .find(|e| e.kind == "ActivityTimedOut")
+        .expect("ActivityTimedOut");
     assert_eq!(timed_out.payload["kind"], "heartbeat");
-    let started = history.iter().find(|e| e.kind == "ActivityStarted").unwrap();
+    let started = history
+        .iter()
+        .find(|e| e.kind == "ActivityStarted")
+        .unwrap();
     assert_eq!(started.payload["worker"], "test-worker");
 
-    let stale = pb::CompleteTaskRequest { lease: lease(&first), output_json: "{}".into(), ..Default::default() };
-    assert_eq!(c.workers.complete_task(stale).await.unwrap_err().code(), Code::FailedPrecondition);
+    let stale = pb::CompleteTaskRequest {
+        lease: lease(&first),
+        output_json: "{}".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.workers.complete_task(stale).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
     let failure = pb::FailTaskRequest {
         lease: lease(&second),
-        failure: Some(pb::Failure { code: "boom".into(), message: "no".into(), retryable: false, details_json: String::new() }),
+        failure: Some(pb::Failure {
+            code: "boom".into(),
+            message: "no".into(),
+            retryable: false,
+            details_json: String::new(),
+        }),
         ..Default::default()
     };
     c.workers.fail_task(failure).await.unwrap();
@@ -118,12 +199,22 @@ async fn a_task_nobody_claims_in_time_fails_without_retry(db: Db) {
     c.create_agent("lonely", "echo", json!({})).await;
     let mut request = start_request("lonely", &["x"]);
     request.retry_policy = Some(fast_retries(5));
-    request.timeouts = Some(pb::Timeouts { schedule_to_start_ms: 300, ..Default::default() });
+    request.timeouts = Some(pb::Timeouts {
+        schedule_to_start_ms: 300,
+        ..Default::default()
+    });
     let id = c.start(request).await;
     let closed = c.watch(&id, 0).await.closed;
     assert_eq!(closed.status, "FAILED");
     assert_eq!(closed.failure.unwrap().code, "schedule_to_start_timeout");
-    assert_eq!(c.history(&id).await.iter().filter(|e| e.kind == "ActivityScheduled").count(), 1);
+    assert_eq!(
+        c.history(&id)
+            .await
+            .iter()
+            .filter(|e| e.kind == "ActivityScheduled")
+            .count(),
+        1
+    );
 }
 
 on_both_stores!(

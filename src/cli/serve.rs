@@ -52,7 +52,8 @@ impl RuntimeArgs {
         RuntimeSettings {
             openai: OpenAiSettings {
                 base_url: self.openai_base_url.clone(),
-                api_key_env: (!self.openai_api_key_env.is_empty()).then(|| self.openai_api_key_env.clone()),
+                api_key_env: (!self.openai_api_key_env.is_empty())
+                    .then(|| self.openai_api_key_env.clone()),
                 request_timeout: std::time::Duration::from_secs(self.openai_timeout_secs),
             },
             claude_cli: self.claude_cli.clone(),

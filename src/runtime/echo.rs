@@ -69,9 +69,8 @@ impl EchoRuntime {
         // Check key by key, so the error names the key that is wrong.
         for (key, value) in &map {
             let one = serde_json::json!({ key: value });
-            serde_json::from_value::<EchoConfig>(one).map_err(|e| {
-                ConfigError::new(format!("runtime_config.{key}: {e}"))
-            })?;
+            serde_json::from_value::<EchoConfig>(one)
+                .map_err(|e| ConfigError::new(format!("runtime_config.{key}: {e}")))?;
         }
         serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| ConfigError::new(format!("echo runtime_config: {e}")))

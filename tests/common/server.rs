@@ -28,7 +28,12 @@ impl Server {
     }
 
     /// Like `start`, with extra environment variables.
-    pub fn start_with_env(db: &Db, command: &str, args: &[&str], env: &[(String, String)]) -> Server {
+    pub fn start_with_env(
+        db: &Db,
+        command: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let mut child = Command::new(cairn_bin())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg(command)

@@ -8,6 +8,7 @@
 
 #![allow(
     dead_code,
+    unused_imports,
     reason = "each test crate uses a different part of the fake"
 )]
 
