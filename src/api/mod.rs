@@ -63,9 +63,17 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the descriptor sets are valid");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // The builder's `tcp_nodelay` only reaches listeners it binds itself; without it on accepted
+    // sockets, Nagle's algorithm meets delayed ACKs and small replies wait ~40 ms.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |accepted| {
+            accepted.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        },
+    );
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection)
         .add_service(pb::agent_service_server::AgentServiceServer::new(

@@ -167,20 +167,18 @@ impl Engine {
 
     /// Commits one transition and wakes whoever waits on what it wrote.
     async fn commit(&self, transition: Transition) -> Result<CommitOutcome, EngineError> {
-        let outcome = self
-            .store
-            .commit(std::slice::from_ref(&transition))
-            .await?
-            .pop()
-            .ok_or_else(|| EngineError::Internal("the store returned no outcome".into()))?;
+        let execution_id = transition.execution_id;
+        let readies_task = commands::readies_task(&transition.tasks);
+        let sets_timer = !transition.timers.is_empty();
+        let outcome = self.committer.commit(transition).await?;
         if outcome == CommitOutcome::Committed {
-            if commands::readies_task(&transition.tasks) {
+            if readies_task {
                 self.notifier.task_ready();
             }
-            if !transition.timers.is_empty() {
+            if sets_timer {
                 self.notifier.deadline_added();
             }
-            self.notifier.execution_changed(transition.execution_id);
+            self.notifier.execution_changed(execution_id);
         }
         Ok(outcome)
     }

@@ -8,6 +8,7 @@
 
 mod apply;
 mod commands;
+mod commit;
 mod notify;
 mod sweeper;
 mod worker_side;
@@ -89,14 +90,16 @@ pub struct Engine {
     store: Arc<dyn Store>,
     clock: SharedClock,
     notifier: Arc<Notifier>,
+    committer: commit::Committer,
     workers: WorkerDirectory,
     options: EngineOptions,
 }
 
 impl Engine {
-    /// An engine over `store`.
+    /// An engine over `store`. Must be called inside a tokio runtime (it starts the committer).
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, options: EngineOptions) -> Arc<Engine> {
         Arc::new(Engine {
+            committer: commit::Committer::start(store.clone()),
             store,
             clock,
             notifier: Arc::new(Notifier::default()),

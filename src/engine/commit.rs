@@ -1,0 +1,82 @@
+//! Group commit: transitions of many executions share one database transaction.
+//!
+//! Each transition still commits atomically (invariant 2), and each gets its own outcome: the
+//! store checks row versions and fences per transition inside the shared transaction. What is
+//! shared is the commit itself — one fsync for every transition that was waiting — which is what
+//! bounds throughput with durable commits.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::EngineError;
+use crate::store::{CommitOutcome, Store, Transition};
+
+/// The most transitions one commit takes.
+const MAX_BATCH: usize = 256;
+
+struct Request {
+    transition: Transition,
+    reply: oneshot::Sender<Result<CommitOutcome, EngineError>>,
+}
+
+/// A handle to the committer task.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Committer {
+    /// Starts the committer task over `store`. It runs until every handle is dropped.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Committer {
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, rx));
+        Committer { requests }
+    }
+
+    /// Commits one transition, possibly together with others.
+    pub(crate) async fn commit(&self, transition: Transition) -> Result<CommitOutcome, EngineError> {
+        let (reply, outcome) = oneshot::channel();
+        self.requests
+            .send(Request { transition, reply })
+            .map_err(|_| EngineError::Internal("the committer has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| EngineError::Internal("the committer dropped a transition".into()))?
+    }
+}
+
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (transitions, replies): (Vec<Transition>, Vec<_>) =
+            batch.drain(..).map(|r| (r.transition, r.reply)).unzip();
+        match store.commit(&transitions).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            // One bad transition must not fail the others: commit them one by one.
+            Err(e) if transitions.len() > 1 => {
+                tracing::warn!(error = %e, size = transitions.len(), "group commit failed; committing one by one");
+                for (transition, reply) in transitions.iter().zip(replies) {
+                    let outcome = store.commit(std::slice::from_ref(transition)).await;
+                    let _ = reply.send(outcome.map_err(EngineError::from).and_then(|mut o| {
+                        o.pop().ok_or_else(|| EngineError::Internal("the store returned no outcome".into()))
+                    }));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let mut replies = replies.into_iter();
+                if let Some(reply) = replies.next() {
+                    let _ = reply.send(Err(e.into()));
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Internal(message.clone())));
+                }
+            }
+        }
+    }
+}
