@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
 use super::{ApiState, convert, pb, validate};
 use crate::domain::ExecutionStatus;
-use crate::engine::{Engine, StartRequest};
+use crate::engine::{Engine, StartRequest, Watch};
 use crate::machine::AgentState;
 use crate::store::{AgentKey, ExecutionFilter};
 
@@ -184,9 +184,8 @@ impl ExecutionService for Executions {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let engine = self.state.engine.clone();
-        // Subscribe before the first read, so no change between the read and the wait is missed.
-        let changes = engine.notifier().subscribe();
         engine.execution(id).await?;
+        let changes = engine.notifier().watch(id);
         let (tx, rx) = mpsc::channel(OUTPUT_PAGE as usize);
         tokio::spawn(follow(engine, id, r.after_seq, changes, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -221,11 +220,15 @@ async fn follow(
     engine: Arc<Engine>,
     id: Uuid,
     mut after: u64,
-    mut changes: broadcast::Receiver<Uuid>,
+    changes: Watch,
     tx: mpsc::Sender<Result<pb::StreamExecutionResponse, Status>>,
 ) {
     use pb::stream_execution_response::Event;
     loop {
+        // Armed before the reads, so a change between a read and the wait is not lost.
+        let changed = changes.notify().notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let chunks = match engine.store().output(id, after, OUTPUT_PAGE).await {
             Ok(chunks) => chunks,
             Err(e) => {
@@ -268,18 +271,8 @@ async fn follow(
         }
         // Wait for a change to this execution. The timeout covers changes written by other
         // servers, which this server's notifier does not see.
-        let wait = async {
-            loop {
-                match changes.recv().await {
-                    Ok(changed) if changed == id => return true,
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => return true,
-                    Err(broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        };
         tokio::select! {
-            open = wait => if !open { return },
+            _ = changed => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = tx.closed() => return,
         }

@@ -26,7 +26,7 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 
 pub use apply::Applied;
 pub use commands::DEFAULT_QUEUE;
-pub use notify::Notifier;
+pub use notify::{Notifier, Watch};
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{WorkerDirectory, WorkerSeen};

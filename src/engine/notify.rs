@@ -1,22 +1,42 @@
-//! In-process wake-ups: workers waiting for tasks, and watchers of executions.
+//! In-process wake-ups: workers waiting for tasks, the sweeper waiting for deadlines, and
+//! watchers of single executions.
 
-use tokio::sync::{Notify, broadcast};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Wakes long-polling workers and output streams when something they wait for was committed.
-#[derive(Debug)]
+/// Wakes long-polling workers, the sweeper and output streams when something they wait for was
+/// committed. Watchers register per execution, so a change wakes only those who watch it.
+#[derive(Debug, Default)]
 pub struct Notifier {
     tasks: Notify,
     timers: Notify,
-    executions: broadcast::Sender<Uuid>,
+    watched: Mutex<HashMap<Uuid, Arc<Notify>>>,
 }
 
-impl Default for Notifier {
-    fn default() -> Self {
-        Notifier {
-            tasks: Notify::new(),
-            timers: Notify::new(),
-            executions: broadcast::channel(4096).0,
+/// Interest in one execution; dropping it unregisters.
+pub struct Watch {
+    notifier: Arc<Notifier>,
+    id: Uuid,
+    notify: Arc<Notify>,
+}
+
+impl Watch {
+    /// The `Notify` to wait on. Create its `notified()` future *before* reading, so a change
+    /// between the read and the wait is not lost.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watched = self.notifier.watched.lock().expect("the lock is never poisoned");
+        // Two references left: the map's and ours. Then nobody else watches this execution.
+        if Arc::strong_count(&self.notify) <= 2 {
+            watched.remove(&self.id);
         }
     }
 }
@@ -45,12 +65,21 @@ impl Notifier {
 
     /// An execution's row, history or output changed.
     pub fn execution_changed(&self, id: Uuid) {
-        // No receiver is fine: nobody is watching.
-        let _ = self.executions.send(id);
+        let watched = self.watched.lock().expect("the lock is never poisoned");
+        if let Some(notify) = watched.get(&id) {
+            notify.notify_waiters();
+        }
     }
 
-    /// Subscribes to execution changes (ids of changed executions; lagging means "re-read").
-    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
-        self.executions.subscribe()
+    /// Registers interest in one execution.
+    pub fn watch(self: &Arc<Self>, id: Uuid) -> Watch {
+        let notify = self
+            .watched
+            .lock()
+            .expect("the lock is never poisoned")
+            .entry(id)
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
+        Watch { notifier: self.clone(), id, notify }
     }
 }
