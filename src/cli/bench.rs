@@ -60,14 +60,30 @@ fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
     let (database_url, dir) = match &args.database_url {
         Some(url) => (url.clone(), None),
         None => {
-            let dir = std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
+            let dir =
+                std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
             std::fs::create_dir_all(&dir)?;
-            (format!("sqlite://{}", dir.join("bench.db").display()), Some(dir))
+            (
+                format!("sqlite://{}", dir.join("bench.db").display()),
+                Some(dir),
+            )
         }
     };
     let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["server", "--worker", "--concurrency", "64", "--listen", &args.listen])
-        .args(["--database-url", &database_url, "--durability", &args.durability])
+        .args([
+            "server",
+            "--worker",
+            "--concurrency",
+            "64",
+            "--listen",
+            &args.listen,
+        ])
+        .args([
+            "--database-url",
+            &database_url,
+            "--durability",
+            &args.durability,
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -91,15 +107,33 @@ fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
         Ok(Err(line)) => anyhow::bail!("the benchmark server failed: {line}"),
         Err(_) => anyhow::bail!("the benchmark server did not start within 60 s"),
     };
-    eprintln!("bench: server pid {} on {url}, database {}", child.id(), crate::node::redact(&database_url));
-    Ok(Spawned { child, url, _dir: dir })
+    eprintln!(
+        "bench: server pid {} on {url}, database {}",
+        child.id(),
+        crate::node::redact(&database_url)
+    );
+    Ok(Spawned {
+        child,
+        url,
+        _dir: dir,
+    })
 }
 
 /// Starts an execution and waits (streaming its output) until it closes; returns its status.
 async fn run_one(client: &mut Client, agent: &str, prompts: Vec<String>) -> anyhow::Result<String> {
     use pb::stream_execution_response::Event;
-    let request = pb::StartExecutionRequest { agent: agent.into(), prompts, ..Default::default() };
-    let id = client.executions.start_execution(request).await.map_err(status_error)?.into_inner().execution_id;
+    let request = pb::StartExecutionRequest {
+        agent: agent.into(),
+        prompts,
+        ..Default::default()
+    };
+    let id = client
+        .executions
+        .start_execution(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .execution_id;
     let mut stream = client
         .executions
         .stream_execution(pb::StreamExecutionRequest { id, after_seq: 0 })
@@ -115,7 +149,13 @@ async fn run_one(client: &mut Client, agent: &str, prompts: Vec<String>) -> anyh
 }
 
 /// Runs `count` executions of `turns` turns, `concurrency` at a time; returns the elapsed time.
-async fn run_many(client: &Client, agent: &str, count: usize, turns: usize, concurrency: usize) -> anyhow::Result<Duration> {
+async fn run_many(
+    client: &Client,
+    agent: &str,
+    count: usize,
+    turns: usize,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
     let slots = Arc::new(Semaphore::new(concurrency));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -123,7 +163,9 @@ async fn run_many(client: &Client, agent: &str, count: usize, turns: usize, conc
         let permit = slots.clone().acquire_owned().await?;
         let mut client = client.clone();
         let agent = agent.to_string();
-        let prompts = (0..turns).map(|t| format!("execution {i} turn {t}")).collect();
+        let prompts = (0..turns)
+            .map(|t| format!("execution {i} turn {t}"))
+            .collect();
         tasks.spawn(async move {
             let status = run_one(&mut client, &agent, prompts).await;
             drop(permit);
@@ -155,12 +197,23 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => Some(spawn_server(&args)?),
     };
-    let url = args.server.clone().or_else(|| spawned.as_ref().map(|s| s.url.clone())).expect("a server");
+    let url = args
+        .server
+        .clone()
+        .or_else(|| spawned.as_ref().map(|s| s.url.clone()))
+        .expect("a server");
     let mut client = Client::connect(&url).await?;
-    let agent = format!("bench-echo-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let agent = format!(
+        "bench-echo-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
     client
         .agents
-        .create_agent(pb::CreateAgentRequest { name: agent.clone(), runtime: "echo".into(), ..Default::default() })
+        .create_agent(pb::CreateAgentRequest {
+            name: agent.clone(),
+            runtime: "echo".into(),
+            ..Default::default()
+        })
         .await
         .map_err(status_error)?;
     // Warm up connections and caches; not measured.
@@ -172,7 +225,10 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "W1" => {
                 let n = scaled(1000);
                 let elapsed = run_many(&client, &agent, n, 1, 32).await?;
-                println!("W1 executions={n} concurrency=32 executions_per_s={:.0}", n as f64 / elapsed.as_secs_f64());
+                println!(
+                    "W1 executions={n} concurrency=32 executions_per_s={:.0}",
+                    n as f64 / elapsed.as_secs_f64()
+                );
             }
             "W2" => {
                 let n = scaled(200);

@@ -35,7 +35,10 @@ impl Committer {
     }
 
     /// Commits one transition, possibly together with others.
-    pub(crate) async fn commit(&self, transition: Transition) -> Result<CommitOutcome, EngineError> {
+    pub(crate) async fn commit(
+        &self,
+        transition: Transition,
+    ) -> Result<CommitOutcome, EngineError> {
         let (reply, outcome) = oneshot::channel();
         self.requests
             .send(Request { transition, reply })
@@ -63,7 +66,9 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Request>) {
                 for (transition, reply) in transitions.iter().zip(replies) {
                     let outcome = store.commit(std::slice::from_ref(transition)).await;
                     let _ = reply.send(outcome.map_err(EngineError::from).and_then(|mut o| {
-                        o.pop().ok_or_else(|| EngineError::Internal("the store returned no outcome".into()))
+                        o.pop().ok_or_else(|| {
+                            EngineError::Internal("the store returned no outcome".into())
+                        })
                     }));
                 }
             }

@@ -33,7 +33,11 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut watched = self.notifier.watched.lock().expect("the lock is never poisoned");
+        let mut watched = self
+            .notifier
+            .watched
+            .lock()
+            .expect("the lock is never poisoned");
         // Two references left: the map's and ours. Then nobody else watches this execution.
         if Arc::strong_count(&self.notify) <= 2 {
             watched.remove(&self.id);
@@ -80,6 +84,10 @@ impl Notifier {
             .entry(id)
             .or_insert_with(|| Arc::new(Notify::new()))
             .clone();
-        Watch { notifier: self.clone(), id, notify }
+        Watch {
+            notifier: self.clone(),
+            id,
+            notify,
+        }
     }
 }
