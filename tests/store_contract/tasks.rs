@@ -23,6 +23,7 @@ crate::on_both_stores!(
     progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_lease,
     progress_without_the_lease_writes_nothing,
     concurrent_progress_on_one_execution_keeps_its_output_gapless,
+    a_cancel_request_racing_progress_reports_leaves_both_applied,
     an_activity_keeps_its_checkpoint_from_attempt_to_attempt,
     expired_tasks_are_those_whose_lease_attempt_or_schedule_deadline_passed,
     timers_fall_due_in_fire_order_and_bound_the_next_deadline,
@@ -413,6 +414,41 @@ async fn concurrent_progress_on_one_execution_keeps_its_output_gapless(db: Db) {
         store.get_execution(id).await.unwrap().unwrap().output_seq,
         total
     );
+}
+
+/// A client's cancel (a transition that asks the running attempt to stop) and the attempt's
+/// progress reports touch the same task and execution rows at the same time; neither may fail.
+async fn a_cancel_request_racing_progress_reports_leaves_both_applied(db: Db) {
+    let store = db.store().await;
+    let id = execution_with(&*store, vec![task("turn-1")]).await;
+    let lease = store
+        .claim_tasks(&claim("w-1", &["echo"], T0))
+        .await
+        .unwrap()
+        .remove(0);
+
+    let rounds = 40;
+    for round in 0..rounds {
+        let cancel = Transition {
+            tasks: vec![TaskOp::RequestCancel {
+                activity_id: "turn-1".into(),
+            }],
+            ..advance(id, 3 + round)
+        };
+        let text = format!("chunk {round}");
+        let report = progress(&lease, &[&text], T0 + round as i64);
+        let cancel = [cancel];
+        let (committed, reported) =
+            tokio::join!(store.commit(&cancel), store.record_progress(&report));
+        assert_eq!(
+            committed.unwrap(),
+            [CommitOutcome::Committed],
+            "round {round}"
+        );
+        assert!(reported.unwrap().is_some(), "round {round}");
+    }
+    let record = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!((record.next_seq, record.output_seq), (3 + rounds, rounds));
 }
 
 async fn an_activity_keeps_its_checkpoint_from_attempt_to_attempt(db: Db) {
