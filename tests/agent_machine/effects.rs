@@ -24,14 +24,9 @@ fn has_timer(history: &crate::history::History) -> bool {
 }
 
 #[test]
-fn every_scenario_steps_and_replays_to_a_state_that_survives_a_snapshot() {
-    for (name, h) in scenarios::all() {
-        let (_, end) = h.check();
-        // The engine stores the state as the row's snapshot and reads it back for the next
-        // transition.
-        let snapshot = serde_json::to_value(&end).unwrap();
-        let read: AgentState = serde_json::from_value(snapshot).unwrap();
-        assert_eq!(read, end, "{name}");
+fn every_scenario_steps_and_replays_alike() {
+    for (_, h) in scenarios::all() {
+        h.check();
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cairn::domain::{ExecutionStatus, Failure, Usage};
+use cairn::domain::{ExecutionStatus, Failure, HistoryEvent, Usage};
 use cairn::store::{CommitOutcome, Fence, NewExecution, RowState, TaskOp, TimerOp, Transition};
 use serde_json::json;
 use uuid::Uuid;
@@ -23,6 +23,7 @@ crate::on_both_stores!(
     each_transition_of_a_group_commit_has_its_own_outcome,
     a_closing_transition_sets_the_outcome_and_clears_tasks_and_timers,
     chunks_of_a_transition_continue_the_output_of_progress_reports,
+    events_and_the_state_read_back_exactly_as_written,
 );
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -476,4 +477,36 @@ async fn chunks_of_a_transition_continue_the_output_of_progress_reports(db: Db) 
         [3],
         "output pages by seq"
     );
+}
+
+async fn events_and_the_state_read_back_exactly_as_written(db: Db) {
+    let store = db.store().await;
+    let id = Uuid::now_v7();
+    // A cost summed over turns: 17 significant digits, which replay compares exactly.
+    let usage = Usage {
+        input_tokens: 200,
+        output_tokens: 40,
+        cost_usd: 0.0001 + 0.013,
+        tool_calls: 2,
+    };
+    let completed = HistoryEvent::ExecutionCompleted {
+        result: json!({ "text": "done", "score": 0.1 + 0.2 }),
+        usage,
+    };
+    let start = Transition {
+        events: vec![completed.clone()],
+        row: RowState {
+            state: json!({ "usage": usage.cost_usd }),
+            usage,
+            ..row(ExecutionStatus::Pending)
+        },
+        ..create(id)
+    };
+    commit_one(&*store, start).await;
+
+    let history = store.history(id, 0, 10).await.unwrap();
+    assert_eq!(history[0].event, completed);
+    let record = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!(record.state, json!({ "usage": usage.cost_usd }));
+    assert_eq!(record.usage, usage);
 }
