@@ -14,6 +14,8 @@ mod common;
 
 #[path = "store_contract/agents.rs"]
 mod agents;
+#[path = "store_contract/attempts.rs"]
+mod attempts;
 #[path = "store_contract/commit.rs"]
 mod commit;
 #[path = "store_contract/list.rs"]

@@ -7,8 +7,9 @@ use cairn::domain::{
     Agent, AgentStatus, ExecutionKind, ExecutionStatus, HistoryEvent, Millis, Usage,
 };
 use cairn::store::{
-    ClaimRequest, ExecutionRecord, NewChunk, NewExecution, NewTask, ProgressRecord, RowState,
-    RowWrite, Store, StoredChunk, StoredEvent, TaskRecord, TimerRecord, Transition,
+    ClaimRequest, CommitOutcome, ExecutionRecord, NewChunk, NewExecution, NewTask, ProgressRecord,
+    RowState, RowWrite, Store, StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerRecord,
+    Transition,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -120,6 +121,26 @@ pub fn task(activity_id: &str) -> NewTask {
     }
 }
 
+/// Creates an execution whose activities are these tasks; returns its id.
+pub async fn execution_with(store: &dyn Store, tasks: Vec<NewTask>) -> Uuid {
+    let id = Uuid::now_v7();
+    let start = Transition {
+        tasks: tasks.into_iter().map(TaskOp::Insert).collect(),
+        ..create(id)
+    };
+    assert_eq!(commit_one(store, start).await, CommitOutcome::Committed);
+    id
+}
+
+/// The first attempt of `turn-1` on `runtime` in `queue`.
+pub fn on(runtime: &str, queue: &str) -> NewTask {
+    NewTask {
+        runtime: runtime.into(),
+        queue: queue.into(),
+        ..task("turn-1")
+    }
+}
+
 /// A claim of up to 10 tasks of `runtimes` in the default queue.
 pub fn claim(worker: &str, runtimes: &[&str], now: Millis) -> ClaimRequest {
     ClaimRequest {
@@ -164,7 +185,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
 }
 
 /// Commits one transition and returns its outcome.
-pub async fn commit_one(store: &dyn Store, t: Transition) -> cairn::store::CommitOutcome {
+pub async fn commit_one(store: &dyn Store, t: Transition) -> CommitOutcome {
     let mut outcomes = store.commit(&[t]).await.expect("commit");
     assert_eq!(outcomes.len(), 1, "one outcome per transition");
     outcomes.remove(0)
