@@ -5,7 +5,9 @@
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
 //! atomically, and checks the transition's preconditions (the row version and the reporting
 //! attempt's fence) inside the same transaction. It takes a slice so that several transitions can
-//! share one commit (group commit), each isolated by a savepoint.
+//! share one commit (group commit). Each gets its own outcome: a transition refused by its
+//! version, a fence or its request id writes nothing (every check comes before its first write),
+//! so it leaves the others as they are; a database error fails the whole call.
 
 mod backend;
 mod records;
