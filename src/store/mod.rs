@@ -71,7 +71,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Agent>, StoreError>;
 
-    /// Writes transitions; each gets its own outcome. See the module comment.
+    /// Writes transitions; each gets its own outcome, in the order given. Transitions of one
+    /// execution apply in their order; those of different executions are independent. See the
+    /// module comment.
     async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
     /// One execution row.
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;

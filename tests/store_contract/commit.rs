@@ -21,6 +21,7 @@ crate::on_both_stores!(
     a_failed_fence_is_fenced_and_writes_nothing,
     a_timer_fence_lets_a_timer_fire_once,
     each_transition_of_a_group_commit_has_its_own_outcome,
+    group_commits_over_the_same_executions_in_any_order_both_finish,
     a_closing_transition_sets_the_outcome_and_clears_tasks_and_timers,
     chunks_of_a_transition_continue_the_output_of_progress_reports,
     events_and_the_state_read_back_exactly_as_written,
@@ -337,6 +338,38 @@ async fn each_transition_of_a_group_commit_has_its_own_outcome(db: Db) {
     assert_eq!(next_seq(fresh).await, Some(3));
     // Five creates of two events each, and the two transitions of `a`.
     assert_eq!(store.count_rows("history_events").await.unwrap(), 5 * 2 + 2);
+}
+
+/// Servers group-commit whatever transitions are waiting, so two concurrent commits can name
+/// the same executions in opposite orders; each must still get its outcomes, not an error.
+async fn group_commits_over_the_same_executions_in_any_order_both_finish(db: Db) {
+    let store = db.store().await;
+    let [a, b] = [(); 2].map(|_| Uuid::now_v7());
+    store.commit(&[create(a), create(b)]).await.unwrap();
+
+    for round in 0..40 {
+        let version = |id| {
+            let store = store.clone();
+            async move { store.get_execution(id).await.unwrap().unwrap().next_seq }
+        };
+        let (at_a, at_b) = (version(a).await, version(b).await);
+        let forward = [advance(a, at_a), advance(b, at_b)];
+        let backward = [advance(b, at_b), advance(a, at_a)];
+        let (forward, backward) = tokio::join!(store.commit(&forward), store.commit(&backward));
+        let (forward, backward) = (forward.unwrap(), backward.unwrap());
+        // Both were computed from the same versions: for each execution exactly one wins.
+        let wins = |outcome: &CommitOutcome| usize::from(*outcome == CommitOutcome::Committed);
+        assert_eq!(
+            wins(&forward[0]) + wins(&backward[1]),
+            1,
+            "round {round}: a"
+        );
+        assert_eq!(
+            wins(&forward[1]) + wins(&backward[0]),
+            1,
+            "round {round}: b"
+        );
+    }
 }
 
 async fn a_closing_transition_sets_the_outcome_and_clears_tasks_and_timers(db: Db) {

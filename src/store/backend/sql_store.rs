@@ -600,13 +600,20 @@ macro_rules! sql_store {
                 }
 
                 async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+                    // Lock order across transactions: executions by id. Two group commits that
+                    // name the same executions in different orders would otherwise each hold an
+                    // execution row the other waits for. Transitions of different executions are
+                    // independent, and the sort is stable, so those of one execution keep their
+                    // order.
+                    let mut order: Vec<usize> = (0..transitions.len()).collect();
+                    order.sort_by_key(|&i| transitions[i].execution_id);
                     let mut tx = self.write.begin().await?;
-                    let mut outcomes = Vec::with_capacity(transitions.len());
-                    for t in transitions {
-                        outcomes.push(write_transition(&mut tx, t).await?);
+                    let mut outcomes = vec![None; transitions.len()];
+                    for i in order {
+                        outcomes[i] = Some(write_transition(&mut tx, &transitions[i]).await?);
                     }
                     tx.commit().await?;
-                    Ok(outcomes)
+                    Ok(outcomes.into_iter().flatten().collect())
                 }
 
                 async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
