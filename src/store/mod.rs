@@ -5,7 +5,9 @@
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
 //! atomically, and checks the transition's preconditions (the row version and the reporting
 //! attempt's fence) inside the same transaction. It takes a slice so that several transitions can
-//! share one commit (group commit), each isolated by a savepoint.
+//! share one commit (group commit). Each gets its own outcome: a transition refused by its
+//! version, a fence or its request id writes nothing (every check comes before its first write),
+//! so it leaves the others as they are; a database error fails the whole call.
 
 mod backend;
 mod records;
@@ -69,7 +71,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Agent>, StoreError>;
 
-    /// Writes transitions; each gets its own outcome. See the module comment.
+    /// Writes transitions; each gets its own outcome, in the order given. Transitions of one
+    /// execution apply in their order; those of different executions are independent. See the
+    /// module comment.
     async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
     /// One execution row.
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;

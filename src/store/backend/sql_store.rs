@@ -224,9 +224,39 @@ macro_rules! sql_store {
                 Ok(row.is_some())
             }
 
+            /// Locks the task rows of an execution, in activity order, where the dialect has
+            /// row locks.
+            ///
+            /// Lock order, so that PostgreSQL never deadlocks: an execution's task rows before
+            /// its execution row. `claim_tasks` and `record_progress` take them in that order,
+            /// so a transition that will change a task row takes the task rows before it updates
+            /// the execution row; otherwise a cancel (execution row, then the leased task) and
+            /// a progress report (the task, then the execution row for the output seq) can each
+            /// hold what the other waits for.
+            async fn lock_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "SELECT activity_id FROM tasks WHERE execution_id = $1 ORDER BY activity_id",
+                    $lock
+                ))
+                .bind(execution_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Whether a transition reads or changes existing task rows (see [`lock_tasks`]).
+            fn touches_tasks(t: &Transition) -> bool {
+                matches!(t.row_write, RowWrite::Update { .. })
+                    && (t.tasks.iter().any(|op| !matches!(op, TaskOp::Insert(_)))
+                        || t.fences.iter().any(|f| !matches!(f, Fence::Timer { .. })))
+            }
+
             /// Writes one transition inside `tx`. Nothing but row locks is written before the
             /// outcome is known, so a `Conflict` or `Fenced` outcome leaves `tx` clean.
             async fn write_transition(tx: &mut Tx<'_>, t: &Transition) -> Result<CommitOutcome, StoreError> {
+                if touches_tasks(t) {
+                    lock_tasks(tx, t.execution_id).await?;
+                }
                 for fence in &t.fences {
                     if !fence_holds(tx, t.execution_id, fence).await? {
                         return Ok(CommitOutcome::Fenced);
@@ -570,13 +600,20 @@ macro_rules! sql_store {
                 }
 
                 async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+                    // Lock order across transactions: executions by id. Two group commits that
+                    // name the same executions in different orders would otherwise each hold an
+                    // execution row the other waits for. Transitions of different executions are
+                    // independent, and the sort is stable, so those of one execution keep their
+                    // order.
+                    let mut order: Vec<usize> = (0..transitions.len()).collect();
+                    order.sort_by_key(|&i| transitions[i].execution_id);
                     let mut tx = self.write.begin().await?;
-                    let mut outcomes = Vec::with_capacity(transitions.len());
-                    for t in transitions {
-                        outcomes.push(write_transition(&mut tx, t).await?);
+                    let mut outcomes = vec![None; transitions.len()];
+                    for i in order {
+                        outcomes[i] = Some(write_transition(&mut tx, &transitions[i]).await?);
                     }
                     tx.commit().await?;
-                    Ok(outcomes)
+                    Ok(outcomes.into_iter().flatten().collect())
                 }
 
                 async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
