@@ -5,6 +5,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::api::pb::agent_service_client::AgentServiceClient;
 use crate::api::pb::execution_service_client::ExecutionServiceClient;
+use crate::api::pb::team_service_client::TeamServiceClient;
 
 /// Clients of the Cairn services over one connection.
 #[derive(Clone)]
@@ -13,6 +14,8 @@ pub struct Client {
     pub agents: AgentServiceClient<Channel>,
     /// Executions.
     pub executions: ExecutionServiceClient<Channel>,
+    /// Teams.
+    pub teams: TeamServiceClient<Channel>,
 }
 
 impl Client {
@@ -27,7 +30,9 @@ impl Client {
         })?;
         Ok(Client {
             agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
-            executions: ExecutionServiceClient::new(channel).max_decoding_message_size(64 << 20),
+            executions: ExecutionServiceClient::new(channel.clone())
+                .max_decoding_message_size(64 << 20),
+            teams: TeamServiceClient::new(channel),
         })
     }
 }

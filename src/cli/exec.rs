@@ -179,12 +179,22 @@ pub(super) async fn follow(
         .into_inner();
     let mut at_line_start = true;
     let mut stdout = std::io::stdout();
+    let mut child = String::new();
     while let Some(message) = stream.message().await.map_err(status_error)? {
         match message.event {
             Some(Event::Chunk(chunk)) => {
                 if out.json {
                     out.print_json(&chunk);
                     continue;
+                }
+                // A team's stream interleaves its children: say whose output follows.
+                if chunk.child_key != child {
+                    child = chunk.child_key.clone();
+                    if !at_line_start {
+                        println!();
+                    }
+                    println!("{}", out.paint("1;35", &format!("── {child} ──")));
+                    at_line_start = true;
                 }
                 let data: serde_json::Value =
                     serde_json::from_str(&chunk.data_json).unwrap_or_default();
@@ -286,14 +296,52 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
         }
         ExecCommand::Get { client, id } => {
             let mut c = Client::connect(&client.server).await?;
-            show(
-                out,
-                &c.executions
-                    .get_execution(pb::GetExecutionRequest { id })
+            let request = pb::GetExecutionRequest { id: id.clone() };
+            let execution = c
+                .executions
+                .get_execution(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let children = if execution.kind == "team" {
+                let request = pb::ListExecutionsRequest {
+                    namespace: execution.namespace.clone(),
+                    parent_id: id,
+                    page_size: 1000,
+                    ..Default::default()
+                };
+                let mut children = c
+                    .executions
+                    .list_executions(request)
                     .await
                     .map_err(status_error)?
-                    .into_inner(),
-            );
+                    .into_inner()
+                    .executions;
+                children.sort_by(|a, b| {
+                    a.created_at_ms
+                        .cmp(&b.created_at_ms)
+                        .then(a.child_key.cmp(&b.child_key))
+                });
+                children
+            } else {
+                Vec::new()
+            };
+            if out.json {
+                let mut value = serde_json::to_value(&execution)?;
+                value["children"] = serde_json::to_value(&children)?;
+                out.print_json(&value);
+            } else {
+                show(out, &execution);
+                for child in &children {
+                    println!(
+                        "  └─ {:<20} {:<10} {:<12} {}",
+                        child.child_key,
+                        out.status(&child.status),
+                        child.runtime,
+                        child.id
+                    );
+                }
+            }
         }
         ExecCommand::History { client, id } => {
             let mut c = Client::connect(&client.server).await?;

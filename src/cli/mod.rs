@@ -9,6 +9,7 @@ mod exec;
 mod output;
 mod run;
 mod serve;
+mod team;
 
 use std::process::ExitCode;
 
@@ -60,7 +61,10 @@ enum Command {
     /// Manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Start an execution of an agent, stream its output, and exit with its outcome.
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(team::TeamCommand),
+    /// Start an execution of an agent or a team, stream its output, and exit with its outcome.
     Run(run::RunArgs),
     /// Inspect, watch and cancel executions.
     #[command(subcommand)]
@@ -79,6 +83,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Server(args) => serve::server(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Agent(command) => agent::run(command, &out).await,
+        Command::Team(command) => team::run(command, &out).await,
         Command::Run(args) => run::run(args, &out).await,
         Command::Exec(command) => exec::run(command, &out).await,
         Command::Bench(args) => bench::run(args).await,

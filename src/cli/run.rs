@@ -13,7 +13,7 @@ use crate::api::pb;
 pub(super) struct RunArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// The agent (name or id).
+    /// The agent or team (name or id).
     agent: String,
     /// The prompt (several words are joined with spaces).
     #[arg(required_unless_present = "turn")]
@@ -37,9 +37,31 @@ pub(super) struct RunArgs {
 
 pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&args.client.server).await?;
-    let request = pb::StartExecutionRequest {
+    // The name may be an agent's or a team's: agents first.
+    let lookup = pb::GetAgentRequest {
         namespace: args.client.namespace.clone(),
         agent: args.agent.clone(),
+    };
+    let is_team = match client.agents.get_agent(lookup).await {
+        Ok(_) => false,
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            let lookup = pb::GetTeamRequest {
+                namespace: args.client.namespace.clone(),
+                team: args.agent.clone(),
+            };
+            client.teams.get_team(lookup).await.is_ok()
+        }
+        Err(status) => return Err(status_error(status)),
+    };
+    let (agent, team) = if is_team {
+        (String::new(), args.agent.clone())
+    } else {
+        (args.agent.clone(), String::new())
+    };
+    let request = pb::StartExecutionRequest {
+        namespace: args.client.namespace.clone(),
+        agent,
+        team,
         prompt: args.prompt.join(" "),
         prompts: args.turn.clone(),
         request_id: args.request_id.clone().unwrap_or_default(),

@@ -159,6 +159,9 @@ impl Engine {
             .ok_or_else(|| stale(lease))?;
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
+            if let Some(parent) = outcome.parent_id {
+                self.notifier.execution_changed(parent);
+            }
         }
         Ok(outcome.cancel_requested)
     }
@@ -183,6 +186,9 @@ impl Engine {
         let chunks = tag(lease, chunks);
         let result = self
             .apply_with(lease.execution_id, |_, state| {
+                let crate::machine::ExecutionState::Agent(state) = state else {
+                    return Err(stale(lease));
+                };
                 let open = state.activity.as_ref().is_some_and(|a| {
                     a.activity_id == lease.activity_id
                         && a.attempt == lease.attempt
@@ -244,6 +250,7 @@ impl Engine {
                     }],
                     chunks: chunks.clone(),
                     checkpoint,
+                    consume_timer: None,
                 }))
             })
             .await;
