@@ -60,6 +60,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::worker_service_server::WorkerServiceServer<Workers>>()
         .await;
+    health_reporter
+        .set_serving::<pb::team_service_server::TeamServiceServer<Teams>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -84,6 +87,9 @@ pub async fn serve(
         .add_service(pb::execution_service_server::ExecutionServiceServer::new(
             Executions::new(state.clone()),
         ))
+        .add_service(pb::team_service_server::TeamServiceServer::new(Teams::new(
+            state.clone(),
+        )))
         .add_service(pb::worker_service_server::WorkerServiceServer::new(
             Workers::new(state),
         ))

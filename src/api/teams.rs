@@ -57,6 +57,23 @@ impl Teams {
                 "{what} `{name}` is the team itself; a team cannot contain itself"
             )));
         }
+        // Names resolve among active agents only; say so when the name is an archived agent's.
+        let mut after = None;
+        loop {
+            let page = store.list_agents(namespace, true, after, 500).await?;
+            if page
+                .iter()
+                .any(|a| a.name == name && a.status == AgentStatus::Archived)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "{what} `{name}` is an archived agent; teams take active agents"
+                )));
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.id),
+                _ => break,
+            }
+        }
         if store.get_team(namespace, &key).await?.is_some() {
             return Err(invalid(format!(
                 "{what} `{name}` is a team; members are agents"
