@@ -201,8 +201,8 @@ pub enum HistoryEvent {
     },
     /// Input: a team execution was accepted.
     TeamStarted {
-        /// The team as it was at start, every member resolved.
-        team: TeamSpec,
+        /// The team as it was at start, every member resolved (boxed: it is the largest event).
+        team: Box<TeamSpec>,
         /// The team prompt.
         prompt: String,
         /// Retry policy for every child's activities.

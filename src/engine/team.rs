@@ -104,7 +104,7 @@ impl Engine {
         };
         let id = Uuid::now_v7();
         let started = HistoryEvent::TeamStarted {
-            team: spec,
+            team: Box::new(spec),
             prompt: prompt.clone(),
             retry_policy: req
                 .retry_policy

@@ -111,7 +111,7 @@ impl TeamState {
                     retry_policy,
                     timeouts,
                 } => Ok(TeamState {
-                    team: team.clone(),
+                    team: (**team).clone(),
                     prompt: prompt.clone(),
                     retry_policy: retry_policy.clone(),
                     timeouts: timeouts.clone(),
