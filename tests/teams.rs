@@ -115,7 +115,7 @@ async fn a_sequential_team_hands_each_result_to_the_next_member(db: Db) {
     let drafter = c.watch(&kids[0].id, 0).await;
     assert_eq!(drafter.text(), "draft ");
     // A team's usage is the sum of its children's.
-    let usage = |e: &pb::Execution| e.usage.clone().unwrap().output_tokens;
+    let usage = |e: &pb::Execution| e.usage.unwrap().output_tokens;
     assert_eq!(usage(&watched.closed), usage(&kids[0]) + usage(&kids[1]));
     let history = c.history(&id).await;
     assert_eq!(
