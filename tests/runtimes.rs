@@ -430,3 +430,113 @@ async fn cancelling_a_team_stops_a_claude_code_child_in_a_long_tool_call() {
         .count();
     assert_eq!(sleeping, 0, "the tool's process is gone too");
 }
+
+async fn default_agent(c: &mut common::TestClient, name: &str) {
+    let request = pb::CreateAgentRequest {
+        name: name.into(),
+        runtime: "default".into(),
+        model_id: "gpt-test".into(),
+        ..Default::default()
+    };
+    c.agents.create_agent(request).await.unwrap();
+}
+
+/// A 429 with `retry-after` fails the attempt retryably; the engine waits at least that long
+/// and the next attempt succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_default_turn_is_retried_after_retry_after() {
+    let db = Db::sqlite().await;
+    let model = fake_openai::FakeOpenAi::start().await;
+    model.push(fake_openai::Reply::error(429, "slow down").header("retry-after", "1"));
+    model.push(fake_openai::Reply::text(&["made it"]));
+    let server = Server::start(
+        &db,
+        "dev",
+        &[
+            "--openai-base-url",
+            &model.base_url(),
+            "--openai-api-key-env",
+            "",
+        ],
+    );
+    let mut c = server.client().await;
+    default_agent(&mut c, "patient").await;
+    let mut request = start_request("patient", &["hi"]);
+    request.retry_policy = Some(fast_retries(3));
+    let id = c.start(request).await;
+    let watched = c.watch(&id, 0).await;
+    assert_eq!(watched.closed.status, "COMPLETED");
+    assert_eq!(watched.text(), "made it");
+    let history = c.history(&id).await;
+    let failed = history
+        .iter()
+        .find(|e| e.kind == "ActivityFailed")
+        .expect("the 429 failed attempt 1");
+    assert_eq!(failed.payload["failure"]["retryable"], true);
+    assert!(
+        failed.payload["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("429"),
+        "{}",
+        failed.payload
+    );
+    let timer = history.iter().find(|e| e.kind == "TimerStarted").unwrap();
+    assert!(
+        timer.payload["delay_ms"].as_u64().unwrap() >= 1_000,
+        "retry-after is honoured: {}",
+        timer.payload
+    );
+    assert_eq!(model.request_count(), 2);
+}
+
+/// Cancelling a `default` execution mid-stream closes the model connection (the fake sees the
+/// client hang up) and the execution ends CANCELED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_default_turn_mid_stream_closes_the_connection() {
+    let db = Db::sqlite().await;
+    let model = fake_openai::FakeOpenAi::start().await;
+    model.push(
+        fake_openai::Reply::stream()
+            .role()
+            .content("thinking...")
+            .hang(),
+    );
+    let server = Server::start(
+        &db,
+        "dev",
+        &[
+            "--openai-base-url",
+            &model.base_url(),
+            "--openai-api-key-env",
+            "",
+        ],
+    );
+    let mut c = server.client().await;
+    default_agent(&mut c, "ponderer").await;
+    let id = c.start_simple("ponderer", "think hard").await;
+    c.wait_until(&id, "the first streamed text", |e| e.output_length >= 1)
+        .await;
+    c.executions
+        .cancel_execution(pb::CancelExecutionRequest {
+            id: id.clone(),
+            reason: "enough".into(),
+        })
+        .await
+        .unwrap();
+    let watched = c.watch_within(&id, 0, Duration::from_secs(20)).await;
+    assert_eq!(watched.closed.status, "CANCELED");
+    tokio::time::timeout(Duration::from_secs(10), model.wait_for_disconnect())
+        .await
+        .expect("the fake saw the disconnect");
+    let canceled = c
+        .history(&id)
+        .await
+        .into_iter()
+        .find(|e| e.kind == "ActivityCanceled")
+        .unwrap();
+    assert_eq!(
+        canceled.payload["abandoned"], false,
+        "the runtime stopped on its token"
+    );
+}
