@@ -160,12 +160,47 @@ pub(super) fn show(out: &Output, e: &pb::Execution) {
     );
 }
 
+/// A one-line progress display on stderr that the output stream retires, race-free, before it
+/// prints the first chunk.
+#[derive(Clone)]
+pub(super) struct Spinner(std::sync::Arc<std::sync::Mutex<(bool, bool)>>);
+
+impl Spinner {
+    /// A spinner that has drawn nothing.
+    pub(super) fn new() -> Self {
+        Spinner(Default::default())
+    }
+
+    /// Draws frame `tick` with `text`; false once retired.
+    pub(super) fn draw(&self, tick: usize, text: &str) -> bool {
+        const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+        let mut state = self.0.lock().expect("never poisoned");
+        let (retired, drawn) = &mut *state;
+        if *retired {
+            return false;
+        }
+        eprint!("\r\x1b[2K{} {text}", FRAMES[tick % FRAMES.len()]);
+        *drawn = true;
+        true
+    }
+
+    /// Erases the line and stops drawing.
+    pub(super) fn retire(&self) {
+        let mut state = self.0.lock().expect("never poisoned");
+        if !state.0 && state.1 {
+            eprint!("\r\x1b[2K");
+        }
+        state.0 = true;
+    }
+}
+
 /// Streams output to the terminal until the execution closes; returns the closed execution.
 pub(super) async fn follow(
     client: &mut Client,
     out: &Output,
     id: &str,
     after_seq: u64,
+    spinner: Option<&Spinner>,
 ) -> anyhow::Result<pb::Execution> {
     use pb::stream_execution_response::Event;
     let mut stream = client
@@ -183,6 +218,9 @@ pub(super) async fn follow(
     while let Some(message) = stream.message().await.map_err(status_error)? {
         match message.event {
             Some(Event::Chunk(chunk)) => {
+                if let Some(spinner) = spinner {
+                    spinner.retire();
+                }
                 if out.json {
                     out.print_json(&chunk);
                     continue;
@@ -220,6 +258,9 @@ pub(super) async fn follow(
                 let _ = stdout.flush();
             }
             Some(Event::Closed(execution)) => {
+                if let Some(spinner) = spinner {
+                    spinner.retire();
+                }
                 if !at_line_start && !out.json {
                     println!();
                 }
@@ -377,7 +418,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             after_seq,
         } => {
             let mut c = Client::connect(&client.server).await?;
-            let closed = follow(&mut c, out, &id, after_seq).await?;
+            let closed = follow(&mut c, out, &id, after_seq, None).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::ClientArgs;
 use super::client::{Client, status_error};
-use super::exec::{exit_code, follow, parse_label};
+use super::exec::{Spinner, exit_code, follow, parse_label};
 use super::output::Output;
 use crate::api::pb;
 
@@ -107,11 +107,26 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
     let mut watcher = client.clone();
     let watched = id.clone();
     let out_copy = *out;
-    let mut follow_task =
-        tokio::spawn(async move { follow(&mut watcher, &out_copy, &watched, 0).await });
+    let spinner = (!out.json && std::io::stderr().is_terminal()).then(Spinner::new);
+    let follow_spinner = spinner.clone();
+    let mut follow_task = tokio::spawn(async move {
+        follow(
+            &mut watcher,
+            &out_copy,
+            &watched,
+            0,
+            follow_spinner.as_ref(),
+        )
+        .await
+    });
+    let progress =
+        spinner.map(|spinner| tokio::spawn(show_progress(client.clone(), id.clone(), spinner)));
     loop {
         tokio::select! {
             closed = &mut follow_task => {
+                if let Some(progress) = &progress {
+                    progress.abort();
+                }
                 let closed = closed??;
                 if out.json {
                     out.print_json(&closed);
@@ -147,4 +162,24 @@ fn ask_cancel(id: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// On a terminal, while the execution has produced no output yet, shows what it waits for
+/// (a worker, a back-off, a running attempt) on one self-erasing stderr line.
+async fn show_progress(mut client: Client, id: String, spinner: Spinner) {
+    for tick in 0.. {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let Ok(execution) = client
+            .executions
+            .get_execution(pb::GetExecutionRequest { id: id.clone() })
+            .await
+        else {
+            continue;
+        };
+        let execution = execution.into_inner();
+        let state = execution.activity.map(|a| a.state).unwrap_or_default();
+        if !spinner.draw(tick, &format!("{} {state}", execution.status)) {
+            return;
+        }
+    }
 }
