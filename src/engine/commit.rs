@@ -50,10 +50,32 @@ impl Committer {
 }
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    // SQLite has one writer, so one commit at a time; PostgreSQL takes several at once, and while
+    // one batch commits the next one gathers.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        store.concurrent_commits().max(1),
+    ));
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (transitions, replies): (Vec<Transition>, Vec<_>) =
-            batch.drain(..).map(|r| (r.transition, r.reply)).unzip();
+    loop {
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let requests = std::mem::take(&mut batch);
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit_batch(store.as_ref(), requests).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
+    {
+        let (transitions, replies): (Vec<Transition>, Vec<_>) = requests
+            .into_iter()
+            .map(|r| (r.transition, r.reply))
+            .unzip();
         match store.commit(&transitions).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

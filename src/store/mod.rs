@@ -143,6 +143,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Team>, StoreError>;
 
+    /// How many `commit` calls may run at once: 1 for SQLite (one writer), more for PostgreSQL.
+    fn concurrent_commits(&self) -> usize;
+
     /// Rows in `table` (for tests and operators: "bad input writes nothing").
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
 }

@@ -116,12 +116,14 @@ sql_store!(
     sqlx::Sqlite,
     lock = "",
     skip_locked = "",
-    migrations = "./migrations/sqlite"
+    migrations = "./migrations/sqlite",
+    concurrent_commits = 1
 );
 sql_store!(
     PgStore,
     sqlx::Postgres,
     lock = " FOR UPDATE",
     skip_locked = " FOR UPDATE SKIP LOCKED",
-    migrations = "./migrations/postgres"
+    migrations = "./migrations/postgres",
+    concurrent_commits = 4
 );

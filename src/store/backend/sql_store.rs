@@ -44,7 +44,7 @@ pub(super) const TABLES: &[&str] = &[
 ];
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal) => {
+    ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal, concurrent_commits = $concurrent:literal) => {
         const _: () = {
             use std::collections::BTreeMap;
 
@@ -1092,6 +1092,10 @@ macro_rules! sql_store {
                     let mut teams = rows.iter().map(team_from_row).collect::<Result<Vec<_>, _>>()?;
                     self.load_members(&mut teams).await?;
                     Ok(teams)
+                }
+
+                fn concurrent_commits(&self) -> usize {
+                    $concurrent
                 }
 
                 async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
