@@ -7,12 +7,16 @@ mod agent;
 mod event;
 mod execution;
 mod failure;
+mod history;
+mod resume;
 mod retry;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{ActivityRef, Command, EventType, HistoryEvent, TimeoutKind, TimerPurpose, Turn};
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
+pub use history::{NumberedEvent, RecordedHistory};
+pub use resume::{Resume, TurnResult};
 pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.

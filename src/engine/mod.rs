@@ -182,6 +182,7 @@ impl Engine {
                 .timeouts
                 .clone()
                 .unwrap_or_else(|| self.options.default_timeouts.clone()),
+            resume: None,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),

@@ -5,9 +5,14 @@
 
 mod agent;
 mod replay;
+mod resume;
 
-pub use agent::{ActivityPhase, AgentState, OpenActivity, TurnResult, activity_id_for_turn};
-pub use replay::{Nondeterminism, ReplayError, replay};
+pub use agent::{ActivityPhase, AgentState, OpenActivity, activity_id_for_turn};
+pub use replay::{Nondeterminism, ReplayError, Replayed, replay, replay_kind};
+pub use resume::reusable;
+
+/// A completed turn (a domain type; re-exported here, where it was first defined).
+pub use crate::domain::TurnResult;
 
 use uuid::Uuid;
 
