@@ -167,7 +167,8 @@ macro_rules! sql_store {
                 }
                 let first = last - chunks.len() as i64 + 1;
                 let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at) ",
+                    "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at, \
+                     reused_from) ",
                 );
                 insert.push_values(chunks.iter().enumerate(), |mut b, (i, chunk)| {
                     b.push_bind(execution_id)
@@ -176,7 +177,8 @@ macro_rules! sql_store {
                         .push_bind(i64::from(chunk.attempt))
                         .push_bind(chunk.kind.clone())
                         .push_bind(Json(chunk.data.clone()))
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(chunk.reused_from);
                 });
                 insert.build().execute(&mut **tx).await?;
                 Ok(last as u64)
@@ -713,7 +715,7 @@ macro_rules! sql_store {
 
                 async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT seq, activity_id, attempt, kind, data, created_at FROM output_chunks \
+                        "SELECT seq, activity_id, attempt, kind, data, reused_from, created_at FROM output_chunks \
                          WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )
                     .bind(id)
@@ -730,6 +732,7 @@ macro_rules! sql_store {
                                 attempt: row.try_get::<i64, _>("attempt")? as u32,
                                 kind: row.try_get("kind")?,
                                 data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+                                reused_from: row.try_get("reused_from")?,
                                 created_at: row.try_get("created_at")?,
                             })
                         })
