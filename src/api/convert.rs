@@ -210,6 +210,7 @@ impl From<&StoredChunk> for pb::OutputChunk {
             data_json: c.data.to_string(),
             created_at_ms: c.created_at,
             execution_id: c.execution_id.to_string(),
+            reused_from: id_string(c.reused_from),
         }
     }
 }

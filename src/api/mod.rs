@@ -7,6 +7,7 @@ mod agents;
 mod convert;
 mod error;
 mod executions;
+mod retry;
 mod validate;
 mod workers;
 
@@ -19,6 +20,7 @@ use crate::runtime::RuntimeRegistry;
 
 pub use agents::Agents;
 pub use executions::Executions;
+pub use retry::replay_response;
 pub use validate::Limits;
 pub use workers::Workers;
 

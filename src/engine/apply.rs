@@ -49,17 +49,13 @@ impl From<EngineError> for ApplyError {
 }
 
 impl Engine {
-    /// Creates an execution from its start event.
+    /// Creates an execution from its start event (and, for a retry, the output it reuses).
     pub(crate) async fn apply_new(
         &self,
         id: Uuid,
         new: NewExecution,
-        inputs: Vec<HistoryEvent>,
+        plan: Plan,
     ) -> Result<Applied, EngineError> {
-        let plan = Plan {
-            inputs,
-            ..Default::default()
-        };
         let (transition, events) =
             self.transition(id, None, RowWrite::Create(Box::new(new)), plan)?;
         match self.commit(transition).await? {

@@ -10,6 +10,8 @@ mod apply;
 mod commands;
 mod commit;
 mod notify;
+mod replay;
+mod retry;
 mod sweeper;
 mod worker_side;
 mod workers;
@@ -27,6 +29,8 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 pub use apply::Applied;
 pub use commands::DEFAULT_QUEUE;
 pub use notify::{Notifier, Watch};
+pub use replay::ReplayReport;
+pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{WorkerDirectory, WorkerSeen};
@@ -196,7 +200,11 @@ impl Engine {
             request_id: req.request_id.clone(),
             labels: req.labels.clone(),
         };
-        let applied = self.apply_new(id, new, vec![started]).await?;
+        let plan = apply::Plan {
+            inputs: vec![started],
+            ..Default::default()
+        };
+        let applied = self.apply_new(id, new, plan).await?;
         match applied {
             Applied::Committed(_) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
