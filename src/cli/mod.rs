@@ -7,6 +7,8 @@ mod client;
 mod demo;
 mod exec;
 mod output;
+mod replay;
+mod retry;
 mod run;
 mod serve;
 
@@ -62,7 +64,7 @@ enum Command {
     Agent(agent::AgentCommand),
     /// Start an execution of an agent, stream its output, and exit with its outcome.
     Run(run::RunArgs),
-    /// Inspect, watch and cancel executions.
+    /// Inspect, watch, cancel, replay and retry executions.
     #[command(subcommand)]
     Exec(exec::ExecCommand),
     /// Measure throughput and latency (workloads W1-W3).
