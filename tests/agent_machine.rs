@@ -11,5 +11,7 @@ mod effects;
 mod history;
 #[path = "agent_machine/recorded.rs"]
 mod recorded;
+#[path = "agent_machine/retry.rs"]
+mod retry;
 #[path = "agent_machine/scenarios.rs"]
 mod scenarios;

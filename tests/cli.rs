@@ -176,7 +176,7 @@ async fn run_and_exec_commands_follow_executions(db: Db) {
     );
 
     let history = json_of(&cairn(&server, &["--json", "exec", "history", &id]));
-    let types: Vec<&str> = history
+    let types: Vec<&str> = history["events"]
         .as_array()
         .unwrap()
         .iter()

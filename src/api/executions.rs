@@ -1,4 +1,4 @@
-//! `ExecutionService`: start, inspect, watch and cancel executions.
+//! `ExecutionService`: start, inspect, watch, cancel, replay and retry executions.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,9 +13,9 @@ use uuid::Uuid;
 use super::agents::not_found;
 use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
-use super::{ApiState, convert, pb, validate};
+use super::{ApiState, convert, pb, retry, validate};
 use crate::domain::ExecutionStatus;
-use crate::engine::{Engine, StartRequest, Watch};
+use crate::engine::{Engine, RETRY_REQUEST_PREFIX, StartRequest, Watch};
 use crate::machine::AgentState;
 use crate::store::{AgentKey, ExecutionFilter};
 
@@ -72,6 +72,11 @@ impl ExecutionService for Executions {
                 "" => None,
                 id if id.len() > 256 => {
                     return Err(invalid("request_id is longer than 256 characters"));
+                }
+                id if id.starts_with(RETRY_REQUEST_PREFIX) => {
+                    return Err(invalid(format!(
+                        "request ids starting with `{RETRY_REQUEST_PREFIX}` are reserved for retries"
+                    )));
                 }
                 id => Some(id.to_string()),
             },
@@ -217,6 +222,28 @@ impl ExecutionService for Executions {
             }
         }
         Ok(Response::new(pb::GetHistoryResponse { events }))
+    }
+
+    async fn replay_execution(
+        &self,
+        request: Request<pb::ReplayExecutionRequest>,
+    ) -> Result<Response<pb::ReplayExecutionResponse>, Status> {
+        let id = validate::id("id", &request.into_inner().id)?;
+        let report = self.state.engine.replay(id).await?;
+        Ok(Response::new(retry::replay_response(report)?))
+    }
+
+    async fn retry_execution(
+        &self,
+        request: Request<pb::RetryExecutionRequest>,
+    ) -> Result<Response<pb::RetryExecutionResponse>, Status> {
+        let retry = retry::retry_request(request.into_inner(), &self.state.limits)?;
+        let retried = self.state.engine.retry(retry).await?;
+        Ok(Response::new(pb::RetryExecutionResponse {
+            execution_id: retried.id.to_string(),
+            created: retried.created,
+            reused_turns: retried.reused_turns,
+        }))
     }
 }
 

@@ -7,6 +7,7 @@ mod agents;
 mod convert;
 mod error;
 mod executions;
+mod retry;
 mod teams;
 mod validate;
 mod workers;
@@ -20,6 +21,7 @@ use crate::runtime::RuntimeRegistry;
 
 pub use agents::Agents;
 pub use executions::Executions;
+pub use retry::replay_response;
 pub use teams::Teams;
 pub use validate::Limits;
 pub use workers::Workers;

@@ -45,13 +45,18 @@ pub(super) enum ExecCommand {
         /// Its id.
         id: String,
     },
-    /// Print an execution's history.
+    /// Print an execution's history; `--json` exports it for `cairn exec replay --file`.
     History {
         #[command(flatten)]
         client: ClientArgs,
         /// Its id.
         id: String,
     },
+    /// Check that the current code reproduces an execution's history.
+    Replay(super::replay::ReplayArgs),
+    /// Retry a failed or cancelled execution (or every one matching filters), reusing the
+    /// turns it completed.
+    Retry(super::retry::RetryArgs),
     /// Stream an execution's output until it closes.
     Watch {
         #[command(flatten)]
@@ -215,6 +220,7 @@ pub(super) async fn follow(
     let mut at_line_start = true;
     let mut stdout = std::io::stdout();
     let mut child = String::new();
+    let mut reused_from = String::new();
     while let Some(message) = stream.message().await.map_err(status_error)? {
         match message.event {
             Some(Event::Chunk(chunk)) => {
@@ -224,6 +230,17 @@ pub(super) async fn follow(
                 if out.json {
                     out.print_json(&chunk);
                     continue;
+                }
+                // A retry's stream starts with the output it reused; say so on stderr, so that
+                // stdout stays the text itself.
+                if chunk.reused_from != reused_from {
+                    let _ = stdout.flush();
+                    let note = match chunk.reused_from.as_str() {
+                        "" => "[output of this execution]".to_string(),
+                        from => format!("[output reused from execution {from}]"),
+                    };
+                    eprintln!("{}", out.paint("2", &note));
+                    reused_from = chunk.reused_from.clone();
                 }
                 // A team's stream interleaves its children: say whose output follows.
                 if chunk.child_key != child {
@@ -386,6 +403,10 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
         }
         ExecCommand::History { client, id } => {
             let mut c = Client::connect(&client.server).await?;
+            if out.json {
+                println!("{}", super::replay::export(&mut c, &id).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let events = c
                 .executions
                 .get_history(pb::GetHistoryRequest { id, after_seq: 0 })
@@ -393,23 +414,19 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 .map_err(status_error)?
                 .into_inner()
                 .events;
-            if out.json {
-                out.print_json(&events);
-            } else {
-                for e in &events {
-                    let payload: serde_json::Value =
-                        serde_json::from_str(&e.payload_json).unwrap_or_default();
-                    let mut fields = payload.as_object().cloned().unwrap_or_default();
-                    fields.remove("type");
-                    let fields = serde_json::Value::Object(fields).to_string();
-                    println!(
-                        "{:>4}  {}  {:<24} {}",
-                        e.seq,
-                        out.paint("2", &time(e.created_at_ms)),
-                        out.paint("1", &e.r#type),
-                        cut(&fields, 120)
-                    );
-                }
+            for e in &events {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&e.payload_json).unwrap_or_default();
+                let mut fields = payload.as_object().cloned().unwrap_or_default();
+                fields.remove("type");
+                let fields = serde_json::Value::Object(fields).to_string();
+                println!(
+                    "{:>4}  {}  {:<24} {}",
+                    e.seq,
+                    out.paint("2", &time(e.created_at_ms)),
+                    out.paint("1", &e.r#type),
+                    cut(&fields, 120)
+                );
             }
         }
         ExecCommand::Watch {
@@ -428,6 +445,8 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             }
             return Ok(exit_code(&closed.status));
         }
+        ExecCommand::Replay(args) => return super::replay::run(args, out).await,
+        ExecCommand::Retry(args) => return super::retry::run(args, out).await,
         ExecCommand::Cancel { client, id, reason } => {
             let mut c = Client::connect(&client.server).await?;
             let e = c

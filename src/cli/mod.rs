@@ -7,6 +7,8 @@ mod client;
 mod demo;
 mod exec;
 mod output;
+mod replay;
+mod retry;
 mod run;
 mod serve;
 mod team;
@@ -66,7 +68,7 @@ enum Command {
     Team(team::TeamCommand),
     /// Start an execution of an agent or a team, stream its output, and exit with its outcome.
     Run(run::RunArgs),
-    /// Inspect, watch and cancel executions.
+    /// Inspect, watch, cancel, replay and retry executions.
     #[command(subcommand)]
     Exec(exec::ExecCommand),
     /// Measure throughput and latency (workloads W1-W3).

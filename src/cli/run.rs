@@ -66,13 +66,7 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
         prompts: args.turn.clone(),
         request_id: args.request_id.clone().unwrap_or_default(),
         labels: args.label.iter().cloned().collect(),
-        retry_policy: args.max_attempts.map(|n| pb::RetryPolicy {
-            initial_interval_ms: 1_000,
-            backoff_coefficient: 2.0,
-            maximum_interval_ms: 60_000,
-            maximum_attempts: n,
-            non_retryable_codes: vec![],
-        }),
+        retry_policy: args.max_attempts.map(policy_with_attempts),
         timeouts: None,
     };
     let started = client
@@ -150,6 +144,17 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
                 }
             }
         }
+    }
+}
+
+/// The retry policy `--max-attempts N` asks for: 1 s doubling up to a minute, N attempts.
+pub(super) fn policy_with_attempts(maximum_attempts: u32) -> pb::RetryPolicy {
+    pb::RetryPolicy {
+        initial_interval_ms: 1_000,
+        backoff_coefficient: 2.0,
+        maximum_interval_ms: 60_000,
+        maximum_attempts,
+        non_retryable_codes: vec![],
     }
 }
 

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentSpec, ExecutionStatus, Failure, Millis, RetryPolicy, TeamSpec, Timeouts, Usage};
+use super::{
+    AgentSpec, ExecutionStatus, Failure, Millis, Resume, RetryPolicy, TeamSpec, Timeouts, Usage,
+};
 
 /// Which timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +96,10 @@ pub enum HistoryEvent {
         retry_policy: RetryPolicy,
         /// Limits on each attempt.
         timeouts: Timeouts,
+        /// Set when this execution retries another: the turns it reuses instead of running
+        /// them again. Absent in histories written before retries existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {

@@ -7,6 +7,8 @@ mod agent;
 mod event;
 mod execution;
 mod failure;
+mod history;
+mod resume;
 mod retry;
 mod team;
 
@@ -16,6 +18,8 @@ pub use event::{
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
+pub use history::{NumberedEvent, RecordedHistory};
+pub use resume::{Resume, TurnResult};
 pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
 pub use team::{MemberSpec, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
 

@@ -79,17 +79,13 @@ impl Scope {
 }
 
 impl Engine {
-    /// Creates an execution from its start event.
+    /// Creates an execution from its start event (and, for a retry, the output it reuses).
     pub(crate) async fn apply_new(
         &self,
         id: Uuid,
         new: NewExecution,
-        inputs: Vec<HistoryEvent>,
+        plan: Plan,
     ) -> Result<Applied, EngineError> {
-        let plan = Plan {
-            inputs,
-            ..Default::default()
-        };
         let scope = Scope::of_new(&new);
         let (transition, events) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
@@ -200,6 +196,7 @@ impl Engine {
                         prompts: vec![start.prompt],
                         retry_policy: team.retry_policy.clone(),
                         timeouts: team.timeouts.clone(),
+                        resume: None,
                     };
                     let plan = Plan {
                         inputs: vec![started],

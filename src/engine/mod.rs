@@ -10,6 +10,8 @@ mod apply;
 mod commands;
 mod commit;
 mod notify;
+mod replay;
+mod retry;
 mod sweeper;
 mod team;
 mod worker_side;
@@ -28,6 +30,8 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 pub use apply::Applied;
 pub use commands::DEFAULT_QUEUE;
 pub use notify::{Notifier, Watch};
+pub use replay::ReplayReport;
+pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{WorkerDirectory, WorkerSeen};
@@ -188,6 +192,7 @@ impl Engine {
                 .timeouts
                 .clone()
                 .unwrap_or_else(|| self.options.default_timeouts.clone()),
+            resume: None,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -203,7 +208,11 @@ impl Engine {
             child_key: None,
             labels: req.labels.clone(),
         };
-        let applied = self.apply_new(id, new, vec![started]).await?;
+        let plan = apply::Plan {
+            inputs: vec![started],
+            ..Default::default()
+        };
+        let applied = self.apply_new(id, new, plan).await?;
         match applied {
             Applied::Committed(_) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),

@@ -129,7 +129,11 @@ impl Engine {
             child_key: None,
             labels: req.labels.clone(),
         };
-        match self.apply_new(id, new, vec![started]).await? {
+        let plan = super::apply::Plan {
+            inputs: vec![started],
+            ..Default::default()
+        };
+        match self.apply_new(id, new, plan).await? {
             Applied::Committed(_) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
         }

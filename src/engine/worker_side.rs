@@ -89,6 +89,7 @@ fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
             attempt: lease.attempt,
             kind: c.kind,
             data: c.data,
+            reused_from: None,
         })
         .collect()
 }

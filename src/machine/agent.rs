@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{InvalidTransition, MachineContext};
 use crate::domain::{
     AgentSpec, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts,
-    TimerPurpose, Usage, retry_delay, stable_hash,
+    TimerPurpose, TurnResult, Usage, retry_delay, stable_hash,
 };
 
 /// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
@@ -60,15 +60,6 @@ pub struct OpenActivity {
     pub phase: ActivityPhase,
     /// Whether the running attempt was asked to stop.
     pub cancel_requested: bool,
-}
-
-/// A completed turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TurnResult {
-    /// What the runtime returned.
-    pub output: serde_json::Value,
-    /// Its usage.
-    pub usage: Usage,
 }
 
 /// The snapshot of an agent execution, stored with the execution row and rebuilt by replay.
@@ -135,18 +126,30 @@ impl AgentState {
                     prompts,
                     retry_policy,
                     timeouts,
-                } => Ok(AgentState {
-                    agent: agent.clone(),
-                    prompts: prompts.clone(),
-                    retry_policy: retry_policy.clone(),
-                    timeouts: timeouts.clone(),
-                    status: ExecutionStatus::Pending,
-                    activity: None,
-                    turns: Vec::new(),
-                    checkpoint: None,
-                    usage: Usage::default(),
-                    cancel_reason: None,
-                }),
+                    resume,
+                } => {
+                    // A retry starts with the turns it reuses already completed, as if they
+                    // had run here; it cannot reuse more turns than it has prompts.
+                    let (turns, checkpoint) = match resume {
+                        Some(r) if r.turns.len() > prompts.len() => {
+                            return Err(AgentState::invalid(None, event));
+                        }
+                        Some(r) => (r.turns.clone(), r.checkpoint.clone()),
+                        None => (Vec::new(), None),
+                    };
+                    Ok(AgentState {
+                        agent: agent.clone(),
+                        prompts: prompts.clone(),
+                        retry_policy: retry_policy.clone(),
+                        timeouts: timeouts.clone(),
+                        status: ExecutionStatus::Pending,
+                        activity: None,
+                        usage: turns.iter().fold(Usage::default(), |sum, t| sum + t.usage),
+                        turns,
+                        checkpoint,
+                        cancel_reason: None,
+                    })
+                }
                 _ => Err(AgentState::invalid(None, event)),
             };
         };
@@ -374,29 +377,12 @@ impl AgentState {
     ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
         use HistoryEvent as E;
         let commands = match input {
-            E::ExecutionStarted { .. } => vec![self.schedule_turn(0)],
+            E::ExecutionStarted { .. } => self.next_turn_or_end(),
             E::ActivityStarted { .. }
             | E::ActivityScheduled { .. }
             | E::TimerStarted { .. }
             | E::TimerCanceled { .. } => vec![],
-            E::ActivityCompleted { .. } => {
-                let next = self.turns.len() as u32;
-                if (next as usize) < self.prompts.len() && self.cancel_reason.is_none() {
-                    vec![self.schedule_turn(next)]
-                } else if (next as usize) < self.prompts.len() {
-                    vec![self.cancel_execution()]
-                } else {
-                    let last = self
-                        .turns
-                        .last()
-                        .map(|t| t.output.clone())
-                        .unwrap_or_default();
-                    vec![E::ExecutionCompleted {
-                        result: last,
-                        usage: self.usage,
-                    }]
-                }
-            }
+            E::ActivityCompleted { .. } => self.next_turn_or_end(),
             E::ActivityFailed { .. } | E::ActivityTimedOut { .. } => self.after_failed_attempt(ctx),
             E::ActivityCanceled { .. } => vec![self.cancel_execution()],
             E::TimerFired { .. } => {
@@ -445,6 +431,27 @@ impl AgentState {
             }
         };
         Ok(commands)
+    }
+
+    /// After the start (which may bring reused turns) or a completed turn: run the next turn,
+    /// or stop when a cancel was asked for, or complete when no turn is left.
+    fn next_turn_or_end(&self) -> Vec<HistoryEvent> {
+        let next = self.turns.len() as u32;
+        if (next as usize) < self.prompts.len() && self.cancel_reason.is_none() {
+            vec![self.schedule_turn(next)]
+        } else if (next as usize) < self.prompts.len() {
+            vec![self.cancel_execution()]
+        } else {
+            let last = self
+                .turns
+                .last()
+                .map(|t| t.output.clone())
+                .unwrap_or_default();
+            vec![HistoryEvent::ExecutionCompleted {
+                result: last,
+                usage: self.usage,
+            }]
+        }
     }
 
     fn schedule_turn(&self, turn: u32) -> HistoryEvent {

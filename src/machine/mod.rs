@@ -5,11 +5,18 @@
 
 mod agent;
 mod replay;
+mod resume;
 mod team;
 
-pub use agent::{ActivityPhase, AgentState, OpenActivity, TurnResult, activity_id_for_turn};
-pub use replay::{Nondeterminism, ReplayError, replay, replay_any, replay_as};
+pub use agent::{ActivityPhase, AgentState, OpenActivity, activity_id_for_turn};
+pub use replay::{
+    Nondeterminism, ReplayError, Replayed, replay, replay_any, replay_as, replay_kind,
+};
+pub use resume::reusable;
 pub use team::{Child, TeamState, result_text};
+
+/// A completed turn (a domain type; re-exported here, where it was first defined).
+pub use crate::domain::TurnResult;
 
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{AgentState, ExecutionState, InvalidTransition, Machine, MachineContext};
-use crate::domain::HistoryEvent;
+use crate::domain::{ExecutionKind, ExecutionStatus, HistoryEvent};
 
 /// The current code disagrees with a recorded history.
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
@@ -32,6 +32,44 @@ pub enum ReplayError {
         /// What the machine said.
         source: InvalidTransition,
     },
+}
+
+impl ReplayError {
+    /// The seq of the first event the code disagrees with.
+    pub fn seq(&self) -> u64 {
+        match self {
+            ReplayError::Nondeterminism(n) => n.seq,
+            ReplayError::Invalid { seq, .. } => *seq,
+        }
+    }
+}
+
+/// What a replay that reproduced its history found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// How many events were replayed.
+    pub events: u64,
+    /// The status the rebuilt state is in (`None` for an empty history).
+    pub status: Option<ExecutionStatus>,
+}
+
+/// Replays the history of an execution of `kind` with the machine of that kind. This is the one
+/// switch on the kind: the team machine plugs in here, beside the agent machine.
+pub fn replay_kind(
+    kind: ExecutionKind,
+    ctx: MachineContext,
+    events: &[HistoryEvent],
+) -> Result<Replayed, ReplayError> {
+    let status = match kind {
+        ExecutionKind::Agent => replay(ctx, events)?.map(|state| state.status),
+        ExecutionKind::Team => {
+            replay_as::<super::TeamState>(ctx, events)?.map(|state| state.status)
+        }
+    };
+    Ok(Replayed {
+        events: events.len() as u64,
+        status,
+    })
 }
 
 fn describe(event: &HistoryEvent) -> String {

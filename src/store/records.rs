@@ -153,6 +153,9 @@ pub struct NewChunk {
     pub kind: String,
     /// Its content.
     pub data: serde_json::Value,
+    /// The execution that produced it, when a retry copies it from the execution it retries;
+    /// `None` for output this execution produced.
+    pub reused_from: Option<Uuid>,
 }
 
 /// A new task row: the first attempt of an activity.
@@ -330,6 +333,8 @@ pub struct StoredChunk {
     pub kind: String,
     /// Its content.
     pub data: serde_json::Value,
+    /// The execution that produced it, when it was reused by a retry (see [`NewChunk`]).
+    pub reused_from: Option<Uuid>,
     /// When it was written.
     pub created_at: Millis,
     /// For a team's output: the child that produced it.

@@ -2,8 +2,8 @@
 //! and a walk that checks a history step by step as the engine would produce it.
 
 use cairn::domain::{
-    AgentSpec, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts, TimerPurpose,
-    Usage,
+    AgentSpec, Failure, HistoryEvent, Millis, Resume, RetryPolicy, TimeoutKind, Timeouts,
+    TimerPurpose, Usage,
 };
 use cairn::machine::{AgentState, MachineContext, ReplayError, activity_id_for_turn, replay, step};
 use serde_json::json;
@@ -201,6 +201,15 @@ pub fn timer_id(turn: u32, attempt: u32) -> String {
 
 /// ExecutionStarted with one prompt per turn and the scenario [`policy`].
 pub fn started(prompts: &[&str]) -> HistoryEvent {
+    start_event(prompts, None)
+}
+
+/// ExecutionStarted of a retry: [`started`] with the turns it reuses.
+pub fn retried(prompts: &[&str], resume: Resume) -> HistoryEvent {
+    start_event(prompts, Some(resume))
+}
+
+fn start_event(prompts: &[&str], resume: Option<Resume>) -> HistoryEvent {
     HistoryEvent::ExecutionStarted {
         agent: AgentSpec {
             id: Uuid::from_u128(1),
@@ -216,6 +225,7 @@ pub fn started(prompts: &[&str]) -> HistoryEvent {
             start_to_close_ms: 0,
             heartbeat_ms: 30_000,
         },
+        resume,
     }
 }
 

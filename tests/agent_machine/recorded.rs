@@ -10,44 +10,31 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn::domain::{ExecutionStatus, HistoryEvent};
+use cairn::domain::{ExecutionKind, HistoryEvent, NumberedEvent, RecordedHistory};
 use cairn::machine::{AgentState, MachineContext, replay};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::history::{EXECUTION, History, ctx};
 use crate::scenarios;
-
-/// A recorded file: the execution (it seeds jitter), the status the history ends in, and the
-/// events with their seqs, as stored.
-#[derive(Debug, Serialize, Deserialize)]
-struct Recorded {
-    execution_id: Uuid,
-    status: ExecutionStatus,
-    events: Vec<Numbered>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Numbered {
-    seq: u64,
-    #[serde(flatten)]
-    event: HistoryEvent,
-}
 
 fn directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/histories/agent")
 }
 
-fn record(history: &History) -> Recorded {
+/// A recorded file has the shape `cairn exec history --json` exports (the library's
+/// [`RecordedHistory`]): the execution (it seeds jitter), the status the history ends in, and
+/// the events with their seqs, as stored.
+fn record(history: &History) -> RecordedHistory {
     let (_, end) = history.check();
-    Recorded {
+    RecordedHistory {
         execution_id: EXECUTION,
+        kind: ExecutionKind::Agent,
         status: end.status,
         events: (1..)
             .zip(&history.events)
-            .map(|(seq, event)| Numbered {
+            .map(|(seq, event)| NumberedEvent {
                 seq,
                 event: event.clone(),
+                created_at_ms: None,
             })
             .collect(),
     }
@@ -91,19 +78,20 @@ fn every_scenario_is_recorded_and_every_recorded_history_replays() {
     for path in &paths {
         let name = path.file_name().unwrap().to_string_lossy();
         let text = std::fs::read_to_string(path).unwrap();
-        let recorded: Recorded = match serde_json::from_str(&text) {
+        let recorded: RecordedHistory = match serde_json::from_str(&text) {
             Ok(recorded) => recorded,
             Err(e) => {
                 failures.push(format!("{name}: does not parse: {e}"));
                 continue;
             }
         };
-        let seqs: Vec<u64> = recorded.events.iter().map(|e| e.seq).collect();
-        if seqs != (1..=seqs.len() as u64).collect::<Vec<_>>() {
-            failures.push(format!("{name}: seqs are not 1, 2, ...: {seqs:?}"));
-            continue;
-        }
-        let events: Vec<_> = recorded.events.into_iter().map(|e| e.event).collect();
+        let events = match recorded.events_in_order() {
+            Ok(events) => events,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
         let ctx = MachineContext {
             execution_id: recorded.execution_id,
         };

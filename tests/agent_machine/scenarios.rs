@@ -10,6 +10,7 @@ use crate::history::{
     completed, execution_canceled, execution_completed, execution_failed, failed, failure,
     scheduled, started, timed_out, timer_canceled, timer_fired, timer_started, usage,
 };
+use crate::retry;
 
 /// Every scenario by name; the name is also its recorded file's name.
 pub fn all() -> Vec<(&'static str, History)> {
@@ -33,6 +34,16 @@ pub fn all() -> Vec<(&'static str, History)> {
         ("canceled_before_any_claim", canceled_before_any_claim()),
         ("canceled_while_backing_off", canceled_while_backing_off()),
         ("canceled_between_turns", canceled_between_turns()),
+        (
+            "failed_on_the_third_turn",
+            retry::failed_on_the_third_turn(),
+        ),
+        (
+            "retried_after_a_failed_turn",
+            retry::retried_after_a_failed_turn(),
+        ),
+        ("retried_reusing_nothing", retry::retried_reusing_nothing()),
+        ("retry_failing_again", retry::retry_failing_again()),
     ]
 }
 

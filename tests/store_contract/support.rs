@@ -163,6 +163,7 @@ pub fn chunk(activity_id: &str, text: &str) -> NewChunk {
         attempt: 1,
         kind: "text".into(),
         data: json!({ "text": text }),
+        reused_from: None,
     }
 }
 

@@ -202,7 +202,7 @@ macro_rules! sql_store {
                 let first = last - chunks.len() as i64 + 1;
                 let mut insert = QueryBuilder::<Db>::new(
                     "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at, \
-                     source_id, source_key) ",
+                     source_id, source_key, reused_from) ",
                 );
                 insert.push_values(chunks.iter().enumerate(), |mut b, (i, chunk)| {
                     b.push_bind(execution_id)
@@ -213,7 +213,8 @@ macro_rules! sql_store {
                         .push_bind(Json(chunk.data.clone()))
                         .push_bind(now)
                         .push_bind(source.map(|s| s.0))
-                        .push_bind(source.map(|s| s.1.clone()));
+                        .push_bind(source.map(|s| s.1.clone()))
+                        .push_bind(chunk.reused_from);
                 });
                 insert.build().execute(&mut **tx).await?;
                 Ok(())
@@ -827,8 +828,8 @@ macro_rules! sql_store {
 
                 async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key \
-                         FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                        "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key, \
+                         reused_from FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )
                     .bind(id)
                     .bind(after_seq as i64)
@@ -844,6 +845,7 @@ macro_rules! sql_store {
                                 attempt: row.try_get::<i64, _>("attempt")? as u32,
                                 kind: row.try_get("kind")?,
                                 data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+                                reused_from: row.try_get("reused_from")?,
                                 created_at: row.try_get("created_at")?,
                                 source_id: row.try_get("source_id")?,
                                 source_key: row.try_get("source_key")?,
