@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cairn::domain::{
     AgentSpec, ExecutionStatus, Failure, HistoryEvent, MemberSlot, MemberSpec, RetryPolicy,
-    TeamSpec, TeamStrategy, Timeouts, Usage,
+    ReusedChild, TeamSpec, TeamStrategy, Timeouts, Usage,
 };
 use cairn::machine::{ExecutionState, MachineContext, ReplayError, replay_any, step_any};
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,7 @@ fn started(team: TeamSpec) -> HistoryEvent {
         prompt: "build it".into(),
         retry_policy: RetryPolicy::default(),
         timeouts: Timeouts::default(),
+        reused: vec![],
     }
 }
 
@@ -253,6 +254,49 @@ fn canceled_mid_run() -> Run {
     run
 }
 
+fn retried_sequential_reuses_the_completed_prefix() -> Run {
+    let mut run = Run::new();
+    let HistoryEvent::TeamStarted {
+        team,
+        prompt,
+        retry_policy,
+        timeouts,
+        ..
+    } = started(team(TeamStrategy::Sequential))
+    else {
+        unreachable!()
+    };
+    let reused = vec![ReusedChild {
+        key: "1-scout".into(),
+        slot: MemberSlot::Member { index: 0 },
+        prompt: "build it".into(),
+        result: json!({ "text": "found it" }),
+        execution_id: Uuid::from_u128(99),
+    }];
+    let retry = HistoryEvent::TeamStarted {
+        team,
+        prompt,
+        retry_policy,
+        timeouts,
+        reused,
+    };
+    assert_eq!(
+        run.input(retry),
+        ["start 2-analyst"],
+        "the reused child is not run again"
+    );
+    assert!(
+        run.prompt_of("2-analyst").contains("found it"),
+        "its result is handed on"
+    );
+    assert_eq!(run.input(completed("2-analyst", "ok")), ["start 3-coder"]);
+    assert_eq!(
+        run.input(completed("3-coder", "done")),
+        ["ExecutionCompleted"]
+    );
+    run
+}
+
 fn scenarios() -> Vec<(&'static str, Run)> {
     vec![
         ("sequential", sequential()),
@@ -263,6 +307,10 @@ fn scenarios() -> Vec<(&'static str, Run)> {
             member_failure_cancels_the_rest(),
         ),
         ("canceled_mid_run", canceled_mid_run()),
+        (
+            "retried_sequential_reuses_the_completed_prefix",
+            retried_sequential_reuses_the_completed_prefix(),
+        ),
     ]
 }
 

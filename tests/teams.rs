@@ -423,7 +423,93 @@ async fn invalid_teams_are_refused_and_write_nothing(db: Db) {
     );
 }
 
+async fn retrying_a_team_reruns_only_the_children_that_did_not_complete(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("opener", "echo", json!({ "chunks": ["opened "] }))
+        .await;
+    c.create_agent(
+        "middle",
+        "echo",
+        json!({ "fail_attempts": [1], "fail_retryable": false }),
+    )
+    .await;
+    c.create_agent("closer", "echo", json!({ "chunks": ["closed"] }))
+        .await;
+    create_team(
+        &c,
+        team(
+            "trio",
+            "sequential",
+            &[("opener", ""), ("middle", ""), ("closer", "")],
+        ),
+    )
+    .await;
+    let failed = c.start(start_team("trio", "go")).await;
+    assert_eq!(c.watch(&failed, 0).await.closed.status, "FAILED");
+
+    // Fix the member, then retry the team.
+    c.agents
+        .update_agent(pb::UpdateAgentRequest {
+            agent: "middle".into(),
+            configuration_json: Some(
+                json!({ "runtime_config": { "chunks": ["fixed "] } }).to_string(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let retried = c
+        .executions
+        .retry_execution(pb::RetryExecutionRequest {
+            id: failed.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retried.created);
+    assert_eq!(
+        retried.reused_turns, 1,
+        "the completed first child is reused"
+    );
+    let watched = c.watch(&retried.execution_id, 0).await;
+    assert_eq!(
+        watched.closed.status, "COMPLETED",
+        "{:?}",
+        watched.closed.failure
+    );
+    assert_eq!(watched.closed.retry_of, failed);
+    let keys: Vec<String> = children(&mut c, &retried.execution_id)
+        .await
+        .into_iter()
+        .map(|k| k.child_key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["2-middle", "3-closer"],
+        "only the children that did not complete run again"
+    );
+    let history = c.history(&retried.execution_id).await;
+    let scheduled: Vec<&str> = history
+        .iter()
+        .filter(|e| e.kind == "ChildScheduled")
+        .map(|e| e.payload["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(scheduled, ["2-middle", "3-closer"]);
+    // The stream starts with the reused child's output, marked as reused.
+    let first = &watched.chunks[0];
+    assert_eq!(
+        (first.child_key.as_str(), first.reused_from.is_empty()),
+        ("1-opener", false)
+    );
+    assert_eq!(text_of(&watched.chunks), "opened fixed closed");
+    let result: serde_json::Value = serde_json::from_str(&watched.closed.result_json).unwrap();
+    assert_eq!(result["from"], "closer", "{result}");
+}
+
 on_both_stores!(
+    retrying_a_team_reruns_only_the_children_that_did_not_complete,
     a_sequential_team_hands_each_result_to_the_next_member,
     a_parallel_team_gathers_results_for_its_aggregator,
     a_failed_member_fails_the_team_unless_it_continues,

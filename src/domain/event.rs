@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AgentSpec, ExecutionStatus, Failure, Millis, Resume, RetryPolicy, TeamSpec, Timeouts, Usage,
+    AgentSpec, ExecutionStatus, Failure, Millis, Resume, RetryPolicy, ReusedChild, TeamSpec,
+    Timeouts, Usage,
 };
 
 /// Which timeout fired.
@@ -215,6 +216,9 @@ pub enum HistoryEvent {
         retry_policy: RetryPolicy,
         /// Timeouts for every child's activities.
         timeouts: Timeouts,
+        /// For a retry: the failed team execution's completed children, reused, not run again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reused: Vec<ReusedChild>,
     },
     /// Command: start a child execution for a member step.
     ChildScheduled {

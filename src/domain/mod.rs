@@ -21,7 +21,7 @@ pub use failure::Failure;
 pub use history::{NumberedEvent, RecordedHistory};
 pub use resume::{Resume, TurnResult};
 pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
-pub use team::{MemberSpec, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
+pub use team::{MemberSpec, ReusedChild, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;

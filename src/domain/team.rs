@@ -146,3 +146,18 @@ pub struct TeamSpec {
     /// Parallel width.
     pub max_parallel: u32,
 }
+
+/// A child of a failed team execution that its retry reuses instead of running again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReusedChild {
+    /// Its key in the team.
+    pub key: String,
+    /// The member it ran.
+    pub slot: super::MemberSlot,
+    /// Its prompt.
+    pub prompt: String,
+    /// Its result.
+    pub result: serde_json::Value,
+    /// The child execution that produced it.
+    pub execution_id: Uuid,
+}

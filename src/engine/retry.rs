@@ -86,6 +86,9 @@ impl Engine {
             None => base,
         };
 
+        if original.kind == ExecutionKind::Team {
+            return self.retry_team(&original, &req, id, request_id).await;
+        }
         let events = self.full_history(original.id).await?;
         let Some(HistoryEvent::ExecutionStarted {
             agent: was,
@@ -173,6 +176,7 @@ impl Engine {
                 resume: Some(resume),
                 ..
             }) => resume.turns.len() as u32,
+            Some(HistoryEvent::TeamStarted { reused, .. }) => reused.len() as u32,
             _ => 0,
         };
         Ok(Retried {
@@ -228,6 +232,7 @@ impl Engine {
                 page.into_iter()
                     .filter(|c| reused.contains(&c.activity_id))
                     .map(|c| NewChunk {
+                        source: None,
                         activity_id: c.activity_id,
                         attempt: c.attempt,
                         kind: c.kind,
@@ -262,14 +267,7 @@ fn retryable(original: &ExecutionRecord) -> Result<(), EngineError> {
             )));
         }
     }
-    match original.kind {
-        ExecutionKind::Agent => Ok(()),
-        // The seam for team retries: they need the team machine, which reuses completed
-        // children the way this reuses completed turns.
-        ExecutionKind::Team => Err(EngineError::FailedPrecondition(format!(
-            "execution {id} is a team execution; this build retries agent executions only"
-        ))),
-    }
+    Ok(())
 }
 
 /// The prompts with `edits` (by turn number, from 1) applied.

@@ -4,9 +4,15 @@
 use uuid::Uuid;
 
 use super::apply::Applied;
-use super::{Engine, EngineError, StartRequest};
-use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, MemberSpec, TeamSpec};
-use crate::store::{AgentKey, NewExecution};
+use super::commands::child_id;
+use super::retry::{Retried, RetryRequest};
+use super::{Engine, EngineError, StartRequest, execution_state};
+use crate::domain::{
+    AgentStatus, ExecutionKind, ExecutionStatus, HistoryEvent, MemberSlot, MemberSpec, ReusedChild,
+    TeamSpec, TeamStrategy,
+};
+use crate::machine::{Child, ExecutionState};
+use crate::store::{AgentKey, ExecutionRecord, NewChunk, NewExecution};
 
 impl Engine {
     /// The agent `id` of `namespace` as a member spec; it must exist and be active.
@@ -110,6 +116,7 @@ impl Engine {
                 .retry_policy
                 .clone()
                 .unwrap_or_else(|| self.options.default_retry_policy.clone()),
+            reused: Vec::new(),
             timeouts: req
                 .timeouts
                 .clone()
@@ -136,6 +143,151 @@ impl Engine {
         match self.apply_new(id, new, plan).await? {
             Applied::Committed(_) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
+        }
+    }
+}
+
+impl Engine {
+    /// Retries a failed team execution: a new team execution that reuses the failed one's
+    /// completed children (their results and their output) and runs only the rest, each member
+    /// with its agent's *current* definition — so fixing the agent is how a user fixes the run.
+    pub(super) async fn retry_team(
+        &self,
+        original: &ExecutionRecord,
+        req: &RetryRequest,
+        id: Uuid,
+        request_id: String,
+    ) -> Result<Retried, EngineError> {
+        if req.from_seq.is_some() || !req.prompts.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "a team retry reuses the completed children and re-runs the rest; from_seq and \
+                 prompt edits apply to agent executions"
+                    .into(),
+            ));
+        }
+        let ExecutionState::Team(failed) = execution_state(original)? else {
+            return Err(EngineError::Internal(format!(
+                "team execution {} has an agent state",
+                original.id
+            )));
+        };
+        let mut team = failed.team.clone();
+        for member in team
+            .members
+            .iter_mut()
+            .chain(team.aggregator.iter_mut())
+            .chain(team.leader.iter_mut())
+        {
+            member.agent = self
+                .member(
+                    &original.namespace,
+                    member.agent.id,
+                    &member.role,
+                    &team.name,
+                )
+                .await?
+                .agent;
+        }
+        // Parallel members are independent: reuse every one that completed. The other strategies
+        // build on their order: reuse the completed prefix.
+        let completed = |c: &&Child| c.status == ExecutionStatus::Completed;
+        let reused_children: Vec<&Child> = match team.strategy {
+            TeamStrategy::Parallel => failed
+                .children
+                .iter()
+                .filter(completed)
+                .filter(|c| matches!(c.slot, MemberSlot::Member { .. }))
+                .collect(),
+            TeamStrategy::Sequential | TeamStrategy::Supervisor => {
+                failed.children.iter().take_while(completed).collect()
+            }
+        };
+        let reused: Vec<ReusedChild> = reused_children
+            .iter()
+            .map(|c| ReusedChild {
+                key: c.key.clone(),
+                slot: c.slot.clone(),
+                prompt: c.prompt.clone(),
+                result: c.result.clone().unwrap_or_default(),
+                execution_id: child_id(original.id, &c.key),
+            })
+            .collect();
+        let chunks = self.reused_children_output(original, &reused).await?;
+        let reused_count = reused.len() as u32;
+        let started = HistoryEvent::TeamStarted {
+            team: Box::new(team),
+            prompt: failed.prompt.clone(),
+            retry_policy: req
+                .retry_policy
+                .clone()
+                .unwrap_or(failed.retry_policy.clone()),
+            timeouts: failed.timeouts.clone(),
+            reused,
+        };
+        let new = NewExecution {
+            namespace: original.namespace.clone(),
+            kind: ExecutionKind::Team,
+            agent_id: None,
+            runtime: "team".into(),
+            input: original.input.clone(),
+            parent_id: None,
+            root_id: id,
+            retry_of: Some(original.id),
+            request_id: Some(request_id),
+            team_id: original.team_id,
+            child_key: None,
+            labels: original.labels.clone(),
+        };
+        let plan = super::apply::Plan {
+            inputs: vec![started],
+            chunks,
+            ..Default::default()
+        };
+        match self.apply_new(id, new, plan).await? {
+            Applied::Committed(_) => Ok(Retried {
+                id,
+                created: true,
+                reused_turns: reused_count,
+            }),
+            Applied::Duplicate(existing) => Ok(Retried {
+                id: existing,
+                created: false,
+                reused_turns: reused_count,
+            }),
+        }
+    }
+
+    /// The failed team's output that its reused children produced, tagged with them.
+    async fn reused_children_output(
+        &self,
+        original: &ExecutionRecord,
+        reused: &[ReusedChild],
+    ) -> Result<Vec<NewChunk>, EngineError> {
+        let mut chunks = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.output(original.id, after, 512).await?;
+            let full = page.len() == 512;
+            after = page.last().map_or(after, |c| c.seq);
+            for c in page {
+                let Some(child) = reused
+                    .iter()
+                    .find(|r| c.source_key.as_deref() == Some(r.key.as_str()))
+                else {
+                    continue;
+                };
+                chunks.push(NewChunk {
+                    source: Some((child.execution_id, child.key.clone())),
+                    activity_id: c.activity_id,
+                    attempt: c.attempt,
+                    kind: c.kind,
+                    data: c.data,
+                    reused_from: Some(c.reused_from.unwrap_or(child.execution_id)),
+                });
+            }
+            if !full {
+                return Ok(chunks);
+            }
         }
     }
 }

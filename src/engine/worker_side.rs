@@ -85,6 +85,7 @@ fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
     chunks
         .into_iter()
         .map(|c| NewChunk {
+            source: None,
             activity_id: lease.activity_id.clone(),
             attempt: lease.attempt,
             kind: c.kind,

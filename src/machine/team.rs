@@ -110,13 +110,26 @@ impl TeamState {
                     prompt,
                     retry_policy,
                     timeouts,
+                    reused,
                 } => Ok(TeamState {
                     team: (**team).clone(),
                     prompt: prompt.clone(),
                     retry_policy: retry_policy.clone(),
                     timeouts: timeouts.clone(),
                     status: ExecutionStatus::Running,
-                    children: Vec::new(),
+                    // A retry starts with the failed execution's completed children.
+                    children: reused
+                        .iter()
+                        .map(|r| Child {
+                            key: r.key.clone(),
+                            slot: r.slot.clone(),
+                            prompt: r.prompt.clone(),
+                            status: ExecutionStatus::Completed,
+                            result: Some(r.result.clone()),
+                            failure: None,
+                            cancel_requested: false,
+                        })
+                        .collect(),
                     usage: Usage::default(),
                     cancel_reason: None,
                     leader_failure: None,
@@ -231,6 +244,18 @@ impl TeamState {
         }
     }
 
+    /// Members (by index) that have no child yet, in member order.
+    fn unscheduled_members(&self) -> Vec<usize> {
+        (0..self.team.members.len())
+            .filter(|i| {
+                !self
+                    .children
+                    .iter()
+                    .any(|c| c.slot == MemberSlot::Member { index: *i as u32 })
+            })
+            .collect()
+    }
+
     fn member_steps(&self) -> usize {
         self.children
             .iter()
@@ -276,7 +301,9 @@ impl TeamState {
     pub fn decide(&self, input: &HistoryEvent) -> Result<Vec<HistoryEvent>, InvalidTransition> {
         use HistoryEvent as E;
         match input {
-            E::TeamStarted { .. } => Ok(self.start()),
+            E::TeamStarted { reused, .. } if reused.is_empty() => Ok(self.start()),
+            // A retry carries on from the children it reused.
+            E::TeamStarted { .. } => Ok(self.advance()),
             E::ChildScheduled { .. } | E::ChildCancelRequested { .. } => Ok(vec![]),
             E::ChildClosed { .. } | E::CancelRequested { .. } => Ok(self.advance()),
             _ => Err(TeamState::invalid(Some(self), input)),
@@ -377,9 +404,9 @@ impl TeamState {
         if self.running().next().is_some() {
             return vec![];
         }
-        let next = self.member_steps();
+        let next = self.unscheduled_members().first().copied();
         let last = self.completed_members().last();
-        if next < self.team.members.len() {
+        if let Some(next) = next {
             let prompt = match last {
                 Some((child, member)) => format!(
                     "{}\n\nThe previous member ({}, {}) answered:\n{}",
@@ -422,11 +449,13 @@ impl TeamState {
     }
 
     fn advance_parallel(&self) -> Vec<HistoryEvent> {
-        let scheduled = self.member_steps();
+        let unscheduled = self.unscheduled_members();
         let running = self.running().count();
-        if scheduled < self.team.members.len() {
+        if !unscheduled.is_empty() {
             let room = (self.team.max_parallel.max(1) as usize).saturating_sub(running);
-            return (scheduled..self.team.members.len().min(scheduled + room))
+            return unscheduled
+                .into_iter()
+                .take(room)
                 .map(|i| self.schedule_member(i, self.prompt.clone()))
                 .collect();
         }

@@ -156,6 +156,9 @@ pub struct NewChunk {
     /// The execution that produced it, when a retry copies it from the execution it retries;
     /// `None` for output this execution produced.
     pub reused_from: Option<Uuid>,
+    /// For a team's output: the child that produced it and the child's key. Set on chunks a
+    /// retried team copies from the failed one; a child's own chunks get it from the store.
+    pub source: Option<(Uuid, String)>,
 }
 
 /// A new task row: the first attempt of an activity.

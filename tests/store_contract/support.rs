@@ -159,6 +159,7 @@ pub fn claim(worker: &str, runtimes: &[&str], now: Millis) -> ClaimRequest {
 /// A text chunk of `activity_id`'s first attempt.
 pub fn chunk(activity_id: &str, text: &str) -> NewChunk {
     NewChunk {
+        source: None,
         activity_id: activity_id.into(),
         attempt: 1,
         kind: "text".into(),

@@ -212,8 +212,8 @@ macro_rules! sql_store {
                         .push_bind(chunk.kind.clone())
                         .push_bind(Json(chunk.data.clone()))
                         .push_bind(now)
-                        .push_bind(source.map(|s| s.0))
-                        .push_bind(source.map(|s| s.1.clone()))
+                        .push_bind(chunk.source.as_ref().or(source).map(|s| s.0))
+                        .push_bind(chunk.source.as_ref().or(source).map(|s| s.1.clone()))
                         .push_bind(chunk.reused_from);
                 });
                 insert.build().execute(&mut **tx).await?;
