@@ -506,6 +506,17 @@ async fn retrying_a_team_reruns_only_the_children_that_did_not_complete(db: Db) 
     assert_eq!(text_of(&watched.chunks), "opened fixed closed");
     let result: serde_json::Value = serde_json::from_str(&watched.closed.result_json).unwrap();
     assert_eq!(result["from"], "closer", "{result}");
+
+    // Both team executions replay with the current team machine.
+    for id in [&failed, &retried.execution_id] {
+        let replayed = c
+            .executions
+            .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(replayed.ok, "{:?}", replayed.divergence);
+    }
 }
 
 on_both_stores!(
