@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{AgentSpec, Failure, Millis, RetryPolicy, Timeouts, Usage};
 
+/// The queue tasks wait in when the start names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.into()
+}
+
+fn is_default_queue(queue: &str) -> bool {
+    queue == DEFAULT_QUEUE
+}
+
 /// Which timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +90,10 @@ pub enum HistoryEvent {
         retry_policy: RetryPolicy,
         /// Limits on each attempt.
         timeouts: Timeouts,
+        /// The task queue its activities wait in; only workers serving it claim them. Absent in
+        /// histories written before queues existed, which ran on the default queue.
+        #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
+        queue: String,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {

@@ -10,7 +10,9 @@ mod failure;
 mod retry;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
-pub use event::{ActivityRef, Command, EventType, HistoryEvent, TimeoutKind, TimerPurpose, Turn};
+pub use event::{
+    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, TimeoutKind, TimerPurpose, Turn,
+};
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
 pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};

@@ -94,6 +94,13 @@ pub struct AgentState {
     pub usage: Usage,
     /// Set once a client asked to cancel.
     pub cancel_reason: Option<String>,
+    /// The task queue of its activities (snapshots from before queues lack it: the default).
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+fn default_queue() -> String {
+    crate::domain::DEFAULT_QUEUE.into()
 }
 
 impl AgentState {
@@ -135,6 +142,7 @@ impl AgentState {
                     prompts,
                     retry_policy,
                     timeouts,
+                    queue,
                 } => Ok(AgentState {
                     agent: agent.clone(),
                     prompts: prompts.clone(),
@@ -146,6 +154,7 @@ impl AgentState {
                     checkpoint: None,
                     usage: Usage::default(),
                     cancel_reason: None,
+                    queue: queue.clone(),
                 }),
                 _ => Err(AgentState::invalid(None, event)),
             };

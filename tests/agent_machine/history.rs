@@ -216,6 +216,7 @@ pub fn started(prompts: &[&str]) -> HistoryEvent {
             start_to_close_ms: 0,
             heartbeat_ms: 30_000,
         },
+        queue: "default".into(),
     }
 }
 
