@@ -36,6 +36,8 @@ pub struct PollRequest {
     pub queue: String,
     /// Free slots.
     pub max_tasks: u32,
+    /// All slots (its concurrency), for `ListWorkers`.
+    pub slots: u32,
     /// How long the server may hold the call when there is nothing to do.
     pub wait: Duration,
 }
@@ -58,6 +60,14 @@ pub trait WorkerApi: Send + Sync + 'static {
         lease: &Lease,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
+    ) -> Result<(), WorkerApiError>;
+    /// Hands a running attempt back with its last output and checkpoint (graceful drain), so
+    /// another worker resumes it at once.
+    async fn release(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
     ) -> Result<(), WorkerApiError>;
 }
 
@@ -92,7 +102,7 @@ impl WorkerApi for DirectWorkerApi {
             now: 0,
         };
         self.engine
-            .poll(claim, request.wait)
+            .poll(claim, request.slots, request.wait)
             .await
             .map_err(from_engine)
     }
@@ -117,6 +127,18 @@ impl WorkerApi for DirectWorkerApi {
     ) -> Result<(), WorkerApiError> {
         self.engine
             .report(lease, chunks, outcome)
+            .await
+            .map_err(from_engine)
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<(), WorkerApiError> {
+        self.engine
+            .release(lease, chunks, checkpoint)
             .await
             .map_err(from_engine)
     }
