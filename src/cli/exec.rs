@@ -242,7 +242,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             label,
             limit,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let created_after_ms = match since {
                 Some(since) => chrono::Utc::now().timestamp_millis() - parse_age(&since)?,
                 None => 0,
@@ -285,7 +285,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             }
         }
         ExecCommand::Get { client, id } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             show(
                 out,
                 &c.executions
@@ -296,7 +296,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             );
         }
         ExecCommand::History { client, id } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let events = c
                 .executions
                 .get_history(pb::GetHistoryRequest { id, after_seq: 0 })
@@ -328,7 +328,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             id,
             after_seq,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let closed = follow(&mut c, out, &id, after_seq).await?;
             if !out.json {
                 eprintln!(
@@ -340,7 +340,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             return Ok(exit_code(&closed.status));
         }
         ExecCommand::Cancel { client, id, reason } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let e = c
                 .executions
                 .cancel_execution(pb::CancelExecutionRequest { id, reason })

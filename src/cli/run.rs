@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use super::ClientArgs;
-use super::client::{Client, status_error};
+use super::client::status_error;
 use super::exec::{exit_code, follow, parse_label};
 use super::output::Output;
 use crate::api::pb;
@@ -30,13 +30,16 @@ pub(super) struct RunArgs {
     /// How many attempts each turn gets (0 = unlimited).
     #[arg(long)]
     max_attempts: Option<u32>,
+    /// The task queue (only workers serving it run the execution; default: `default`).
+    #[arg(long, default_value = "")]
+    queue: String,
     /// Start and print the id, without waiting.
     #[arg(long)]
     detach: bool,
 }
 
 pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.client.server).await?;
+    let mut client = args.client.connect().await?;
     let request = pb::StartExecutionRequest {
         namespace: args.client.namespace.clone(),
         agent: args.agent.clone(),
@@ -52,6 +55,7 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
             non_retryable_codes: vec![],
         }),
         timeouts: None,
+        queue: args.queue.clone(),
     };
     let started = client
         .executions
