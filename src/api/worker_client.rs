@@ -57,9 +57,11 @@ impl WorkerClient {
             queue: queue.into(),
             max_tasks: max,
             wait_ms: wait.as_millis() as u64,
-            slots,
         });
         request.set_timeout(wait + POLL_SLACK);
+        request
+            .metadata_mut()
+            .insert(super::workers::SLOTS_HEADER, slots.into());
         let tasks = self
             .inner
             .clone()

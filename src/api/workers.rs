@@ -24,6 +24,9 @@ impl Workers {
     }
 }
 
+/// The request header in which a polling worker says how many attempts it runs at once.
+pub(crate) const SLOTS_HEADER: &str = "cairn-worker-slots";
+
 /// The longest a poll may wait.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 
@@ -92,6 +95,12 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::PollTasksRequest>,
     ) -> Result<Response<pb::PollTasksResponse>, Status> {
+        let slots = request
+            .metadata()
+            .get(SLOTS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let r = request.into_inner();
         if r.worker_id.is_empty() {
             return Err(invalid("worker_id is required"));
@@ -114,12 +123,11 @@ impl WorkerService for Workers {
         let wait = Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
         // A server that is shutting down answers polls at once (with nothing), so the graceful
         // stop does not wait out long-polls and the worker moves on to another server.
-        let poll = self.state.engine.poll(claim, r.slots, wait);
-        let assignments = tokio::select! {
-            biased;
-            _ = self.state.shutdown.cancelled() => Vec::new(),
-            assignments = poll => assignments?,
-        };
+        let assignments = self
+            .state
+            .engine
+            .poll(claim, slots, wait, &self.state.shutdown)
+            .await?;
         Ok(Response::new(pb::PollTasksResponse {
             tasks: assignments.iter().map(task).collect(),
         }))

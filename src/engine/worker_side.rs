@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::apply::{ApplyError, Plan};
 use super::{Engine, EngineError};
 use crate::domain::{Failure, HistoryEvent, Lease, Turn, Usage};
@@ -104,13 +106,16 @@ fn stale(lease: &Lease) -> EngineError {
 }
 
 impl Engine {
-    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one.
-    /// `slots` is how many attempts the worker runs at once, for `ListWorkers`.
+    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one, or
+    /// until `stop` fires (the server is shutting down). A claim in progress is never cut off,
+    /// so no task is leased to a worker that is not told about it. `slots` is how many
+    /// attempts the worker runs at once, for `ListWorkers`.
     pub async fn poll(
         &self,
         mut claim: ClaimRequest,
         slots: u32,
         wait: Duration,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assignment>, EngineError> {
         let now = self.clock.now_ms();
         let persist = self.workers.saw(super::WorkerSeen {
@@ -150,6 +155,7 @@ impl Engine {
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = stop.cancelled() => return Ok(Vec::new()),
             }
         }
     }

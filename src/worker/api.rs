@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::Lease;
 use crate::engine::{ActivityOutcome, Assignment, ChunkIn, Engine, EngineError};
@@ -74,12 +75,17 @@ pub trait WorkerApi: Send + Sync + 'static {
 /// The in-process implementation: calls the engine directly.
 pub struct DirectWorkerApi {
     engine: Arc<Engine>,
+    /// Never fires: an in-process worker stops polling through its own shutdown token.
+    never: CancellationToken,
 }
 
 impl DirectWorkerApi {
     /// Talks to `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
-        DirectWorkerApi { engine }
+        DirectWorkerApi {
+            engine,
+            never: CancellationToken::new(),
+        }
     }
 }
 
@@ -102,7 +108,7 @@ impl WorkerApi for DirectWorkerApi {
             now: 0,
         };
         self.engine
-            .poll(claim, request.slots, request.wait)
+            .poll(claim, request.slots, request.wait, &self.never)
             .await
             .map_err(from_engine)
     }
