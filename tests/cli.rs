@@ -277,7 +277,98 @@ async fn migrate_prepares_a_fresh_database(db: Db) {
     );
 }
 
+async fn team_commands_manage_and_run_teams(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("first", "echo", json!({ "chunks": ["one "] }))
+        .await;
+    c.create_agent("second", "echo", json!({ "chunks": ["two"] }))
+        .await;
+    let created = json_of(&cairn(
+        &server,
+        &[
+            "--json",
+            "team",
+            "create",
+            "--name",
+            "pair",
+            "--strategy",
+            "sequential",
+            "--member",
+            "first:opens",
+            "--member",
+            "second",
+        ],
+    ));
+    assert_eq!(created["strategy"], "sequential");
+    assert_eq!(created["members"][0]["agent"], "first");
+    assert_eq!(created["members"][0]["role"], "opens");
+    assert!(ok(&cairn(&server, &["team", "list"])).contains("pair"));
+    assert_eq!(
+        json_of(&cairn(&server, &["--json", "team", "get", "pair"]))["name"],
+        "pair"
+    );
+    let updated = json_of(&cairn(
+        &server,
+        &[
+            "--json",
+            "team",
+            "update",
+            "pair",
+            "--strategy",
+            "parallel",
+            "--member",
+            "first",
+            "--member",
+            "second",
+            "--max-parallel",
+            "2",
+        ],
+    ));
+    assert_eq!(updated["strategy"], "parallel");
+    assert_eq!(updated["configuration"]["max_parallel"], 2);
+
+    let run = ok(&cairn(&server, &["run", "pair", "go"]));
+    assert!(
+        run.contains("── 1-first ──") && run.contains("── 2-second ──"),
+        "{run}"
+    );
+    let listed = json_of(&cairn(
+        &server,
+        &["--json", "exec", "list", "--runtime", "team"],
+    ));
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let tree = ok(&cairn(&server, &["exec", "get", &id]));
+    assert!(
+        tree.contains("└─ 1-first") && tree.contains("└─ 2-second"),
+        "{tree}"
+    );
+    let got = json_of(&cairn(&server, &["--json", "exec", "get", &id]));
+    assert_eq!(got["children"].as_array().unwrap().len(), 2);
+
+    assert_eq!(
+        json_of(&cairn(&server, &["--json", "team", "archive", "pair"]))["status"],
+        "archived"
+    );
+    let refused = cairn(
+        &server,
+        &[
+            "team",
+            "create",
+            "--name",
+            "bad",
+            "--strategy",
+            "sequential",
+            "--member",
+            "ghost",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`ghost` is not an agent"));
+}
+
 on_both_stores!(
+    team_commands_manage_and_run_teams,
     agent_commands_manage_agents,
     run_and_exec_commands_follow_executions,
     exec_cancel_and_ctrl_c_stop_running_executions,

@@ -198,6 +198,8 @@ pub(crate) fn execution(
         history_length: record.next_seq.saturating_sub(1),
         output_length: record.output_seq,
         queue: state.as_ref().map(|s| s.queue.clone()).unwrap_or_default(),
+        team_id: id_string(record.team_id),
+        child_key: record.child_key.clone().unwrap_or_default(),
     }
 }
 
@@ -210,7 +212,8 @@ impl From<&StoredChunk> for pb::OutputChunk {
             kind: c.kind.clone(),
             data_json: c.data.to_string(),
             created_at_ms: c.created_at,
-            execution_id: c.execution_id.to_string(),
+            execution_id: c.source_id.unwrap_or(c.execution_id).to_string(),
+            child_key: c.source_key.clone().unwrap_or_default(),
         }
     }
 }

@@ -79,9 +79,20 @@ impl ExecutionService for Executions {
         request: Request<pb::StartExecutionRequest>,
     ) -> Result<Response<pb::StartExecutionResponse>, Status> {
         let r = request.into_inner();
+        let (agent, team) = match (r.agent.is_empty(), r.team.is_empty()) {
+            (false, false) => return Err(invalid("give agent or team, not both")),
+            (true, false) => (None, Some(validate::agent_key(&r.team)?)),
+            _ => (Some(validate::agent_key(&r.agent)?), None),
+        };
+        if team.is_some() && !r.queue.is_empty() {
+            return Err(invalid(
+                "queue applies to agent executions; a team's children run on the default queue",
+            ));
+        }
         let start = StartRequest {
             namespace: validate::namespace(&r.namespace)?,
-            agent: Some(validate::agent_key(&r.agent)?),
+            agent,
+            team,
             prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,
             request_id: match r.request_id.as_str() {
                 "" => None,

@@ -9,6 +9,7 @@ pub mod client;
 mod convert;
 mod error;
 mod executions;
+mod teams;
 mod validate;
 mod worker_client;
 mod workers;
@@ -24,6 +25,7 @@ pub use agents::Agents;
 pub use auth::{AuthLayer, TokenKind, Tokens};
 pub use client::{AuthChannel, ConnectError, ConnectOptions};
 pub use executions::Executions;
+pub use teams::Teams;
 pub use validate::Limits;
 pub use worker_client::WorkerClient;
 pub use workers::Workers;
@@ -105,6 +107,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::worker_service_server::WorkerServiceServer<Workers>>()
         .await;
+    health_reporter
+        .set_serving::<pb::team_service_server::TeamServiceServer<Teams>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -136,6 +141,9 @@ pub async fn serve(
         .add_service(pb::execution_service_server::ExecutionServiceServer::new(
             Executions::new(state.clone()),
         ))
+        .add_service(pb::team_service_server::TeamServiceServer::new(Teams::new(
+            state.clone(),
+        )))
         .add_service(pb::worker_service_server::WorkerServiceServer::new(
             Workers::new(state),
         ))

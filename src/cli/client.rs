@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use crate::api::pb::agent_service_client::AgentServiceClient;
 use crate::api::pb::execution_service_client::ExecutionServiceClient;
+use crate::api::pb::team_service_client::TeamServiceClient;
 use crate::api::pb::worker_service_client::WorkerServiceClient;
 use crate::api::{AuthChannel, ConnectOptions};
 
@@ -16,6 +17,8 @@ pub struct Client {
     pub executions: ExecutionServiceClient<AuthChannel>,
     /// Workers (`ListWorkers`).
     pub workers: WorkerServiceClient<AuthChannel>,
+    /// Teams.
+    pub teams: TeamServiceClient<AuthChannel>,
 }
 
 impl Client {
@@ -36,8 +39,9 @@ impl Client {
                 .max_decoding_message_size(64 << 20),
             executions: ExecutionServiceClient::with_interceptor(channel.clone(), bearer.clone())
                 .max_decoding_message_size(64 << 20),
-            workers: WorkerServiceClient::with_interceptor(channel, bearer)
+            workers: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone())
                 .max_decoding_message_size(64 << 20),
+            teams: TeamServiceClient::with_interceptor(channel, bearer),
         })
     }
 }

@@ -71,7 +71,7 @@ pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode
     say(&format!(
         "started execution {id} (two turns); streaming its output:"
     ));
-    let closed = follow(&mut client, out, &id, 0).await?;
+    let closed = follow(&mut client, out, &id, 0, None).await?;
     say(&format!("execution closed: {}", out.status(&closed.status)));
 
     say(

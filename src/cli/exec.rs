@@ -160,12 +160,47 @@ pub(super) fn show(out: &Output, e: &pb::Execution) {
     );
 }
 
+/// A one-line progress display on stderr that the output stream retires, race-free, before it
+/// prints the first chunk.
+#[derive(Clone)]
+pub(super) struct Spinner(std::sync::Arc<std::sync::Mutex<(bool, bool)>>);
+
+impl Spinner {
+    /// A spinner that has drawn nothing.
+    pub(super) fn new() -> Self {
+        Spinner(Default::default())
+    }
+
+    /// Draws frame `tick` with `text`; false once retired.
+    pub(super) fn draw(&self, tick: usize, text: &str) -> bool {
+        const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+        let mut state = self.0.lock().expect("never poisoned");
+        let (retired, drawn) = &mut *state;
+        if *retired {
+            return false;
+        }
+        eprint!("\r\x1b[2K{} {text}", FRAMES[tick % FRAMES.len()]);
+        *drawn = true;
+        true
+    }
+
+    /// Erases the line and stops drawing.
+    pub(super) fn retire(&self) {
+        let mut state = self.0.lock().expect("never poisoned");
+        if !state.0 && state.1 {
+            eprint!("\r\x1b[2K");
+        }
+        state.0 = true;
+    }
+}
+
 /// Streams output to the terminal until the execution closes; returns the closed execution.
 pub(super) async fn follow(
     client: &mut Client,
     out: &Output,
     id: &str,
     after_seq: u64,
+    spinner: Option<&Spinner>,
 ) -> anyhow::Result<pb::Execution> {
     use pb::stream_execution_response::Event;
     let mut stream = client
@@ -179,12 +214,25 @@ pub(super) async fn follow(
         .into_inner();
     let mut at_line_start = true;
     let mut stdout = std::io::stdout();
+    let mut child = String::new();
     while let Some(message) = stream.message().await.map_err(status_error)? {
         match message.event {
             Some(Event::Chunk(chunk)) => {
+                if let Some(spinner) = spinner {
+                    spinner.retire();
+                }
                 if out.json {
                     out.print_json(&chunk);
                     continue;
+                }
+                // A team's stream interleaves its children: say whose output follows.
+                if chunk.child_key != child {
+                    child = chunk.child_key.clone();
+                    if !at_line_start {
+                        println!();
+                    }
+                    println!("{}", out.paint("1;35", &format!("── {child} ──")));
+                    at_line_start = true;
                 }
                 let data: serde_json::Value =
                     serde_json::from_str(&chunk.data_json).unwrap_or_default();
@@ -210,6 +258,9 @@ pub(super) async fn follow(
                 let _ = stdout.flush();
             }
             Some(Event::Closed(execution)) => {
+                if let Some(spinner) = spinner {
+                    spinner.retire();
+                }
                 if !at_line_start && !out.json {
                     println!();
                 }
@@ -286,14 +337,52 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
         }
         ExecCommand::Get { client, id } => {
             let mut c = client.connect().await?;
-            show(
-                out,
-                &c.executions
-                    .get_execution(pb::GetExecutionRequest { id })
+            let request = pb::GetExecutionRequest { id: id.clone() };
+            let execution = c
+                .executions
+                .get_execution(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let children = if execution.kind == "team" {
+                let request = pb::ListExecutionsRequest {
+                    namespace: execution.namespace.clone(),
+                    parent_id: id,
+                    page_size: 1000,
+                    ..Default::default()
+                };
+                let mut children = c
+                    .executions
+                    .list_executions(request)
                     .await
                     .map_err(status_error)?
-                    .into_inner(),
-            );
+                    .into_inner()
+                    .executions;
+                children.sort_by(|a, b| {
+                    a.created_at_ms
+                        .cmp(&b.created_at_ms)
+                        .then(a.child_key.cmp(&b.child_key))
+                });
+                children
+            } else {
+                Vec::new()
+            };
+            if out.json {
+                let mut value = serde_json::to_value(&execution)?;
+                value["children"] = serde_json::to_value(&children)?;
+                out.print_json(&value);
+            } else {
+                show(out, &execution);
+                for child in &children {
+                    println!(
+                        "  └─ {:<20} {:<10} {:<12} {}",
+                        child.child_key,
+                        out.status(&child.status),
+                        child.runtime,
+                        child.id
+                    );
+                }
+            }
         }
         ExecCommand::History { client, id } => {
             let mut c = client.connect().await?;
@@ -329,7 +418,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             after_seq,
         } => {
             let mut c = client.connect().await?;
-            let closed = follow(&mut c, out, &id, after_seq).await?;
+            let closed = follow(&mut c, out, &id, after_seq, None).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",

@@ -10,6 +10,7 @@ mod output;
 mod run;
 mod secrets;
 mod serve;
+mod team;
 mod worker;
 
 use std::process::ExitCode;
@@ -74,7 +75,10 @@ enum Command {
     /// Manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Start an execution of an agent, stream its output, and exit with its outcome.
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(team::TeamCommand),
+    /// Start an execution of an agent or a team, stream its output, and exit with its outcome.
     Run(run::RunArgs),
     /// Inspect, watch and cancel executions.
     #[command(subcommand)]
@@ -94,6 +98,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Worker(args) => worker::run(args, &out).await,
         Command::Agent(command) => agent::run(command, &out).await,
+        Command::Team(command) => team::run(command, &out).await,
         Command::Run(args) => run::run(args, &out).await,
         Command::Exec(command) => exec::run(command, &out).await,
         Command::Bench(args) => bench::run(args).await,

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use super::ClientArgs;
-use super::client::status_error;
-use super::exec::{exit_code, follow, parse_label};
+use super::client::{Client, status_error};
+use super::exec::{Spinner, exit_code, follow, parse_label};
 use super::output::Output;
 use crate::api::pb;
 
@@ -13,7 +13,7 @@ use crate::api::pb;
 pub(super) struct RunArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// The agent (name or id).
+    /// The agent or team (name or id).
     agent: String,
     /// The prompt (several words are joined with spaces).
     #[arg(required_unless_present = "turn")]
@@ -40,9 +40,31 @@ pub(super) struct RunArgs {
 
 pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
-    let request = pb::StartExecutionRequest {
+    // The name may be an agent's or a team's: agents first.
+    let lookup = pb::GetAgentRequest {
         namespace: args.client.namespace.clone(),
         agent: args.agent.clone(),
+    };
+    let is_team = match client.agents.get_agent(lookup).await {
+        Ok(_) => false,
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            let lookup = pb::GetTeamRequest {
+                namespace: args.client.namespace.clone(),
+                team: args.agent.clone(),
+            };
+            client.teams.get_team(lookup).await.is_ok()
+        }
+        Err(status) => return Err(status_error(status)),
+    };
+    let (agent, team) = if is_team {
+        (String::new(), args.agent.clone())
+    } else {
+        (args.agent.clone(), String::new())
+    };
+    let request = pb::StartExecutionRequest {
+        namespace: args.client.namespace.clone(),
+        agent,
+        team,
         prompt: args.prompt.join(" "),
         prompts: args.turn.clone(),
         request_id: args.request_id.clone().unwrap_or_default(),
@@ -89,11 +111,26 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
     let mut watcher = client.clone();
     let watched = id.clone();
     let out_copy = *out;
-    let mut follow_task =
-        tokio::spawn(async move { follow(&mut watcher, &out_copy, &watched, 0).await });
+    let spinner = (!out.json && std::io::stderr().is_terminal()).then(Spinner::new);
+    let follow_spinner = spinner.clone();
+    let mut follow_task = tokio::spawn(async move {
+        follow(
+            &mut watcher,
+            &out_copy,
+            &watched,
+            0,
+            follow_spinner.as_ref(),
+        )
+        .await
+    });
+    let progress =
+        spinner.map(|spinner| tokio::spawn(show_progress(client.clone(), id.clone(), spinner)));
     loop {
         tokio::select! {
             closed = &mut follow_task => {
+                if let Some(progress) = &progress {
+                    progress.abort();
+                }
                 let closed = closed??;
                 if out.json {
                     out.print_json(&closed);
@@ -129,4 +166,24 @@ fn ask_cancel(id: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// On a terminal, while the execution has produced no output yet, shows what it waits for
+/// (a worker, a back-off, a running attempt) on one self-erasing stderr line.
+async fn show_progress(mut client: Client, id: String, spinner: Spinner) {
+    for tick in 0.. {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let Ok(execution) = client
+            .executions
+            .get_execution(pb::GetExecutionRequest { id: id.clone() })
+            .await
+        else {
+            continue;
+        };
+        let execution = execution.into_inner();
+        let state = execution.activity.map(|a| a.state).unwrap_or_default();
+        if !spinner.draw(tick, &format!("{} {state}", execution.status)) {
+            return;
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentSpec, Failure, Millis, RetryPolicy, Timeouts, Usage};
+use super::{AgentSpec, ExecutionStatus, Failure, Millis, RetryPolicy, TeamSpec, Timeouts, Usage};
 
 /// The queue tasks wait in when the start names none.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -54,6 +54,21 @@ pub enum TimerPurpose {
         /// The attempt the timer starts.
         attempt: u32,
     },
+}
+
+/// Which member of a team a child runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MemberSlot {
+    /// `members[index]`.
+    Member {
+        /// Position in the team.
+        index: u32,
+    },
+    /// The parallel strategy's aggregator.
+    Aggregator,
+    /// The supervisor strategy's leader.
+    Leader,
 }
 
 /// One turn of an agent execution, as handed to a runtime.
@@ -199,6 +214,46 @@ pub enum HistoryEvent {
         /// Why, as the client said.
         reason: String,
     },
+    /// Input: a team execution was accepted.
+    TeamStarted {
+        /// The team as it was at start, every member resolved (boxed: it is the largest event).
+        team: Box<TeamSpec>,
+        /// The team prompt.
+        prompt: String,
+        /// Retry policy for every child's activities.
+        retry_policy: RetryPolicy,
+        /// Timeouts for every child's activities.
+        timeouts: Timeouts,
+    },
+    /// Command: start a child execution for a member step.
+    ChildScheduled {
+        /// Unique within the team execution (`1-analyst`, `leader-2`, ...).
+        key: String,
+        /// The member it runs (`member`, `aggregator` or `leader` role index: see `slot`).
+        slot: MemberSlot,
+        /// The child's prompt.
+        prompt: String,
+    },
+    /// Command: ask a running child to stop.
+    ChildCancelRequested {
+        /// The child.
+        key: String,
+    },
+    /// Input: a child execution closed.
+    ChildClosed {
+        /// The child.
+        key: String,
+        /// How it ended.
+        status: ExecutionStatus,
+        /// Its result, when it completed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+        /// Its failure, when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<Failure>,
+        /// Its usage.
+        usage: Usage,
+    },
     /// Command: the execution finished with a result.
     ExecutionCompleted {
         /// The last turn's output.
@@ -240,6 +295,10 @@ impl HistoryEvent {
             HistoryEvent::TimerFired { .. } => "TimerFired",
             HistoryEvent::TimerCanceled { .. } => "TimerCanceled",
             HistoryEvent::CancelRequested { .. } => "CancelRequested",
+            HistoryEvent::TeamStarted { .. } => "TeamStarted",
+            HistoryEvent::ChildScheduled { .. } => "ChildScheduled",
+            HistoryEvent::ChildCancelRequested { .. } => "ChildCancelRequested",
+            HistoryEvent::ChildClosed { .. } => "ChildClosed",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
             HistoryEvent::ExecutionCanceled { .. } => "ExecutionCanceled",
@@ -254,6 +313,8 @@ impl HistoryEvent {
                 | HistoryEvent::ActivityCancelRequested { .. }
                 | HistoryEvent::TimerStarted { .. }
                 | HistoryEvent::TimerCanceled { .. }
+                | HistoryEvent::ChildScheduled { .. }
+                | HistoryEvent::ChildCancelRequested { .. }
                 | HistoryEvent::ExecutionCompleted { .. }
                 | HistoryEvent::ExecutionFailed { .. }
                 | HistoryEvent::ExecutionCanceled { .. }

@@ -8,14 +8,17 @@ mod event;
 mod execution;
 mod failure;
 mod retry;
+mod team;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
-    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, TimeoutKind, TimerPurpose, Turn,
+    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, MemberSlot, TimeoutKind,
+    TimerPurpose, Turn,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
 pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
+pub use team::{MemberSpec, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;

@@ -2,11 +2,12 @@
 
 use uuid::Uuid;
 
-use super::{Engine, EngineError, agent_state, commands};
+use super::{Engine, EngineError, commands, execution_state};
 use crate::domain::{ExecutionStatus, HistoryEvent};
-use crate::machine::{AgentState, step};
+use crate::machine::{ExecutionState, step_any};
 use crate::store::{
-    CommitOutcome, ExecutionRecord, Fence, NewChunk, NewExecution, RowState, RowWrite, Transition,
+    CommitOutcome, ExecutionRecord, Fence, NewChunk, NewExecution, RowState, RowWrite, TimerOp,
+    Transition,
 };
 
 /// What to apply to an execution, besides the machine's own commands.
@@ -20,6 +21,8 @@ pub(crate) struct Plan {
     pub chunks: Vec<NewChunk>,
     /// A checkpoint that arrived with an attempt's end, kept on the task row for the retry.
     pub checkpoint: Option<serde_json::Value>,
+    /// An inbox timer row that delivered the input, deleted in the same transaction.
+    pub consume_timer: Option<String>,
 }
 
 /// A committed transition.
@@ -48,6 +51,33 @@ impl From<EngineError> for ApplyError {
     }
 }
 
+/// Where an execution sits: what its children and its parent notification need.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub namespace: String,
+    pub root_id: Uuid,
+    /// The parent and this execution's key in it.
+    pub parent: Option<(Uuid, String)>,
+}
+
+impl Scope {
+    fn of_record(record: &ExecutionRecord) -> Scope {
+        Scope {
+            namespace: record.namespace.clone(),
+            root_id: record.root_id,
+            parent: record.parent_id.zip(record.child_key.clone()),
+        }
+    }
+
+    fn of_new(new: &NewExecution) -> Scope {
+        Scope {
+            namespace: new.namespace.clone(),
+            root_id: new.root_id,
+            parent: new.parent_id.zip(new.child_key.clone()),
+        }
+    }
+}
+
 impl Engine {
     /// Creates an execution from its start event.
     pub(crate) async fn apply_new(
@@ -60,9 +90,10 @@ impl Engine {
             inputs,
             ..Default::default()
         };
+        let scope = Scope::of_new(&new);
         let (transition, events) =
-            self.transition(id, None, RowWrite::Create(Box::new(new)), plan)?;
-        match self.commit(transition).await? {
+            self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
+        match self.commit(transition, &scope).await? {
             CommitOutcome::Committed => Ok(Applied::Committed(events)),
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
             CommitOutcome::Conflict | CommitOutcome::Fenced => Err(EngineError::Internal(format!(
@@ -75,15 +106,20 @@ impl Engine {
     pub(crate) async fn apply_to(
         &self,
         record: &ExecutionRecord,
-        state: &AgentState,
+        state: &ExecutionState,
         plan: Plan,
     ) -> Result<Applied, ApplyError> {
         let row_write = RowWrite::Update {
             expected_next_seq: record.next_seq,
         };
+        let scope = Scope::of_record(record);
         let (transition, events) =
-            self.transition(record.id, Some(state.clone()), row_write, plan)?;
-        match self.commit(transition).await.map_err(ApplyError::Engine)? {
+            self.transition(record.id, &scope, Some(state.clone()), row_write, plan)?;
+        match self
+            .commit(transition, &scope)
+            .await
+            .map_err(ApplyError::Engine)?
+        {
             CommitOutcome::Committed => Ok(Applied::Committed(events)),
             CommitOutcome::Conflict => Err(ApplyError::Conflict),
             CommitOutcome::Fenced => Err(ApplyError::Fenced),
@@ -99,11 +135,11 @@ impl Engine {
         mut build: F,
     ) -> Result<Option<Applied>, ApplyError>
     where
-        F: FnMut(&ExecutionRecord, &AgentState) -> Result<Option<Plan>, EngineError>,
+        F: FnMut(&ExecutionRecord, &ExecutionState) -> Result<Option<Plan>, EngineError>,
     {
         loop {
             let record = self.execution(id).await?;
-            let state = agent_state(&record)?;
+            let state = execution_state(&record)?;
             let Some(plan) = build(&record, &state)? else {
                 return Ok(None);
             };
@@ -114,18 +150,20 @@ impl Engine {
         }
     }
 
-    /// Folds the plan's inputs through the machine and derives every row they imply.
-    fn transition(
+    /// Folds the plan's inputs through the machine and derives every row they imply, including
+    /// the child executions a team starts and the notification of a parent.
+    pub(crate) fn transition(
         &self,
         id: Uuid,
-        mut state: Option<AgentState>,
+        scope: &Scope,
+        mut state: Option<ExecutionState>,
         row_write: RowWrite,
         plan: Plan,
     ) -> Result<(Transition, Vec<HistoryEvent>), EngineError> {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
         for input in &plan.inputs {
-            let (next, commands) = step(Engine::context(id), state, input)
+            let (next, commands) = step_any(Engine::context(id), state, input)
                 .map_err(|e| EngineError::FailedPrecondition(format!("execution {id}: {e}")))?;
             events.push(input.clone());
             events.extend(commands);
@@ -133,24 +171,84 @@ impl Engine {
         }
         let state =
             state.ok_or_else(|| EngineError::Internal("a transition without inputs".into()))?;
-        let (tasks, timers) = commands::rows_for(&state, &events, plan.checkpoint, now);
-        let closed = state.status.is_closed();
+        let (tasks, mut timers, children) = match &state {
+            ExecutionState::Agent(agent) => {
+                let (tasks, timers) = commands::rows_for(agent, &events, plan.checkpoint, now);
+                (tasks, timers, Vec::new())
+            }
+            ExecutionState::Team(team) => {
+                let (timers, starts) = commands::team_rows_for(id, team, &events);
+                let mut children = Vec::new();
+                for start in starts {
+                    let new = NewExecution {
+                        namespace: scope.namespace.clone(),
+                        kind: crate::domain::ExecutionKind::Agent,
+                        agent_id: Some(start.agent.id),
+                        runtime: start.agent.runtime.clone(),
+                        input: serde_json::json!({ "prompts": [start.prompt.clone()] }),
+                        parent_id: Some(id),
+                        root_id: scope.root_id,
+                        retry_of: None,
+                        request_id: None,
+                        team_id: None,
+                        child_key: Some(start.key.clone()),
+                        labels: Default::default(),
+                    };
+                    let child_scope = Scope::of_new(&new);
+                    let started = HistoryEvent::ExecutionStarted {
+                        agent: start.agent,
+                        prompts: vec![start.prompt],
+                        retry_policy: team.retry_policy.clone(),
+                        timeouts: team.timeouts.clone(),
+                        // Team children run on the default queue (a team-wide queue is not
+                        // part of the team's start yet).
+                        queue: crate::domain::DEFAULT_QUEUE.into(),
+                    };
+                    let plan = Plan {
+                        inputs: vec![started],
+                        ..Default::default()
+                    };
+                    let (child, _) = self.transition(
+                        start.execution_id,
+                        &child_scope,
+                        None,
+                        RowWrite::Create(Box::new(new)),
+                        plan,
+                    )?;
+                    children.push(child);
+                }
+                (Vec::new(), timers, children)
+            }
+        };
+        let closed = state.status().is_closed();
+        if closed && let Some((parent_id, key)) = &scope.parent {
+            timers.push(commands::notify_parent(
+                *parent_id,
+                key,
+                &events,
+                state.status(),
+                state.usage(),
+            ));
+        }
+        if let Some(timer_id) = plan.consume_timer {
+            timers.insert(0, TimerOp::Delete { timer_id });
+        }
         let (result, failure) = match events.last() {
             Some(HistoryEvent::ExecutionCompleted { result, .. }) => (Some(result.clone()), None),
             Some(HistoryEvent::ExecutionFailed { failure }) => (None, Some(failure.clone())),
             _ => (None, None),
         };
         let row = RowState {
-            status: state.status,
-            state: serde_json::to_value(&state).map_err(|e| {
+            status: state.status(),
+            state: state.to_json().map_err(|e| {
                 EngineError::Internal(format!("state of {id} does not serialize: {e}"))
             })?,
             result,
             failure,
-            usage: state.usage,
+            usage: state.usage(),
             closed_at: closed.then_some(now),
         };
-        debug_assert!(closed || state.status != ExecutionStatus::Completed);
+        debug_assert!(closed || state.status() != ExecutionStatus::Completed);
         let transition = Transition {
             execution_id: id,
             row_write,
@@ -161,15 +259,30 @@ impl Engine {
             tasks,
             timers,
             now,
+            children,
         };
         Ok((transition, events))
     }
 
-    /// Commits one transition and wakes whoever waits on what it wrote.
-    async fn commit(&self, transition: Transition) -> Result<CommitOutcome, EngineError> {
-        let execution_id = transition.execution_id;
-        let readies_task = commands::readies_task(&transition.tasks);
-        let sets_timer = !transition.timers.is_empty();
+    /// Commits one transition (with its children) and wakes whoever waits on what it wrote.
+    async fn commit(
+        &self,
+        transition: Transition,
+        scope: &Scope,
+    ) -> Result<CommitOutcome, EngineError> {
+        let mut changed = vec![transition.execution_id];
+        if !transition.chunks.is_empty()
+            && let Some((parent_id, _)) = &scope.parent
+        {
+            changed.push(*parent_id);
+        }
+        let mut readies_task = commands::readies_task(&transition.tasks);
+        let mut sets_timer = !transition.timers.is_empty();
+        for child in &transition.children {
+            changed.push(child.execution_id);
+            readies_task |= commands::readies_task(&child.tasks);
+            sets_timer |= !child.timers.is_empty();
+        }
         let outcome = self.committer.commit(transition).await?;
         if outcome == CommitOutcome::Committed {
             if readies_task {
@@ -178,7 +291,9 @@ impl Engine {
             if sets_timer {
                 self.notifier.deadline_added();
             }
-            self.notifier.execution_changed(execution_id);
+            for id in changed {
+                self.notifier.execution_changed(id);
+            }
         }
         Ok(outcome)
     }

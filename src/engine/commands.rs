@@ -1,7 +1,9 @@
 //! Performing commands: the task and timer rows each history event implies.
 
-use crate::domain::{HistoryEvent, Millis, TimerPurpose, Turn};
-use crate::machine::AgentState;
+use uuid::Uuid;
+
+use crate::domain::{AgentSpec, ExecutionStatus, HistoryEvent, Millis, TimerPurpose, Turn, Usage};
+use crate::machine::{AgentState, TeamState};
 use crate::store::{NewTask, TaskOp, TimerOp};
 
 /// The task and timer changes that `events` (inputs and commands of one transition) imply, in
@@ -91,7 +93,13 @@ pub(crate) fn rows_for(
                 tasks.push(TaskOp::DeleteAll);
                 timers.push(TimerOp::DeleteAll);
             }
-            E::ExecutionStarted { .. } | E::ActivityStarted { .. } | E::CancelRequested { .. } => {}
+            E::ExecutionStarted { .. }
+            | E::ActivityStarted { .. }
+            | E::CancelRequested { .. }
+            | E::TeamStarted { .. }
+            | E::ChildScheduled { .. }
+            | E::ChildCancelRequested { .. }
+            | E::ChildClosed { .. } => {}
         }
     }
     (tasks, timers)
@@ -102,4 +110,104 @@ pub(crate) fn readies_task(tasks: &[TaskOp]) -> bool {
     tasks
         .iter()
         .any(|op| matches!(op, TaskOp::Insert(_) | TaskOp::Reschedule { .. }))
+}
+
+/// A child execution a team transition starts.
+pub(crate) struct ChildStart {
+    /// Its id, derived from the parent's id and the key.
+    pub execution_id: Uuid,
+    /// Its key in the team.
+    pub key: String,
+    /// The member's agent, as the team recorded it at start.
+    pub agent: AgentSpec,
+    /// Its prompt.
+    pub prompt: String,
+}
+
+/// The id of a team's child: a UUIDv7 with the parent's timestamp and bits from a hash of the
+/// parent id and the key, so the same command always names the same child.
+pub(crate) fn child_id(parent: Uuid, key: &str) -> Uuid {
+    let millis = parent
+        .get_timestamp()
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs * 1000 + u64::from(nanos) / 1_000_000
+        })
+        .unwrap_or(0);
+    let a = crate::domain::stable_hash(&format!("{parent}/{key}")).to_be_bytes();
+    let b = crate::domain::stable_hash(&format!("{key}/{parent}")).to_be_bytes();
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&a);
+    random[8..].copy_from_slice(&b[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// What a team transition's events imply: inbox rows asking children to stop, and the children
+/// to start.
+pub(crate) fn team_rows_for(
+    id: Uuid,
+    state: &TeamState,
+    events: &[HistoryEvent],
+) -> (Vec<TimerOp>, Vec<ChildStart>) {
+    let mut timers = Vec::new();
+    let mut starts = Vec::new();
+    for event in events {
+        match event {
+            HistoryEvent::ChildScheduled { key, slot, prompt } => {
+                if let Some(member) = state.member(slot) {
+                    starts.push(ChildStart {
+                        execution_id: child_id(id, key),
+                        key: key.clone(),
+                        agent: member.agent.clone(),
+                        prompt: prompt.clone(),
+                    });
+                }
+            }
+            HistoryEvent::ChildCancelRequested { key } => {
+                let reason = state
+                    .cancel_reason
+                    .clone()
+                    .unwrap_or_else(|| "the team is closing".into());
+                timers.push(TimerOp::Inbox {
+                    execution_id: child_id(id, key),
+                    timer_id: "inbox-cancel".into(),
+                    payload: serde_json::to_value(HistoryEvent::CancelRequested { reason })
+                        .unwrap_or_default(),
+                });
+            }
+            HistoryEvent::ExecutionCompleted { .. }
+            | HistoryEvent::ExecutionFailed { .. }
+            | HistoryEvent::ExecutionCanceled { .. } => timers.push(TimerOp::DeleteAll),
+            _ => {}
+        }
+    }
+    (timers, starts)
+}
+
+/// The inbox row that tells a parent its child closed, written in the child's closing
+/// transition.
+pub(crate) fn notify_parent(
+    parent_id: Uuid,
+    key: &str,
+    events: &[HistoryEvent],
+    status: ExecutionStatus,
+    usage: Usage,
+) -> TimerOp {
+    let (result, failure) = match events.last() {
+        Some(HistoryEvent::ExecutionCompleted { result, .. }) => (Some(result.clone()), None),
+        Some(HistoryEvent::ExecutionFailed { failure }) => (None, Some(failure.clone())),
+        _ => (None, None),
+    };
+    let closed = HistoryEvent::ChildClosed {
+        key: key.to_string(),
+        status,
+        result,
+        failure,
+        usage,
+    };
+    TimerOp::Inbox {
+        execution_id: parent_id,
+        timer_id: format!("inbox-child-{key}"),
+        payload: serde_json::to_value(closed).unwrap_or_default(),
+    }
 }

@@ -12,6 +12,7 @@ mod commands;
 mod commit;
 mod notify;
 mod sweeper;
+mod team;
 mod worker_side;
 mod workers;
 
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, RetryPolicy, Timeouts};
-use crate::machine::{AgentState, MachineContext};
+use crate::machine::{ExecutionState, MachineContext};
 use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError};
 
 pub use crate::domain::DEFAULT_QUEUE;
@@ -72,8 +73,10 @@ pub struct EngineOptions {
 pub struct StartRequest {
     /// Namespace.
     pub namespace: String,
-    /// The agent.
+    /// The agent (or `team`).
     pub agent: Option<AgentKey>,
+    /// The team (or `agent`).
+    pub team: Option<AgentKey>,
     /// One prompt per turn (at least one).
     pub prompts: Vec<String>,
     /// Idempotency key.
@@ -147,6 +150,9 @@ impl Engine {
         {
             return Ok((id, false));
         }
+        if let Some(team) = req.team.clone() {
+            return self.start_team(req, team).await;
+        }
         let key = req.agent.clone().ok_or_else(|| {
             EngineError::InvalidArgument("agent is required: give its name or id".into())
         })?;
@@ -200,6 +206,8 @@ impl Engine {
             root_id: id,
             retry_of: None,
             request_id: req.request_id.clone(),
+            team_id: None,
+            child_key: None,
             labels: req.labels.clone(),
         };
         let applied = self.apply_new(id, new, vec![started]).await?;
@@ -219,8 +227,8 @@ impl Engine {
                     record.status.as_str()
                 )));
             }
-            let state = agent_state(&record)?;
-            if state.cancel_reason.is_some() {
+            let state = execution_state(&record)?;
+            if state.cancel_requested() {
                 return Ok(record);
             }
             let mut inputs = vec![HistoryEvent::CancelRequested {
@@ -228,7 +236,8 @@ impl Engine {
             }];
             let mut fences = Vec::new();
             // An attempt no worker has claimed yet is cancelled on the spot.
-            if let Some(activity) = &state.activity
+            if let ExecutionState::Agent(agent) = &state
+                && let Some(activity) = &agent.activity
                 && activity.phase == crate::machine::ActivityPhase::Scheduled
             {
                 let task = self.store.get_task(id, &activity.activity_id).await?;
@@ -264,8 +273,8 @@ impl Engine {
 }
 
 /// The machine state stored with an execution row.
-pub(crate) fn agent_state(record: &ExecutionRecord) -> Result<AgentState, EngineError> {
-    serde_json::from_value(record.state.clone()).map_err(|e| {
+pub(crate) fn execution_state(record: &ExecutionRecord) -> Result<ExecutionState, EngineError> {
+    ExecutionState::from_json(record.kind, &record.state).map_err(|e| {
         EngineError::Internal(format!(
             "execution {} has an unreadable state: {e}",
             record.id

@@ -82,6 +82,9 @@ impl Engine {
     }
 
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
+        if timer.kind == "inbox" {
+            return self.deliver(timer).await;
+        }
         let result = self
             .apply_with(timer.execution_id, |_, _| {
                 Ok(Some(Plan {
@@ -96,6 +99,49 @@ impl Engine {
             })
             .await;
         settle(result)
+    }
+
+    /// Delivers an input another execution sent (a child's close to its parent, a parent's
+    /// cancel to its child), exactly once: the inbox row is the fence and is deleted with it.
+    async fn deliver(&self, timer: &TimerRecord) -> Result<(), EngineError> {
+        let input: HistoryEvent = serde_json::from_value(timer.payload.clone()).map_err(|e| {
+            EngineError::Internal(format!(
+                "inbox {} of {} is unreadable: {e}",
+                timer.timer_id, timer.execution_id
+            ))
+        })?;
+        let delivered = match input {
+            // A cancel goes through `cancel`, which also stops an attempt nobody claimed yet; it is
+            // idempotent, so a crash before the row is deleted only repeats a no-op.
+            HistoryEvent::CancelRequested { reason } => {
+                match self.cancel(timer.execution_id, reason).await {
+                    Ok(_)
+                    | Err(EngineError::FailedPrecondition(_))
+                    | Err(EngineError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            input => settle(
+                self.apply_with(timer.execution_id, |_, _| {
+                    Ok(Some(Plan {
+                        inputs: vec![input.clone()],
+                        fences: vec![Fence::Timer {
+                            timer_id: timer.timer_id.clone(),
+                        }],
+                        consume_timer: Some(timer.timer_id.clone()),
+                        ..Default::default()
+                    }))
+                })
+                .await,
+            ),
+        };
+        delivered?;
+        // Gone already when the transition consumed it; still here when the receiver could not
+        // take the input (it closed meanwhile), which must not be retried forever.
+        self.store
+            .delete_timer(timer.execution_id, &timer.timer_id)
+            .await?;
+        Ok(())
     }
 
     async fn time_out(&self, task: &TaskRecord, now: i64) -> Result<(), EngineError> {

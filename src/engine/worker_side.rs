@@ -185,6 +185,9 @@ impl Engine {
             .ok_or_else(|| stale(lease))?;
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
+            if let Some(parent) = outcome.parent_id {
+                self.notifier.execution_changed(parent);
+            }
         }
         Ok(outcome.cancel_requested)
     }
@@ -247,6 +250,9 @@ impl Engine {
         let chunks = tag(lease, chunks);
         let result = self
             .apply_with(lease.execution_id, |_, state| {
+                let crate::machine::ExecutionState::Agent(state) = state else {
+                    return Err(stale(lease));
+                };
                 let open = state.activity.as_ref().is_some_and(|a| {
                     a.activity_id == lease.activity_id
                         && a.attempt == lease.attempt
@@ -308,6 +314,7 @@ impl Engine {
                     }],
                     chunks: chunks.clone(),
                     checkpoint,
+                    consume_timer: None,
                 }))
             })
             .await;

@@ -169,7 +169,12 @@ impl AgentState {
                 .is_some_and(|a| a.activity_id == id && a.attempt == attempt)
         };
         match event {
-            E::ExecutionStarted { .. } => return Err(invalid(&s)),
+            // Team events never reach an agent execution.
+            E::ExecutionStarted { .. }
+            | E::TeamStarted { .. }
+            | E::ChildScheduled { .. }
+            | E::ChildCancelRequested { .. }
+            | E::ChildClosed { .. } => return Err(invalid(&s)),
             E::ActivityScheduled {
                 activity_id,
                 turn,
@@ -440,7 +445,11 @@ impl AgentState {
             E::ActivityCancelRequested { .. }
             | E::ExecutionCompleted { .. }
             | E::ExecutionFailed { .. }
-            | E::ExecutionCanceled { .. } => {
+            | E::ExecutionCanceled { .. }
+            | E::TeamStarted { .. }
+            | E::ChildScheduled { .. }
+            | E::ChildCancelRequested { .. }
+            | E::ChildClosed { .. } => {
                 return Err(AgentState::invalid(Some(self), input));
             }
         };

@@ -5,13 +5,15 @@
 
 mod agent;
 mod replay;
+mod team;
 
 pub use agent::{ActivityPhase, AgentState, OpenActivity, TurnResult, activity_id_for_turn};
-pub use replay::{Nondeterminism, ReplayError, replay};
+pub use replay::{Nondeterminism, ReplayError, replay, replay_any, replay_as};
+pub use team::{Child, TeamState, result_text};
 
 use uuid::Uuid;
 
-use crate::domain::HistoryEvent;
+use crate::domain::{ExecutionKind, ExecutionStatus, HistoryEvent, Usage};
 
 /// What a machine may know besides the history: the execution it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,142 @@ pub fn step(
     let commands = state.decide(ctx, input)?;
     for command in &commands {
         state = AgentState::apply(Some(state), command)?;
+    }
+    Ok((state, commands))
+}
+
+/// A pure state machine of one execution kind.
+pub trait Machine: Sized + Clone {
+    /// Folds one event (input or command) into the state.
+    fn apply(state: Option<Self>, event: &HistoryEvent) -> Result<Self, InvalidTransition>;
+    /// The commands after `input` was folded into the state.
+    fn decide(
+        &self,
+        ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition>;
+}
+
+impl Machine for AgentState {
+    fn apply(state: Option<Self>, event: &HistoryEvent) -> Result<Self, InvalidTransition> {
+        AgentState::apply(state, event)
+    }
+
+    fn decide(
+        &self,
+        ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+        AgentState::decide(self, ctx, input)
+    }
+}
+
+impl Machine for TeamState {
+    fn apply(state: Option<Self>, event: &HistoryEvent) -> Result<Self, InvalidTransition> {
+        TeamState::apply(state, event)
+    }
+
+    fn decide(
+        &self,
+        _ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+        TeamState::decide(self, input)
+    }
+}
+
+/// The snapshot of an execution of any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutionState {
+    /// An agent execution.
+    Agent(AgentState),
+    /// A team execution.
+    Team(TeamState),
+}
+
+impl Machine for ExecutionState {
+    fn apply(state: Option<Self>, event: &HistoryEvent) -> Result<Self, InvalidTransition> {
+        match state {
+            Some(ExecutionState::Agent(s)) => {
+                AgentState::apply(Some(s), event).map(ExecutionState::Agent)
+            }
+            Some(ExecutionState::Team(s)) => {
+                TeamState::apply(Some(s), event).map(ExecutionState::Team)
+            }
+            None if matches!(event, HistoryEvent::TeamStarted { .. }) => {
+                TeamState::apply(None, event).map(ExecutionState::Team)
+            }
+            None => AgentState::apply(None, event).map(ExecutionState::Agent),
+        }
+    }
+
+    fn decide(
+        &self,
+        ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+        match self {
+            ExecutionState::Agent(s) => s.decide(ctx, input),
+            ExecutionState::Team(s) => s.decide(input),
+        }
+    }
+}
+
+impl ExecutionState {
+    /// Reads a stored snapshot of an execution of `kind`.
+    pub fn from_json(
+        kind: ExecutionKind,
+        value: &serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(match kind {
+            ExecutionKind::Agent => ExecutionState::Agent(serde_json::from_value(value.clone())?),
+            ExecutionKind::Team => ExecutionState::Team(serde_json::from_value(value.clone())?),
+        })
+    }
+
+    /// The snapshot to store.
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            ExecutionState::Agent(s) => serde_json::to_value(s),
+            ExecutionState::Team(s) => serde_json::to_value(s),
+        }
+    }
+
+    /// The execution's status.
+    pub fn status(&self) -> ExecutionStatus {
+        match self {
+            ExecutionState::Agent(s) => s.status,
+            ExecutionState::Team(s) => s.status,
+        }
+    }
+
+    /// Its usage so far.
+    pub fn usage(&self) -> Usage {
+        match self {
+            ExecutionState::Agent(s) => s.usage,
+            ExecutionState::Team(s) => s.usage,
+        }
+    }
+
+    /// Whether a client asked to cancel it.
+    pub fn cancel_requested(&self) -> bool {
+        match self {
+            ExecutionState::Agent(s) => s.cancel_reason.is_some(),
+            ExecutionState::Team(s) => s.cancel_reason.is_some(),
+        }
+    }
+}
+
+/// Applies one input to an execution of any kind: folds it in, asks for commands, folds them in.
+pub fn step_any(
+    ctx: MachineContext,
+    state: Option<ExecutionState>,
+    input: &HistoryEvent,
+) -> Result<(ExecutionState, Vec<HistoryEvent>), InvalidTransition> {
+    let mut state = ExecutionState::apply(state, input)?;
+    let commands = state.decide(ctx, input)?;
+    for command in &commands {
+        state = ExecutionState::apply(Some(state), command)?;
     }
     Ok((state, commands))
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{AgentState, InvalidTransition, MachineContext};
+use super::{AgentState, ExecutionState, InvalidTransition, Machine, MachineContext};
 use crate::domain::HistoryEvent;
 
 /// The current code disagrees with a recorded history.
@@ -38,12 +38,29 @@ fn describe(event: &HistoryEvent) -> String {
     serde_json::to_string(event).unwrap_or_else(|_| event.event_type().to_string())
 }
 
-/// Replays `events` (numbered from 1, in order) and returns the state they lead to.
+/// Replays an agent execution's `events` (numbered from 1, in order) and returns the state they
+/// lead to.
 pub fn replay(
     ctx: MachineContext,
     events: &[HistoryEvent],
 ) -> Result<Option<AgentState>, ReplayError> {
-    let mut state: Option<AgentState> = None;
+    replay_as::<AgentState>(ctx, events)
+}
+
+/// Replays any execution's events; the first event says which machine runs it.
+pub fn replay_any(
+    ctx: MachineContext,
+    events: &[HistoryEvent],
+) -> Result<Option<ExecutionState>, ReplayError> {
+    replay_as::<ExecutionState>(ctx, events)
+}
+
+/// Replays `events` through machine `M`.
+pub fn replay_as<M: Machine>(
+    ctx: MachineContext,
+    events: &[HistoryEvent],
+) -> Result<Option<M>, ReplayError> {
+    let mut state: Option<M> = None;
     let mut expected: std::collections::VecDeque<HistoryEvent> = Default::default();
     for (i, event) in events.iter().enumerate() {
         let seq = i as u64 + 1;
@@ -68,7 +85,7 @@ pub fn replay(
                     .into());
                 }
             }
-            state = Some(AgentState::apply(state, event).map_err(invalid)?);
+            state = Some(M::apply(state, event).map_err(invalid)?);
         } else {
             if let Some(want) = expected.pop_front() {
                 return Err(Nondeterminism {
@@ -78,7 +95,7 @@ pub fn replay(
                 }
                 .into());
             }
-            let next = AgentState::apply(state, event).map_err(invalid)?;
+            let next = M::apply(state, event).map_err(invalid)?;
             expected = next.decide(ctx, event).map_err(invalid)?.into();
             state = Some(next);
         }

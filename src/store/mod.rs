@@ -15,7 +15,7 @@ mod records;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{Agent, Millis};
+use crate::domain::{Agent, Millis, Team};
 
 pub use backend::{Durability, PgStore, SqliteStore, open};
 pub use records::*;
@@ -125,6 +125,24 @@ pub trait Store: Send + Sync + 'static {
     async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError>;
     /// The earliest future moment a timer fires or a deadline passes, if any.
     async fn next_deadline(&self) -> Result<Option<Millis>, StoreError>;
+    /// Deletes one timer (an inbox input its receiver can no longer take).
+    async fn delete_timer(&self, execution_id: Uuid, timer_id: &str) -> Result<(), StoreError>;
+
+    /// Inserts a team with its members; `AlreadyExists` when an active team has its name.
+    async fn insert_team(&self, team: &Team) -> Result<(), StoreError>;
+    /// Overwrites a team's strategy, configuration, status and members.
+    async fn update_team(&self, team: &Team) -> Result<(), StoreError>;
+    /// One team by id or by active name, with its members in order.
+    async fn get_team(&self, namespace: &str, key: &AgentKey) -> Result<Option<Team>, StoreError>;
+    /// Teams of a namespace ordered by id, after `after`.
+    async fn list_teams(
+        &self,
+        namespace: &str,
+        include_archived: bool,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Team>, StoreError>;
+
     /// Rows in `table` (for tests and operators: "bad input writes nothing").
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
 

@@ -36,6 +36,10 @@ pub struct ExecutionRecord {
     pub retry_of: Option<Uuid>,
     /// The client's idempotency key.
     pub request_id: Option<String>,
+    /// The team it runs (team executions).
+    pub team_id: Option<Uuid>,
+    /// Its key within its parent (child executions).
+    pub child_key: Option<String>,
     /// Labels set at start.
     pub labels: BTreeMap<String, String>,
     /// The machine's snapshot.
@@ -75,6 +79,10 @@ pub struct NewExecution {
     pub retry_of: Option<Uuid>,
     /// Idempotency key.
     pub request_id: Option<String>,
+    /// The team (team executions).
+    pub team_id: Option<Uuid>,
+    /// Its key within its parent (child executions).
+    pub child_key: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -224,6 +232,17 @@ pub enum TimerOp {
     },
     /// The execution closed: no timer of it stays.
     DeleteAll,
+    /// Deliver an input to another execution (a parent or a child): a timer row on *that*
+    /// execution, due now, whose payload is the input. Written in this transition's transaction;
+    /// the sweeper applies it, fenced by the row, exactly once.
+    Inbox {
+        /// The receiving execution.
+        execution_id: Uuid,
+        /// Unique within the receiver.
+        timer_id: String,
+        /// The input (a history event).
+        payload: serde_json::Value,
+    },
 }
 
 /// Everything one transition of one execution writes. See [`super::Store::commit`].
@@ -247,6 +266,8 @@ pub struct Transition {
     pub timers: Vec<TimerOp>,
     /// The transition's time (event and chunk `created_at`).
     pub now: Millis,
+    /// Child executions this transition starts, created in the same transaction.
+    pub children: Vec<Transition>,
 }
 
 /// How one transition of a commit ended.
@@ -311,6 +332,10 @@ pub struct StoredChunk {
     pub data: serde_json::Value,
     /// When it was written.
     pub created_at: Millis,
+    /// For a team's output: the child that produced it.
+    pub source_id: Option<Uuid>,
+    /// For a team's output: that child's key.
+    pub source_key: Option<String>,
 }
 
 /// A task row.
@@ -391,6 +416,8 @@ pub struct ProgressOutcome {
     pub cancel_requested: bool,
     /// The seq of the last chunk written (0 if none so far).
     pub output_seq: u64,
+    /// The execution's parent, whose output also received the chunks.
+    pub parent_id: Option<Uuid>,
 }
 
 /// A timer row.
@@ -402,6 +429,10 @@ pub struct TimerRecord {
     pub timer_id: String,
     /// When it fires.
     pub fire_at: Millis,
+    /// `retry_activity`, or `inbox` for an input delivered from another execution.
+    pub kind: String,
+    /// For `inbox`: the input.
+    pub payload: serde_json::Value,
 }
 
 /// A worker as its poll announces it; upserted into `workers`.

@@ -68,6 +68,8 @@ pub fn new_execution(id: Uuid) -> NewExecution {
         root_id: id,
         retry_of: None,
         request_id: None,
+        team_id: None,
+        child_key: None,
         labels: BTreeMap::new(),
     }
 }
@@ -84,6 +86,7 @@ pub fn create_from(id: Uuid, new: NewExecution) -> Transition {
         tasks: vec![],
         timers: vec![],
         now: T0,
+        children: vec![],
     }
 }
 
@@ -104,6 +107,7 @@ pub fn advance(id: Uuid, expected_next_seq: u64) -> Transition {
         tasks: vec![],
         timers: vec![],
         now: T0,
+        children: vec![],
     }
 }
 

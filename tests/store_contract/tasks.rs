@@ -202,7 +202,8 @@ async fn progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_le
         outcome,
         Some(ProgressOutcome {
             cancel_requested: false,
-            output_seq: 2
+            output_seq: 2,
+            parent_id: None
         })
     );
     let t = store.get_task(id, "turn-1").await.unwrap().unwrap();
@@ -256,7 +257,8 @@ async fn progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_le
         outcome,
         Some(ProgressOutcome {
             cancel_requested: true,
-            output_seq: 3
+            output_seq: 3,
+            parent_id: None
         })
     );
 }

@@ -10,7 +10,7 @@ macro_rules! execution_columns {
     () => {
         "id, namespace, kind, agent_id, runtime, status, input, result, failure, \
      parent_id, root_id, retry_of, request_id, state, next_seq, output_seq, input_tokens, output_tokens, \
-     cost_usd, tool_calls, created_at, started_at, closed_at"
+     cost_usd, tool_calls, created_at, started_at, closed_at, team_id, child_key"
     };
 }
 
@@ -40,6 +40,8 @@ pub(super) const TABLES: &[&str] = &[
     "timers",
     "output_chunks",
     "workers",
+    "teams",
+    "team_members",
 ];
 
 macro_rules! sql_store {
@@ -55,7 +57,7 @@ macro_rules! sql_store {
 
             use $crate::domain::{
                 Agent, AgentStatus, ExecutionKind, ExecutionStatus, Failure, HistoryEvent, Millis,
-                Usage,
+                Team, TeamConfig, TeamMember, TeamStrategy, Usage,
             };
             use $crate::store::backend::sql_store::TABLES;
             use $crate::store::{
@@ -113,6 +115,8 @@ macro_rules! sql_store {
                     root_id: row.try_get("root_id")?,
                     retry_of: row.try_get("retry_of")?,
                     request_id: row.try_get("request_id")?,
+                    team_id: row.try_get("team_id")?,
+                    child_key: row.try_get("child_key")?,
                     labels: BTreeMap::new(),
                     state: row.try_get::<Json<serde_json::Value>, _>("state")?.0,
                     next_seq: row.try_get::<i64, _>("next_seq")? as u64,
@@ -152,26 +156,57 @@ macro_rules! sql_store {
                 })
             }
 
-            /// Appends chunks after the execution's last output seq; returns the new last seq.
+            /// Appends chunks after the execution's last output seq; returns the new last seq and
+            /// the execution's parent. A child's chunks are appended to its parent's output too,
+            /// tagged with the child, so a team's stream interleaves its children's.
             async fn append_chunks(
                 tx: &mut Tx<'_>,
                 execution_id: Uuid,
                 chunks: &[NewChunk],
                 now: Millis,
-            ) -> Result<u64, StoreError> {
-                let last: i64 = sqlx::query_scalar(
-                    "UPDATE executions SET output_seq = output_seq + $2 WHERE id = $1 RETURNING output_seq",
+            ) -> Result<(u64, Option<Uuid>), StoreError> {
+                let row = sqlx::query(
+                    "UPDATE executions SET output_seq = output_seq + $2 WHERE id = $1 \
+                     RETURNING output_seq, parent_id, child_key",
                 )
                 .bind(execution_id)
                 .bind(chunks.len() as i64)
                 .fetch_one(&mut **tx)
                 .await?;
+                let last: i64 = row.try_get("output_seq")?;
+                let parent_id: Option<Uuid> = row.try_get("parent_id")?;
+                let child_key: Option<String> = row.try_get("child_key")?;
                 if chunks.is_empty() {
-                    return Ok(last as u64);
+                    return Ok((last as u64, parent_id));
                 }
+                insert_chunks(tx, execution_id, last, chunks, None, now).await?;
+                if let Some(parent_id) = parent_id {
+                    let parent_last: i64 = sqlx::query_scalar(
+                        "UPDATE executions SET output_seq = output_seq + $2 WHERE id = $1 RETURNING output_seq",
+                    )
+                    .bind(parent_id)
+                    .bind(chunks.len() as i64)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let source = (execution_id, child_key.unwrap_or_default());
+                    insert_chunks(tx, parent_id, parent_last, chunks, Some(&source), now).await?;
+                }
+                Ok((last as u64, parent_id))
+            }
+
+            /// Inserts chunks ending at seq `last`.
+            async fn insert_chunks(
+                tx: &mut Tx<'_>,
+                execution_id: Uuid,
+                last: i64,
+                chunks: &[NewChunk],
+                source: Option<&(Uuid, String)>,
+                now: Millis,
+            ) -> Result<(), StoreError> {
                 let first = last - chunks.len() as i64 + 1;
                 let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at) ",
+                    "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at, \
+                     source_id, source_key) ",
                 );
                 insert.push_values(chunks.iter().enumerate(), |mut b, (i, chunk)| {
                     b.push_bind(execution_id)
@@ -180,10 +215,12 @@ macro_rules! sql_store {
                         .push_bind(i64::from(chunk.attempt))
                         .push_bind(chunk.kind.clone())
                         .push_bind(Json(chunk.data.clone()))
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(source.map(|s| s.0))
+                        .push_bind(source.map(|s| s.1.clone()));
                 });
                 insert.build().execute(&mut **tx).await?;
-                Ok(last as u64)
+                Ok(())
             }
 
             /// Checks a fence, taking the row lock where the dialect has one.
@@ -270,8 +307,8 @@ macro_rules! sql_store {
                     RowWrite::Create(new) => {
                         let inserted = sqlx::query(
                             "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, \
-                             parent_id, root_id, retry_of, request_id, state, next_seq, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13) \
+                             parent_id, root_id, retry_of, request_id, state, next_seq, created_at, team_id, child_key) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14, $15) \
                              ON CONFLICT DO NOTHING",
                         )
                         .bind(t.execution_id)
@@ -287,6 +324,8 @@ macro_rules! sql_store {
                         .bind(&new.request_id)
                         .bind(Json(&t.row.state))
                         .bind(t.now)
+                        .bind(new.team_id)
+                        .bind(&new.child_key)
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
@@ -367,7 +406,18 @@ macro_rules! sql_store {
                     write_task_op(tx, t.execution_id, op, t.now).await?;
                 }
                 for op in &t.timers {
-                    write_timer_op(tx, t.execution_id, op).await?;
+                    write_timer_op(tx, t.execution_id, op, t.now).await?;
+                }
+                for child in &t.children {
+                    // Children are new rows with fresh ids: anything but Committed is a bug, and
+                    // failing the whole transaction keeps parent and children together.
+                    let outcome = Box::pin(write_transition(tx, child)).await?;
+                    if outcome != CommitOutcome::Committed {
+                        return Err(StoreError::Corrupt(format!(
+                            "child execution {} of {} could not be created: {outcome:?}",
+                            child.execution_id, t.execution_id
+                        )));
+                    }
                 }
                 Ok(CommitOutcome::Committed)
             }
@@ -450,8 +500,20 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn write_timer_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TimerOp) -> Result<(), StoreError> {
+            async fn write_timer_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TimerOp, now: Millis) -> Result<(), StoreError> {
                 match op {
+                    TimerOp::Inbox { execution_id: receiver, timer_id, payload } => {
+                        sqlx::query(
+                            "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
+                             VALUES ($1, $2, $3, 'inbox', $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(*receiver)
+                        .bind(timer_id)
+                        .bind(now)
+                        .bind(Json(payload))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
                     TimerOp::Insert { timer_id, fire_at, kind, payload } => {
                         sqlx::query(
                             "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) VALUES ($1, $2, $3, $4, $5)",
@@ -481,7 +543,59 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            fn team_from_row(row: &DbRow) -> Result<Team, StoreError> {
+                let status: String = row.try_get("status")?;
+                let strategy: String = row.try_get("strategy")?;
+                Ok(Team {
+                    id: row.try_get("id")?,
+                    namespace: row.try_get("namespace")?,
+                    name: row.try_get("name")?,
+                    strategy: TeamStrategy::parse(&strategy).ok_or_else(|| corrupt("team strategy", &strategy))?,
+                    members: Vec::new(),
+                    config: row
+                        .try_get::<Json<TeamConfig>, _>("configuration")
+                        .map_err(|e| corrupt("team configuration", e))?
+                        .0,
+                    status: AgentStatus::parse(&status).ok_or_else(|| corrupt("team status", &status))?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            async fn write_members(tx: &mut Tx<'_>, team: &Team) -> Result<(), StoreError> {
+                if team.members.is_empty() {
+                    return Ok(());
+                }
+                let mut insert = QueryBuilder::<Db>::new("INSERT INTO team_members (team_id, position, agent_id, role) ");
+                insert.push_values(team.members.iter().enumerate(), |mut b, (i, m)| {
+                    b.push_bind(team.id).push_bind(i as i64).push_bind(m.agent_id).push_bind(m.role.clone());
+                });
+                insert.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
             impl $store {
+                async fn load_members(&self, teams: &mut [Team]) -> Result<(), StoreError> {
+                    if teams.is_empty() {
+                        return Ok(());
+                    }
+                    let mut query = QueryBuilder::<Db>::new(
+                        "SELECT team_id, agent_id, role FROM team_members WHERE team_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for team in teams.iter() {
+                        ids.push_bind(team.id);
+                    }
+                    query.push(") ORDER BY team_id, position");
+                    for row in query.build().fetch_all(&self.read).await? {
+                        let team_id: Uuid = row.try_get("team_id")?;
+                        if let Some(team) = teams.iter_mut().find(|t| t.id == team_id) {
+                            team.members.push(TeamMember { agent_id: row.try_get("agent_id")?, role: row.try_get("role")? });
+                        }
+                    }
+                    Ok(())
+                }
+
                 async fn load_labels(&self, records: &mut [ExecutionRecord]) -> Result<(), StoreError> {
                     if records.is_empty() {
                         return Ok(());
@@ -730,8 +844,8 @@ macro_rules! sql_store {
 
                 async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT seq, activity_id, attempt, kind, data, created_at FROM output_chunks \
-                         WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                        "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key \
+                         FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )
                     .bind(id)
                     .bind(after_seq as i64)
@@ -748,6 +862,8 @@ macro_rules! sql_store {
                                 kind: row.try_get("kind")?,
                                 data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
                                 created_at: row.try_get("created_at")?,
+                                source_id: row.try_get("source_id")?,
+                                source_key: row.try_get("source_key")?,
                             })
                         })
                         .collect()
@@ -835,14 +951,17 @@ macro_rules! sql_store {
                     let Some(cancel_requested) = cancel_requested else {
                         return Ok(None);
                     };
-                    let output_seq = append_chunks(&mut tx, p.execution_id, &p.chunks, p.now).await?;
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, &p.chunks, p.now).await?;
                     if !p.chunks.is_empty() {
                         let mut notes = Notes::default();
                         notes.execution(p.execution_id);
+                        if let Some(parent_id) = parent_id {
+                            notes.execution(parent_id);
+                        }
                         $notify(&mut tx, &notes).await?;
                     }
                     tx.commit().await?;
-                    Ok(Some(ProgressOutcome { cancel_requested, output_seq }))
+                    Ok(Some(ProgressOutcome { cancel_requested, output_seq, parent_id }))
                 }
 
                 async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
@@ -860,7 +979,8 @@ macro_rules! sql_store {
 
                 async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT execution_id, timer_id, fire_at FROM timers WHERE fire_at <= $1 ORDER BY fire_at LIMIT $2",
+                        "SELECT execution_id, timer_id, fire_at, kind, payload FROM timers WHERE fire_at <= $1 \
+                         ORDER BY fire_at LIMIT $2",
                     )
                     .bind(now)
                     .bind(i64::from(limit))
@@ -872,6 +992,8 @@ macro_rules! sql_store {
                                 execution_id: row.try_get("execution_id")?,
                                 timer_id: row.try_get("timer_id")?,
                                 fire_at: row.try_get("fire_at")?,
+                                kind: row.try_get("kind")?,
+                                payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
                             })
                         })
                         .collect()
@@ -921,10 +1043,13 @@ macro_rules! sql_store {
                     .bind(r.checkpoint.as_ref().map(Json))
                     .execute(&mut *tx)
                     .await?;
-                    append_chunks(&mut tx, r.execution_id, &r.chunks, r.now).await?;
+                    let (_, parent_id) = append_chunks(&mut tx, r.execution_id, &r.chunks, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
                     notes.execution(r.execution_id);
+                    if let Some(parent_id) = parent_id {
+                        notes.execution(parent_id);
+                    }
                     $notify(&mut tx, &notes).await?;
                     tx.commit().await?;
                     Ok(Some(ReleaseOutcome::Released))
@@ -982,6 +1107,114 @@ macro_rules! sql_store {
 
                 async fn changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
                     $changes(self).await
+                }
+
+                async fn delete_timer(&self, execution_id: Uuid, timer_id: &str) -> Result<(), StoreError> {
+                    sqlx::query("DELETE FROM timers WHERE execution_id = $1 AND timer_id = $2")
+                        .bind(execution_id)
+                        .bind(timer_id)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO teams (id, namespace, name, strategy, configuration, status, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(team.id)
+                    .bind(&team.namespace)
+                    .bind(&team.name)
+                    .bind(team.strategy.as_str())
+                    .bind(Json(&team.config))
+                    .bind(team.status.as_str())
+                    .bind(team.created_at)
+                    .bind(team.updated_at)
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted {
+                        Err(e) if is_unique_violation(&e) => {
+                            return Err(StoreError::AlreadyExists(format!(
+                                "an active team named `{}` already exists in namespace `{}`",
+                                team.name, team.namespace
+                            )));
+                        }
+                        other => other?,
+                    };
+                    write_members(&mut tx, team).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn update_team(&self, team: &Team) -> Result<(), StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    sqlx::query(
+                        "UPDATE teams SET strategy = $2, configuration = $3, status = $4, updated_at = $5 WHERE id = $1",
+                    )
+                    .bind(team.id)
+                    .bind(team.strategy.as_str())
+                    .bind(Json(&team.config))
+                    .bind(team.status.as_str())
+                    .bind(team.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM team_members WHERE team_id = $1").bind(team.id).execute(&mut *tx).await?;
+                    write_members(&mut tx, team).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn get_team(&self, namespace: &str, key: &AgentKey) -> Result<Option<Team>, StoreError> {
+                    let row = match key {
+                        AgentKey::Id(id) => sqlx::query(
+                            "SELECT id, namespace, name, strategy, configuration, status, created_at, updated_at \
+                             FROM teams WHERE namespace = $1 AND id = $2",
+                        )
+                        .bind(namespace)
+                        .bind(*id)
+                        .fetch_optional(&self.read)
+                        .await?,
+                        AgentKey::Name(name) => sqlx::query(
+                            "SELECT id, namespace, name, strategy, configuration, status, created_at, updated_at \
+                             FROM teams WHERE namespace = $1 AND name = $2 AND status = 'active'",
+                        )
+                        .bind(namespace)
+                        .bind(name)
+                        .fetch_optional(&self.read)
+                        .await?,
+                    };
+                    let Some(row) = row else { return Ok(None) };
+                    let mut teams = [team_from_row(&row)?];
+                    self.load_members(&mut teams).await?;
+                    let [team] = teams;
+                    Ok(Some(team))
+                }
+
+                async fn list_teams(
+                    &self,
+                    namespace: &str,
+                    include_archived: bool,
+                    after: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<Vec<Team>, StoreError> {
+                    let mut query = QueryBuilder::<Db>::new(
+                        "SELECT id, namespace, name, strategy, configuration, status, created_at, updated_at \
+                         FROM teams WHERE namespace = ",
+                    );
+                    query.push_bind(namespace.to_string());
+                    if !include_archived {
+                        query.push(" AND status = 'active'");
+                    }
+                    if let Some(after) = after {
+                        query.push(" AND id > ").push_bind(after);
+                    }
+                    query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                    let rows = query.build().fetch_all(&self.read).await?;
+                    let mut teams = rows.iter().map(team_from_row).collect::<Result<Vec<_>, _>>()?;
+                    self.load_members(&mut teams).await?;
+                    Ok(teams)
                 }
 
                 async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
