@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState, Limits};
+use crate::api::{self, ApiState, Limits, Security};
 use crate::clock::SystemClock;
 use crate::engine::{Engine, EngineOptions, Sweeper, SweeperOptions};
 use crate::runtime::{RuntimeRegistry, RuntimeSettings};
@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub limits: Limits,
     /// Engine defaults.
     pub engine: EngineOptions,
+    /// TLS and bearer tokens of the gRPC port (off by default).
+    pub security: Security,
 }
 
 impl NodeOptions {
@@ -54,6 +56,7 @@ impl NodeOptions {
             cancel_grace: std::time::Duration::from_secs(5),
             limits: Limits::default(),
             engine: EngineOptions::default(),
+            security: Security::default(),
         }
     }
 }
@@ -113,13 +116,17 @@ impl Node {
             engine: engine.clone(),
             runtimes: runtimes.clone(),
             limits: options.limits.clone(),
+            shutdown: shutdown.clone(),
         });
         let server_shutdown = shutdown.clone();
+        let security = options.security.clone();
         tasks.spawn(async move {
-            if let Err(e) = api::serve(listener, state, server_shutdown).await {
+            if let Err(e) = api::serve(listener, state, security, server_shutdown).await {
                 tracing::error!(error = %e, "gRPC server failed");
             }
         });
+        // Wake-ups for changes committed through other servers (PostgreSQL only).
+        tasks.spawn(engine.clone().follow_changes(shutdown.clone()));
         tasks.spawn(Sweeper::new(engine.clone(), SweeperOptions::default()).run(shutdown.clone()));
 
         if options.worker_concurrency > 0 {

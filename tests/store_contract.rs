@@ -18,6 +18,8 @@ mod agents;
 mod attempts;
 #[path = "store_contract/commit.rs"]
 mod commit;
+#[path = "store_contract/fleet.rs"]
+mod fleet;
 #[path = "store_contract/list.rs"]
 mod list;
 #[path = "store_contract/support.rs"]

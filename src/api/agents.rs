@@ -169,7 +169,12 @@ impl AgentService for Agents {
         &self,
         _request: Request<pb::ListRuntimesRequest>,
     ) -> Result<Response<pb::ListRuntimesResponse>, Status> {
-        let workers = self.state.engine.workers().snapshot();
+        // Workers of every server (the `workers` table), not only those polling this one.
+        let engine = &self.state.engine;
+        let workers = engine
+            .store()
+            .list_workers(engine.now() - crate::engine::CONNECTED_WITHIN_MS)
+            .await?;
         let runtimes = self
             .state
             .runtimes

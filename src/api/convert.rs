@@ -197,6 +197,7 @@ pub(crate) fn execution(
         activity,
         history_length: record.next_seq.saturating_sub(1),
         output_length: record.output_seq,
+        queue: state.as_ref().map(|s| s.queue.clone()).unwrap_or_default(),
         team_id: id_string(record.team_id),
         child_key: record.child_key.clone().unwrap_or_default(),
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
 use super::{ApiState, convert, pb, retry, validate};
 use crate::domain::ExecutionStatus;
-use crate::engine::{Engine, RETRY_REQUEST_PREFIX, StartRequest, Watch};
+use crate::engine::{CONNECTED_WITHIN_MS, Engine, RETRY_REQUEST_PREFIX, StartRequest, Watch};
 use crate::machine::AgentState;
 use crate::store::{AgentKey, ExecutionFilter};
 
@@ -40,13 +41,33 @@ impl Executions {
             Some(activity_id) => engine.store().get_task(id, &activity_id).await?,
             None => None,
         };
-        Ok(convert::execution(&record, task.as_ref(), engine.now()))
+        let mut view = convert::execution(&record, task.as_ref(), engine.now());
+        if let (Some(task), Some(activity)) = (&task, view.activity.as_mut())
+            && task.status == "ready"
+        {
+            // Say why it waits when nobody can take it: the fleet lacks the runtime or queue.
+            let since = engine.now() - CONNECTED_WITHIN_MS;
+            let workers = engine.store().list_workers(since).await?;
+            let can_run = workers
+                .iter()
+                .any(|w| w.queue == task.queue && w.runtimes.contains(&task.runtime));
+            if !can_run {
+                activity.state.push_str(&format!(
+                    ": no connected worker offers runtime `{}` on queue `{}`",
+                    task.runtime, task.queue
+                ));
+            }
+        }
+        Ok(view)
     }
 }
 
 /// The stream type of `StreamExecution`.
 pub type OutputStream =
     Pin<Box<dyn Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send>>;
+
+/// How long an output stream waits without a wake-up before it looks again anyway.
+const FOLLOW_SAFETY_NET: Duration = Duration::from_secs(10);
 
 /// How many chunks one read of the output takes.
 const OUTPUT_PAGE: u32 = 512;
@@ -63,6 +84,11 @@ impl ExecutionService for Executions {
             (true, false) => (None, Some(validate::agent_key(&r.team)?)),
             _ => (Some(validate::agent_key(&r.agent)?), None),
         };
+        if team.is_some() && !r.queue.is_empty() {
+            return Err(invalid(
+                "queue applies to agent executions; a team's children run on the default queue",
+            ));
+        }
         let start = StartRequest {
             namespace: validate::namespace(&r.namespace)?,
             agent,
@@ -83,6 +109,7 @@ impl ExecutionService for Executions {
             labels: validate::labels(&r.labels)?,
             retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
+            queue: validate::queue("queue", &r.queue)?,
         };
         let (id, created) = self.state.engine.start(start).await?;
         Ok(Response::new(pb::StartExecutionResponse {
@@ -198,7 +225,8 @@ impl ExecutionService for Executions {
         engine.execution(id).await?;
         let changes = engine.notifier().watch(id);
         let (tx, rx) = mpsc::channel(OUTPUT_PAGE as usize);
-        tokio::spawn(follow(engine, id, r.after_seq, changes, tx));
+        let shutdown = self.state.shutdown.clone();
+        tokio::spawn(follow(engine, id, r.after_seq, changes, tx, shutdown));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -248,13 +276,15 @@ impl ExecutionService for Executions {
 }
 
 /// Sends an execution's output after `after` to `tx`, live, until the execution has closed and
-/// every chunk was sent; then sends the closed execution.
+/// every chunk was sent; then sends the closed execution. When the server shuts down first, the
+/// stream ends with `UNAVAILABLE`, and the client resumes elsewhere after the last seq it got.
 async fn follow(
     engine: Arc<Engine>,
     id: Uuid,
     mut after: u64,
     changes: Watch,
     tx: mpsc::Sender<Result<pb::StreamExecutionResponse, Status>>,
+    shutdown: CancellationToken,
 ) {
     use pb::stream_execution_response::Event;
     loop {
@@ -302,12 +332,19 @@ async fn follow(
                 .await;
             return;
         }
-        // Wait for a change to this execution. The timeout covers changes written by other
-        // servers, which this server's notifier does not see.
+        // Wait for a change to this execution, committed through this server or (through the
+        // store's change feed) any other. The timeout is only a safety net.
         tokio::select! {
             _ = changed => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(FOLLOW_SAFETY_NET) => {}
             _ = tx.closed() => return,
+            _ = shutdown.cancelled() => {
+                let status = Status::unavailable(format!(
+                    "the server is shutting down; resume the stream elsewhere with after_seq = {after}"
+                ));
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
         }
     }
 }

@@ -4,12 +4,15 @@
 //! here, before anything is written, with a message that says what to fix.
 
 mod agents;
+pub mod auth;
+pub mod client;
 mod convert;
 mod error;
 mod executions;
 mod retry;
 mod teams;
 mod validate;
+mod worker_client;
 mod workers;
 
 use std::sync::Arc;
@@ -20,10 +23,13 @@ use crate::engine::Engine;
 use crate::runtime::RuntimeRegistry;
 
 pub use agents::Agents;
+pub use auth::{AuthLayer, TokenKind, Tokens};
+pub use client::{AuthChannel, ConnectError, ConnectOptions};
 pub use executions::Executions;
 pub use retry::replay_response;
 pub use teams::Teams;
 pub use validate::Limits;
+pub use worker_client::WorkerClient;
 pub use workers::Workers;
 
 /// Types and services generated from `proto/cairn/v1/cairn.proto`.
@@ -43,6 +49,46 @@ pub struct ApiState {
     pub runtimes: RuntimeRegistry,
     /// Request limits.
     pub limits: Limits,
+    /// Fires when the server begins to shut down: long-polls answer at once and output streams
+    /// end (with `UNAVAILABLE`), so in-flight calls finish promptly.
+    pub shutdown: CancellationToken,
+}
+
+/// How a server guards its port: TLS and bearer tokens (both off by default).
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// The accepted tokens; none means no authentication.
+    pub tokens: Tokens,
+    /// The server's PEM certificate chain and private key, for TLS.
+    pub tls: Option<ServerTls>,
+}
+
+/// A server's TLS identity, read from PEM files.
+#[derive(Clone)]
+pub struct ServerTls {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls { .. }")
+    }
+}
+
+impl ServerTls {
+    /// Reads the certificate chain and key files.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<ServerTls> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        Ok(ServerTls {
+            cert: read(cert)?,
+            key: read(key)?,
+        })
+    }
 }
 
 /// Serves the API (with gRPC health and reflection) on `listener` until `shutdown` fires, then
@@ -50,6 +96,7 @@ pub struct ApiState {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
+    security: Security,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -80,7 +127,14 @@ pub async fn serve(
             })
         },
     );
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
+        .layer(AuthLayer::new(security.tokens))
         .add_service(health)
         .add_service(reflection)
         .add_service(pb::agent_service_server::AgentServiceServer::new(

@@ -44,6 +44,23 @@ pub(crate) fn namespace(s: &str) -> Result<String, Status> {
     Ok(s.into())
 }
 
+/// A task queue, `default` when empty.
+pub(crate) fn queue(field: &str, s: &str) -> Result<String, Status> {
+    if s.is_empty() {
+        return Ok(crate::domain::DEFAULT_QUEUE.into());
+    }
+    if s.len() > 63
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(format!(
+            "{field} `{s}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    Ok(s.into())
+}
+
 /// An agent name for CreateAgent.
 pub(crate) fn agent_name(s: &str) -> Result<String, Status> {
     if s.is_empty() {

@@ -9,7 +9,7 @@ use super::error::invalid;
 use super::pb::worker_service_server::WorkerService;
 use super::{ApiState, pb, validate};
 use crate::domain::{Failure, Lease};
-use crate::engine::{ActivityOutcome, Assignment, ChunkIn};
+use crate::engine::{ActivityOutcome, Assignment, CONNECTED_WITHIN_MS, ChunkIn};
 use crate::store::ClaimRequest;
 
 /// The worker service.
@@ -23,6 +23,9 @@ impl Workers {
         Workers { state }
     }
 }
+
+/// The request header in which a polling worker says how many attempts it runs at once.
+pub(crate) const SLOTS_HEADER: &str = "cairn-worker-slots";
 
 /// The longest a poll may wait.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
@@ -92,6 +95,12 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::PollTasksRequest>,
     ) -> Result<Response<pb::PollTasksResponse>, Status> {
+        let slots = request
+            .metadata()
+            .get(SLOTS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let r = request.into_inner();
         if r.worker_id.is_empty() {
             return Err(invalid("worker_id is required"));
@@ -101,19 +110,24 @@ impl WorkerService for Workers {
                 "runtimes is required: name the runtimes this worker has",
             ));
         }
+        if r.worker_id.len() > 256 {
+            return Err(invalid("worker_id is longer than 256 characters"));
+        }
         let claim = ClaimRequest {
             worker_id: r.worker_id,
             runtimes: r.runtimes,
-            queue: if r.queue.is_empty() {
-                crate::engine::DEFAULT_QUEUE.into()
-            } else {
-                r.queue
-            },
+            queue: validate::queue("queue", &r.queue)?,
             max: r.max_tasks.clamp(1, 256),
             now: 0,
         };
         let wait = Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
-        let assignments = self.state.engine.poll(claim, wait).await?;
+        // A server that is shutting down answers polls at once (with nothing), so the graceful
+        // stop does not wait out long-polls and the worker moves on to another server.
+        let assignments = self
+            .state
+            .engine
+            .poll(claim, slots, wait, &self.state.shutdown)
+            .await?;
         Ok(Response::new(pb::PollTasksResponse {
             tasks: assignments.iter().map(task).collect(),
         }))
@@ -174,6 +188,43 @@ impl WorkerService for Workers {
             .report(&lease, chunks(r.chunks)?, outcome)
             .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
+    }
+
+    async fn release_task(
+        &self,
+        request: Request<pb::ReleaseTaskRequest>,
+    ) -> Result<Response<pb::TaskReportResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease(r.lease)?;
+        let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
+        self.state
+            .engine
+            .release(&lease, chunks(r.chunks)?, checkpoint)
+            .await?;
+        Ok(Response::new(pb::TaskReportResponse {}))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let engine = &self.state.engine;
+        let since = engine.now() - CONNECTED_WITHIN_MS;
+        let workers = engine.store().list_workers(since).await?;
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers
+                .into_iter()
+                .map(|w| pb::WorkerInfo {
+                    worker_id: w.worker_id,
+                    runtimes: w.runtimes,
+                    queue: w.queue,
+                    slots: w.slots,
+                    slots_in_use: w.slots_in_use,
+                    first_seen_ms: w.first_seen,
+                    last_seen_ms: w.last_seen,
+                })
+                .collect(),
+        }))
     }
 
     async fn cancel_task(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::ClientArgs;
-use super::client::{Client, status_error};
+use super::client::status_error;
 use super::output::{Output, cut, time};
 use crate::api::pb;
 
@@ -107,7 +107,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             model_id,
             configuration,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::CreateAgentRequest {
                 namespace: client.namespace,
                 name,
@@ -124,7 +124,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             show(out, &agent);
         }
         AgentCommand::Get { client, agent } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::GetAgentRequest {
                 namespace: client.namespace,
                 agent,
@@ -139,7 +139,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             );
         }
         AgentCommand::List { client, all } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let mut agents = Vec::new();
             let mut page_token = String::new();
             loop {
@@ -186,7 +186,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             model_id,
             configuration,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::UpdateAgentRequest {
                 namespace: client.namespace,
                 agent,
@@ -204,7 +204,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             );
         }
         AgentCommand::Archive { client, agent } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::ArchiveAgentRequest {
                 namespace: client.namespace,
                 agent,
@@ -219,7 +219,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             );
         }
         AgentCommand::Runtimes { client } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let runtimes = c
                 .agents
                 .list_runtimes(pb::ListRuntimesRequest {})

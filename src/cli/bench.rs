@@ -5,6 +5,9 @@
 //! - W1: 1000 one-turn `echo` executions, 32 at a time, each awaited: executions/s.
 //! - W2: 200 executions one at a time: p50 and p99 start-to-result latency.
 //! - W3: 100 ten-turn executions, 32 at a time: executions/s and activities/s.
+//!
+//! `--workers remote --worker-processes N` runs the server without its in-process worker and
+//! starts N `cairn worker` processes that take tasks over gRPC instead.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitCode, Stdio};
@@ -37,6 +40,16 @@ pub(super) struct BenchArgs {
     /// Scale every workload's execution count by this factor (for quick runs).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Where activities run: `inprocess` (the server's own worker) or `remote` (worker
+    /// processes over gRPC). Only for a server bench starts.
+    #[arg(long, default_value = "inprocess", value_parser = ["inprocess", "remote"])]
+    workers: String,
+    /// How many worker processes `--workers remote` starts.
+    #[arg(long, default_value_t = 1)]
+    worker_processes: usize,
+    /// How many attempts each worker (in-process or remote) runs at once.
+    #[arg(long, default_value_t = 64)]
+    worker_concurrency: usize,
 }
 
 /// A server started for the benchmark.
@@ -69,15 +82,14 @@ fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
             )
         }
     };
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "server",
-            "--worker",
-            "--concurrency",
-            "64",
-            "--listen",
-            &args.listen,
-        ])
+    let remote = args.workers == "remote";
+    let concurrency = args.worker_concurrency.to_string();
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["server", "--listen", &args.listen]);
+    if !remote {
+        command.args(["--worker", "--concurrency", &concurrency]);
+    }
+    let mut child = command
         .args([
             "--database-url",
             &database_url,
@@ -117,6 +129,30 @@ fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
         url,
         _dir: dir,
     })
+}
+
+/// Starts `cairn worker` processes that take `echo` tasks from `url`.
+fn spawn_workers(args: &BenchArgs, url: &str) -> anyhow::Result<Vec<Spawned>> {
+    let concurrency = args.worker_concurrency.to_string();
+    (0..args.worker_processes.max(1))
+        .map(|i| {
+            let child = std::process::Command::new(std::env::current_exe()?)
+                .args(["worker", "--server", url, "--runtimes", "echo"])
+                .args(["--concurrency", &concurrency])
+                .args(["--worker-id", &format!("bench-worker-{i}")])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start a benchmark worker")?;
+            Ok(Spawned {
+                child,
+                url: url.to_string(),
+                _dir: None,
+            })
+        })
+        .collect()
 }
 
 /// Starts an execution and waits (streaming its output) until it closes; returns its status.
@@ -202,6 +238,20 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| spawned.as_ref().map(|s| s.url.clone()))
         .expect("a server");
+    let workers = match (&spawned, args.workers.as_str()) {
+        (Some(_), "remote") => spawn_workers(&args, &url)?,
+        (None, "remote") => {
+            anyhow::bail!("--workers remote needs a server bench starts (no --server)")
+        }
+        _ => Vec::new(),
+    };
+    if !workers.is_empty() {
+        eprintln!(
+            "bench: {} worker process(es), {} slots each",
+            workers.len(),
+            args.worker_concurrency
+        );
+    }
     let mut client = Client::connect(&url).await?;
     let agent = format!(
         "bench-echo-{}",
@@ -263,6 +313,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         && let Some(mb) = peak_rss_mb(spawned.child.id())
     {
         println!("server peak_rss_mb={mb:.1}");
+    }
+    for (i, worker) in workers.iter().enumerate() {
+        if let Some(mb) = peak_rss_mb(worker.child.id()) {
+            println!("worker {i} peak_rss_mb={mb:.1}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

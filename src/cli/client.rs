@@ -1,38 +1,47 @@
 //! The gRPC client the CLI commands share.
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::api::pb::agent_service_client::AgentServiceClient;
 use crate::api::pb::execution_service_client::ExecutionServiceClient;
 use crate::api::pb::team_service_client::TeamServiceClient;
+use crate::api::pb::worker_service_client::WorkerServiceClient;
+use crate::api::{AuthChannel, ConnectOptions};
 
-/// Clients of the Cairn services over one connection.
+/// Clients of the Cairn services over one connection, sending the token (if any) on every call.
 #[derive(Clone)]
 pub struct Client {
     /// Agents.
-    pub agents: AgentServiceClient<Channel>,
+    pub agents: AgentServiceClient<AuthChannel>,
     /// Executions.
-    pub executions: ExecutionServiceClient<Channel>,
+    pub executions: ExecutionServiceClient<AuthChannel>,
+    /// Workers (`ListWorkers`).
+    pub workers: WorkerServiceClient<AuthChannel>,
     /// Teams.
-    pub teams: TeamServiceClient<Channel>,
+    pub teams: TeamServiceClient<AuthChannel>,
 }
 
 impl Client {
-    /// Connects to `server` (`http://host:port`).
+    /// Connects to `server` (`http://host:port`) without a token or TLS settings.
     pub async fn connect(server: &str) -> anyhow::Result<Client> {
-        let endpoint = Endpoint::from_shared(server.to_string())
-            .with_context(|| format!("`{server}` is not a server URL; use http://HOST:PORT"))?
-            .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(5));
+        Client::connect_with(server, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `server` (`http://` or `https://`) with a token and TLS settings.
+    pub async fn connect_with(server: &str, options: &ConnectOptions) -> anyhow::Result<Client> {
+        let endpoint = options.endpoint(server)?;
         let channel = endpoint.connect().await.with_context(|| {
             format!("cannot reach a Cairn server at {server}; start one with `cairn dev`, or pass --server / CAIRN_SERVER")
         })?;
+        let bearer = options.bearer()?;
         Ok(Client {
-            agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
-            executions: ExecutionServiceClient::new(channel.clone())
+            agents: AgentServiceClient::with_interceptor(channel.clone(), bearer.clone())
                 .max_decoding_message_size(64 << 20),
-            teams: TeamServiceClient::new(channel),
+            executions: ExecutionServiceClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(64 << 20),
+            workers: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(64 << 20),
+            teams: TeamServiceClient::with_interceptor(channel, bearer),
         })
     }
 }

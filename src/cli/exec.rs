@@ -310,7 +310,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             label,
             limit,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let created_after_ms = match since {
                 Some(since) => chrono::Utc::now().timestamp_millis() - parse_age(&since)?,
                 None => 0,
@@ -353,7 +353,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             }
         }
         ExecCommand::Get { client, id } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::GetExecutionRequest { id: id.clone() };
             let execution = c
                 .executions
@@ -402,7 +402,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             }
         }
         ExecCommand::History { client, id } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             if out.json {
                 println!("{}", super::replay::export(&mut c, &id).await?);
                 return Ok(ExitCode::SUCCESS);
@@ -434,7 +434,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             id,
             after_seq,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let closed = follow(&mut c, out, &id, after_seq, None).await?;
             if !out.json {
                 eprintln!(
@@ -448,7 +448,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
         ExecCommand::Replay(args) => return super::replay::run(args, out).await,
         ExecCommand::Retry(args) => return super::retry::run(args, out).await,
         ExecCommand::Cancel { client, id, reason } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let e = c
                 .executions
                 .cancel_execution(pb::CancelExecutionRequest { id, reason })

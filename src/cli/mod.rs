@@ -10,8 +10,10 @@ mod output;
 mod replay;
 mod retry;
 mod run;
+mod secrets;
 mod serve;
 mod team;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,15 @@ pub struct ClientArgs {
     /// The namespace.
     #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
     namespace: String,
+    #[command(flatten)]
+    connect: secrets::ConnectArgs,
+}
+
+impl ClientArgs {
+    /// Connects to the server with the token and TLS settings given.
+    async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect_with(&self.server, &self.connect.load()?).await
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +71,9 @@ enum Command {
     Server(serve::ServerArgs),
     /// Apply database migrations and exit.
     Migrate(serve::MigrateArgs),
+    /// Run a worker process that takes tasks from one or more servers over gRPC
+    /// (`cairn worker list` shows the fleet).
+    Worker(worker::WorkerArgs),
     /// Manage agents.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -84,6 +98,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Dev(args) => serve::dev(args).await,
         Command::Server(args) => serve::server(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
+        Command::Worker(args) => worker::run(args, &out).await,
         Command::Agent(command) => agent::run(command, &out).await,
         Command::Team(command) => team::run(command, &out).await,
         Command::Run(args) => run::run(args, &out).await,

@@ -30,13 +30,16 @@ pub(super) struct RunArgs {
     /// How many attempts each turn gets (0 = unlimited).
     #[arg(long)]
     max_attempts: Option<u32>,
+    /// The task queue (only workers serving it run the execution; default: `default`).
+    #[arg(long, default_value = "")]
+    queue: String,
     /// Start and print the id, without waiting.
     #[arg(long)]
     detach: bool,
 }
 
 pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.client.server).await?;
+    let mut client = args.client.connect().await?;
     // The name may be an agent's or a team's: agents first.
     let lookup = pb::GetAgentRequest {
         namespace: args.client.namespace.clone(),
@@ -68,6 +71,7 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
         labels: args.label.iter().cloned().collect(),
         retry_policy: args.max_attempts.map(policy_with_attempts),
         timeouts: None,
+        queue: args.queue.clone(),
     };
     let started = client
         .executions

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use super::secrets::SecurityArgs;
 use super::{DEFAULT_DATABASE, DEFAULT_LISTEN};
 use crate::api::Limits;
 use crate::node::{Node, NodeOptions};
@@ -48,7 +49,7 @@ pub(super) struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
-    fn settings(&self) -> RuntimeSettings {
+    pub(super) fn settings(&self) -> RuntimeSettings {
         RuntimeSettings {
             openai: OpenAiSettings {
                 base_url: self.openai_base_url.clone(),
@@ -81,6 +82,8 @@ pub(super) struct DevArgs {
     /// The largest prompt accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// Options of `cairn server`.
@@ -111,6 +114,8 @@ pub(super) struct ServerArgs {
     /// The largest prompt accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// Options of `cairn migrate`.
@@ -121,7 +126,7 @@ pub(super) struct MigrateArgs {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn signalled() {
+pub(super) async fn signalled() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("a SIGTERM handler can be installed");
     tokio::select! {
@@ -132,8 +137,13 @@ async fn signalled() {
 
 async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {
     let _telemetry = crate::telemetry::init(false, "info");
+    let scheme = if options.security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let node = Node::start(options).await?;
-    eprintln!("cairn listening on http://{}", node.addr);
+    eprintln!("cairn listening on {scheme}://{}", node.addr);
     let shutdown = node.shutdown_token();
     tokio::spawn(async move {
         signalled().await;
@@ -147,6 +157,7 @@ async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {
 pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
+    options.security = args.security.load()?;
     options.worker_concurrency = args.concurrency.max(1);
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.runtime_settings = args.runtime.settings();
@@ -161,6 +172,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
     options.migrate = !args.no_migrate;
+    options.security = args.security.load()?;
     options.worker_concurrency = if args.worker {
         args.concurrency.max(1)
     } else {

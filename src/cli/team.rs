@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::ClientArgs;
-use super::client::{Client, status_error};
+use super::client::status_error;
 use super::output::{Output, time};
 use crate::api::pb;
 
@@ -137,7 +137,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             name,
             definition,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = definition.request(client.namespace, name);
             show(
                 out,
@@ -149,7 +149,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             );
         }
         TeamCommand::Get { client, team } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::GetTeamRequest {
                 namespace: client.namespace,
                 team,
@@ -164,7 +164,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             );
         }
         TeamCommand::List { client, all } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::ListTeamsRequest {
                 namespace: client.namespace,
                 include_archived: all,
@@ -203,7 +203,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             team,
             definition,
         } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let definition = definition.request(client.namespace.clone(), String::new());
             let request = pb::UpdateTeamRequest {
                 namespace: client.namespace,
@@ -220,7 +220,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             );
         }
         TeamCommand::Archive { client, team } => {
-            let mut c = Client::connect(&client.server).await?;
+            let mut c = client.connect().await?;
             let request = pb::ArchiveTeamRequest {
                 namespace: client.namespace,
                 team,

@@ -12,6 +12,17 @@ use super::{
     Timeouts, Usage,
 };
 
+/// The queue tasks wait in when the start names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.into()
+}
+
+fn is_default_queue(queue: &str) -> bool {
+    queue == DEFAULT_QUEUE
+}
+
 /// Which timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,6 +112,10 @@ pub enum HistoryEvent {
         /// them again. Absent in histories written before retries existed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
+        /// The task queue its activities wait in; only workers serving it claim them. Absent in
+        /// histories written before queues existed, which ran on the default queue.
+        #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
+        queue: String,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {

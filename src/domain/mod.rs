@@ -14,7 +14,8 @@ mod team;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
-    ActivityRef, Command, EventType, HistoryEvent, MemberSlot, TimeoutKind, TimerPurpose, Turn,
+    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, MemberSlot, TimeoutKind,
+    TimerPurpose, Turn,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;

@@ -197,6 +197,9 @@ impl Engine {
                         retry_policy: team.retry_policy.clone(),
                         timeouts: team.timeouts.clone(),
                         resume: None,
+                        // Team children run on the default queue (a team-wide queue is not
+                        // part of the team's start yet).
+                        queue: crate::domain::DEFAULT_QUEUE.into(),
                     };
                     let plan = Plan {
                         inputs: vec![started],

@@ -6,9 +6,6 @@ use crate::domain::{AgentSpec, ExecutionStatus, HistoryEvent, Millis, TimerPurpo
 use crate::machine::{AgentState, TeamState};
 use crate::store::{NewTask, TaskOp, TimerOp};
 
-/// The queue tasks go to when nothing else is said.
-pub const DEFAULT_QUEUE: &str = "default";
-
 /// The task and timer changes that `events` (inputs and commands of one transition) imply, in
 /// order. `state` is the state after the transition; `checkpoint` came with an ending attempt.
 pub(crate) fn rows_for(
@@ -43,7 +40,7 @@ pub(crate) fn rows_for(
                 tasks.push(TaskOp::Insert(NewTask {
                     activity_id: activity_id.clone(),
                     runtime: state.agent.runtime.clone(),
-                    queue: DEFAULT_QUEUE.into(),
+                    queue: state.queue.clone(),
                     turn: serde_json::to_value(&turn).unwrap_or_default(),
                     checkpoint: state.checkpoint.clone(),
                     schedule_deadline,

@@ -7,6 +7,7 @@
 //! transaction.
 
 mod apply;
+mod changes;
 mod commands;
 mod commit;
 mod notify;
@@ -27,14 +28,14 @@ use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, RetryPolicy, Timeo
 use crate::machine::{ExecutionState, MachineContext};
 use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError};
 
+pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
-pub use commands::DEFAULT_QUEUE;
 pub use notify::{Notifier, Watch};
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
-pub use workers::{WorkerDirectory, WorkerSeen};
+pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
 
 /// Why the engine refused or failed a request. Mapped to gRPC status codes in `api::error`.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,8 @@ pub struct StartRequest {
     pub retry_policy: Option<RetryPolicy>,
     /// Timeouts; `None` takes the engine's default.
     pub timeouts: Option<Timeouts>,
+    /// The task queue; empty means the default queue.
+    pub queue: String,
 }
 
 /// The engine. Cheap to share (`Arc`); stateless over the store.
@@ -193,6 +196,10 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| self.options.default_timeouts.clone()),
             resume: None,
+            queue: match req.queue.as_str() {
+                "" => DEFAULT_QUEUE.into(),
+                queue => queue.into(),
+            },
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),

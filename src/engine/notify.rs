@@ -75,6 +75,17 @@ impl Notifier {
         }
     }
 
+    /// Wakes every waiter: long-polls, the sweeper and every watched execution. For when
+    /// notifications from other servers may have been missed.
+    pub fn wake_all(&self) {
+        self.tasks.notify_waiters();
+        self.timers.notify_one();
+        let watched = self.watched.lock().expect("the lock is never poisoned");
+        for notify in watched.values() {
+            notify.notify_waiters();
+        }
+    }
+
     /// Registers interest in one execution.
     pub fn watch(self: &Arc<Self>, id: Uuid) -> Watch {
         let notify = self

@@ -95,6 +95,7 @@ impl Engine {
             prompts,
             retry_policy,
             timeouts,
+            queue,
             ..
         }) = events.first().cloned()
         else {
@@ -133,6 +134,7 @@ impl Engine {
             prompts: prompts.clone(),
             retry_policy: req.retry_policy.unwrap_or(retry_policy),
             timeouts,
+            queue,
             resume: Some(Resume {
                 retry_of: original.id,
                 turns,

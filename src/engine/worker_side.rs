@@ -2,11 +2,16 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::apply::{ApplyError, Plan};
 use super::{Engine, EngineError};
 use crate::domain::{Failure, HistoryEvent, Lease, Turn, Usage};
 use crate::machine::ActivityPhase;
-use crate::store::{ClaimRequest, Fence, NewChunk, ProgressRecord, TaskRecord};
+use crate::store::{
+    ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskRecord,
+    WorkerUpsert,
+};
 
 /// An output chunk as a worker sends it.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,18 +108,38 @@ fn stale(lease: &Lease) -> EngineError {
 }
 
 impl Engine {
-    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one.
+    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one, or
+    /// until `stop` fires (the server is shutting down). A claim in progress is never cut off,
+    /// so no task is leased to a worker that is not told about it. `slots` is how many
+    /// attempts the worker runs at once, for `ListWorkers`.
     pub async fn poll(
         &self,
         mut claim: ClaimRequest,
+        slots: u32,
         wait: Duration,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assignment>, EngineError> {
-        self.workers.saw(super::WorkerSeen {
+        let now = self.clock.now_ms();
+        let persist = self.workers.saw(super::WorkerSeen {
             worker_id: claim.worker_id.clone(),
             runtimes: claim.runtimes.clone(),
             queue: claim.queue.clone(),
-            last_seen: self.clock.now_ms(),
+            slots,
+            last_seen: now,
         });
+        if persist {
+            let upsert = WorkerUpsert {
+                worker_id: claim.worker_id.clone(),
+                runtimes: claim.runtimes.clone(),
+                queue: claim.queue.clone(),
+                slots,
+                now,
+            };
+            if let Err(e) = self.store.upsert_worker(&upsert).await {
+                self.workers.unpersisted(&claim.worker_id);
+                return Err(e.into());
+            }
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notifier.tasks().notified();
@@ -132,6 +157,7 @@ impl Engine {
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = stop.cancelled() => return Ok(Vec::new()),
             }
         }
     }
@@ -166,6 +192,44 @@ impl Engine {
             }
         }
         Ok(outcome.cancel_requested)
+    }
+
+    /// Hands a running attempt back (its worker is draining): saves its last output and
+    /// checkpoint and makes the same attempt claimable again at once, so another worker resumes
+    /// it from the checkpoint instead of waiting for the lease to expire. When cancellation was
+    /// requested meanwhile, the attempt is recorded as cancelled instead.
+    pub async fn release(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<(), EngineError> {
+        let record = ReleaseRecord {
+            execution_id: lease.execution_id,
+            activity_id: lease.activity_id.clone(),
+            attempt: lease.attempt,
+            lease_token: lease.lease_token.clone(),
+            chunks: tag(lease, chunks.clone()),
+            checkpoint,
+            now: self.clock.now_ms(),
+        };
+        match self.store.release_task(&record).await? {
+            None => Err(stale(lease)),
+            Some(ReleaseOutcome::Released) => {
+                tracing::info!(execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, "attempt released");
+                self.notifier.task_ready();
+                self.notifier.execution_changed(lease.execution_id);
+                Ok(())
+            }
+            Some(ReleaseOutcome::CancelRequested) => {
+                self.report(
+                    lease,
+                    chunks,
+                    ActivityOutcome::Canceled { abandoned: false },
+                )
+                .await
+            }
+        }
     }
 
     /// Records how an attempt ended, with its last output, in one transition.

@@ -85,6 +85,13 @@ pub struct AgentState {
     pub usage: Usage,
     /// Set once a client asked to cancel.
     pub cancel_reason: Option<String>,
+    /// The task queue of its activities (snapshots from before queues lack it: the default).
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+fn default_queue() -> String {
+    crate::domain::DEFAULT_QUEUE.into()
 }
 
 impl AgentState {
@@ -127,6 +134,7 @@ impl AgentState {
                     retry_policy,
                     timeouts,
                     resume,
+                    queue,
                 } => {
                     // A retry starts with the turns it reuses already completed, as if they
                     // had run here; it cannot reuse more turns than it has prompts.
@@ -148,6 +156,7 @@ impl AgentState {
                         turns,
                         checkpoint,
                         cancel_reason: None,
+                        queue: queue.clone(),
                     })
                 }
                 _ => Err(AgentState::invalid(None, event)),

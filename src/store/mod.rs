@@ -148,4 +148,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Rows in `table` (for tests and operators: "bad input writes nothing").
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
+
+    /// Hands a leased attempt back (graceful drain): appends its last output, saves its
+    /// checkpoint and makes the task claimable again at once, the same attempt, all fenced by the
+    /// lease. `None` when the lease is no longer held.
+    async fn release_task(
+        &self,
+        release: &ReleaseRecord,
+    ) -> Result<Option<ReleaseOutcome>, StoreError>;
+    /// Records that a worker polled (insert or update of its `workers` row).
+    async fn upsert_worker(&self, worker: &WorkerUpsert) -> Result<(), StoreError>;
+    /// Workers last seen (polling or heartbeating, on any server) at or after `seen_since`,
+    /// ordered by id.
+    async fn list_workers(&self, seen_since: Millis) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// Changes committed by any process on this database, for cross-server wake-ups.
+    /// `None` when the store has no such feed: SQLite has one server, whose in-process wake-ups
+    /// already see every change.
+    async fn changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
+        Ok(None)
+    }
 }
+
+/// A stream of [`Change`]s; it ends only when the store is closed.
+pub type ChangeFeed = std::pin::Pin<Box<dyn futures::Stream<Item = Change> + Send>>;

@@ -442,3 +442,79 @@ pub struct TimerRecord {
     /// For `inbox`: the input.
     pub payload: serde_json::Value,
 }
+
+/// A worker as its poll announces it; upserted into `workers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerUpsert {
+    /// Its identity (the lease owner of what it claims).
+    pub worker_id: String,
+    /// The runtimes it has.
+    pub runtimes: Vec<String>,
+    /// The queue it serves.
+    pub queue: String,
+    /// How many attempts it runs at once (0 when it did not say).
+    pub slots: u32,
+    /// When it polled.
+    pub now: Millis,
+}
+
+/// A worker as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// Its identity.
+    pub worker_id: String,
+    /// The runtimes it has.
+    pub runtimes: Vec<String>,
+    /// The queue it serves.
+    pub queue: String,
+    /// How many attempts it runs at once (0 when it did not say).
+    pub slots: u32,
+    /// How many leases it holds now.
+    pub slots_in_use: u32,
+    /// When a server first heard from it.
+    pub first_seen: Millis,
+    /// Its latest poll or heartbeat, on any server.
+    pub last_seen: Millis,
+}
+
+/// A leased attempt handed back by its worker (graceful drain), with its last output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRecord {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The activity.
+    pub activity_id: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The lease token.
+    pub lease_token: String,
+    /// Chunks to append before the hand-over.
+    pub chunks: Vec<NewChunk>,
+    /// The checkpoint the next worker resumes from, if newer than the stored one.
+    pub checkpoint: Option<serde_json::Value>,
+    /// The release time.
+    pub now: Millis,
+}
+
+/// How a release ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The attempt is claimable again, with its checkpoint and output saved.
+    Released,
+    /// Cancellation was requested meanwhile: nothing was written; report the attempt cancelled
+    /// instead (a released task would never be claimed again, since claims skip cancelled tasks).
+    CancelRequested,
+}
+
+/// A change some server committed, as the store's change feed reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A task became claimable.
+    TaskReady,
+    /// A timer or deadline was written.
+    DeadlineAdded,
+    /// An execution's row, history or output changed.
+    Execution(Uuid),
+    /// The feed lost its connection: changes may have been missed, so wake everything.
+    Missed,
+}

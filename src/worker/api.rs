@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::Lease;
 use crate::engine::{ActivityOutcome, Assignment, ChunkIn, Engine, EngineError};
@@ -36,6 +37,8 @@ pub struct PollRequest {
     pub queue: String,
     /// Free slots.
     pub max_tasks: u32,
+    /// All slots (its concurrency), for `ListWorkers`.
+    pub slots: u32,
     /// How long the server may hold the call when there is nothing to do.
     pub wait: Duration,
 }
@@ -59,17 +62,30 @@ pub trait WorkerApi: Send + Sync + 'static {
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), WorkerApiError>;
+    /// Hands a running attempt back with its last output and checkpoint (graceful drain), so
+    /// another worker resumes it at once.
+    async fn release(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<(), WorkerApiError>;
 }
 
 /// The in-process implementation: calls the engine directly.
 pub struct DirectWorkerApi {
     engine: Arc<Engine>,
+    /// Never fires: an in-process worker stops polling through its own shutdown token.
+    never: CancellationToken,
 }
 
 impl DirectWorkerApi {
     /// Talks to `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
-        DirectWorkerApi { engine }
+        DirectWorkerApi {
+            engine,
+            never: CancellationToken::new(),
+        }
     }
 }
 
@@ -92,7 +108,7 @@ impl WorkerApi for DirectWorkerApi {
             now: 0,
         };
         self.engine
-            .poll(claim, request.wait)
+            .poll(claim, request.slots, request.wait, &self.never)
             .await
             .map_err(from_engine)
     }
@@ -117,6 +133,18 @@ impl WorkerApi for DirectWorkerApi {
     ) -> Result<(), WorkerApiError> {
         self.engine
             .report(lease, chunks, outcome)
+            .await
+            .map_err(from_engine)
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        chunks: Vec<ChunkIn>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<(), WorkerApiError> {
+        self.engine
+            .release(lease, chunks, checkpoint)
             .await
             .map_err(from_engine)
     }

@@ -49,17 +49,29 @@ fn heartbeat_interval(heartbeat_ms: u64) -> Duration {
     Duration::from_millis((heartbeat_ms / 3).clamp(10, 500))
 }
 
-/// Runs one attempt to its end, in a span naming it. Runtime failures become reports.
-pub(super) async fn run(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignment: Assignment) {
+/// Runs one attempt to its end, in a span naming it. Runtime failures become reports. When
+/// `release` fires first (the worker is draining), the runtime is stopped and the attempt is
+/// released with its last output and checkpoint instead of reported.
+pub(super) async fn run(
+    api: Arc<dyn WorkerApi>,
+    options: &WorkerOptions,
+    assignment: Assignment,
+    release: CancellationToken,
+) {
     use tracing::Instrument;
     let lease = &assignment.lease;
     let span = tracing::info_span!("attempt", execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
-    run_attempt(api, options, assignment.clone())
+    run_attempt(api, options, assignment.clone(), release)
         .instrument(span)
         .await;
 }
 
-async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignment: Assignment) {
+async fn run_attempt(
+    api: Arc<dyn WorkerApi>,
+    options: &WorkerOptions,
+    assignment: Assignment,
+    release: CancellationToken,
+) {
     let lease = assignment.lease.clone();
     let Some(runtime) = options.runtimes.get(&assignment.runtime).cloned() else {
         // The server only hands out tasks of runtimes the worker announced; this is a bug.
@@ -94,6 +106,10 @@ async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignmen
     let mut last_report = Instant::now();
     let mut first_unsent: Option<Instant> = None;
     let mut abandon_at: Option<Instant> = None;
+    // Why the runtime's token fired: the server asked (report Canceled) or the worker is
+    // draining (release). A server cancel wins if both happen.
+    let mut cancel_requested = false;
+    let mut releasing = false;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let result: Result<Result<TurnOutput, RuntimeError>, bool> = loop {
@@ -116,6 +132,13 @@ async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignmen
                 }
             }
             _ = tokio::time::sleep_until(flush_at) => {}
+            _ = release.cancelled(), if !releasing && !cancel_requested => {
+                tracing::info!("stopping the attempt to release it");
+                releasing = true;
+                cancel.cancel();
+                abandon_at = Some(Instant::now() + options.cancel_grace);
+                continue;
+            }
             _ = tokio::time::sleep_until(abandon_at.unwrap_or(far)) => {
                 handle.abort();
                 pending.drain_from(&mut rx);
@@ -130,13 +153,16 @@ async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignmen
             .progress(&lease, chunks.clone(), checkpoint.clone())
             .await
         {
-            Ok(cancel_requested) => {
+            Ok(cancel_requested_now) => {
                 last_report = Instant::now();
                 first_unsent = None;
-                if cancel_requested && !cancel.is_cancelled() {
+                if cancel_requested_now && !cancel_requested {
                     tracing::info!(execution = %lease.execution_id, "cancellation requested");
-                    cancel.cancel();
-                    abandon_at = Some(Instant::now() + options.cancel_grace);
+                    cancel_requested = true;
+                    if !cancel.is_cancelled() {
+                        cancel.cancel();
+                        abandon_at = Some(Instant::now() + options.cancel_grace);
+                    }
                 }
             }
             Err(WorkerApiError::LeaseLost(message)) => {
@@ -157,6 +183,16 @@ async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignmen
         }
     };
 
+    // Stopped for the drain (not finished, not failed on its own): hand it over.
+    let stopped = match &result {
+        Err(_) => true,
+        Ok(Err(e)) => e.is_canceled() || cancel.is_cancelled(),
+        Ok(Ok(_)) => false,
+    };
+    if releasing && !cancel_requested && stopped {
+        release_attempt(api.as_ref(), &lease, pending).await;
+        return;
+    }
     let outcome = match result {
         Err(abandoned) => ActivityOutcome::Canceled { abandoned },
         Ok(Ok(output)) => ActivityOutcome::Completed {
@@ -179,6 +215,32 @@ async fn run_attempt(api: Arc<dyn WorkerApi>, options: &WorkerOptions, assignmen
         },
     };
     report_until_done(api.as_ref(), &lease, pending.chunks, outcome).await;
+}
+
+/// Releases the attempt with its unsent output and newest checkpoint, retrying a while when no
+/// server answers (the worker is shutting down; past that, the lease expiry hands it over).
+async fn release_attempt(api: &dyn WorkerApi, lease: &Lease, mut pending: Pending) {
+    let chunks = std::mem::take(&mut pending.chunks);
+    let checkpoint = pending.checkpoint.take();
+    let mut delay = Duration::from_millis(50);
+    let give_up = Instant::now() + super::RELEASE_PATIENCE;
+    loop {
+        match api.release(lease, chunks.clone(), checkpoint.clone()).await {
+            Ok(()) => {
+                tracing::info!("attempt released");
+                return;
+            }
+            Err(WorkerApiError::Unavailable(message)) if Instant::now() + delay < give_up => {
+                tracing::warn!(%message, ?delay, "release failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "release refused");
+                return;
+            }
+        }
+    }
 }
 
 /// Sends the final report, retrying while the server is unreachable (the lease bounds how long

@@ -1,12 +1,21 @@
 //! The worker: claims tasks for the runtimes it has, runs them with a cancellation token,
 //! streams their output and checkpoints back in batches, and reports how each attempt ended.
+//!
+//! Graceful drain: when its shutdown token fires, a worker stops polling and gives running
+//! attempts `drain_timeout` to finish. Then it stops the rest (through their cancellation
+//! tokens) and *releases* them: their last output and checkpoint are saved and the same attempt
+//! becomes claimable again at once, so another worker resumes it from the checkpoint instead of
+//! waiting for the lease to expire. A release is not a failure: it consumes no retry, writes no
+//! history event, and the attempt's `ActivityStarted` names the worker that finishes it.
 
 mod api;
 mod attempt;
+mod grpc;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::RuntimeRegistry;
 
 pub use api::{DirectWorkerApi, PollRequest, WorkerApi, WorkerApiError};
+pub use grpc::GrpcWorkerApi;
 
 /// How a worker runs.
 #[derive(Clone)]
@@ -34,8 +44,8 @@ pub struct WorkerOptions {
     pub flush_interval: Duration,
     /// How many chunks make a batch that is sent at once.
     pub max_batch: usize,
-    /// On shutdown, how long running attempts may take to finish before they are abandoned
-    /// (their leases then expire and they are retried elsewhere).
+    /// On shutdown, how long running attempts may take to finish before they are stopped and
+    /// released to other workers.
     pub drain_timeout: Duration,
 }
 
@@ -56,6 +66,20 @@ impl WorkerOptions {
     }
 }
 
+/// How long a draining worker keeps trying to reach a server to release its attempts.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Back-off between failed polls (a server away, restarting, or overloaded), with jitter so a
+/// fleet of workers does not reconnect in step.
+fn poll_backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// A worker over a [`WorkerApi`].
 pub struct Worker {
     api: Arc<dyn WorkerApi>,
@@ -73,7 +97,8 @@ impl Worker {
         let options = Arc::new(self.options);
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         let mut running = JoinSet::new();
-        let mut failures = 0u32;
+        let release = CancellationToken::new();
+        let mut backoff = poll_backoff();
         let runtimes: Vec<String> = options
             .runtimes
             .names()
@@ -95,6 +120,7 @@ impl Worker {
                 runtimes: runtimes.clone(),
                 queue: options.queue.clone(),
                 max_tasks: permits.len() as u32,
+                slots: options.concurrency.max(1) as u32,
                 wait: options.poll_wait,
             };
             let polled = tokio::select! {
@@ -103,20 +129,20 @@ impl Worker {
             };
             match polled {
                 Ok(assignments) => {
-                    failures = 0;
+                    backoff = poll_backoff();
                     for assignment in assignments {
                         let permit = permits.pop().expect("never more tasks than asked for");
                         let api = self.api.clone();
                         let options = options.clone();
+                        let release = release.clone();
                         running.spawn(async move {
-                            attempt::run(api, &options, assignment).await;
+                            attempt::run(api, &options, assignment, release).await;
                             drop(permit);
                         });
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let delay = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %e, ?delay, "poll failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -127,17 +153,33 @@ impl Worker {
             // Reap finished attempts so the set does not grow.
             while running.try_join_next().is_some() {}
         }
+        if !running.is_empty() {
+            tracing::info!(running = running.len(), deadline = ?options.drain_timeout, "draining");
+        }
         let drained = tokio::time::timeout(options.drain_timeout, async {
             while running.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
+            tracing::info!(
                 left = running.len(),
-                "drain deadline passed; abandoning running attempts"
+                "drain deadline passed; releasing running attempts"
             );
-            running.abort_all();
-            while running.join_next().await.is_some() {}
+            release.cancel();
+            // Each stops its runtime (abandoning it after `cancel_grace`) and releases it, which
+            // retries a while when no server answers; the lease covers anything beyond that.
+            let released = tokio::time::timeout(options.cancel_grace + RELEASE_PATIENCE, async {
+                while running.join_next().await.is_some() {}
+            })
+            .await;
+            if released.is_err() {
+                tracing::warn!(
+                    left = running.len(),
+                    "could not release every attempt; their leases will expire"
+                );
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+            }
         }
         tracing::info!(worker = %options.worker_id, "worker stopped");
     }

@@ -226,6 +226,7 @@ fn start_event(prompts: &[&str], resume: Option<Resume>) -> HistoryEvent {
             heartbeat_ms: 30_000,
         },
         resume,
+        queue: "default".into(),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod db;
+pub mod fleet;
 pub mod server;
 
 pub use client::TestClient;

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod sql_store;
+mod notify;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use super::{Store, StoreError};
+use super::{ChangeFeed, Store, StoreError};
 
 /// How hard a commit tries to survive a power loss. Every setting survives a crash of the Cairn
 /// process itself; they differ on a crash of the machine.
@@ -111,13 +112,25 @@ pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>, S
     }
 }
 
+/// SQLite has no change feed: its one server sees every change in-process.
+async fn no_changes(_store: &SqliteStore) -> Result<Option<ChangeFeed>, StoreError> {
+    Ok(None)
+}
+
+/// PostgreSQL's change feed: `LISTEN` on a connection of its own.
+async fn pg_changes(store: &PgStore) -> Result<Option<ChangeFeed>, StoreError> {
+    Ok(Some(notify::pg_changes(&store.write).await?))
+}
+
 sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     lock = "",
     skip_locked = "",
     migrations = "./migrations/sqlite",
-    concurrent_commits = 1
+    concurrent_commits = 1,
+    notify = notify::send_sqlite,
+    changes = no_changes
 );
 sql_store!(
     PgStore,
@@ -125,5 +138,7 @@ sql_store!(
     lock = " FOR UPDATE",
     skip_locked = " FOR UPDATE SKIP LOCKED",
     migrations = "./migrations/postgres",
-    concurrent_commits = 4
+    concurrent_commits = 4,
+    notify = notify::send_pg,
+    changes = pg_changes
 );

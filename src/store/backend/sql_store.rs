@@ -39,12 +39,14 @@ pub(super) const TABLES: &[&str] = &[
     "tasks",
     "timers",
     "output_chunks",
+    "workers",
     "teams",
     "team_members",
 ];
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal, concurrent_commits = $concurrent:literal) => {
+    ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal,
+     concurrent_commits = $concurrent:literal, notify = $notify:path, changes = $changes:path) => {
         const _: () = {
             use std::collections::BTreeMap;
 
@@ -59,10 +61,12 @@ macro_rules! sql_store {
             };
             use $crate::store::backend::sql_store::TABLES;
             use $crate::store::{
-                AgentKey, ClaimRequest, CommitOutcome, ExecutionFilter, ExecutionRecord, Fence,
-                NewChunk, ProgressOutcome, ProgressRecord, RowWrite, Store, StoreError,
-                StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerOp, TimerRecord, Transition,
+                AgentKey, ChangeFeed, ClaimRequest, CommitOutcome, ExecutionFilter, ExecutionRecord,
+                Fence, NewChunk, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord,
+                RowWrite, Store, StoreError, StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerOp,
+                TimerRecord, Transition, WorkerRecord, WorkerUpsert,
             };
+            use $crate::store::backend::notify::Notes;
 
             type Db = $db;
             type DbRow = <Db as sqlx::Database>::Row;
@@ -724,9 +728,22 @@ macro_rules! sql_store {
                     order.sort_by_key(|&i| transitions[i].execution_id);
                     let mut tx = self.write.begin().await?;
                     let mut outcomes = vec![None; transitions.len()];
+                    let mut notes = Notes::default();
                     for i in order {
-                        outcomes[i] = Some(write_transition(&mut tx, &transitions[i]).await?);
+                        let t = &transitions[i];
+                        let outcome = write_transition(&mut tx, t).await?;
+                        if outcome == CommitOutcome::Committed {
+                            notes.execution(t.execution_id);
+                            if t.tasks.iter().any(|op| matches!(op, TaskOp::Insert(_) | TaskOp::Reschedule { .. })) {
+                                notes.task_ready();
+                            }
+                            if !t.timers.is_empty() {
+                                notes.deadline_added();
+                            }
+                        }
+                        outcomes[i] = Some(outcome);
                     }
+                    $notify(&mut tx, &notes).await?;
                     tx.commit().await?;
                     Ok(outcomes.into_iter().flatten().collect())
                 }
@@ -880,9 +897,10 @@ macro_rules! sql_store {
                         .push_bind(claim.now)
                         .push(", lease_expires_at = ")
                         .push_bind(claim.now)
-                        .push(" + heartbeat_ms, attempt_deadline = CASE WHEN start_to_close_ms > 0 THEN ")
+                        // A released attempt keeps its start-to-close deadline: the attempt goes on.
+                        .push(" + heartbeat_ms, attempt_deadline = COALESCE(attempt_deadline, CASE WHEN start_to_close_ms > 0 THEN ")
                         .push_bind(claim.now)
-                        .push(" + start_to_close_ms ELSE NULL END \
+                        .push(" + start_to_close_ms ELSE NULL END) \
                                WHERE (execution_id, activity_id) IN (SELECT execution_id, activity_id FROM tasks \
                                WHERE status = 'ready' AND cancel_requested = ")
                         .push_bind(false)
@@ -936,6 +954,14 @@ macro_rules! sql_store {
                         return Ok(None);
                     };
                     let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, &p.chunks, p.now).await?;
+                    if !p.chunks.is_empty() {
+                        let mut notes = Notes::default();
+                        notes.execution(p.execution_id);
+                        if let Some(parent_id) = parent_id {
+                            notes.execution(parent_id);
+                        }
+                        $notify(&mut tx, &notes).await?;
+                    }
                     tx.commit().await?;
                     Ok(Some(ProgressOutcome { cancel_requested, output_seq, parent_id }))
                 }
@@ -986,6 +1012,103 @@ macro_rules! sql_store {
                     )
                     .fetch_one(&self.read)
                     .await?)
+                }
+
+                async fn release_task(&self, r: &ReleaseRecord) -> Result<Option<ReleaseOutcome>, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
+                        "SELECT cancel_requested FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
+                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        $lock
+                    ))
+                    .bind(r.execution_id)
+                    .bind(&r.activity_id)
+                    .bind(i64::from(r.attempt))
+                    .bind(&r.lease_token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match cancel_requested {
+                        None => return Ok(None),
+                        Some(true) => return Ok(Some(ReleaseOutcome::CancelRequested)),
+                        Some(false) => {}
+                    }
+                    // The schedule-to-start deadline is over (the attempt started); the attempt
+                    // deadline stays, so start-to-close bounds the attempt across workers.
+                    sqlx::query(
+                        "UPDATE tasks SET status = 'ready', visible_at = $3, schedule_deadline = NULL, \
+                         lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \
+                         checkpoint = COALESCE($4, checkpoint) WHERE execution_id = $1 AND activity_id = $2",
+                    )
+                    .bind(r.execution_id)
+                    .bind(&r.activity_id)
+                    .bind(r.now)
+                    .bind(r.checkpoint.as_ref().map(Json))
+                    .execute(&mut *tx)
+                    .await?;
+                    let (_, parent_id) = append_chunks(&mut tx, r.execution_id, &r.chunks, r.now).await?;
+                    let mut notes = Notes::default();
+                    notes.task_ready();
+                    notes.execution(r.execution_id);
+                    if let Some(parent_id) = parent_id {
+                        notes.execution(parent_id);
+                    }
+                    $notify(&mut tx, &notes).await?;
+                    tx.commit().await?;
+                    Ok(Some(ReleaseOutcome::Released))
+                }
+
+                async fn upsert_worker(&self, w: &WorkerUpsert) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO workers (worker_id, runtimes, queue, slots, first_seen, last_seen) \
+                         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (worker_id) DO UPDATE SET \
+                         runtimes = excluded.runtimes, queue = excluded.queue, slots = excluded.slots, \
+                         last_seen = excluded.last_seen",
+                    )
+                    .bind(&w.worker_id)
+                    .bind(Json(&w.runtimes))
+                    .bind(&w.queue)
+                    .bind(i64::from(w.slots))
+                    .bind(w.now)
+                    .execute(&self.write)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn list_workers(&self, seen_since: Millis) -> Result<Vec<WorkerRecord>, StoreError> {
+                    // Slots in use and the latest heartbeat come from the leases the worker holds,
+                    // which every progress report keeps current on whichever server it reaches.
+                    let rows = sqlx::query(
+                        "SELECT w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen, \
+                         COUNT(t.activity_id) AS in_use, MAX(t.lease_expires_at - t.heartbeat_ms) AS heartbeat \
+                         FROM workers w LEFT JOIN tasks t ON t.lease_owner = w.worker_id AND t.status = 'leased' \
+                         GROUP BY w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen \
+                         ORDER BY w.worker_id",
+                    )
+                    .fetch_all(&self.read)
+                    .await?;
+                    let mut workers = Vec::new();
+                    for row in &rows {
+                        let polled: Millis = row.try_get("last_seen")?;
+                        let heartbeat: Option<Millis> = row.try_get("heartbeat")?;
+                        let last_seen = heartbeat.map_or(polled, |h| h.max(polled));
+                        if last_seen < seen_since {
+                            continue;
+                        }
+                        workers.push(WorkerRecord {
+                            worker_id: row.try_get("worker_id")?,
+                            runtimes: row.try_get::<Json<Vec<String>>, _>("runtimes")?.0,
+                            queue: row.try_get("queue")?,
+                            slots: row.try_get::<i64, _>("slots")? as u32,
+                            slots_in_use: row.try_get::<i64, _>("in_use")? as u32,
+                            first_seen: row.try_get("first_seen")?,
+                            last_seen,
+                        });
+                    }
+                    Ok(workers)
+                }
+
+                async fn changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
+                    $changes(self).await
                 }
 
                 async fn delete_timer(&self, execution_id: Uuid, timer_id: &str) -> Result<(), StoreError> {

@@ -1,0 +1,115 @@
+//! Where tokens and certificates come from: files named by flags (or their environment
+//! variables) and the environment itself — never command-line values, which other users of the
+//! machine can read from the process list.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::api::{ConnectOptions, Security, ServerTls, Tokens};
+
+/// The token clients and workers send: `CAIRN_TOKEN`, or the first token in `--token-file`.
+const TOKEN_ENV: &str = "CAIRN_TOKEN";
+/// Client tokens a server accepts, comma-separated (besides `--client-tokens-file`).
+const CLIENT_TOKENS_ENV: &str = "CAIRN_CLIENT_TOKENS";
+/// Worker tokens a server accepts, comma-separated (besides `--worker-tokens-file`).
+const WORKER_TOKENS_ENV: &str = "CAIRN_WORKER_TOKENS";
+
+/// How a server guards its port. With no tokens at all, authentication is off.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct SecurityArgs {
+    /// A file of client tokens, one per line (`#` starts a comment); also CAIRN_CLIENT_TOKENS.
+    #[arg(long, env = "CAIRN_CLIENT_TOKENS_FILE")]
+    client_tokens_file: Option<PathBuf>,
+    /// A file of worker tokens, one per line; also CAIRN_WORKER_TOKENS.
+    #[arg(long, env = "CAIRN_WORKER_TOKENS_FILE")]
+    worker_tokens_file: Option<PathBuf>,
+    /// The server's PEM certificate chain, to serve TLS (with --tls-key).
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The server's PEM private key.
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// Reads the files and the environment.
+    pub(super) fn load(&self) -> anyhow::Result<Security> {
+        let tokens = |file: &Option<PathBuf>, env: &str| -> anyhow::Result<Vec<String>> {
+            let mut tokens = match file {
+                Some(path) => read_tokens(path)?,
+                None => Vec::new(),
+            };
+            if let Ok(list) = std::env::var(env) {
+                tokens.extend(list.split(',').map(str::to_string));
+            }
+            Ok(tokens)
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+            _ => None,
+        };
+        Ok(Security {
+            tokens: Tokens::new(
+                tokens(&self.client_tokens_file, CLIENT_TOKENS_ENV)?,
+                tokens(&self.worker_tokens_file, WORKER_TOKENS_ENV)?,
+            ),
+            tls,
+        })
+    }
+}
+
+/// How a client or worker reaches a server.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct ConnectArgs {
+    /// A file holding the bearer token to send (else CAIRN_TOKEN).
+    #[arg(long, env = "CAIRN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// A PEM CA certificate to trust for https:// servers (besides the system's roots).
+    #[arg(long, env = "CAIRN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// The name the server's certificate must carry, when the URL's host is not it.
+    #[arg(long, env = "CAIRN_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+}
+
+impl ConnectArgs {
+    /// Reads the token and the CA certificate.
+    pub(super) fn load(&self) -> anyhow::Result<ConnectOptions> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                read_tokens(path)?
+                    .into_iter()
+                    .next()
+                    .with_context(|| format!("{} holds no token", path.display()))?,
+            ),
+            None => std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+        let ca_cert =
+            match &self.ca_cert {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read the CA certificate {}", path.display())
+                })?),
+                None => None,
+            };
+        Ok(ConnectOptions {
+            token,
+            ca_cert,
+            tls_domain: self.tls_domain.clone(),
+        })
+    }
+}
+
+/// The tokens in a file: one per line, blank lines and `#` comments skipped.
+fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}

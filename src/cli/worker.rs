@@ -1,0 +1,151 @@
+//! `cairn worker`: a worker process that takes tasks from servers over gRPC; and
+//! `cairn worker list`: the fleet as the servers see it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
+
+use super::client::status_error;
+use super::output::{Output, time};
+use super::secrets::ConnectArgs;
+use super::serve::{RuntimeArgs, signalled};
+use super::{ClientArgs, DEFAULT_SERVER};
+use crate::api::pb;
+use crate::runtime::RuntimeRegistry;
+use crate::worker::{GrpcWorkerApi, Worker, WorkerOptions};
+
+/// Options of `cairn worker`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct WorkerArgs {
+    #[command(subcommand)]
+    command: Option<WorkerCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// List the workers seen recently by any server: runtimes, queue, slots in use, last seen.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Options of a worker process.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The servers to take tasks from (comma-separated or repeated): one at a time, moving to
+    /// the next when one is unreachable. One URL behind a load balancer works too.
+    #[arg(long = "server", env = "CAIRN_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVER)]
+    servers: Vec<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The runtimes it offers (comma-separated; default: every runtime of this build).
+    #[arg(long, value_delimiter = ',')]
+    runtimes: Vec<String>,
+    /// The task queue it serves.
+    #[arg(long, env = "CAIRN_QUEUE", default_value = crate::engine::DEFAULT_QUEUE)]
+    queue: String,
+    /// How many attempts it runs at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Its identity (default: host name, process id and a random suffix).
+    #[arg(long, env = "CAIRN_WORKER_ID")]
+    worker_id: Option<String>,
+    /// On SIGTERM, how long running attempts may take to finish before they are stopped and
+    /// released to other workers.
+    #[arg(long, default_value_t = 10_000)]
+    drain_timeout_ms: u64,
+    /// How long a cancelled runtime may take to stop before the worker abandons it.
+    #[arg(long, default_value_t = 5_000)]
+    cancel_grace_ms: u64,
+    /// How long one poll may wait on the server.
+    #[arg(long, default_value_t = 20_000)]
+    poll_wait_ms: u64,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub(super) async fn run(args: WorkerArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(WorkerCommand::List { client }) => list(client, out).await,
+        None => work(args.run).await,
+    }
+}
+
+async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let _telemetry = crate::telemetry::init(false, "info");
+    let all = RuntimeRegistry::builtin(&args.runtime.settings());
+    let runtimes = if args.runtimes.is_empty() {
+        all
+    } else {
+        all.select(&args.runtimes).map_err(anyhow::Error::msg)?
+    };
+    let worker_id = args.worker_id.clone().unwrap_or_else(|| {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!(
+            "{}-{}-{}",
+            crate::node::hostname(),
+            std::process::id(),
+            &suffix[..6]
+        )
+    });
+    let api = GrpcWorkerApi::new(&args.servers, &args.connect.load()?)?;
+    let mut options = WorkerOptions::new(worker_id.clone(), runtimes);
+    options.queue = args.queue.clone();
+    options.concurrency = args.concurrency.max(1);
+    options.drain_timeout = Duration::from_millis(args.drain_timeout_ms);
+    options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
+    options.poll_wait = Duration::from_millis(args.poll_wait_ms);
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        signalled().await;
+        tracing::info!("draining");
+        on_signal.cancel();
+    });
+    eprintln!(
+        "cairn worker {worker_id} serving queue `{}` from {}",
+        args.queue,
+        args.servers.join(", ")
+    );
+    Worker::new(Arc::new(api), options).run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(client: ClientArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let mut c = client.connect().await?;
+    let workers = c
+        .workers
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .workers;
+    if out.json {
+        out.print_json(&workers);
+    } else {
+        let rows: Vec<Vec<String>> = workers
+            .iter()
+            .map(|w| {
+                vec![
+                    w.worker_id.clone(),
+                    w.runtimes.join(","),
+                    w.queue.clone(),
+                    format!("{}/{}", w.slots_in_use, w.slots),
+                    time(w.last_seen_ms),
+                ]
+            })
+            .collect();
+        out.table(
+            &["WORKER", "RUNTIMES", "QUEUE", "SLOTS", "LAST SEEN"],
+            &rows,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! Cross-server wake-ups through PostgreSQL `LISTEN`/`NOTIFY`.
+//!
+//! Every write transaction that makes a task claimable, adds a deadline or changes an execution
+//! sends a notification from inside the transaction, so PostgreSQL delivers it exactly when the
+//! change commits (and never for a rollback). Each server listens on one connection and feeds
+//! what it hears into its in-process `Notifier`, so a long-poll or an output stream on server B
+//! wakes for a change committed through server A. SQLite has a single server process, whose
+//! in-process wake-ups already see every change, so its sender does nothing.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::store::{Change, ChangeFeed, StoreError};
+
+/// A task became claimable (payload: empty).
+const TASKS: &str = "cairn_tasks";
+/// A timer or deadline was written (payload: empty).
+const DEADLINES: &str = "cairn_deadlines";
+/// An execution changed (payload: its id).
+const EXECUTIONS: &str = "cairn_executions";
+
+/// The notifications one transaction sends, without duplicates.
+#[derive(Debug, Default)]
+pub(crate) struct Notes(BTreeSet<(&'static str, String)>);
+
+impl Notes {
+    /// A task became claimable.
+    pub(crate) fn task_ready(&mut self) {
+        self.0.insert((TASKS, String::new()));
+    }
+
+    /// A timer or deadline was written.
+    pub(crate) fn deadline_added(&mut self) {
+        self.0.insert((DEADLINES, String::new()));
+    }
+
+    /// An execution's row, history or output changed.
+    pub(crate) fn execution(&mut self, id: Uuid) {
+        self.0.insert((EXECUTIONS, id.to_string()));
+    }
+}
+
+/// Queues the notifications in the transaction, in one statement; delivered at commit.
+pub(crate) async fn send_pg(
+    tx: &mut Transaction<'_, Postgres>,
+    notes: &Notes,
+) -> Result<(), StoreError> {
+    if notes.0.is_empty() {
+        return Ok(());
+    }
+    let (channels, payloads): (Vec<String>, Vec<String>) = notes
+        .0
+        .iter()
+        .map(|(channel, payload)| (channel.to_string(), payload.clone()))
+        .unzip();
+    sqlx::query("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS n(c, p)")
+        .bind(channels)
+        .bind(payloads)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// SQLite: nothing to send (see the module comment).
+pub(crate) async fn send_sqlite(
+    _tx: &mut Transaction<'_, Sqlite>,
+    _notes: &Notes,
+) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn parse(channel: &str, payload: &str) -> Option<Change> {
+    match channel {
+        TASKS => Some(Change::TaskReady),
+        DEADLINES => Some(Change::DeadlineAdded),
+        EXECUTIONS => payload.parse().ok().map(Change::Execution),
+        _ => None,
+    }
+}
+
+/// Listens on a dedicated connection. When the connection drops, the feed says `Missed` and
+/// the listener reconnects (re-subscribing) on the next read; it ends when the pool closes.
+pub(crate) async fn pg_changes(pool: &PgPool) -> Result<ChangeFeed, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([TASKS, DEADLINES, EXECUTIONS]).await?;
+    let feed = futures::stream::unfold(listener, |mut listener| async move {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Some(change) = parse(n.channel(), n.payload()) {
+                        return Some((change, listener));
+                    }
+                }
+                Ok(None) => return Some((Change::Missed, listener)),
+                Err(sqlx::Error::PoolClosed) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change feed lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Some((Change::Missed, listener));
+                }
+            }
+        }
+    });
+    Ok(Box::pin(feed))
+}
