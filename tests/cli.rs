@@ -374,3 +374,56 @@ on_both_stores!(
     exec_cancel_and_ctrl_c_stop_running_executions,
     migrate_prepares_a_fresh_database,
 );
+
+/// `cairn demo` runs an embedded engine end to end and shows the retried, resumed execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_an_execution_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let output = Command::new(cairn_bin())
+        .args(["demo", "--database-url", &url])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = ok(&output);
+    assert!(stdout.contains("execution closed: COMPLETED"), "{stdout}");
+    assert!(
+        stdout.contains("TimerFired") && stdout.contains("ExecutionCompleted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "Durable executions survive crashes, deploys and flaky model APIs. A retry resumes"
+        ),
+        "the streamed text appears once, in order: {stdout}"
+    );
+}
+
+/// `cairn bench` starts its own server and prints one line per figure (a tiny scale: this checks
+/// that it works, not how fast).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_prints_every_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let output = Command::new(cairn_bin())
+        .args(["bench", "--database-url", &url, "--scale", "0.02"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = ok(&output);
+    for figure in [
+        "W1 executions=20",
+        "executions_per_s=",
+        "W2 executions=4",
+        "p50_ms=",
+        "p99_ms=",
+        "W3 executions=2",
+        "activities_per_s=",
+        "server peak_rss_mb=",
+    ] {
+        assert!(
+            stdout.contains(figure),
+            "`{figure}` missing from:\n{stdout}"
+        );
+    }
+}
