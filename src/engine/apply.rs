@@ -230,6 +230,7 @@ impl Engine {
         if let Some(timer_id) = plan.consume_timer {
             timers.insert(0, TimerOp::Delete { timer_id });
         }
+        let (tasks, timers) = commands::prune(tasks, timers);
         let (result, failure) = match events.last() {
             Some(HistoryEvent::ExecutionCompleted { result, .. }) => (Some(result.clone()), None),
             Some(HistoryEvent::ExecutionFailed { failure }) => (None, Some(failure.clone())),

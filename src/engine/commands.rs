@@ -211,3 +211,23 @@ pub(crate) fn notify_parent(
         payload: serde_json::to_value(closed).unwrap_or_default(),
     }
 }
+
+/// Drops row changes that a later `DeleteAll` of the same transition makes moot (a closing
+/// execution deletes its task rows and timers anyway), saving a statement each.
+pub(crate) fn prune(tasks: Vec<TaskOp>, timers: Vec<TimerOp>) -> (Vec<TaskOp>, Vec<TimerOp>) {
+    let tasks = if tasks.contains(&TaskOp::DeleteAll) {
+        vec![TaskOp::DeleteAll]
+    } else {
+        tasks
+    };
+    let timers = if timers.contains(&TimerOp::DeleteAll) {
+        // Inbox rows go to other executions (a parent, a child) and stay.
+        timers
+            .into_iter()
+            .filter(|op| matches!(op, TimerOp::DeleteAll | TimerOp::Inbox { .. }))
+            .collect()
+    } else {
+        timers
+    };
+    (tasks, timers)
+}

@@ -129,6 +129,7 @@ sql_store!(
     skip_locked = "",
     migrations = "./migrations/sqlite",
     concurrent_commits = 1,
+    row_locks = false,
     notify = notify::send_sqlite,
     changes = no_changes
 );
@@ -139,6 +140,7 @@ sql_store!(
     skip_locked = " FOR UPDATE SKIP LOCKED",
     migrations = "./migrations/postgres",
     concurrent_commits = 4,
+    row_locks = true,
     notify = notify::send_pg,
     changes = pg_changes
 );

@@ -46,7 +46,8 @@ pub(super) const TABLES: &[&str] = &[
 
 macro_rules! sql_store {
     ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal,
-     concurrent_commits = $concurrent:literal, notify = $notify:path, changes = $changes:path) => {
+     concurrent_commits = $concurrent:literal, row_locks = $row_locks:literal, notify = $notify:path,
+     changes = $changes:path) => {
         const _: () = {
             use std::collections::BTreeMap;
 
@@ -69,6 +70,7 @@ macro_rules! sql_store {
             use $crate::store::backend::notify::Notes;
 
             type Db = $db;
+            const ROW_LOCKS: bool = $row_locks;
             type DbRow = <Db as sqlx::Database>::Row;
             type Tx<'a> = sqlx::Transaction<'a, Db>;
 
@@ -176,8 +178,23 @@ macro_rules! sql_store {
                 let last: i64 = row.try_get("output_seq")?;
                 let parent_id: Option<Uuid> = row.try_get("parent_id")?;
                 let child_key: Option<String> = row.try_get("child_key")?;
+                write_chunks(tx, execution_id, last, parent_id, child_key, chunks, now).await?;
+                Ok((last as u64, parent_id))
+            }
+
+            /// Inserts chunks ending at seq `last` of `execution_id`, and a copy at the end of the
+            /// parent's output, tagged with the child.
+            async fn write_chunks(
+                tx: &mut Tx<'_>,
+                execution_id: Uuid,
+                last: i64,
+                parent_id: Option<Uuid>,
+                child_key: Option<String>,
+                chunks: &[NewChunk],
+                now: Millis,
+            ) -> Result<(), StoreError> {
                 if chunks.is_empty() {
-                    return Ok((last as u64, parent_id));
+                    return Ok(());
                 }
                 insert_chunks(tx, execution_id, last, chunks, None, now).await?;
                 if let Some(parent_id) = parent_id {
@@ -191,7 +208,7 @@ macro_rules! sql_store {
                     let source = (execution_id, child_key.unwrap_or_default());
                     insert_chunks(tx, parent_id, parent_last, chunks, Some(&source), now).await?;
                 }
-                Ok((last as u64, parent_id))
+                Ok(())
             }
 
             /// Inserts chunks ending at seq `last`.
@@ -296,7 +313,8 @@ macro_rules! sql_store {
             /// Writes one transition inside `tx`. Nothing but row locks is written before the
             /// outcome is known, so a `Conflict` or `Fenced` outcome leaves `tx` clean.
             async fn write_transition(tx: &mut Tx<'_>, t: &Transition) -> Result<CommitOutcome, StoreError> {
-                if touches_tasks(t) {
+                // Lock ordering matters only where rows are locked; SQLite has its single writer.
+                if ROW_LOCKS && touches_tasks(t) {
                     lock_tasks(tx, t.execution_id).await?;
                 }
                 for fence in &t.fences {
@@ -306,10 +324,13 @@ macro_rules! sql_store {
                 }
                 let next_seq = match &t.row_write {
                     RowWrite::Create(new) => {
+                        // The row is inserted as the transition leaves it: no UPDATE follows.
                         let inserted = sqlx::query(
                             "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, \
-                             parent_id, root_id, retry_of, request_id, state, next_seq, created_at, team_id, child_key) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14, $15) \
+                             parent_id, root_id, retry_of, request_id, state, next_seq, created_at, team_id, child_key, \
+                             result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $16, $13, $14, $15, \
+                             $17, $18, $19, $20, $21, $22, $23) \
                              ON CONFLICT DO NOTHING",
                         )
                         .bind(t.execution_id)
@@ -317,7 +338,7 @@ macro_rules! sql_store {
                         .bind(new.kind.as_str())
                         .bind(new.agent_id)
                         .bind(&new.runtime)
-                        .bind(ExecutionStatus::Pending.as_str())
+                        .bind(t.row.status.as_str())
                         .bind(Json(&new.input))
                         .bind(new.parent_id)
                         .bind(new.root_id)
@@ -327,6 +348,14 @@ macro_rules! sql_store {
                         .bind(t.now)
                         .bind(new.team_id)
                         .bind(&new.child_key)
+                        .bind((1 + t.events.len()) as i64)
+                        .bind(t.row.result.as_ref().map(Json))
+                        .bind(t.row.failure.as_ref().map(Json))
+                        .bind(t.row.usage.input_tokens as i64)
+                        .bind(t.row.usage.output_tokens as i64)
+                        .bind(t.row.usage.cost_usd)
+                        .bind(t.row.usage.tool_calls as i64)
+                        .bind(t.row.closed_at)
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
@@ -355,10 +384,24 @@ macro_rules! sql_store {
                             });
                             insert.build().execute(&mut **tx).await?;
                         }
+                        if !t.chunks.is_empty() {
+                            append_chunks(tx, t.execution_id, &t.chunks, t.now).await?;
+                        }
                         1
                     }
                     RowWrite::Update { expected_next_seq } => *expected_next_seq,
                 };
+                if let RowWrite::Update { .. } = t.row_write
+                    && !update_row(tx, t, next_seq).await?
+                {
+                    return Ok(CommitOutcome::Conflict);
+                }
+                write_rest(tx, t, next_seq).await
+            }
+
+            /// Moves an existing row forward if it is still at `next_seq`, and appends the
+            /// transition's output in the same statement's wake; false on a concurrent change.
+            async fn update_row(tx: &mut Tx<'_>, t: &Transition, next_seq: u64) -> Result<bool, StoreError> {
                 let failure = t.row.failure.as_ref().map(Json);
                 let updated = sqlx::query(
                     "UPDATE executions SET next_seq = $2, \
@@ -366,8 +409,9 @@ macro_rules! sql_store {
                      state = $4, result = $5, failure = $6, input_tokens = $7, output_tokens = $8, \
                      cost_usd = $9, tool_calls = $10, closed_at = COALESCE($11, closed_at), \
                      duration_ms = CASE WHEN $11 IS NULL THEN duration_ms \
-                                        ELSE $11 - COALESCE(started_at, created_at) END \
-                     WHERE id = $1 AND next_seq = $12",
+                                        ELSE $11 - COALESCE(started_at, created_at) END, \
+                     output_seq = output_seq + $13 \
+                     WHERE id = $1 AND next_seq = $12 RETURNING output_seq, parent_id, child_key",
                 )
                 .bind(t.execution_id)
                 .bind((next_seq + t.events.len() as u64) as i64)
@@ -381,12 +425,21 @@ macro_rules! sql_store {
                 .bind(t.row.usage.tool_calls as i64)
                 .bind(t.row.closed_at)
                 .bind(next_seq as i64)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Ok(CommitOutcome::Conflict);
+                .bind(t.chunks.len() as i64)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(row) = updated else { return Ok(false) };
+                if !t.chunks.is_empty() {
+                    let last: i64 = row.try_get("output_seq")?;
+                    let parent_id: Option<Uuid> = row.try_get("parent_id")?;
+                    let child_key: Option<String> = row.try_get("child_key")?;
+                    write_chunks(tx, t.execution_id, last, parent_id, child_key, &t.chunks, t.now).await?;
                 }
+                Ok(true)
+            }
+
+            /// Everything a transition writes after its execution row.
+            async fn write_rest(tx: &mut Tx<'_>, t: &Transition, next_seq: u64) -> Result<CommitOutcome, StoreError> {
                 if !t.events.is_empty() {
                     let mut insert = QueryBuilder::<Db>::new(
                         "INSERT INTO history_events (execution_id, seq, type, payload, created_at) ",
@@ -399,9 +452,6 @@ macro_rules! sql_store {
                             .push_bind(t.now);
                     });
                     insert.build().execute(&mut **tx).await?;
-                }
-                if !t.chunks.is_empty() {
-                    append_chunks(tx, t.execution_id, &t.chunks, t.now).await?;
                 }
                 for op in &t.tasks {
                     write_task_op(tx, t.execution_id, op, t.now).await?;
