@@ -63,13 +63,21 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         lease: lease(&first),
         chunks: vec![chunk("from attempt 1 ")],
         checkpoint_json: json!({ "step": 1 }).to_string(),
+        first_chunk_index: Some(0),
     };
     let reply = c
         .workers
-        .report_progress(progress)
+        .report_progress(progress.clone())
         .await
         .unwrap()
         .into_inner();
+    // The same batch again, as a worker whose reply was lost sends it: stored once.
+    c.workers.report_progress(progress).await.unwrap();
+    assert_eq!(
+        c.get(&id).await.output_length,
+        1,
+        "a resent batch is not stored twice"
+    );
     assert!(!reply.cancel_requested);
 
     // The attempt keeps heartbeating but runs too long: the server times it out and retries.
@@ -92,6 +100,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         lease: lease(&first),
         chunks: vec![chunk("late")],
         checkpoint_json: String::new(),
+        first_chunk_index: None,
     };
     assert_eq!(
         c.workers.report_progress(stale).await.unwrap_err().code(),

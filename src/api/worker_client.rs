@@ -76,6 +76,7 @@ impl WorkerClient {
     pub async fn progress(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, Status> {
@@ -83,6 +84,7 @@ impl WorkerClient {
             lease: Some(lease_of(lease)),
             chunks: chunks_of(chunks),
             checkpoint_json: json_or_empty(checkpoint.as_ref()),
+            first_chunk_index: first_chunk,
         });
         let reply = self.inner.clone().report_progress(request).await?;
         Ok(reply.into_inner().cancel_requested)

@@ -143,7 +143,7 @@ impl WorkerService for Workers {
         let cancel_requested = self
             .state
             .engine
-            .progress(&lease, chunks(r.chunks)?, checkpoint)
+            .progress(&lease, r.first_chunk_index, chunks(r.chunks)?, checkpoint)
             .await?;
         Ok(Response::new(pb::ReportProgressResponse {
             cancel_requested,

@@ -163,10 +163,12 @@ impl Engine {
     }
 
     /// Appends output and a checkpoint for a running attempt and extends its lease. Returns
-    /// whether the attempt must stop.
+    /// whether the attempt must stop. `first_chunk` is the index of `chunks[0]` among the chunks
+    /// this lease has sent: a batch sent again (its reply was lost) is not stored twice.
     pub async fn progress(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, EngineError> {
@@ -176,6 +178,7 @@ impl Engine {
             activity_id: lease.activity_id.clone(),
             attempt: lease.attempt,
             lease_token: lease.lease_token.clone(),
+            first_chunk,
             chunks: tag(lease, chunks),
             checkpoint,
             now: self.clock.now_ms(),

@@ -401,6 +401,9 @@ pub struct ClaimRequest {
 /// Progress of a leased attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgressRecord {
+    /// The index of `chunks[0]` among the chunks this lease has sent; chunks below the count
+    /// already stored are a resent batch and are skipped. `None` appends every chunk.
+    pub first_chunk: Option<u64>,
     /// The execution.
     pub execution_id: Uuid,
     /// The activity.

@@ -52,6 +52,7 @@ pub trait WorkerApi: Send + Sync + 'static {
     async fn progress(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, WorkerApiError>;
@@ -116,11 +117,12 @@ impl WorkerApi for DirectWorkerApi {
     async fn progress(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, WorkerApiError> {
         self.engine
-            .progress(lease, chunks, checkpoint)
+            .progress(lease, first_chunk, chunks, checkpoint)
             .await
             .map_err(from_engine)
     }

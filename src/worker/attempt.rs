@@ -103,6 +103,8 @@ async fn run_attempt(
 
     let heartbeat = heartbeat_interval(assignment.heartbeat_ms);
     let mut pending = Pending::default();
+    // Chunks of this lease the server has acknowledged: the index of the next batch's first.
+    let mut sent: u64 = 0;
     let mut last_report = Instant::now();
     let mut first_unsent: Option<Instant> = None;
     let mut abandon_at: Option<Instant> = None;
@@ -150,10 +152,11 @@ async fn run_attempt(
         let chunks = std::mem::take(&mut pending.chunks);
         let checkpoint = pending.checkpoint.take();
         match api
-            .progress(&lease, chunks.clone(), checkpoint.clone())
+            .progress(&lease, Some(sent), chunks.clone(), checkpoint.clone())
             .await
         {
             Ok(cancel_requested_now) => {
+                sent += chunks.len() as u64;
                 last_report = Instant::now();
                 first_unsent = None;
                 if cancel_requested_now && !cancel_requested {

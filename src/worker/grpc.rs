@@ -97,12 +97,13 @@ impl WorkerApi for GrpcWorkerApi {
     async fn progress(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         checkpoint: Option<serde_json::Value>,
     ) -> Result<bool, WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .progress(lease, chunks, checkpoint)
+            .progress(lease, first_chunk, chunks, checkpoint)
             .await
             .map_err(|s| self.failed(index, s))
     }

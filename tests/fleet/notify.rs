@@ -90,6 +90,7 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
                     data_json: json!({ "text": format!("{i} ") }).to_string(),
                 }],
                 checkpoint_json: String::new(),
+                first_chunk_index: Some(i),
             })
             .await
             .unwrap();

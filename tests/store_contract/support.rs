@@ -186,6 +186,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
             })
             .collect(),
         checkpoint: None,
+        first_chunk: None,
         now,
     }
 }

@@ -938,7 +938,7 @@ macro_rules! sql_store {
                     }
                     let lease_token = Uuid::new_v4().simple().to_string();
                     let mut tx = self.write.begin().await?;
-                    let mut query = QueryBuilder::<Db>::new("UPDATE tasks SET status = 'leased', lease_token = ");
+                    let mut query = QueryBuilder::<Db>::new("UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ");
                     query
                         .push_bind(lease_token)
                         .push(", lease_owner = ")
@@ -987,10 +987,30 @@ macro_rules! sql_store {
 
                 async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
                     let mut tx = self.write.begin().await?;
-                    let cancel_requested: Option<bool> = sqlx::query_scalar(
-                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint) \
-                         WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 AND lease_token = $4 \
-                         AND status = 'leased' RETURNING cancel_requested",
+                    // How many of this lease's chunks are stored already: a batch the worker sent
+                    // again (its reply was lost) is stored once.
+                    let stored: Option<i64> = sqlx::query_scalar(concat!(
+                        "SELECT chunks_sent FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
+                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        $lock
+                    ))
+                    .bind(p.execution_id)
+                    .bind(&p.activity_id)
+                    .bind(i64::from(p.attempt))
+                    .bind(&p.lease_token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(stored) = stored else {
+                        return Ok(None);
+                    };
+                    let stored = stored as u64;
+                    let first = p.first_chunk.unwrap_or(stored);
+                    let skip = stored.saturating_sub(first).min(p.chunks.len() as u64) as usize;
+                    let chunks = &p.chunks[skip..];
+                    let cancel_requested: bool = sqlx::query_scalar(
+                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
+                         chunks_sent = $7 WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
+                         AND lease_token = $4 RETURNING cancel_requested",
                     )
                     .bind(p.execution_id)
                     .bind(&p.activity_id)
@@ -998,13 +1018,11 @@ macro_rules! sql_store {
                     .bind(&p.lease_token)
                     .bind(p.now)
                     .bind(p.checkpoint.as_ref().map(Json))
-                    .fetch_optional(&mut *tx)
+                    .bind(stored.max(first + p.chunks.len() as u64) as i64)
+                    .fetch_one(&mut *tx)
                     .await?;
-                    let Some(cancel_requested) = cancel_requested else {
-                        return Ok(None);
-                    };
-                    let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, &p.chunks, p.now).await?;
-                    if !p.chunks.is_empty() {
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, chunks, p.now).await?;
+                    if !chunks.is_empty() {
                         let mut notes = Notes::default();
                         notes.execution(p.execution_id);
                         if let Some(parent_id) = parent_id {
