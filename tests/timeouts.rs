@@ -226,7 +226,35 @@ async fn a_task_nobody_claims_in_time_fails_without_retry(db: Db) {
     );
 }
 
+async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db) {
+    let server = Server::start(&db, "server", &[]);
+    let mut c = server.client().await;
+    c.create_agent("resender", "echo", json!({})).await;
+    let id = c.start(start_request("resender", &["x"])).await;
+    let task = poll_one(&mut c).await;
+    let progress = pb::ReportProgressRequest {
+        lease: lease(&task),
+        chunks: vec![chunk("a ")],
+        checkpoint_json: String::new(),
+        first_chunk_index: Some(0),
+    };
+    c.workers.report_progress(progress).await.unwrap();
+    // The worker never saw that reply, so its last report carries the chunk again.
+    let done = pb::CompleteTaskRequest {
+        lease: lease(&task),
+        chunks: vec![chunk("a "), chunk("b")],
+        output_json: json!({ "text": "a b" }).to_string(),
+        first_chunk_index: Some(0),
+        ..Default::default()
+    };
+    c.workers.complete_task(done).await.unwrap();
+    let watched = c.watch(&id, 0).await;
+    assert_eq!(watched.closed.status, "COMPLETED");
+    assert_eq!(watched.text(), "a b", "every chunk once");
+}
+
 on_both_stores!(
+    a_final_report_skips_chunks_a_lost_progress_reply_already_stored,
     an_attempt_past_start_to_close_is_timed_out_and_retried,
     an_attempt_that_stops_heartbeating_is_timed_out_and_retried,
     a_task_nobody_claims_in_time_fails_without_retry,

@@ -94,6 +94,7 @@ impl WorkerClient {
     pub async fn report(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), Status> {
@@ -112,6 +113,7 @@ impl WorkerClient {
                     checkpoint_json: json_or_empty(checkpoint.as_ref()),
                     output_json: output.to_string(),
                     usage: Some(usage.into()),
+                    first_chunk_index: first_chunk,
                 });
                 client.complete_task(request).await?;
             }
@@ -126,6 +128,7 @@ impl WorkerClient {
                     checkpoint_json: json_or_empty(checkpoint.as_ref()),
                     failure: Some((&failure).into()),
                     retry_after_ms: retry_after_ms.unwrap_or(0),
+                    first_chunk_index: first_chunk,
                 });
                 client.fail_task(request).await?;
             }
@@ -135,6 +138,7 @@ impl WorkerClient {
                     chunks,
                     checkpoint_json: String::new(),
                     abandoned,
+                    first_chunk_index: first_chunk,
                 });
                 client.cancel_task(request).await?;
             }

@@ -163,7 +163,7 @@ impl WorkerService for Workers {
         };
         self.state
             .engine
-            .report(&lease, chunks(r.chunks)?, outcome)
+            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
             .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
@@ -185,7 +185,7 @@ impl WorkerService for Workers {
         };
         self.state
             .engine
-            .report(&lease, chunks(r.chunks)?, outcome)
+            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
             .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
@@ -238,7 +238,7 @@ impl WorkerService for Workers {
         };
         self.state
             .engine
-            .report(&lease, chunks(r.chunks)?, outcome)
+            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
             .await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }

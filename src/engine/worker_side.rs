@@ -227,6 +227,7 @@ impl Engine {
             Some(ReleaseOutcome::CancelRequested) => {
                 self.report(
                     lease,
+                    None,
                     chunks,
                     ActivityOutcome::Canceled { abandoned: false },
                 )
@@ -239,6 +240,7 @@ impl Engine {
     pub async fn report(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), EngineError> {
@@ -252,7 +254,11 @@ impl Engine {
             })
             .ok_or_else(|| stale(lease))?;
         let now = self.clock.now_ms();
-        let chunks = tag(lease, chunks);
+        // Chunks a progress report already stored (its reply was lost, so the worker sends them
+        // again with its last report) are not stored twice. Only this lease's worker writes
+        // them, and it waits for each reply, so the count cannot move meanwhile.
+        let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
+        let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
         let result = self
             .apply_with(lease.execution_id, |_, state| {
                 let crate::machine::ExecutionState::Agent(state) = state else {

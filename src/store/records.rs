@@ -377,6 +377,8 @@ pub struct TaskRecord {
     pub heartbeat_ms: u64,
     /// Whether the attempt was asked to stop.
     pub cancel_requested: bool,
+    /// How many output chunks the current lease has stored.
+    pub chunks_sent: u64,
     /// The turn.
     pub turn: serde_json::Value,
     /// The last saved checkpoint.

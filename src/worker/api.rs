@@ -60,6 +60,7 @@ pub trait WorkerApi: Send + Sync + 'static {
     async fn report(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), WorkerApiError>;
@@ -130,11 +131,12 @@ impl WorkerApi for DirectWorkerApi {
     async fn report(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), WorkerApiError> {
         self.engine
-            .report(lease, chunks, outcome)
+            .report(lease, first_chunk, chunks, outcome)
             .await
             .map_err(from_engine)
     }

@@ -88,7 +88,7 @@ async fn run_attempt(
             retry_after_ms: None,
             checkpoint: None,
         };
-        let _ = api.report(&lease, Vec::new(), outcome).await;
+        let _ = api.report(&lease, Some(0), Vec::new(), outcome).await;
         return;
     };
     let cancel = CancellationToken::new();
@@ -217,7 +217,7 @@ async fn run_attempt(
             checkpoint: pending.checkpoint.take(),
         },
     };
-    report_until_done(api.as_ref(), &lease, pending.chunks, outcome).await;
+    report_until_done(api.as_ref(), &lease, sent, pending.chunks, outcome).await;
 }
 
 /// Releases the attempt with its unsent output and newest checkpoint, retrying a while when no
@@ -251,12 +251,16 @@ async fn release_attempt(api: &dyn WorkerApi, lease: &Lease, mut pending: Pendin
 async fn report_until_done(
     api: &dyn WorkerApi,
     lease: &Lease,
+    first_chunk: u64,
     chunks: Vec<ChunkIn>,
     outcome: ActivityOutcome,
 ) {
     let mut delay = Duration::from_millis(50);
     loop {
-        match api.report(lease, chunks.clone(), outcome.clone()).await {
+        match api
+            .report(lease, Some(first_chunk), chunks.clone(), outcome.clone())
+            .await
+        {
             Ok(()) => return,
             Err(WorkerApiError::Unavailable(message)) => {
                 tracing::warn!(%message, ?delay, "report failed; retrying");

@@ -111,12 +111,13 @@ impl WorkerApi for GrpcWorkerApi {
     async fn report(
         &self,
         lease: &Lease,
+        first_chunk: Option<u64>,
         chunks: Vec<ChunkIn>,
         outcome: ActivityOutcome,
     ) -> Result<(), WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .report(lease, chunks, outcome)
+            .report(lease, first_chunk, chunks, outcome)
             .await
             .map_err(|s| self.failed(index, s))
     }

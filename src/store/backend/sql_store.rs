@@ -19,7 +19,7 @@ macro_rules! task_columns {
     () => {
         "execution_id, activity_id, attempt, runtime, queue, status, lease_token, \
      lease_owner, leased_at, lease_expires_at, attempt_deadline, schedule_deadline, heartbeat_ms, \
-     cancel_requested, turn, checkpoint"
+     cancel_requested, turn, checkpoint, chunks_sent"
     };
 }
 
@@ -151,6 +151,7 @@ macro_rules! sql_store {
                     schedule_deadline: row.try_get("schedule_deadline")?,
                     heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
                     cancel_requested: row.try_get("cancel_requested")?,
+                    chunks_sent: row.try_get::<i64, _>("chunks_sent")? as u64,
                     turn: row.try_get::<Json<serde_json::Value>, _>("turn")?.0,
                     checkpoint: row
                         .try_get::<Option<Json<serde_json::Value>>, _>("checkpoint")?
