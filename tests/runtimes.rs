@@ -31,28 +31,14 @@ async fn a_default_agent_runs_through_cairn_run() {
     let db = Db::sqlite().await;
     let model = fake_openai::FakeOpenAi::start().await;
     model.push(fake_openai::Reply::text(&["Hello", " from", " the model"]));
-    let server = Server::start(
-        &db,
-        "dev",
-        &[
-            "--openai-base-url",
-            &model.base_url(),
-            "--openai-api-key-env",
-            "",
-        ],
-    );
+    let server = Server::dev_with_model(&db, &model.base_url());
     let mut c = server.client().await;
-    c.agents
-        .create_agent(pb::CreateAgentRequest {
-            name: "analyst".into(),
-            runtime: "default".into(),
-            model_id: "gpt-test".into(),
-            configuration_json: json!({ "runtime_config": { "instructions": "Be brief." } })
-                .to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.create_model_agent(
+        "analyst",
+        "gpt-test",
+        json!({ "instructions": "Be brief." }),
+    )
+    .await;
 
     let output = cairn_run(&server, "analyst", "say hello");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -249,15 +235,7 @@ async fn a_mixed_runtime_team_runs_each_member_on_its_runtime() {
     let mut c = server.client().await;
     c.create_agent("scout", "echo", json!({ "chunks": ["scouted "] }))
         .await;
-    c.agents
-        .create_agent(pb::CreateAgentRequest {
-            name: "analyst".into(),
-            runtime: "default".into(),
-            model_id: "gpt-test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.create_model_agent("analyst", "gpt-test", json!({})).await;
     c.create_agent(
         "coder",
         "claude_code",
@@ -431,16 +409,6 @@ async fn cancelling_a_team_stops_a_claude_code_child_in_a_long_tool_call() {
     assert_eq!(sleeping, 0, "the tool's process is gone too");
 }
 
-async fn default_agent(c: &mut common::TestClient, name: &str) {
-    let request = pb::CreateAgentRequest {
-        name: name.into(),
-        runtime: "default".into(),
-        model_id: "gpt-test".into(),
-        ..Default::default()
-    };
-    c.agents.create_agent(request).await.unwrap();
-}
-
 /// A 429 with `retry-after` fails the attempt retryably; the engine waits at least that long
 /// and the next attempt succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,18 +417,9 @@ async fn a_rate_limited_default_turn_is_retried_after_retry_after() {
     let model = fake_openai::FakeOpenAi::start().await;
     model.push(fake_openai::Reply::error(429, "slow down").header("retry-after", "1"));
     model.push(fake_openai::Reply::text(&["made it"]));
-    let server = Server::start(
-        &db,
-        "dev",
-        &[
-            "--openai-base-url",
-            &model.base_url(),
-            "--openai-api-key-env",
-            "",
-        ],
-    );
+    let server = Server::dev_with_model(&db, &model.base_url());
     let mut c = server.client().await;
-    default_agent(&mut c, "patient").await;
+    c.create_model_agent("patient", "gpt-test", json!({})).await;
     let mut request = start_request("patient", &["hi"]);
     request.retry_policy = Some(fast_retries(3));
     let id = c.start(request).await;
@@ -502,18 +461,10 @@ async fn cancelling_a_default_turn_mid_stream_closes_the_connection() {
             .content("thinking...")
             .hang(),
     );
-    let server = Server::start(
-        &db,
-        "dev",
-        &[
-            "--openai-base-url",
-            &model.base_url(),
-            "--openai-api-key-env",
-            "",
-        ],
-    );
+    let server = Server::dev_with_model(&db, &model.base_url());
     let mut c = server.client().await;
-    default_agent(&mut c, "ponderer").await;
+    c.create_model_agent("ponderer", "gpt-test", json!({}))
+        .await;
     let id = c.start_simple("ponderer", "think hard").await;
     c.wait_until(&id, "the first streamed text", |e| e.output_length >= 1)
         .await;

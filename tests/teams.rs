@@ -544,26 +544,9 @@ async fn a_supervisor_picks_members_until_it_answers() {
     ] {
         model.push(fake_openai::Reply::text(&[reply]));
     }
-    let server = Server::start(
-        &db,
-        "dev",
-        &[
-            "--openai-base-url",
-            &model.base_url(),
-            "--openai-api-key-env",
-            "",
-        ],
-    );
+    let server = Server::dev_with_model(&db, &model.base_url());
     let mut c = server.client().await;
-    c.agents
-        .create_agent(pb::CreateAgentRequest {
-            name: "boss".into(),
-            runtime: "default".into(),
-            model_id: "m".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.create_model_agent("boss", "m", json!({})).await;
     c.create_agent("researcher", "echo", json!({ "chunks": ["facts"] }))
         .await;
     c.create_agent("writer", "echo", json!({ "chunks": ["prose"] }))

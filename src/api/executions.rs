@@ -238,18 +238,10 @@ impl ExecutionService for Executions {
         let id = validate::id("id", &r.id)?;
         let engine = &self.state.engine;
         engine.execution(id).await?;
-        let mut events = Vec::new();
-        let mut after = r.after_seq;
-        loop {
-            let page = engine.store().history(id, after, 1000).await?;
-            let full = page.len() == 1000;
-            after = page.last().map_or(after, |e| e.seq);
-            events.extend(page.iter().map(pb::HistoryEvent::from));
-            if !full {
-                break;
-            }
-        }
-        Ok(Response::new(pb::GetHistoryResponse { events }))
+        let events = engine.history_after(id, r.after_seq).await?;
+        Ok(Response::new(pb::GetHistoryResponse {
+            events: events.iter().map(pb::HistoryEvent::from).collect(),
+        }))
     }
 
     async fn replay_execution(

@@ -24,9 +24,6 @@ use crate::domain::{
 use crate::machine::{activity_id_for_turn, reusable};
 use crate::store::{AgentKey, ExecutionRecord, NewChunk, NewExecution};
 
-/// How many chunks one read of the retried execution's output takes.
-const OUTPUT_PAGE: u32 = 512;
-
 /// The prefix of the request ids retries are started with; clients cannot start with it.
 pub const RETRY_REQUEST_PREFIX: &str = "retry-of:";
 
@@ -224,28 +221,20 @@ impl Engine {
         turns: u32,
     ) -> Result<Vec<NewChunk>, EngineError> {
         let reused: BTreeSet<String> = (0..turns).map(activity_id_for_turn).collect();
-        let mut chunks = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.output(original.id, after, OUTPUT_PAGE).await?;
-            let full = page.len() == OUTPUT_PAGE as usize;
-            after = page.last().map_or(after, |c| c.seq);
-            chunks.extend(
-                page.into_iter()
-                    .filter(|c| reused.contains(&c.activity_id))
-                    .map(|c| NewChunk {
-                        source: None,
-                        activity_id: c.activity_id,
-                        attempt: c.attempt,
-                        kind: c.kind,
-                        data: c.data,
-                        reused_from: Some(c.reused_from.unwrap_or(original.id)),
-                    }),
-            );
-            if !full {
-                return Ok(chunks);
-            }
-        }
+        Ok(self
+            .full_output(original.id)
+            .await?
+            .into_iter()
+            .filter(|c| reused.contains(&c.activity_id))
+            .map(|c| NewChunk {
+                source: None,
+                activity_id: c.activity_id,
+                attempt: c.attempt,
+                kind: c.kind,
+                data: c.data,
+                reused_from: Some(c.reused_from.unwrap_or(original.id)),
+            })
+            .collect())
     }
 }
 

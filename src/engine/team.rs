@@ -264,30 +264,22 @@ impl Engine {
         reused: &[ReusedChild],
     ) -> Result<Vec<NewChunk>, EngineError> {
         let mut chunks = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.output(original.id, after, 512).await?;
-            let full = page.len() == 512;
-            after = page.last().map_or(after, |c| c.seq);
-            for c in page {
-                let Some(child) = reused
-                    .iter()
-                    .find(|r| c.source_key.as_deref() == Some(r.key.as_str()))
-                else {
-                    continue;
-                };
-                chunks.push(NewChunk {
-                    source: Some((child.execution_id, child.key.clone())),
-                    activity_id: c.activity_id,
-                    attempt: c.attempt,
-                    kind: c.kind,
-                    data: c.data,
-                    reused_from: Some(c.reused_from.unwrap_or(child.execution_id)),
-                });
-            }
-            if !full {
-                return Ok(chunks);
-            }
+        for c in self.full_output(original.id).await? {
+            let Some(child) = reused
+                .iter()
+                .find(|r| c.source_key.as_deref() == Some(r.key.as_str()))
+            else {
+                continue;
+            };
+            chunks.push(NewChunk {
+                source: Some((child.execution_id, child.key.clone())),
+                activity_id: c.activity_id,
+                attempt: c.attempt,
+                kind: c.kind,
+                data: c.data,
+                reused_from: Some(c.reused_from.unwrap_or(child.execution_id)),
+            });
         }
+        Ok(chunks)
     }
 }

@@ -34,16 +34,6 @@ pub enum ReplayError {
     },
 }
 
-impl ReplayError {
-    /// The seq of the first event the code disagrees with.
-    pub fn seq(&self) -> u64 {
-        match self {
-            ReplayError::Nondeterminism(n) => n.seq,
-            ReplayError::Invalid { seq, .. } => *seq,
-        }
-    }
-}
-
 /// What a replay that reproduced its history found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed {

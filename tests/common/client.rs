@@ -97,6 +97,27 @@ impl TestClient {
             .into_inner()
     }
 
+    /// Creates an agent on the `default` runtime with `model_id` and `runtime_config`.
+    pub async fn create_model_agent(
+        &mut self,
+        name: &str,
+        model_id: &str,
+        runtime_config: serde_json::Value,
+    ) -> pb::Agent {
+        self.agents
+            .create_agent(pb::CreateAgentRequest {
+                name: name.into(),
+                runtime: "default".into(),
+                model_id: model_id.into(),
+                configuration_json: serde_json::json!({ "runtime_config": runtime_config })
+                    .to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect("create agent")
+            .into_inner()
+    }
+
     /// Starts `agent` with one prompt per turn and the given options; returns the id.
     pub async fn start(&mut self, request: pb::StartExecutionRequest) -> String {
         self.executions

@@ -78,6 +78,15 @@ impl Server {
         Server::start(db, "dev", args)
     }
 
+    /// `cairn dev` whose `default` runtime talks to the OpenAI-compatible server at `base_url`
+    /// (a fake in the suite), without an API key.
+    pub fn dev_with_model(db: &Db, base_url: &str) -> Server {
+        Server::dev(
+            db,
+            &["--openai-base-url", base_url, "--openai-api-key-env", ""],
+        )
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,7 +1,8 @@
 //! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by the `sql_store!` macro; the
-//! dialects differ only in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite
-//! has its single writer instead) and in the column types of the migrations.
+//! dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
+//! single writer instead), in how many commits may run at once, in the change feed (PostgreSQL
+//! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
 
 #[macro_use]
 mod sql_store;
