@@ -392,7 +392,9 @@ impl AgentState {
             | E::TimerStarted { .. }
             | E::TimerCanceled { .. } => vec![],
             E::ActivityCompleted { .. } => self.next_turn_or_end(),
-            E::ActivityFailed { .. } | E::ActivityTimedOut { .. } => self.after_failed_attempt(ctx),
+            E::ActivityFailed { .. } | E::ActivityTimedOut { .. } => {
+                self.after_failed_attempt(ctx, input)?
+            }
             E::ActivityCanceled { .. } => vec![self.cancel_execution()],
             E::TimerFired { .. } => {
                 let a = self
@@ -477,43 +479,52 @@ impl AgentState {
         }
     }
 
-    fn after_failed_attempt(&self, ctx: MachineContext) -> Vec<HistoryEvent> {
-        let Some(a) = &self.activity else {
-            return vec![];
-        };
-        let ActivityPhase::Ended {
-            failure: Some(failure),
-            at,
-            not_before,
-            ..
-        } = &a.phase
-        else {
-            return vec![];
+    /// After a failed or timed-out attempt, which `apply` has just ended with its failure: stop
+    /// when a cancel was asked for, fail when the policy allows no retry, else back off.
+    fn after_failed_attempt(
+        &self,
+        ctx: MachineContext,
+        input: &HistoryEvent,
+    ) -> Result<Vec<HistoryEvent>, InvalidTransition> {
+        let ended = self.activity.as_ref().and_then(|a| match &a.phase {
+            ActivityPhase::Ended {
+                failure: Some(failure),
+                at,
+                not_before,
+                ..
+            } => Some((a, failure, *at, *not_before)),
+            _ => None,
+        });
+        let Some((a, failure, at, not_before)) = ended else {
+            return Err(AgentState::invalid(Some(self), input));
         };
         if self.cancel_reason.is_some() {
-            return vec![self.cancel_execution()];
+            return Ok(vec![self.cancel_execution()]);
         }
         if !self
             .retry_policy
             .allows_retry(a.attempt, &failure.code, failure.retryable)
         {
-            return vec![HistoryEvent::ExecutionFailed {
+            return Ok(vec![HistoryEvent::ExecutionFailed {
                 failure: failure.clone(),
-            }];
+            }]);
         }
         let seed = stable_hash(&format!("{}/{}", ctx.execution_id, a.activity_id));
         let (delay_ms, jitter_ms) = retry_delay(&self.retry_policy, a.attempt, seed);
-        // A runtime's `retry-after` can push the retry later than the policy would.
-        let fire_at = (*at + delay_ms as i64).max(*not_before);
-        vec![HistoryEvent::TimerStarted {
+        // A runtime's `retry-after` can push the retry later than the policy would. Saturating:
+        // the edge bounds every interval, but no stored value may ever make a time wrap.
+        let fire_at = at
+            .saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
+            .max(not_before);
+        Ok(vec![HistoryEvent::TimerStarted {
             timer_id: format!("retry-{}-{}", a.activity_id, a.attempt + 1),
             fire_at,
             purpose: TimerPurpose::RetryActivity {
                 activity_id: a.activity_id.clone(),
                 attempt: a.attempt + 1,
             },
-            delay_ms: (fire_at - at) as u64,
+            delay_ms: fire_at.saturating_sub(at).max(0) as u64,
             jitter_ms,
-        }]
+        }])
     }
 }
