@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod contract;
 pub mod domain;
 pub mod engine;
 pub mod machine;
