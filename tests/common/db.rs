@@ -74,6 +74,9 @@ impl Db {
             "tasks",
             "timers",
             "output_chunks",
+            "workers",
+            "teams",
+            "team_members",
         ] {
             counts.push((table, store.count_rows(table).await.expect("count rows")));
         }
