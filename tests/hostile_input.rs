@@ -1,6 +1,6 @@
 //! Hostile input at the edge: every field of every RPC, client and worker side, is bounded
 //! before anything is written, and SQLite and PostgreSQL answer alike. The table in
-//! `hostile_input/table.rs` is run against both stores, each asserting the same code per row
+//! `hostile_input/table.rs` (and `worker_table.rs`) is run against both stores, each asserting the same code per row
 //! and that no table gained or lost a row; the per-defect tests below show that the engine keeps
 //! claiming, completing and cancelling after a hostile request.
 
@@ -10,6 +10,8 @@ mod common;
 mod calls;
 #[path = "hostile_input/table.rs"]
 mod table;
+#[path = "hostile_input/worker_table.rs"]
+mod worker_table;
 
 use cairn::api::pb;
 use calls::{Call, send};
