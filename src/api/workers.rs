@@ -69,11 +69,18 @@ fn chunks(chunks: Vec<pb::ChunkIn>) -> Result<Vec<ChunkIn>, Status> {
         .collect()
 }
 
-/// The index of a report's first chunk: a seq, so within i64 together with the chunks after it.
+/// The index of a report's first chunk: chunk indexes are stored as BIGINT, so the index of the
+/// report's last chunk must stay within i64.
 fn first_chunk_index(first: Option<u64>, chunks: usize) -> Result<Option<u64>, Status> {
-    first
-        .map(|i| validate::seq("first_chunk_index", i.saturating_add(chunks as u64)).map(|_| i))
-        .transpose()
+    match first {
+        Some(i) if i.saturating_add(chunks as u64) > validate::limits::MAX_SEQ => {
+            Err(invalid(format!(
+                "first_chunk_index {i} with {chunks} chunks goes past the highest index, {}",
+                validate::limits::MAX_SEQ
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 fn task(a: &Assignment) -> pb::Task {
