@@ -71,13 +71,9 @@ impl AgentService for Agents {
             id: Uuid::now_v7(),
             namespace: validate::namespace(&r.namespace)?,
             name: validate::agent_name(&r.name)?,
-            runtime: if r.runtime.is_empty() {
-                "default".into()
-            } else {
-                r.runtime
-            },
-            model_id: r.model_id,
-            configuration: validate::json_object("configuration_json", &r.configuration_json)?,
+            runtime: validate::runtime(&r.runtime)?,
+            model_id: validate::model_id(&r.model_id)?,
+            configuration: validate::configuration(&r.configuration_json)?,
             status: AgentStatus::Active,
             created_at: now,
             updated_at: now,
@@ -136,13 +132,14 @@ impl AgentService for Agents {
             )));
         }
         if let Some(runtime) = r.runtime {
+            validate::plain("runtime", &runtime, validate::limits::MAX_RUNTIME_BYTES)?;
             agent.runtime = runtime;
         }
         if let Some(model_id) = r.model_id {
-            agent.model_id = model_id;
+            agent.model_id = validate::model_id(&model_id)?;
         }
         if let Some(configuration) = r.configuration_json {
-            agent.configuration = validate::json_object("configuration_json", &configuration)?;
+            agent.configuration = validate::configuration(&configuration)?;
         }
         self.check_runtime(&agent)?;
         agent.updated_at = self.state.engine.now();

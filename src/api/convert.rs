@@ -69,16 +69,7 @@ impl TryFrom<pb::Failure> for Failure {
     type Error = Status;
 
     fn try_from(f: pb::Failure) -> Result<Self, Status> {
-        if f.code.is_empty() {
-            return Err(invalid("failure.code is required"));
-        }
-        Ok(Failure {
-            code: f.code,
-            message: f.message,
-            retryable: f.retryable,
-            details: super::validate::optional_json("failure.details_json", &f.details_json)?
-                .unwrap_or_default(),
-        })
+        super::validate::failure(Some(f))
     }
 }
 
@@ -94,7 +85,10 @@ impl TryFrom<pb::RetryPolicy> for RetryPolicy {
                 p.backoff_coefficient
             },
             maximum_interval_ms: if p.maximum_interval_ms == 0 {
-                p.initial_interval_ms.saturating_mul(100)
+                // The default, capped so that a valid initial interval never makes it invalid.
+                p.initial_interval_ms
+                    .saturating_mul(100)
+                    .min(crate::domain::MAX_DURATION_MS.max(p.initial_interval_ms))
             } else {
                 p.maximum_interval_ms
             },

@@ -16,7 +16,7 @@ use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
 use super::{ApiState, convert, pb, retry, validate};
 use crate::domain::ExecutionStatus;
-use crate::engine::{CONNECTED_WITHIN_MS, Engine, RETRY_REQUEST_PREFIX, StartRequest, Watch};
+use crate::engine::{CONNECTED_WITHIN_MS, Engine, StartRequest, Watch};
 use crate::machine::AgentState;
 use crate::store::{AgentKey, ExecutionFilter};
 
@@ -94,18 +94,7 @@ impl ExecutionService for Executions {
             agent,
             team,
             prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,
-            request_id: match r.request_id.as_str() {
-                "" => None,
-                id if id.len() > 256 => {
-                    return Err(invalid("request_id is longer than 256 characters"));
-                }
-                id if id.starts_with(RETRY_REQUEST_PREFIX) => {
-                    return Err(invalid(format!(
-                        "request ids starting with `{RETRY_REQUEST_PREFIX}` are reserved for retries"
-                    )));
-                }
-                id => Some(id.to_string()),
-            },
+            request_id: validate::request_id(&r.request_id)?,
             labels: validate::labels(&r.labels)?,
             retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
@@ -140,7 +129,8 @@ impl ExecutionService for Executions {
                     let known: Vec<&str> =
                         ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
                     invalid(format!(
-                        "status `{s}` is unknown; use one of {}",
+                        "status `{}` is unknown; use one of {}",
+                        validate::quote(s),
                         known.join(", ")
                     ))
                 })
@@ -166,6 +156,7 @@ impl ExecutionService for Executions {
                 "created_after_ms and created_before_ms must not be negative",
             ));
         }
+        validate::plain("runtime", &r.runtime, validate::limits::MAX_RUNTIME_BYTES)?;
         let filter = ExecutionFilter {
             namespace,
             statuses,
@@ -204,6 +195,7 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::Execution>, Status> {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
+        validate::text("reason", &r.reason, validate::limits::MAX_REASON_BYTES)?;
         let reason = if r.reason.is_empty() {
             "cancelled by a client".to_string()
         } else {
@@ -221,12 +213,13 @@ impl ExecutionService for Executions {
     ) -> Result<Response<OutputStream>, Status> {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
+        let after_seq = validate::seq("after_seq", r.after_seq)?;
         let engine = self.state.engine.clone();
         engine.execution(id).await?;
         let changes = engine.notifier().watch(id);
         let (tx, rx) = mpsc::channel(OUTPUT_PAGE as usize);
         let shutdown = self.state.shutdown.clone();
-        tokio::spawn(follow(engine, id, r.after_seq, changes, tx, shutdown));
+        tokio::spawn(follow(engine, id, after_seq, changes, tx, shutdown));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -236,9 +229,10 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
+        let after_seq = validate::seq("after_seq", r.after_seq)?;
         let engine = &self.state.engine;
         engine.execution(id).await?;
-        let events = engine.history_after(id, r.after_seq).await?;
+        let events = engine.history_after(id, after_seq).await?;
         Ok(Response::new(pb::GetHistoryResponse {
             events: events.iter().map(pb::HistoryEvent::from).collect(),
         }))

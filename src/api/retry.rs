@@ -13,14 +13,19 @@ pub(crate) fn retry_request(
     limits: &validate::Limits,
 ) -> Result<RetryRequest, Status> {
     let id = validate::id("id", &r.id)?;
+    let from_seq = validate::seq("from_seq", r.from_seq)?;
     let mut size = 0;
     for (turn, prompt) in &r.prompts {
-        if *turn == 0 {
-            return Err(invalid("prompts are keyed by turn number, from 1"));
+        if *turn == 0 || *turn as usize > validate::limits::MAX_TURNS {
+            return Err(invalid(format!(
+                "prompts are keyed by turn number, from 1 to {}; got {turn}",
+                validate::limits::MAX_TURNS
+            )));
         }
         if prompt.trim().is_empty() {
             return Err(invalid(format!("the new prompt of turn {turn} is empty")));
         }
+        validate::no_nul(&format!("the new prompt of turn {turn}"), prompt)?;
         size += prompt.len();
     }
     if size > limits.max_prompt_bytes {
@@ -31,7 +36,7 @@ pub(crate) fn retry_request(
     }
     Ok(RetryRequest {
         id,
-        from_seq: (r.from_seq > 0).then_some(r.from_seq),
+        from_seq: (from_seq > 0).then_some(from_seq),
         prompts: r.prompts.into_iter().collect(),
         retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
         force: r.force,

@@ -95,7 +95,7 @@ impl Teams {
             let known: Vec<&str> = TeamStrategy::ALL.iter().map(|s| s.as_str()).collect();
             invalid(format!(
                 "strategy `{}` is unknown; use one of {}",
-                d.strategy,
+                validate::quote(&d.strategy),
                 known.join(", ")
             ))
         })?;
@@ -110,6 +110,11 @@ impl Teams {
         }
         let mut members = Vec::with_capacity(d.members.len());
         for (i, m) in d.members.iter().enumerate() {
+            validate::text(
+                &format!("member {} role", i + 1),
+                &m.role,
+                validate::limits::MAX_ROLE_BYTES,
+            )?;
             let agent_id = self
                 .agent(namespace, name, &format!("member {}", i + 1), &m.agent)
                 .await?;
@@ -168,8 +173,10 @@ impl Teams {
     }
 
     async fn find(&self, namespace: &str, team: &str) -> Result<Team, Status> {
-        let key = validate::agent_key(team)
-            .map_err(|_| invalid("team is required: give its name or id"))?;
+        if team.is_empty() {
+            return Err(invalid("team is required: give its name or id"));
+        }
+        let key = validate::agent_key(team)?;
         self.state
             .engine
             .store()

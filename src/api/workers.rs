@@ -42,7 +42,7 @@ fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
     let (execution, activity) = lease.task_id.split_once('/').ok_or_else(|| {
         invalid(format!(
             "task_id `{}` is not `<execution id>/<activity id>`",
-            lease.task_id
+            validate::quote(&lease.task_id)
         ))
     })?;
     if activity.is_empty() || lease.attempt == 0 || lease.lease_token.is_empty() {
@@ -50,6 +50,8 @@ fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
             "lease needs a task_id, an attempt from 1 and the lease_token",
         ));
     }
+    validate::lease_part("the activity id of task_id", activity)?;
+    validate::lease_part("lease_token", &lease.lease_token)?;
     Ok(Lease {
         execution_id: validate::id("task_id", execution)?,
         activity_id: activity.into(),
@@ -63,14 +65,24 @@ fn chunks(chunks: Vec<pb::ChunkIn>) -> Result<Vec<ChunkIn>, Status> {
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            if c.kind.is_empty() {
-                return Err(invalid(format!("chunk {i} has no kind")));
-            }
-            let data = serde_json::from_str(&c.data_json)
-                .map_err(|e| invalid(format!("chunk {i} data_json is not valid JSON: {e}")))?;
+            let data = validate::chunk(i, &c)?;
             Ok(ChunkIn { kind: c.kind, data })
         })
         .collect()
+}
+
+/// The index of a report's first chunk: chunk indexes are stored as BIGINT, so the index of the
+/// report's last chunk must stay within i64.
+fn first_chunk_index(first: Option<u64>, chunks: usize) -> Result<Option<u64>, Status> {
+    match first {
+        Some(i) if i.saturating_add(chunks as u64) > validate::limits::MAX_SEQ => {
+            Err(invalid(format!(
+                "first_chunk_index {i} with {chunks} chunks goes past the highest index, {}",
+                validate::limits::MAX_SEQ
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 fn task(a: &Assignment) -> pb::Task {
@@ -104,17 +116,7 @@ impl WorkerService for Workers {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let r = request.into_inner();
-        if r.worker_id.is_empty() {
-            return Err(invalid("worker_id is required"));
-        }
-        if r.runtimes.is_empty() {
-            return Err(invalid(
-                "runtimes is required: name the runtimes this worker has",
-            ));
-        }
-        if r.worker_id.len() > 256 {
-            return Err(invalid("worker_id is longer than 256 characters"));
-        }
+        validate::poller(&r.worker_id, &r.runtimes)?;
         let poll = PollRequest {
             worker_id: r.worker_id,
             runtimes: r.runtimes,
@@ -137,10 +139,10 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::ReportProgressResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
-        let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
+        let checkpoint = validate::report_json("checkpoint_json", &r.checkpoint_json)?;
         let progress = Progress {
             lease,
-            first_chunk: r.first_chunk_index,
+            first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             checkpoint,
         };
@@ -157,13 +159,13 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
         let outcome = ActivityOutcome::Completed {
-            output: validate::optional_json("output_json", &r.output_json)?.unwrap_or_default(),
-            usage: r.usage.map(Into::into).unwrap_or_default(),
-            checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
+            output: validate::report_json("output_json", &r.output_json)?.unwrap_or_default(),
+            usage: validate::usage(r.usage)?,
+            checkpoint: validate::report_json("checkpoint_json", &r.checkpoint_json)?,
         };
         let report = Report {
             lease,
-            first_chunk: r.first_chunk_index,
+            first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
         };
@@ -177,18 +179,16 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::TaskReportResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
-        let failure: Failure = r
-            .failure
-            .ok_or_else(|| invalid("failure is required"))?
-            .try_into()?;
+        let failure: Failure = validate::failure(r.failure)?;
+        let retry_after_ms = validate::duration_ms("retry_after_ms", r.retry_after_ms)?;
         let outcome = ActivityOutcome::Failed {
             failure,
-            retry_after_ms: (r.retry_after_ms > 0).then_some(r.retry_after_ms),
-            checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
+            retry_after_ms: (retry_after_ms > 0).then_some(retry_after_ms),
+            checkpoint: validate::report_json("checkpoint_json", &r.checkpoint_json)?,
         };
         let report = Report {
             lease,
-            first_chunk: r.first_chunk_index,
+            first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
         };
@@ -202,7 +202,7 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::TaskReportResponse>, Status> {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
-        let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
+        let checkpoint = validate::report_json("checkpoint_json", &r.checkpoint_json)?;
         let release = Release {
             lease,
             chunks: chunks(r.chunks)?,
@@ -244,9 +244,11 @@ impl WorkerService for Workers {
         let outcome = ActivityOutcome::Canceled {
             abandoned: r.abandoned,
         };
+        // The checkpoint of a cancelled attempt is not kept, but it is checked like any other.
+        validate::report_json("checkpoint_json", &r.checkpoint_json)?;
         let report = Report {
             lease,
-            first_chunk: r.first_chunk_index,
+            first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
         };

@@ -100,13 +100,15 @@ pub struct Usage {
 impl std::ops::Add for Usage {
     type Output = Usage;
 
-    /// The sum of two usages.
+    /// The sum of two usages. Counts saturate at `i64::MAX`, the most a BIGINT column holds, so
+    /// a sum can never wrap or be stored as a negative number.
     fn add(self, other: Usage) -> Usage {
+        let sum = |a: u64, b: u64| a.saturating_add(b).min(i64::MAX as u64);
         Usage {
-            input_tokens: self.input_tokens + other.input_tokens,
-            output_tokens: self.output_tokens + other.output_tokens,
+            input_tokens: sum(self.input_tokens, other.input_tokens),
+            output_tokens: sum(self.output_tokens, other.output_tokens),
             cost_usd: self.cost_usd + other.cost_usd,
-            tool_calls: self.tool_calls + other.tool_calls,
+            tool_calls: sum(self.tool_calls, other.tool_calls),
         }
     }
 }

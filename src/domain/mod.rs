@@ -21,7 +21,10 @@ pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
 pub use history::{NumberedEvent, RecordedHistory};
 pub use resume::{Resume, TurnResult};
-pub use retry::{RetryPolicy, Timeouts, retry_delay, stable_hash};
+pub use retry::{
+    MAX_ATTEMPTS, MAX_CODE_BYTES, MAX_DURATION_MS, MAX_NON_RETRYABLE_CODES, RetryPolicy, Timeouts,
+    retry_delay, stable_hash,
+};
 pub use team::{MemberSpec, ReusedChild, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.

@@ -6,6 +6,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The longest duration or interval a policy or timeout may hold: 365 days in milliseconds.
+/// Added to any timestamp of this millennium it stays far below `i64::MAX`, so a deadline
+/// computed from it can neither overflow nor wrap.
+pub const MAX_DURATION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+
+/// The most attempts a retry policy may allow (0 still means unlimited).
+pub const MAX_ATTEMPTS: u32 = 10_000;
+
+/// The most failure codes a retry policy may list as non-retryable.
+pub const MAX_NON_RETRYABLE_CODES: usize = 64;
+
+/// The longest failure code, in bytes.
+pub const MAX_CODE_BYTES: usize = 64;
+
 /// How an activity is retried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
@@ -39,6 +53,35 @@ impl RetryPolicy {
     pub fn validate(&self) -> Result<(), String> {
         if self.initial_interval_ms == 0 {
             return Err("retry_policy.initial_interval_ms must be at least 1".into());
+        }
+        for (field, ms) in [
+            ("initial_interval_ms", self.initial_interval_ms),
+            ("maximum_interval_ms", self.maximum_interval_ms),
+        ] {
+            if ms > MAX_DURATION_MS {
+                return Err(format!(
+                    "retry_policy.{field} is {ms} ms; the limit is {MAX_DURATION_MS} ms (365 days)"
+                ));
+            }
+        }
+        if self.maximum_attempts > MAX_ATTEMPTS {
+            return Err(format!(
+                "retry_policy.maximum_attempts {} is over the limit of {MAX_ATTEMPTS} (0 means unlimited)",
+                self.maximum_attempts
+            ));
+        }
+        if self.non_retryable_codes.len() > MAX_NON_RETRYABLE_CODES {
+            return Err(format!(
+                "retry_policy.non_retryable_codes lists {} codes; the limit is {MAX_NON_RETRYABLE_CODES}",
+                self.non_retryable_codes.len()
+            ));
+        }
+        if let Some(i) = self.non_retryable_codes.iter().position(|c| {
+            c.is_empty() || c.len() > MAX_CODE_BYTES || c.chars().any(char::is_control)
+        }) {
+            return Err(format!(
+                "retry_policy.non_retryable_codes[{i}] must be 1-{MAX_CODE_BYTES} bytes of printable characters"
+            ));
         }
         if !(self.backoff_coefficient >= 1.0 && self.backoff_coefficient <= 100.0) {
             return Err(format!(
@@ -92,6 +135,17 @@ impl Timeouts {
                 "timeouts.heartbeat_ms must be at least 100, got {}",
                 self.heartbeat_ms
             ));
+        }
+        for (field, ms) in [
+            ("schedule_to_start_ms", self.schedule_to_start_ms),
+            ("start_to_close_ms", self.start_to_close_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
+        ] {
+            if ms > MAX_DURATION_MS {
+                return Err(format!(
+                    "timeouts.{field} is {ms} ms; the limit is {MAX_DURATION_MS} ms (365 days)"
+                ));
+            }
         }
         Ok(())
     }

@@ -19,7 +19,8 @@ pub(crate) fn rows_for(
     let mut timers = Vec::new();
     let schedule_deadline = match state.timeouts.schedule_to_start_ms {
         0 => None,
-        ms => Some(now + ms as i64),
+        // Saturating: the API bounds durations, and a stored value must never wrap either.
+        ms => Some(now.saturating_add_unsigned(ms)),
     };
     for event in events {
         match event {

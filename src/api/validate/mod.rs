@@ -1,4 +1,12 @@
-//! Checks of request fields, each failing with a message that says what to fix.
+//! Checks of request fields, each failing with a message that says what to fix. Every field of
+//! every request passes through here before anything is written, so SQLite and PostgreSQL see
+//! the same values and answer alike; the bounds are listed in [`limits`].
+
+mod numbers;
+mod text;
+mod worker;
+
+pub mod limits;
 
 use std::collections::BTreeMap;
 
@@ -8,6 +16,11 @@ use uuid::Uuid;
 use super::error::invalid;
 use crate::domain::DEFAULT_NAMESPACE;
 use crate::store::AgentKey;
+use limits::*;
+
+pub(crate) use numbers::{duration_ms, seq, usage};
+pub(crate) use text::{no_nul, plain, quote, text};
+pub(crate) use worker::{chunk, failure, lease_part, poller, report_json};
 
 /// Limits the API enforces.
 #[derive(Debug, Clone)]
@@ -38,7 +51,8 @@ pub(crate) fn namespace(s: &str) -> Result<String, Status> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
         return Err(invalid(format!(
-            "namespace `{s}` is invalid: use 1-63 lowercase letters, digits, `-` or `_`"
+            "namespace `{}` is invalid: use 1-63 lowercase letters, digits, `-` or `_`",
+            quote(s)
         )));
     }
     Ok(s.into())
@@ -55,7 +69,8 @@ pub(crate) fn queue(field: &str, s: &str) -> Result<String, Status> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(invalid(format!(
-            "{field} `{s}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`"
+            "{field} `{}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`",
+            quote(s)
         )));
     }
     Ok(s.into())
@@ -66,13 +81,14 @@ pub(crate) fn agent_name(s: &str) -> Result<String, Status> {
     if s.is_empty() {
         return Err(invalid("name is required"));
     }
-    if s.len() > 128
+    if s.len() > MAX_NAME_BYTES
         || !s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(invalid(format!(
-            "name `{s}` is invalid: use 1-128 letters, digits, `-`, `_` or `.`"
+            "name `{}` is invalid: use 1-{MAX_NAME_BYTES} letters, digits, `-`, `_` or `.`",
+            quote(s)
         )));
     }
     if Uuid::parse_str(s).is_ok() {
@@ -88,6 +104,13 @@ pub(crate) fn agent_key(s: &str) -> Result<AgentKey, Status> {
     if s.is_empty() {
         return Err(invalid("agent is required: give its name or id"));
     }
+    // Names are looked up as text: refuse what no name can be before it reaches a store.
+    if s.len() > MAX_NAME_BYTES || s.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "`{}` is neither a name (1-{MAX_NAME_BYTES} letters, digits, `-`, `_` or `.`) nor an id",
+            quote(s)
+        )));
+    }
     Ok(match Uuid::parse_str(s) {
         Ok(id) => AgentKey::Id(id),
         Err(_) => AgentKey::Name(s.into()),
@@ -101,7 +124,8 @@ pub(crate) fn id(field: &str, s: &str) -> Result<Uuid, Status> {
     }
     Uuid::parse_str(s).map_err(|_| {
         invalid(format!(
-            "{field} `{s}` is not a valid id (a UUID like 0192f1c4-...)"
+            "{field} `{}` is not a valid id (a UUID like 0192f1c4-...)",
+            quote(s)
         ))
     })
 }
@@ -115,13 +139,12 @@ pub(crate) fn optional_id(field: &str, s: &str) -> Result<Option<Uuid>, Status> 
     }
 }
 
-/// A JSON object field; empty means `{}`.
-pub(crate) fn json_object(field: &str, s: &str) -> Result<serde_json::Value, Status> {
+/// A JSON object field of at most `max` bytes, without NUL in any string; empty means `{}`.
+pub(crate) fn json_object(field: &str, s: &str, max: usize) -> Result<serde_json::Value, Status> {
     if s.trim().is_empty() {
         return Ok(serde_json::json!({}));
     }
-    let value: serde_json::Value =
-        serde_json::from_str(s).map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))?;
+    let value = text::json(field, s, max)?;
     if !value.is_object() {
         return Err(invalid(format!(
             "{field} must be a JSON object, got {}",
@@ -131,14 +154,36 @@ pub(crate) fn json_object(field: &str, s: &str) -> Result<serde_json::Value, Sta
     Ok(value)
 }
 
-/// An optional JSON value field; empty means none.
-pub(crate) fn optional_json(field: &str, s: &str) -> Result<Option<serde_json::Value>, Status> {
-    if s.is_empty() {
-        return Ok(None);
+/// An agent's configuration: a JSON object within [`MAX_CONFIGURATION_BYTES`] whose only
+/// top-level key is `runtime_config` (each runtime checks the keys inside it).
+pub(crate) fn configuration(s: &str) -> Result<serde_json::Value, Status> {
+    let value = json_object("configuration_json", s, MAX_CONFIGURATION_BYTES)?;
+    if let Some(key) = value
+        .as_object()
+        .and_then(|map| map.keys().find(|k| k.as_str() != "runtime_config"))
+    {
+        return Err(invalid(format!(
+            "configuration_json key `{}` is unknown; the only top-level key is `runtime_config`",
+            quote(key)
+        )));
     }
-    serde_json::from_str(s)
-        .map(Some)
-        .map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))
+    Ok(value)
+}
+
+/// A runtime name of an agent; empty means `default`. Whether the runtime exists is checked
+/// against the registry afterwards.
+pub(crate) fn runtime(s: &str) -> Result<String, Status> {
+    if s.is_empty() {
+        return Ok("default".into());
+    }
+    plain("runtime", s, MAX_RUNTIME_BYTES)?;
+    Ok(s.into())
+}
+
+/// A model id: printable, within [`MAX_MODEL_ID_BYTES`].
+pub(crate) fn model_id(s: &str) -> Result<String, Status> {
+    plain("model_id", s, MAX_MODEL_ID_BYTES)?;
+    Ok(s.into())
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -164,8 +209,17 @@ pub(crate) fn prompts(
         (false, true) => vec![prompt.to_string()],
         (true, false) => prompts.to_vec(),
     };
+    if all.len() > MAX_TURNS {
+        return Err(invalid(format!(
+            "{} prompts given; an execution has at most {MAX_TURNS} turns",
+            all.len()
+        )));
+    }
     if let Some(i) = all.iter().position(|p| p.trim().is_empty()) {
         return Err(invalid(format!("prompt {} is empty", i + 1)));
+    }
+    for (i, p) in all.iter().enumerate() {
+        no_nul(&format!("prompt {}", i + 1), p)?;
     }
     let size: usize = all.iter().map(String::len).sum();
     if size > limits.max_prompt_bytes {
@@ -177,27 +231,45 @@ pub(crate) fn prompts(
     Ok(all)
 }
 
-/// Labels: at most 32, keys 1-63 characters, values up to 256.
+/// An idempotency key; empty means none. Ids with the retry prefix are the server's own.
+pub(crate) fn request_id(s: &str) -> Result<Option<String>, Status> {
+    use crate::engine::RETRY_REQUEST_PREFIX;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    text("request_id", s, MAX_REQUEST_ID_BYTES)?;
+    if s.starts_with(RETRY_REQUEST_PREFIX) {
+        return Err(invalid(format!(
+            "request ids starting with `{RETRY_REQUEST_PREFIX}` are reserved for retries"
+        )));
+    }
+    Ok(Some(s.into()))
+}
+
+/// Labels: at most [`MAX_LABELS`], keys of 1-63 printable bytes, values up to 256 bytes
+/// without NUL.
 pub(crate) fn labels(
     labels: &std::collections::HashMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Status> {
-    if labels.len() > 32 {
+    if labels.len() > MAX_LABELS {
         return Err(invalid(format!(
-            "{} labels given; at most 32 are allowed",
+            "{} labels given; at most {MAX_LABELS} are allowed",
             labels.len()
         )));
     }
     for (key, value) in labels {
-        if key.is_empty() || key.len() > 63 {
+        if key.is_empty() || key.len() > MAX_LABEL_KEY_BYTES {
             return Err(invalid(format!(
-                "label key `{key}` must be 1-63 characters"
+                "label key `{}` must be 1-{MAX_LABEL_KEY_BYTES} bytes",
+                quote(key)
             )));
         }
-        if value.len() > 256 {
-            return Err(invalid(format!(
-                "label `{key}` has a value over 256 characters"
-            )));
-        }
+        plain("label key", key, MAX_LABEL_KEY_BYTES)?;
+        text(
+            &format!("the value of label `{}`", quote(key)),
+            value,
+            MAX_LABEL_VALUE_BYTES,
+        )?;
     }
     Ok(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
@@ -227,7 +299,8 @@ pub(crate) fn page_token(token: &str) -> Result<Option<Uuid>, Status> {
         .map(Some)
         .ok_or_else(|| {
             invalid(format!(
-                "page_token `{token}` is not one this server issued; pass the next_page_token of the previous response, or nothing for the first page"
+                "page_token `{}` is not one this server issued; pass the next_page_token of the previous response, or nothing for the first page",
+                quote(token)
             ))
         })
 }

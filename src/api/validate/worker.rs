@@ -1,0 +1,86 @@
+//! Checks of what workers send: polls, leases, chunks, checkpoints, outputs and failures. A
+//! report over a limit is refused with INVALID_ARGUMENT, which a worker must not retry.
+
+use tonic::Status;
+
+use super::super::error::invalid;
+use super::super::pb;
+use super::limits::{
+    MAX_CHUNK_KIND_BYTES, MAX_CODE_BYTES, MAX_FAILURE_MESSAGE_BYTES, MAX_POLL_RUNTIMES,
+    MAX_REPORT_JSON_BYTES, MAX_RUNTIME_BYTES, MAX_WORKER_ID_BYTES,
+};
+use super::text::{json, plain, quote, text};
+use crate::domain::Failure;
+
+/// A poll's worker id and runtimes.
+pub(crate) fn poller(worker_id: &str, runtimes: &[String]) -> Result<(), Status> {
+    if worker_id.is_empty() {
+        return Err(invalid("worker_id is required"));
+    }
+    plain("worker_id", worker_id, MAX_WORKER_ID_BYTES)?;
+    if runtimes.is_empty() {
+        return Err(invalid(
+            "runtimes is required: name the runtimes this worker has",
+        ));
+    }
+    if runtimes.len() > MAX_POLL_RUNTIMES {
+        return Err(invalid(format!(
+            "{} runtimes given; a poll names at most {MAX_POLL_RUNTIMES}",
+            runtimes.len()
+        )));
+    }
+    for runtime in runtimes {
+        if runtime.is_empty() {
+            return Err(invalid("runtimes holds an empty name"));
+        }
+        plain("a runtime name", runtime, MAX_RUNTIME_BYTES)?;
+    }
+    Ok(())
+}
+
+/// A chunk a worker reports; `i` is its place in the report, for the message.
+pub(crate) fn chunk(i: usize, c: &pb::ChunkIn) -> Result<serde_json::Value, Status> {
+    if c.kind.is_empty() {
+        return Err(invalid(format!("chunk {i} has no kind")));
+    }
+    plain(&format!("chunk {i} kind"), &c.kind, MAX_CHUNK_KIND_BYTES)?;
+    json(
+        &format!("chunk {i} data_json"),
+        &c.data_json,
+        MAX_REPORT_JSON_BYTES,
+    )
+}
+
+/// An optional JSON document of a report (checkpoint, output); empty means none.
+pub(crate) fn report_json(field: &str, s: &str) -> Result<Option<serde_json::Value>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    json(field, s, MAX_REPORT_JSON_BYTES).map(Some)
+}
+
+/// A failure a worker reports.
+pub(crate) fn failure(f: Option<pb::Failure>) -> Result<Failure, Status> {
+    let f = f.ok_or_else(|| invalid("failure is required"))?;
+    if f.code.is_empty() {
+        return Err(invalid("failure.code is required"));
+    }
+    plain("failure.code", &f.code, MAX_CODE_BYTES)?;
+    text("failure.message", &f.message, MAX_FAILURE_MESSAGE_BYTES)?;
+    Ok(Failure {
+        details: report_json("failure.details_json", &f.details_json)?.unwrap_or_default(),
+        code: f.code,
+        message: f.message,
+        retryable: f.retryable,
+    })
+}
+
+/// A lease's activity id and token, which the store compares as text.
+pub(crate) fn lease_part(field: &str, s: &str) -> Result<(), Status> {
+    plain(field, s, super::limits::MAX_LEASE_PART_BYTES).map_err(|_| {
+        invalid(format!(
+            "{field} `{}` is not one this server issued",
+            quote(s)
+        ))
+    })
+}
