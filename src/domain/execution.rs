@@ -92,6 +92,7 @@ pub struct Usage {
     /// Completion tokens.
     pub output_tokens: u64,
     /// Cost in US dollars, as the provider reported it.
+    #[serde(with = "crate::domain::float")]
     pub cost_usd: f64,
     /// How many tool calls the runtime made.
     pub tool_calls: u64,
@@ -103,10 +104,12 @@ impl std::ops::Add for Usage {
     /// The sum of two usages.
     fn add(self, other: Usage) -> Usage {
         Usage {
-            input_tokens: self.input_tokens + other.input_tokens,
-            output_tokens: self.output_tokens + other.output_tokens,
+            // Saturating: a runtime reporting absurd counts must not wrap (or, in a debug
+            // build, panic) the execution's sum.
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
             cost_usd: self.cost_usd + other.cost_usd,
-            tool_calls: self.tool_calls + other.tool_calls,
+            tool_calls: self.tool_calls.saturating_add(other.tool_calls),
         }
     }
 }

@@ -7,6 +7,7 @@ mod agent;
 mod event;
 mod execution;
 mod failure;
+pub mod float;
 mod history;
 mod resume;
 mod retry;
