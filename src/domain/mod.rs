@@ -28,6 +28,13 @@ pub use team::{MemberSpec, ReusedChild, Team, TeamConfig, TeamMember, TeamSpec, 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;
 
+/// The moment `ms` milliseconds after `at`, saturating at the end of time: a duration or a
+/// retry-after from a request or a report can be any `u64`, and an overflow here would wrap to a
+/// moment in the past (or panic in a debug build) instead of meaning "never".
+pub fn after(at: Millis, ms: u64) -> Millis {
+    at.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
 /// The fence a worker's report carries: which attempt of which activity, and the lease token it
 /// was handed. A report whose lease is no longer held changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

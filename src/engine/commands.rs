@@ -19,7 +19,7 @@ pub(crate) fn rows_for(
     let mut timers = Vec::new();
     let schedule_deadline = match state.timeouts.schedule_to_start_ms {
         0 => None,
-        ms => Some(now + ms as i64),
+        ms => Some(crate::domain::after(now, ms)),
     };
     for event in events {
         match event {

@@ -251,7 +251,7 @@ impl AgentState {
                 if !open(&s, activity_id, *attempt) || !s.activity_running() {
                     return Err(invalid(&s));
                 }
-                let not_before = at + retry_after_ms.unwrap_or(0) as i64;
+                let not_before = crate::domain::after(*at, retry_after_ms.unwrap_or(0));
                 s.end_activity(Some(failure.clone()), *at, not_before, false);
             }
             E::ActivityTimedOut {
@@ -504,7 +504,7 @@ impl AgentState {
         let seed = stable_hash(&format!("{}/{}", ctx.execution_id, a.activity_id));
         let (delay_ms, jitter_ms) = retry_delay(&self.retry_policy, a.attempt, seed);
         // A runtime's `retry-after` can push the retry later than the policy would.
-        let fire_at = (*at + delay_ms as i64).max(*not_before);
+        let fire_at = crate::domain::after(*at, delay_ms).max(*not_before);
         vec![HistoryEvent::TimerStarted {
             timer_id: format!("retry-{}-{}", a.activity_id, a.attempt + 1),
             fire_at,
