@@ -20,8 +20,7 @@ async fn an_echo_run_of_ten_thousand_chunks_completes_gapless(db: Db) {
     let id = c.start_simple("many", "go").await;
     let watched = c.watch(&id, 0).await;
     assert_eq!(
-        watched.closed.status,
-        "COMPLETED",
+        watched.closed.status, "COMPLETED",
         "closed: {:?}",
         watched.closed
     );

@@ -55,7 +55,11 @@ async fn poll_until(c: &mut TestClient, want: &[&str]) -> Vec<pb::Task> {
             max_tasks: 10,
             wait_ms: 1_000,
         };
-        let reply = c.workers.poll_tasks(request).await.expect("polls keep working");
+        let reply = c
+            .workers
+            .poll_tasks(request)
+            .await
+            .expect("polls keep working");
         got.extend(reply.into_inner().tasks);
     }
     got

@@ -81,7 +81,10 @@ impl Engine {
         let mut failing = HashMap::new();
         for timer in self.store.due_timers(now, batch).await? {
             if let Err(e) = self.fire_timer(&timer).await {
-                let key = format!("timer {} of execution {}", timer.timer_id, timer.execution_id);
+                let key = format!(
+                    "timer {} of execution {}",
+                    timer.timer_id, timer.execution_id
+                );
                 failing.insert(key, e.to_string());
             }
         }

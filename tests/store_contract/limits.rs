@@ -11,9 +11,7 @@ use cairn::store::{
 };
 
 use crate::common::Db;
-use crate::support::{
-    T0, claim, commit_one, execution_with, progress, row, snapshot, task, texts,
-};
+use crate::support::{T0, claim, commit_one, execution_with, progress, row, snapshot, task, texts};
 
 crate::on_both_stores!(
     a_progress_report_of_ten_thousand_chunks_is_stored_gapless,
@@ -147,7 +145,12 @@ async fn a_claim_naming_forty_thousand_runtimes_leases_its_task(db: Db) {
     };
     assert!(store.claim_tasks(&request).await.unwrap().is_empty());
     assert_eq!(
-        store.get_task(other, "turn-1").await.unwrap().unwrap().status,
+        store
+            .get_task(other, "turn-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         "ready"
     );
 }
@@ -198,7 +201,13 @@ async fn a_gap_in_first_chunk_index_is_refused_and_writes_nothing(db: Db) {
     gap.checkpoint = Some(serde_json::json!({ "step": 9 }));
     let err = store.record_progress(&gap).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::ChunkGap { first: 5, stored: 2 }),
+        matches!(
+            err,
+            StoreError::ChunkGap {
+                first: 5,
+                stored: 2
+            }
+        ),
         "{err}"
     );
     assert_eq!(
