@@ -153,11 +153,30 @@ async fn corrupt_rows_are_quarantined_and_stop_no_other_work(db: Db) {
     let got = c.get(&pending).await;
     assert_eq!(got.status, "FAILED");
     assert_eq!(got.failure.unwrap().code, "corrupt_state");
+    // A task whose turn cannot be read: the poll that claims it quarantines its execution and
+    // hands out the others.
+    let unreadable_turn = c.start(short_heartbeat("e4")).await;
+    corrupt(
+        &db,
+        "UPDATE tasks SET turn = '{\"not\": \"a turn\"}' WHERE execution_id = $1",
+        &unreadable_turn,
+    )
+    .await;
     let later = poll_until(&mut c, &[&fresh]).await;
     assert!(
-        later.iter().all(|t| t.execution_id != pending),
+        later
+            .iter()
+            .all(|t| t.execution_id != pending && t.execution_id != unreadable_turn),
         "a quarantined execution's task is never handed out"
     );
+    let got = c
+        .wait_until(
+            &unreadable_turn,
+            "the unreadable turn's execution to fail",
+            |e| e.status == "FAILED",
+        )
+        .await;
+    assert_eq!(got.failure.unwrap().code, "corrupt_state");
 
     // Each bad row was logged once, not at every look of the sweeper.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -168,7 +187,7 @@ async fn corrupt_rows_are_quarantined_and_stop_no_other_work(db: Db) {
         .collect();
     assert_eq!(
         log.matches("execution quarantined").count(),
-        2,
+        3,
         "once per corrupt execution: {quarantined:?}"
     );
     assert_eq!(log.matches("dropped an inbox row").count(), 1, "{log}");

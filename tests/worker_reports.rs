@@ -84,7 +84,11 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
     };
     let err = c.workers.complete_task(gap_at_end).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("first_chunk_index 3"), "{}", err.message());
+    assert!(
+        err.message().contains("first_chunk_index 3"),
+        "{}",
+        err.message()
+    );
 
     for cost in [f64::NAN, f64::INFINITY, -1.0] {
         let done = pb::CompleteTaskRequest {

@@ -207,7 +207,12 @@ macro_rules! sql_store {
                     heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
                     cancel_requested: row.try_get("cancel_requested")?,
                     chunks_sent: row.try_get::<i64, _>("chunks_sent")? as u64,
-                    turn: row.try_get::<Json<serde_json::Value>, _>("turn")?.0,
+                    // A turn that is not even JSON (SQLite keeps text) reads as null rather than
+                    // failing the whole claim, and with it every poll: the engine then quarantines
+                    // its execution as it does any unreadable turn.
+                    turn: row
+                        .try_get::<Json<serde_json::Value>, _>("turn")
+                        .map_or(serde_json::Value::Null, |j| j.0),
                     checkpoint: row
                         .try_get::<Option<Json<serde_json::Value>>, _>("checkpoint")?
                         .map(|j| j.0),
