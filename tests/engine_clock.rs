@@ -2,6 +2,10 @@
 //! timeout kind and the retry back-off, driven by moving time by hand and calling the sweeper,
 //! with no sleeps. The black-box versions of these (tests/timeouts.rs) run on the wall clock.
 
+#[allow(
+    unused_imports,
+    reason = "these tests use only the databases of the shared test code"
+)]
 mod common;
 
 use std::sync::Arc;

@@ -20,6 +20,8 @@ mod attempts;
 mod commit;
 #[path = "store_contract/fleet.rs"]
 mod fleet;
+#[path = "store_contract/limits.rs"]
+mod limits;
 #[path = "store_contract/list.rs"]
 mod list;
 #[path = "store_contract/schema.rs"]

@@ -92,6 +92,7 @@ pub struct Usage {
     /// Completion tokens.
     pub output_tokens: u64,
     /// Cost in US dollars, as the provider reported it.
+    #[serde(with = "crate::domain::float")]
     pub cost_usd: f64,
     /// How many tool calls the runtime made.
     pub tool_calls: u64,

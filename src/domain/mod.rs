@@ -7,6 +7,7 @@ mod agent;
 mod event;
 mod execution;
 mod failure;
+pub mod float;
 mod history;
 mod resume;
 mod retry;
@@ -29,6 +30,13 @@ pub use team::{MemberSpec, ReusedChild, Team, TeamConfig, TeamMember, TeamSpec, 
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;
+
+/// The moment `ms` milliseconds after `at`, saturating at the end of time: a duration or a
+/// retry-after from a request or a report can be any `u64`, and an overflow here would wrap to a
+/// moment in the past (or panic in a debug build) instead of meaning "never".
+pub fn after(at: Millis, ms: u64) -> Millis {
+    at.saturating_add_unsigned(ms)
+}
 
 /// The fence a worker's report carries: which attempt of which activity, and the lease token it
 /// was handed. A report whose lease is no longer held changes nothing.

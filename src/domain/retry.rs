@@ -26,6 +26,7 @@ pub struct RetryPolicy {
     /// The delay before the second attempt.
     pub initial_interval_ms: u64,
     /// Each delay is the previous one times this.
+    #[serde(with = "crate::domain::float")]
     pub backoff_coefficient: f64,
     /// No delay is longer than this.
     pub maximum_interval_ms: u64,

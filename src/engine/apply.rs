@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Engine, EngineError, commands, execution_state};
+use super::{Engine, EngineError, commands};
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
 use crate::store::{
@@ -135,7 +135,7 @@ impl Engine {
     {
         loop {
             let record = self.execution(id).await?;
-            let state = execution_state(&record)?;
+            let state = self.state_of(&record).await?;
             let Some(plan) = build(&record, &state)? else {
                 return Ok(None);
             };

@@ -19,8 +19,7 @@ pub(crate) fn rows_for(
     let mut timers = Vec::new();
     let schedule_deadline = match state.timeouts.schedule_to_start_ms {
         0 => None,
-        // Saturating: the API bounds durations, and a stored value must never wrap either.
-        ms => Some(now.saturating_add_unsigned(ms)),
+        ms => Some(crate::domain::after(now, ms)),
     };
     for event in events {
         match event {

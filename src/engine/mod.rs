@@ -12,6 +12,7 @@ mod commands;
 mod commit;
 mod direct_worker;
 mod notify;
+mod quarantine;
 mod replay;
 mod retry;
 mod sweeper;
@@ -33,6 +34,7 @@ pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
 pub use direct_worker::DirectWorkerApi;
 pub use notify::{Notifier, Watch};
+pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
@@ -104,6 +106,8 @@ pub struct Engine {
     committer: commit::Committer,
     workers: WorkerDirectory,
     options: EngineOptions,
+    /// The rows the last sweep failed on (see `sweeper.rs`), so each is logged once.
+    sweep_failures: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -116,6 +120,7 @@ impl Engine {
             notifier: Arc::new(Notifier::default()),
             workers: WorkerDirectory::default(),
             options,
+            sweep_failures: Default::default(),
         })
     }
 
@@ -140,9 +145,9 @@ impl Engine {
     }
 
     /// One execution; `NotFound` if there is none.
+    /// A row that cannot be decoded is quarantined first (see [`CORRUPT_STATE`]).
     pub async fn execution(&self, id: Uuid) -> Result<ExecutionRecord, EngineError> {
-        self.store
-            .get_execution(id)
+        self.read_execution(id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no execution with id {id}")))
     }
@@ -237,7 +242,7 @@ impl Engine {
                     record.status.as_str()
                 )));
             }
-            let state = execution_state(&record)?;
+            let state = self.state_of(&record).await?;
             if state.cancel_requested() {
                 return Ok(record);
             }

@@ -1,6 +1,7 @@
 //! The sweeper: fires due timers and times out attempts whose deadlines passed. Any number of
 //! servers may run one; fences make each timer fire and each timeout apply exactly once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,16 +70,55 @@ impl Sweeper {
 }
 
 impl Engine {
-    /// Fires due timers and applies passed deadlines once; returns the next deadline.
+    /// Fires due timers and applies passed deadlines once; returns the next deadline, or `None`
+    /// when some row failed (the caller looks again after its usual pause, not at once).
+    ///
+    /// Each timer and each expired task is handled on its own: an error on one is logged (once
+    /// while it keeps failing, with its id) and the others proceed, so one bad row cannot stop
+    /// every other timeout.
     pub async fn sweep(&self, batch: u32) -> Result<Option<i64>, EngineError> {
         let now = self.clock.now_ms();
+        let mut failing = HashMap::new();
         for timer in self.store.due_timers(now, batch).await? {
-            self.fire_timer(&timer).await?;
+            if let Err(e) = self.fire_timer(&timer).await {
+                let key = format!(
+                    "timer {} of execution {}",
+                    timer.timer_id, timer.execution_id
+                );
+                failing.insert(key, e.to_string());
+            }
         }
         for task in self.store.expired_tasks(now, batch).await? {
-            self.time_out(&task, now).await?;
+            if let Err(e) = self.time_out(&task, now).await {
+                let key = format!(
+                    "attempt {} of {} in execution {}",
+                    task.attempt, task.activity_id, task.execution_id
+                );
+                failing.insert(key, e.to_string());
+            }
+        }
+        let failed = !failing.is_empty();
+        self.note_sweep_failures(failing);
+        if failed {
+            return Ok(None);
         }
         Ok(self.store.next_deadline().await?)
+    }
+
+    /// Logs the rows that failed in this sweep and not in the one before, so a row that keeps
+    /// failing is logged once rather than at every look; a row that recovers and fails again is
+    /// logged again. Only the last sweep's failures are kept, so this stays small.
+    fn note_sweep_failures(&self, failing: HashMap<String, String>) {
+        let mut last = self
+            .sweep_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (row, error) in &failing {
+            if !last.contains(row) {
+                tracing::warn!(%row, %error, "sweep could not apply a timer or timeout; the other rows proceed");
+            }
+        }
+        *last = failing.into_keys().collect();
     }
 
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
@@ -104,12 +144,18 @@ impl Engine {
     /// Delivers an input another execution sent (a child's close to its parent, a parent's
     /// cancel to its child), exactly once: the inbox row is the fence and is deleted with it.
     async fn deliver(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        let input: HistoryEvent = serde_json::from_value(timer.payload.clone()).map_err(|e| {
-            EngineError::Internal(format!(
-                "inbox {} of {} is unreadable: {e}",
-                timer.timer_id, timer.execution_id
-            ))
-        })?;
+        let input: HistoryEvent = match serde_json::from_value(timer.payload.clone()) {
+            Ok(input) => input,
+            Err(e) => {
+                // An input nobody can read can never be delivered: it is dropped (once, logged
+                // with its ids) rather than retried at every sweep.
+                tracing::error!(execution = %timer.execution_id, timer = %timer.timer_id, error = %e, "dropped an inbox row whose input cannot be read");
+                self.store
+                    .delete_timer(timer.execution_id, &timer.timer_id)
+                    .await?;
+                return Ok(());
+            }
+        };
         let delivered = match input {
             // A cancel goes through `cancel`, which also stops an attempt nobody claimed yet; it is
             // idempotent, so a crash before the row is deleted only repeats a no-op.

@@ -7,11 +7,11 @@ use super::{Engine, EngineError};
 use crate::contract::{
     ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, ProgressReply, Release, Report,
 };
-use crate::domain::{HistoryEvent, Lease, Turn};
+use crate::domain::{HistoryEvent, Lease, Turn, Usage};
 use crate::machine::ActivityPhase;
 use crate::store::{
-    ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskRecord,
-    WorkerUpsert,
+    ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, StoreError,
+    TaskRecord, WorkerUpsert,
 };
 
 fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
@@ -47,6 +47,18 @@ fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
             reused_from: None,
         })
         .collect()
+}
+
+/// A reported usage the store can keep and sum: a cost that is not a finite, non-negative number
+/// would make every later transition of the execution unreadable or meaningless.
+fn check_usage(usage: &Usage) -> Result<(), EngineError> {
+    if !usage.cost_usd.is_finite() || usage.cost_usd < 0.0 {
+        return Err(EngineError::InvalidArgument(format!(
+            "usage.cost_usd is {}; it must be a finite number of US dollars, 0 or more",
+            usage.cost_usd
+        )));
+    }
+    Ok(())
 }
 
 fn stale(lease: &Lease) -> EngineError {
@@ -107,7 +119,23 @@ impl Engine {
                     self.notifier.execution_changed(task.execution_id);
                 }
                 self.notifier.deadline_added();
-                return tasks.into_iter().map(assignment).collect();
+                let mut assignments = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    let (id, activity) = (task.execution_id, task.activity_id.clone());
+                    match assignment(task) {
+                        Ok(a) => assignments.push(a),
+                        // A task whose turn cannot be read would fail this poll, and every
+                        // later one: its execution is quarantined and the others go out.
+                        Err(e) => {
+                            let why = format!("task {activity} has an unreadable turn: {e}");
+                            self.quarantine(id, &why).await;
+                        }
+                    }
+                }
+                if assignments.is_empty() {
+                    continue;
+                }
+                return Ok(assignments);
             }
             tokio::select! {
                 _ = notified => {}
@@ -139,11 +167,13 @@ impl Engine {
             checkpoint,
             now: self.clock.now_ms(),
         };
-        let outcome = self
-            .store
-            .record_progress(&record)
-            .await?
-            .ok_or_else(|| stale(lease))?;
+        let outcome = match self.store.record_progress(&record).await {
+            Ok(outcome) => outcome.ok_or_else(|| stale(lease))?,
+            Err(e @ StoreError::ChunkGap { .. }) => {
+                return Err(EngineError::InvalidArgument(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
             if let Some(parent) = outcome.parent_id {
@@ -213,6 +243,20 @@ impl Engine {
                     && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
             })
             .ok_or_else(|| stale(lease))?;
+        if let ActivityOutcome::Completed { usage, .. } = &outcome {
+            check_usage(usage)?;
+        }
+        if let Some(first) = first_chunk
+            && first > task.chunks_sent
+        {
+            return Err(EngineError::InvalidArgument(
+                StoreError::ChunkGap {
+                    first,
+                    stored: task.chunks_sent,
+                }
+                .to_string(),
+            ));
+        }
         let now = self.clock.now_ms();
         // Chunks a progress report already stored (its reply was lost, so the worker sends them
         // again with its last report) are not stored twice. Only this lease's worker writes

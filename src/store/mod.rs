@@ -48,6 +48,18 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or a manual edit).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A progress report's first chunk lies beyond the chunks its lease has stored: storing it
+    /// would leave a gap in the output. Nothing was written.
+    #[error(
+        "first_chunk_index {first} but only {stored} chunks of this lease are stored; \
+         send every chunk from index {stored} on"
+    )]
+    ChunkGap {
+        /// The index the report named.
+        first: u64,
+        /// How many chunks of the lease are stored.
+        stored: u64,
+    },
     /// The database failed; retryable when the cause is transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -172,6 +184,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         release: &ReleaseRecord,
     ) -> Result<Option<ReleaseOutcome>, StoreError>;
+    /// Fails an open execution whose row or machine state cannot be decoded, without decoding
+    /// it: marks the row `FAILED` with `q.failure`, replaces the unreadable state by a readable
+    /// note that quotes its beginning, appends `ExecutionFailed`, deletes its tasks and timers
+    /// (so polls and sweeps never meet it again) and tells its parent, if any, that it closed.
+    /// False when the execution is missing or already closed (nothing is written).
+    async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError>;
     /// Records that a worker polled (insert or update of its `workers` row).
     async fn upsert_worker(&self, worker: &WorkerUpsert) -> Result<(), StoreError>;
     /// Workers last seen (polling or heartbeating, on any server) at or after `seen_since`,

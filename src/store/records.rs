@@ -523,3 +523,15 @@ pub enum Change {
     /// The feed lost its connection: changes may have been missed, so wake everything.
     Missed,
 }
+
+/// An execution whose stored row or state cannot be decoded, to be failed in place
+/// ([`crate::store::Store::quarantine_execution`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantine {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The failure it ends with (code `corrupt_state`).
+    pub failure: Failure,
+    /// When.
+    pub now: Millis,
+}

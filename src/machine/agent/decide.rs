@@ -140,7 +140,7 @@ impl AgentState {
         let (delay_ms, jitter_ms) = retry_delay(&self.retry_policy, a.attempt, seed);
         // A runtime's `retry-after` can push the retry later than the policy would. Saturating:
         // the edge bounds every interval, but no stored value may ever make a time wrap.
-        let fire_at = at.saturating_add_unsigned(delay_ms).max(not_before);
+        let fire_at = crate::domain::after(at, delay_ms).max(not_before);
         Ok(vec![HistoryEvent::TimerStarted {
             timer_id: format!("retry-{}-{}", a.activity_id, a.attempt + 1),
             fire_at,

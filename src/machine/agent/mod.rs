@@ -253,7 +253,7 @@ impl AgentState {
                 if !open(&s, activity_id, *attempt) || !s.activity_running() {
                     return Err(invalid(&s));
                 }
-                let not_before = at.saturating_add_unsigned(retry_after_ms.unwrap_or(0));
+                let not_before = crate::domain::after(*at, retry_after_ms.unwrap_or(0));
                 s.end_activity(Some(failure.clone()), *at, not_before, false);
             }
             E::ActivityTimedOut {

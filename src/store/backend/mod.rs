@@ -132,7 +132,9 @@ sql_store!(
     concurrent_commits = 1,
     row_locks = false,
     notify = notify::send_sqlite,
-    changes = no_changes
+    changes = no_changes,
+    json_texts = ("SELECT value FROM json_each(", ")"),
+    new_token = "lower(hex(randomblob(16)))"
 );
 sql_store!(
     PgStore,
@@ -143,5 +145,7 @@ sql_store!(
     concurrent_commits = 4,
     row_locks = true,
     notify = notify::send_pg,
-    changes = pg_changes
+    changes = pg_changes,
+    json_texts = ("SELECT jsonb_array_elements_text(", ")"),
+    new_token = "replace(gen_random_uuid()::text, '-', '')"
 );

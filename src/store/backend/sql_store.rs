@@ -30,10 +30,46 @@ macro_rules! agent_columns {
     };
 }
 
+/// The most bind parameters one statement may carry. SQLite (sqlx's bundled build) allows
+/// 32,766 and PostgreSQL 65,535; a multi-row write is split into statements of at most this many,
+/// with room to spare, so a batch of any size can be stored.
+pub(super) const MAX_BINDS: usize = 16_000;
+
+/// How many rows of `columns` binds each fit in one statement.
+pub(super) const fn rows_per_statement(columns: usize) -> usize {
+    MAX_BINDS / columns
+}
+
+/// The longest duration (ten years, in milliseconds) a task row stores. Deadlines are computed in
+/// SQL as `now + duration`, so a larger value would overflow a 64-bit integer (PostgreSQL refuses
+/// it; SQLite turns it into a float that no longer reads back as an integer) and stop every claim.
+/// Anything longer than ten years means "never" just as well.
+pub(super) const MAX_STORED_DURATION_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
+
+/// A duration as a task row stores it (see [`MAX_STORED_DURATION_MS`]).
+pub(super) fn stored_duration(ms: u64) -> i64 {
+    ms.min(MAX_STORED_DURATION_MS) as i64
+}
+
+/// A count as a BIGINT column stores it: counts beyond `i64::MAX` saturate instead of wrapping to
+/// negative numbers (the machine's snapshot keeps the exact value).
+pub(super) fn stored_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A cost as the REAL / DOUBLE PRECISION column stores it. SQLite cannot store NaN (it becomes
+/// NULL, which the column refuses), so NaN is stored as 0 on both stores; the engine refuses
+/// reports with a non-finite cost, so this only guards against values from elsewhere. Infinities
+/// are stored as they are.
+pub(super) fn stored_cost(cost: f64) -> f64 {
+    if cost.is_nan() { 0.0 } else { cost }
+}
+
 macro_rules! sql_store {
     ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal,
      concurrent_commits = $concurrent:literal, row_locks = $row_locks:literal, notify = $notify:path,
-     changes = $changes:path) => {
+     changes = $changes:path, json_texts = ($json_texts_open:literal, $json_texts_close:literal),
+     new_token = $new_token:literal) => {
         const _: () = {
             use std::collections::BTreeMap;
 
@@ -47,9 +83,12 @@ macro_rules! sql_store {
                 Team, TeamConfig, TeamMember, TeamStrategy, Usage,
             };
             use $crate::store::TABLES;
+            use $crate::store::backend::sql_store::{
+                rows_per_statement, stored_cost, stored_count, stored_duration,
+            };
             use $crate::store::{
                 AgentKey, ChangeFeed, ClaimRequest, CommitOutcome, ExecutionFilter, ExecutionRecord,
-                Fence, NewChunk, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord,
+                Fence, NewChunk, ProgressOutcome, ProgressRecord, Quarantine, ReleaseOutcome, ReleaseRecord,
                 RowWrite, Store, StoreError, StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerOp,
                 TimerRecord, Transition, WorkerRecord, WorkerUpsert,
             };
@@ -84,7 +123,23 @@ macro_rules! sql_store {
                 })
             }
 
+            /// A row that cannot be decoded is `Corrupt` (naming the execution), not a database
+            /// failure: retrying cannot help, and the engine quarantines it.
             fn execution_from_row(row: &DbRow) -> Result<ExecutionRecord, StoreError> {
+                decode_execution(row).map_err(|e| match e {
+                    StoreError::Database(e @ (sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))) => {
+                        let id = row.try_get::<Uuid, _>("id").map(|id| id.to_string()).unwrap_or_default();
+                        StoreError::Corrupt(format!("execution {id}: {e}"))
+                    }
+                    StoreError::Corrupt(m) => {
+                        let id = row.try_get::<Uuid, _>("id").map(|id| id.to_string()).unwrap_or_default();
+                        StoreError::Corrupt(format!("execution {id}: {m}"))
+                    }
+                    other => other,
+                })
+            }
+
+            fn decode_execution(row: &DbRow) -> Result<ExecutionRecord, StoreError> {
                 let kind: String = row.try_get("kind")?;
                 let status: String = row.try_get("status")?;
                 let failure: Option<Json<Failure>> = row.try_get("failure")?;
@@ -112,7 +167,8 @@ macro_rules! sql_store {
                     usage: Usage {
                         input_tokens: row.try_get::<i64, _>("input_tokens")? as u64,
                         output_tokens: row.try_get::<i64, _>("output_tokens")? as u64,
-                        cost_usd: row.try_get("cost_usd")?,
+                        // NULL only where SQLite was handed a NaN by older code.
+                        cost_usd: row.try_get::<Option<f64>, _>("cost_usd")?.unwrap_or(0.0),
                         tool_calls: row.try_get::<i64, _>("tool_calls")? as u64,
                     },
                     created_at: row.try_get("created_at")?,
@@ -138,7 +194,12 @@ macro_rules! sql_store {
                     heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
                     cancel_requested: row.try_get("cancel_requested")?,
                     chunks_sent: row.try_get::<i64, _>("chunks_sent")? as u64,
-                    turn: row.try_get::<Json<serde_json::Value>, _>("turn")?.0,
+                    // A turn that is not even JSON (SQLite keeps text) reads as null rather than
+                    // failing the whole claim, and with it every poll: the engine then quarantines
+                    // its execution as it does any unreadable turn.
+                    turn: row
+                        .try_get::<Json<serde_json::Value>, _>("turn")
+                        .map_or(serde_json::Value::Null, |j| j.0),
                     checkpoint: row
                         .try_get::<Option<Json<serde_json::Value>>, _>("checkpoint")?
                         .map(|j| j.0),
@@ -208,6 +269,23 @@ macro_rules! sql_store {
                 now: Millis,
             ) -> Result<(), StoreError> {
                 let first = last - chunks.len() as i64 + 1;
+                for (n, batch) in chunks.chunks(rows_per_statement(10)).enumerate() {
+                    let offset = first + (n * rows_per_statement(10)) as i64;
+                    insert_chunk_batch(tx, execution_id, offset, batch, source, now).await?;
+                }
+                Ok(())
+            }
+
+            /// Inserts chunks at seqs `first..`, in one statement (the caller keeps the batch
+            /// within the bind-parameter limit).
+            async fn insert_chunk_batch(
+                tx: &mut Tx<'_>,
+                execution_id: Uuid,
+                first: i64,
+                chunks: &[NewChunk],
+                source: Option<&(Uuid, String)>,
+                now: Millis,
+            ) -> Result<(), StoreError> {
                 let mut insert = QueryBuilder::<Db>::new(
                     "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at, \
                      source_id, source_key, reused_from) ",
@@ -338,10 +416,10 @@ macro_rules! sql_store {
                         .bind((1 + t.events.len()) as i64)
                         .bind(t.row.result.as_ref().map(Json))
                         .bind(t.row.failure.as_ref().map(Json))
-                        .bind(t.row.usage.input_tokens as i64)
-                        .bind(t.row.usage.output_tokens as i64)
-                        .bind(t.row.usage.cost_usd)
-                        .bind(t.row.usage.tool_calls as i64)
+                        .bind(stored_count(t.row.usage.input_tokens))
+                        .bind(stored_count(t.row.usage.output_tokens))
+                        .bind(stored_cost(t.row.usage.cost_usd))
+                        .bind(stored_count(t.row.usage.tool_calls))
                         .bind(t.row.closed_at)
                         .execute(&mut **tx)
                         .await?
@@ -362,12 +440,13 @@ macro_rules! sql_store {
                                 None => Err(StoreError::AlreadyExists(format!("execution {}", t.execution_id))),
                             };
                         }
-                        if !new.labels.is_empty() {
+                        let labels: Vec<_> = new.labels.iter().collect();
+                        for batch in labels.chunks(rows_per_statement(3)) {
                             let mut insert = QueryBuilder::<Db>::new(
                                 "INSERT INTO execution_labels (execution_id, key, value) ",
                             );
-                            insert.push_values(new.labels.iter(), |mut b, (k, v)| {
-                                b.push_bind(t.execution_id).push_bind(k.clone()).push_bind(v.clone());
+                            insert.push_values(batch.iter(), |mut b, (k, v)| {
+                                b.push_bind(t.execution_id).push_bind((*k).clone()).push_bind((*v).clone());
                             });
                             insert.build().execute(&mut **tx).await?;
                         }
@@ -406,10 +485,10 @@ macro_rules! sql_store {
                 .bind(Json(&t.row.state))
                 .bind(t.row.result.as_ref().map(Json))
                 .bind(failure)
-                .bind(t.row.usage.input_tokens as i64)
-                .bind(t.row.usage.output_tokens as i64)
-                .bind(t.row.usage.cost_usd)
-                .bind(t.row.usage.tool_calls as i64)
+                .bind(stored_count(t.row.usage.input_tokens))
+                .bind(stored_count(t.row.usage.output_tokens))
+                .bind(stored_cost(t.row.usage.cost_usd))
+                .bind(stored_count(t.row.usage.tool_calls))
                 .bind(t.row.closed_at)
                 .bind(next_seq as i64)
                 .bind(t.chunks.len() as i64)
@@ -427,13 +506,14 @@ macro_rules! sql_store {
 
             /// Everything a transition writes after its execution row.
             async fn write_rest(tx: &mut Tx<'_>, t: &Transition, next_seq: u64) -> Result<CommitOutcome, StoreError> {
-                if !t.events.is_empty() {
+                for (n, batch) in t.events.chunks(rows_per_statement(5)).enumerate() {
+                    let first = next_seq + (n * rows_per_statement(5)) as u64;
                     let mut insert = QueryBuilder::<Db>::new(
                         "INSERT INTO history_events (execution_id, seq, type, payload, created_at) ",
                     );
-                    insert.push_values(t.events.iter().enumerate(), |mut b, (i, event)| {
+                    insert.push_values(batch.iter().enumerate(), |mut b, (i, event)| {
                         b.push_bind(t.execution_id)
-                            .push_bind((next_seq + i as u64) as i64)
+                            .push_bind((first + i as u64) as i64)
                             .push_bind(event.event_type())
                             .push_bind(Json(event))
                             .push_bind(t.now);
@@ -475,8 +555,8 @@ macro_rules! sql_store {
                         .bind(&task.queue)
                         .bind(now)
                         .bind(task.schedule_deadline)
-                        .bind(task.heartbeat_ms as i64)
-                        .bind(task.start_to_close_ms as i64)
+                        .bind(stored_duration(task.heartbeat_ms))
+                        .bind(stored_duration(task.start_to_close_ms))
                         .bind(false)
                         .bind(Json(&task.turn))
                         .bind(task.checkpoint.as_ref().map(Json))
@@ -601,28 +681,31 @@ macro_rules! sql_store {
             }
 
             async fn write_members(tx: &mut Tx<'_>, team: &Team) -> Result<(), StoreError> {
-                if team.members.is_empty() {
-                    return Ok(());
+                let per = rows_per_statement(4);
+                for (n, batch) in team.members.chunks(per).enumerate() {
+                    let mut insert =
+                        QueryBuilder::<Db>::new("INSERT INTO team_members (team_id, position, agent_id, role) ");
+                    insert.push_values(batch.iter().enumerate(), |mut b, (i, m)| {
+                        b.push_bind(team.id)
+                            .push_bind((n * per + i) as i64)
+                            .push_bind(m.agent_id)
+                            .push_bind(m.role.clone());
+                    });
+                    insert.build().execute(&mut **tx).await?;
                 }
-                let mut insert = QueryBuilder::<Db>::new("INSERT INTO team_members (team_id, position, agent_id, role) ");
-                insert.push_values(team.members.iter().enumerate(), |mut b, (i, m)| {
-                    b.push_bind(team.id).push_bind(i as i64).push_bind(m.agent_id).push_bind(m.role.clone());
-                });
-                insert.build().execute(&mut **tx).await?;
                 Ok(())
             }
 
             impl $store {
                 async fn load_members(&self, teams: &mut [Team]) -> Result<(), StoreError> {
-                    if teams.is_empty() {
-                        return Ok(());
-                    }
+                    let ids: Vec<Uuid> = teams.iter().map(|t| t.id).collect();
+                    for batch in ids.chunks(rows_per_statement(1)) {
                     let mut query = QueryBuilder::<Db>::new(
                         "SELECT team_id, agent_id, role FROM team_members WHERE team_id IN (",
                     );
-                    let mut ids = query.separated(", ");
-                    for team in teams.iter() {
-                        ids.push_bind(team.id);
+                    let mut list = query.separated(", ");
+                    for id in batch {
+                        list.push_bind(*id);
                     }
                     query.push(") ORDER BY team_id, position");
                     for row in query.build().fetch_all(&self.read).await? {
@@ -631,26 +714,27 @@ macro_rules! sql_store {
                             team.members.push(TeamMember { agent_id: row.try_get("agent_id")?, role: row.try_get("role")? });
                         }
                     }
+                    }
                     Ok(())
                 }
 
                 async fn load_labels(&self, records: &mut [ExecutionRecord]) -> Result<(), StoreError> {
-                    if records.is_empty() {
-                        return Ok(());
-                    }
-                    let mut query = QueryBuilder::<Db>::new(
-                        "SELECT execution_id, key, value FROM execution_labels WHERE execution_id IN (",
-                    );
-                    let mut ids = query.separated(", ");
-                    for record in records.iter() {
-                        ids.push_bind(record.id);
-                    }
-                    query.push(")");
-                    let rows = query.build().fetch_all(&self.read).await?;
-                    for row in rows {
-                        let id: Uuid = row.try_get("execution_id")?;
-                        if let Some(record) = records.iter_mut().find(|r| r.id == id) {
-                            record.labels.insert(row.try_get("key")?, row.try_get("value")?);
+                    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+                    for batch in ids.chunks(rows_per_statement(1)) {
+                        let mut query = QueryBuilder::<Db>::new(
+                            "SELECT execution_id, key, value FROM execution_labels WHERE execution_id IN (",
+                        );
+                        let mut list = query.separated(", ");
+                        for id in batch {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        let rows = query.build().fetch_all(&self.read).await?;
+                        for row in rows {
+                            let id: Uuid = row.try_get("execution_id")?;
+                            if let Some(record) = records.iter_mut().find(|r| r.id == id) {
+                                record.labels.insert(row.try_get("key")?, row.try_get("value")?);
+                            }
                         }
                     }
                     Ok(())
@@ -818,8 +902,12 @@ macro_rules! sql_store {
                     if !filter.statuses.is_empty() {
                         query.push(" AND status IN (");
                         let mut list = query.separated(", ");
-                        for status in &filter.statuses {
-                            list.push_bind(status.as_str());
+                        // Each status once: a filter naming one many times must not reach the
+                        // bind-parameter limit.
+                        let statuses: std::collections::BTreeSet<&str> =
+                            filter.statuses.iter().map(|s| s.as_str()).collect();
+                        for status in statuses {
+                            list.push_bind(status);
                         }
                         query.push(")");
                     }
@@ -923,11 +1011,14 @@ macro_rules! sql_store {
                     if claim.runtimes.is_empty() || claim.max == 0 {
                         return Ok(Vec::new());
                     }
-                    let lease_token = Uuid::new_v4().simple().to_string();
                     let mut tx = self.write.begin().await?;
-                    let mut query = QueryBuilder::<Db>::new("UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ");
+                    // Every task gets a token of its own, drawn by the database per row, so a
+                    // report can never be mistaken for one about another task of the same poll.
+                    let mut query = QueryBuilder::<Db>::new(concat!(
+                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ",
+                        $new_token
+                    ));
                     query
-                        .push_bind(lease_token)
                         .push(", lease_owner = ")
                         .push_bind(claim.worker_id.clone())
                         .push(", leased_at = ")
@@ -943,26 +1034,26 @@ macro_rules! sql_store {
                         .push_bind(false)
                         .push(" AND queue = ")
                         .push_bind(claim.queue.clone())
-                        .push(" AND runtime IN (");
-                    let mut runtimes = query.separated(", ");
-                    for runtime in &claim.runtimes {
-                        runtimes.push_bind(runtime.clone());
-                    }
+                        // The runtimes travel as one JSON array, so a worker may name any number
+                        // of them without reaching the bind-parameter limit.
+                        .push(concat!(" AND runtime IN (", $json_texts_open))
+                        .push_bind(Json(&claim.runtimes))
+                        .push(concat!($json_texts_close, ")"));
                     query
-                        .push(") ORDER BY visible_at LIMIT ")
+                        .push(" ORDER BY visible_at LIMIT ")
                         .push_bind(i64::from(claim.max))
                         .push($skip_locked)
                         .push(") RETURNING ")
                         .push(task_columns!());
                     let rows = query.build().fetch_all(&mut *tx).await?;
                     let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
-                    if !tasks.is_empty() {
+                    for batch in tasks.chunks(rows_per_statement(1)) {
                         let mut started = QueryBuilder::<Db>::new(
                             "UPDATE executions SET status = 'RUNNING', started_at = COALESCE(started_at, ",
                         );
                         started.push_bind(claim.now).push(") WHERE status = 'PENDING' AND id IN (");
                         let mut ids = started.separated(", ");
-                        for task in &tasks {
+                        for task in batch {
                             ids.push_bind(task.execution_id);
                         }
                         started.push(")");
@@ -992,6 +1083,11 @@ macro_rules! sql_store {
                     };
                     let stored = stored as u64;
                     let first = p.first_chunk.unwrap_or(stored);
+                    // A batch may repeat chunks already stored, never skip some: a gap would lose
+                    // output for good. Dropping `tx` writes nothing.
+                    if first > stored {
+                        return Err(StoreError::ChunkGap { first, stored });
+                    }
                     let skip = stored.saturating_sub(first).min(p.chunks.len() as u64) as usize;
                     let chunks = &p.chunks[skip..];
                     let cancel_requested: bool = sqlx::query_scalar(
@@ -1110,6 +1206,83 @@ macro_rules! sql_store {
                     $notify(&mut tx, &notes).await?;
                     tx.commit().await?;
                     Ok(Some(ReleaseOutcome::Released))
+                }
+
+                async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    if ROW_LOCKS {
+                        lock_tasks(&mut tx, q.execution_id).await?;
+                    }
+                    // Only columns that always decode are read: the state as plain text.
+                    let row = sqlx::query(concat!(
+                        "SELECT CAST(state AS TEXT) AS state_text, status, next_seq, parent_id, child_key \
+                         FROM executions WHERE id = $1",
+                        $lock
+                    ))
+                    .bind(q.execution_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { return Ok(false) };
+                    let status: String = row.try_get("status")?;
+                    if ExecutionStatus::parse(&status).is_some_and(|s| s.is_closed()) {
+                        return Ok(false);
+                    }
+                    let state_text: Option<String> = row.try_get("state_text")?;
+                    let next_seq: i64 = row.try_get("next_seq")?;
+                    let parent_id: Option<Uuid> = row.try_get("parent_id")?;
+                    let child_key: Option<String> = row.try_get("child_key")?;
+                    let prefix: String = state_text.unwrap_or_default().chars().take(200).collect();
+                    let note = serde_json::json!({ "corrupt_state": prefix });
+                    let failed = sqlx::query(
+                        "UPDATE executions SET status = $2, failure = $3, state = $4, closed_at = $5, \
+                         duration_ms = $5 - COALESCE(started_at, created_at), next_seq = next_seq + 1 \
+                         WHERE id = $1",
+                    )
+                    .bind(q.execution_id)
+                    .bind(ExecutionStatus::Failed.as_str())
+                    .bind(Json(&q.failure))
+                    .bind(Json(&note))
+                    .bind(q.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    debug_assert_eq!(failed.rows_affected(), 1);
+                    let event = HistoryEvent::ExecutionFailed { failure: q.failure.clone() };
+                    sqlx::query(
+                        "INSERT INTO history_events (execution_id, seq, type, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(q.execution_id)
+                    .bind(next_seq)
+                    .bind(event.event_type())
+                    .bind(Json(&event))
+                    .bind(q.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    write_task_op(&mut tx, q.execution_id, &TaskOp::DeleteAll, q.now).await?;
+                    write_timer_op(&mut tx, q.execution_id, &TimerOp::DeleteAll, q.now).await?;
+                    let mut notes = Notes::default();
+                    notes.execution(q.execution_id);
+                    if let (Some(parent_id), Some(key)) = (parent_id, child_key) {
+                        // The same inbox row a child's closing transition writes
+                        // (`engine::commands::notify_parent`), so the parent hears of it once.
+                        let closed = HistoryEvent::ChildClosed {
+                            key: key.clone(),
+                            status: ExecutionStatus::Failed,
+                            result: None,
+                            failure: Some(q.failure.clone()),
+                            usage: Usage::default(),
+                        };
+                        let inbox = TimerOp::Inbox {
+                            execution_id: parent_id,
+                            timer_id: format!("inbox-child-{key}"),
+                            payload: serde_json::to_value(closed).map_err(|e| corrupt("child close", e))?,
+                        };
+                        write_timer_op(&mut tx, q.execution_id, &inbox, q.now).await?;
+                        notes.deadline_added();
+                    }
+                    $notify(&mut tx, &notes).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn upsert_worker(&self, w: &WorkerUpsert) -> Result<(), StoreError> {
