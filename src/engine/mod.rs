@@ -10,11 +10,13 @@ mod apply;
 mod changes;
 mod commands;
 mod commit;
+mod follow;
 mod notify;
 mod replay;
 mod retry;
 mod sweeper;
 mod team;
+mod view;
 mod worker_side;
 mod workers;
 
@@ -30,10 +32,12 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
+pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
 pub use notify::{Notifier, Watch};
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
+pub use view::{ActivityState, ActivityView, ExecutionView};
 pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
 
