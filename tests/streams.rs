@@ -202,11 +202,119 @@ async fn run_survives_sigterm_and_restart(db: Db) {
     survives(db, Stop::Term, Follower::Run).await;
 }
 
+/// The follower's store read: pages bounded by count and by bytes (the first chunk always
+/// comes), with the execution's status and output length from the same snapshot.
+async fn output_pages_are_bounded_by_bytes(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    // Chunk data is `{"text":"..."}`: a few bytes of JSON around the text (how many depends on
+    // how the store prints JSON), so the budgets below leave room for them.
+    let texts = [
+        "a".repeat(1000),
+        "b".repeat(2000),
+        "c".repeat(400),
+        "d".repeat(10_000),
+    ];
+    c.create_agent("sized", "echo", json!({ "chunks": texts }))
+        .await;
+    let id = c.start_simple("sized", "go").await;
+    c.wait_until(&id, "completed", |e| e.status == "COMPLETED")
+        .await;
+    let id: uuid::Uuid = id.parse().unwrap();
+    let store = db.store().await;
+    let seqs =
+        |page: &cairn::store::OutputPage| page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>();
+
+    let page = store.output_page(id, 0, 512, 3_050).await.unwrap().unwrap();
+    assert_eq!(page.status.as_str(), "COMPLETED");
+    assert_eq!(page.output_seq, 4);
+    assert_eq!(
+        seqs(&page),
+        [1, 2],
+        "1,000 + 2,000 bytes fit in 3,050, the third does not"
+    );
+    let page = store.output_page(id, 0, 512, 2_990).await.unwrap().unwrap();
+    assert_eq!(seqs(&page), [1]);
+    // A first chunk over the budget still comes, alone.
+    let page = store.output_page(id, 3, 512, 100).await.unwrap().unwrap();
+    assert_eq!(seqs(&page), [4]);
+    assert_eq!(page.chunks[0].data, json!({ "text": texts[3] }));
+    let page = store
+        .output_page(id, 0, 2, u64::MAX)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&page), [1, 2], "the count bounds too");
+    // Past the end (even past i64): no chunks, but the status.
+    for after in [4, u64::MAX] {
+        let page = store
+            .output_page(id, after, 512, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(page.chunks.is_empty());
+        assert_eq!(page.output_seq, 4);
+    }
+    assert!(
+        store
+            .output_page(uuid::Uuid::now_v7(), 0, 512, 1 << 20)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A state that cannot be decoded is reported by `GetExecution` (INTERNAL, naming the
+/// execution), not hidden as a view without its activity; a list still shows the row.
+async fn a_corrupt_state_is_an_error_not_a_missing_activity(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("plain", "echo", json!({})).await;
+    let id = c.start_simple("plain", "hello").await;
+    c.wait_until(&id, "completed", |e| e.status == "COMPLETED")
+        .await;
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let corrupt = json!({ "not": "an agent state" });
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE executions SET state = $1 WHERE id = $2")
+            .bind(corrupt.to_string())
+            .bind(uuid)
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE executions SET state = $1 WHERE id = $2")
+            .bind(sqlx::types::Json(&corrupt))
+            .bind(uuid)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let status = c
+        .executions
+        .get_execution(cairn::api::pb::GetExecutionRequest { id: id.clone() })
+        .await
+        .expect_err("a corrupt state is an error");
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    assert!(status.message().contains(&id), "{status:?}");
+    let listed = c
+        .executions
+        .list_executions(cairn::api::pb::ListExecutionsRequest::default())
+        .await
+        .expect("a list is not stopped by one bad row")
+        .into_inner();
+    assert!(listed.executions.iter().any(|e| e.id == id));
+}
+
 on_both_stores!(
     exec_watch_survives_sigkill_and_restart,
     exec_watch_survives_sigterm_and_restart,
     run_survives_sigkill_and_restart,
     run_survives_sigterm_and_restart,
+    output_pages_are_bounded_by_bytes,
+    a_corrupt_state_is_an_error_not_a_missing_activity,
 );
 
 /// With no server to reach, `exec watch` gives up after `--reconnect-for` and exits 2, saying
