@@ -94,7 +94,8 @@ pub(super) async fn watch(
                     index = i;
                     stream_once(&mut c, id, &mut printer).await
                 }
-                Err(e) => Err(Stop::Broken(format!("{e:#}"))),
+                // The root cause (e.g. "Connection refused") says enough on a retry line.
+                Err(e) => Err(Stop::Broken(e.root_cause().to_string())),
             },
         };
         let reason = match stopped {
