@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, Limits, Security};
 use crate::clock::SystemClock;
-use crate::engine::{Engine, EngineOptions, Sweeper, SweeperOptions};
+use crate::engine::{DirectWorkerApi, Engine, EngineOptions, Sweeper, SweeperOptions};
 use crate::runtime::{RuntimeRegistry, RuntimeSettings};
 use crate::store::{self, Durability};
-use crate::worker::{DirectWorkerApi, Worker, WorkerOptions};
+use crate::worker::{Worker, WorkerOptions};
 
 /// How to run a node.
 #[derive(Debug, Clone)]

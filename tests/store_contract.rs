@@ -3,8 +3,8 @@
 //! what a client of the store sees afterwards (rows read back, outcomes, row counts), never on
 //! SQL.
 //!
-//! Each test gets its own database (a temporary SQLite file, or a fresh PostgreSQL database on
-//! `CAIRN_TEST_POSTGRES_URL` that is dropped afterwards), so the tests run in parallel.
+//! Each test gets its own database (a temporary SQLite file, or a fresh PostgreSQL database that
+//! is dropped afterwards, see `common::postgres`), so the tests run in parallel.
 
 #[allow(
     unused_imports,
@@ -22,6 +22,8 @@ mod commit;
 mod fleet;
 #[path = "store_contract/list.rs"]
 mod list;
+#[path = "store_contract/schema.rs"]
+mod schema;
 #[path = "store_contract/support.rs"]
 mod support;
 #[path = "store_contract/tasks.rs"]

@@ -1,16 +1,21 @@
-//! `WorkerService` as a remote worker calls it, in domain types: the gRPC half of
-//! `worker::GrpcWorkerApi`, kept here so that prost types stay inside `api`.
+//! `WorkerService` as a remote worker calls it, in contract types: the gRPC half of
+//! `worker::GrpcWorkerApi`, kept here so that prost types and status codes stay inside `api`.
+//! A failed call comes back as a [`WorkerApiError`] that says what the worker should do:
+//! stop (fenced), try again (retryable), or give up (refused).
 
 use std::time::Duration;
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::client::{AuthChannel, ConnectError, ConnectOptions};
 use super::pb;
 use super::pb::worker_service_client::WorkerServiceClient;
 use super::workers::task_id;
-use crate::domain::{Lease, Turn};
-use crate::engine::{ActivityOutcome, Assignment, ChunkIn};
+use crate::contract::{
+    ActivityOutcome, Assignment, ChunkIn, Lease, PollRequest, Progress, ProgressReply, Release,
+    Report, WorkerApiError,
+};
+use crate::domain::Turn;
 
 /// How long a report may take before the worker gives up on that server and tries again.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,67 +46,55 @@ impl WorkerClient {
         &self.url
     }
 
-    /// Claims up to `max` tasks, waiting up to `wait` when there are none.
-    pub async fn poll(
-        &self,
-        worker_id: &str,
-        runtimes: &[String],
-        queue: &str,
-        max: u32,
-        slots: u32,
-        wait: Duration,
-    ) -> Result<Vec<Assignment>, Status> {
-        let mut request = tonic::Request::new(pb::PollTasksRequest {
-            worker_id: worker_id.into(),
-            runtimes: runtimes.to_vec(),
-            queue: queue.into(),
-            max_tasks: max,
-            wait_ms: wait.as_millis() as u64,
+    /// Claims up to `request.max_tasks` tasks, waiting up to `request.wait` when there are none.
+    pub async fn poll(&self, request: &PollRequest) -> Result<Vec<Assignment>, WorkerApiError> {
+        let mut call = tonic::Request::new(pb::PollTasksRequest {
+            worker_id: request.worker_id.clone(),
+            runtimes: request.runtimes.clone(),
+            queue: request.queue.clone(),
+            max_tasks: request.max_tasks,
+            wait_ms: request.wait.as_millis() as u64,
         });
-        request.set_timeout(wait + POLL_SLACK);
-        request
-            .metadata_mut()
-            .insert(super::workers::SLOTS_HEADER, slots.into());
+        call.set_timeout(request.wait + POLL_SLACK);
+        call.metadata_mut()
+            .insert(super::workers::SLOTS_HEADER, request.slots.into());
         let tasks = self
             .inner
             .clone()
-            .poll_tasks(request)
-            .await?
+            .poll_tasks(call)
+            .await
+            .map_err(classify)?
             .into_inner()
             .tasks;
         tasks.into_iter().map(assignment).collect()
     }
 
-    /// Reports output and a checkpoint; returns whether cancellation was requested.
-    pub async fn progress(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<bool, Status> {
+    /// Stores output and a checkpoint; the reply says whether cancellation was requested.
+    pub async fn progress(&self, progress: &Progress) -> Result<ProgressReply, WorkerApiError> {
         let request = timed(pb::ReportProgressRequest {
-            lease: Some(lease_of(lease)),
-            chunks: chunks_of(chunks),
-            checkpoint_json: json_or_empty(checkpoint.as_ref()),
-            first_chunk_index: first_chunk,
+            lease: Some(lease_of(&progress.lease)),
+            chunks: chunks_of(&progress.chunks),
+            checkpoint_json: json_or_empty(progress.checkpoint.as_ref()),
+            first_chunk_index: progress.first_chunk,
         });
-        let reply = self.inner.clone().report_progress(request).await?;
-        Ok(reply.into_inner().cancel_requested)
+        let reply = self
+            .inner
+            .clone()
+            .report_progress(request)
+            .await
+            .map_err(classify)?;
+        Ok(ProgressReply {
+            cancel_requested: reply.into_inner().cancel_requested,
+        })
     }
 
-    /// Reports how the attempt ended.
-    pub async fn report(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        outcome: ActivityOutcome,
-    ) -> Result<(), Status> {
+    /// Records how the attempt ended.
+    pub async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
         let mut client = self.inner.clone();
-        let lease = Some(lease_of(lease));
-        let chunks = chunks_of(chunks);
-        match outcome {
+        let lease = Some(lease_of(&report.lease));
+        let chunks = chunks_of(&report.chunks);
+        let first_chunk_index = report.first_chunk;
+        let sent = match &report.outcome {
             ActivityOutcome::Completed {
                 output,
                 usage,
@@ -112,10 +105,10 @@ impl WorkerClient {
                     chunks,
                     checkpoint_json: json_or_empty(checkpoint.as_ref()),
                     output_json: output.to_string(),
-                    usage: Some(usage.into()),
-                    first_chunk_index: first_chunk,
+                    usage: Some((*usage).into()),
+                    first_chunk_index,
                 });
-                client.complete_task(request).await?;
+                client.complete_task(request).await
             }
             ActivityOutcome::Failed {
                 failure,
@@ -126,40 +119,56 @@ impl WorkerClient {
                     lease,
                     chunks,
                     checkpoint_json: json_or_empty(checkpoint.as_ref()),
-                    failure: Some((&failure).into()),
+                    failure: Some(failure.into()),
                     retry_after_ms: retry_after_ms.unwrap_or(0),
-                    first_chunk_index: first_chunk,
+                    first_chunk_index,
                 });
-                client.fail_task(request).await?;
+                client.fail_task(request).await
             }
             ActivityOutcome::Canceled { abandoned } => {
                 let request = timed(pb::CancelTaskRequest {
                     lease,
                     chunks,
                     checkpoint_json: String::new(),
-                    abandoned,
-                    first_chunk_index: first_chunk,
+                    abandoned: *abandoned,
+                    first_chunk_index,
                 });
-                client.cancel_task(request).await?;
+                client.cancel_task(request).await
             }
-        }
+        };
+        sent.map_err(classify)?;
         Ok(())
     }
 
     /// Hands the attempt back (graceful drain) with its last output and checkpoint.
-    pub async fn release(
-        &self,
-        lease: &Lease,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<(), Status> {
+    pub async fn release(&self, release: &Release) -> Result<(), WorkerApiError> {
         let request = timed(pb::ReleaseTaskRequest {
-            lease: Some(lease_of(lease)),
-            chunks: chunks_of(chunks),
-            checkpoint_json: json_or_empty(checkpoint.as_ref()),
+            lease: Some(lease_of(&release.lease)),
+            chunks: chunks_of(&release.chunks),
+            checkpoint_json: json_or_empty(release.checkpoint.as_ref()),
         });
-        self.inner.clone().release_task(request).await?;
+        self.inner
+            .clone()
+            .release_task(request)
+            .await
+            .map_err(classify)?;
         Ok(())
+    }
+}
+
+/// What a status means to a worker.
+pub(crate) fn classify(status: Status) -> WorkerApiError {
+    let message = format!("{} ({:?})", status.message(), status.code());
+    match status.code() {
+        // The lease is gone (stale report), or the execution moved past the attempt.
+        Code::FailedPrecondition | Code::NotFound => WorkerApiError::LeaseLost(message),
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Unknown
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::ResourceExhausted => WorkerApiError::Unavailable(message),
+        _ => WorkerApiError::Refused(message),
     }
 }
 
@@ -177,11 +186,11 @@ fn lease_of(lease: &Lease) -> pb::Lease {
     }
 }
 
-fn chunks_of(chunks: Vec<ChunkIn>) -> Vec<pb::ChunkIn> {
+fn chunks_of(chunks: &[ChunkIn]) -> Vec<pb::ChunkIn> {
     chunks
-        .into_iter()
+        .iter()
         .map(|c| pb::ChunkIn {
-            kind: c.kind,
+            kind: c.kind.clone(),
             data_json: c.data.to_string(),
         })
         .collect()
@@ -192,9 +201,9 @@ fn json_or_empty(value: Option<&serde_json::Value>) -> String {
 }
 
 /// A task as the server sent it; malformed fields are the server's bug.
-fn assignment(task: pb::Task) -> Result<Assignment, Status> {
+fn assignment(task: pb::Task) -> Result<Assignment, WorkerApiError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
-        Status::internal(format!("the server sent a task with a bad {what}: {e}"))
+        WorkerApiError::Refused(format!("the server sent a task with a bad {what}: {e}"))
     };
     let execution_id = task
         .execution_id
@@ -217,4 +226,26 @@ fn assignment(task: pb::Task) -> Result<Assignment, Status> {
         checkpoint,
         heartbeat_ms: task.heartbeat_timeout_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_say_whether_to_stop_retry_or_give_up() {
+        let kind = |code| match classify(Status::new(code, "x")) {
+            WorkerApiError::LeaseLost(_) => "fenced",
+            WorkerApiError::Unavailable(_) => "retry",
+            WorkerApiError::Refused(_) => "refused",
+        };
+        assert_eq!(kind(Code::FailedPrecondition), "fenced");
+        assert_eq!(kind(Code::NotFound), "fenced");
+        assert_eq!(kind(Code::Unavailable), "retry");
+        assert_eq!(kind(Code::DeadlineExceeded), "retry");
+        assert_eq!(kind(Code::InvalidArgument), "refused");
+        assert_eq!(kind(Code::OutOfRange), "refused");
+        assert_eq!(kind(Code::Unauthenticated), "refused");
+        assert_eq!(kind(Code::PermissionDenied), "refused");
+    }
 }

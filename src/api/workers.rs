@@ -8,9 +8,11 @@ use tonic::{Request, Response, Status};
 use super::error::invalid;
 use super::pb::worker_service_server::WorkerService;
 use super::{ApiState, pb, validate};
+use crate::contract::{
+    ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, Release, Report,
+};
 use crate::domain::{Failure, Lease};
-use crate::engine::{ActivityOutcome, Assignment, CONNECTED_WITHIN_MS, ChunkIn};
-use crate::store::ClaimRequest;
+use crate::engine::CONNECTED_WITHIN_MS;
 
 /// The worker service.
 pub struct Workers {
@@ -113,21 +115,17 @@ impl WorkerService for Workers {
         if r.worker_id.len() > 256 {
             return Err(invalid("worker_id is longer than 256 characters"));
         }
-        let claim = ClaimRequest {
+        let poll = PollRequest {
             worker_id: r.worker_id,
             runtimes: r.runtimes,
             queue: validate::queue("queue", &r.queue)?,
-            max: r.max_tasks.clamp(1, 256),
-            now: 0,
+            max_tasks: r.max_tasks.clamp(1, 256),
+            slots,
+            wait: Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT),
         };
-        let wait = Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
         // A server that is shutting down answers polls at once (with nothing), so the graceful
         // stop does not wait out long-polls and the worker moves on to another server.
-        let assignments = self
-            .state
-            .engine
-            .poll(claim, slots, wait, &self.state.shutdown)
-            .await?;
+        let assignments = self.state.engine.poll(&poll, &self.state.shutdown).await?;
         Ok(Response::new(pb::PollTasksResponse {
             tasks: assignments.iter().map(task).collect(),
         }))
@@ -140,13 +138,15 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
         let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
-        let cancel_requested = self
-            .state
-            .engine
-            .progress(&lease, r.first_chunk_index, chunks(r.chunks)?, checkpoint)
-            .await?;
+        let progress = Progress {
+            lease,
+            first_chunk: r.first_chunk_index,
+            chunks: chunks(r.chunks)?,
+            checkpoint,
+        };
+        let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
-            cancel_requested,
+            cancel_requested: reply.cancel_requested,
         }))
     }
 
@@ -161,10 +161,13 @@ impl WorkerService for Workers {
             usage: r.usage.map(Into::into).unwrap_or_default(),
             checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
         };
-        self.state
-            .engine
-            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
-            .await?;
+        let report = Report {
+            lease,
+            first_chunk: r.first_chunk_index,
+            chunks: chunks(r.chunks)?,
+            outcome,
+        };
+        self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 
@@ -183,10 +186,13 @@ impl WorkerService for Workers {
             retry_after_ms: (r.retry_after_ms > 0).then_some(r.retry_after_ms),
             checkpoint: validate::optional_json("checkpoint_json", &r.checkpoint_json)?,
         };
-        self.state
-            .engine
-            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
-            .await?;
+        let report = Report {
+            lease,
+            first_chunk: r.first_chunk_index,
+            chunks: chunks(r.chunks)?,
+            outcome,
+        };
+        self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 
@@ -197,10 +203,12 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         let lease = lease(r.lease)?;
         let checkpoint = validate::optional_json("checkpoint_json", &r.checkpoint_json)?;
-        self.state
-            .engine
-            .release(&lease, chunks(r.chunks)?, checkpoint)
-            .await?;
+        let release = Release {
+            lease,
+            chunks: chunks(r.chunks)?,
+            checkpoint,
+        };
+        self.state.engine.release(release).await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 
@@ -236,10 +244,13 @@ impl WorkerService for Workers {
         let outcome = ActivityOutcome::Canceled {
             abandoned: r.abandoned,
         };
-        self.state
-            .engine
-            .report(&lease, r.first_chunk_index, chunks(r.chunks)?, outcome)
-            .await?;
+        let report = Report {
+            lease,
+            first_chunk: r.first_chunk_index,
+            chunks: chunks(r.chunks)?,
+            outcome,
+        };
+        self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {}))
     }
 }

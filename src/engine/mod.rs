@@ -10,6 +10,7 @@ mod apply;
 mod changes;
 mod commands;
 mod commit;
+mod direct_worker;
 mod follow;
 mod notify;
 mod replay;
@@ -32,13 +33,13 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
+pub use direct_worker::DirectWorkerApi;
 pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
 pub use notify::{Notifier, Watch};
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use view::{ActivityState, ActivityView, ExecutionView};
-pub use worker_side::{ActivityOutcome, Assignment, ChunkIn};
 pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
 
 /// Why the engine refused or failed a request. Mapped to gRPC status codes in `api::error`.

@@ -1,69 +1,18 @@
 //! What workers call: claim tasks, report progress, report how an attempt ended.
 
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{ApplyError, Plan};
 use super::{Engine, EngineError};
-use crate::domain::{Failure, HistoryEvent, Lease, Turn, Usage};
+use crate::contract::{
+    ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, ProgressReply, Release, Report,
+};
+use crate::domain::{HistoryEvent, Lease, Turn};
 use crate::machine::ActivityPhase;
 use crate::store::{
     ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskRecord,
     WorkerUpsert,
 };
-
-/// An output chunk as a worker sends it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChunkIn {
-    /// `text`, `tool_use`, ...
-    pub kind: String,
-    /// Its content.
-    pub data: serde_json::Value,
-}
-
-/// A claimed attempt, handed to a worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Assignment {
-    /// The fence every report about it must carry.
-    pub lease: Lease,
-    /// The runtime to run it with.
-    pub runtime: String,
-    /// The turn.
-    pub turn: Turn,
-    /// The checkpoint to resume from.
-    pub checkpoint: Option<serde_json::Value>,
-    /// The lease expires after this long without progress.
-    pub heartbeat_ms: u64,
-}
-
-/// How an attempt ended, as its worker reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActivityOutcome {
-    /// The runtime returned a result.
-    Completed {
-        /// The result.
-        output: serde_json::Value,
-        /// Usage.
-        usage: Usage,
-        /// The state to hand to the next turn.
-        checkpoint: Option<serde_json::Value>,
-    },
-    /// The runtime failed.
-    Failed {
-        /// Why.
-        failure: Failure,
-        /// The earliest retry the runtime asked for.
-        retry_after_ms: Option<u64>,
-        /// The last checkpoint, for the retry.
-        checkpoint: Option<serde_json::Value>,
-    },
-    /// The attempt stopped after cancellation.
-    Canceled {
-        /// The runtime ignored its token and was abandoned.
-        abandoned: bool,
-    },
-}
 
 fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
     let turn: Turn = serde_json::from_value(task.turn).map_err(|e| {
@@ -108,18 +57,24 @@ fn stale(lease: &Lease) -> EngineError {
 }
 
 impl Engine {
-    /// Claims up to `claim.max` tasks; when there are none, waits up to `wait` for one, or
-    /// until `stop` fires (the server is shutting down). A claim in progress is never cut off,
-    /// so no task is leased to a worker that is not told about it. `slots` is how many
-    /// attempts the worker runs at once, for `ListWorkers`.
+    /// Claims up to `request.max_tasks` tasks; when there are none, waits up to `request.wait`
+    /// for one, or until `stop` fires (the server is shutting down). A claim in progress is
+    /// never cut off, so no task is leased to a worker that is not told about it.
+    /// `request.slots` is how many attempts the worker runs at once, for `ListWorkers`.
     pub async fn poll(
         &self,
-        mut claim: ClaimRequest,
-        slots: u32,
-        wait: Duration,
+        request: &PollRequest,
         stop: &CancellationToken,
     ) -> Result<Vec<Assignment>, EngineError> {
         let now = self.clock.now_ms();
+        let (slots, wait) = (request.slots, request.wait);
+        let mut claim = ClaimRequest {
+            worker_id: request.worker_id.clone(),
+            runtimes: request.runtimes.clone(),
+            queue: request.queue.clone(),
+            max: request.max_tasks,
+            now,
+        };
         let persist = self.workers.saw(super::WorkerSeen {
             worker_id: claim.worker_id.clone(),
             runtimes: claim.runtimes.clone(),
@@ -162,16 +117,17 @@ impl Engine {
         }
     }
 
-    /// Appends output and a checkpoint for a running attempt and extends its lease. Returns
-    /// whether the attempt must stop. `first_chunk` is the index of `chunks[0]` among the chunks
+    /// Appends output and a checkpoint for a running attempt and extends its lease. The reply
+    /// says whether the attempt must stop. `first_chunk` is the index of `chunks[0]` among the chunks
     /// this lease has sent: a batch sent again (its reply was lost) is not stored twice.
-    pub async fn progress(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<bool, EngineError> {
+    pub async fn progress(&self, progress: Progress) -> Result<ProgressReply, EngineError> {
+        let Progress {
+            lease,
+            first_chunk,
+            chunks,
+            checkpoint,
+        } = progress;
+        let lease = &lease;
         let has_chunks = !chunks.is_empty();
         let record = ProgressRecord {
             execution_id: lease.execution_id,
@@ -194,19 +150,22 @@ impl Engine {
                 self.notifier.execution_changed(parent);
             }
         }
-        Ok(outcome.cancel_requested)
+        Ok(ProgressReply {
+            cancel_requested: outcome.cancel_requested,
+        })
     }
 
     /// Hands a running attempt back (its worker is draining): saves its last output and
     /// checkpoint and makes the same attempt claimable again at once, so another worker resumes
     /// it from the checkpoint instead of waiting for the lease to expire. When cancellation was
     /// requested meanwhile, the attempt is recorded as cancelled instead.
-    pub async fn release(
-        &self,
-        lease: &Lease,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<(), EngineError> {
+    pub async fn release(&self, release: Release) -> Result<(), EngineError> {
+        let Release {
+            lease,
+            chunks,
+            checkpoint,
+        } = release;
+        let lease = &lease;
         let record = ReleaseRecord {
             execution_id: lease.execution_id,
             activity_id: lease.activity_id.clone(),
@@ -225,25 +184,26 @@ impl Engine {
                 Ok(())
             }
             Some(ReleaseOutcome::CancelRequested) => {
-                self.report(
-                    lease,
-                    None,
+                self.report(Report {
+                    lease: lease.clone(),
+                    first_chunk: None,
                     chunks,
-                    ActivityOutcome::Canceled { abandoned: false },
-                )
+                    outcome: ActivityOutcome::Canceled { abandoned: false },
+                })
                 .await
             }
         }
     }
 
     /// Records how an attempt ended, with its last output, in one transition.
-    pub async fn report(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        outcome: ActivityOutcome,
-    ) -> Result<(), EngineError> {
+    pub async fn report(&self, report: Report) -> Result<(), EngineError> {
+        let Report {
+            lease,
+            first_chunk,
+            chunks,
+            outcome,
+        } = report;
+        let lease = &lease;
         let task = self
             .store
             .get_task(lease.execution_id, &lease.activity_id)

@@ -22,6 +22,22 @@ pub use backend::{Durability, PgStore, SqliteStore, open};
 pub use output_page::{OutputPage, OutputReads};
 pub use records::*;
 
+/// Every table of the schema, in both dialects: what `count_rows` may count, and what the tests'
+/// "a refused request wrote nothing" checks compare. A contract test holds this list equal to the
+/// database's own catalog, so a table added by a migration cannot be missing here.
+pub const TABLES: &[&str] = &[
+    "agents",
+    "executions",
+    "execution_labels",
+    "history_events",
+    "tasks",
+    "timers",
+    "output_chunks",
+    "workers",
+    "teams",
+    "team_members",
+];
+
 /// What went wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -6,12 +6,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use tonic::{Code, Status};
 
-use super::{PollRequest, WorkerApi, WorkerApiError};
 use crate::api::{ConnectError, ConnectOptions, WorkerClient};
-use crate::domain::Lease;
-use crate::engine::{ActivityOutcome, Assignment, ChunkIn};
+use crate::contract::{
+    Assignment, PollRequest, Progress, ProgressReply, Release, Report, WorkerApi, WorkerApiError,
+};
 
 /// Remote servers, one of which is current.
 pub struct GrpcWorkerApi {
@@ -43,10 +42,9 @@ impl GrpcWorkerApi {
         (index, &self.servers[index])
     }
 
-    /// Maps a failed call's status; when the server was unreachable, moves on to the next
+    /// Passes a failed call's error on; when the server was unreachable, moves on to the next
     /// server (unless a concurrent call already did).
-    fn failed(&self, index: usize, status: Status) -> WorkerApiError {
-        let error = classify(status);
+    fn failed(&self, index: usize, error: WorkerApiError) -> WorkerApiError {
         if matches!(error, WorkerApiError::Unavailable(_)) && self.servers.len() > 1 {
             let next = (index + 1) % self.servers.len();
             if self
@@ -61,98 +59,44 @@ impl GrpcWorkerApi {
     }
 }
 
-/// What a status means to a worker.
-fn classify(status: Status) -> WorkerApiError {
-    let message = format!("{} ({:?})", status.message(), status.code());
-    match status.code() {
-        // The lease is gone (stale report), or the execution moved past the attempt.
-        Code::FailedPrecondition | Code::NotFound => WorkerApiError::LeaseLost(message),
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Unknown
-        | Code::Cancelled
-        | Code::Aborted
-        | Code::ResourceExhausted => WorkerApiError::Unavailable(message),
-        _ => WorkerApiError::Refused(message),
-    }
-}
-
 #[async_trait]
 impl WorkerApi for GrpcWorkerApi {
     async fn poll(&self, request: &PollRequest) -> Result<Vec<Assignment>, WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .poll(
-                &request.worker_id,
-                &request.runtimes,
-                &request.queue,
-                request.max_tasks,
-                request.slots,
-                request.wait,
-            )
+            .poll(request)
             .await
-            .map_err(|s| self.failed(index, s))
+            .map_err(|e| self.failed(index, e))
     }
 
-    async fn progress(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<bool, WorkerApiError> {
+    async fn progress(&self, progress: &Progress) -> Result<ProgressReply, WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .progress(lease, first_chunk, chunks, checkpoint)
+            .progress(progress)
             .await
-            .map_err(|s| self.failed(index, s))
+            .map_err(|e| self.failed(index, e))
     }
 
-    async fn report(
-        &self,
-        lease: &Lease,
-        first_chunk: Option<u64>,
-        chunks: Vec<ChunkIn>,
-        outcome: ActivityOutcome,
-    ) -> Result<(), WorkerApiError> {
+    async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .report(lease, first_chunk, chunks, outcome)
+            .report(report)
             .await
-            .map_err(|s| self.failed(index, s))
+            .map_err(|e| self.failed(index, e))
     }
 
-    async fn release(
-        &self,
-        lease: &Lease,
-        chunks: Vec<ChunkIn>,
-        checkpoint: Option<serde_json::Value>,
-    ) -> Result<(), WorkerApiError> {
+    async fn release(&self, release: &Release) -> Result<(), WorkerApiError> {
         let (index, server) = self.pick();
         server
-            .release(lease, chunks, checkpoint)
+            .release(release)
             .await
-            .map_err(|s| self.failed(index, s))
+            .map_err(|e| self.failed(index, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_say_whether_to_stop_retry_or_give_up() {
-        let kind = |code| match classify(Status::new(code, "x")) {
-            WorkerApiError::LeaseLost(_) => "lost",
-            WorkerApiError::Unavailable(_) => "retry",
-            WorkerApiError::Refused(_) => "refused",
-        };
-        assert_eq!(kind(Code::FailedPrecondition), "lost");
-        assert_eq!(kind(Code::Unavailable), "retry");
-        assert_eq!(kind(Code::DeadlineExceeded), "retry");
-        assert_eq!(kind(Code::Unauthenticated), "refused");
-        assert_eq!(kind(Code::PermissionDenied), "refused");
-    }
 
     #[tokio::test]
     async fn an_unreachable_server_hands_over_to_the_next() {
@@ -162,11 +106,11 @@ mod tests {
         ];
         let api = GrpcWorkerApi::new(&urls, &ConnectOptions::default()).unwrap();
         assert_eq!(api.pick().0, 0);
-        let error = api.failed(0, Status::unavailable("down"));
+        let error = api.failed(0, WorkerApiError::Unavailable("down".into()));
         assert!(matches!(error, WorkerApiError::Unavailable(_)));
         assert_eq!(api.pick().0, 1);
         // A second failure seen for the old server does not skip the new one.
-        api.failed(0, Status::unavailable("down"));
+        api.failed(0, WorkerApiError::Unavailable("down".into()));
         assert_eq!(api.pick().0, 1);
     }
 }

@@ -8,9 +8,14 @@
 //! waiting for the lease to expire. A release is not a failure: it consumes no retry, writes no
 //! history event, and the attempt's `ActivityStarted` names the worker that finishes it.
 
-mod api;
 mod attempt;
+mod batch;
+mod cadence;
+mod finish;
 mod grpc;
+mod stop;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::RuntimeRegistry;
 
-pub use api::{DirectWorkerApi, PollRequest, WorkerApi, WorkerApiError};
+pub use crate::contract::{PollRequest, WorkerApi, WorkerApiError};
 pub use grpc::GrpcWorkerApi;
 
 /// How a worker runs.
@@ -42,8 +47,12 @@ pub struct WorkerOptions {
     pub cancel_grace: Duration,
     /// How long output may sit in the buffer before it is sent.
     pub flush_interval: Duration,
-    /// How many chunks make a batch that is sent at once.
+    /// How many chunks make a batch that is sent at once, without waiting for
+    /// `flush_interval`; at most [`crate::contract::MAX_BATCH_CHUNKS`].
     pub max_batch: usize,
+    /// How many bytes of chunks make a batch that is sent at once; at most
+    /// [`crate::contract::MAX_BATCH_BYTES`]. A single larger chunk goes in a batch of its own.
+    pub max_batch_bytes: usize,
     /// On shutdown, how long running attempts may take to finish before they are stopped and
     /// released to other workers.
     pub drain_timeout: Duration,
@@ -55,12 +64,13 @@ impl WorkerOptions {
         WorkerOptions {
             worker_id: worker_id.into(),
             runtimes,
-            queue: crate::engine::DEFAULT_QUEUE.into(),
+            queue: crate::domain::DEFAULT_QUEUE.into(),
             concurrency: 32,
             poll_wait: Duration::from_secs(20),
             cancel_grace: Duration::from_secs(5),
             flush_interval: Duration::from_millis(50),
             max_batch: 64,
+            max_batch_bytes: crate::contract::MAX_BATCH_BYTES,
             drain_timeout: Duration::from_secs(10),
         }
     }

@@ -165,3 +165,19 @@ fn replay_names_the_seq_of_an_impossible_event() {
         "an attempt starts once"
     );
 }
+
+#[test]
+fn deciding_after_a_failure_that_was_not_folded_in_is_an_error() {
+    // `step` folds the input first, so the state always holds the ended attempt; `decide` on a
+    // state that does not is a bug in the caller, and says so rather than emitting nothing.
+    let scheduled_1 = state_of(
+        History::new()
+            .input(1, started(&["hi"]))
+            .command(2, scheduled(0, 1)),
+    );
+    let input = failed(0, 1, failure("boom", true), T0);
+    assert_eq!(
+        scheduled_1.decide(ctx(), &input).unwrap_err(),
+        invalid("PENDING with turn-1 attempt 1 Scheduled", "ActivityFailed")
+    );
+}

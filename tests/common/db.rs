@@ -25,13 +25,14 @@ impl Db {
         }
     }
 
-    /// A fresh PostgreSQL database on `CAIRN_TEST_POSTGRES_URL`, or `None` when it is unset.
+    /// A fresh PostgreSQL database on the suite's PostgreSQL server (see [`super::postgres`]), or
+    /// `None` when the run opted out with `CAIRN_TEST_POSTGRES=skip` (the skip is printed).
     pub async fn postgres() -> Option<Db> {
-        let admin = std::env::var("CAIRN_TEST_POSTGRES_URL").ok()?;
+        let admin = super::postgres::admin_url().await?;
         let name = format!("cairn_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
             .await
-            .expect("CAIRN_TEST_POSTGRES_URL must point at a reachable PostgreSQL");
+            .expect("the tests' PostgreSQL server (CAIRN_TEST_POSTGRES_URL, or the cluster they started) must be reachable");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -62,20 +63,12 @@ impl Db {
         store
     }
 
-    /// Row counts of every table, for "bad input writes nothing".
+    /// Row counts of every table of the store, for "bad input writes nothing".
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
         let store = self.store().await;
         let mut counts = Vec::new();
-        for table in [
-            "agents",
-            "executions",
-            "execution_labels",
-            "history_events",
-            "tasks",
-            "timers",
-            "output_chunks",
-        ] {
-            counts.push((table, store.count_rows(table).await.expect("count rows")));
+        for table in cairn::store::TABLES {
+            counts.push((*table, store.count_rows(table).await.expect("count rows")));
         }
         counts
     }

@@ -12,10 +12,9 @@ use cairn::api::pb;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::notify::postgres_or_skip;
-use crate::common::TestClient;
 use crate::common::client::{Event, Watched, assert_gapless, fast_retries, start_request};
 use crate::common::fleet::{Proc, wait_for_workers};
+use crate::common::{Db, TestClient};
 
 /// The `echo` agents of the mix: name, config, turns, and the text one turn emits.
 fn mix() -> Vec<(&'static str, serde_json::Value, usize, String)> {
@@ -134,7 +133,7 @@ fn assert_exactly_once(id: &str, history: &[Event]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_loses_nothing_when_a_worker_and_a_server_die() {
-    let Some(db) = postgres_or_skip().await else {
+    let Some(db) = Db::postgres().await else {
         return;
     };
     let (mut s1, url1) = Proc::server(&db, "127.0.0.1:0", &[], &[]);

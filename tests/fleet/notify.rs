@@ -9,18 +9,9 @@ use serde_json::json;
 use crate::common::fleet::{Proc, wait_for_workers};
 use crate::common::{Db, TestClient};
 
-/// The PostgreSQL test database, or `None` (with the reason printed) when there is none.
-pub async fn postgres_or_skip() -> Option<Db> {
-    let db = Db::postgres().await;
-    if db.is_none() {
-        eprintln!("skipped: set CAIRN_TEST_POSTGRES_URL to run this PostgreSQL-only test");
-    }
-    db
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
-    let Some(db) = postgres_or_skip().await else {
+    let Some(db) = Db::postgres().await else {
         return;
     };
     let (_a, url_a) = Proc::server(&db, "127.0.0.1:0", &[], &[]);

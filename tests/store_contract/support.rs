@@ -221,16 +221,8 @@ pub struct Snapshot {
 /// Takes a [`Snapshot`]: compare two to show that a refused write wrote nothing.
 pub async fn snapshot(store: &dyn Store, id: Uuid) -> Snapshot {
     let mut counts = Vec::new();
-    for table in [
-        "agents",
-        "executions",
-        "execution_labels",
-        "history_events",
-        "tasks",
-        "timers",
-        "output_chunks",
-    ] {
-        counts.push((table, store.count_rows(table).await.unwrap()));
+    for table in cairn::store::TABLES {
+        counts.push((*table, store.count_rows(table).await.unwrap()));
     }
     Snapshot {
         counts,

@@ -30,20 +30,6 @@ macro_rules! agent_columns {
     };
 }
 
-/// Tables `count_rows` may count.
-pub(super) const TABLES: &[&str] = &[
-    "agents",
-    "executions",
-    "execution_labels",
-    "history_events",
-    "tasks",
-    "timers",
-    "output_chunks",
-    "workers",
-    "teams",
-    "team_members",
-];
-
 macro_rules! sql_store {
     ($store:ident, $db:ty, lock = $lock:literal, skip_locked = $skip_locked:literal, migrations = $migrations:literal,
      concurrent_commits = $concurrent:literal, row_locks = $row_locks:literal, notify = $notify:path,
@@ -60,7 +46,7 @@ macro_rules! sql_store {
                 Agent, AgentStatus, ExecutionKind, ExecutionStatus, Failure, HistoryEvent, Millis,
                 Team, TeamConfig, TeamMember, TeamStrategy, Usage,
             };
-            use $crate::store::backend::sql_store::TABLES;
+            use $crate::store::TABLES;
             use $crate::store::{
                 AgentKey, ChangeFeed, ClaimRequest, CommitOutcome, ExecutionFilter, ExecutionRecord,
                 Fence, NewChunk, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord,

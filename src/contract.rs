@@ -1,0 +1,262 @@
+//! The worker contract: the messages a worker and the engine exchange, one struct per message,
+//! the limits both sides hold them to, and [`WorkerApi`], the engine as a worker sees it.
+//!
+//! A worker polls ([`PollRequest`]) and is handed [`Assignment`]s. While an attempt runs it sends
+//! [`Progress`] (output chunks and a checkpoint, which also extend the lease) and learns from the
+//! [`ProgressReply`] whether to stop. It ends the attempt with a [`Report`] of its
+//! [`ActivityOutcome`], or, when draining, hands it back with a [`Release`]. Every message after
+//! the assignment carries the attempt's [`Lease`]: a message whose lease is no longer held
+//! changes nothing.
+//!
+//! Architecture invariant: this module depends only on `domain`. The worker links it and the
+//! API client, never the engine or the store; the engine and the gRPC service implement it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{Failure, Turn, Usage};
+
+pub use crate::domain::Lease;
+
+/// The most chunks one progress batch or report carries. A worker sends more as several
+/// batches, in order.
+pub const MAX_BATCH_CHUNKS: usize = 256;
+
+/// The most bytes of chunks (their kinds and encoded JSON data) a worker puts in one batch of
+/// several chunks. A single chunk larger than this goes alone in its batch, up to
+/// [`MAX_REPORT_BYTES`].
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The most bytes of payload one worker message may carry: its chunks, checkpoint and output, as
+/// encoded JSON. It stays under gRPC's default 4 MiB message limit, with room for the lease, the
+/// failure and the framing of each field. A server refuses a larger report; a worker never sends
+/// one, and ends an attempt whose single chunk, checkpoint or output exceeds it as a
+/// non-retryable failure (the runtime produced more than can be stored in one piece).
+pub const MAX_REPORT_BYTES: usize = (4 << 20) - (256 << 10);
+
+/// The failure code of an attempt whose runtime produced a chunk, checkpoint or output larger
+/// than [`MAX_REPORT_BYTES`].
+pub const TOO_LARGE_CODE: &str = "output_too_large";
+
+/// The failure code of an attempt whose report the server refused for good (the request was
+/// invalid); the attempt is ended rather than its report retried forever.
+pub const REPORT_REFUSED_CODE: &str = "report_refused";
+
+/// What a worker asks for when it polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRequest {
+    /// The worker's identity, recorded as lease owner and in `ActivityStarted`.
+    pub worker_id: String,
+    /// The runtimes it has; it is handed only their tasks.
+    pub runtimes: Vec<String>,
+    /// The queue it serves.
+    pub queue: String,
+    /// How many tasks it can start now (its free slots).
+    pub max_tasks: u32,
+    /// How many attempts it runs at once in all, shown by `ListWorkers`.
+    pub slots: u32,
+    /// How long the server may hold the call when there is nothing to do.
+    pub wait: Duration,
+}
+
+/// A claimed attempt, handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// The fence every later message about this attempt must carry.
+    pub lease: Lease,
+    /// The runtime to run it with.
+    pub runtime: String,
+    /// The turn to run.
+    pub turn: Turn,
+    /// The checkpoint the previous attempt (or turn) saved, to resume from.
+    pub checkpoint: Option<serde_json::Value>,
+    /// The lease expires after this long without a message from the worker.
+    pub heartbeat_ms: u64,
+}
+
+/// An output chunk as a worker sends it; the engine adds the activity and attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkIn {
+    /// `text`, `tool_use`, `result`, ...
+    pub kind: String,
+    /// Its content.
+    pub data: serde_json::Value,
+}
+
+impl ChunkIn {
+    /// The bytes this chunk weighs against [`MAX_BATCH_BYTES`] and [`MAX_REPORT_BYTES`]: its kind
+    /// and its data as encoded JSON, as it goes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        self.kind.len() + encoded_len(&self.data)
+    }
+}
+
+/// Output and a checkpoint of a running attempt; it also extends the lease (a heartbeat is a
+/// progress message with neither).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The attempt.
+    pub lease: Lease,
+    /// The index of `chunks[0]` among the chunks this lease has sent, so that a batch sent again
+    /// after a lost reply is stored once. `None` (an old worker) stores every chunk it gets.
+    pub first_chunk: Option<u64>,
+    /// New output, in order.
+    pub chunks: Vec<ChunkIn>,
+    /// A checkpoint that covers every chunk sent so far, including these.
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+/// The engine's answer to [`Progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgressReply {
+    /// Cancellation of the execution was requested: stop the runtime and report
+    /// [`ActivityOutcome::Canceled`].
+    pub cancel_requested: bool,
+}
+
+/// How an attempt ended, with its last output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The attempt.
+    pub lease: Lease,
+    /// The index of `chunks[0]` among the chunks this lease has sent (see [`Progress`]).
+    pub first_chunk: Option<u64>,
+    /// The output not yet sent, in order.
+    pub chunks: Vec<ChunkIn>,
+    /// The ending.
+    pub outcome: ActivityOutcome,
+}
+
+/// How an attempt ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityOutcome {
+    /// The runtime returned a result.
+    Completed {
+        /// The turn's result.
+        output: serde_json::Value,
+        /// Tokens, cost and tool calls.
+        usage: Usage,
+        /// The state to hand to the next turn.
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// The runtime failed.
+    Failed {
+        /// Why, and whether a retry may help.
+        failure: Failure,
+        /// The earliest retry the runtime asked for.
+        retry_after_ms: Option<u64>,
+        /// The last checkpoint, for the retry to resume from.
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// The attempt stopped after cancellation was requested.
+    Canceled {
+        /// The runtime ignored its token and was abandoned.
+        abandoned: bool,
+    },
+}
+
+impl ActivityOutcome {
+    /// The bytes of payload this outcome adds to a [`Report`] (see [`MAX_REPORT_BYTES`]).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            ActivityOutcome::Completed {
+                output, checkpoint, ..
+            } => encoded_len(output) + checkpoint.as_ref().map_or(0, encoded_len),
+            ActivityOutcome::Failed {
+                failure,
+                checkpoint,
+                ..
+            } => {
+                failure.code.len()
+                    + failure.message.len()
+                    + encoded_len(&failure.details)
+                    + checkpoint.as_ref().map_or(0, encoded_len)
+            }
+            ActivityOutcome::Canceled { .. } => 0,
+        }
+    }
+}
+
+/// A running attempt handed back by a draining worker, with its last output and checkpoint, so
+/// another worker resumes it at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    /// The attempt.
+    pub lease: Lease,
+    /// The output not yet sent, in order.
+    pub chunks: Vec<ChunkIn>,
+    /// The newest checkpoint, covering every chunk sent.
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+/// Why a worker's call failed, in the three ways a worker acts on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkerApiError {
+    /// Fenced: the attempt's lease is gone (timed out, cancelled, or taken by another worker).
+    /// Stop working on it and report nothing more.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    /// Retryable: the server could not be reached or failed for now; send the same message
+    /// again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Refused for good: the message is invalid (a bug, or output beyond a limit) or the
+    /// credentials are. Sending it again cannot help.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// The engine as a worker sees it. The same worker code runs in-process (over the engine
+/// itself) and in `cairn worker` processes (over gRPC).
+#[async_trait]
+pub trait WorkerApi: Send + Sync + 'static {
+    /// Claims tasks, waiting up to `request.wait` when there are none.
+    async fn poll(&self, request: &PollRequest) -> Result<Vec<Assignment>, WorkerApiError>;
+    /// Stores output and a checkpoint and extends the lease.
+    async fn progress(&self, progress: &Progress) -> Result<ProgressReply, WorkerApiError>;
+    /// Records how the attempt ended, with its last output.
+    async fn report(&self, report: &Report) -> Result<(), WorkerApiError>;
+    /// Hands a running attempt back (graceful drain).
+    async fn release(&self, release: &Release) -> Result<(), WorkerApiError>;
+}
+
+/// The length of `value` encoded as JSON, without building the string.
+pub fn encoded_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_json_on_the_wire() {
+        let value = serde_json::json!({"text": "héllo", "n": [1, 2.5, null]});
+        assert_eq!(encoded_len(&value), value.to_string().len());
+        let chunk = ChunkIn {
+            kind: "text".into(),
+            data: value.clone(),
+        };
+        assert_eq!(chunk.encoded_len(), 4 + value.to_string().len());
+    }
+
+    #[test]
+    fn the_report_limit_leaves_room_under_the_grpc_message_limit() {
+        const { assert!(MAX_REPORT_BYTES < 4 << 20) };
+        const { assert!(MAX_BATCH_BYTES < MAX_REPORT_BYTES) };
+    }
+}

@@ -1,0 +1,198 @@
+//! The end of an attempt: the final report (or the release of a draining worker), sent with the
+//! output still queued. What does not fit beside the outcome goes first as progress batches, so
+//! no message exceeds the contract's limits; a server that is away is tried again, and a server
+//! that refuses the report for good gets a failure instead of the same report forever.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::batch::{Batcher, too_large};
+use super::stop::Stop;
+use crate::contract::{
+    ActivityOutcome, Lease, MAX_REPORT_BYTES, Progress, REPORT_REFUSED_CODE, Release, Report,
+    WorkerApi, WorkerApiError,
+};
+use crate::domain::Failure;
+
+/// The failure that ends an attempt whose `what` the server refused with `message`.
+pub(super) fn refused(what: &str, message: &str) -> Failure {
+    Failure::new(
+        REPORT_REFUSED_CODE,
+        format!("the server refused {what} of this attempt: {message}"),
+        false,
+    )
+}
+
+/// Tells the server how the attempt stopped: a report, a release, or nothing if its lease is
+/// lost.
+pub(super) async fn finish(api: &dyn WorkerApi, lease: &Lease, batcher: Batcher, stop: Stop) {
+    let mut sender = Sender {
+        api,
+        lease,
+        batcher,
+        give_up: None,
+    };
+    match stop {
+        Stop::LeaseLost => {}
+        Stop::Drained => {
+            sender.give_up = Some(Instant::now() + super::RELEASE_PATIENCE);
+            sender.release().await;
+        }
+        stop => {
+            let outcome = stop
+                .outcome()
+                .expect("only a release or a lost lease has none");
+            sender.report(outcome).await;
+        }
+    }
+}
+
+/// Sends an attempt's last messages.
+struct Sender<'a> {
+    api: &'a dyn WorkerApi,
+    lease: &'a Lease,
+    batcher: Batcher,
+    /// When to stop trying a server that does not answer; `None` tries until the lease is lost
+    /// (once it expires, the server times the attempt out and says so).
+    give_up: Option<Instant>,
+}
+
+impl Sender<'_> {
+    /// Reports `outcome` with the output still queued.
+    async fn report(&mut self, outcome: ActivityOutcome) {
+        let mut outcome = within_limit(outcome);
+        match self.flush(outcome.encoded_len()).await {
+            Ok(()) => {}
+            Err(WorkerApiError::Refused(message)) => {
+                // The rest of the output is dropped with it: the attempt has failed anyway.
+                tracing::warn!(%message, "progress report refused; ending the attempt");
+                self.batcher.take_all();
+                outcome = failed(refused("a progress report", &message));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not send the attempt's last output");
+                return;
+            }
+        }
+        let first_chunk = Some(self.batcher.first_chunk());
+        let (chunks, checkpoint) = self.batcher.take_all();
+        if let ActivityOutcome::Failed {
+            checkpoint: slot, ..
+        } = &mut outcome
+        {
+            *slot = checkpoint;
+        }
+        let report = Report {
+            lease: self.lease.clone(),
+            first_chunk,
+            chunks,
+            outcome,
+        };
+        let message = match self.retrying(|| self.api.report(&report)).await {
+            Ok(()) => return,
+            Err(WorkerApiError::Refused(message)) => message,
+            Err(error) => {
+                tracing::warn!(%error, "report not delivered");
+                return;
+            }
+        };
+        tracing::warn!(%message, "report refused");
+        let already_refused = matches!(&report.outcome, ActivityOutcome::Failed { failure, .. } if failure.code == REPORT_REFUSED_CODE);
+        if already_refused {
+            return;
+        }
+        // End the attempt rather than leave it running until its lease expires; the output
+        // of the refused report is dropped with it.
+        let fallback = Report {
+            lease: self.lease.clone(),
+            first_chunk,
+            chunks: Vec::new(),
+            outcome: failed(refused("the report", &message)),
+        };
+        if let Err(error) = self.retrying(|| self.api.report(&fallback)).await {
+            tracing::warn!(%error, "failure report not delivered either");
+        }
+    }
+
+    /// Hands the attempt back with its output and newest checkpoint.
+    async fn release(&mut self) {
+        if let Err(error) = self.flush(0).await {
+            tracing::warn!(%error, "could not send the attempt's last output before its release");
+            return;
+        }
+        let (chunks, checkpoint) = self.batcher.take_all();
+        let release = Release {
+            lease: self.lease.clone(),
+            chunks,
+            checkpoint,
+        };
+        match self.retrying(|| self.api.release(&release)).await {
+            Ok(()) => tracing::info!("attempt released"),
+            Err(error) => tracing::warn!(%error, "release not delivered"),
+        }
+    }
+
+    /// Sends progress batches until what is left fits in one message beside `reserve` bytes.
+    async fn flush(&mut self, reserve: usize) -> Result<(), WorkerApiError> {
+        while !self.batcher.fits_with(reserve) {
+            let batch = self.batcher.next_batch();
+            let progress = Progress {
+                lease: self.lease.clone(),
+                first_chunk: Some(batch.first_chunk),
+                chunks: batch.chunks.clone(),
+                checkpoint: batch.checkpoint.clone(),
+            };
+            // A cancellation requested now changes nothing: the runtime has stopped.
+            match self.retrying(|| self.api.progress(&progress)).await {
+                Ok(_) => self.batcher.acknowledge(&batch),
+                Err(error) => {
+                    self.batcher.discard(&batch);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `call`, again while the server is unavailable, with back-off, until `give_up`.
+    async fn retrying<T, F>(&self, call: impl Fn() -> F) -> Result<T, WorkerApiError>
+    where
+        F: Future<Output = Result<T, WorkerApiError>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match call().await {
+                Err(WorkerApiError::Unavailable(message))
+                    if self.give_up.is_none_or(|t| Instant::now() + delay < t) =>
+                {
+                    tracing::warn!(%message, ?delay, "call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn failed(failure: Failure) -> ActivityOutcome {
+    ActivityOutcome::Failed {
+        failure,
+        retry_after_ms: None,
+        checkpoint: None,
+    }
+}
+
+/// `outcome`, or the failure it becomes when it is too large for any report.
+fn within_limit(outcome: ActivityOutcome) -> ActivityOutcome {
+    let bytes = outcome.encoded_len();
+    if bytes <= MAX_REPORT_BYTES {
+        return outcome;
+    }
+    let what = match outcome {
+        ActivityOutcome::Completed { .. } => "a result (with its checkpoint)",
+        _ => "a failure",
+    };
+    failed(too_large(what, bytes))
+}
