@@ -5,8 +5,8 @@ use tonic::Status;
 use super::error::invalid;
 use super::pb;
 use crate::domain::{Agent, Failure, RetryPolicy, Timeouts, Usage};
-use crate::machine::{ActivityPhase, AgentState};
-use crate::store::{ExecutionRecord, StoredChunk, StoredEvent, TaskRecord};
+use crate::engine::{ActivityState, ExecutionView};
+use crate::store::{StoredChunk, StoredEvent};
 
 fn id_string(id: Option<uuid::Uuid>) -> String {
     id.map(|i| i.to_string()).unwrap_or_default()
@@ -118,35 +118,36 @@ impl TryFrom<pb::Timeouts> for Timeouts {
     }
 }
 
-/// The execution as clients see it; `task` (when given) describes the open activity.
-pub(crate) fn execution(
-    record: &ExecutionRecord,
-    task: Option<&TaskRecord>,
-    now: i64,
-) -> pb::Execution {
-    let state: Option<AgentState> = serde_json::from_value(record.state.clone()).ok();
-    let activity = state.as_ref().and_then(|s| s.activity.as_ref()).map(|a| {
-        let (description, worker) = match (&a.phase, task) {
-            (ActivityPhase::BackingOff { fire_at, .. }, _) => (
-                format!(
-                    "backing off for {} ms before attempt {}",
-                    (fire_at - now).max(0),
-                    a.attempt + 1
-                ),
+/// The execution as clients see it.
+pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
+    let record = &view.record;
+    let activity = view.activity.as_ref().map(|a| {
+        let (description, worker) = match &a.state {
+            ActivityState::BackingOff {
+                remaining_ms,
+                next_attempt,
+            } => (
+                format!("backing off for {remaining_ms} ms before attempt {next_attempt}"),
                 String::new(),
             ),
-            (_, Some(t)) if t.status == "leased" => (
-                format!("running on {}", t.lease_owner.clone().unwrap_or_default()),
-                t.lease_owner.clone().unwrap_or_default(),
-            ),
-            (_, Some(t)) => (
-                format!(
-                    "waiting for a worker with runtime `{}` on queue `{}`",
-                    t.runtime, t.queue
-                ),
-                String::new(),
-            ),
-            (_, None) => ("scheduled".to_string(), String::new()),
+            ActivityState::Running { worker } => (format!("running on {worker}"), worker.clone()),
+            ActivityState::Waiting {
+                runtime,
+                queue,
+                unserved,
+            } => {
+                let mut waiting =
+                    format!("waiting for a worker with runtime `{runtime}` on queue `{queue}`");
+                if *unserved {
+                    // Say why it waits when nobody can take it: the fleet lacks the runtime or
+                    // the queue.
+                    waiting.push_str(&format!(
+                        ": no connected worker offers runtime `{runtime}` on queue `{queue}`"
+                    ));
+                }
+                (waiting, String::new())
+            }
+            ActivityState::Scheduled => ("scheduled".to_string(), String::new()),
         };
         pb::ActivityView {
             activity_id: a.activity_id.clone(),
@@ -191,7 +192,7 @@ pub(crate) fn execution(
         activity,
         history_length: record.next_seq.saturating_sub(1),
         output_length: record.output_seq,
-        queue: state.as_ref().map(|s| s.queue.clone()).unwrap_or_default(),
+        queue: view.queue.clone(),
         team_id: id_string(record.team_id),
         child_key: record.child_key.clone().unwrap_or_default(),
     }

@@ -2,12 +2,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::Stream;
-use tokio::sync::mpsc;
+use futures::{Stream, StreamExt, stream};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -16,8 +13,7 @@ use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
 use super::{ApiState, convert, pb, retry, validate};
 use crate::domain::ExecutionStatus;
-use crate::engine::{CONNECTED_WITHIN_MS, Engine, StartRequest, Watch};
-use crate::machine::AgentState;
+use crate::engine::{OutputEvent, OutputFollower, StartRequest};
 use crate::store::{AgentKey, ExecutionFilter};
 
 /// The execution service.
@@ -32,45 +28,13 @@ impl Executions {
     }
 
     async fn view(&self, id: Uuid) -> Result<pb::Execution, Status> {
-        let engine = &self.state.engine;
-        let record = engine.execution(id).await?;
-        let activity = serde_json::from_value::<AgentState>(record.state.clone())
-            .ok()
-            .and_then(|s| s.activity.map(|a| a.activity_id));
-        let task = match activity {
-            Some(activity_id) => engine.store().get_task(id, &activity_id).await?,
-            None => None,
-        };
-        let mut view = convert::execution(&record, task.as_ref(), engine.now());
-        if let (Some(task), Some(activity)) = (&task, view.activity.as_mut())
-            && task.status == "ready"
-        {
-            // Say why it waits when nobody can take it: the fleet lacks the runtime or queue.
-            let since = engine.now() - CONNECTED_WITHIN_MS;
-            let workers = engine.store().list_workers(since).await?;
-            let can_run = workers
-                .iter()
-                .any(|w| w.queue == task.queue && w.runtimes.contains(&task.runtime));
-            if !can_run {
-                activity.state.push_str(&format!(
-                    ": no connected worker offers runtime `{}` on queue `{}`",
-                    task.runtime, task.queue
-                ));
-            }
-        }
-        Ok(view)
+        Ok(convert::execution(&self.state.engine.view(id).await?))
     }
 }
 
 /// The stream type of `StreamExecution`.
 pub type OutputStream =
     Pin<Box<dyn Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send>>;
-
-/// How long an output stream waits without a wake-up before it looks again anyway.
-const FOLLOW_SAFETY_NET: Duration = Duration::from_secs(10);
-
-/// How many chunks one read of the output takes.
-const OUTPUT_PAGE: u32 = 512;
 
 #[tonic::async_trait]
 impl ExecutionService for Executions {
@@ -175,7 +139,7 @@ impl ExecutionService for Executions {
             .store()
             .list_executions(&filter, before, size)
             .await?;
-        let now = self.state.engine.now();
+        let engine = &self.state.engine;
         Ok(Response::new(pb::ListExecutionsResponse {
             next_page_token: validate::next_page_token(
                 records.last().map(|e| e.id),
@@ -183,8 +147,8 @@ impl ExecutionService for Executions {
                 size,
             ),
             executions: records
-                .iter()
-                .map(|e| convert::execution(e, None, now))
+                .into_iter()
+                .map(|e| convert::execution(&engine.summary(e)))
                 .collect(),
         }))
     }
@@ -214,13 +178,13 @@ impl ExecutionService for Executions {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
-        let engine = self.state.engine.clone();
-        engine.execution(id).await?;
-        let changes = engine.notifier().watch(id);
-        let (tx, rx) = mpsc::channel(OUTPUT_PAGE as usize);
         let shutdown = self.state.shutdown.clone();
-        tokio::spawn(follow(engine, id, after_seq, changes, tx, shutdown));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let follower = self
+            .state
+            .engine
+            .follow_output(id, after_seq, shutdown)
+            .await?;
+        Ok(Response::new(Box::pin(output_stream(follower))))
     }
 
     async fn get_history(
@@ -261,76 +225,29 @@ impl ExecutionService for Executions {
     }
 }
 
-/// Sends an execution's output after `after` to `tx`, live, until the execution has closed and
-/// every chunk was sent; then sends the closed execution. When the server shuts down first, the
-/// stream ends with `UNAVAILABLE`, and the client resumes elsewhere after the last seq it got.
-async fn follow(
-    engine: Arc<Engine>,
-    id: Uuid,
-    mut after: u64,
-    changes: Watch,
-    tx: mpsc::Sender<Result<pb::StreamExecutionResponse, Status>>,
-    shutdown: CancellationToken,
-) {
+/// The responses of a follower, converted one chunk at a time as the client takes them (so a
+/// page is never held twice, once as domain chunks and once as protobuf). When the server shuts
+/// down first, the stream ends with `UNAVAILABLE`, and the client resumes elsewhere after the
+/// last seq it got.
+fn output_stream(
+    follower: OutputFollower,
+) -> impl Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send {
     use pb::stream_execution_response::Event;
-    loop {
-        // Armed before the reads, so a change between a read and the wait is not lost.
-        let changed = changes.notify().notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let chunks = match engine.store().output(id, after, OUTPUT_PAGE).await {
-            Ok(chunks) => chunks,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        };
-        for chunk in &chunks {
-            let event = Event::Chunk(chunk.into());
-            if tx
-                .send(Ok(pb::StreamExecutionResponse { event: Some(event) }))
-                .await
-                .is_err()
-            {
-                return; // the client went away
-            }
-            after = chunk.seq;
+    let response = |event| pb::StreamExecutionResponse { event: Some(event) };
+    ReceiverStream::new(follower).flat_map(move |item| match item {
+        Ok(OutputEvent::Chunks(chunks)) => stream::iter(chunks)
+            .map(move |chunk| Ok(response(Event::Chunk((&chunk).into()))))
+            .boxed(),
+        Ok(OutputEvent::Closed(view)) => {
+            stream::once(async move { Ok(response(Event::Closed(convert::execution(&view)))) })
+                .boxed()
         }
-        if chunks.len() == OUTPUT_PAGE as usize {
-            continue;
-        }
-        let record = match engine.execution(id).await {
-            Ok(record) => record,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        };
-        if record.output_seq > after {
-            continue;
-        }
-        if record.status.is_closed() {
-            let closed = convert::execution(&record, None, engine.now());
-            let _ = tx
-                .send(Ok(pb::StreamExecutionResponse {
-                    event: Some(Event::Closed(closed)),
-                }))
-                .await;
-            return;
-        }
-        // Wait for a change to this execution, committed through this server or (through the
-        // store's change feed) any other. The timeout is only a safety net.
-        tokio::select! {
-            _ = changed => {}
-            _ = tokio::time::sleep(FOLLOW_SAFETY_NET) => {}
-            _ = tx.closed() => return,
-            _ = shutdown.cancelled() => {
-                let status = Status::unavailable(format!(
-                    "the server is shutting down; resume the stream elsewhere with after_seq = {after}"
-                ));
-                let _ = tx.send(Err(status)).await;
-                return;
-            }
-        }
-    }
+        Ok(OutputEvent::Interrupted { after_seq }) => stream::once(async move {
+            Err(Status::unavailable(format!(
+                "the server is shutting down; resume the stream elsewhere with after_seq = {after_seq}"
+            )))
+        })
+        .boxed(),
+        Err(e) => stream::once(async move { Err(e.into()) }).boxed(),
+    })
 }

@@ -41,7 +41,8 @@ impl Client {
                 .max_decoding_message_size(64 << 20),
             workers: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone())
                 .max_decoding_message_size(64 << 20),
-            teams: TeamServiceClient::with_interceptor(channel, bearer),
+            teams: TeamServiceClient::with_interceptor(channel, bearer)
+                .max_decoding_message_size(64 << 20),
         })
     }
 }

@@ -1,12 +1,12 @@
 //! `cairn exec ...`
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::ClientArgs;
-use super::client::{Client, status_error};
+use super::client::status_error;
+use super::follow::watch;
 use super::output::{Output, cut, time};
 use crate::api::pb;
 
@@ -199,95 +199,7 @@ impl Spinner {
     }
 }
 
-/// Streams output to the terminal until the execution closes; returns the closed execution.
-pub(super) async fn follow(
-    client: &mut Client,
-    out: &Output,
-    id: &str,
-    after_seq: u64,
-    spinner: Option<&Spinner>,
-) -> anyhow::Result<pb::Execution> {
-    use pb::stream_execution_response::Event;
-    let mut stream = client
-        .executions
-        .stream_execution(pb::StreamExecutionRequest {
-            id: id.to_string(),
-            after_seq,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let mut at_line_start = true;
-    let mut stdout = std::io::stdout();
-    let mut child = String::new();
-    let mut reused_from = String::new();
-    while let Some(message) = stream.message().await.map_err(status_error)? {
-        match message.event {
-            Some(Event::Chunk(chunk)) => {
-                if let Some(spinner) = spinner {
-                    spinner.retire();
-                }
-                if out.json {
-                    out.print_json(&chunk);
-                    continue;
-                }
-                // A retry's stream starts with the output it reused; say so on stderr, so that
-                // stdout stays the text itself.
-                if chunk.reused_from != reused_from {
-                    let _ = stdout.flush();
-                    let note = match chunk.reused_from.as_str() {
-                        "" => "[output of this execution]".to_string(),
-                        from => format!("[output reused from execution {from}]"),
-                    };
-                    eprintln!("{}", out.paint("2", &note));
-                    reused_from = chunk.reused_from.clone();
-                }
-                // A team's stream interleaves its children: say whose output follows.
-                if chunk.child_key != child {
-                    child = chunk.child_key.clone();
-                    if !at_line_start {
-                        println!();
-                    }
-                    println!("{}", out.paint("1;35", &format!("── {child} ──")));
-                    at_line_start = true;
-                }
-                let data: serde_json::Value =
-                    serde_json::from_str(&chunk.data_json).unwrap_or_default();
-                match (
-                    chunk.kind.as_str(),
-                    data.get("text").and_then(|t| t.as_str()),
-                ) {
-                    ("text", Some(text)) => {
-                        print!("{text}");
-                        at_line_start = text.ends_with('\n');
-                    }
-                    (kind, _) => {
-                        if !at_line_start {
-                            println!();
-                        }
-                        println!(
-                            "{}",
-                            out.paint("2", &format!("[{kind}] {}", cut(&data.to_string(), 160)))
-                        );
-                        at_line_start = true;
-                    }
-                }
-                let _ = stdout.flush();
-            }
-            Some(Event::Closed(execution)) => {
-                if let Some(spinner) = spinner {
-                    spinner.retire();
-                }
-                if !at_line_start && !out.json {
-                    println!();
-                }
-                return Ok(execution);
-            }
-            None => {}
-        }
-    }
-    anyhow::bail!("the server ended the stream before execution {id} closed")
-}
+pub(super) use super::follow::follow;
 
 /// The exit code for an execution's final status.
 pub(super) fn exit_code(status: &str) -> ExitCode {
@@ -434,8 +346,8 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             id,
             after_seq,
         } => {
-            let mut c = client.connect().await?;
-            let closed = follow(&mut c, out, &id, after_seq, None).await?;
+            let c = client.connect().await?;
+            let closed = watch(&client.servers()?, c, out, &id, after_seq, None).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",

@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod demo;
 mod exec;
+mod follow;
 mod output;
 mod replay;
 mod retry;
@@ -46,9 +47,15 @@ pub struct Cli {
 /// Options of client commands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// The server to talk to.
-    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
+    /// The server to talk to. Give several (repeated, or comma-separated) to fail over: commands
+    /// use the first that answers, and `run` / `exec watch` move on to the next when a stream
+    /// breaks.
+    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',')]
+    server: Vec<String>,
+    /// How long `run` and `exec watch` keep reconnecting (with back-off) after a stream broke,
+    /// without getting any further, before they give up with exit code 2 (seconds).
+    #[arg(long, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
+    reconnect_for: u64,
     /// The namespace.
     #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
     namespace: String,
@@ -57,9 +64,23 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// Connects to the server with the token and TLS settings given.
+    /// Connects to the first server that answers, with the token and TLS settings given.
     async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect_with(&self.server, &self.connect.load()?).await
+        Ok(self.servers()?.connect(0).await?.1)
+    }
+
+    /// The servers, with the token and TLS settings, for commands that reconnect.
+    fn servers(&self) -> anyhow::Result<follow::Servers> {
+        let options = self.connect.load()?;
+        for url in &self.server {
+            // A malformed URL is a usage error now, not a reason to retry later.
+            options.endpoint(url)?;
+        }
+        Ok(follow::Servers {
+            urls: self.server.clone(),
+            options,
+            give_up_after: std::time::Duration::from_secs(self.reconnect_for),
+        })
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) async fn run(args: ReplayArgs, out: &Output) -> anyhow::Result<ExitCo
     let (what, reply) = match (&args.id, &args.file) {
         (_, Some(file)) => (file.display().to_string(), replay_file(file)?),
         (Some(id), None) => {
-            let mut c = Client::connect(&args.client.server).await?;
+            let mut c = args.client.connect().await?;
             let reply = c
                 .executions
                 .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })

@@ -71,7 +71,7 @@ fn parse_prompt(s: &str) -> Result<(u32, String), String> {
 }
 
 pub(super) async fn run(args: RetryArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.client.server).await?;
+    let mut client = args.client.connect().await?;
     match args.id.clone() {
         Some(id) => one(&mut client, args, id, out).await,
         None => bulk(&mut client, args, out).await,

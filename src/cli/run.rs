@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use super::ClientArgs;
 use super::client::{Client, status_error};
-use super::exec::{Spinner, exit_code, follow, parse_label};
+use super::exec::{Spinner, exit_code, parse_label};
+use super::follow::watch;
 use super::output::Output;
 use crate::api::pb;
 
@@ -102,14 +103,16 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
             )
         );
     }
-    let mut watcher = client.clone();
+    let watcher = client.clone();
     let watched = id.clone();
     let out_copy = *out;
+    let servers = args.client.servers()?;
     let spinner = (!out.json && std::io::stderr().is_terminal()).then(Spinner::new);
     let follow_spinner = spinner.clone();
     let mut follow_task = tokio::spawn(async move {
-        follow(
-            &mut watcher,
+        watch(
+            &servers,
+            watcher,
             &out_copy,
             &watched,
             0,

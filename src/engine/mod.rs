@@ -11,12 +11,14 @@ mod changes;
 mod commands;
 mod commit;
 mod direct_worker;
+mod follow;
 mod notify;
 mod quarantine;
 mod replay;
 mod retry;
 mod sweeper;
 mod team;
+mod view;
 mod worker_side;
 mod workers;
 
@@ -33,11 +35,13 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
 pub use direct_worker::DirectWorkerApi;
+pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
 pub use notify::{Notifier, Watch};
 pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
 pub use sweeper::{Sweeper, SweeperOptions};
+pub use view::{ActivityState, ActivityView, ExecutionView};
 pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
 
 /// Why the engine refused or failed a request. Mapped to gRPC status codes in `api::error`.

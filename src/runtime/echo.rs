@@ -3,7 +3,8 @@
 //! It answers a prompt by sending it back in chunks. Its `runtime_config` can shape the output,
 //! slow it down, make given attempts fail, and make it ignore cancellation for a while. It saves a
 //! checkpoint after every chunk, so a resumed attempt continues where the last one stopped and no
-//! text is emitted twice.
+//! text is emitted twice. `repeat` and `chunk_bytes` make big outputs (for memory tests) from a
+//! small configuration.
 
 use std::time::Duration;
 
@@ -49,6 +50,25 @@ struct EchoConfig {
     /// Keep running this long after cancellation, to exercise the worker's kill deadline.
     #[serde(default)]
     ignore_cancel_ms: u64,
+    /// Send the chunk list this many times (default once): big outputs without a big
+    /// configuration.
+    #[serde(default)]
+    repeat: Option<usize>,
+    /// Repeat each chunk's text until it is at least this many bytes (at most
+    /// [`MAX_CHUNK_BYTES`]).
+    #[serde(default)]
+    chunk_bytes: usize,
+}
+
+/// The largest `chunk_bytes` echo accepts.
+const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+impl EchoConfig {
+    /// Whether the output is shaped by `repeat` or `chunk_bytes`; then the result reports its
+    /// size instead of repeating the whole text.
+    fn sized(&self) -> bool {
+        self.repeat.is_some() || self.chunk_bytes > 0
+    }
 }
 
 /// What `echo` saves after each chunk.
@@ -72,8 +92,14 @@ impl EchoRuntime {
             serde_json::from_value::<EchoConfig>(one)
                 .map_err(|e| ConfigError::new(format!("runtime_config.{key}: {e}")))?;
         }
-        serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| ConfigError::new(format!("echo runtime_config: {e}")))
+        let config: EchoConfig = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| ConfigError::new(format!("echo runtime_config: {e}")))?;
+        if config.chunk_bytes > MAX_CHUNK_BYTES {
+            return Err(ConfigError::new(format!(
+                "runtime_config.chunk_bytes: at most {MAX_CHUNK_BYTES}"
+            )));
+        }
+        Ok(config)
     }
 }
 
@@ -129,6 +155,16 @@ impl AgentRuntime for EchoRuntime {
                     "integer",
                     "keep running this long after cancellation",
                 ),
+                key(
+                    "repeat",
+                    "integer",
+                    "send the chunk list this many times; the result then gives chunks and bytes instead of the text",
+                ),
+                key(
+                    "chunk_bytes",
+                    "integer",
+                    "repeat each chunk's text to at least this many bytes (at most 16 MiB); the result then gives chunks and bytes instead of the text",
+                ),
             ],
         }
     }
@@ -140,7 +176,7 @@ impl AgentRuntime for EchoRuntime {
     async fn run(&self, turn: Turn, io: TurnIo) -> Result<TurnOutput, RuntimeError> {
         let config = EchoRuntime::config(&turn.agent)
             .map_err(|e| RuntimeError::fatal("invalid_configuration", e.message))?;
-        let chunks: Vec<String> = match &config.chunks {
+        let base: Vec<String> = match &config.chunks {
             Some(chunks) => chunks.clone(),
             None => turn
                 .prompt
@@ -148,6 +184,16 @@ impl AgentRuntime for EchoRuntime {
                 .map(str::to_owned)
                 .collect(),
         };
+        let base: Vec<String> = base
+            .into_iter()
+            .map(|text| match (config.chunk_bytes, text.len()) {
+                (0, _) | (_, 0) => text,
+                (want, len) => text.repeat(want.div_ceil(len)),
+            })
+            .collect();
+        // Chunk `i` is `base[i % base.len()]`: repeats are not copied in memory.
+        let total = base.len() * config.repeat.unwrap_or(1);
+        let chunk = |i: usize| &base[i % base.len()];
         let attempt = io.attempt();
         let resumed: EchoCheckpoint = io
             .previous_checkpoint()
@@ -165,12 +211,12 @@ impl AgentRuntime for EchoRuntime {
         let fails = config.fail_attempts.contains(&attempt)
             || config.fail_turns.contains(&(turn.index + 1));
         let stop_at = if fails {
-            (start + config.fail_after_chunks).min(chunks.len())
+            (start + config.fail_after_chunks).min(total)
         } else {
-            chunks.len()
+            total
         };
 
-        for (i, chunk) in chunks.iter().enumerate().take(stop_at).skip(start) {
+        for i in start..stop_at {
             if config.delay_ms > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(config.delay_ms)) => {}
@@ -184,7 +230,7 @@ impl AgentRuntime for EchoRuntime {
             }
             io.emit_checkpointed(
                 "text",
-                json!({ "text": chunk }),
+                json!({ "text": chunk(i) }),
                 serde_json::to_value(EchoCheckpoint {
                     turn: turn.index,
                     emitted: i + 1,
@@ -207,17 +253,23 @@ impl AgentRuntime for EchoRuntime {
             });
         }
 
+        let mut output = json!({
+            "turn": turn.index + 1,
+            "attempt": attempt,
+            "resumed_from_chunk": start,
+            "turns_completed_before": turns_completed,
+        });
+        if config.sized() {
+            output["chunks"] = json!(total);
+            output["bytes"] = json!((0..total).map(|i| chunk(i).len()).sum::<usize>());
+        } else {
+            output["text"] = json!(base.concat());
+        }
         Ok(TurnOutput {
-            output: json!({
-                "text": chunks.concat(),
-                "turn": turn.index + 1,
-                "attempt": attempt,
-                "resumed_from_chunk": start,
-                "turns_completed_before": turns_completed,
-            }),
+            output,
             usage: Usage {
                 input_tokens: turn.prompt.split_whitespace().count() as u64,
-                output_tokens: chunks.len() as u64,
+                output_tokens: total as u64,
                 cost_usd: 0.0,
                 tool_calls: 0,
             },

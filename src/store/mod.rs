@@ -10,6 +10,7 @@
 //! so it leaves the others as they are; a database error fails the whole call.
 
 mod backend;
+mod output_page;
 mod records;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 use crate::domain::{Agent, Millis, Team};
 
 pub use backend::{Durability, PgStore, SqliteStore, open};
+pub use output_page::{OutputPage, OutputReads};
 pub use records::*;
 
 /// Every table of the schema, in both dialects: what `count_rows` may count, and what the tests'
@@ -79,7 +81,7 @@ pub enum AgentKey {
 
 /// Storage of agents, executions, history, output, tasks and timers.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OutputReads + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

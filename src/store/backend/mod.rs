@@ -7,6 +7,7 @@
 #[macro_use]
 mod sql_store;
 mod notify;
+mod output_page;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,0 +1,289 @@
+//! Printing an execution's output as it streams, and carrying on when the stream breaks.
+//!
+//! `cairn run` and `cairn exec watch` follow through [`watch`]: when the stream breaks for a
+//! transport reason (the server stopped, was killed, or refuses connections while it restarts)
+//! they reconnect with back-off, to the next `--server` URL when several were given, and resume
+//! after the last chunk they printed, so every chunk is printed once. They give up after
+//! `--reconnect-for` seconds without getting anywhere.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use tonic::Code;
+
+use super::client::{Client, status_error};
+use super::exec::Spinner;
+use super::output::{Output, cut};
+use crate::api::ConnectOptions;
+use crate::api::pb;
+
+/// The servers a client command may use, and how long it keeps trying to reach one.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// The URLs, tried in order.
+    pub urls: Vec<String>,
+    /// Token and TLS settings.
+    pub options: ConnectOptions,
+    /// How long to keep reconnecting without progress before giving up.
+    pub give_up_after: Duration,
+}
+
+impl Servers {
+    /// Connects to the first URL, from `start` on (wrapping), that answers.
+    pub async fn connect(&self, start: usize) -> anyhow::Result<(usize, Client)> {
+        let mut last = None;
+        for k in 0..self.urls.len() {
+            let index = (start + k) % self.urls.len();
+            match Client::connect_with(&self.urls[index], &self.options).await {
+                Ok(client) => return Ok((index, client)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no --server given")))
+    }
+}
+
+/// Why one stream stopped before the execution closed.
+enum Stop {
+    /// The connection or the server went away: worth reconnecting.
+    Broken(String),
+    /// Anything else (no such execution, bad request): final.
+    Fatal(anyhow::Error),
+}
+
+/// Whether a status says the transport broke rather than that the request was wrong.
+fn is_transport(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => true,
+        // A connection cut mid-stream (a killed server) surfaces as an h2 error.
+        Code::Internal => status.message().contains("h2 protocol error"),
+        _ => false,
+    }
+}
+
+fn stop(status: tonic::Status) -> Stop {
+    if is_transport(&status) {
+        Stop::Broken(format!("{} ({:?})", status.message(), status.code()))
+    } else {
+        Stop::Fatal(status_error(status))
+    }
+}
+
+/// Follows `id` after `after_seq` on `client`, printing every chunk once, reconnecting through
+/// `servers` when the stream breaks; returns the closed execution.
+pub(super) async fn watch(
+    servers: &Servers,
+    client: Client,
+    out: &Output,
+    id: &str,
+    after_seq: u64,
+    spinner: Option<&Spinner>,
+) -> anyhow::Result<pb::Execution> {
+    let mut printer = Printer::new(out, spinner, after_seq);
+    let mut client = Some(client);
+    let mut index = 0;
+    let mut backoff = fresh_backoff();
+    // When the current run of failures began; reset by any progress.
+    let mut failing_since: Option<(Instant, u64)> = None;
+    loop {
+        let stopped = match client.take() {
+            Some(mut c) => stream_once(&mut c, id, &mut printer).await,
+            None => match servers.connect(index).await {
+                Ok((i, mut c)) => {
+                    index = i;
+                    stream_once(&mut c, id, &mut printer).await
+                }
+                // The root cause (e.g. "Connection refused") says enough on a retry line.
+                Err(e) => Err(Stop::Broken(e.root_cause().to_string())),
+            },
+        };
+        let reason = match stopped {
+            Ok(closed) => return Ok(closed),
+            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Broken(reason)) => reason,
+        };
+        let since = match failing_since {
+            Some((since, seq)) if seq == printer.last_seq => since,
+            _ => {
+                backoff = fresh_backoff();
+                let now = Instant::now();
+                failing_since = Some((now, printer.last_seq));
+                now
+            }
+        };
+        if since.elapsed() >= servers.give_up_after {
+            anyhow::bail!(
+                "gave up on execution {id} after {} s without reaching a server: {reason}; resume with `cairn exec watch {id} --after-seq {}`",
+                servers.give_up_after.as_secs(),
+                printer.last_seq
+            );
+        }
+        // Several servers: try the next one first.
+        index = (index + 1) % servers.urls.len().max(1);
+        eprintln!(
+            "{}",
+            out.paint(
+                "2",
+                &format!(
+                    "[stream broke: {}; reconnecting to {} after seq {}]",
+                    cut(&reason, 160),
+                    servers.urls.get(index).map_or("", String::as_str),
+                    printer.last_seq
+                )
+            )
+        );
+        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(2))).await;
+    }
+}
+
+/// Back-off between reconnections: from 100 ms, doubling, at most 2 s, for as long as it takes.
+fn fresh_backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Streams output to the terminal until the execution closes, on one connection, without
+/// reconnecting; returns the closed execution.
+pub(super) async fn follow(
+    client: &mut Client,
+    out: &Output,
+    id: &str,
+    after_seq: u64,
+    spinner: Option<&Spinner>,
+) -> anyhow::Result<pb::Execution> {
+    let mut printer = Printer::new(out, spinner, after_seq);
+    match stream_once(client, id, &mut printer).await {
+        Ok(closed) => Ok(closed),
+        Err(Stop::Fatal(e)) => Err(e),
+        Err(Stop::Broken(reason)) => anyhow::bail!(
+            "{reason}; resume with `cairn exec watch {id} --after-seq {}`",
+            printer.last_seq
+        ),
+    }
+}
+
+/// One stream, from the last printed seq on, until it closes or breaks.
+async fn stream_once(
+    client: &mut Client,
+    id: &str,
+    printer: &mut Printer<'_>,
+) -> Result<pb::Execution, Stop> {
+    use pb::stream_execution_response::Event;
+    let mut stream = client
+        .executions
+        .stream_execution(pb::StreamExecutionRequest {
+            id: id.to_string(),
+            after_seq: printer.last_seq,
+        })
+        .await
+        .map_err(stop)?
+        .into_inner();
+    while let Some(message) = stream.message().await.map_err(stop)? {
+        match message.event {
+            Some(Event::Chunk(chunk)) => printer.chunk(&chunk),
+            Some(Event::Closed(execution)) => {
+                printer.close();
+                return Ok(execution);
+            }
+            None => {}
+        }
+    }
+    Err(Stop::Broken(format!(
+        "the server ended the stream before execution {id} closed"
+    )))
+}
+
+/// Prints chunks as text (or JSON lines), remembering the last seq printed.
+struct Printer<'a> {
+    out: &'a Output,
+    spinner: Option<&'a Spinner>,
+    last_seq: u64,
+    at_line_start: bool,
+    child: String,
+    reused_from: String,
+}
+
+impl<'a> Printer<'a> {
+    fn new(out: &'a Output, spinner: Option<&'a Spinner>, after_seq: u64) -> Self {
+        Printer {
+            out,
+            spinner,
+            last_seq: after_seq,
+            at_line_start: true,
+            child: String::new(),
+            reused_from: String::new(),
+        }
+    }
+
+    fn chunk(&mut self, chunk: &pb::OutputChunk) {
+        // A resumed stream starts after the last seq printed; never print one twice.
+        if chunk.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = chunk.seq;
+        if let Some(spinner) = self.spinner {
+            spinner.retire();
+        }
+        let out = self.out;
+        if out.json {
+            out.print_json(chunk);
+            return;
+        }
+        let mut stdout = std::io::stdout();
+        // A retry's stream starts with the output it reused; say so on stderr, so that stdout
+        // stays the text itself.
+        if chunk.reused_from != self.reused_from {
+            let _ = stdout.flush();
+            let note = match chunk.reused_from.as_str() {
+                "" => "[output of this execution]".to_string(),
+                from => format!("[output reused from execution {from}]"),
+            };
+            eprintln!("{}", out.paint("2", &note));
+            self.reused_from = chunk.reused_from.clone();
+        }
+        // A team's stream interleaves its children: say whose output follows.
+        if chunk.child_key != self.child {
+            self.child = chunk.child_key.clone();
+            if !self.at_line_start {
+                println!();
+            }
+            println!("{}", out.paint("1;35", &format!("── {} ──", self.child)));
+            self.at_line_start = true;
+        }
+        let data: serde_json::Value = serde_json::from_str(&chunk.data_json).unwrap_or_default();
+        match (
+            chunk.kind.as_str(),
+            data.get("text").and_then(|t| t.as_str()),
+        ) {
+            ("text", Some(text)) => {
+                print!("{text}");
+                self.at_line_start = text.ends_with('\n');
+            }
+            (kind, _) => {
+                if !self.at_line_start {
+                    println!();
+                }
+                println!(
+                    "{}",
+                    out.paint("2", &format!("[{kind}] {}", cut(&data.to_string(), 160)))
+                );
+                self.at_line_start = true;
+            }
+        }
+        let _ = stdout.flush();
+    }
+
+    fn close(&mut self) {
+        if let Some(spinner) = self.spinner {
+            spinner.retire();
+        }
+        if !self.at_line_start && !self.out.json {
+            println!();
+        }
+    }
+}

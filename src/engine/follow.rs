@@ -1,0 +1,162 @@
+//! Following an execution's output: live, in pages bounded by count and bytes, with
+//! back-pressure, one store read per wake-up.
+//!
+//! Memory per follower is bounded by about two pages: the next page is read only once the
+//! reader has taken the previous one (a channel of one page, reserved before the read), so a
+//! slow reader slows its follower down instead of making the server buffer the output.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::view::ExecutionView;
+use super::{Engine, EngineError, Watch};
+use crate::store::StoredChunk;
+
+/// How many chunks one page takes at most.
+pub const PAGE_CHUNKS: u32 = 512;
+
+/// How many bytes of chunk data one page takes at most (a single larger chunk still comes, as a
+/// page of its own).
+pub const PAGE_BYTES: u64 = 4 << 20;
+
+/// How long a follower waits without a wake-up before it looks again anyway.
+const SAFETY_NET: Duration = Duration::from_secs(10);
+
+/// What a follower hands its reader.
+#[derive(Debug)]
+pub enum OutputEvent {
+    /// The next chunks, in order.
+    Chunks(Vec<StoredChunk>),
+    /// The execution closed and every chunk was sent; the last event.
+    Closed(Box<ExecutionView>),
+    /// The server is shutting down; the reader resumes elsewhere after `after_seq`. The last
+    /// event.
+    Interrupted {
+        /// The seq of the last chunk sent.
+        after_seq: u64,
+    },
+}
+
+/// The reading end of a follower: one page at a time. Dropping it stops the follower.
+pub type OutputFollower = mpsc::Receiver<Result<OutputEvent, EngineError>>;
+
+impl Engine {
+    /// Follows the output of `id` after `after_seq` until the execution has closed and every
+    /// chunk was handed over, or until `shutdown`. `NotFound` at once when there is no such
+    /// execution.
+    pub async fn follow_output(
+        self: &Arc<Self>,
+        id: Uuid,
+        after_seq: u64,
+        shutdown: CancellationToken,
+    ) -> Result<OutputFollower, EngineError> {
+        // Registered before the first read, so no change after it is missed.
+        let changes = self.notifier.watch(id);
+        if self.store.output_page(id, after_seq, 0, 0).await?.is_none() {
+            return Err(EngineError::NotFound(format!("no execution with id {id}")));
+        }
+        let (tx, rx) = mpsc::channel(1);
+        let follower = Follower {
+            engine: self.clone(),
+            id,
+            after: after_seq,
+            changes,
+            tx,
+            shutdown,
+        };
+        tokio::spawn(follower.run());
+        Ok(rx)
+    }
+}
+
+struct Follower {
+    engine: Arc<Engine>,
+    id: Uuid,
+    after: u64,
+    changes: Watch,
+    tx: mpsc::Sender<Result<OutputEvent, EngineError>>,
+    shutdown: CancellationToken,
+}
+
+impl Follower {
+    async fn run(mut self) {
+        // The count asked for adapts to the chunks' sizes: after a page cut short by bytes, ask
+        // for about twice what fitted, so the store sizes few chunks it will not return.
+        let mut limit = PAGE_CHUNKS;
+        loop {
+            // Armed before the read, so a change between the read and the wait is not lost.
+            let changed = self.changes.notify().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            // Back-pressure: wait until the reader has taken the previous page.
+            let permit = tokio::select! {
+                permit = self.tx.reserve() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return, // the reader went away
+                },
+                // The reader is not taking pages; it resumes elsewhere from what it got.
+                _ = self.shutdown.cancelled() => return,
+            };
+            let page = match self
+                .engine
+                .store
+                .output_page(self.id, self.after, limit, PAGE_BYTES)
+                .await
+            {
+                Ok(Some(page)) => page,
+                Ok(None) => {
+                    let e = EngineError::NotFound(format!("no execution with id {}", self.id));
+                    permit.send(Err(e));
+                    return;
+                }
+                Err(e) => {
+                    permit.send(Err(e.into()));
+                    return;
+                }
+            };
+            let caught_up = match page.chunks.last() {
+                Some(last) => {
+                    let got = page.chunks.len() as u32;
+                    limit = if got < limit && last.seq < page.output_seq {
+                        got.saturating_mul(2).clamp(1, PAGE_CHUNKS)
+                    } else {
+                        limit.saturating_mul(2).min(PAGE_CHUNKS)
+                    };
+                    self.after = last.seq;
+                    permit.send(Ok(OutputEvent::Chunks(page.chunks)));
+                    self.after >= page.output_seq
+                }
+                None => {
+                    drop(permit);
+                    true
+                }
+            };
+            if !caught_up {
+                continue;
+            }
+            // The page and the status come from one snapshot: closed and caught up means done.
+            if page.status.is_closed() {
+                let closed = self.engine.execution(self.id).await;
+                let event =
+                    closed.map(|record| OutputEvent::Closed(Box::new(self.engine.summary(record))));
+                let _ = self.tx.send(event).await;
+                return;
+            }
+            // Wait for a change to this execution, committed through this server or (through
+            // the store's change feed) any other. The timeout is only a safety net.
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(SAFETY_NET) => {}
+                _ = self.tx.closed() => return,
+                _ = self.shutdown.cancelled() => {
+                    let _ = self.tx.send(Ok(OutputEvent::Interrupted { after_seq: self.after })).await;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The read side of an execution: what a client sees when it looks at one. The engine decodes
+//! the stored state by the execution's kind and says what its open activity is doing; the API
+//! only converts the view to protobuf.
+
+use uuid::Uuid;
+
+use super::{CONNECTED_WITHIN_MS, Engine, EngineError, execution_state};
+use crate::domain::Millis;
+use crate::machine::{ActivityPhase, ExecutionState};
+use crate::store::{ExecutionRecord, TaskRecord};
+
+/// An execution as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionView {
+    /// The stored row.
+    pub record: ExecutionRecord,
+    /// What the open activity of an agent execution is doing; `None` when none is open (and for
+    /// teams, whose activities belong to their children).
+    pub activity: Option<ActivityView>,
+    /// The task queue of an agent execution; empty for teams.
+    pub queue: String,
+}
+
+/// The open activity of an agent execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityView {
+    /// `turn-N`.
+    pub activity_id: String,
+    /// The current (or last) attempt.
+    pub attempt: u32,
+    /// Where the attempt stands.
+    pub state: ActivityState,
+    /// Whether the running attempt was asked to stop.
+    pub cancel_requested: bool,
+}
+
+/// Where an open activity's attempt stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityState {
+    /// Waiting out the retry back-off before the next attempt.
+    BackingOff {
+        /// How long is left.
+        remaining_ms: Millis,
+        /// The attempt that comes after it.
+        next_attempt: u32,
+    },
+    /// Leased to a worker.
+    Running {
+        /// The worker holding the lease.
+        worker: String,
+    },
+    /// Ready for a worker to claim.
+    Waiting {
+        /// The runtime it needs.
+        runtime: String,
+        /// The queue it waits on.
+        queue: String,
+        /// True when no connected worker offers that runtime on that queue, so it waits for
+        /// the fleet to change rather than for a free slot. Known only in [`Engine::view`].
+        unserved: bool,
+    },
+    /// Scheduled, with no task row to say more (it is being written or was just taken down).
+    Scheduled,
+}
+
+impl Engine {
+    /// One execution with what its open activity is doing. A state that cannot be decoded is an
+    /// `Internal` error naming the execution, never a view with the activity missing.
+    pub async fn view(&self, id: Uuid) -> Result<ExecutionView, EngineError> {
+        let record = self.execution(id).await?;
+        let state = execution_state(&record)?;
+        let open = match &state {
+            ExecutionState::Agent(agent) => agent.activity.as_ref(),
+            ExecutionState::Team(_) => None,
+        };
+        let task = match open {
+            Some(activity) => self.store.get_task(id, &activity.activity_id).await?,
+            None => None,
+        };
+        let mut view = self.describe(record, &state, task.as_ref());
+        if let Some(ActivityView {
+            state:
+                ActivityState::Waiting {
+                    runtime,
+                    queue,
+                    unserved,
+                },
+            ..
+        }) = view.activity.as_mut()
+        {
+            let since = self.now() - CONNECTED_WITHIN_MS;
+            let workers = self.store.list_workers(since).await?;
+            *unserved = !workers
+                .iter()
+                .any(|w| &w.queue == queue && w.runtimes.contains(runtime));
+        }
+        Ok(view)
+    }
+
+    /// The view of a row already read (a list entry, a closed execution), without the task
+    /// lookups of [`Engine::view`]. A row whose state cannot be decoded is shown without its
+    /// activity and queue, and logged, so one bad row cannot hide the others of a list.
+    pub fn summary(&self, record: ExecutionRecord) -> ExecutionView {
+        match execution_state(&record) {
+            Ok(state) => self.describe(record, &state, None),
+            Err(e) => {
+                tracing::warn!(execution = %record.id, error = %e, "listing an execution whose state cannot be read");
+                ExecutionView {
+                    record,
+                    activity: None,
+                    queue: String::new(),
+                }
+            }
+        }
+    }
+
+    fn describe(
+        &self,
+        record: ExecutionRecord,
+        state: &ExecutionState,
+        task: Option<&TaskRecord>,
+    ) -> ExecutionView {
+        let ExecutionState::Agent(agent) = state else {
+            return ExecutionView {
+                record,
+                activity: None,
+                queue: String::new(),
+            };
+        };
+        let activity = agent.activity.as_ref().map(|a| ActivityView {
+            activity_id: a.activity_id.clone(),
+            attempt: a.attempt,
+            cancel_requested: a.cancel_requested,
+            state: match (&a.phase, task) {
+                (ActivityPhase::BackingOff { fire_at, .. }, _) => ActivityState::BackingOff {
+                    remaining_ms: (fire_at - self.now()).max(0),
+                    next_attempt: a.attempt + 1,
+                },
+                (_, Some(t)) if t.status == "leased" => ActivityState::Running {
+                    worker: t.lease_owner.clone().unwrap_or_default(),
+                },
+                (_, Some(t)) => ActivityState::Waiting {
+                    runtime: t.runtime.clone(),
+                    queue: t.queue.clone(),
+                    unserved: false,
+                },
+                (_, None) => ActivityState::Scheduled,
+            },
+        });
+        ExecutionView {
+            record,
+            activity,
+            queue: agent.queue.clone(),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The read that follows an execution's output: the next page of chunks, bounded by count and by
+//! bytes, together with the execution's status and output length, in one statement. A follower
+//! wakes, makes this one read, and knows both what to send and whether more is coming.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{StoreError, StoredChunk};
+use crate::domain::ExecutionStatus;
+
+/// One page of an execution's output and where the execution stands, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputPage {
+    /// The execution's status when the page was read.
+    pub status: ExecutionStatus,
+    /// The seq of the execution's last chunk when the page was read (0: none yet).
+    pub output_seq: u64,
+    /// The chunks after the asked seq, in order: at most the asked count, and no more than the
+    /// asked bytes of chunk data except that the first chunk always comes, whatever its size.
+    pub chunks: Vec<StoredChunk>,
+}
+
+/// Paged reads of output for followers (a trait of its own so the store's other traits stay
+/// narrow).
+#[async_trait]
+pub trait OutputReads: Send + Sync {
+    /// The chunks of `id` with seq > `after_seq`, at most `max_chunks` of them, stopping before
+    /// the chunk that would take the page's data past `max_bytes` (the first chunk always comes);
+    /// with the execution's status and output length from the same snapshot. `None` when there is
+    /// no such execution.
+    async fn output_page(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        max_chunks: u32,
+        max_bytes: u64,
+    ) -> Result<Option<OutputPage>, StoreError>;
+}
