@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::domain::{AgentSpec, ExecutionStatus, HistoryEvent, Millis, TimerPurpose, Turn, Usage};
 use crate::machine::{AgentState, TeamState};
-use crate::store::{NewTask, TaskOp, TimerOp};
+use crate::store::{NewTask, TaskOp, TimerKind, TimerOp};
 
 /// The task and timer changes that `events` (inputs and commands of one transition) imply, in
 /// order. `state` is the state after the transition; `checkpoint` came with an ending attempt.
@@ -78,7 +78,7 @@ pub(crate) fn rows_for(
                 timer_id: timer_id.clone(),
                 fire_at: *fire_at,
                 kind: match purpose {
-                    TimerPurpose::RetryActivity { .. } => "retry_activity".into(),
+                    TimerPurpose::RetryActivity { .. } => TimerKind::RetryActivity,
                 },
                 payload: serde_json::to_value(event).unwrap_or_default(),
             }),

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, RetryPolicy, Timeouts};
 use crate::machine::{ExecutionState, MachineContext};
-use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError};
+use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError, TaskStatus};
 
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
@@ -260,7 +260,9 @@ impl Engine {
                 && activity.phase == crate::machine::ActivityPhase::Scheduled
             {
                 let task = self.store.get_task(id, &activity.activity_id).await?;
-                if task.is_some_and(|t| t.status == "ready" && t.attempt == activity.attempt) {
+                if task
+                    .is_some_and(|t| t.status == TaskStatus::Ready && t.attempt == activity.attempt)
+                {
                     inputs.push(HistoryEvent::ActivityCanceled {
                         activity_id: activity.activity_id.clone(),
                         attempt: activity.attempt,

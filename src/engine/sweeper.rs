@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::{ApplyError, Plan};
 use super::{Engine, EngineError};
 use crate::domain::{HistoryEvent, TimeoutKind};
-use crate::store::{Fence, TaskRecord, TimerRecord};
+use crate::store::{Fence, TaskRecord, TaskStatus, TimerKind, TimerRecord};
 
 /// How the sweeper runs.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ impl Engine {
     }
 
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        if timer.kind == "inbox" {
+        if timer.kind == TimerKind::Inbox {
             return self.deliver(timer).await;
         }
         let result = self
@@ -191,7 +191,7 @@ impl Engine {
     }
 
     async fn time_out(&self, task: &TaskRecord, now: i64) -> Result<(), EngineError> {
-        let (kind, fence) = if task.status == "ready" {
+        let (kind, fence) = if task.status == TaskStatus::Ready {
             (
                 TimeoutKind::ScheduleToStart,
                 Fence::Unclaimed {
@@ -213,7 +213,7 @@ impl Engine {
             (kind, fence)
         };
         let mut inputs = Vec::new();
-        if task.status == "leased" {
+        if task.status == TaskStatus::Leased {
             inputs.push(HistoryEvent::ActivityStarted {
                 activity_id: task.activity_id.clone(),
                 attempt: task.attempt,

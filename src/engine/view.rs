@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{CONNECTED_WITHIN_MS, Engine, EngineError, execution_state};
 use crate::domain::Millis;
 use crate::machine::{ActivityPhase, ExecutionState};
-use crate::store::{ExecutionRecord, TaskRecord};
+use crate::store::{ExecutionRecord, TaskRecord, TaskStatus};
 
 /// An execution as clients see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +152,7 @@ impl Engine {
                     remaining_ms: (fire_at - self.now()).max(0),
                     next_attempt: a.attempt + 1,
                 },
-                (_, Some(t)) if t.status == "leased" => ActivityState::Running {
+                (_, Some(t)) if t.status == TaskStatus::Leased => ActivityState::Running {
                     worker: t.lease_owner.clone().unwrap_or_default(),
                 },
                 (_, Some(t)) => ActivityState::Waiting {

@@ -1,7 +1,13 @@
 //! Storage: the narrow traits the engine and the API use, with SQLite and PostgreSQL
 //! implementations that share their SQL text and one contract test suite.
 //!
-//! Architecture invariant: one transition is one transaction. [`Store::commit`] writes everything a
+//! One trait per concern, each in its own file with its records, its SQL in the file of the same
+//! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
+//! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
+//! [`Workers`], [`Admin`] (migrations, row counts, the change feed) and [`OutputReads`] (paged
+//! output for followers). [`Store`] is all of them at once.
+//!
+//! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
 //! atomically, and checks the transition's preconditions (the row version and the reporting
 //! attempt's fence) inside the same transaction. It takes a slice so that several transitions can
@@ -9,18 +15,33 @@
 //! version, a fence or its request id writes nothing (every check comes before its first write),
 //! so it leaves the others as they are; a database error fails the whole call.
 
+mod admin;
 mod backend;
+mod catalog;
+mod executions;
 mod output_page;
-mod records;
+mod tasks;
+mod timers;
+mod transition;
+mod workers;
 
-use async_trait::async_trait;
-use uuid::Uuid;
-
-use crate::domain::{Agent, Millis, Team};
-
+pub use admin::{Admin, Change, ChangeFeed};
 pub use backend::{Durability, PgStore, SqliteStore, open};
+pub use catalog::{AgentKey, Catalog};
+pub use executions::{
+    ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
+};
 pub use output_page::{OutputPage, OutputReads};
-pub use records::*;
+pub use tasks::{
+    ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
+    TaskRecord, TaskStatus,
+};
+pub use timers::{TimerKind, TimerRecord, Timers};
+pub use transition::{
+    CommitOutcome, Fence, NewChunk, NewExecution, NewTask, RowState, RowWrite, TaskOp, TimerOp,
+    Transition,
+};
+pub use workers::{WorkerRecord, WorkerUpsert, Workers};
 
 /// Every table of the schema, in both dialects: what `count_rows` may count, and what the tests'
 /// "a refused request wrote nothing" checks compare. A contract test holds this list equal to the
@@ -70,140 +91,23 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// How an agent is named in a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentKey {
-    /// By id.
-    Id(Uuid),
-    /// By name (among active agents).
-    Name(String),
+/// Every concern of the store together: what the engine and the API hold as `Arc<dyn Store>`.
+/// Code that needs one concern can take its narrow trait instead.
+pub trait Store:
+    Catalog + Executions + TaskQueue + Timers + Workers + Admin + OutputReads + Send + Sync + 'static
+{
 }
 
-/// Storage of agents, executions, history, output, tasks and timers.
-#[async_trait]
-pub trait Store: OutputReads + Send + Sync + 'static {
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<(), StoreError>;
-
-    /// Inserts an agent; `AlreadyExists` when an active agent of the namespace has its name.
-    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError>;
-    /// Overwrites an agent's mutable fields (runtime, model, configuration, status, updated_at).
-    async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError>;
-    /// One agent by id or by active name.
-    async fn get_agent(&self, namespace: &str, key: &AgentKey)
-    -> Result<Option<Agent>, StoreError>;
-    /// Agents of a namespace ordered by id, after `after`.
-    async fn list_agents(
-        &self,
-        namespace: &str,
-        include_archived: bool,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<Agent>, StoreError>;
-
-    /// Writes transitions; each gets its own outcome, in the order given. Transitions of one
-    /// execution apply in their order; those of different executions are independent. See the
-    /// module comment.
-    async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
-    /// One execution row.
-    async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
-    /// The id of the execution started with `request_id` in `namespace`.
-    async fn find_request(
-        &self,
-        namespace: &str,
-        request_id: &str,
-    ) -> Result<Option<Uuid>, StoreError>;
-    /// Executions matching `filter`, newest first, before `before` (exclusive).
-    async fn list_executions(
-        &self,
-        filter: &ExecutionFilter,
-        before: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<ExecutionRecord>, StoreError>;
-    /// History events with seq > `after_seq`, in order, at most `limit`.
-    async fn history(
-        &self,
-        id: Uuid,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Output chunks with seq > `after_seq`, in order, at most `limit`.
-    async fn output(
-        &self,
-        id: Uuid,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredChunk>, StoreError>;
-    /// The task row of an execution's activity.
-    async fn get_task(
-        &self,
-        execution_id: Uuid,
-        activity_id: &str,
-    ) -> Result<Option<TaskRecord>, StoreError>;
-
-    /// Leases up to `max` ready tasks of the given runtimes and queue to `worker`.
-    async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Appends output chunks and saves a checkpoint for a leased attempt and extends its lease,
-    /// all fenced by the lease. `None` when the lease is no longer held.
-    async fn record_progress(
-        &self,
-        progress: &ProgressRecord,
-    ) -> Result<Option<ProgressOutcome>, StoreError>;
-    /// Tasks whose schedule-to-start, start-to-close or heartbeat deadline passed at `now`.
-    async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Timers due at `now`.
-    async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError>;
-    /// The earliest future moment a timer fires or a deadline passes, if any.
-    async fn next_deadline(&self) -> Result<Option<Millis>, StoreError>;
-    /// Deletes one timer (an inbox input its receiver can no longer take).
-    async fn delete_timer(&self, execution_id: Uuid, timer_id: &str) -> Result<(), StoreError>;
-
-    /// Inserts a team with its members; `AlreadyExists` when an active team has its name.
-    async fn insert_team(&self, team: &Team) -> Result<(), StoreError>;
-    /// Overwrites a team's strategy, configuration, status and members.
-    async fn update_team(&self, team: &Team) -> Result<(), StoreError>;
-    /// One team by id or by active name, with its members in order.
-    async fn get_team(&self, namespace: &str, key: &AgentKey) -> Result<Option<Team>, StoreError>;
-    /// Teams of a namespace ordered by id, after `after`.
-    async fn list_teams(
-        &self,
-        namespace: &str,
-        include_archived: bool,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<Team>, StoreError>;
-
-    /// How many `commit` calls may run at once: 1 for SQLite (one writer), more for PostgreSQL.
-    fn concurrent_commits(&self) -> usize;
-
-    /// Rows in `table` (for tests and operators: "bad input writes nothing").
-    async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
-
-    /// Hands a leased attempt back (graceful drain): appends its last output, saves its
-    /// checkpoint and makes the task claimable again at once, the same attempt, all fenced by the
-    /// lease. `None` when the lease is no longer held.
-    async fn release_task(
-        &self,
-        release: &ReleaseRecord,
-    ) -> Result<Option<ReleaseOutcome>, StoreError>;
-    /// Fails an open execution whose row or machine state cannot be decoded, without decoding
-    /// it: marks the row `FAILED` with `q.failure`, replaces the unreadable state by a readable
-    /// note that quotes its beginning, appends `ExecutionFailed`, deletes its tasks and timers
-    /// (so polls and sweeps never meet it again) and tells its parent, if any, that it closed.
-    /// False when the execution is missing or already closed (nothing is written).
-    async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError>;
-    /// Records that a worker polled (insert or update of its `workers` row).
-    async fn upsert_worker(&self, worker: &WorkerUpsert) -> Result<(), StoreError>;
-    /// Workers last seen (polling or heartbeating, on any server) at or after `seen_since`,
-    /// ordered by id.
-    async fn list_workers(&self, seen_since: Millis) -> Result<Vec<WorkerRecord>, StoreError>;
-    /// Changes committed by any process on this database, for cross-server wake-ups.
-    /// `None` when the store has no such feed: SQLite has one server, whose in-process wake-ups
-    /// already see every change.
-    async fn changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
-        Ok(None)
-    }
+impl<T> Store for T where
+    T: Catalog
+        + Executions
+        + TaskQueue
+        + Timers
+        + Workers
+        + Admin
+        + OutputReads
+        + Send
+        + Sync
+        + 'static
+{
 }
-
-/// A stream of [`Change`]s; it ends only when the store is closed.
-pub type ChangeFeed = std::pin::Pin<Box<dyn futures::Stream<Item = Change> + Send>>;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use cairn::domain::Millis;
-use cairn::store::{NewTask, TaskOp, TimerOp, Transition};
+use cairn::store::{NewTask, TaskOp, TimerKind, TimerOp, Transition};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -207,7 +207,7 @@ async fn timers_fall_due_in_fire_order_and_bound_the_next_deadline(db: Db) {
     let timer = |timer_id: &str, fire_at| TimerOp::Insert {
         timer_id: timer_id.into(),
         fire_at,
-        kind: "retry_activity".into(),
+        kind: TimerKind::RetryActivity,
         payload: json!({}),
     };
     let mine = Uuid::now_v7();

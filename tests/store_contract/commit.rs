@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use cairn::domain::{ExecutionStatus, Failure, HistoryEvent, Usage};
-use cairn::store::{CommitOutcome, Fence, NewExecution, RowState, TaskOp, TimerOp, Transition};
+use cairn::store::{
+    CommitOutcome, Fence, NewExecution, RowState, TaskOp, TimerKind, TimerOp, Transition,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -48,7 +50,7 @@ async fn a_create_writes_the_row_its_history_labels_tasks_and_timers(db: Db) {
         timers: vec![TimerOp::Insert {
             timer_id: "retry-turn-1-2".into(),
             fire_at: T0 + 5_000,
-            kind: "retry_activity".into(),
+            kind: TimerKind::RetryActivity,
             payload: json!({ "attempt": 2 }),
         }],
         ..create_from(id, new.clone())
@@ -166,7 +168,7 @@ async fn a_stale_version_is_a_conflict_that_writes_nothing(db: Db) {
         timers: vec![TimerOp::Insert {
             timer_id: "t".into(),
             fire_at: T0,
-            kind: "retry_activity".into(),
+            kind: TimerKind::RetryActivity,
             payload: json!({}),
         }],
         ..advance(id, 3)
@@ -200,7 +202,7 @@ async fn a_failed_fence_is_fenced_and_writes_nothing(db: Db) {
         timers: vec![TimerOp::Insert {
             timer_id: "retry-turn-1-2".into(),
             fire_at: T0 + 1_000,
-            kind: "retry_activity".into(),
+            kind: TimerKind::RetryActivity,
             payload: json!({}),
         }],
         ..advance(id, 3)
@@ -248,7 +250,7 @@ async fn a_timer_fence_lets_a_timer_fire_once(db: Db) {
         timers: vec![TimerOp::Insert {
             timer_id: "retry-turn-1-2".into(),
             fire_at: T0 + 1_000,
-            kind: "retry_activity".into(),
+            kind: TimerKind::RetryActivity,
             payload: json!({}),
         }],
         ..create(id)
@@ -384,7 +386,7 @@ async fn a_closing_transition_sets_the_outcome_and_clears_tasks_and_timers(db: D
             timers: vec![TimerOp::Insert {
                 timer_id: "t-1".into(),
                 fire_at: T0 + 1_000,
-                kind: "retry_activity".into(),
+                kind: TimerKind::RetryActivity,
                 payload: json!({}),
             }],
             ..create(id)

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use cairn::domain::ExecutionStatus;
 use cairn::store::{
     ClaimRequest, CommitOutcome, Fence, ReleaseOutcome, ReleaseRecord, RowWrite, StoreError,
-    TaskOp, Transition,
+    TaskOp, TaskStatus, Transition,
 };
 
 use crate::common::Db;
@@ -151,7 +151,7 @@ async fn a_claim_naming_forty_thousand_runtimes_leases_its_task(db: Db) {
             .unwrap()
             .unwrap()
             .status,
-        "ready"
+        TaskStatus::Ready
     );
 }
 

@@ -1,11 +1,31 @@
 //! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
-//! `RETURNING` and `ON CONFLICT` work in both), generated into each by the `sql_store!` macro; the
-//! dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
+//! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
+//! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
+//! rows, history, output, quarantine), `transition.rs` (what one transition writes), `chunks.rs`
+//! (output writes), `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`,
+//! `workers.rs`, `admin.rs` (migrations, row counts, change feed), with the shared columns and row
+//! decoders in `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
 //! single writer instead), in how many commits may run at once, in the change feed (PostgreSQL
 //! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
 
 #[macro_use]
-mod sql_store;
+mod rows;
+#[macro_use]
+mod chunks;
+#[macro_use]
+mod transition;
+#[macro_use]
+mod executions;
+#[macro_use]
+mod tasks;
+#[macro_use]
+mod timers;
+#[macro_use]
+mod workers;
+#[macro_use]
+mod admin;
+#[macro_use]
+mod catalog;
 mod notify;
 mod output_page;
 
@@ -124,29 +144,58 @@ async fn pg_changes(store: &PgStore) -> Result<Option<ChangeFeed>, StoreError> {
     Ok(Some(notify::pg_changes(&store.write).await?))
 }
 
-sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    lock = "",
-    skip_locked = "",
-    migrations = "./migrations/sqlite",
-    concurrent_commits = 1,
-    row_locks = false,
-    notify = notify::send_sqlite,
-    changes = no_changes,
-    json_texts = ("SELECT value FROM json_each(", ")"),
-    new_token = "lower(hex(randomblob(16)))"
-);
-sql_store!(
-    PgStore,
-    sqlx::Postgres,
-    lock = " FOR UPDATE",
-    skip_locked = " FOR UPDATE SKIP LOCKED",
-    migrations = "./migrations/postgres",
-    concurrent_commits = 4,
-    row_locks = true,
-    notify = notify::send_pg,
-    changes = pg_changes,
-    json_texts = ("SELECT jsonb_array_elements_text(", ")"),
-    new_token = "replace(gen_random_uuid()::text, '-', '')"
-);
+/// The SQLite store's queries: every concern's macro, expanded with SQLite's dialect (no row
+/// locks, since SQLite has its single writer).
+mod sqlite {
+    use super::{SqliteStore, no_changes, notify};
+
+    sql_rows!(sqlx::Sqlite, row_locks = false);
+    sql_chunks!();
+    sql_transition!(lock = "");
+    sql_executions!(SqliteStore, lock = "", notify = notify::send_sqlite);
+    sql_tasks!(
+        SqliteStore,
+        lock = "",
+        skip_locked = "",
+        notify = notify::send_sqlite,
+        json_texts = ("SELECT value FROM json_each(", ")"),
+        new_token = "lower(hex(randomblob(16)))"
+    );
+    sql_timers!(SqliteStore);
+    sql_workers!(SqliteStore);
+    sql_admin!(
+        SqliteStore,
+        migrations = "./migrations/sqlite",
+        concurrent_commits = 1,
+        changes = no_changes
+    );
+    sql_catalog!(SqliteStore);
+}
+
+/// The PostgreSQL store's queries: every concern's macro, expanded with PostgreSQL's dialect
+/// (row locks, `SKIP LOCKED` claims, `LISTEN`/`NOTIFY`).
+mod postgres {
+    use super::{PgStore, notify, pg_changes};
+
+    sql_rows!(sqlx::Postgres, row_locks = true);
+    sql_chunks!();
+    sql_transition!(lock = " FOR UPDATE");
+    sql_executions!(PgStore, lock = " FOR UPDATE", notify = notify::send_pg);
+    sql_tasks!(
+        PgStore,
+        lock = " FOR UPDATE",
+        skip_locked = " FOR UPDATE SKIP LOCKED",
+        notify = notify::send_pg,
+        json_texts = ("SELECT jsonb_array_elements_text(", ")"),
+        new_token = "replace(gen_random_uuid()::text, '-', '')"
+    );
+    sql_timers!(PgStore);
+    sql_workers!(PgStore);
+    sql_admin!(
+        PgStore,
+        migrations = "./migrations/postgres",
+        concurrent_commits = 4,
+        changes = pg_changes
+    );
+    sql_catalog!(PgStore);
+}

@@ -1,0 +1,40 @@
+//! What runs the store rather than one table: migrations, how many commits may run at once, row
+//! counts for operators and tests, and the change feed. The SQL is in `backend/admin.rs`.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Migrations, commit concurrency, row counts and the change feed.
+#[async_trait]
+pub trait Admin: Send + Sync {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// How many `commit` calls may run at once: 1 for SQLite (one writer), more for PostgreSQL.
+    fn concurrent_commits(&self) -> usize;
+    /// Rows in `table` (for tests and operators: "bad input writes nothing").
+    async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
+    /// Changes committed by any process on this database, for cross-server wake-ups.
+    /// `None` when the store has no such feed: SQLite has one server, whose in-process wake-ups
+    /// already see every change.
+    async fn changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A stream of [`Change`]s; it ends only when the store is closed.
+pub type ChangeFeed = std::pin::Pin<Box<dyn futures::Stream<Item = Change> + Send>>;
+
+/// A change some server committed, as the store's change feed reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A task became claimable.
+    TaskReady,
+    /// A timer or deadline was written.
+    DeadlineAdded,
+    /// An execution's row, history or output changed.
+    Execution(Uuid),
+    /// The feed lost its connection: changes may have been missed, so wake everything.
+    Missed,
+}

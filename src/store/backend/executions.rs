@@ -1,0 +1,272 @@
+//! [`Executions`](crate::store::Executions) for both dialects: the commit of transitions (group
+//! commit in one transaction, the writes themselves in `transition.rs`), execution rows, request
+//! ids, lists, history, output, and the quarantine of an unreadable execution.
+
+macro_rules! sql_executions {
+    ($store:ident, lock = $lock:literal, notify = $notify:path) => {
+        const _: () = {
+            use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
+
+            impl $store {
+                async fn load_labels(&self, records: &mut [ExecutionRecord]) -> Result<(), StoreError> {
+                    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+                    for batch in ids.chunks(rows_per_statement(1)) {
+                        let mut query = QueryBuilder::<Db>::new(
+                            "SELECT execution_id, key, value FROM execution_labels WHERE execution_id IN (",
+                        );
+                        let mut list = query.separated(", ");
+                        for id in batch {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        let rows = query.build().fetch_all(&self.read).await?;
+                        for row in rows {
+                            let id: Uuid = row.try_get("execution_id")?;
+                            if let Some(record) = records.iter_mut().find(|r| r.id == id) {
+                                record.labels.insert(row.try_get("key")?, row.try_get("value")?);
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl Executions for $store {
+                async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+                    // Lock order across transactions: executions by id. Two group commits that
+                    // name the same executions in different orders would otherwise each hold an
+                    // execution row the other waits for. Transitions of different executions are
+                    // independent, and the sort is stable, so those of one execution keep their
+                    // order.
+                    let mut order: Vec<usize> = (0..transitions.len()).collect();
+                    order.sort_by_key(|&i| transitions[i].execution_id);
+                    let mut tx = self.write.begin().await?;
+                    let mut outcomes = vec![None; transitions.len()];
+                    let mut notes = Notes::default();
+                    for i in order {
+                        let t = &transitions[i];
+                        let outcome = write_transition(&mut tx, t).await?;
+                        if outcome == CommitOutcome::Committed {
+                            notes.execution(t.execution_id);
+                            if t.tasks.iter().any(|op| matches!(op, TaskOp::Insert(_) | TaskOp::Reschedule { .. })) {
+                                notes.task_ready();
+                            }
+                            if !t.timers.is_empty() {
+                                notes.deadline_added();
+                            }
+                        }
+                        outcomes[i] = Some(outcome);
+                    }
+                    $notify(&mut tx, &notes).await?;
+                    tx.commit().await?;
+                    Ok(outcomes.into_iter().flatten().collect())
+                }
+
+                async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
+                    let row = sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    let Some(row) = row else { return Ok(None) };
+                    let mut records = [execution_from_row(&row)?];
+                    self.load_labels(&mut records).await?;
+                    let [record] = records;
+                    Ok(Some(record))
+                }
+
+                async fn find_request(&self, namespace: &str, request_id: &str) -> Result<Option<Uuid>, StoreError> {
+                    Ok(sqlx::query_scalar("SELECT id FROM executions WHERE namespace = $1 AND request_id = $2")
+                        .bind(namespace)
+                        .bind(request_id)
+                        .fetch_optional(&self.read)
+                        .await?)
+                }
+
+                async fn list_executions(
+                    &self,
+                    filter: &ExecutionFilter,
+                    before: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<Vec<ExecutionRecord>, StoreError> {
+                    let mut query = QueryBuilder::<Db>::new(concat!(
+                        "SELECT ", execution_columns!(), " FROM executions WHERE namespace = "
+                    ));
+                    query.push_bind(filter.namespace.clone());
+                    if !filter.statuses.is_empty() {
+                        query.push(" AND status IN (");
+                        let mut list = query.separated(", ");
+                        // Each status once: a filter naming one many times must not reach the
+                        // bind-parameter limit.
+                        let statuses: std::collections::BTreeSet<&str> =
+                            filter.statuses.iter().map(|s| s.as_str()).collect();
+                        for status in statuses {
+                            list.push_bind(status);
+                        }
+                        query.push(")");
+                    }
+                    if let Some(agent_id) = filter.agent_id {
+                        query.push(" AND agent_id = ").push_bind(agent_id);
+                    }
+                    if let Some(runtime) = &filter.runtime {
+                        query.push(" AND runtime = ").push_bind(runtime.clone());
+                    }
+                    if let Some(parent_id) = filter.parent_id {
+                        query.push(" AND parent_id = ").push_bind(parent_id);
+                    }
+                    if let Some(after) = filter.created_after {
+                        query.push(" AND created_at >= ").push_bind(after);
+                    }
+                    if let Some(before) = filter.created_before {
+                        query.push(" AND created_at < ").push_bind(before);
+                    }
+                    for (key, value) in &filter.labels {
+                        query
+                            .push(" AND EXISTS (SELECT 1 FROM execution_labels l WHERE l.execution_id = executions.id AND l.key = ")
+                            .push_bind(key.clone())
+                            .push(" AND l.value = ")
+                            .push_bind(value.clone())
+                            .push(")");
+                    }
+                    if let Some(before) = before {
+                        query.push(" AND id < ").push_bind(before);
+                    }
+                    query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+                    let rows = query.build().fetch_all(&self.read).await?;
+                    let mut records = rows.iter().map(execution_from_row).collect::<Result<Vec<_>, _>>()?;
+                    self.load_labels(&mut records).await?;
+                    Ok(records)
+                }
+
+                async fn history(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT seq, payload, created_at FROM history_events WHERE execution_id = $1 AND seq > $2 \
+                         ORDER BY seq LIMIT $3",
+                    )
+                    .bind(id)
+                    .bind(after_seq as i64)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(StoredEvent {
+                                seq: row.try_get::<i64, _>("seq")? as u64,
+                                event: row
+                                    .try_get::<Json<HistoryEvent>, _>("payload")
+                                    .map_err(|e| corrupt("history event", e))?
+                                    .0,
+                                created_at: row.try_get("created_at")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key, \
+                         reused_from FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(id)
+                    .bind(after_seq as i64)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(StoredChunk {
+                                execution_id: id,
+                                seq: row.try_get::<i64, _>("seq")? as u64,
+                                activity_id: row.try_get("activity_id")?,
+                                attempt: row.try_get::<i64, _>("attempt")? as u32,
+                                kind: row.try_get("kind")?,
+                                data: row.try_get::<Json<serde_json::Value>, _>("data")?.0,
+                                reused_from: row.try_get("reused_from")?,
+                                created_at: row.try_get("created_at")?,
+                                source_id: row.try_get("source_id")?,
+                                source_key: row.try_get("source_key")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    if ROW_LOCKS {
+                        lock_tasks(&mut tx, q.execution_id).await?;
+                    }
+                    // Only columns that always decode are read: the state as plain text.
+                    let row = sqlx::query(concat!(
+                        "SELECT CAST(state AS TEXT) AS state_text, status, next_seq, parent_id, child_key \
+                         FROM executions WHERE id = $1",
+                        $lock
+                    ))
+                    .bind(q.execution_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { return Ok(false) };
+                    let status: String = row.try_get("status")?;
+                    if ExecutionStatus::parse(&status).is_some_and(|s| s.is_closed()) {
+                        return Ok(false);
+                    }
+                    let state_text: Option<String> = row.try_get("state_text")?;
+                    let next_seq: i64 = row.try_get("next_seq")?;
+                    let parent_id: Option<Uuid> = row.try_get("parent_id")?;
+                    let child_key: Option<String> = row.try_get("child_key")?;
+                    let prefix: String = state_text.unwrap_or_default().chars().take(200).collect();
+                    let note = serde_json::json!({ "corrupt_state": prefix });
+                    let failed = sqlx::query(
+                        "UPDATE executions SET status = $2, failure = $3, state = $4, closed_at = $5, \
+                         duration_ms = $5 - COALESCE(started_at, created_at), next_seq = next_seq + 1 \
+                         WHERE id = $1",
+                    )
+                    .bind(q.execution_id)
+                    .bind(ExecutionStatus::Failed.as_str())
+                    .bind(Json(&q.failure))
+                    .bind(Json(&note))
+                    .bind(q.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    debug_assert_eq!(failed.rows_affected(), 1);
+                    let event = HistoryEvent::ExecutionFailed { failure: q.failure.clone() };
+                    sqlx::query(
+                        "INSERT INTO history_events (execution_id, seq, type, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(q.execution_id)
+                    .bind(next_seq)
+                    .bind(event.event_type())
+                    .bind(Json(&event))
+                    .bind(q.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    write_task_op(&mut tx, q.execution_id, &TaskOp::DeleteAll, q.now).await?;
+                    write_timer_op(&mut tx, q.execution_id, &TimerOp::DeleteAll, q.now).await?;
+                    let mut notes = Notes::default();
+                    notes.execution(q.execution_id);
+                    if let (Some(parent_id), Some(key)) = (parent_id, child_key) {
+                        // The same inbox row a child's closing transition writes
+                        // (`engine::commands::notify_parent`), so the parent hears of it once.
+                        let closed = HistoryEvent::ChildClosed {
+                            key: key.clone(),
+                            status: ExecutionStatus::Failed,
+                            result: None,
+                            failure: Some(q.failure.clone()),
+                            usage: Usage::default(),
+                        };
+                        let inbox = TimerOp::Inbox {
+                            execution_id: parent_id,
+                            timer_id: format!("inbox-child-{key}"),
+                            payload: serde_json::to_value(closed).map_err(|e| corrupt("child close", e))?,
+                        };
+                        write_timer_op(&mut tx, q.execution_id, &inbox, q.now).await?;
+                        notes.deadline_added();
+                    }
+                    $notify(&mut tx, &notes).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+            }
+        };
+    };
+}

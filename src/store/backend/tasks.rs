@@ -1,0 +1,195 @@
+//! [`TaskQueue`](crate::store::TaskQueue) for both dialects: reading a task row, claiming ready
+//! tasks under a lease, progress (output, checkpoint, lease extension) and release fenced by the
+//! lease, and the tasks whose deadlines passed. The task writes of a transition are in
+//! `transition.rs` (`write_task_op`).
+
+macro_rules! sql_tasks {
+    ($store:ident, lock = $lock:literal, skip_locked = $skip_locked:literal, notify = $notify:path,
+     json_texts = ($json_texts_open:literal, $json_texts_close:literal), new_token = $new_token:literal) => {
+        const _: () = {
+            use $crate::store::{
+                ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
+            };
+
+            #[async_trait]
+            impl TaskQueue for $store {
+                async fn get_task(&self, execution_id: Uuid, activity_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+                    let row = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE execution_id = $1 AND activity_id = $2"
+                    ))
+                    .bind(execution_id)
+                    .bind(activity_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(task_from_row).transpose()
+                }
+
+                async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError> {
+                    if claim.runtimes.is_empty() || claim.max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let mut tx = self.write.begin().await?;
+                    // Every task gets a token of its own, drawn by the database per row, so a
+                    // report can never be mistaken for one about another task of the same poll.
+                    let mut query = QueryBuilder::<Db>::new(concat!(
+                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ",
+                        $new_token
+                    ));
+                    query
+                        .push(", lease_owner = ")
+                        .push_bind(claim.worker_id.clone())
+                        .push(", leased_at = ")
+                        .push_bind(claim.now)
+                        .push(", lease_expires_at = ")
+                        .push_bind(claim.now)
+                        // A released attempt keeps its start-to-close deadline: the attempt goes on.
+                        .push(" + heartbeat_ms, attempt_deadline = COALESCE(attempt_deadline, CASE WHEN start_to_close_ms > 0 THEN ")
+                        .push_bind(claim.now)
+                        .push(" + start_to_close_ms ELSE NULL END) \
+                               WHERE (execution_id, activity_id) IN (SELECT execution_id, activity_id FROM tasks \
+                               WHERE status = 'ready' AND cancel_requested = ")
+                        .push_bind(false)
+                        .push(" AND queue = ")
+                        .push_bind(claim.queue.clone())
+                        // The runtimes travel as one JSON array, so a worker may name any number
+                        // of them without reaching the bind-parameter limit.
+                        .push(concat!(" AND runtime IN (", $json_texts_open))
+                        .push_bind(Json(&claim.runtimes))
+                        .push(concat!($json_texts_close, ")"));
+                    query
+                        .push(" ORDER BY visible_at LIMIT ")
+                        .push_bind(i64::from(claim.max))
+                        .push($skip_locked)
+                        .push(") RETURNING ")
+                        .push(task_columns!());
+                    let rows = query.build().fetch_all(&mut *tx).await?;
+                    let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+                    for batch in tasks.chunks(rows_per_statement(1)) {
+                        let mut started = QueryBuilder::<Db>::new(
+                            "UPDATE executions SET status = 'RUNNING', started_at = COALESCE(started_at, ",
+                        );
+                        started.push_bind(claim.now).push(") WHERE status = 'PENDING' AND id IN (");
+                        let mut ids = started.separated(", ");
+                        for task in batch {
+                            ids.push_bind(task.execution_id);
+                        }
+                        started.push(")");
+                        started.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(tasks)
+                }
+
+                async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    // How many of this lease's chunks are stored already: a batch the worker sent
+                    // again (its reply was lost) is stored once.
+                    let stored: Option<i64> = sqlx::query_scalar(concat!(
+                        "SELECT chunks_sent FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
+                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        $lock
+                    ))
+                    .bind(p.execution_id)
+                    .bind(&p.activity_id)
+                    .bind(i64::from(p.attempt))
+                    .bind(&p.lease_token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(stored) = stored else {
+                        return Ok(None);
+                    };
+                    let stored = stored as u64;
+                    let first = p.first_chunk.unwrap_or(stored);
+                    // A batch may repeat chunks already stored, never skip some: a gap would lose
+                    // output for good. Dropping `tx` writes nothing.
+                    if first > stored {
+                        return Err(StoreError::ChunkGap { first, stored });
+                    }
+                    let skip = stored.saturating_sub(first).min(p.chunks.len() as u64) as usize;
+                    let chunks = &p.chunks[skip..];
+                    let cancel_requested: bool = sqlx::query_scalar(
+                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
+                         chunks_sent = $7 WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
+                         AND lease_token = $4 RETURNING cancel_requested",
+                    )
+                    .bind(p.execution_id)
+                    .bind(&p.activity_id)
+                    .bind(i64::from(p.attempt))
+                    .bind(&p.lease_token)
+                    .bind(p.now)
+                    .bind(p.checkpoint.as_ref().map(Json))
+                    .bind(stored.max(first + p.chunks.len() as u64) as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, chunks, p.now).await?;
+                    if !chunks.is_empty() {
+                        let mut notes = Notes::default();
+                        notes.execution(p.execution_id);
+                        if let Some(parent_id) = parent_id {
+                            notes.execution(parent_id);
+                        }
+                        $notify(&mut tx, &notes).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(Some(ProgressOutcome { cancel_requested, output_seq, parent_id }))
+                }
+
+                async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
+                    let rows = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE \
+                         (status = 'leased' AND (lease_expires_at <= $1 OR attempt_deadline <= $1)) \
+                         OR (status = 'ready' AND schedule_deadline <= $1) LIMIT $2"
+                    ))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(task_from_row).collect()
+                }
+
+                async fn release_task(&self, r: &ReleaseRecord) -> Result<Option<ReleaseOutcome>, StoreError> {
+                    let mut tx = self.write.begin().await?;
+                    let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
+                        "SELECT cancel_requested FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
+                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        $lock
+                    ))
+                    .bind(r.execution_id)
+                    .bind(&r.activity_id)
+                    .bind(i64::from(r.attempt))
+                    .bind(&r.lease_token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match cancel_requested {
+                        None => return Ok(None),
+                        Some(true) => return Ok(Some(ReleaseOutcome::CancelRequested)),
+                        Some(false) => {}
+                    }
+                    // The schedule-to-start deadline is over (the attempt started); the attempt
+                    // deadline stays, so start-to-close bounds the attempt across workers.
+                    sqlx::query(
+                        "UPDATE tasks SET status = 'ready', visible_at = $3, schedule_deadline = NULL, \
+                         lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \
+                         checkpoint = COALESCE($4, checkpoint) WHERE execution_id = $1 AND activity_id = $2",
+                    )
+                    .bind(r.execution_id)
+                    .bind(&r.activity_id)
+                    .bind(r.now)
+                    .bind(r.checkpoint.as_ref().map(Json))
+                    .execute(&mut *tx)
+                    .await?;
+                    let (_, parent_id) = append_chunks(&mut tx, r.execution_id, &r.chunks, r.now).await?;
+                    let mut notes = Notes::default();
+                    notes.task_ready();
+                    notes.execution(r.execution_id);
+                    if let Some(parent_id) = parent_id {
+                        notes.execution(parent_id);
+                    }
+                    $notify(&mut tx, &notes).await?;
+                    tx.commit().await?;
+                    Ok(Some(ReleaseOutcome::Released))
+                }
+            }
+        };
+    };
+}

@@ -1,0 +1,241 @@
+//! What one transition writes, as [`super::Executions::commit`] takes it: the execution row (new
+//! or moved forward), the fences it must pass, and the output, task and timer changes that go
+//! with it in the same transaction.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::TimerKind;
+use crate::domain::{ExecutionKind, ExecutionStatus, Failure, HistoryEvent, Millis, Usage};
+
+/// A new execution row, written by the transition that starts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    /// Namespace.
+    pub namespace: String,
+    /// Agent or team.
+    pub kind: ExecutionKind,
+    /// The agent.
+    pub agent_id: Option<Uuid>,
+    /// The runtime.
+    pub runtime: String,
+    /// The start input.
+    pub input: serde_json::Value,
+    /// Parent execution.
+    pub parent_id: Option<Uuid>,
+    /// Root execution.
+    pub root_id: Uuid,
+    /// Retried execution.
+    pub retry_of: Option<Uuid>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+    /// The team (team executions).
+    pub team_id: Option<Uuid>,
+    /// Its key within its parent (child executions).
+    pub child_key: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Whether the transition creates the execution row or moves an existing one forward.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowWrite {
+    /// Insert the row; a duplicate `request_id` makes the outcome [`CommitOutcome::Duplicate`].
+    Create(Box<NewExecution>),
+    /// Update the row if its `next_seq` still equals this (optimistic concurrency).
+    Update {
+        /// The version the transition was computed from.
+        expected_next_seq: u64,
+    },
+}
+
+/// The fields of the execution row every transition sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowState {
+    /// The machine's status. `Pending` leaves a `RUNNING` row (set by a claim) as it is.
+    pub status: ExecutionStatus,
+    /// The machine's snapshot.
+    pub state: serde_json::Value,
+    /// The result when completed.
+    pub result: Option<serde_json::Value>,
+    /// The failure when failed.
+    pub failure: Option<Failure>,
+    /// Summed usage.
+    pub usage: Usage,
+    /// When it closed, if it did in this transition.
+    pub closed_at: Option<Millis>,
+}
+
+/// What must still hold for a transition to apply; checked inside its transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fence {
+    /// The reporting attempt still holds its lease.
+    Lease {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+        /// The token handed out with the lease.
+        lease_token: String,
+    },
+    /// The attempt is still waiting for a worker (for timeouts and cancels of unclaimed tasks).
+    Unclaimed {
+        /// The activity.
+        activity_id: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// The timer still exists (so it fires once, whichever server sees it first).
+    Timer {
+        /// The timer.
+        timer_id: String,
+    },
+}
+
+/// An output chunk to append; it gets the execution's next output seq.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// The activity that produced it.
+    pub activity_id: String,
+    /// The attempt that produced it.
+    pub attempt: u32,
+    /// `text`, `tool_use`, ...
+    pub kind: String,
+    /// Its content.
+    pub data: serde_json::Value,
+    /// The execution that produced it, when a retry copies it from the execution it retries;
+    /// `None` for output this execution produced.
+    pub reused_from: Option<Uuid>,
+    /// For a team's output: the child that produced it and the child's key. Set on chunks a
+    /// retried team copies from the failed one; a child's own chunks get it from the store.
+    pub source: Option<(Uuid, String)>,
+}
+
+/// A new task row: the first attempt of an activity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// The activity.
+    pub activity_id: String,
+    /// The runtime that runs it.
+    pub runtime: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// The turn (agent snapshot, prompt, index) as JSON.
+    pub turn: serde_json::Value,
+    /// The checkpoint the previous turn ended with.
+    pub checkpoint: Option<serde_json::Value>,
+    /// Deadline for a worker to claim it.
+    pub schedule_deadline: Option<Millis>,
+    /// Lease length without progress.
+    pub heartbeat_ms: u64,
+    /// Longest an attempt may run (0 = unlimited).
+    pub start_to_close_ms: u64,
+}
+
+/// A change to task rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOp {
+    /// Insert the first attempt of an activity.
+    Insert(NewTask),
+    /// Make the next attempt of an activity ready.
+    Reschedule {
+        /// The activity.
+        activity_id: String,
+        /// The new attempt.
+        attempt: u32,
+        /// Deadline for a worker to claim it.
+        schedule_deadline: Option<Millis>,
+    },
+    /// Take an attempt off its worker (it ended); keep the row and its checkpoint.
+    Park {
+        /// The activity.
+        activity_id: String,
+        /// A checkpoint the ending attempt reported, if any.
+        checkpoint: Option<serde_json::Value>,
+    },
+    /// Ask the running attempt to stop (seen by its worker in the next progress reply).
+    RequestCancel {
+        /// The activity.
+        activity_id: String,
+    },
+    /// The activity closed.
+    Delete {
+        /// The activity.
+        activity_id: String,
+    },
+    /// The execution closed: no task of it stays.
+    DeleteAll,
+}
+
+/// A change to timer rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimerOp {
+    /// Start a timer.
+    Insert {
+        /// Unique within the execution.
+        timer_id: String,
+        /// When it fires.
+        fire_at: Millis,
+        /// What it is for.
+        kind: TimerKind,
+        /// The event that started it.
+        payload: serde_json::Value,
+    },
+    /// Drop a timer.
+    Delete {
+        /// The timer.
+        timer_id: String,
+    },
+    /// The execution closed: no timer of it stays.
+    DeleteAll,
+    /// Deliver an input to another execution (a parent or a child): a timer row on *that*
+    /// execution, due now, whose payload is the input. Written in this transition's transaction;
+    /// the sweeper applies it, fenced by the row, exactly once.
+    Inbox {
+        /// The receiving execution.
+        execution_id: Uuid,
+        /// Unique within the receiver.
+        timer_id: String,
+        /// The input (a history event).
+        payload: serde_json::Value,
+    },
+}
+
+/// Everything one transition of one execution writes. See [`super::Executions::commit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// Create or update the row.
+    pub row_write: RowWrite,
+    /// The new row fields.
+    pub row: RowState,
+    /// Preconditions besides the row version.
+    pub fences: Vec<Fence>,
+    /// Events to append, from the row's `next_seq` on.
+    pub events: Vec<HistoryEvent>,
+    /// Output that came with the report that caused the transition.
+    pub chunks: Vec<NewChunk>,
+    /// Task changes, applied in order.
+    pub tasks: Vec<TaskOp>,
+    /// Timer changes, applied in order.
+    pub timers: Vec<TimerOp>,
+    /// The transition's time (event and chunk `created_at`).
+    pub now: Millis,
+    /// Child executions this transition starts, created in the same transaction.
+    pub children: Vec<Transition>,
+}
+
+/// How one transition of a commit ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// Written.
+    Committed,
+    /// The row moved on since the transition was computed; recompute and try again.
+    Conflict,
+    /// A fence failed: the report is stale, the timer already fired, the task was claimed.
+    Fenced,
+    /// A `Create` found an execution with the same `request_id`: this one.
+    Duplicate(Uuid),
+}
