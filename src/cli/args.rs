@@ -25,7 +25,7 @@ pub struct ClientArgs {
     /// without getting any further, before they give up with exit code 2 (seconds).
     #[arg(long, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
     pub(super) reconnect_for: u64,
-    /// The namespace.
+    /// The namespace every request of the command is made in.
     #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
     pub(super) namespace: String,
     #[command(flatten)]

@@ -43,14 +43,14 @@ pub(super) enum ExecCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
     /// Print an execution's history; `--json` exports it for `cairn exec replay --file`.
     History {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
     /// Check that the current code reproduces an execution's history.
@@ -62,7 +62,7 @@ pub(super) enum ExecCommand {
     Watch {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Start after this output seq (0 replays everything).
         #[arg(long, default_value_t = 0)]
@@ -72,7 +72,7 @@ pub(super) enum ExecCommand {
     Cancel {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Why.
         #[arg(long, default_value = "")]

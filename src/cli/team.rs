@@ -68,7 +68,7 @@ pub(super) enum TeamCommand {
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its name.
+        /// Its name, unique among the namespace's active teams.
         #[arg(long)]
         name: String,
         #[command(flatten)]
