@@ -248,12 +248,12 @@ pub enum HistoryEvent {
     },
     /// Command: ask a running child to stop.
     ChildCancelRequested {
-        /// The child.
+        /// The `key` its `ChildScheduled` gave it.
         key: String,
     },
     /// Input: a child execution closed.
     ChildClosed {
-        /// The child.
+        /// The `key` its `ChildScheduled` gave it.
         key: String,
         /// How it ended.
         status: ExecutionStatus,
