@@ -11,7 +11,7 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> Millis;
 }
 
-/// The system clock.
+/// The wall clock (`chrono::Utc::now`): what the server runs on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -21,7 +21,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A shared clock.
+/// The clock the engine, sweeper and timers share; a `ManualClock` in tests.
 pub type SharedClock = Arc<dyn Clock>;
 
 /// A clock that moves only when told to: tests drive timers, deadlines and back-off through the

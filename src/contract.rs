@@ -86,7 +86,7 @@ pub struct Assignment {
 pub struct ChunkIn {
     /// `text`, `tool_use`, `result`, ...
     pub kind: String,
-    /// Its content.
+    /// The chunk's payload, whose shape depends on `kind` (e.g. `{"text": ...}`).
     pub data: serde_json::Value,
 }
 
@@ -102,7 +102,8 @@ impl ChunkIn {
 /// progress message with neither).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
-    /// The attempt.
+    /// Which attempt this is and the lease token it was claimed with; a message whose lease is
+    /// no longer held changes nothing.
     pub lease: Lease,
     /// The index of `chunks[0]` among the chunks this lease has sent, so that a batch sent again
     /// after a lost reply is stored once. `None` (an old worker) stores every chunk it gets.
@@ -124,13 +125,14 @@ pub struct ProgressReply {
 /// How an attempt ended, with its last output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// The attempt.
+    /// Which attempt this is and the lease token it was claimed with; a message whose lease is
+    /// no longer held changes nothing.
     pub lease: Lease,
     /// The index of `chunks[0]` among the chunks this lease has sent (see [`Progress`]).
     pub first_chunk: Option<u64>,
     /// The output not yet sent, in order.
     pub chunks: Vec<ChunkIn>,
-    /// The ending.
+    /// Completed, failed or canceled, with what goes with each.
     pub outcome: ActivityOutcome,
 }
 
@@ -203,7 +205,8 @@ impl ActivityOutcome {
 /// another worker resumes it at once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
-    /// The attempt.
+    /// Which attempt this is and the lease token it was claimed with; a message whose lease is
+    /// no longer held changes nothing.
     pub lease: Lease,
     /// The output not yet sent, in order.
     pub chunks: Vec<ChunkIn>,

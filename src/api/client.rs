@@ -35,7 +35,7 @@ pub enum ConnectError {
     /// The URL is not `http://HOST:PORT` or `https://HOST:PORT`.
     #[error("`{url}` is not a server URL; use http://HOST:PORT or https://HOST:PORT ({reason})")]
     Url {
-        /// The URL.
+        /// The URL as given, for the error message.
         url: String,
         /// Why.
         reason: String,
@@ -46,7 +46,7 @@ pub enum ConnectError {
     /// TLS could not be configured.
     #[error("TLS for {url}: {reason}")]
     Tls {
-        /// The URL.
+        /// The URL as given, for the error message.
         url: String,
         /// Why.
         reason: String,

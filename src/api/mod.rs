@@ -43,7 +43,7 @@ pub mod pb {
 
 /// What every service shares.
 pub struct ApiState {
-    /// The engine.
+    /// The engine every service calls into.
     pub engine: Arc<Engine>,
     /// Every runtime this build knows (for validation and `ListRuntimes`).
     pub runtimes: RuntimeRegistry,

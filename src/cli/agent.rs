@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 use super::client::status_error;
 use super::output::{Output, cut, time};
 use crate::api::pb;

@@ -11,13 +11,13 @@ use crate::api::{AuthChannel, ConnectOptions};
 /// Clients of the Cairn services over one connection, sending the token (if any) on every call.
 #[derive(Clone)]
 pub struct Client {
-    /// Agents.
+    /// Agents: create, get, list, update, archive.
     pub agents: AgentServiceClient<AuthChannel>,
-    /// Executions.
+    /// Executions: start, get, list, cancel, stream output, history, replay, retry.
     pub executions: ExecutionServiceClient<AuthChannel>,
     /// Workers (`ListWorkers`).
     pub workers: WorkerServiceClient<AuthChannel>,
-    /// Teams.
+    /// Teams: create, get, list, update, archive.
     pub teams: TeamServiceClient<AuthChannel>,
 }
 

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use super::client::{Client, status_error};
-use super::exec::follow;
+use super::execution::exit_code;
+use super::follow::follow;
 use super::output::Output;
 use crate::api::pb;
 use crate::node::{Node, NodeOptions};
@@ -95,5 +96,5 @@ pub(super) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<ExitCode
         args.database_url
     ));
     node.stop().await;
-    Ok(super::exec::exit_code(&closed.status))
+    Ok(exit_code(&closed.status))
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::ClientArgs;
+use super::args::{ClientArgs, parse_age, parse_label};
 use super::client::status_error;
+use super::execution::{exit_code, show};
 use super::follow::watch;
 use super::output::{Output, cut, time};
 use crate::api::pb;
@@ -42,14 +43,14 @@ pub(super) enum ExecCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
     /// Print an execution's history; `--json` exports it for `cairn exec replay --file`.
     History {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
     /// Check that the current code reproduces an execution's history.
@@ -61,7 +62,7 @@ pub(super) enum ExecCommand {
     Watch {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Start after this output seq (0 replays everything).
         #[arg(long, default_value_t = 0)]
@@ -71,143 +72,12 @@ pub(super) enum ExecCommand {
     Cancel {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its id.
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Why.
         #[arg(long, default_value = "")]
         reason: String,
     },
-}
-
-/// Parses `KEY=VALUE`.
-pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
-}
-
-/// Parses `30s`, `15m`, `24h`, `7d` into milliseconds.
-pub(super) fn parse_age(s: &str) -> anyhow::Result<i64> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30m, 24h or 7d"))?;
-    let ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => anyhow::bail!("`{s}` is not a duration like 30m, 24h or 7d"),
-    };
-    Ok(n * ms)
-}
-
-/// Prints an execution in full.
-pub(super) fn show(out: &Output, e: &pb::Execution) {
-    if out.json {
-        return out.print_json(e);
-    }
-    println!("{} {}", out.paint("1", "execution"), e.id);
-    println!("  status     {}", out.status(&e.status));
-    println!("  agent      {}  runtime {}", e.agent_id, e.runtime);
-    if let Some(a) = &e.activity {
-        let cancel = if a.cancel_requested {
-            " (cancel requested)"
-        } else {
-            ""
-        };
-        println!(
-            "  activity   {} attempt {}: {}{cancel}",
-            a.activity_id, a.attempt, a.state
-        );
-    }
-    println!("  input      {}", cut(&e.input_json, 100));
-    if !e.result_json.is_empty() {
-        println!("  result     {}", cut(&e.result_json, 100));
-    }
-    if let Some(f) = &e.failure {
-        println!(
-            "  failure    {} {}: {}",
-            out.paint("31", &f.code),
-            if f.retryable {
-                "(retryable)"
-            } else {
-                "(not retryable)"
-            },
-            f.message
-        );
-    }
-    if !e.labels.is_empty() {
-        let mut labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        labels.sort();
-        println!("  labels     {}", labels.join(" "));
-    }
-    if let Some(u) = &e.usage {
-        println!(
-            "  usage      {} in / {} out tokens, ${:.4}, {} tool calls",
-            u.input_tokens, u.output_tokens, u.cost_usd, u.tool_calls
-        );
-    }
-    println!("  created    {}", time(e.created_at_ms));
-    println!("  started    {}", time(e.started_at_ms));
-    println!(
-        "  closed     {}{}",
-        time(e.closed_at_ms),
-        if e.closed_at_ms > 0 {
-            format!(" ({} ms)", e.duration_ms)
-        } else {
-            String::new()
-        }
-    );
-    println!(
-        "  history    {} events, output {} chunks",
-        e.history_length, e.output_length
-    );
-}
-
-/// A one-line progress display on stderr that the output stream retires, race-free, before it
-/// prints the first chunk.
-#[derive(Clone)]
-pub(super) struct Spinner(std::sync::Arc<std::sync::Mutex<(bool, bool)>>);
-
-impl Spinner {
-    /// A spinner that has drawn nothing.
-    pub(super) fn new() -> Self {
-        Spinner(Default::default())
-    }
-
-    /// Draws frame `tick` with `text`; false once retired.
-    pub(super) fn draw(&self, tick: usize, text: &str) -> bool {
-        const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-        let mut state = self.0.lock().expect("never poisoned");
-        let (retired, drawn) = &mut *state;
-        if *retired {
-            return false;
-        }
-        eprint!("\r\x1b[2K{} {text}", FRAMES[tick % FRAMES.len()]);
-        *drawn = true;
-        true
-    }
-
-    /// Erases the line and stops drawing.
-    pub(super) fn retire(&self) {
-        let mut state = self.0.lock().expect("never poisoned");
-        if !state.0 && state.1 {
-            eprint!("\r\x1b[2K");
-        }
-        state.0 = true;
-    }
-}
-
-pub(super) use super::follow::follow;
-
-/// The exit code for an execution's final status.
-pub(super) fn exit_code(status: &str) -> ExitCode {
-    match status {
-        "COMPLETED" => ExitCode::SUCCESS,
-        "CANCELED" => ExitCode::from(130),
-        _ => ExitCode::FAILURE,
-    }
 }
 
 pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<ExitCode> {

@@ -13,8 +13,8 @@ use backon::BackoffBuilder;
 use tonic::Code;
 
 use super::client::{Client, status_error};
-use super::exec::Spinner;
 use super::output::{Output, cut};
+use super::spinner::Spinner;
 use crate::api::ConnectOptions;
 use crate::api::pb;
 

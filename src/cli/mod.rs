@@ -1,18 +1,29 @@
 //! The `cairn` command line: servers (`dev`, `server`, `migrate`, `bench`, `demo`) and client
 //! commands over gRPC (`agent`, `run`, `exec`).
+//!
+//! One module per command (`agent`, `team`, `run`, `exec` with its `replay` and `retry`
+//! subcommands, `worker`, `serve`, `bench`, `demo`), and below them the pieces they share:
+//! `args` (option groups and flag parsers), `client`, `output`, `execution` (printing an
+//! execution, exit codes), `follow` (streaming output across reconnects), `spinner`, `host`
+//! (runtime settings and the stop signal) and `secrets`. A command module uses shared modules
+//! only, never another command (`tests/cli_modules.rs` checks it).
 
 mod agent;
+mod args;
 mod bench;
 mod client;
 mod demo;
 mod exec;
+mod execution;
 mod follow;
+mod host;
 mod output;
 mod replay;
 mod retry;
 mod run;
 mod secrets;
 mod serve;
+mod spinner;
 mod team;
 mod worker;
 
@@ -20,15 +31,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use args::{DEFAULT_DATABASE, DEFAULT_LISTEN, DEFAULT_SERVER};
 pub use client::Client;
 pub use output::Output;
-
-/// The default server address for client commands.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7233";
-/// The default listen address for servers.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
-/// The default database: an SQLite file in the current directory.
-pub const DEFAULT_DATABASE: &str = "sqlite://cairn.db";
 
 /// Cairn: durable execution for AI agents.
 #[derive(Debug, Parser)]
@@ -42,46 +47,6 @@ pub struct Cli {
     no_color: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options of client commands.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClientArgs {
-    /// The server to talk to. Give several (repeated, or comma-separated) to fail over: commands
-    /// use the first that answers, and `run` / `exec watch` move on to the next when a stream
-    /// breaks.
-    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',')]
-    server: Vec<String>,
-    /// How long `run` and `exec watch` keep reconnecting (with back-off) after a stream broke,
-    /// without getting any further, before they give up with exit code 2 (seconds).
-    #[arg(long, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
-    reconnect_for: u64,
-    /// The namespace.
-    #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
-    namespace: String,
-    #[command(flatten)]
-    connect: secrets::ConnectArgs,
-}
-
-impl ClientArgs {
-    /// Connects to the first server that answers, with the token and TLS settings given.
-    async fn connect(&self) -> anyhow::Result<Client> {
-        Ok(self.servers()?.connect(0).await?.1)
-    }
-
-    /// The servers, with the token and TLS settings, for commands that reconnect.
-    fn servers(&self) -> anyhow::Result<follow::Servers> {
-        let options = self.connect.load()?;
-        for url in &self.server {
-            // A malformed URL is a usage error now, not a reason to retry later.
-            options.endpoint(url)?;
-        }
-        Ok(follow::Servers {
-            urls: self.server.clone(),
-            options,
-            give_up_after: std::time::Duration::from_secs(self.reconnect_for),
-        })
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 use super::client::{Client, status_error};
 use super::output::Output;
 use crate::api::{pb, replay_response};

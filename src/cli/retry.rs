@@ -9,11 +9,11 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::ClientArgs;
+use super::args::{ClientArgs, parse_age, parse_label, policy_with_attempts};
 use super::client::{Client, status_error};
-use super::exec::{exit_code, follow, parse_age, parse_label};
+use super::execution::exit_code;
+use super::follow::follow;
 use super::output::Output;
-use super::run::policy_with_attempts;
 use crate::api::pb;
 
 /// `cairn exec retry`.

@@ -3,11 +3,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use super::ClientArgs;
+use super::args::{ClientArgs, parse_label, policy_with_attempts};
 use super::client::{Client, status_error};
-use super::exec::{Spinner, exit_code, parse_label};
+use super::execution::exit_code;
 use super::follow::watch;
 use super::output::Output;
+use super::spinner::Spinner;
 use crate::api::pb;
 
 #[derive(Debug, clap::Args)]
@@ -151,17 +152,6 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
                 }
             }
         }
-    }
-}
-
-/// The retry policy `--max-attempts N` asks for: 1 s doubling up to a minute, N attempts.
-pub(super) fn policy_with_attempts(maximum_attempts: u32) -> pb::RetryPolicy {
-    pb::RetryPolicy {
-        initial_interval_ms: 1_000,
-        backoff_coefficient: 2.0,
-        maximum_interval_ms: 60_000,
-        maximum_attempts,
-        non_retryable_codes: vec![],
     }
 }
 

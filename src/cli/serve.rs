@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use super::args::{DEFAULT_DATABASE, DEFAULT_LISTEN};
+use super::host::{RuntimeArgs, signalled};
 use super::secrets::SecurityArgs;
-use super::{DEFAULT_DATABASE, DEFAULT_LISTEN};
 use crate::api::Limits;
 use crate::node::{Node, NodeOptions};
-use crate::runtime::{OpenAiSettings, RuntimeSettings};
 use crate::store::{self, Durability};
 
 /// Options every server command shares.
@@ -24,43 +24,6 @@ pub(super) struct StoreArgs {
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
     s.parse()
-}
-
-/// Worker-side runtime settings. Secrets are never flags: the `default` runtime reads its API key
-/// from the environment variable named here.
-#[derive(Debug, Clone, clap::Args)]
-pub(super) struct RuntimeArgs {
-    /// The OpenAI-compatible endpoint of the `default` runtime (e.g. a LiteLLM proxy).
-    #[arg(long, env = "CAIRN_OPENAI_BASE_URL", default_value = crate::runtime::DEFAULT_OPENAI_BASE_URL)]
-    openai_base_url: String,
-    /// The environment variable holding that endpoint's API key ("" for none).
-    #[arg(long, env = "CAIRN_OPENAI_API_KEY_ENV", default_value = crate::runtime::DEFAULT_OPENAI_API_KEY_ENV)]
-    openai_api_key_env: String,
-    /// The longest wait for a response to start, or between two streamed pieces of it.
-    #[arg(long, env = "CAIRN_OPENAI_TIMEOUT_SECS", default_value_t = 120)]
-    openai_timeout_secs: u64,
-    /// The Claude Code CLI binary of the `claude_code` runtime (default: `claude` on PATH).
-    #[arg(long, env = "CAIRN_CLAUDE_CLI")]
-    claude_cli: Option<std::path::PathBuf>,
-    /// Where the CLI keeps its sessions (CLAUDE_CONFIG_DIR); share it between workers so any
-    /// worker can resume any session.
-    #[arg(long, env = "CAIRN_CLAUDE_CONFIG_DIR")]
-    claude_config_dir: Option<std::path::PathBuf>,
-}
-
-impl RuntimeArgs {
-    pub(super) fn settings(&self) -> RuntimeSettings {
-        RuntimeSettings {
-            openai: OpenAiSettings {
-                base_url: self.openai_base_url.clone(),
-                api_key_env: (!self.openai_api_key_env.is_empty())
-                    .then(|| self.openai_api_key_env.clone()),
-                request_timeout: std::time::Duration::from_secs(self.openai_timeout_secs),
-            },
-            claude_cli: self.claude_cli.clone(),
-            claude_config_dir: self.claude_config_dir.clone(),
-        }
-    }
 }
 
 /// Options of `cairn dev`.
@@ -123,16 +86,6 @@ pub(super) struct ServerArgs {
 pub(super) struct MigrateArgs {
     #[command(flatten)]
     store: StoreArgs,
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub(super) async fn signalled() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {

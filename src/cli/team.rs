@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 use super::client::status_error;
 use super::output::{Output, time};
 use crate::api::pb;
@@ -68,7 +68,7 @@ pub(super) enum TeamCommand {
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        /// Its name.
+        /// Its name, unique among the namespace's active teams.
         #[arg(long)]
         name: String,
         #[command(flatten)]

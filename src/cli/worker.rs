@@ -8,11 +8,11 @@ use std::time::Duration;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
+use super::args::{ClientArgs, DEFAULT_SERVER};
 use super::client::status_error;
+use super::host::{RuntimeArgs, signalled};
 use super::output::{Output, time};
 use super::secrets::ConnectArgs;
-use super::serve::{RuntimeArgs, signalled};
-use super::{ClientArgs, DEFAULT_SERVER};
 use crate::api::pb;
 use crate::runtime::RuntimeRegistry;
 use crate::worker::{GrpcWorkerApi, Worker, WorkerOptions};

@@ -119,7 +119,7 @@ pub enum HistoryEvent {
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {
-        /// The activity.
+        /// `turn-N` for turn N (1-based); the same for every attempt of that turn.
         activity_id: String,
         /// The turn it runs.
         turn: u32,
@@ -129,9 +129,9 @@ pub enum HistoryEvent {
     /// Input: a worker claimed the attempt. Recorded together with the attempt's outcome (as
     /// Temporal does), so a claim costs no history write; the live lease is on the task row.
     ActivityStarted {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
         /// The worker that ran it.
         worker: String,
@@ -140,9 +140,9 @@ pub enum HistoryEvent {
     },
     /// Input: the attempt finished with a result.
     ActivityCompleted {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
         /// What the runtime returned.
         output: serde_json::Value,
@@ -154,9 +154,9 @@ pub enum HistoryEvent {
     },
     /// Input: the attempt failed.
     ActivityFailed {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
         /// Why.
         failure: Failure,
@@ -168,9 +168,9 @@ pub enum HistoryEvent {
     },
     /// Input: the attempt ran out of time.
     ActivityTimedOut {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
         /// Which limit.
         kind: TimeoutKind,
@@ -179,16 +179,16 @@ pub enum HistoryEvent {
     },
     /// Command: ask the running attempt to stop.
     ActivityCancelRequested {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
     },
     /// Input: the attempt stopped after being asked to.
     ActivityCanceled {
-        /// The activity.
+        /// The activity the attempt belongs to (`turn-N`), as its `ActivityScheduled` named it.
         activity_id: String,
-        /// The attempt.
+        /// Which attempt of that activity, 1-based, as its `ActivityScheduled` numbered it.
         attempt: u32,
         /// True when the runtime ignored its token and the worker abandoned it.
         abandoned: bool,
@@ -208,12 +208,14 @@ pub enum HistoryEvent {
     },
     /// Input: a timer fired.
     TimerFired {
-        /// The timer.
+        /// Names the `TimerStarted` it refers to (`retry-turn-N-M` for the back-off before
+        /// attempt M).
         timer_id: String,
     },
     /// Command: drop a timer that is no longer needed.
     TimerCanceled {
-        /// The timer.
+        /// Names the `TimerStarted` it refers to (`retry-turn-N-M` for the back-off before
+        /// attempt M).
         timer_id: String,
     },
     /// Input: a client asked to cancel the execution.
@@ -246,12 +248,12 @@ pub enum HistoryEvent {
     },
     /// Command: ask a running child to stop.
     ChildCancelRequested {
-        /// The child.
+        /// The `key` its `ChildScheduled` gave it.
         key: String,
     },
     /// Input: a child execution closed.
     ChildClosed {
-        /// The child.
+        /// The `key` its `ChildScheduled` gave it.
         key: String,
         /// How it ended.
         status: ExecutionStatus,
@@ -261,7 +263,7 @@ pub enum HistoryEvent {
         /// Its failure, when it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failure: Option<Failure>,
-        /// Its usage.
+        /// What the child spent over all its turns; the team's usage adds it up.
         usage: Usage,
     },
     /// Command: the execution finished with a result.

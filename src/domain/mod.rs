@@ -42,11 +42,11 @@ pub fn after(at: Millis, ms: u64) -> Millis {
 /// was handed. A report whose lease is no longer held changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
-    /// The execution.
+    /// The execution the attempt runs for.
     pub execution_id: uuid::Uuid,
-    /// The activity.
+    /// The activity (`turn-N`) within that execution.
     pub activity_id: String,
-    /// The attempt.
+    /// Which attempt of that activity, 1-based.
     pub attempt: u32,
     /// The token handed out with the lease.
     pub lease_token: String,

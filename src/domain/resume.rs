@@ -10,7 +10,7 @@ use super::Usage;
 pub struct TurnResult {
     /// What the runtime returned.
     pub output: serde_json::Value,
-    /// Its usage.
+    /// Tokens, cost and tool calls of that turn, counted again in the retry's usage.
     pub usage: Usage,
 }
 

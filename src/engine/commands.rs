@@ -120,7 +120,8 @@ pub(crate) struct ChildStart {
     pub key: String,
     /// The member's agent, as the team recorded it at start.
     pub agent: AgentSpec,
-    /// Its prompt.
+    /// The member step's whole prompt: the team prompt, or for a later step the prompt built
+    /// from earlier children's answers.
     pub prompt: String,
 }
 

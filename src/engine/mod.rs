@@ -82,7 +82,7 @@ pub struct EngineOptions {
 /// What starting an execution takes (already validated at the edge).
 #[derive(Debug, Clone, Default)]
 pub struct StartRequest {
-    /// Namespace.
+    /// The namespace the execution, and the agent or team it names, belong to.
     pub namespace: String,
     /// The agent (or `team`).
     pub agent: Option<AgentKey>,
@@ -92,7 +92,7 @@ pub struct StartRequest {
     pub prompts: Vec<String>,
     /// Idempotency key.
     pub request_id: Option<String>,
-    /// Labels.
+    /// Free-form `key=value` tags, copied to a retry; `cairn exec list --label` filters on them.
     pub labels: BTreeMap<String, String>,
     /// Retry policy; `None` takes the engine's default.
     pub retry_policy: Option<RetryPolicy>,

@@ -53,7 +53,7 @@ pub struct RetryRequest {
 /// The outcome of a retry request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retried {
-    /// The retry.
+    /// The execution that retries the old one: new, or the one an earlier retry made.
     pub id: Uuid,
     /// False when the execution had been retried already (that retry is `id`).
     pub created: bool,

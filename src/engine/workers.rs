@@ -13,7 +13,8 @@ use crate::domain::Millis;
 /// A worker as last seen by this server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerSeen {
-    /// Its identity.
+    /// The id the worker announced (`--worker-id`; by default host name, process id and a
+    /// random suffix).
     pub worker_id: String,
     /// The runtimes it announced.
     pub runtimes: Vec<String>,

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::{AgentSpec, Turn, Usage};
 
-/// The `echo` runtime.
+/// The `echo` runtime: sends the prompt back in chunks, shaped by its `runtime_config`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EchoRuntime;
 

@@ -22,7 +22,7 @@ pub enum Progress {
 /// Which attempt of which activity is running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptInfo {
-    /// The execution.
+    /// The execution the turn belongs to.
     pub execution_id: uuid::Uuid,
     /// The activity within it.
     pub activity_id: String,

@@ -32,7 +32,7 @@ pub use registry::{RuntimeRegistry, RuntimeSettings};
 /// One configuration key a runtime accepts under `configuration.runtime_config`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigKeyInfo {
-    /// The key.
+    /// The key as written under `runtime_config` (e.g. `max_turns`).
     pub name: &'static str,
     /// Its JSON type, for people: `string`, `integer`, `boolean`, `array<string>`, `object`.
     pub ty: &'static str,

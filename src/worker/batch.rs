@@ -39,7 +39,8 @@ pub(super) struct Batch {
 #[derive(Debug)]
 pub(super) struct Batcher {
     chunks: VecDeque<(ChunkIn, usize)>,
-    /// The bytes of `chunks`.
+    /// The sum of the encoded sizes (`ChunkIn::encoded_len`) of `chunks`, which a batch keeps
+    /// under `max_bytes`.
     bytes: usize,
     checkpoint: Option<PendingCheckpoint>,
     generations: u64,

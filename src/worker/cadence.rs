@@ -53,7 +53,7 @@ impl Cadence {
         self.retry_at.is_none_or(|retry| retry <= Instant::now())
     }
 
-    /// Output arrived.
+    /// Notes that output is waiting, so the next send is due within the batching window.
     pub fn output_arrived(&mut self) {
         self.first_unsent.get_or_insert_with(Instant::now);
     }

@@ -40,7 +40,7 @@ pub enum ActivityPhase {
     },
     /// Waiting for a back-off timer before the next attempt.
     BackingOff {
-        /// The timer.
+        /// `retry-turn-N-M`: the timer whose firing starts attempt `next_attempt`.
         timer_id: String,
         /// When it fires.
         fire_at: Millis,

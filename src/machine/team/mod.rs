@@ -21,7 +21,7 @@ pub struct Child {
     pub key: String,
     /// The member it runs.
     pub slot: MemberSlot,
-    /// Its prompt.
+    /// The member step's whole prompt, as `ChildScheduled` recorded it.
     pub prompt: String,
     /// `Running` until it closes, then how it closed.
     pub status: ExecutionStatus,

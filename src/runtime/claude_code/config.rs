@@ -93,13 +93,14 @@ pub(super) struct ClaudeCodeConfig {
     pub allowed_tools: Vec<String>,
     /// `--disallowedTools`, comma-joined.
     pub disallowed_tools: Vec<String>,
-    /// `--max-turns`.
+    /// `--max-turns`: how many model turns one Cairn turn may take; `None` leaves the CLI's
+    /// default.
     pub max_turns: Option<u32>,
     /// `--model`; wins over the agent's `model_id`.
     pub model: Option<String>,
-    /// `--system-prompt`.
+    /// `--system-prompt`: replaces the CLI's own system prompt; `None` keeps it.
     pub system_prompt: Option<String>,
-    /// `--append-system-prompt`.
+    /// `--append-system-prompt`: added after the system prompt; `None` adds nothing.
     pub append_system_prompt: Option<String>,
     /// The value of `mcpServers` in `--mcp-config`.
     pub mcp_servers: Option<Map<String, Value>>,

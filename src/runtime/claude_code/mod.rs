@@ -36,7 +36,8 @@ use super::{
 };
 use crate::domain::{AgentSpec, Turn};
 
-/// The `claude_code` runtime.
+/// The `claude_code` runtime: each turn runs the Claude Code CLI in a process group of its own,
+/// continuing the session the last turn checkpointed.
 #[derive(Debug, Clone)]
 pub struct ClaudeCodeRuntime {
     /// The `claude` binary: a path, or a name looked up on `PATH`.

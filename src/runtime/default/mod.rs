@@ -35,7 +35,8 @@ pub use settings::{
     OpenAiSettings,
 };
 
-/// The `default` runtime.
+/// The `default` runtime: an agent loop over an OpenAI-compatible Chat Completions endpoint,
+/// with tools from MCP servers.
 #[derive(Debug, Clone)]
 pub struct DefaultRuntime {
     settings: OpenAiSettings,
