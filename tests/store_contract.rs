@@ -30,3 +30,5 @@ mod schema;
 mod support;
 #[path = "store_contract/tasks.rs"]
 mod tasks;
+#[path = "store_contract/teams.rs"]
+mod teams;

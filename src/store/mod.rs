@@ -62,12 +62,35 @@ pub enum StoreError {
         /// How many chunks of the lease are stored.
         stored: u64,
     },
+    /// An update of an agent or team was made from a version that is no longer the stored one
+    /// (someone changed it meanwhile). Nothing was written.
+    #[error("{}", version_conflict_message(kind, name, *expected, *current))]
+    VersionConflict {
+        /// `agent` or `team`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The version the change was made from.
+        expected: u64,
+        /// The stored version; `None` when the row no longer exists.
+        current: Option<u64>,
+    },
     /// The database failed; retryable when the cause is transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn version_conflict_message(kind: &str, name: &str, expected: u64, current: Option<u64>) -> String {
+    match current {
+        Some(current) => format!(
+            "{kind} `{name}` changed since version {expected} (now {current}); \
+             read it again and retry"
+        ),
+        None => format!("{kind} `{name}` no longer exists; nothing was written"),
+    }
 }
 
 /// How an agent is named in a request.
@@ -85,13 +108,29 @@ pub trait Store: OutputReads + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Inserts an agent; `AlreadyExists` when an active agent of the namespace has its name.
+    /// Inserts an agent (with the version it carries, 1 for a new one); `AlreadyExists` when an
+    /// active agent of the namespace has its name.
     async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError>;
-    /// Overwrites an agent's mutable fields (runtime, model, configuration, status, updated_at).
+    /// Overwrites an agent's mutable fields (runtime, model, configuration, status, updated_at)
+    /// if its stored version is still `agent.version`, the version the change was made from,
+    /// and increments the stored version to `agent.version + 1`. `VersionConflict` when the
+    /// stored version differs, `AlreadyExists` when the change would make a second active agent
+    /// of the name; either way nothing is written.
     async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError>;
-    /// One agent by id or by active name.
+    /// One agent by id (whatever its status) or by active name.
     async fn get_agent(&self, namespace: &str, key: &AgentKey)
     -> Result<Option<Agent>, StoreError>;
+    /// The agents of a namespace with the given ids, whatever their status, in id order; ids
+    /// with no agent are left out. One read however many ids (for names in views of teams).
+    async fn get_agents(&self, namespace: &str, ids: &[Uuid]) -> Result<Vec<Agent>, StoreError>;
+    /// The newest agent (highest id) of a namespace named `name`, whatever its status: names
+    /// resolve among active agents only, and this says whether a name that does not resolve is
+    /// an archived agent's.
+    async fn newest_agent_named(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Agent>, StoreError>;
     /// Agents of a namespace ordered by id, after `after`.
     async fn list_agents(
         &self,
@@ -158,9 +197,12 @@ pub trait Store: OutputReads + Send + Sync + 'static {
     /// Deletes one timer (an inbox input its receiver can no longer take).
     async fn delete_timer(&self, execution_id: Uuid, timer_id: &str) -> Result<(), StoreError>;
 
-    /// Inserts a team with its members; `AlreadyExists` when an active team has its name.
+    /// Inserts a team with its members (and the version it carries, 1 for a new one);
+    /// `AlreadyExists` when an active team has its name.
     async fn insert_team(&self, team: &Team) -> Result<(), StoreError>;
-    /// Overwrites a team's strategy, configuration, status and members.
+    /// Overwrites a team's strategy, configuration, status, updated_at and members if its
+    /// stored version is still `team.version`, and increments the stored version to
+    /// `team.version + 1`; `VersionConflict` (nothing written) when the stored version differs.
     async fn update_team(&self, team: &Team) -> Result<(), StoreError>;
     /// One team by id or by active name, with its members in order.
     async fn get_team(&self, namespace: &str, key: &AgentKey) -> Result<Option<Team>, StoreError>;
