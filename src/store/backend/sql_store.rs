@@ -152,15 +152,15 @@ macro_rules! sql_store {
                 };
                 let current: Result<Option<i64>, sqlx::Error> =
                     sqlx::query_scalar(query).bind(id).fetch_optional(read).await;
-                match current {
-                    Ok(current) => StoreError::VersionConflict {
-                        kind,
-                        name: name.to_string(),
-                        expected,
-                        current: current.map(|v| u64::try_from(v).unwrap_or(0)),
+                let current = match current {
+                    Ok(None) => None,
+                    Ok(Some(v)) => match u64::try_from(v) {
+                        Ok(v) => Some(v),
+                        Err(e) => return corrupt(&format!("{kind} version"), e),
                     },
-                    Err(e) => e.into(),
-                }
+                    Err(e) => return e.into(),
+                };
+                StoreError::VersionConflict { kind, name: name.to_string(), expected, current }
             }
 
             /// A row that cannot be decoded is `Corrupt` (naming the execution), not a database
