@@ -35,6 +35,12 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// non-retryable failure (the runtime produced more than can be stored in one piece).
 pub const MAX_REPORT_BYTES: usize = (4 << 20) - (256 << 10);
 
+/// The largest single JSON document a report may carry (one chunk's data, the checkpoint, the
+/// output, a failure's details). A server refuses a report with a larger one (`INVALID_ARGUMENT`,
+/// the limit named); a worker never sends one, and fails the attempt instead, as for
+/// [`MAX_REPORT_BYTES`]. The `default` runtime's checkpoint is a whole transcript, hence the room.
+pub const MAX_DOCUMENT_BYTES: usize = 3 << 20;
+
 /// The failure code of an attempt whose runtime produced a chunk, checkpoint or output larger
 /// than [`MAX_REPORT_BYTES`].
 pub const TOO_LARGE_CODE: &str = "output_too_large";
@@ -157,6 +163,21 @@ pub enum ActivityOutcome {
 }
 
 impl ActivityOutcome {
+    /// The bytes of its largest JSON document, held to [`MAX_DOCUMENT_BYTES`].
+    pub fn largest_document(&self) -> usize {
+        match self {
+            ActivityOutcome::Completed {
+                output, checkpoint, ..
+            } => encoded_len(output).max(checkpoint.as_ref().map_or(0, encoded_len)),
+            ActivityOutcome::Failed {
+                failure,
+                checkpoint,
+                ..
+            } => encoded_len(&failure.details).max(checkpoint.as_ref().map_or(0, encoded_len)),
+            ActivityOutcome::Canceled { .. } => 0,
+        }
+    }
+
     /// The bytes of payload this outcome adds to a [`Report`] (see [`MAX_REPORT_BYTES`]).
     pub fn encoded_len(&self) -> usize {
         match self {

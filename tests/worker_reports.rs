@@ -117,8 +117,9 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         lease: lease(&task),
         chunks: vec![chunk("b"), chunk("c")],
         output_json: json!({ "text": "abc" }).to_string(),
+        // (u64::MAX tokens are refused at the edge: tests/hostile_input.rs.)
         usage: Some(pb::Usage {
-            input_tokens: u64::MAX,
+            input_tokens: 1,
             output_tokens: 1,
             cost_usd: 0.25,
             tool_calls: 0,

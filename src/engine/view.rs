@@ -64,11 +64,27 @@ pub enum ActivityState {
 }
 
 impl Engine {
-    /// One execution with what its open activity is doing. A state that cannot be decoded is an
-    /// `Internal` error naming the execution, never a view with the activity missing.
+    /// One execution with what its open activity is doing. An open execution whose state cannot
+    /// be decoded is quarantined (failed with `corrupt_state`, logged once) and shown as such, so
+    /// the reader sees why it stopped; a closed one, whose state nothing reads any more, is shown
+    /// from its row without an activity, and the unreadable state is logged.
     pub async fn view(&self, id: Uuid) -> Result<ExecutionView, EngineError> {
-        let record = self.execution(id).await?;
-        let state = execution_state(&record)?;
+        let mut record = self.execution(id).await?;
+        let state = match execution_state(&record) {
+            Ok(state) => state,
+            Err(e) => {
+                if !record.status.is_closed() {
+                    self.quarantine(id, &e.to_string()).await;
+                    record = self.execution(id).await?;
+                }
+                tracing::warn!(execution = %id, error = %e, "viewing an execution whose state cannot be read");
+                return Ok(ExecutionView {
+                    record,
+                    activity: None,
+                    queue: String::new(),
+                });
+            }
+        };
         let open = match &state {
             ExecutionState::Agent(agent) => agent.activity.as_ref(),
             ExecutionState::Team(_) => None,

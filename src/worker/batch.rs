@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::contract::{ChunkIn, MAX_REPORT_BYTES, TOO_LARGE_CODE, encoded_len};
+use crate::contract::{ChunkIn, MAX_DOCUMENT_BYTES, MAX_REPORT_BYTES, TOO_LARGE_CODE, encoded_len};
 use crate::domain::Failure;
 use crate::runtime::Progress;
 
@@ -75,7 +75,7 @@ impl Batcher {
             } => {
                 let chunk = ChunkIn { kind, data };
                 let bytes = chunk.encoded_len();
-                if bytes > MAX_REPORT_BYTES {
+                if bytes > MAX_REPORT_BYTES || encoded_len(&chunk.data) > MAX_DOCUMENT_BYTES {
                     return Err(too_large(&format!("a `{}` chunk", chunk.kind), bytes));
                 }
                 self.chunks.push_back((chunk, bytes));
@@ -86,7 +86,7 @@ impl Batcher {
         };
         if let Some(value) = checkpoint {
             let bytes = encoded_len(&value);
-            if bytes > MAX_REPORT_BYTES {
+            if bytes > MAX_DOCUMENT_BYTES {
                 return Err(too_large("a checkpoint", bytes));
             }
             self.generations += 1;
@@ -201,7 +201,8 @@ pub(super) fn too_large(what: &str, bytes: usize) -> Failure {
         TOO_LARGE_CODE,
         format!(
             "the runtime produced {what} of {bytes} bytes; a worker report carries at most \
-             {MAX_REPORT_BYTES} bytes (MAX_REPORT_BYTES), so it cannot be stored"
+             {MAX_DOCUMENT_BYTES} bytes in one document (MAX_DOCUMENT_BYTES) and \
+             {MAX_REPORT_BYTES} bytes in all (MAX_REPORT_BYTES), so it cannot be stored"
         ),
         false,
     )

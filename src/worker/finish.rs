@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use super::batch::{Batcher, too_large};
 use super::stop::Stop;
 use crate::contract::{
-    ActivityOutcome, Lease, MAX_REPORT_BYTES, Progress, REPORT_REFUSED_CODE, Release, Report,
-    WorkerApi, WorkerApiError,
+    ActivityOutcome, Lease, MAX_DOCUMENT_BYTES, MAX_REPORT_BYTES, Progress, REPORT_REFUSED_CODE,
+    Release, Report, WorkerApi, WorkerApiError,
 };
 use crate::domain::Failure;
 
@@ -187,7 +187,7 @@ fn failed(failure: Failure) -> ActivityOutcome {
 /// `outcome`, or the failure it becomes when it is too large for any report.
 fn within_limit(outcome: ActivityOutcome) -> ActivityOutcome {
     let bytes = outcome.encoded_len();
-    if bytes <= MAX_REPORT_BYTES {
+    if bytes <= MAX_REPORT_BYTES && outcome.largest_document() <= MAX_DOCUMENT_BYTES {
         return outcome;
     }
     let what = match outcome {

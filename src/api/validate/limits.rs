@@ -54,7 +54,7 @@ pub const MAX_CHUNK_KIND_BYTES: usize = 64;
 /// failure's details), in bytes. It is below the 4 MiB the gRPC transport accepts in one message,
 /// so a report over it is refused with this limit named rather than by the transport; the
 /// `default` runtime's checkpoint is a whole transcript, hence the room.
-pub const MAX_REPORT_JSON_BYTES: usize = 3 * 1024 * 1024;
+pub const MAX_REPORT_JSON_BYTES: usize = crate::contract::MAX_DOCUMENT_BYTES;
 
 /// The longest failure message a worker may report, in bytes.
 pub const MAX_FAILURE_MESSAGE_BYTES: usize = 64 * 1024;

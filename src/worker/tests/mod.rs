@@ -17,9 +17,9 @@ use super::{WorkerOptions, attempt};
 mod sending;
 mod stopping;
 use crate::contract::{
-    ActivityOutcome, Assignment, ChunkIn, Lease, MAX_BATCH_BYTES, MAX_REPORT_BYTES, PollRequest,
-    Progress, ProgressReply, REPORT_REFUSED_CODE, Release, Report, TOO_LARGE_CODE, WorkerApi,
-    WorkerApiError,
+    ActivityOutcome, Assignment, ChunkIn, Lease, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES,
+    MAX_REPORT_BYTES, PollRequest, Progress, ProgressReply, REPORT_REFUSED_CODE, Release, Report,
+    TOO_LARGE_CODE, WorkerApi, WorkerApiError,
 };
 use crate::domain::{AgentSpec, Turn};
 use crate::runtime::{

@@ -177,6 +177,30 @@ async fn a_chunk_too_large_for_any_report_fails_the_attempt_naming_the_limit() {
 }
 
 #[tokio::test]
+async fn a_chunk_over_the_document_limit_fails_the_attempt_though_a_report_could_carry_it() {
+    // Under MAX_REPORT_BYTES, over MAX_DOCUMENT_BYTES: the server would refuse it, so the
+    // worker does not send it.
+    let api = Arc::new(FakeApi::default());
+    let script: Script = Arc::new(|io: TurnIo| {
+        async move {
+            io.emit("text", json!("x".repeat(MAX_DOCUMENT_BYTES + 1)));
+            io.cancel.cancelled().await;
+            Err(RuntimeError::canceled())
+        }
+        .boxed()
+    });
+    run(&api, &options(script), CancellationToken::new()).await;
+    let reports = api.reports();
+    assert_eq!(reports.len(), 1);
+    let ActivityOutcome::Failed { failure, .. } = outcome(&reports[0]) else {
+        panic!("a failure, got {:?}", reports[0]);
+    };
+    assert_eq!(failure.code, TOO_LARGE_CODE);
+    assert!(failure.message.contains(&MAX_DOCUMENT_BYTES.to_string()));
+    assert!(api.stored().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
 async fn a_checkpoint_or_result_too_large_fails_the_attempt() {
     let api = Arc::new(FakeApi::default());
     let script: Script = Arc::new(|io: TurnIo| {
