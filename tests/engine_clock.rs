@@ -49,6 +49,7 @@ async fn engine(db: &Db) -> (Arc<Engine>, Arc<ManualClock>) {
             status: AgentStatus::Active,
             created_at: T0,
             updated_at: T0,
+            version: 1,
         })
         .await
         .unwrap();

@@ -32,3 +32,5 @@ mod states;
 mod support;
 #[path = "store_contract/tasks.rs"]
 mod tasks;
+#[path = "store_contract/teams.rs"]
+mod teams;

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::error::invalid;
 use super::pb::agent_service_server::AgentService;
 use super::{ApiState, pb, validate};
-use crate::domain::{Agent, AgentStatus};
+use crate::engine::catalog::{self, AgentChange, NewAgent};
 use crate::store::AgentKey;
 
 /// The agent service.
@@ -21,42 +20,22 @@ impl Agents {
     pub fn new(state: Arc<ApiState>) -> Self {
         Agents { state }
     }
-
-    /// Checks an agent against its runtime; the error lists the runtimes when the name is unknown.
-    fn check_runtime(&self, agent: &Agent) -> Result<(), Status> {
-        let runtime = self.state.runtimes.get(&agent.runtime).ok_or_else(|| {
-            invalid(format!(
-                "unknown runtime `{}`; supported runtimes: {}",
-                agent.runtime,
-                self.state.runtimes.names().join(", ")
-            ))
-        })?;
-        runtime.validate(&agent.spec()).map_err(|e| {
-            invalid(format!(
-                "configuration does not suit runtime `{}`: {e}",
-                agent.runtime
-            ))
-        })
-    }
-
-    async fn find(&self, namespace: &str, agent: &str) -> Result<Agent, Status> {
-        let key = validate::agent_key(agent)?;
-        self.state
-            .engine
-            .store()
-            .get_agent(namespace, &key)
-            .await?
-            .ok_or_else(|| not_found(namespace, &key))
-    }
 }
 
+/// "No such agent", as the engine words it.
 pub(crate) fn not_found(namespace: &str, key: &AgentKey) -> Status {
-    Status::not_found(match key {
-        AgentKey::Id(id) => format!("no agent with id {id} in namespace `{namespace}`"),
-        AgentKey::Name(name) => {
-            format!("no active agent named `{name}` in namespace `{namespace}`")
-        }
-    })
+    catalog::agent_not_found(namespace, key).into()
+}
+
+/// An `expected_version` field: absent, or a version an agent or team can have (from 1).
+pub(crate) fn expected_version(version: Option<u64>) -> Result<Option<u64>, Status> {
+    match version {
+        Some(0) => Err(invalid(
+            "expected_version 0 is no version: versions start at 1; \
+             read the definition to learn its version, or leave the field out",
+        )),
+        version => Ok(version),
+    }
 }
 
 #[tonic::async_trait]
@@ -66,20 +45,15 @@ impl AgentService for Agents {
         request: Request<pb::CreateAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let now = self.state.engine.now();
-        let agent = Agent {
-            id: Uuid::now_v7(),
+        let new = NewAgent {
             namespace: validate::namespace(&r.namespace)?,
             name: validate::agent_name(&r.name)?,
             runtime: validate::runtime(&r.runtime)?,
             model_id: validate::model_id(&r.model_id)?,
             configuration: validate::configuration(&r.configuration_json)?,
-            status: AgentStatus::Active,
-            created_at: now,
-            updated_at: now,
         };
-        self.check_runtime(&agent)?;
-        self.state.engine.store().insert_agent(&agent).await?;
+        let state = &self.state;
+        let agent = state.engine.create_agent(&state.runtimes, new).await?;
         Ok(Response::new((&agent).into()))
     }
 
@@ -88,9 +62,9 @@ impl AgentService for Agents {
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
-        let agent = self
-            .find(&validate::namespace(&r.namespace)?, &r.agent)
-            .await?;
+        let namespace = validate::namespace(&r.namespace)?;
+        let key = validate::agent_key(&r.agent)?;
+        let agent = self.state.engine.agent(&namespace, &key).await?;
         Ok(Response::new((&agent).into()))
     }
 
@@ -105,8 +79,7 @@ impl AgentService for Agents {
         let agents = self
             .state
             .engine
-            .store()
-            .list_agents(&namespace, r.include_archived, after, size)
+            .agents(&namespace, r.include_archived, after, size)
             .await?;
         Ok(Response::new(pb::ListAgentsResponse {
             next_page_token: validate::next_page_token(
@@ -124,26 +97,25 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let namespace = validate::namespace(&r.namespace)?;
-        let mut agent = self.find(&namespace, &r.agent).await?;
-        if agent.status == AgentStatus::Archived {
-            return Err(Status::failed_precondition(format!(
-                "agent `{}` is archived and cannot be changed",
-                agent.name
-            )));
+        let key = validate::agent_key(&r.agent)?;
+        if let Some(runtime) = &r.runtime {
+            validate::plain("runtime", runtime, validate::limits::MAX_RUNTIME_BYTES)?;
         }
-        if let Some(runtime) = r.runtime {
-            validate::plain("runtime", &runtime, validate::limits::MAX_RUNTIME_BYTES)?;
-            agent.runtime = runtime;
-        }
-        if let Some(model_id) = r.model_id {
-            agent.model_id = validate::model_id(&model_id)?;
-        }
-        if let Some(configuration) = r.configuration_json {
-            agent.configuration = validate::configuration(&configuration)?;
-        }
-        self.check_runtime(&agent)?;
-        agent.updated_at = self.state.engine.now();
-        self.state.engine.store().update_agent(&agent).await?;
+        let change = AgentChange {
+            runtime: r.runtime,
+            model_id: r.model_id.as_deref().map(validate::model_id).transpose()?,
+            configuration: r
+                .configuration_json
+                .as_deref()
+                .map(validate::configuration)
+                .transpose()?,
+            expected_version: expected_version(r.expected_version)?,
+        };
+        let state = &self.state;
+        let agent = state
+            .engine
+            .update_agent(&state.runtimes, &namespace, &key, change)
+            .await?;
         Ok(Response::new((&agent).into()))
     }
 
@@ -153,12 +125,13 @@ impl AgentService for Agents {
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let namespace = validate::namespace(&r.namespace)?;
-        let mut agent = self.find(&namespace, &r.agent).await?;
-        if agent.status != AgentStatus::Archived {
-            agent.status = AgentStatus::Archived;
-            agent.updated_at = self.state.engine.now();
-            self.state.engine.store().update_agent(&agent).await?;
-        }
+        let key = validate::agent_key(&r.agent)?;
+        let expected = expected_version(r.expected_version)?;
+        let agent = self
+            .state
+            .engine
+            .archive_agent(&namespace, &key, expected)
+            .await?;
         Ok(Response::new((&agent).into()))
     }
 

@@ -1,10 +1,13 @@
 //! Conversions between the domain and the generated protobuf types.
 
+use std::collections::HashMap;
+
 use tonic::Status;
+use uuid::Uuid;
 
 use super::error::invalid;
 use super::pb;
-use crate::domain::{Agent, Failure, RetryPolicy, Timeouts, Usage};
+use crate::domain::{Agent, Failure, RetryPolicy, Team, Timeouts, Usage};
 use crate::engine::{ActivityState, ExecutionView};
 use crate::store::{StoredChunk, StoredEvent};
 
@@ -24,7 +27,33 @@ impl From<&Agent> for pb::Agent {
             status: a.status.as_str().into(),
             created_at_ms: a.created_at,
             updated_at_ms: a.updated_at,
+            version: a.version,
         }
+    }
+}
+
+/// A team as clients see it: members carry their agent's name (from `names`, by id; empty for
+/// an id with no agent).
+pub(super) fn team(team: &Team, names: &HashMap<Uuid, String>) -> pb::Team {
+    pb::Team {
+        id: team.id.to_string(),
+        namespace: team.namespace.clone(),
+        name: team.name.clone(),
+        strategy: team.strategy.as_str().into(),
+        members: team
+            .members
+            .iter()
+            .map(|m| pb::TeamMember {
+                agent: names.get(&m.agent_id).cloned().unwrap_or_default(),
+                role: m.role.clone(),
+                agent_id: m.agent_id.to_string(),
+            })
+            .collect(),
+        configuration_json: serde_json::to_string(&team.config).unwrap_or_default(),
+        status: team.status.as_str().into(),
+        created_at_ms: team.created_at,
+        updated_at_ms: team.updated_at,
+        version: team.version,
     }
 }
 

@@ -24,6 +24,7 @@ impl From<StoreError> for Status {
         match e {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             e @ StoreError::ChunkGap { .. } => Status::invalid_argument(e.to_string()),
+            e @ StoreError::VersionConflict { .. } => Status::aborted(e.to_string()),
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Status::unavailable(format!("database error: {e}"))

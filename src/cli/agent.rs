@@ -58,6 +58,9 @@ pub(super) enum AgentCommand {
         /// A new configuration (JSON object); replaces the old one.
         #[arg(long)]
         configuration: Option<String>,
+        /// Change it only if its version (see `cairn agent get`) is still this one.
+        #[arg(long)]
+        expected_version: Option<u64>,
     },
     /// Archive an agent: it cannot be started any more, and its name is free again.
     Archive {
@@ -65,6 +68,9 @@ pub(super) enum AgentCommand {
         client: ClientArgs,
         /// Name or id.
         agent: String,
+        /// Archive it only if its version is still this one.
+        #[arg(long)]
+        expected_version: Option<u64>,
     },
     /// List the runtimes this deployment has, with the configuration keys each accepts.
     Runtimes {
@@ -96,6 +102,7 @@ fn show(out: &Output, agent: &pb::Agent) {
     println!("  configuration  {}", agent.configuration_json);
     println!("  created        {}", time(agent.created_at_ms));
     println!("  updated        {}", time(agent.updated_at_ms));
+    println!("  version        {}", agent.version);
 }
 
 pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -185,6 +192,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             runtime,
             model_id,
             configuration,
+            expected_version,
         } => {
             let mut c = client.connect().await?;
             let request = pb::UpdateAgentRequest {
@@ -193,6 +201,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 runtime,
                 model_id,
                 configuration_json: configuration,
+                expected_version,
             };
             show(
                 out,
@@ -203,11 +212,16 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                     .into_inner(),
             );
         }
-        AgentCommand::Archive { client, agent } => {
+        AgentCommand::Archive {
+            client,
+            agent,
+            expected_version,
+        } => {
             let mut c = client.connect().await?;
             let request = pb::ArchiveAgentRequest {
                 namespace: client.namespace,
                 agent,
+                expected_version,
             };
             show(
                 out,

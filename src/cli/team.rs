@@ -97,6 +97,9 @@ pub(super) enum TeamCommand {
         team: String,
         #[command(flatten)]
         definition: Definition,
+        /// Replace it only if its version (see `cairn team get`) is still this one.
+        #[arg(long)]
+        expected_version: Option<u64>,
     },
     /// Archive a team.
     Archive {
@@ -104,6 +107,9 @@ pub(super) enum TeamCommand {
         client: ClientArgs,
         /// Name or id.
         team: String,
+        /// Archive it only if its version is still this one.
+        #[arg(long)]
+        expected_version: Option<u64>,
     },
 }
 
@@ -128,6 +134,7 @@ fn show(out: &Output, team: &pb::Team) {
     }
     println!("  configuration  {}", team.configuration_json);
     println!("  created        {}", time(team.created_at_ms));
+    println!("  version        {}", team.version);
 }
 
 pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -202,6 +209,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             client,
             team,
             definition,
+            expected_version,
         } => {
             let mut c = client.connect().await?;
             let definition = definition.request(client.namespace.clone(), String::new());
@@ -209,6 +217,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
                 namespace: client.namespace,
                 team,
                 definition: Some(definition),
+                expected_version,
             };
             show(
                 out,
@@ -219,11 +228,16 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
                     .into_inner(),
             );
         }
-        TeamCommand::Archive { client, team } => {
+        TeamCommand::Archive {
+            client,
+            team,
+            expected_version,
+        } => {
             let mut c = client.connect().await?;
             let request = pb::ArchiveTeamRequest {
                 namespace: client.namespace,
                 team,
+                expected_version,
             };
             show(
                 out,

@@ -75,6 +75,9 @@ pub struct Agent {
     pub created_at: Millis,
     /// When it was last changed.
     pub updated_at: Millis,
+    /// The optimistic version: 1 at creation, incremented by every update. A change made from
+    /// an older version is refused, so two concurrent edits cannot silently lose one.
+    pub version: u64,
 }
 
 impl Agent {

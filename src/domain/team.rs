@@ -112,6 +112,9 @@ pub struct Team {
     pub created_at: Millis,
     /// Last changed.
     pub updated_at: Millis,
+    /// The optimistic version: 1 at creation, incremented by every update (see
+    /// [`Agent::version`](super::Agent::version)).
+    pub version: u64,
 }
 
 /// A member as a team execution records it at start.

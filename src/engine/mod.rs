@@ -7,6 +7,7 @@
 //! transaction.
 
 mod apply;
+pub mod catalog;
 mod changes;
 mod commands;
 mod commit;

@@ -83,12 +83,35 @@ pub enum StoreError {
         /// How many chunks of the lease are stored.
         stored: u64,
     },
+    /// An update of an agent or team was made from a version that is no longer the stored one
+    /// (someone changed it meanwhile). Nothing was written.
+    #[error("{}", version_conflict_message(kind, name, *expected, *current))]
+    VersionConflict {
+        /// `agent` or `team`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The version the change was made from.
+        expected: u64,
+        /// The stored version; `None` when the row no longer exists.
+        current: Option<u64>,
+    },
     /// The database failed; retryable when the cause is transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn version_conflict_message(kind: &str, name: &str, expected: u64, current: Option<u64>) -> String {
+    match current {
+        Some(current) => format!(
+            "{kind} `{name}` changed since version {expected} (now {current}); \
+             read it again and retry"
+        ),
+        None => format!("{kind} `{name}` no longer exists; nothing was written"),
+    }
 }
 
 /// Every concern of the store together: what the engine and the API hold as `Arc<dyn Store>`.

@@ -33,6 +33,7 @@ pub fn agent(name: &str) -> Agent {
         status: AgentStatus::Active,
         created_at: T0,
         updated_at: T0,
+        version: 1,
     }
 }
 
