@@ -189,15 +189,7 @@ async fn progress_extends_the_lease_by_the_heartbeat_timeout(db: Db) {
     let attempt = claim_one(&engine).await;
     for _ in 0..4 {
         clock.advance(4_000);
-        engine
-            .progress(Progress {
-                lease: attempt.lease.clone(),
-                first_chunk: Some(0),
-                chunks: Vec::new(),
-                checkpoint: None,
-            })
-            .await
-            .unwrap();
+        heartbeat(&engine, &attempt).await.unwrap();
         engine.sweep(64).await.unwrap();
     }
     assert!(
@@ -224,15 +216,7 @@ async fn a_start_to_close_timeout_ends_a_busy_attempt_and_is_retried(db: Db) {
     // A worker that heartbeats faithfully but never finishes.
     for _ in 0..4 {
         clock.advance(2_000);
-        engine
-            .progress(Progress {
-                lease: attempt.lease.clone(),
-                first_chunk: Some(0),
-                chunks: Vec::new(),
-                checkpoint: None,
-            })
-            .await
-            .unwrap();
+        heartbeat(&engine, &attempt).await.unwrap();
         engine.sweep(64).await.unwrap();
     }
     clock.advance(1_999);
@@ -246,14 +230,7 @@ async fn a_start_to_close_timeout_ends_a_busy_attempt_and_is_retried(db: Db) {
     let events = history(&engine, id).await;
     assert_eq!(timed_out(&events), [(1, TimeoutKind::StartToClose)]);
     assert_eq!(status(&engine, id).await, ExecutionStatus::Running);
-    let reply = engine
-        .progress(Progress {
-            lease: attempt.lease.clone(),
-            first_chunk: Some(0),
-            chunks: Vec::new(),
-            checkpoint: None,
-        })
-        .await;
+    let reply = heartbeat(&engine, &attempt).await;
     assert!(reply.is_err(), "the timed-out attempt is fenced off");
     clock.set(timer_fire_at(&events).expect("a back-off timer"));
     engine.sweep(64).await.unwrap();
@@ -320,6 +297,21 @@ async fn a_retry_waits_for_its_back_off_timer_to_the_millisecond(db: Db) {
         "{fire_times:?}"
     );
     assert!(fire_times[1] > fire_times[0], "{fire_times:?}");
+}
+
+/// A progress report with no output: it only extends the lease.
+async fn heartbeat(
+    engine: &Engine,
+    attempt: &Assignment,
+) -> Result<cairn::contract::ProgressReply, cairn::engine::EngineError> {
+    engine
+        .progress(Progress {
+            lease: attempt.lease.clone(),
+            first_chunk: Some(0),
+            chunks: Vec::new(),
+            checkpoint: None,
+        })
+        .await
 }
 
 fn completed(attempt: &Assignment) -> Report {

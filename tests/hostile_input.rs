@@ -15,39 +15,11 @@ mod worker_table;
 
 use cairn::api::pb;
 use calls::{Call, send};
-use common::client::start_request;
+use common::client::{lease_of, poll_one, start_request};
 use common::{Db, Server, TestClient};
 use serde_json::json;
 use table::Fixture;
 use tonic::Code;
-
-/// Polls as the test's worker, waiting for one task.
-async fn poll_one(c: &mut TestClient) -> pb::Task {
-    let request = pb::PollTasksRequest {
-        worker_id: "test-worker".into(),
-        runtimes: vec!["echo".into()],
-        queue: String::new(),
-        max_tasks: 1,
-        wait_ms: 20_000,
-    };
-    let mut tasks = c
-        .workers
-        .poll_tasks(request)
-        .await
-        .expect("poll")
-        .into_inner()
-        .tasks;
-    assert_eq!(tasks.len(), 1, "a task within the poll's wait");
-    tasks.remove(0)
-}
-
-fn lease_of(task: &pb::Task) -> pb::Lease {
-    pb::Lease {
-        task_id: task.task_id.clone(),
-        attempt: task.attempt,
-        lease_token: task.lease_token.clone(),
-    }
-}
 
 async fn complete(c: &mut TestClient, task: &pb::Task) {
     c.workers

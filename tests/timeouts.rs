@@ -5,43 +5,13 @@
 mod common;
 
 use cairn::api::pb;
-use common::client::{TestClient, fast_retries, start_request};
+use common::client::{fast_retries, lease_of, poll_one, start_request, text_chunk};
 use common::{Db, Server};
 use serde_json::json;
 use tonic::Code;
 
-async fn poll_one(c: &mut TestClient) -> pb::Task {
-    let request = pb::PollTasksRequest {
-        worker_id: "test-worker".into(),
-        runtimes: vec!["echo".into()],
-        queue: String::new(),
-        max_tasks: 1,
-        wait_ms: 20_000,
-    };
-    let mut tasks = c
-        .workers
-        .poll_tasks(request)
-        .await
-        .expect("poll")
-        .into_inner()
-        .tasks;
-    assert_eq!(tasks.len(), 1, "a task within the poll's wait");
-    tasks.remove(0)
-}
-
 fn lease(task: &pb::Task) -> Option<pb::Lease> {
-    Some(pb::Lease {
-        task_id: task.task_id.clone(),
-        attempt: task.attempt,
-        lease_token: task.lease_token.clone(),
-    })
-}
-
-fn chunk(text: &str) -> pb::ChunkIn {
-    pb::ChunkIn {
-        kind: "text".into(),
-        data_json: json!({ "text": text }).to_string(),
-    }
+    Some(lease_of(task))
 }
 
 async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
@@ -61,7 +31,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
     assert_eq!(first.attempt, 1);
     let progress = pb::ReportProgressRequest {
         lease: lease(&first),
-        chunks: vec![chunk("from attempt 1 ")],
+        chunks: vec![text_chunk("from attempt 1 ")],
         checkpoint_json: json!({ "step": 1 }).to_string(),
         first_chunk_index: Some(0),
     };
@@ -98,7 +68,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
     // The stale attempt is fenced off: it can neither add output nor complete.
     let stale = pb::ReportProgressRequest {
         lease: lease(&first),
-        chunks: vec![chunk("late")],
+        chunks: vec![text_chunk("late")],
         checkpoint_json: String::new(),
         first_chunk_index: None,
     };
@@ -118,7 +88,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
 
     let done = pb::CompleteTaskRequest {
         lease: lease(&second),
-        chunks: vec![chunk("from attempt 2")],
+        chunks: vec![text_chunk("from attempt 2")],
         output_json: json!({ "text": "ok" }).to_string(),
         ..Default::default()
     };
@@ -234,7 +204,7 @@ async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db
     let task = poll_one(&mut c).await;
     let progress = pb::ReportProgressRequest {
         lease: lease(&task),
-        chunks: vec![chunk("a ")],
+        chunks: vec![text_chunk("a ")],
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
     };
@@ -242,7 +212,7 @@ async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db
     // The worker never saw that reply, so its last report carries the chunk again.
     let done = pb::CompleteTaskRequest {
         lease: lease(&task),
-        chunks: vec![chunk("a "), chunk("b")],
+        chunks: vec![text_chunk("a "), text_chunk("b")],
         output_json: json!({ "text": "a b" }).to_string(),
         first_chunk_index: Some(0),
         ..Default::default()

@@ -6,43 +6,13 @@
 mod common;
 
 use cairn::api::pb;
-use common::client::{TestClient, start_request};
+use common::client::{lease_of, poll_one, start_request, text_chunk};
 use common::{Db, Server};
 use serde_json::json;
 use tonic::Code;
 
-async fn poll_one(c: &mut TestClient) -> pb::Task {
-    let request = pb::PollTasksRequest {
-        worker_id: "test-worker".into(),
-        runtimes: vec!["echo".into()],
-        queue: String::new(),
-        max_tasks: 1,
-        wait_ms: 20_000,
-    };
-    let mut tasks = c
-        .workers
-        .poll_tasks(request)
-        .await
-        .expect("poll")
-        .into_inner()
-        .tasks;
-    assert_eq!(tasks.len(), 1, "a task within the poll's wait");
-    tasks.remove(0)
-}
-
 fn lease(task: &pb::Task) -> Option<pb::Lease> {
-    Some(pb::Lease {
-        task_id: task.task_id.clone(),
-        attempt: task.attempt,
-        lease_token: task.lease_token.clone(),
-    })
-}
-
-fn chunk(text: &str) -> pb::ChunkIn {
-    pb::ChunkIn {
-        kind: "text".into(),
-        data_json: json!({ "text": text }).to_string(),
-    }
+    Some(lease_of(task))
 }
 
 async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
@@ -53,7 +23,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
     let task = poll_one(&mut c).await;
     let first = pb::ReportProgressRequest {
         lease: lease(&task),
-        chunks: vec![chunk("a"), chunk("b")],
+        chunks: vec![text_chunk("a"), text_chunk("b")],
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
     };
@@ -62,7 +32,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
 
     let gap = pb::ReportProgressRequest {
         lease: lease(&task),
-        chunks: vec![chunk("x")],
+        chunks: vec![text_chunk("x")],
         checkpoint_json: json!({ "step": 9 }).to_string(),
         first_chunk_index: Some(7),
     };
@@ -77,7 +47,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
 
     let gap_at_end = pb::CompleteTaskRequest {
         lease: lease(&task),
-        chunks: vec![chunk("x")],
+        chunks: vec![text_chunk("x")],
         output_json: json!({ "text": "ab" }).to_string(),
         first_chunk_index: Some(3),
         ..Default::default()
@@ -115,7 +85,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
     // The lease still holds: the right report completes the execution with every chunk once.
     let done = pb::CompleteTaskRequest {
         lease: lease(&task),
-        chunks: vec![chunk("b"), chunk("c")],
+        chunks: vec![text_chunk("b"), text_chunk("c")],
         output_json: json!({ "text": "abc" }).to_string(),
         // (u64::MAX tokens are refused at the edge: tests/hostile_input.rs.)
         usage: Some(pb::Usage {

@@ -251,3 +251,41 @@ pub fn assert_gapless(chunks: &[pb::OutputChunk], first: u64) {
     let expected: Vec<u64> = (first..first + chunks.len() as u64).collect();
     assert_eq!(seqs, expected, "output seqs must be gapless and unique");
 }
+
+/// Polls as a test's own worker (`test-worker`, runtime `echo`), waiting up to 20 s for one task:
+/// for tests that act as the worker over gRPC.
+pub async fn poll_one(c: &mut TestClient) -> pb::Task {
+    let request = pb::PollTasksRequest {
+        worker_id: "test-worker".into(),
+        runtimes: vec!["echo".into()],
+        queue: String::new(),
+        max_tasks: 1,
+        wait_ms: 20_000,
+    };
+    let mut tasks = c
+        .workers
+        .poll_tasks(request)
+        .await
+        .expect("poll")
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 1, "a task within the poll's wait");
+    tasks.remove(0)
+}
+
+/// The lease a report about `task` carries.
+pub fn lease_of(task: &pb::Task) -> pb::Lease {
+    pb::Lease {
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        lease_token: task.lease_token.clone(),
+    }
+}
+
+/// A `text` chunk as a worker sends it.
+pub fn text_chunk(text: &str) -> pb::ChunkIn {
+    pb::ChunkIn {
+        kind: "text".into(),
+        data_json: serde_json::json!({ "text": text }).to_string(),
+    }
+}
