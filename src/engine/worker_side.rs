@@ -158,10 +158,7 @@ impl Engine {
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
         let record = ProgressRecord {
-            execution_id: lease.execution_id,
-            activity_id: lease.activity_id.clone(),
-            attempt: lease.attempt,
-            lease_token: lease.lease_token.clone(),
+            lease: lease.clone(),
             first_chunk,
             chunks: tag(lease, chunks),
             checkpoint,
@@ -197,10 +194,7 @@ impl Engine {
         } = release;
         let lease = &lease;
         let record = ReleaseRecord {
-            execution_id: lease.execution_id,
-            activity_id: lease.activity_id.clone(),
-            attempt: lease.attempt,
-            lease_token: lease.lease_token.clone(),
+            lease: lease.clone(),
             chunks: tag(lease, chunks.clone()),
             checkpoint,
             now: self.clock.now_ms(),

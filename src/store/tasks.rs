@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{NewChunk, StoreError};
-use crate::domain::Millis;
+use crate::domain::{Lease, Millis};
 
 /// Claims, leases and the reads of task rows.
 #[async_trait]
@@ -128,14 +128,9 @@ pub struct ProgressRecord {
     /// The index of `chunks[0]` among the chunks this lease has sent; chunks below the count
     /// already stored are a resent batch and are skipped. `None` appends every chunk.
     pub first_chunk: Option<u64>,
-    /// The execution.
-    pub execution_id: Uuid,
-    /// The activity.
-    pub activity_id: String,
-    /// The attempt.
-    pub attempt: u32,
-    /// The lease token.
-    pub lease_token: String,
+    /// The attempt reporting, and the token it was handed: the write happens only while the
+    /// task is still leased to exactly this attempt and token.
+    pub lease: Lease,
     /// Chunks to append.
     pub chunks: Vec<NewChunk>,
     /// A new checkpoint, if any.
@@ -158,14 +153,9 @@ pub struct ProgressOutcome {
 /// A leased attempt handed back by its worker (graceful drain), with its last output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReleaseRecord {
-    /// The execution.
-    pub execution_id: Uuid,
-    /// The activity.
-    pub activity_id: String,
-    /// The attempt.
-    pub attempt: u32,
-    /// The lease token.
-    pub lease_token: String,
+    /// The attempt reporting, and the token it was handed: the write happens only while the
+    /// task is still leased to exactly this attempt and token.
+    pub lease: Lease,
     /// Chunks to append before the hand-over.
     pub chunks: Vec<NewChunk>,
     /// The checkpoint the next worker resumes from, if newer than the stored one.

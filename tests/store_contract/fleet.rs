@@ -15,10 +15,7 @@ crate::on_both_stores!(
 
 fn release(lease: &TaskRecord, texts: &[&str], now: i64) -> ReleaseRecord {
     ReleaseRecord {
-        execution_id: lease.execution_id,
-        activity_id: lease.activity_id.clone(),
-        attempt: lease.attempt,
-        lease_token: lease.lease_token.clone().unwrap(),
+        lease: crate::support::lease_of(lease),
         chunks: texts.iter().map(|t| chunk(&lease.activity_id, t)).collect(),
         checkpoint: Some(json!({ "emitted": 2 })),
         now,
@@ -93,7 +90,7 @@ async fn a_release_without_the_lease_or_after_a_cancel_request_writes_nothing(db
         .unwrap()
         .remove(0);
     let mut forged = release(&lease, &["x"], T0 + 100);
-    forged.lease_token = "forged".into();
+    forged.lease.lease_token = "forged".into();
     let before = snapshot(&*store, id).await;
     assert_eq!(store.release_task(&forged).await.unwrap(), None);
     assert_eq!(snapshot(&*store, id).await, before);

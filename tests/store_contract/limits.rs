@@ -107,10 +107,7 @@ async fn a_release_of_ten_thousand_chunks_is_stored_gapless(db: Db) {
     let all = numbered(MANY);
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     let release = ReleaseRecord {
-        execution_id: id,
-        activity_id: "turn-1".into(),
-        attempt: 1,
-        lease_token: lease.lease_token.clone().unwrap(),
+        lease: crate::support::lease_of(&lease),
         chunks: progress(&lease, &refs, T0 + 2).chunks,
         checkpoint: None,
         now: T0 + 2,
@@ -179,7 +176,7 @@ async fn every_task_of_one_claim_gets_its_own_lease_token(db: Db) {
     // A token fences only its own task: a report with another task's token is refused.
     let (a, b) = (&leased[0], &leased[1]);
     let mut crossed = progress(a, &["x"], T0 + 2);
-    crossed.lease_token = b.lease_token.clone().unwrap();
+    crossed.lease.lease_token = b.lease_token.clone().unwrap();
     assert_eq!(store.record_progress(&crossed).await.unwrap(), None);
 }
 

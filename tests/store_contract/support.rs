@@ -169,16 +169,20 @@ pub fn chunk(activity_id: &str, text: &str) -> NewChunk {
     }
 }
 
+/// The lease a claimed task row stands for.
+pub fn lease_of(task: &TaskRecord) -> cairn::domain::Lease {
+    cairn::domain::Lease {
+        execution_id: task.execution_id,
+        activity_id: task.activity_id.clone(),
+        attempt: task.attempt,
+        lease_token: task.lease_token.clone().expect("a leased task has a token"),
+    }
+}
+
 /// Progress of the attempt `lease` holds, with one text chunk per entry of `texts`.
 pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressRecord {
     ProgressRecord {
-        execution_id: lease.execution_id,
-        activity_id: lease.activity_id.clone(),
-        attempt: lease.attempt,
-        lease_token: lease
-            .lease_token
-            .clone()
-            .expect("a leased task has a token"),
+        lease: lease_of(lease),
         chunks: texts
             .iter()
             .map(|t| NewChunk {

@@ -89,10 +89,10 @@ macro_rules! sql_tasks {
                          AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
                         $lock
                     ))
-                    .bind(p.execution_id)
-                    .bind(&p.activity_id)
-                    .bind(i64::from(p.attempt))
-                    .bind(&p.lease_token)
+                    .bind(p.lease.execution_id)
+                    .bind(&p.lease.activity_id)
+                    .bind(i64::from(p.lease.attempt))
+                    .bind(&p.lease.lease_token)
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some(stored) = stored else {
@@ -112,19 +112,19 @@ macro_rules! sql_tasks {
                          chunks_sent = $7 WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
                          AND lease_token = $4 RETURNING cancel_requested",
                     )
-                    .bind(p.execution_id)
-                    .bind(&p.activity_id)
-                    .bind(i64::from(p.attempt))
-                    .bind(&p.lease_token)
+                    .bind(p.lease.execution_id)
+                    .bind(&p.lease.activity_id)
+                    .bind(i64::from(p.lease.attempt))
+                    .bind(&p.lease.lease_token)
                     .bind(p.now)
                     .bind(p.checkpoint.as_ref().map(Json))
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let (output_seq, parent_id) = append_chunks(&mut tx, p.execution_id, chunks, p.now).await?;
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now).await?;
                     if !chunks.is_empty() {
                         let mut notes = Notes::default();
-                        notes.execution(p.execution_id);
+                        notes.execution(p.lease.execution_id);
                         if let Some(parent_id) = parent_id {
                             notes.execution(parent_id);
                         }
@@ -154,10 +154,10 @@ macro_rules! sql_tasks {
                          AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
                         $lock
                     ))
-                    .bind(r.execution_id)
-                    .bind(&r.activity_id)
-                    .bind(i64::from(r.attempt))
-                    .bind(&r.lease_token)
+                    .bind(r.lease.execution_id)
+                    .bind(&r.lease.activity_id)
+                    .bind(i64::from(r.lease.attempt))
+                    .bind(&r.lease.lease_token)
                     .fetch_optional(&mut *tx)
                     .await?;
                     match cancel_requested {
@@ -172,16 +172,16 @@ macro_rules! sql_tasks {
                          lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \
                          checkpoint = COALESCE($4, checkpoint) WHERE execution_id = $1 AND activity_id = $2",
                     )
-                    .bind(r.execution_id)
-                    .bind(&r.activity_id)
+                    .bind(r.lease.execution_id)
+                    .bind(&r.lease.activity_id)
                     .bind(r.now)
                     .bind(r.checkpoint.as_ref().map(Json))
                     .execute(&mut *tx)
                     .await?;
-                    let (_, parent_id) = append_chunks(&mut tx, r.execution_id, &r.chunks, r.now).await?;
+                    let (_, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
-                    notes.execution(r.execution_id);
+                    notes.execution(r.lease.execution_id);
                     if let Some(parent_id) = parent_id {
                         notes.execution(parent_id);
                     }
