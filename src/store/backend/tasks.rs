@@ -3,6 +3,19 @@
 //! lease, and the tasks whose deadlines passed. The task writes of a transition are in
 //! `transition.rs` (`write_task_op`).
 
+/// A column of the task row while the lease `($1, $2, $3, $4)` = (execution, activity, attempt,
+/// token) still holds it: the one fence progress and release both check, written once.
+macro_rules! held_lease {
+    ($column:literal) => {
+        concat!(
+            "SELECT ",
+            $column,
+            " FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
+             AND attempt = $3 AND lease_token = $4 AND status = 'leased'"
+        )
+    };
+}
+
 macro_rules! sql_tasks {
     ($store:ident, lock = $lock:literal, skip_locked = $skip_locked:literal, notify = $notify:path,
      json_texts = ($json_texts_open:literal, $json_texts_close:literal), new_token = $new_token:literal) => {
@@ -85,8 +98,7 @@ macro_rules! sql_tasks {
                     // How many of this lease's chunks are stored already: a batch the worker sent
                     // again (its reply was lost) is stored once.
                     let stored: Option<i64> = sqlx::query_scalar(concat!(
-                        "SELECT chunks_sent FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
-                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        held_lease!("chunks_sent"),
                         $lock
                     ))
                     .bind(p.lease.execution_id)
@@ -150,8 +162,7 @@ macro_rules! sql_tasks {
                 async fn release_task(&self, r: &ReleaseRecord) -> Result<Option<ReleaseOutcome>, StoreError> {
                     let mut tx = self.write.begin().await?;
                     let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
-                        "SELECT cancel_requested FROM tasks WHERE execution_id = $1 AND activity_id = $2 \
-                         AND attempt = $3 AND lease_token = $4 AND status = 'leased'",
+                        held_lease!("cancel_requested"),
                         $lock
                     ))
                     .bind(r.lease.execution_id)
