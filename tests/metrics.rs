@@ -379,3 +379,49 @@ async fn a_draining_server_reports_not_serving_before_it_stops() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `/metrics` read directly (no Prometheus): the lines of `metric`, without `# ` comments.
+async fn scrape(url: &str, metric: &str) -> Vec<String> {
+    let text = reqwest::get(url)
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Tasks waiting are read from the database at scrape time, by queue and runtime, on both
+/// stores: a server without a worker leaves every started execution's task waiting.
+async fn tasks_waiting_are_counted_by_queue_and_runtime(db: Db) {
+    let server = Server::start(&db, "server", &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = format!("http://{}", logged(&server, "cairn metrics on http://").await);
+    let mut c = server.client().await;
+    c.create_agent("parrot", "echo", json!({})).await;
+    for (prompt, queue) in [("a", ""), ("b", ""), ("c", "gpu")] {
+        let mut request = start_request("parrot", &[prompt]);
+        request.queue = queue.into();
+        c.start(request).await;
+    }
+    let mut lines = scrape(&metrics, "cairn_tasks_waiting").await;
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "cairn_tasks_waiting{queue=\"default\",runtime=\"echo\"} 2",
+            "cairn_tasks_waiting{queue=\"gpu\",runtime=\"echo\"} 1",
+        ],
+        "{lines:?}"
+    );
+    let started = scrape(&metrics, "cairn_executions_started_total").await;
+    assert_eq!(
+        started,
+        ["cairn_executions_started_total{runtime=\"echo\"} 3"],
+        "{started:?}"
+    );
+}
+
+on_both_stores!(tasks_waiting_are_counted_by_queue_and_runtime);
