@@ -87,7 +87,10 @@ impl Prometheus {
         let listen = format!("127.0.0.1:{}", free_port());
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={listen}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -105,7 +108,10 @@ impl Prometheus {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return prometheus;
             }
-            assert!(tokio::time::Instant::now() < deadline, "prometheus did not become ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "prometheus did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -312,7 +318,10 @@ async fn json_log_lines_parse_and_carry_the_execution_id() {
             let in_span = parsed["spans"]
                 .as_array()
                 .is_some_and(|spans| spans.iter().any(|s| s["execution_id"] == id.as_str()));
-            assert!(direct || in_span, "the id as a field, not only in text: {line}");
+            assert!(
+                direct || in_span,
+                "the id as a field, not only in text: {line}"
+            );
         }
     }
     assert!(carrying >= 1, "no log line carries {id}:\n{log}");
@@ -344,9 +353,10 @@ async fn a_draining_server_reports_not_serving_before_it_stops() {
     .unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let answer = health.check(status("")).await.expect(
-            "the draining server still answers health checks during its drain delay",
-        );
+        let answer = health
+            .check(status(""))
+            .await
+            .expect("the draining server still answers health checks during its drain delay");
         if answer.into_inner().status == ServingStatus::NotServing as i32 {
             break;
         }
@@ -375,7 +385,10 @@ async fn a_draining_server_reports_not_serving_before_it_stops() {
         if fresh.is_err() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the server never stopped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never stopped"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -398,7 +411,10 @@ async fn scrape(url: &str, metric: &str) -> Vec<String> {
 /// stores: a server without a worker leaves every started execution's task waiting.
 async fn tasks_waiting_are_counted_by_queue_and_runtime(db: Db) {
     let server = Server::start(&db, "server", &["--metrics-listen", "127.0.0.1:0"]);
-    let metrics = format!("http://{}", logged(&server, "cairn metrics on http://").await);
+    let metrics = format!(
+        "http://{}",
+        logged(&server, "cairn metrics on http://").await
+    );
     let mut c = server.client().await;
     c.create_agent("parrot", "echo", json!({})).await;
     for (prompt, queue) in [("a", ""), ("b", ""), ("c", "gpu")] {
