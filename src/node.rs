@@ -163,6 +163,11 @@ impl Node {
             );
             tasks.spawn(worker.run(shutdown.clone()));
         }
+        // Pushed over OTLP, the database gauges are read on the push cadence instead of a scrape.
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()) {
+            crate::telemetry::metrics::set_refresher(db_gauges(engine.clone()));
+            tasks.spawn(refresh_gauges(shutdown.clone()));
+        }
         let metrics_addr = match options.metrics_listen {
             Some(listen) => {
                 crate::telemetry::metrics::set_refresher(db_gauges(engine.clone()));
@@ -230,6 +235,17 @@ fn db_gauges(engine: Arc<Engine>) -> crate::telemetry::metrics::Refresher {
             })
         })
     })
+}
+
+/// Reads the database gauges every 30 s (the OTLP exporter's default push interval is 60 s).
+async fn refresh_gauges(shutdown: CancellationToken) {
+    loop {
+        crate::telemetry::metrics::refresh().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+        }
+    }
 }
 
 /// This machine's name, for worker ids.

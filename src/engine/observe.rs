@@ -58,13 +58,13 @@ fn collect(transition: &Transition, into: &mut Vec<Execution>) {
                 activity_id: activity_id.clone(),
                 attempt: *attempt,
                 output: serde_json::Value::Null,
-                usage: usage.clone(),
+                usage: *usage,
                 checkpoint: None,
             }),
             HistoryEvent::ExecutionCompleted { usage, .. } => {
                 Some(HistoryEvent::ExecutionCompleted {
                     result: serde_json::Value::Null,
-                    usage: usage.clone(),
+                    usage: *usage,
                 })
             }
             HistoryEvent::ExecutionStarted { .. }
