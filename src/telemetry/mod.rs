@@ -5,6 +5,7 @@
 //! endpoint is set. Without an endpoint no exporter is installed, so nothing tries to reach a
 //! collector that is not there; without either, every instrument is a no-op.
 
+mod exporter;
 pub mod metrics;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -120,6 +121,6 @@ pub fn init(options: &TelemetryOptions) -> Telemetry {
         .with(fmt)
         .with(otel)
         .try_init();
-    let meter = metrics::install(options.prometheus, otlp_endpoint_set(), resource());
+    let meter = exporter::install(options.prometheus, otlp_endpoint_set(), resource());
     Telemetry { tracer, meter }
 }
