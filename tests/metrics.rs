@@ -269,6 +269,16 @@ async fn prometheus_counts_executions_tokens_and_tools_by_runtime() {
             "cairn_execution_duration_seconds_count",
             pairs(&[("default", 3.0), ("echo", 3.0)]),
         ),
+        // One attempt each.
+        (
+            "cairn_attempt_duration_seconds_count",
+            pairs(&[("default", 3.0), ("echo", 3.0)]),
+        ),
+        (
+            "cairn_schedule_to_start_seconds_count",
+            pairs(&[("default", 3.0), ("echo", 3.0)]),
+        ),
+        ("cairn_activity_failures_total", pairs(&[("default", 1.0)])),
     ];
     for (metric, want) in expect {
         let want_ref: Vec<(&str, f64)> = want.iter().map(|(r, v)| (r.as_str(), *v)).collect();

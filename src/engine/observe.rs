@@ -6,12 +6,41 @@
 //! (`agent.runtime`, `agent.model_id`, `queue`; a team's snapshot has no agent: `team`). An
 //! execution's duration runs from its id's UUIDv7 timestamp (its creation; a team child's id
 //! carries its parent's) to the closing transition's time.
+//!
+//! Schedule-to-start latency needs when the attempt became ready, which no row keeps: this server
+//! remembers when it committed each attempt's `ActivityScheduled` and records the latency when
+//! the attempt's `ActivityStarted` (written with its outcome) commits. Attempts scheduled by
+//! another server, or before a restart, are not measured.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use uuid::Uuid;
 
 use crate::domain::{HistoryEvent, Millis, TimeoutKind};
 use crate::store::Transition;
 use crate::telemetry::metrics::{self, Closed};
+
+/// The most attempts remembered as scheduled and not yet started; past it new ones go unmeasured.
+const MAX_PENDING: usize = 100_000;
+
+/// An attempt: (execution, activity, attempt).
+type AttemptKey = (Uuid, String, u32);
+
+/// When this server committed each attempt's `ActivityScheduled`.
+static SCHEDULED: Mutex<Option<HashMap<AttemptKey, Millis>>> = Mutex::new(None);
+
+/// Remembers (`Some(at)`) or forgets (`None`) when an attempt became ready; returns what was
+/// remembered before.
+fn scheduled_at(key: AttemptKey, at: Option<Millis>) -> Option<Millis> {
+    let mut pending = SCHEDULED.lock().unwrap_or_else(|e| e.into_inner());
+    let pending = pending.get_or_insert_with(HashMap::new);
+    match at {
+        Some(at) if pending.len() < MAX_PENDING => pending.insert(key, at),
+        Some(_) => None,
+        None => pending.remove(&key),
+    }
+}
 
 /// What one transition (and the children it starts) will record once committed.
 pub(super) struct Observed {
@@ -109,10 +138,28 @@ impl Execution {
                 HistoryEvent::ExecutionStarted { .. } | HistoryEvent::TeamStarted { .. } => {
                     metrics::execution_started(runtime)
                 }
-                HistoryEvent::ActivityScheduled { attempt, .. } => {
-                    metrics::activity_scheduled(runtime, &self.queue, *attempt > 1)
+                HistoryEvent::ActivityScheduled {
+                    activity_id,
+                    attempt,
+                    ..
+                } => {
+                    metrics::activity_scheduled(runtime, &self.queue, *attempt > 1);
+                    scheduled_at((self.id, activity_id.clone(), *attempt), Some(self.now));
                 }
-                HistoryEvent::ActivityStarted { started_at: at, .. } => started_at = Some(*at),
+                HistoryEvent::ActivityStarted {
+                    activity_id,
+                    attempt,
+                    started_at: at,
+                    ..
+                } => {
+                    started_at = Some(*at);
+                    if let Some(ready) =
+                        scheduled_at((self.id, activity_id.clone(), *attempt), None)
+                    {
+                        let seconds = (at.saturating_sub(ready)).max(0) as f64 / 1000.0;
+                        metrics::schedule_to_start(runtime, &self.queue, seconds);
+                    }
+                }
                 HistoryEvent::ActivityCompleted { usage, .. } => {
                     metrics::turn_usage(
                         runtime,
@@ -128,7 +175,13 @@ impl Execution {
                     metrics::activity_failed(runtime, &failure.code);
                     attempt_ended(runtime, "failed", started_at.map(seconds_since));
                 }
-                HistoryEvent::ActivityTimedOut { kind, .. } => {
+                HistoryEvent::ActivityTimedOut {
+                    activity_id,
+                    attempt,
+                    kind,
+                    ..
+                } => {
+                    scheduled_at((self.id, activity_id.clone(), *attempt), None);
                     metrics::activity_failed(runtime, kind.code());
                     metrics::activity_timed_out(
                         runtime,
@@ -137,7 +190,12 @@ impl Execution {
                     );
                     attempt_ended(runtime, "timed_out", started_at.map(seconds_since));
                 }
-                HistoryEvent::ActivityCanceled { .. } => {
+                HistoryEvent::ActivityCanceled {
+                    activity_id,
+                    attempt,
+                    ..
+                } => {
+                    scheduled_at((self.id, activity_id.clone(), *attempt), None);
                     attempt_ended(runtime, "canceled", started_at.map(seconds_since));
                 }
                 HistoryEvent::ExecutionCompleted { .. } => self.closed(Closed::Completed),

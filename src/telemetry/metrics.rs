@@ -45,6 +45,7 @@ struct Instruments {
     activities_retried: Counter<u64>,
     activities_timed_out: Counter<u64>,
     leases_expired: Counter<u64>,
+    schedule_to_start: Histogram<f64>,
     attempt_duration: Histogram<f64>,
     commits: Counter<u64>,
     commit_batch: Histogram<u64>,
@@ -198,6 +199,11 @@ fn instruments() -> &'static Instruments {
                 &m,
                 "cairn.leases.expired",
                 "Leases that expired without progress (heartbeat timeouts), by runtime",
+            ),
+            schedule_to_start: seconds(
+                &m,
+                "cairn.schedule_to_start",
+                "From an attempt ready to its claim, by runtime and queue",
             ),
             attempt_duration: seconds(
                 &m,
@@ -377,6 +383,17 @@ pub fn activity_timed_out(runtime_name: &str, kind: &str, lease_expired: bool) {
     if lease_expired {
         i.leases_expired.add(1, &[runtime(runtime_name)]);
     }
+}
+
+/// An attempt waited this long between ready and claimed.
+pub fn schedule_to_start(runtime_name: &str, queue: &str, seconds: f64) {
+    instruments().schedule_to_start.record(
+        seconds,
+        &[
+            runtime(runtime_name),
+            KeyValue::new("queue", queue.to_string()),
+        ],
+    );
 }
 
 /// An attempt ended (`outcome`: completed, failed, canceled, timed_out) after running this long.
