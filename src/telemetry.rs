@@ -8,6 +8,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub mod trace;
+
 /// Keeps the exporter alive; dropping it flushes pending spans.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -58,6 +60,7 @@ pub fn init(json: bool, default_level: &str) -> Telemetry {
             }
         }
     });
+    trace::install_propagator();
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("cairn")));

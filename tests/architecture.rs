@@ -4,7 +4,7 @@
 //! - A module imports only modules of lower layers:
 //!   `domain` ← `clock`, `contract`, `machine` ← `runtime`, `store` ← `engine` ← `api` ← `worker`
 //!   ← `node` ← `cli` (with `telemetry` beside `domain`), and `src/worker` uses only `domain`,
-//!   `contract`, `runtime`, `clock` and the API's client modules.
+//!   `contract`, `runtime`, `clock`, `telemetry` and the API's client modules.
 //! - `domain` and `machine` name no tokio, sqlx, tonic or prost, and read neither the clock nor
 //!   randomness.
 //! - No prost (generated protobuf) type is named outside `src/api` and `src/cli`, and no tonic
@@ -35,6 +35,7 @@ const WORKER_MAY_USE: &[&str] = &[
     "contract",
     "runtime",
     "clock",
+    "telemetry",
     "api::client",
     "api::worker_client",
     "api::ConnectOptions",

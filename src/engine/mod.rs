@@ -17,6 +17,7 @@ mod notify;
 mod quarantine;
 mod replay;
 mod retry;
+mod stats;
 mod sweeper;
 mod team;
 mod view;
@@ -41,6 +42,7 @@ pub use notify::{Notifier, Watch};
 pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
+pub use stats::StatsReport;
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use view::{ActivityState, ActivityView, ExecutionView};
 pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
@@ -101,6 +103,9 @@ pub struct StartRequest {
     pub timeouts: Option<Timeouts>,
     /// The task queue; empty means the default queue.
     pub queue: String,
+    /// The W3C `traceparent` of the span that accepted the request, recorded in
+    /// `ExecutionStarted` so the execution's attempts join its trace.
+    pub traceparent: Option<String>,
 }
 
 /// The engine. Cheap to share (`Arc`); stateless over the store.
@@ -211,6 +216,7 @@ impl Engine {
                 "" => DEFAULT_QUEUE.into(),
                 queue => queue.into(),
             },
+            traceparent: req.traceparent.clone(),
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),

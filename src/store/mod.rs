@@ -4,8 +4,8 @@
 //! One trait per concern, each in its own file with its records, its SQL in the file of the same
 //! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
 //! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
-//! [`Workers`], [`Admin`] (migrations, row counts, the change feed) and [`OutputReads`] (paged
-//! output for followers). [`Store`] is all of them at once.
+//! [`Workers`], [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
+//! output for followers) and [`Stats`] (grouped counts for `GetStats`). [`Store`] is all of them at once.
 //!
 //! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
@@ -20,6 +20,7 @@ mod backend;
 mod catalog;
 mod executions;
 mod output_page;
+mod stats;
 mod tasks;
 mod timers;
 mod transition;
@@ -32,6 +33,7 @@ pub use executions::{
     ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
 };
 pub use output_page::{OutputPage, OutputReads};
+pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
     ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
     TaskRecord, TaskStatus,
@@ -117,7 +119,17 @@ fn version_conflict_message(kind: &str, name: &str, expected: u64, current: Opti
 /// Every concern of the store together: what the engine and the API hold as `Arc<dyn Store>`.
 /// Code that needs one concern can take its narrow trait instead.
 pub trait Store:
-    Catalog + Executions + TaskQueue + Timers + Workers + Admin + OutputReads + Send + Sync + 'static
+    Catalog
+    + Executions
+    + TaskQueue
+    + Timers
+    + Workers
+    + Admin
+    + OutputReads
+    + Stats
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -129,6 +141,7 @@ impl<T> Store for T where
         + Workers
         + Admin
         + OutputReads
+        + Stats
         + Send
         + Sync
         + 'static
