@@ -47,12 +47,17 @@ pub(super) fn group_key(by: crate::store::StatsGroup) -> &'static str {
     }
 }
 
-/// A query with its grouping expression and joins filled in. The expressions come from
-/// [`group_key`] and the constants above, never from a request.
+/// A query with its grouping expression and joins filled in (no joins by runtime, which the
+/// execution row has). The expressions come from [`group_key`] and the constants above, never
+/// from a request.
 pub(super) fn stats_sql(template: &str, by: crate::store::StatsGroup) -> String {
+    let joins = match by {
+        crate::store::StatsGroup::Runtime => "",
+        _ => STATS_JOINS,
+    };
     template
         .replace("{key}", group_key(by))
-        .replace("{joins}", STATS_JOINS)
+        .replace("{joins}", joins)
 }
 
 macro_rules! sql_stats {
