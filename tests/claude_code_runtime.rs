@@ -241,6 +241,7 @@ async fn a_missing_cli_says_how_to_install_it() {
         },
         index: 0,
         prompt: "hi".into(),
+        traceparent: None,
     };
     let attempt = AttemptInfo {
         execution_id: uuid::Uuid::now_v7(),

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// The modules that implement a `cairn` subcommand. Everything else in `src/cli` is shared.
 const COMMANDS: &[&str] = &[
-    "agent", "bench", "demo", "exec", "replay", "retry", "run", "serve", "team", "worker",
+    "agent", "bench", "demo", "exec", "replay", "retry", "run", "serve", "stats", "team", "worker",
 ];
 
 /// Command modules that may use another command module: a parent dispatching its subcommands.

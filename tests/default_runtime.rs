@@ -47,6 +47,7 @@ fn turn(index: u32, prompt: &str, runtime_config: Value) -> Turn {
         },
         index,
         prompt: prompt.into(),
+        traceparent: None,
     }
 }
 

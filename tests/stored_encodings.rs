@@ -176,6 +176,7 @@ fn run(id: Uuid, case: &Case) -> (Vec<HistoryEvent>, ExecutionState) {
         timeouts: case.timeouts.clone(),
         resume: None,
         queue: "default".into(),
+        traceparent: None,
     };
     feed(started, &mut state);
     for turn in 0..2 {

@@ -53,7 +53,8 @@ pub enum ConnectError {
     },
 }
 
-/// Adds `authorization: Bearer <token>` to every call (nothing when there is no token).
+/// Adds `authorization: Bearer <token>` to every call (nothing when there is no token), and the
+/// current span's W3C trace context.
 #[derive(Clone, Debug)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
@@ -67,6 +68,7 @@ impl Interceptor for Bearer {
                 .metadata_mut()
                 .insert("authorization", value.clone());
         }
+        super::trace::inject(request.metadata_mut());
         Ok(request)
     }
 }

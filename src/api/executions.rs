@@ -42,6 +42,7 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::StartExecutionRequest>,
     ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let traceparent = super::trace::traceparent(request.metadata());
         let r = request.into_inner();
         let (agent, team) = match (r.agent.is_empty(), r.team.is_empty()) {
             (false, false) => return Err(invalid("give agent or team, not both")),
@@ -63,6 +64,7 @@ impl ExecutionService for Executions {
             retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
             queue: validate::queue("queue", &r.queue)?,
+            traceparent,
         };
         let (id, created) = self.state.engine.start(start).await?;
         Ok(Response::new(pb::StartExecutionResponse {
@@ -222,6 +224,14 @@ impl ExecutionService for Executions {
             created: retried.created,
             reused_turns: retried.reused_turns,
         }))
+    }
+
+    async fn get_stats(
+        &self,
+        request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let stats = super::stats::get_stats(&self.state, request.into_inner()).await?;
+        Ok(Response::new(stats))
     }
 }
 

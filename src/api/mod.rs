@@ -10,7 +10,9 @@ mod convert;
 mod error;
 mod executions;
 mod retry;
+mod stats;
 mod teams;
+pub mod trace;
 mod validate;
 mod worker_client;
 mod workers;
@@ -168,6 +170,7 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     builder
+        .layer(trace::TraceLayer)
         .layer(AuthLayer::new(security.tokens))
         .add_service(health)
         .add_service(reflection)

@@ -2,7 +2,7 @@
 //! commands over gRPC (`agent`, `run`, `exec`).
 //!
 //! One module per command (`agent`, `team`, `run`, `exec` with its `replay` and `retry`
-//! subcommands, `worker`, `serve`, `bench`, `demo`), and below them the pieces they share:
+//! subcommands, `stats`, `worker`, `serve`, `bench`, `demo`), and below them the pieces they share:
 //! `args` (option groups and flag parsers), `client`, `output`, `execution` (printing an
 //! execution, exit codes), `follow` (streaming output across reconnects), `spinner`, `host`
 //! (runtime settings and the stop signal) and `secrets`. A command module uses shared modules
@@ -24,6 +24,7 @@ mod run;
 mod secrets;
 mod serve;
 mod spinner;
+mod stats;
 mod team;
 mod worker;
 
@@ -71,6 +72,9 @@ enum Command {
     /// Inspect, watch, cancel, replay and retry executions.
     #[command(subcommand)]
     Exec(exec::ExecCommand),
+    /// Agents by runtime, and executions of a recent window by runtime, agent or model: counts,
+    /// error rate, duration percentiles, tokens, cost and tool calls.
+    Stats(stats::StatsArgs),
     /// Measure throughput and latency (workloads W1-W3).
     Bench(bench::BenchArgs),
     /// Start an embedded engine, run a few executions through it, and show what happened.
@@ -89,6 +93,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Team(command) => team::run(command, &out).await,
         Command::Run(args) => run::run(args, &out).await,
         Command::Exec(command) => exec::run(command, &out).await,
+        Command::Stats(args) => stats::run(args, &out).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args, &out).await,
     };

@@ -40,7 +40,20 @@ pub(super) struct RunArgs {
     detach: bool,
 }
 
+/// Runs the command in a root span (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) whose
+/// context every call carries, so the server's spans and the execution's attempts join its trace.
 pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    use tracing::Instrument;
+    let _tracing = crate::telemetry::trace::client();
+    let span = tracing::info_span!(
+        "cairn run",
+        otel.kind = "client",
+        gen_ai.agent.name = %args.agent,
+    );
+    run_in_span(args, out).instrument(span).await
+}
+
+async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
     // The name may be an agent's or a team's: agents first.
     let lookup = pb::GetAgentRequest {

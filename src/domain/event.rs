@@ -83,6 +83,10 @@ pub struct Turn {
     pub index: u32,
     /// The prompt of this turn.
     pub prompt: String,
+    /// The W3C `traceparent` of the request that started the execution, so every attempt's
+    /// span joins that trace, on whichever worker and after whatever crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Names an activity attempt.
@@ -116,6 +120,10 @@ pub enum HistoryEvent {
         /// histories written before queues existed, which ran on the default queue.
         #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
         queue: String,
+        /// The W3C `traceparent` of the server span that accepted the start, handed to every
+        /// turn. Absent when the start came without trace context (and in older histories).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {

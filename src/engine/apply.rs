@@ -200,6 +200,7 @@ impl Engine {
                         // Team children run on the default queue (a team-wide queue is not
                         // part of the team's start yet).
                         queue: crate::domain::DEFAULT_QUEUE.into(),
+                        traceparent: None,
                     };
                     let plan = Plan {
                         inputs: vec![started],

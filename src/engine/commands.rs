@@ -36,6 +36,7 @@ pub(crate) fn rows_for(
                         .get(*turn as usize)
                         .cloned()
                         .unwrap_or_default(),
+                    traceparent: state.traceparent.clone(),
                 };
                 tasks.push(TaskOp::Insert(NewTask {
                     activity_id: activity_id.clone(),

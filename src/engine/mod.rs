@@ -18,6 +18,7 @@ mod observe;
 mod quarantine;
 mod replay;
 mod retry;
+mod stats;
 mod sweeper;
 mod team;
 mod view;
@@ -42,6 +43,7 @@ pub use notify::{Notifier, Watch};
 pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
+pub use stats::StatsReport;
 pub use sweeper::{Sweeper, SweeperOptions};
 pub use view::{ActivityState, ActivityView, ExecutionView};
 pub use workers::{CONNECTED_WITHIN_MS, WorkerDirectory, WorkerSeen};
@@ -102,6 +104,9 @@ pub struct StartRequest {
     pub timeouts: Option<Timeouts>,
     /// The task queue; empty means the default queue.
     pub queue: String,
+    /// The W3C `traceparent` of the span that accepted the request, recorded in
+    /// `ExecutionStarted` so the execution's attempts join its trace.
+    pub traceparent: Option<String>,
 }
 
 /// The engine. Cheap to share (`Arc`); stateless over the store.
@@ -212,6 +217,7 @@ impl Engine {
                 "" => DEFAULT_QUEUE.into(),
                 queue => queue.into(),
             },
+            traceparent: req.traceparent.clone(),
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),

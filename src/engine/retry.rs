@@ -137,6 +137,8 @@ impl Engine {
                 turns,
                 checkpoint,
             }),
+            // A retry starts a trace of its own (its RPC's context is not carried yet).
+            traceparent: None,
         };
         let new = NewExecution {
             namespace: original.namespace.clone(),

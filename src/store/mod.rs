@@ -4,8 +4,8 @@
 //! One trait per concern, each in its own file with its records, its SQL in the file of the same
 //! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
 //! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
-//! [`Workers`], [`Admin`] (migrations, row counts, the change feed) and [`OutputReads`] (paged
-//! output for followers). [`Store`] is all of them at once.
+//! [`Workers`], [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
+//! output for followers) and [`Stats`] (grouped counts for `GetStats`). [`Store`] is all of them at once.
 //!
 //! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
@@ -21,6 +21,7 @@ mod catalog;
 mod executions;
 mod metrics;
 mod output_page;
+mod stats;
 mod tasks;
 mod timers;
 mod transition;
@@ -34,6 +35,7 @@ pub use executions::{
 };
 pub use metrics::{Gauges, TasksWaiting};
 pub use output_page::{OutputPage, OutputReads};
+pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
     ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
     TaskRecord, TaskStatus,
@@ -127,6 +129,7 @@ pub trait Store:
     + Admin
     + OutputReads
     + Gauges
+    + Stats
     + Send
     + Sync
     + 'static
@@ -142,6 +145,7 @@ impl<T> Store for T where
         + Admin
         + OutputReads
         + Gauges
+        + Stats
         + Send
         + Sync
         + 'static

@@ -7,6 +7,7 @@
 
 mod exporter;
 pub mod metrics;
+pub mod trace;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -113,6 +114,7 @@ pub fn init(options: &TelemetryOptions) -> Telemetry {
             })
     });
     let tracer = tracer.flatten();
+    trace::install_propagator();
     let otel = tracer
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("cairn")));

@@ -22,8 +22,10 @@ use crate::contract::{
 use crate::domain::Failure;
 use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput};
 
-/// Runs one attempt to its end, in a span naming it. When `release` fires first (the worker is
-/// draining), the runtime is stopped and the attempt is released instead of reported.
+/// Runs one attempt to its end, in a span naming it, a child of the span that started the
+/// execution (its `traceparent` comes with the turn), so every attempt of an execution, on any
+/// worker, joins one trace. When `release` fires first (the worker is draining), the runtime is
+/// stopped and the attempt is released instead of reported.
 pub(super) async fn run(
     api: Arc<dyn WorkerApi>,
     options: &WorkerOptions,
@@ -34,6 +36,9 @@ pub(super) async fn run(
     let lease = &assignment.lease;
     let span = tracing::info_span!("attempt", execution_id = %lease.execution_id, activity_id = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
     let _running = crate::telemetry::metrics::attempt_running(&assignment.runtime);
+    if let Some(traceparent) = &assignment.turn.traceparent {
+        crate::telemetry::trace::set_parent(&span, traceparent);
+    }
     run_attempt(api.as_ref(), options, assignment.clone(), &release)
         .instrument(span)
         .await;
@@ -77,7 +82,11 @@ async fn run_attempt(
     };
     let (io, rx) = TurnIo::new(info, cancel.clone(), assignment.checkpoint.clone());
     let turn = assignment.turn.clone();
-    let handle = tokio::spawn(async move { runtime.run(turn, io).await });
+    // The runtime's spans (model and tool calls) are children of the attempt's.
+    let handle = tokio::spawn(tracing::Instrument::instrument(
+        async move { runtime.run(turn, io).await },
+        tracing::Span::current(),
+    ));
     let mut running = Running {
         api,
         lease,

@@ -64,6 +64,7 @@ impl Setup {
             },
             index: 0,
             prompt: prompt.into(),
+            traceparent: None,
         }
     }
 

@@ -23,12 +23,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `cairn <args>` with extra environment variables.
     pub fn spawn(name: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
+        // The suite's own OTLP endpoint (if any) is removed first, so a test can give one.
         let mut child = Command::new(cairn_bin())
             .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("CAIRN_TOKEN")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -34,13 +34,14 @@ impl Server {
         args: &[&str],
         env: &[(String, String)],
     ) -> Server {
+        // The suite's own OTLP endpoint (if any) is removed first, so a test can give one.
         let mut child = Command::new(cairn_bin())
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg(command)
             .args(["--listen", "127.0.0.1:0", "--database-url", &db.url])
             .args(args)
-            .env("RUST_LOG", "info")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

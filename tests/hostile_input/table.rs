@@ -756,6 +756,30 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
         }),
         "retry_policy.maximum_interval_ms is",
     );
+    add(
+        "stats: window_ms u64::MAX",
+        Call::Stats(pb::GetStatsRequest {
+            window_ms: u64::MAX,
+            ..Default::default()
+        }),
+        "window_ms is 18446744073709551615 ms; the limit is",
+    );
+    add(
+        "stats: by with NUL",
+        Call::Stats(pb::GetStatsRequest {
+            by: NUL.into(),
+            ..Default::default()
+        }),
+        "use runtime, agent or model",
+    );
+    add(
+        "stats: namespace with NUL",
+        Call::Stats(pb::GetStatsRequest {
+            namespace: NUL.into(),
+            ..Default::default()
+        }),
+        "namespace",
+    );
 
     super::worker_table::worker_cases(f, &mut add);
     cases

@@ -90,6 +90,9 @@ pub struct AgentState {
     /// The task queue of its activities (snapshots from before queues lack it: the default).
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// The trace its attempts join (see `ExecutionStarted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn default_queue() -> String {
@@ -137,6 +140,7 @@ impl AgentState {
                     timeouts,
                     resume,
                     queue,
+                    traceparent,
                 } => {
                     // A retry starts with the turns it reuses already completed, as if they
                     // had run here; it cannot reuse more turns than it has prompts.
@@ -159,6 +163,7 @@ impl AgentState {
                         checkpoint,
                         cancel_reason: None,
                         queue: queue.clone(),
+                        traceparent: traceparent.clone(),
                     })
                 }
                 _ => Err(AgentState::invalid(None, event)),

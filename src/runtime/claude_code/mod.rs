@@ -16,6 +16,7 @@ mod outcome;
 mod parse;
 mod process;
 mod session;
+mod spans;
 
 #[cfg(test)]
 mod fixture_tests;

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::outcome::{self, ExitFacts};
 use super::parse::StreamState;
 use super::process::CliProcess;
+use super::spans::GenAiSpans;
 use crate::runtime::{RuntimeError, TurnIo, TurnOutput};
 
 /// How long the CLI gets to exit after printing its result and seeing stdin close.
@@ -22,6 +23,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub(super) struct Session<'a> {
     process: CliProcess,
     state: StreamState,
+    /// The GenAI spans of the model responses and tool calls seen so far.
+    spans: GenAiSpans,
     io: &'a TurnIo,
     /// The checkpoint without its session id: where the session lives.
     checkpoint_base: serde_json::Map<String, Value>,
@@ -40,6 +43,7 @@ impl<'a> Session<'a> {
         Session {
             process,
             state: StreamState::default(),
+            spans: GenAiSpans::default(),
             io,
             checkpoint_base,
             checkpoint: None,
@@ -90,6 +94,7 @@ impl<'a> Session<'a> {
     /// known, answers control requests, and closes stdin after the result so the CLI exits.
     async fn handle(&mut self, line: &str) {
         let outcome = self.state.accept(line);
+        self.spans.observe(line);
         for chunk in outcome.chunks {
             self.io.emit(chunk.kind, chunk.data);
         }

@@ -1,8 +1,11 @@
 //! The agent loop of one turn: call the model, run the tools it asks for, feed the results back,
 //! until it answers without tool calls. Every completed model call and every tool result is
-//! checkpointed before the next step starts.
+//! checkpointed before the next step starts. Each model call is a `chat {model}` span and each
+//! tool call an `execute_tool {name}` span, with the OpenTelemetry GenAI attributes.
 
 use serde_json::{Value, json};
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::client::ChatClient;
 use super::config::AgentConfig;
@@ -41,11 +44,29 @@ pub(super) async fn run_loop(
                     ));
                 }
                 let body = request_body(config, toolbox, transcript, limit_reached(transcript));
+                let span = tracing::info_span!(
+                    "chat",
+                    otel.name = %format!("chat {}", config.model),
+                    otel.kind = "client",
+                    gen_ai.operation.name = "chat",
+                    gen_ai.provider.name = "openai",
+                    gen_ai.request.model = %config.model,
+                    gen_ai.usage.input_tokens = Empty,
+                    gen_ai.usage.output_tokens = Empty,
+                    error.type = Empty,
+                );
                 let completion = client
                     .complete(&body, &io.cancel, |text| {
                         io.emit("text", json!({ "text": text }));
                     })
-                    .await?;
+                    .instrument(span.clone())
+                    .await
+                    .inspect_err(|e| {
+                        span.record("error.type", e.code.as_str());
+                    })?;
+                span.record("gen_ai.usage.input_tokens", completion.usage.input_tokens);
+                span.record("gen_ai.usage.output_tokens", completion.usage.output_tokens);
+                drop(span);
                 transcript.record_completion(&completion);
                 io.save_checkpoint(transcript.to_value());
             }
@@ -62,11 +83,24 @@ pub(super) async fn run_loop(
                 );
                 let ran = !limit_reached(transcript);
                 let outcome = if ran {
-                    tokio::select! {
+                    let span = tracing::info_span!(
+                        "execute_tool",
+                        otel.name = %format!("execute_tool {}", call.name),
+                        gen_ai.operation.name = "execute_tool",
+                        gen_ai.tool.name = %call.name,
+                        gen_ai.tool.call.id = %call.id,
+                        gen_ai.tool.type = "extension",
+                        error.type = Empty,
+                    );
+                    let outcome = tokio::select! {
                         // Dropping the call abandons it; the servers are shut down by the caller.
                         _ = io.cancel.cancelled() => return Err(RuntimeError::canceled()),
-                        outcome = toolbox.call(&call.name, &call.arguments) => outcome,
+                        outcome = toolbox.call(&call.name, &call.arguments).instrument(span.clone()) => outcome,
+                    };
+                    if outcome.is_error {
+                        span.record("error.type", "tool_error");
                     }
+                    outcome
                 } else {
                     ToolOutcome {
                         content: format!(

@@ -3,7 +3,8 @@
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
 //! rows, history, output, quarantine), `transition.rs` (what one transition writes), `chunks.rs`
 //! (output writes), `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`,
-//! `workers.rs`, `admin.rs` (migrations, row counts, change feed), with the shared columns and row
+//! `workers.rs`, `admin.rs` (migrations, row counts, change feed), `stats.rs` (grouped counts and
+//! percentiles for `GetStats`), with the shared columns and row
 //! decoders in `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
 //! single writer instead), in how many commits may run at once, in the change feed (PostgreSQL
 //! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
@@ -28,6 +29,8 @@ mod admin;
 mod catalog;
 #[macro_use]
 mod metrics;
+#[macro_use]
+mod stats;
 mod notify;
 mod output_page;
 
@@ -173,6 +176,7 @@ mod sqlite {
     );
     sql_catalog!(SqliteStore);
     sql_metrics!(SqliteStore);
+    sql_stats!(SqliteStore, percentiles = super::stats::SQLITE_PERCENTILES);
 }
 
 /// The PostgreSQL store's queries: every concern's macro, expanded with PostgreSQL's dialect
@@ -202,4 +206,5 @@ mod postgres {
     );
     sql_catalog!(PgStore);
     sql_metrics!(PgStore);
+    sql_stats!(PgStore, percentiles = super::stats::PG_PERCENTILES);
 }

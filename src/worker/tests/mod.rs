@@ -199,6 +199,7 @@ fn assignment(heartbeat_ms: u64) -> Assignment {
             agent,
             index: 0,
             prompt: "hi".into(),
+            traceparent: None,
         },
         checkpoint: None,
         heartbeat_ms,
