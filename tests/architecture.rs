@@ -157,7 +157,7 @@ fn check(relative: &str, source: &str) -> Vec<Violation> {
                     broke(
                         n,
                         format!(
-                            "`worker` uses `crate::{path}`: a worker uses only domain, contract, runtime, clock and the API client"
+                            "`worker` uses `crate::{path}`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
                         ),
                     );
                 }
@@ -284,7 +284,7 @@ fn the_worker_links_no_part_of_the_server() {
     assert_eq!(
         rules("worker/api.rs", "use crate::store::ClaimRequest;\n"),
         [
-            "`worker` uses `crate::store::ClaimRequest`: a worker uses only domain, contract, runtime, clock and the API client"
+            "`worker` uses `crate::store::ClaimRequest`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
         ]
     );
     assert_eq!(
@@ -304,7 +304,7 @@ fn the_worker_links_no_part_of_the_server() {
             "use crate::api::{client, convert::execution};\n"
         ),
         [
-            "`worker` uses `crate::api::convert::execution`: a worker uses only domain, contract, runtime, clock and the API client"
+            "`worker` uses `crate::api::convert::execution`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
         ],
         "each item of a group is checked"
     );

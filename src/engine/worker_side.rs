@@ -108,6 +108,7 @@ impl Engine {
             }
         }
         let deadline = tokio::time::Instant::now() + wait;
+        let _waiting = crate::telemetry::metrics::long_poll(&request.queue);
         loop {
             let notified = self.notifier.tasks().notified();
             tokio::pin!(notified);

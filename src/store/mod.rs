@@ -19,6 +19,7 @@ mod admin;
 mod backend;
 mod catalog;
 mod executions;
+mod metrics;
 mod output_page;
 mod stats;
 mod tasks;
@@ -32,6 +33,7 @@ pub use catalog::{AgentKey, Catalog};
 pub use executions::{
     ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
 };
+pub use metrics::{Gauges, TasksWaiting};
 pub use output_page::{OutputPage, OutputReads};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
@@ -127,6 +129,7 @@ pub trait Store:
     + Admin
     + OutputReads
     + Stats
+    + Gauges
     + Send
     + Sync
     + 'static
@@ -142,6 +145,7 @@ impl<T> Store for T where
         + Admin
         + OutputReads
         + Stats
+        + Gauges
         + Send
         + Sync
         + 'static

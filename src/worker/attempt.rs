@@ -34,10 +34,11 @@ pub(super) async fn run(
 ) {
     use tracing::Instrument;
     let lease = &assignment.lease;
-    let span = tracing::info_span!("attempt", execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
+    let span = tracing::info_span!("attempt", execution_id = %lease.execution_id, activity_id = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
     if let Some(traceparent) = &assignment.turn.traceparent {
         crate::telemetry::trace::set_parent(&span, traceparent);
     }
+    let _running = crate::telemetry::metrics::attempt_running(&assignment.runtime);
     run_attempt(api.as_ref(), options, assignment.clone(), &release)
         .instrument(span)
         .await;
@@ -210,6 +211,14 @@ impl Running<'_> {
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {
+                crate::telemetry::metrics::output_sent(
+                    batch.chunks.len(),
+                    batch
+                        .chunks
+                        .iter()
+                        .map(crate::contract::ChunkIn::encoded_len)
+                        .sum(),
+                );
                 self.batcher.acknowledge(&batch);
                 self.cadence.sent(!self.batcher.is_empty());
                 if reply.cancel_requested && self.stopping.yields_to(&Stopping::CancelRequested) {

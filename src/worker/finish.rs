@@ -90,7 +90,16 @@ impl Sender<'_> {
             outcome,
         };
         let message = match self.retrying(|| self.api.report(&report)).await {
-            Ok(()) => return,
+            Ok(()) => {
+                return crate::telemetry::metrics::output_sent(
+                    report.chunks.len(),
+                    report
+                        .chunks
+                        .iter()
+                        .map(crate::contract::ChunkIn::encoded_len)
+                        .sum(),
+                );
+            }
             Err(WorkerApiError::Refused(message)) => message,
             Err(error) => {
                 tracing::warn!(%error, "report not delivered");

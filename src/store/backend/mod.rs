@@ -28,6 +28,8 @@ mod admin;
 #[macro_use]
 mod catalog;
 #[macro_use]
+mod metrics;
+#[macro_use]
 mod stats;
 mod notify;
 mod output_page;
@@ -174,6 +176,7 @@ mod sqlite {
     );
     sql_catalog!(SqliteStore);
     sql_stats!(SqliteStore, percentiles = super::stats::SQLITE_PERCENTILES);
+    sql_metrics!(SqliteStore);
 }
 
 /// The PostgreSQL store's queries: every concern's macro, expanded with PostgreSQL's dialect
@@ -203,4 +206,5 @@ mod postgres {
     );
     sql_catalog!(PgStore);
     sql_stats!(PgStore, percentiles = super::stats::PG_PERCENTILES);
+    sql_metrics!(PgStore);
 }
