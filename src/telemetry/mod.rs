@@ -1,6 +1,6 @@
 //! Logs, traces and metrics. Logs: `tracing` to stderr (`RUST_LOG`, default `info`), as text or
 //! as one JSON object a line. Traces: OpenTelemetry over OTLP/gRPC when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Metrics ([`metrics`]): the OpenTelemetry metrics SDK,
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace context ([`trace`]). Metrics ([`metrics`]): the OpenTelemetry metrics SDK,
 //! read by the Prometheus exporter when `--metrics-listen` is given and pushed over OTLP when the
 //! endpoint is set. Without an endpoint no exporter is installed, so nothing tries to reach a
 //! collector that is not there; without either, every instrument is a no-op.
