@@ -127,7 +127,7 @@ impl Node {
             engine: engine.clone(),
             runtimes: runtimes.clone(),
             limits: options.limits.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: CancellationToken::new(),
         });
         let server_shutdown = shutdown.clone();
         let security = options.security.clone();

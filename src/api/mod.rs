@@ -51,8 +51,9 @@ pub struct ApiState {
     pub runtimes: RuntimeRegistry,
     /// Request limits.
     pub limits: Limits,
-    /// Fires when the server begins to shut down: long-polls answer at once and output streams
-    /// end (with `UNAVAILABLE`), so in-flight calls finish promptly.
+    /// Fires when the server stops accepting calls (after its drain delay, see [`Drain`]):
+    /// long-polls answer at once and output streams end (with `UNAVAILABLE`), so in-flight calls
+    /// finish promptly. [`serve`] fires it.
     pub shutdown: CancellationToken,
 }
 
@@ -125,6 +126,7 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::team_service_server::TeamServiceServer<Teams>>()
         .await;
+    let stopping = state.shutdown.clone();
     let stopped = async move {
         drain.shutdown.cancelled().await;
         health_reporter
@@ -147,6 +149,9 @@ pub async fn serve(
             "health NOT_SERVING; draining"
         );
         tokio::time::sleep(drain.delay).await;
+        // Only now do long-polls answer and streams end: during the delay the server serves as
+        // before, so workers polling it wait as usual instead of polling again at once.
+        stopping.cancel();
     };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

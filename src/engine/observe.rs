@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::domain::{HistoryEvent, Millis, TimeoutKind};
+use crate::domain::{HistoryEvent, Millis, TimeoutKind, Usage};
 use crate::store::Transition;
 use crate::telemetry::metrics::{self, Closed};
 
@@ -47,13 +47,101 @@ pub(super) struct Observed {
     executions: Vec<Execution>,
 }
 
+/// The facts of one execution's transition that metrics count.
 struct Execution {
     id: Uuid,
     runtime: String,
     model: String,
     queue: String,
     now: Millis,
-    events: Vec<HistoryEvent>,
+    facts: Vec<Fact>,
+}
+
+/// An event, reduced to what metrics need (no prompts, outputs or checkpoints are copied).
+enum Fact {
+    Started,
+    Scheduled {
+        activity: String,
+        attempt: u32,
+    },
+    AttemptStarted {
+        activity: String,
+        attempt: u32,
+        at: Millis,
+    },
+    Completed(Usage),
+    Failed(String),
+    TimedOut {
+        activity: String,
+        attempt: u32,
+        kind: TimeoutKind,
+    },
+    Canceled {
+        activity: String,
+        attempt: u32,
+    },
+    Closed(Ending),
+}
+
+/// How an execution closed.
+enum Ending {
+    Completed,
+    Failed(String),
+    Canceled,
+}
+
+impl Fact {
+    fn of(event: &HistoryEvent) -> Option<Fact> {
+        Some(match event {
+            HistoryEvent::ExecutionStarted { .. } | HistoryEvent::TeamStarted { .. } => {
+                Fact::Started
+            }
+            HistoryEvent::ActivityScheduled {
+                activity_id,
+                attempt,
+                ..
+            } => Fact::Scheduled {
+                activity: activity_id.clone(),
+                attempt: *attempt,
+            },
+            HistoryEvent::ActivityStarted {
+                activity_id,
+                attempt,
+                started_at,
+                ..
+            } => Fact::AttemptStarted {
+                activity: activity_id.clone(),
+                attempt: *attempt,
+                at: *started_at,
+            },
+            HistoryEvent::ActivityCompleted { usage, .. } => Fact::Completed(*usage),
+            HistoryEvent::ActivityFailed { failure, .. } => Fact::Failed(failure.code.clone()),
+            HistoryEvent::ActivityTimedOut {
+                activity_id,
+                attempt,
+                kind,
+                ..
+            } => Fact::TimedOut {
+                activity: activity_id.clone(),
+                attempt: *attempt,
+                kind: *kind,
+            },
+            HistoryEvent::ActivityCanceled {
+                activity_id,
+                attempt,
+                ..
+            } => Fact::Canceled {
+                activity: activity_id.clone(),
+                attempt: *attempt,
+            },
+            HistoryEvent::ExecutionCompleted { .. } => Fact::Closed(Ending::Completed),
+            HistoryEvent::ExecutionFailed { failure } => {
+                Fact::Closed(Ending::Failed(failure.code.clone()))
+            }
+            HistoryEvent::ExecutionCanceled { .. } => Fact::Closed(Ending::Canceled),
+            _ => return None,
+        })
+    }
 }
 
 impl Observed {
@@ -73,42 +161,8 @@ impl Observed {
 }
 
 fn collect(transition: &Transition, into: &mut Vec<Execution>) {
-    // Only the events metrics look at, without their (possibly large) outputs.
-    let events: Vec<HistoryEvent> = transition
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            HistoryEvent::ActivityCompleted {
-                activity_id,
-                attempt,
-                usage,
-                ..
-            } => Some(HistoryEvent::ActivityCompleted {
-                activity_id: activity_id.clone(),
-                attempt: *attempt,
-                output: serde_json::Value::Null,
-                usage: *usage,
-                checkpoint: None,
-            }),
-            HistoryEvent::ExecutionCompleted { usage, .. } => {
-                Some(HistoryEvent::ExecutionCompleted {
-                    result: serde_json::Value::Null,
-                    usage: *usage,
-                })
-            }
-            HistoryEvent::ExecutionStarted { .. }
-            | HistoryEvent::TeamStarted { .. }
-            | HistoryEvent::ActivityScheduled { .. }
-            | HistoryEvent::ActivityStarted { .. }
-            | HistoryEvent::ActivityFailed { .. }
-            | HistoryEvent::ActivityTimedOut { .. }
-            | HistoryEvent::ActivityCanceled { .. }
-            | HistoryEvent::ExecutionFailed { .. }
-            | HistoryEvent::ExecutionCanceled { .. } => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    if !events.is_empty() {
+    let facts: Vec<Fact> = transition.events.iter().filter_map(Fact::of).collect();
+    if !facts.is_empty() {
         let state = &transition.row.state;
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         let agent = state.get("agent");
@@ -120,7 +174,7 @@ fn collect(transition: &Transition, into: &mut Vec<Execution>) {
                 .get("queue")
                 .map_or_else(|| crate::domain::DEFAULT_QUEUE.into(), text),
             now: transition.now,
-            events,
+            facts,
         });
     }
     for child in &transition.children {
@@ -128,39 +182,39 @@ fn collect(transition: &Transition, into: &mut Vec<Execution>) {
     }
 }
 
+fn seconds_between(from: Millis, to: Millis) -> f64 {
+    to.saturating_sub(from).max(0) as f64 / 1000.0
+}
+
 impl Execution {
-    fn record(self) {
+    fn record(mut self) {
+        let facts = std::mem::take(&mut self.facts);
         let runtime = self.runtime.as_str();
         let mut started_at = None;
-        let seconds_since = |at: Millis| (self.now.saturating_sub(at)).max(0) as f64 / 1000.0;
-        for event in &self.events {
-            match event {
-                HistoryEvent::ExecutionStarted { .. } | HistoryEvent::TeamStarted { .. } => {
-                    metrics::execution_started(runtime)
+        let ended = |outcome, started_at: Option<Millis>| {
+            if let Some(at) = started_at {
+                metrics::attempt_ended(runtime, outcome, seconds_between(at, self.now));
+            }
+        };
+        for fact in facts {
+            match fact {
+                Fact::Started => metrics::execution_started(runtime),
+                Fact::Scheduled { activity, attempt } => {
+                    metrics::activity_scheduled(runtime, &self.queue, attempt > 1);
+                    scheduled_at((self.id, activity, attempt), Some(self.now));
                 }
-                HistoryEvent::ActivityScheduled {
-                    activity_id,
+                Fact::AttemptStarted {
+                    activity,
                     attempt,
-                    ..
+                    at,
                 } => {
-                    metrics::activity_scheduled(runtime, &self.queue, *attempt > 1);
-                    scheduled_at((self.id, activity_id.clone(), *attempt), Some(self.now));
-                }
-                HistoryEvent::ActivityStarted {
-                    activity_id,
-                    attempt,
-                    started_at: at,
-                    ..
-                } => {
-                    started_at = Some(*at);
-                    if let Some(ready) =
-                        scheduled_at((self.id, activity_id.clone(), *attempt), None)
-                    {
-                        let seconds = (at.saturating_sub(ready)).max(0) as f64 / 1000.0;
+                    started_at = Some(at);
+                    if let Some(ready) = scheduled_at((self.id, activity, attempt), None) {
+                        let seconds = seconds_between(ready, at);
                         metrics::schedule_to_start(runtime, &self.queue, seconds);
                     }
                 }
-                HistoryEvent::ActivityCompleted { usage, .. } => {
+                Fact::Completed(usage) => {
                     metrics::turn_usage(
                         runtime,
                         &self.model,
@@ -169,63 +223,47 @@ impl Execution {
                         usage.cost_usd,
                         usage.tool_calls,
                     );
-                    attempt_ended(runtime, "completed", started_at.map(seconds_since));
+                    ended("completed", started_at);
                 }
-                HistoryEvent::ActivityFailed { failure, .. } => {
-                    metrics::activity_failed(runtime, &failure.code);
-                    attempt_ended(runtime, "failed", started_at.map(seconds_since));
+                Fact::Failed(code) => {
+                    metrics::activity_failed(runtime, &code);
+                    ended("failed", started_at);
                 }
-                HistoryEvent::ActivityTimedOut {
-                    activity_id,
+                Fact::TimedOut {
+                    activity,
                     attempt,
                     kind,
-                    ..
                 } => {
-                    scheduled_at((self.id, activity_id.clone(), *attempt), None);
+                    scheduled_at((self.id, activity, attempt), None);
                     metrics::activity_failed(runtime, kind.code());
                     metrics::activity_timed_out(
                         runtime,
                         kind.code(),
-                        *kind == TimeoutKind::Heartbeat,
+                        kind == TimeoutKind::Heartbeat,
                     );
-                    attempt_ended(runtime, "timed_out", started_at.map(seconds_since));
+                    ended("timed_out", started_at);
                 }
-                HistoryEvent::ActivityCanceled {
-                    activity_id,
-                    attempt,
-                    ..
-                } => {
-                    scheduled_at((self.id, activity_id.clone(), *attempt), None);
-                    attempt_ended(runtime, "canceled", started_at.map(seconds_since));
+                Fact::Canceled { activity, attempt } => {
+                    scheduled_at((self.id, activity, attempt), None);
+                    ended("canceled", started_at);
                 }
-                HistoryEvent::ExecutionCompleted { .. } => self.closed(Closed::Completed),
-                HistoryEvent::ExecutionFailed { failure } => {
-                    self.closed(Closed::Failed(&failure.code))
-                }
-                HistoryEvent::ExecutionCanceled { .. } => self.closed(Closed::Canceled),
-                _ => {}
+                Fact::Closed(ending) => self.closed(&ending),
             }
         }
     }
 
-    fn closed(&self, how: Closed<'_>) {
+    fn closed(&self, ending: &Ending) {
         let created = self.id.get_timestamp().map(|t| {
             let (secs, nanos) = t.to_unix();
             (secs * 1000 + u64::from(nanos) / 1_000_000) as Millis
         });
-        let seconds = created.map(|at| (self.now.saturating_sub(at)).max(0) as f64 / 1000.0);
-        metrics::execution_closed(&self.runtime, how, seconds);
-        let status = match how {
-            Closed::Completed => "completed",
-            Closed::Failed(_) => "failed",
-            Closed::Canceled => "canceled",
+        let seconds = created.map(|at| seconds_between(at, self.now));
+        let (how, status) = match ending {
+            Ending::Completed => (Closed::Completed, "completed"),
+            Ending::Failed(code) => (Closed::Failed(code), "failed"),
+            Ending::Canceled => (Closed::Canceled, "canceled"),
         };
+        metrics::execution_closed(&self.runtime, how, seconds);
         tracing::info!(execution_id = %self.id, runtime = %self.runtime, status, duration_s = seconds, "execution closed");
-    }
-}
-
-fn attempt_ended(runtime: &str, outcome: &'static str, seconds: Option<f64>) {
-    if let Some(seconds) = seconds {
-        metrics::attempt_ended(runtime, outcome, seconds);
     }
 }
