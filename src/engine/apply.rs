@@ -287,7 +287,9 @@ impl Engine {
             changed.push(*parent_id);
         }
         let mut wakes = commands::wakes(&transition.tasks);
-        let mut sets_timer = !transition.timers.is_empty();
+        // A task leased as it is inserted brings a lease deadline the sweeper must know of.
+        let mut sets_timer =
+            !transition.timers.is_empty() || commands::leases_task(&transition.tasks);
         for child in &transition.children {
             changed.push(child.execution_id);
             wakes.extend(commands::wakes(&child.tasks));

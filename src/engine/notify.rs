@@ -496,3 +496,7 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod tests;
