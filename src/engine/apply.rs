@@ -33,7 +33,7 @@ pub(crate) struct Plan {
 pub enum Applied {
     /// Written; these events were appended, and this task was leased to the plan's eager
     /// worker.
-    Committed(Vec<HistoryEvent>, Option<Assignment>),
+    Committed(Vec<HistoryEvent>, Option<Box<Assignment>>),
     /// A start whose `request_id` belonged to this existing execution; nothing was written.
     Duplicate(Uuid),
 }
@@ -93,7 +93,7 @@ impl Engine {
         let scope = Scope::of_new(&new);
         let (transition, events) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
-        let eager = commands::eager_assignment(id, &transition.tasks);
+        let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
         match self.commit(transition, &scope).await? {
             CommitOutcome::Committed => Ok(Applied::Committed(events, eager)),
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
@@ -116,7 +116,7 @@ impl Engine {
         let scope = Scope::of_record(record);
         let (transition, events) =
             self.transition(record.id, &scope, Some(state.clone()), row_write, plan)?;
-        let eager = commands::eager_assignment(record.id, &transition.tasks);
+        let eager = commands::eager_assignment(record.id, &transition.tasks).map(Box::new);
         match self
             .commit(transition, &scope)
             .await

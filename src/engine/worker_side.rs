@@ -132,7 +132,7 @@ impl Engine {
             loop {
                 match step {
                     PollStep::Claim => break,
-                    PollStep::Handed(assignment) => return Ok(vec![assignment]),
+                    PollStep::Handed(assignment) => return Ok(vec![*assignment]),
                     // A start is committing a task leased to this poll: never cut it off, so
                     // the hand-over (or its undoing) always finds the poll.
                     PollStep::Reserved => waiter.woken().await,
@@ -144,7 +144,7 @@ impl Engine {
                         };
                         if timed_out {
                             match waiter.after_wake() {
-                                PollStep::Handed(assignment) => return Ok(vec![assignment]),
+                                PollStep::Handed(assignment) => return Ok(vec![*assignment]),
                                 PollStep::Reserved => {
                                     step = PollStep::Reserved;
                                     continue;
@@ -227,7 +227,11 @@ impl Engine {
 
     /// Gives the task a start leased to `reservation` to its poll; when the poll has gone, the
     /// lease is released at once.
-    pub(crate) async fn hand_over(&self, reservation: Reservation, assignment: Option<Assignment>) {
+    pub(crate) async fn hand_over(
+        &self,
+        reservation: Reservation,
+        assignment: Option<Box<Assignment>>,
+    ) {
         let Some(assignment) = assignment else {
             // Nothing was leased (a duplicate start, or no task scheduled): the poll claims.
             drop(reservation);
@@ -446,7 +450,7 @@ impl Engine {
             })
             .await;
         match result {
-            Ok(Some(Applied::Committed(_, next))) => Ok(next),
+            Ok(Some(Applied::Committed(_, next))) => Ok(next.map(|next| *next)),
             Ok(_) => Ok(None),
             Err(ApplyError::Fenced) => Err(stale(lease)),
             Err(ApplyError::Conflict) => Err(EngineError::Internal(

@@ -1,5 +1,7 @@
 //! The worker: claims tasks for the runtimes it has, runs them with a cancellation token,
 //! streams their output and checkpoints back in batches, and reports how each attempt ended.
+//! A report offers the attempt's slot for the execution's next turn; when the reply carries it
+//! (eager dispatch), it runs at once on the same slot, without a poll.
 //!
 //! Graceful drain: when its shutdown token fires, a worker stops polling and gives running
 //! attempts `drain_timeout` to finish. Then it stops the rest (through their cancellation

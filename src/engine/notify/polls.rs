@@ -1,22 +1,13 @@
-//! In-process wake-ups: workers waiting for tasks, the sweeper waiting for deadlines, and
-//! watchers of single executions.
-//!
-//! Long-polls register as waiters with the runtimes and queue they serve. A task made ready
-//! wakes *one* waiter that can take it (not every waiting poll: no thundering herd with many idle
-//! workers), or none when a waiter already woken has room for it in its next claim. Wake-ups are
-//! never lost: a waiter is armed before it claims, so a task readied during its claim wakes it
-//! again; a waiter that leaves while woken passes its wake-ups on; a notification that does not
-//! say which runtime and queue (another server's, through the change feed) wakes one waiter of
-//! each kind. A start may also *reserve* a sleeping waiter and hand it the first task, leased to
-//! it in the start's own transition (eager dispatch), so the poll returns without a claim.
+//! The long-polls waiting on this server, for [`Notifier`]: which one a ready task wakes, and
+//! the reservation through which a start hands a poll its first task.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
 use tokio::sync::Notify;
-use uuid::Uuid;
 
+use super::Notifier;
 use crate::contract::Assignment;
 
 /// Why a waiter is woken: a task of this runtime and queue became ready, or a task of unknown
@@ -34,19 +25,9 @@ pub enum Wake {
     Any,
 }
 
-/// Wakes long-polling workers, the sweeper and output streams when something they wait for was
-/// committed. Watchers register per execution, so a change wakes only those who watch it.
-#[derive(Debug, Default)]
-pub struct Notifier {
-    polls: Mutex<Polls>,
-    claims: AtomicU64,
-    timers: Notify,
-    watched: Mutex<HashMap<Uuid, Arc<Notify>>>,
-}
-
 /// The registered long-polls, oldest first (ids only grow).
 #[derive(Debug, Default)]
-struct Polls {
+pub(super) struct Polls {
     next_id: u64,
     waiters: BTreeMap<u64, Entry>,
 }
@@ -73,7 +54,7 @@ enum PollState {
     /// A start is leasing it a task.
     Reserved,
     /// A start leased it this task; the poll returns it.
-    Handed(Assignment),
+    Handed(Box<Assignment>),
 }
 
 impl Entry {
@@ -175,7 +156,7 @@ pub enum PollStep {
     /// A start is leasing it a task: wait for the hand-over.
     Reserved,
     /// A start leased it this task.
-    Handed(Assignment),
+    Handed(Box<Assignment>),
 }
 
 impl PollWaiter {
@@ -258,7 +239,7 @@ impl Drop for PollWaiter {
         if let PollState::Handed(assignment) = entry.state
             && let Some(orphaned) = self.orphaned.take()
         {
-            orphaned(assignment);
+            orphaned(*assignment);
         }
     }
 }
@@ -280,7 +261,7 @@ pub struct Reservation {
 impl Reservation {
     /// Hands the committed lease to the poll, which returns it. `Err` gives the assignment back
     /// when the poll has gone meanwhile: the caller must release its lease.
-    pub fn hand(mut self, assignment: Assignment) -> Result<(), Assignment> {
+    pub fn hand(mut self, assignment: Box<Assignment>) -> Result<(), Box<Assignment>> {
         self.handed = true;
         let notify = {
             let mut polls = self.notifier.lock_polls();
@@ -317,37 +298,8 @@ impl Drop for Reservation {
     }
 }
 
-/// Interest in one execution; dropping it unregisters.
-pub struct Watch {
-    notifier: Arc<Notifier>,
-    id: Uuid,
-    notify: Arc<Notify>,
-}
-
-impl Watch {
-    /// The `Notify` to wait on. Create its `notified()` future *before* reading, so a change
-    /// between the read and the wait is not lost.
-    pub fn notify(&self) -> &Notify {
-        &self.notify
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let mut watched = self
-            .notifier
-            .watched
-            .lock()
-            .expect("the lock is never poisoned");
-        // Two references left: the map's and ours. Then nobody else watches this execution.
-        if Arc::strong_count(&self.notify) <= 2 {
-            watched.remove(&self.id);
-        }
-    }
-}
-
 impl Notifier {
-    fn lock_polls(&self) -> std::sync::MutexGuard<'_, Polls> {
+    pub(super) fn lock_polls(&self) -> MutexGuard<'_, Polls> {
         self.polls.lock().expect("the lock is never poisoned")
     }
 
@@ -437,27 +389,8 @@ impl Notifier {
         self.claims.load(Ordering::Relaxed)
     }
 
-    /// A timer or deadline was written that may be earlier than the sweeper's next wake-up.
-    pub fn deadline_added(&self) {
-        self.timers.notify_one();
-    }
-
-    /// Waits for [`Notifier::deadline_added`].
-    pub async fn deadline(&self) {
-        self.timers.notified().await;
-    }
-
-    /// An execution's row, history or output changed.
-    pub fn execution_changed(&self, id: Uuid) {
-        let watched = self.watched.lock().expect("the lock is never poisoned");
-        if let Some(notify) = watched.get(&id) {
-            notify.notify_waiters();
-        }
-    }
-
-    /// Wakes every waiter: long-polls, the sweeper and every watched execution. For when
-    /// notifications from other servers may have been missed.
-    pub fn wake_all(&self) {
+    /// Wakes every long-poll to claim (missed notifications).
+    pub(super) fn wake_all_polls(&self) {
         let fire: Vec<_> = {
             let mut polls = self.lock_polls();
             polls
@@ -473,30 +406,5 @@ impl Notifier {
         for notify in fire {
             notify.notify_one();
         }
-        self.timers.notify_one();
-        let watched = self.watched.lock().expect("the lock is never poisoned");
-        for notify in watched.values() {
-            notify.notify_waiters();
-        }
-    }
-
-    /// Registers interest in one execution.
-    pub fn watch(self: &Arc<Self>, id: Uuid) -> Watch {
-        let notify = self
-            .watched
-            .lock()
-            .expect("the lock is never poisoned")
-            .entry(id)
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone();
-        Watch {
-            notifier: self.clone(),
-            id,
-            notify,
-        }
     }
 }
-
-#[cfg(test)]
-#[path = "notify_tests.rs"]
-mod tests;

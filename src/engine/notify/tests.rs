@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
+use crate::contract::Assignment;
 use crate::domain::{AgentSpec, Lease, Turn};
 
 fn echo() -> Wake {
@@ -132,8 +133,8 @@ fn a_start_hands_its_task_to_a_reserved_poll_and_a_reservation_undone_wakes_it()
     // A ready task passes a reserved poll by.
     notifier.task_ready(echo());
     assert!(matches!(a.after_wake(), PollStep::Reserved));
-    reservation.hand(assignment()).unwrap();
-    assert!(matches!(a.after_wake(), PollStep::Handed(h) if h == assignment()));
+    reservation.hand(Box::new(assignment())).unwrap();
+    assert!(matches!(a.after_wake(), PollStep::Handed(h) if *h == assignment()));
 
     a.arm();
     assert!(matches!(a.sleep(), PollStep::Wait));
@@ -162,7 +163,7 @@ fn a_task_handed_to_a_poll_that_left_comes_back_to_be_released() {
     notifier
         .reserve("echo", "default")
         .unwrap()
-        .hand(assignment())
+        .hand(Box::new(assignment()))
         .unwrap();
     drop(poll);
     assert_eq!(*orphans.lock().unwrap(), [assignment()]);
@@ -171,5 +172,8 @@ fn a_task_handed_to_a_poll_that_left_comes_back_to_be_released() {
     let poll = sleeping(&notifier, "default", 1);
     let reservation = notifier.reserve("echo", "default").unwrap();
     drop(poll);
-    assert_eq!(reservation.hand(assignment()), Err(assignment()));
+    assert_eq!(
+        reservation.hand(Box::new(assignment())),
+        Err(Box::new(assignment()))
+    );
 }
