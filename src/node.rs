@@ -40,6 +40,10 @@ pub struct NodeOptions {
     pub engine: EngineOptions,
     /// TLS and bearer tokens of the gRPC port (off by default).
     pub security: Security,
+    /// Where to serve `/metrics` (off when `None`; needs telemetry initialised with metrics).
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a stopping node answers with health `NOT_SERVING` before it stops accepting.
+    pub drain_delay: std::time::Duration,
 }
 
 impl NodeOptions {
@@ -57,6 +61,8 @@ impl NodeOptions {
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
+            metrics_listen: None,
+            drain_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -65,6 +71,8 @@ impl NodeOptions {
 pub struct Node {
     /// Where the gRPC server listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// The engine, for in-process callers.
     pub engine: Arc<Engine>,
     shutdown: CancellationToken,
@@ -88,6 +96,9 @@ pub enum NodeError {
     /// A runtime name is unknown.
     #[error("{0}")]
     Runtime(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::telemetry::metrics::MetricsError),
 }
 
 impl Node {
@@ -120,8 +131,13 @@ impl Node {
         });
         let server_shutdown = shutdown.clone();
         let security = options.security.clone();
+        let drain_delay = options.drain_delay;
         tasks.spawn(async move {
-            if let Err(e) = api::serve(listener, state, security, server_shutdown).await {
+            let drain = api::Drain {
+                shutdown: server_shutdown,
+                delay: drain_delay,
+            };
+            if let Err(e) = api::serve(listener, state, security, drain).await {
                 tracing::error!(error = %e, "gRPC server failed");
             }
         });
@@ -147,9 +163,25 @@ impl Node {
             );
             tasks.spawn(worker.run(shutdown.clone()));
         }
+        // Pushed over OTLP, the database gauges are read on the push cadence instead of a scrape.
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()) {
+            crate::telemetry::metrics::set_refresher(db_gauges(engine.clone()));
+            tasks.spawn(refresh_gauges(shutdown.clone()));
+        }
+        let metrics_addr = match options.metrics_listen {
+            Some(listen) => {
+                crate::telemetry::metrics::set_refresher(db_gauges(engine.clone()));
+                let (bound, server) =
+                    crate::telemetry::metrics::serve(listen, shutdown.clone()).await?;
+                tasks.spawn(server);
+                Some(bound)
+            }
+            None => None,
+        };
         tracing::info!(%addr, database = %redact(&options.database_url), "cairn node started");
         Ok(Node {
             addr,
+            metrics_addr,
             engine,
             shutdown,
             tasks,
@@ -171,6 +203,48 @@ impl Node {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.wait().await;
+    }
+}
+
+/// Reads the gauges only the database knows, for a scrape: tasks waiting (one grouped count)
+/// and the workers heard from recently (the `ListWorkers` read).
+fn db_gauges(engine: Arc<Engine>) -> crate::telemetry::metrics::Refresher {
+    Arc::new(move || {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let store = engine.store();
+            let waiting = store
+                .tasks_waiting()
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot count waiting tasks for metrics"))
+                .ok()?;
+            let since = engine.now() - crate::engine::CONNECTED_WITHIN_MS;
+            let workers = store
+                .list_workers(since)
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot list workers for metrics"))
+                .ok()?;
+            Some(crate::telemetry::metrics::DbGauges {
+                tasks_waiting: waiting
+                    .into_iter()
+                    .map(|w| ((w.queue, w.runtime), w.count))
+                    .collect(),
+                workers_connected: workers.len() as u64,
+                worker_slots: workers.iter().map(|w| u64::from(w.slots)).sum(),
+                worker_slots_in_use: workers.iter().map(|w| u64::from(w.slots_in_use)).sum(),
+            })
+        })
+    })
+}
+
+/// Reads the database gauges every 30 s (the OTLP exporter's default push interval is 60 s).
+async fn refresh_gauges(shutdown: CancellationToken) {
+    loop {
+        crate::telemetry::metrics::refresh().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+        }
     }
 }
 

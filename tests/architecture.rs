@@ -4,7 +4,7 @@
 //! - A module imports only modules of lower layers:
 //!   `domain` ← `clock`, `contract`, `machine` ← `runtime`, `store` ← `engine` ← `api` ← `worker`
 //!   ← `node` ← `cli` (with `telemetry` beside `domain`), and `src/worker` uses only `domain`,
-//!   `contract`, `runtime`, `clock` and the API's client modules.
+//!   `contract`, `runtime`, `clock`, `telemetry` and the API's client modules.
 //! - `domain` and `machine` name no tokio, sqlx, tonic or prost, and read neither the clock nor
 //!   randomness.
 //! - No prost (generated protobuf) type is named outside `src/api` and `src/cli`, and no tonic
@@ -35,6 +35,7 @@ const WORKER_MAY_USE: &[&str] = &[
     "contract",
     "runtime",
     "clock",
+    "telemetry",
     "api::client",
     "api::worker_client",
     "api::ConnectOptions",
@@ -156,7 +157,7 @@ fn check(relative: &str, source: &str) -> Vec<Violation> {
                     broke(
                         n,
                         format!(
-                            "`worker` uses `crate::{path}`: a worker uses only domain, contract, runtime, clock and the API client"
+                            "`worker` uses `crate::{path}`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
                         ),
                     );
                 }
@@ -283,7 +284,7 @@ fn the_worker_links_no_part_of_the_server() {
     assert_eq!(
         rules("worker/api.rs", "use crate::store::ClaimRequest;\n"),
         [
-            "`worker` uses `crate::store::ClaimRequest`: a worker uses only domain, contract, runtime, clock and the API client"
+            "`worker` uses `crate::store::ClaimRequest`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
         ]
     );
     assert_eq!(
@@ -303,7 +304,7 @@ fn the_worker_links_no_part_of_the_server() {
             "use crate::api::{client, convert::execution};\n"
         ),
         [
-            "`worker` uses `crate::api::convert::execution`: a worker uses only domain, contract, runtime, clock and the API client"
+            "`worker` uses `crate::api::convert::execution`: a worker uses only domain, contract, runtime, clock, telemetry and the API client"
         ],
         "each item of a group is checked"
     );

@@ -234,7 +234,12 @@ fn output_stream(
 ) -> impl Stream<Item = Result<pb::StreamExecutionResponse, Status>> + Send {
     use pb::stream_execution_response::Event;
     let response = |event| pb::StreamExecutionResponse { event: Some(event) };
-    ReceiverStream::new(follower).flat_map(move |item| match item {
+    // Counted while the stream lives: the guard goes with the closure that holds it.
+    let subscribed = crate::telemetry::metrics::stream_subscriber();
+    let follower = ReceiverStream::new(follower).inspect(move |_| {
+        let _ = &subscribed;
+    });
+    follower.flat_map(move |item| match item {
         Ok(OutputEvent::Chunks(chunks)) => stream::iter(chunks)
             .map(move |chunk| Ok(response(Event::Chunk((&chunk).into()))))
             .boxed(),

@@ -91,13 +91,24 @@ impl ServerTls {
     }
 }
 
-/// Serves the API (with gRPC health and reflection) on `listener` until `shutdown` fires, then
-/// finishes in-flight calls and returns.
+/// When a server stops: at `shutdown` it reports `NOT_SERVING` on the health service (the
+/// overall status and every service's), keeps answering for `delay` so that load balancers and
+/// Kubernetes readiness probes see it and stop sending calls, then stops accepting.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    /// Fires when the server begins to stop.
+    pub shutdown: CancellationToken,
+    /// How long it answers `NOT_SERVING` before it stops accepting.
+    pub delay: std::time::Duration,
+}
+
+/// Serves the API (with gRPC health and reflection) on `listener` until `drain.shutdown` fires,
+/// reports `NOT_SERVING` for `drain.delay`, then finishes in-flight calls and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
     security: Security,
-    shutdown: CancellationToken,
+    drain: Drain,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -112,6 +123,29 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::team_service_server::TeamServiceServer<Teams>>()
         .await;
+    let stopped = async move {
+        drain.shutdown.cancelled().await;
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_not_serving::<pb::execution_service_server::ExecutionServiceServer<Executions>>()
+            .await;
+        health_reporter
+            .set_not_serving::<pb::agent_service_server::AgentServiceServer<Agents>>()
+            .await;
+        health_reporter
+            .set_not_serving::<pb::worker_service_server::WorkerServiceServer<Workers>>()
+            .await;
+        health_reporter
+            .set_not_serving::<pb::team_service_server::TeamServiceServer<Teams>>()
+            .await;
+        tracing::info!(
+            delay_ms = drain.delay.as_millis() as u64,
+            "health NOT_SERVING; draining"
+        );
+        tokio::time::sleep(drain.delay).await;
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -149,6 +183,6 @@ pub async fn serve(
         .add_service(pb::worker_service_server::WorkerServiceServer::new(
             Workers::new(state),
         ))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, stopped)
         .await
 }

@@ -86,3 +86,30 @@ pub(super) fn policy_with_attempts(maximum_attempts: u32) -> pb::RetryPolicy {
         non_retryable_codes: vec![],
     }
 }
+
+/// How a long-running command (`dev`, `server`, `worker`) reports on itself.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct ObservabilityArgs {
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off when not given).
+    #[arg(long, env = "CAIRN_METRICS_LISTEN")]
+    pub(super) metrics_listen: Option<std::net::SocketAddr>,
+    /// `text` (for people) or `json` (one object a line, with execution, activity and attempt
+    /// where known, for log shippers).
+    #[arg(long, env = "CAIRN_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub(super) log_format: crate::telemetry::LogFormat,
+}
+
+fn parse_log_format(s: &str) -> Result<crate::telemetry::LogFormat, String> {
+    s.parse()
+}
+
+impl ObservabilityArgs {
+    /// Installs logging, tracing and (with `--metrics-listen`) the metrics pipeline.
+    pub(super) fn init(&self) -> crate::telemetry::Telemetry {
+        crate::telemetry::init(&crate::telemetry::TelemetryOptions {
+            log_format: self.log_format,
+            default_level: "info".into(),
+            prometheus: self.metrics_listen.is_some(),
+        })
+    }
+}

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use super::args::{DEFAULT_DATABASE, DEFAULT_LISTEN};
+use super::args::{DEFAULT_DATABASE, DEFAULT_LISTEN, ObservabilityArgs};
 use super::host::{RuntimeArgs, signalled};
 use super::secrets::SecurityArgs;
 use crate::api::Limits;
@@ -47,6 +47,12 @@ pub(super) struct DevArgs {
     max_prompt_bytes: usize,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    observability: ObservabilityArgs,
+    /// On SIGTERM, how long the server keeps answering (health `NOT_SERVING`, so load balancers
+    /// and Kubernetes stop sending to it) before it stops accepting calls.
+    #[arg(long, env = "CAIRN_DRAIN_DELAY_MS", default_value_t = 0)]
+    drain_delay_ms: u64,
 }
 
 /// Options of `cairn server`.
@@ -79,6 +85,12 @@ pub(super) struct ServerArgs {
     max_prompt_bytes: usize,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    observability: ObservabilityArgs,
+    /// On SIGTERM, how long the server keeps answering (health `NOT_SERVING`, so load balancers
+    /// and Kubernetes stop sending to it) before it stops accepting calls.
+    #[arg(long, env = "CAIRN_DRAIN_DELAY_MS", default_value_t = 0)]
+    drain_delay_ms: u64,
 }
 
 /// Options of `cairn migrate`.
@@ -88,8 +100,14 @@ pub(super) struct MigrateArgs {
     store: StoreArgs,
 }
 
-async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {
-    let _telemetry = crate::telemetry::init(false, "info");
+async fn serve(
+    mut options: NodeOptions,
+    observability: &ObservabilityArgs,
+    drain_delay_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let _telemetry = observability.init();
+    options.metrics_listen = observability.metrics_listen;
+    options.drain_delay = std::time::Duration::from_millis(drain_delay_ms);
     let scheme = if options.security.tls.is_some() {
         "https"
     } else {
@@ -97,6 +115,9 @@ async fn serve(options: NodeOptions) -> anyhow::Result<ExitCode> {
     };
     let node = Node::start(options).await?;
     eprintln!("cairn listening on {scheme}://{}", node.addr);
+    if let Some(addr) = node.metrics_addr {
+        eprintln!("cairn metrics on http://{addr}/metrics");
+    }
     let shutdown = node.shutdown_token();
     tokio::spawn(async move {
         signalled().await;
@@ -118,7 +139,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()
     };
-    serve(options).await
+    serve(options, &args.observability, args.drain_delay_ms).await
 }
 
 pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -138,7 +159,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()
     };
-    serve(options).await
+    serve(options, &args.observability, args.drain_delay_ms).await
 }
 
 pub(super) async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {

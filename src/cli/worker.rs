@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ClientArgs, DEFAULT_SERVER};
+use super::args::{ClientArgs, DEFAULT_SERVER, ObservabilityArgs};
 use super::client::status_error;
 use super::host::{RuntimeArgs, signalled};
 use super::output::{Output, time};
@@ -69,6 +69,8 @@ struct RunArgs {
     poll_wait_ms: u64,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    observability: ObservabilityArgs,
 }
 
 pub(super) async fn run(args: WorkerArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -79,7 +81,7 @@ pub(super) async fn run(args: WorkerArgs, out: &Output) -> anyhow::Result<ExitCo
 }
 
 async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _telemetry = crate::telemetry::init(false, "info");
+    let _telemetry = args.observability.init();
     let all = RuntimeRegistry::builtin(&args.runtime.settings());
     let runtimes = if args.runtimes.is_empty() {
         all
@@ -103,6 +105,13 @@ async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
     options.poll_wait = Duration::from_millis(args.poll_wait_ms);
     let shutdown = CancellationToken::new();
+    if let Some(addr) = args.observability.metrics_listen {
+        // Metrics stay up through the drain, until the process exits.
+        let (bound, server) =
+            crate::telemetry::metrics::serve(addr, CancellationToken::new()).await?;
+        eprintln!("cairn metrics on http://{bound}/metrics");
+        tokio::spawn(server);
+    }
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
         signalled().await;

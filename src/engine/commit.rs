@@ -39,13 +39,18 @@ impl Committer {
         &self,
         transition: Transition,
     ) -> Result<CommitOutcome, EngineError> {
+        let observed = super::observe::Observed::of(&transition);
         let (reply, outcome) = oneshot::channel();
         self.requests
             .send(Request { transition, reply })
             .map_err(|_| EngineError::Internal("the committer has stopped".into()))?;
-        outcome
+        let outcome = outcome
             .await
-            .map_err(|_| EngineError::Internal("the committer dropped a transition".into()))?
+            .map_err(|_| EngineError::Internal("the committer dropped a transition".into()))?;
+        if let Ok(CommitOutcome::Committed) = &outcome {
+            observed.record();
+        }
+        outcome
     }
 }
 
@@ -71,6 +76,8 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Request>) {
 }
 
 async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
+    let started = std::time::Instant::now();
+    let size = requests.len();
     {
         let (transitions, replies): (Vec<Transition>, Vec<_>) = requests
             .into_iter()
@@ -106,4 +113,5 @@ async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
             }
         }
     }
+    crate::telemetry::metrics::group_commit(size, started.elapsed().as_secs_f64());
 }

@@ -14,6 +14,7 @@ mod commit;
 mod direct_worker;
 mod follow;
 mod notify;
+mod observe;
 mod quarantine;
 mod replay;
 mod retry;

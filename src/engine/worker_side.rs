@@ -117,6 +117,7 @@ impl Engine {
             self.orphan_handler(),
         );
         let deadline = tokio::time::Instant::now() + wait;
+        let _waiting = crate::telemetry::metrics::long_poll(&request.queue);
         loop {
             waiter.arm();
             claim.now = self.clock.now_ms();

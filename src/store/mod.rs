@@ -19,6 +19,7 @@ mod admin;
 mod backend;
 mod catalog;
 mod executions;
+mod metrics;
 mod output_page;
 mod tasks;
 mod timers;
@@ -31,6 +32,7 @@ pub use catalog::{AgentKey, Catalog};
 pub use executions::{
     ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
 };
+pub use metrics::{Gauges, TasksWaiting};
 pub use output_page::{OutputPage, OutputReads};
 pub use tasks::{
     ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
@@ -117,7 +119,17 @@ fn version_conflict_message(kind: &str, name: &str, expected: u64, current: Opti
 /// Every concern of the store together: what the engine and the API hold as `Arc<dyn Store>`.
 /// Code that needs one concern can take its narrow trait instead.
 pub trait Store:
-    Catalog + Executions + TaskQueue + Timers + Workers + Admin + OutputReads + Send + Sync + 'static
+    Catalog
+    + Executions
+    + TaskQueue
+    + Timers
+    + Workers
+    + Admin
+    + OutputReads
+    + Gauges
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -129,6 +141,7 @@ impl<T> Store for T where
         + Workers
         + Admin
         + OutputReads
+        + Gauges
         + Send
         + Sync
         + 'static

@@ -40,10 +40,12 @@ pub(super) async fn run(
     let mut next = Some(assignment);
     while let Some(assignment) = next.take() {
         let lease = &assignment.lease;
-        let span = tracing::info_span!("attempt", execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
+        let span = tracing::info_span!("attempt", execution_id = %lease.execution_id, activity_id = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
+        let running = crate::telemetry::metrics::attempt_running(&assignment.runtime);
         next = run_attempt(api.as_ref(), options, assignment, &release, &draining)
             .instrument(span)
             .await;
+        drop(running);
         let Some(assignment) = &next else { break };
         stats.eager_tasks.fetch_add(1, Ordering::Relaxed);
         if draining.is_cancelled() {
@@ -231,6 +233,14 @@ impl Running<'_> {
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {
+                crate::telemetry::metrics::output_sent(
+                    batch.chunks.len(),
+                    batch
+                        .chunks
+                        .iter()
+                        .map(crate::contract::ChunkIn::encoded_len)
+                        .sum(),
+                );
                 self.batcher.acknowledge(&batch);
                 self.cadence.sent(!self.batcher.is_empty());
                 if reply.cancel_requested && self.stopping.yields_to(&Stopping::CancelRequested) {

@@ -105,7 +105,17 @@ impl Sender<'_> {
             accept_next: !draining.is_cancelled(),
         };
         let message = match self.retrying(|| self.api.report(&report)).await {
-            Ok(next) => return next,
+            Ok(next) => {
+                crate::telemetry::metrics::output_sent(
+                    report.chunks.len(),
+                    report
+                        .chunks
+                        .iter()
+                        .map(crate::contract::ChunkIn::encoded_len)
+                        .sum(),
+                );
+                return next;
+            }
             Err(WorkerApiError::Refused(message)) => message,
             Err(error) => {
                 tracing::warn!(%error, "report not delivered");

@@ -53,6 +53,7 @@ impl GrpcWorkerApi {
                 .is_ok()
             {
                 tracing::warn!(from = %self.servers[index].url(), to = %self.servers[next].url(), %error, "switching server");
+                crate::telemetry::metrics::reconnected();
             }
         }
         error

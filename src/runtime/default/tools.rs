@@ -135,7 +135,7 @@ impl Toolbox {
         };
         let (server, session) = &self.sessions[tool.session];
         let params = CallToolRequestParams::new(tool.mcp_name.clone()).with_arguments(arguments);
-        match session.call_tool(params).await {
+        let outcome = match session.call_tool(params).await {
             Ok(result) => ToolOutcome {
                 content: result_text(&result),
                 is_error: result.is_error.unwrap_or(false),
@@ -144,7 +144,10 @@ impl Toolbox {
                 "MCP server `{server}` failed to run `{}`: {e}",
                 tool.mcp_name
             )),
-        }
+        };
+        // Only tools the servers offer are counted, so the label's values stay bounded.
+        crate::telemetry::metrics::tool_executed("default", &tool.name, !outcome.is_error);
+        outcome
     }
 
     /// Closes every session and waits (briefly) for the servers to exit.

@@ -26,6 +26,8 @@ mod workers;
 mod admin;
 #[macro_use]
 mod catalog;
+#[macro_use]
+mod metrics;
 mod notify;
 mod output_page;
 
@@ -170,6 +172,7 @@ mod sqlite {
         changes = no_changes
     );
     sql_catalog!(SqliteStore);
+    sql_metrics!(SqliteStore);
 }
 
 /// The PostgreSQL store's queries: every concern's macro, expanded with PostgreSQL's dialect
@@ -198,4 +201,5 @@ mod postgres {
         changes = pg_changes
     );
     sql_catalog!(PgStore);
+    sql_metrics!(PgStore);
 }
