@@ -4,7 +4,9 @@
 //! A worker polls ([`PollRequest`]) and is handed [`Assignment`]s. While an attempt runs it sends
 //! [`Progress`] (output chunks and a checkpoint, which also extend the lease) and learns from the
 //! [`ProgressReply`] whether to stop. It ends the attempt with a [`Report`] of its
-//! [`ActivityOutcome`], or, when draining, hands it back with a [`Release`]. Every message after
+//! [`ActivityOutcome`], or, when draining, hands it back with a [`Release`]. A report may offer
+//! the worker's slot for the execution's next task, which the reply then carries as an
+//! [`Assignment`] (eager dispatch: no poll, no claim). Every message after
 //! the assignment carries the attempt's [`Lease`]: a message whose lease is no longer held
 //! changes nothing.
 //!
@@ -134,6 +136,11 @@ pub struct Report {
     pub chunks: Vec<ChunkIn>,
     /// Completed, failed or canceled, with what goes with each.
     pub outcome: ActivityOutcome,
+    /// The worker has a slot free for the execution's next task (it may be the slot of this
+    /// attempt): when the report's transition schedules one, it is leased to this worker at once
+    /// and comes back in the reply (eager dispatch), without a poll or a claim. `false` leaves
+    /// the next task to the queue.
+    pub accept_next: bool,
 }
 
 /// How an attempt ended, as its worker reports it.
@@ -239,8 +246,10 @@ pub trait WorkerApi: Send + Sync + 'static {
     async fn poll(&self, request: &PollRequest) -> Result<Vec<Assignment>, WorkerApiError>;
     /// Stores output and a checkpoint and extends the lease.
     async fn progress(&self, progress: &Progress) -> Result<ProgressReply, WorkerApiError>;
-    /// Records how the attempt ended, with its last output.
-    async fn report(&self, report: &Report) -> Result<(), WorkerApiError>;
+    /// Records how the attempt ended, with its last output. When the report accepted it
+    /// ([`Report::accept_next`]), the reply may carry the execution's next task, leased to this
+    /// worker: run it as if a poll had returned it.
+    async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError>;
     /// Hands a running attempt back (graceful drain).
     async fn release(&self, release: &Release) -> Result<(), WorkerApiError>;
 }

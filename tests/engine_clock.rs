@@ -324,6 +324,7 @@ fn completed(attempt: &Assignment) -> Report {
             usage: Usage::default(),
             checkpoint: None,
         },
+        accept_next: false,
     }
 }
 
@@ -342,5 +343,6 @@ fn failed(attempt: &Assignment) -> Report {
             retry_after_ms: None,
             checkpoint: None,
         },
+        accept_next: false,
     }
 }

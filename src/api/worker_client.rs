@@ -88,8 +88,9 @@ impl WorkerClient {
         })
     }
 
-    /// Records how the attempt ended.
-    pub async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
+    /// Records how the attempt ended; the reply may carry the execution's next task, leased to
+    /// this worker (when the report accepted one).
+    pub async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError> {
         let mut client = self.inner.clone();
         let lease = Some(lease_of(&report.lease));
         let chunks = chunks_of(&report.chunks);
@@ -107,6 +108,7 @@ impl WorkerClient {
                     output_json: output.to_string(),
                     usage: Some((*usage).into()),
                     first_chunk_index,
+                    accept_next_task: report.accept_next,
                 });
                 client.complete_task(request).await
             }
@@ -136,8 +138,11 @@ impl WorkerClient {
                 client.cancel_task(request).await
             }
         };
-        sent.map_err(classify)?;
-        Ok(())
+        sent.map_err(classify)?
+            .into_inner()
+            .next_task
+            .map(assignment)
+            .transpose()
     }
 
     /// Hands the attempt back (graceful drain) with its last output and checkpoint.

@@ -168,9 +168,12 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
+            accept_next: r.accept_next_task,
         };
-        self.state.engine.report(report).await?;
-        Ok(Response::new(pb::TaskReportResponse {}))
+        let next = self.state.engine.report(report).await?;
+        Ok(Response::new(pb::TaskReportResponse {
+            next_task: next.as_ref().map(task),
+        }))
     }
 
     async fn fail_task(
@@ -191,9 +194,10 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
+            accept_next: false,
         };
         self.state.engine.report(report).await?;
-        Ok(Response::new(pb::TaskReportResponse {}))
+        Ok(Response::new(pb::TaskReportResponse::default()))
     }
 
     async fn release_task(
@@ -209,7 +213,7 @@ impl WorkerService for Workers {
             checkpoint,
         };
         self.state.engine.release(release).await?;
-        Ok(Response::new(pb::TaskReportResponse {}))
+        Ok(Response::new(pb::TaskReportResponse::default()))
     }
 
     async fn list_workers(
@@ -251,8 +255,9 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             outcome,
+            accept_next: false,
         };
         self.state.engine.report(report).await?;
-        Ok(Response::new(pb::TaskReportResponse {}))
+        Ok(Response::new(pb::TaskReportResponse::default()))
     }
 }

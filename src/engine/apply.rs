@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::{Engine, EngineError, commands};
+use crate::contract::Assignment;
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
 use crate::store::{
@@ -23,13 +24,16 @@ pub(crate) struct Plan {
     pub checkpoint: Option<serde_json::Value>,
     /// An inbox timer row that delivered the input, deleted in the same transaction.
     pub consume_timer: Option<String>,
+    /// A worker to lease the task this transition schedules to (eager dispatch).
+    pub eager: Option<commands::EagerOffer>,
 }
 
 /// A committed transition.
 #[derive(Debug)]
 pub enum Applied {
-    /// Written; these events were appended.
-    Committed(Vec<HistoryEvent>),
+    /// Written; these events were appended, and this task was leased to the plan's eager
+    /// worker.
+    Committed(Vec<HistoryEvent>, Option<Box<Assignment>>),
     /// A start whose `request_id` belonged to this existing execution; nothing was written.
     Duplicate(Uuid),
 }
@@ -89,8 +93,9 @@ impl Engine {
         let scope = Scope::of_new(&new);
         let (transition, events) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
+        let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
         match self.commit(transition, &scope).await? {
-            CommitOutcome::Committed => Ok(Applied::Committed(events)),
+            CommitOutcome::Committed => Ok(Applied::Committed(events, eager)),
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
             CommitOutcome::Conflict | CommitOutcome::Fenced => Err(EngineError::Internal(format!(
                 "a new execution {id} conflicted with an existing row"
@@ -111,12 +116,13 @@ impl Engine {
         let scope = Scope::of_record(record);
         let (transition, events) =
             self.transition(record.id, &scope, Some(state.clone()), row_write, plan)?;
+        let eager = commands::eager_assignment(record.id, &transition.tasks).map(Box::new);
         match self
             .commit(transition, &scope)
             .await
             .map_err(ApplyError::Engine)?
         {
-            CommitOutcome::Committed => Ok(Applied::Committed(events)),
+            CommitOutcome::Committed => Ok(Applied::Committed(events, eager)),
             CommitOutcome::Conflict => Err(ApplyError::Conflict),
             CommitOutcome::Fenced => Err(ApplyError::Fenced),
             CommitOutcome::Duplicate(id) => Ok(Applied::Duplicate(id)),
@@ -169,7 +175,8 @@ impl Engine {
             state.ok_or_else(|| EngineError::Internal("a transition without inputs".into()))?;
         let (tasks, mut timers, children) = match &state {
             ExecutionState::Agent(agent) => {
-                let (tasks, timers) = commands::rows_for(agent, &events, plan.checkpoint, now);
+                let (tasks, timers) =
+                    commands::rows_for(agent, &events, plan.checkpoint, now, plan.eager.as_ref());
                 (tasks, timers, Vec::new())
             }
             ExecutionState::Team(team) => {
@@ -237,8 +244,13 @@ impl Engine {
             Some(HistoryEvent::ExecutionFailed { failure }) => (None, Some(failure.clone())),
             _ => (None, None),
         };
+        // An execution whose first task is leased as it starts runs from now, as after a claim.
+        let status = match state.status() {
+            ExecutionStatus::Pending if commands::leases_task(&tasks) => ExecutionStatus::Running,
+            status => status,
+        };
         let row = RowState {
-            status: state.status(),
+            status,
             state: state.to_json().map_err(|e| {
                 EngineError::Internal(format!("state of {id} does not serialize: {e}"))
             })?,
@@ -275,17 +287,19 @@ impl Engine {
         {
             changed.push(*parent_id);
         }
-        let mut readies_task = commands::readies_task(&transition.tasks);
-        let mut sets_timer = !transition.timers.is_empty();
+        let mut wakes = commands::wakes(&transition.tasks);
+        // A task leased as it is inserted brings a lease deadline the sweeper must know of.
+        let mut sets_timer =
+            !transition.timers.is_empty() || commands::leases_task(&transition.tasks);
         for child in &transition.children {
             changed.push(child.execution_id);
-            readies_task |= commands::readies_task(&child.tasks);
+            wakes.extend(commands::wakes(&child.tasks));
             sets_timer |= !child.timers.is_empty();
         }
         let outcome = self.committer.commit(transition).await?;
         if outcome == CommitOutcome::Committed {
-            if readies_task {
-                self.notifier.task_ready();
+            for wake in wakes {
+                self.notifier.task_ready(wake);
             }
             if sets_timer {
                 self.notifier.deadline_added();

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
+use super::notify::Wake;
 use crate::store::Change;
 
 impl Engine {
@@ -43,7 +44,10 @@ impl Engine {
                     change = feed.next() => change,
                 };
                 match change {
-                    Some(Change::TaskReady) => self.notifier.task_ready(),
+                    // The notification does not say which runtime and queue: one poll of each
+                    // kind claims. (This server's own commits come back here too; their polls
+                    // were woken already, so this costs at most one claim per kind.)
+                    Some(Change::TaskReady) => self.notifier.task_ready(Wake::Any),
                     Some(Change::DeadlineAdded) => self.notifier.deadline_added(),
                     Some(Change::Execution(id)) => self.notifier.execution_changed(id),
                     Some(Change::Missed) => self.notifier.wake_all(),

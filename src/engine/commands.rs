@@ -2,17 +2,57 @@
 
 use uuid::Uuid;
 
-use crate::domain::{AgentSpec, ExecutionStatus, HistoryEvent, Millis, TimerPurpose, Turn, Usage};
+use super::notify::Wake;
+use crate::contract::Assignment;
+use crate::domain::{
+    AgentSpec, ExecutionStatus, HistoryEvent, Lease, Millis, TimerPurpose, Turn, Usage,
+};
 use crate::machine::{AgentState, TeamState};
-use crate::store::{NewTask, TaskOp, TimerKind, TimerOp};
+use crate::store::{NewLease, NewTask, TaskOp, TimerKind, TimerOp};
+
+/// A worker offered for the task a transition schedules (eager dispatch): a worker reporting an
+/// attempt with a slot to spare, or a poll waiting on this server. The task is inserted leased
+/// to it when it serves the task's runtime and queue.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EagerOffer {
+    /// The worker, recorded as the lease owner.
+    pub worker_id: String,
+    /// The runtimes it has.
+    pub runtimes: Vec<String>,
+    /// The queue it serves.
+    pub queue: String,
+    /// The lease token, drawn here as a claim would draw it in the database.
+    pub lease_token: String,
+}
+
+impl EagerOffer {
+    /// An offer of `worker_id`'s slot, with a fresh lease token.
+    pub(crate) fn new(worker_id: String, runtimes: Vec<String>, queue: String) -> EagerOffer {
+        EagerOffer {
+            worker_id,
+            runtimes,
+            queue,
+            lease_token: Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    fn lease_for(&self, runtime: &str, queue: &str) -> Option<NewLease> {
+        (self.queue == queue && self.runtimes.iter().any(|r| r == runtime)).then(|| NewLease {
+            owner: self.worker_id.clone(),
+            token: self.lease_token.clone(),
+        })
+    }
+}
 
 /// The task and timer changes that `events` (inputs and commands of one transition) imply, in
-/// order. `state` is the state after the transition; `checkpoint` came with an ending attempt.
+/// order. `state` is the state after the transition; `checkpoint` came with an ending attempt;
+/// a first attempt the transition schedules is leased to `eager`'s worker if it can run it.
 pub(crate) fn rows_for(
     state: &AgentState,
     events: &[HistoryEvent],
     checkpoint: Option<serde_json::Value>,
     now: Millis,
+    eager: Option<&EagerOffer>,
 ) -> (Vec<TaskOp>, Vec<TimerOp>) {
     use HistoryEvent as E;
     let mut tasks = Vec::new();
@@ -47,6 +87,7 @@ pub(crate) fn rows_for(
                     schedule_deadline,
                     heartbeat_ms: state.timeouts.heartbeat_ms,
                     start_to_close_ms: state.timeouts.start_to_close_ms,
+                    lease: eager.and_then(|o| o.lease_for(&state.agent.runtime, &state.queue)),
                 }));
             }
             E::ActivityScheduled {
@@ -106,11 +147,53 @@ pub(crate) fn rows_for(
     (tasks, timers)
 }
 
-/// Whether the changes make a task claimable.
-pub(crate) fn readies_task(tasks: &[TaskOp]) -> bool {
+/// The long-polls to wake for the tasks the changes make claimable: one per task inserted
+/// ready (by its runtime and queue), and one of each kind for a rescheduled attempt, whose row
+/// change does not name them. A task inserted leased wakes nobody.
+pub(crate) fn wakes(tasks: &[TaskOp]) -> Vec<Wake> {
     tasks
         .iter()
-        .any(|op| matches!(op, TaskOp::Insert(_) | TaskOp::Reschedule { .. }))
+        .filter_map(|op| match op {
+            TaskOp::Insert(task) if task.lease.is_none() => Some(Wake::Task {
+                runtime: task.runtime.clone(),
+                queue: task.queue.clone(),
+            }),
+            TaskOp::Reschedule { .. } => Some(Wake::Any),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the changes insert a task leased (eager dispatch).
+pub(crate) fn leases_task(tasks: &[TaskOp]) -> bool {
+    tasks
+        .iter()
+        .any(|op| matches!(op, TaskOp::Insert(task) if task.lease.is_some()))
+}
+
+/// The assignment of the task the changes insert leased (eager dispatch), as a poll would have
+/// handed it out.
+pub(crate) fn eager_assignment(execution_id: Uuid, tasks: &[TaskOp]) -> Option<Assignment> {
+    tasks.iter().find_map(|op| match op {
+        TaskOp::Insert(task) => {
+            let lease = task.lease.as_ref()?;
+            // The turn was serialized from a `Turn` by `rows_for` a moment ago.
+            let turn: Turn = serde_json::from_value(task.turn.clone()).ok()?;
+            Some(Assignment {
+                lease: Lease {
+                    execution_id,
+                    activity_id: task.activity_id.clone(),
+                    attempt: 1,
+                    lease_token: lease.token.clone(),
+                },
+                runtime: task.runtime.clone(),
+                turn,
+                checkpoint: task.checkpoint.clone(),
+                heartbeat_ms: task.heartbeat_ms,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// A child execution a team transition starts.

@@ -54,7 +54,7 @@ impl WorkerApi for DirectWorkerApi {
             .map_err(to_worker)
     }
 
-    async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
+    async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError> {
         self.engine.report(report.clone()).await.map_err(to_worker)
     }
 

@@ -39,7 +39,7 @@ pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
 pub use direct_worker::DirectWorkerApi;
 pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
-pub use notify::{Notifier, Watch};
+pub use notify::{Notifier, PollStep, PollWaiter, Reservation, Wake, Watch};
 pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
 pub use retry::{RETRY_REQUEST_PREFIX, Retried, RetryRequest, retry_request_id};
@@ -201,6 +201,10 @@ impl Engine {
             )));
         }
         let id = Uuid::now_v7();
+        let queue = match req.queue.as_str() {
+            "" => DEFAULT_QUEUE,
+            queue => queue,
+        };
         let started = HistoryEvent::ExecutionStarted {
             agent: agent.spec(),
             prompts: req.prompts.clone(),
@@ -213,10 +217,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| self.options.default_timeouts.clone()),
             resume: None,
-            queue: match req.queue.as_str() {
-                "" => DEFAULT_QUEUE.into(),
-                queue => queue.into(),
-            },
+            queue: queue.into(),
             traceparent: req.traceparent.clone(),
         };
         let new = NewExecution {
@@ -233,13 +234,24 @@ impl Engine {
             child_key: None,
             labels: req.labels.clone(),
         };
+        // A poll waiting on this server for this runtime and queue gets the first task leased
+        // in the start's own transaction (eager dispatch), without a claim.
+        let reserved = self.reserve_poll(&agent.runtime, queue);
         let plan = apply::Plan {
             inputs: vec![started],
+            eager: reserved.as_ref().map(|(_, offer)| offer.clone()),
             ..Default::default()
         };
-        let applied = self.apply_new(id, new, plan).await?;
-        match applied {
-            Applied::Committed(_) => Ok((id, true)),
+        let applied = self.apply_new(id, new, plan).await;
+        let eager = match &applied {
+            Ok(Applied::Committed(_, eager)) => eager.clone(),
+            _ => None,
+        };
+        if let Some((reservation, _)) = reserved {
+            self.hand_over(reservation, eager).await;
+        }
+        match applied? {
+            Applied::Committed(..) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
         }
     }

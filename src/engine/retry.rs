@@ -160,7 +160,7 @@ impl Engine {
             ..Default::default()
         };
         match self.apply_new(id, new, plan).await? {
-            Applied::Committed(_) => Ok(Retried {
+            Applied::Committed(..) => Ok(Retried {
                 id,
                 created: true,
                 reused_turns,

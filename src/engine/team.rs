@@ -141,7 +141,7 @@ impl Engine {
             ..Default::default()
         };
         match self.apply_new(id, new, plan).await? {
-            Applied::Committed(_) => Ok((id, true)),
+            Applied::Committed(..) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
         }
     }
@@ -244,7 +244,7 @@ impl Engine {
             ..Default::default()
         };
         match self.apply_new(id, new, plan).await? {
-            Applied::Committed(_) => Ok(Retried {
+            Applied::Committed(..) => Ok(Retried {
                 id,
                 created: true,
                 reused_turns: reused_count,

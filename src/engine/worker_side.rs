@@ -2,7 +2,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::apply::{ApplyError, Plan};
+use super::apply::{Applied, ApplyError, Plan};
+use super::commands::EagerOffer;
+use super::notify::{PollStep, Reservation, Wake};
 use super::{Engine, EngineError};
 use crate::contract::{
     ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, ProgressReply, Release, Report,
@@ -107,41 +109,143 @@ impl Engine {
                 return Err(e.into());
             }
         }
+        let waiter = self.notifier.register_poll(
+            &claim.worker_id,
+            &claim.runtimes,
+            &claim.queue,
+            claim.max,
+            self.orphan_handler(),
+        );
         let deadline = tokio::time::Instant::now() + wait;
         let _waiting = crate::telemetry::metrics::long_poll(&request.queue);
         loop {
-            let notified = self.notifier.tasks().notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            waiter.arm();
             claim.now = self.clock.now_ms();
             let tasks = self.store.claim_tasks(&claim).await?;
             if !tasks.is_empty() {
-                for task in &tasks {
-                    self.notifier.execution_changed(task.execution_id);
-                }
-                self.notifier.deadline_added();
-                let mut assignments = Vec::with_capacity(tasks.len());
-                for task in tasks {
-                    let (id, activity) = (task.execution_id, task.activity_id.clone());
-                    match assignment(task) {
-                        Ok(a) => assignments.push(a),
-                        // A task whose turn cannot be read would fail this poll, and every
-                        // later one: its execution is quarantined and the others go out.
-                        Err(e) => {
-                            let why = format!("task {activity} has an unreadable turn: {e}");
-                            self.quarantine(id, &why).await;
-                        }
-                    }
-                }
+                let assignments = self.assignments(tasks).await;
                 if assignments.is_empty() {
                     continue;
                 }
                 return Ok(assignments);
             }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-                _ = stop.cancelled() => return Ok(Vec::new()),
+            let mut step = waiter.sleep();
+            loop {
+                match step {
+                    PollStep::Claim => break,
+                    PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                    // A start is committing a task leased to this poll: never cut it off, so
+                    // the hand-over (or its undoing) always finds the poll.
+                    PollStep::Reserved => waiter.woken().await,
+                    PollStep::Wait => {
+                        let timed_out = tokio::select! {
+                            _ = waiter.woken() => false,
+                            _ = tokio::time::sleep_until(deadline) => true,
+                            _ = stop.cancelled() => true,
+                        };
+                        if timed_out {
+                            match waiter.after_wake() {
+                                PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                                PollStep::Reserved => {
+                                    step = PollStep::Reserved;
+                                    continue;
+                                }
+                                _ => return Ok(Vec::new()),
+                            }
+                        }
+                    }
+                }
+                step = waiter.after_wake();
+            }
+        }
+    }
+
+    /// The assignments of claimed tasks; a task whose turn cannot be read would fail this poll,
+    /// and every later one, so its execution is quarantined and the others go out.
+    async fn assignments(&self, tasks: Vec<TaskRecord>) -> Vec<Assignment> {
+        for task in &tasks {
+            self.notifier.execution_changed(task.execution_id);
+        }
+        self.notifier.deadline_added();
+        let mut assignments = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let (id, activity) = (task.execution_id, task.activity_id.clone());
+            match assignment(task) {
+                Ok(a) => assignments.push(a),
+                Err(e) => {
+                    let why = format!("task {activity} has an unreadable turn: {e}");
+                    self.quarantine(id, &why).await;
+                }
+            }
+        }
+        assignments
+    }
+
+    /// What becomes of a task a start leased to a poll that left before returning it: it is
+    /// released at once, so another worker claims it instead of waiting out its lease.
+    fn orphan_handler(&self) -> Box<dyn FnOnce(Assignment) + Send + Sync> {
+        let store = self.store.clone();
+        let notifier = self.notifier.clone();
+        let now = self.clock.now_ms();
+        Box::new(move |assignment: Assignment| {
+            let record = ReleaseRecord {
+                lease: assignment.lease,
+                chunks: Vec::new(),
+                checkpoint: None,
+                now,
+            };
+            // Dropped outside a runtime only at process exit, when the lease may expire instead.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    match store.release_task(&record).await {
+                        Ok(Some(_)) => notifier.task_ready(Wake::Any),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, execution = %record.lease.execution_id,
+                            "could not release a task its poll left behind; its lease will expire")
+                        }
+                    }
+                });
+            }
+        })
+    }
+
+    /// Leases the first task of a start to a poll waiting on this server, if one sleeps that
+    /// takes `runtime` in `queue` (eager dispatch on start).
+    pub(crate) fn reserve_poll(
+        &self,
+        runtime: &str,
+        queue: &str,
+    ) -> Option<(Reservation, EagerOffer)> {
+        let reservation = self.notifier.reserve(runtime, queue)?;
+        let offer = EagerOffer::new(
+            reservation.worker_id.clone(),
+            reservation.runtimes.clone(),
+            reservation.queue.clone(),
+        );
+        Some((reservation, offer))
+    }
+
+    /// Gives the task a start leased to `reservation` to its poll; when the poll has gone, the
+    /// lease is released at once.
+    pub(crate) async fn hand_over(
+        &self,
+        reservation: Reservation,
+        assignment: Option<Box<Assignment>>,
+    ) {
+        let Some(assignment) = assignment else {
+            // Nothing was leased (a duplicate start, or no task scheduled): the poll claims.
+            drop(reservation);
+            return;
+        };
+        if let Err(assignment) = reservation.hand(assignment) {
+            let release = Release {
+                lease: assignment.lease,
+                chunks: Vec::new(),
+                checkpoint: None,
+            };
+            if let Err(e) = self.release(release).await {
+                tracing::warn!(error = %e, "could not release a task whose poll left; its lease will expire");
             }
         }
     }
@@ -204,29 +308,34 @@ impl Engine {
             None => Err(stale(lease)),
             Some(ReleaseOutcome::Released) => {
                 tracing::info!(execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, "attempt released");
-                self.notifier.task_ready();
+                self.notifier.task_ready(Wake::Any);
                 self.notifier.execution_changed(lease.execution_id);
                 Ok(())
             }
-            Some(ReleaseOutcome::CancelRequested) => {
-                self.report(Report {
+            Some(ReleaseOutcome::CancelRequested) => self
+                .report(Report {
                     lease: lease.clone(),
                     first_chunk: None,
                     chunks,
                     outcome: ActivityOutcome::Canceled { abandoned: false },
+                    accept_next: false,
                 })
                 .await
-            }
+                .map(|_| ()),
         }
     }
 
-    /// Records how an attempt ended, with its last output, in one transition.
-    pub async fn report(&self, report: Report) -> Result<(), EngineError> {
+    /// Records how an attempt ended, with its last output, in one transition. When the report
+    /// accepts it and the transition schedules the execution's next turn, that task is leased to
+    /// the reporting worker in the same transition and returned (eager dispatch): the worker
+    /// runs it without a poll, and nothing else can claim it.
+    pub async fn report(&self, report: Report) -> Result<Option<Assignment>, EngineError> {
         let Report {
             lease,
             first_chunk,
             chunks,
             outcome,
+            accept_next,
         } = report;
         let lease = &lease;
         let task = self
@@ -258,6 +367,18 @@ impl Engine {
         // them, and it waits for each reply, so the count cannot move meanwhile.
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
+        // Only a completed turn schedules another; the worker serves this task's runtime and
+        // queue, which are those of every task of the execution.
+        let eager = match (&outcome, &task.lease_owner) {
+            (ActivityOutcome::Completed { .. }, Some(owner)) if accept_next => {
+                Some(EagerOffer::new(
+                    owner.clone(),
+                    vec![task.runtime.clone()],
+                    task.queue.clone(),
+                ))
+            }
+            _ => None,
+        };
         let result = self
             .apply_with(lease.execution_id, |_, state| {
                 let crate::machine::ExecutionState::Agent(state) = state else {
@@ -325,11 +446,13 @@ impl Engine {
                     chunks: chunks.clone(),
                     checkpoint,
                     consume_timer: None,
+                    eager: eager.clone(),
                 }))
             })
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(Some(Applied::Committed(_, next))) => Ok(next.map(|next| *next)),
+            Ok(_) => Ok(None),
             Err(ApplyError::Fenced) => Err(stale(lease)),
             Err(ApplyError::Conflict) => Err(EngineError::Internal(
                 "conflict escaped the apply loop".into(),

@@ -42,8 +42,8 @@ pub use tasks::{
 };
 pub use timers::{TimerKind, TimerRecord, Timers};
 pub use transition::{
-    CommitOutcome, Fence, NewChunk, NewExecution, NewTask, RowState, RowWrite, TaskOp, TimerOp,
-    Transition,
+    CommitOutcome, Fence, NewChunk, NewExecution, NewLease, NewTask, RowState, RowWrite, TaskOp,
+    TimerOp, Transition,
 };
 pub use workers::{WorkerRecord, WorkerUpsert, Workers};
 

@@ -131,6 +131,19 @@ pub struct NewTask {
     pub heartbeat_ms: u64,
     /// Longest an attempt may run (0 = unlimited).
     pub start_to_close_ms: u64,
+    /// A worker the task is leased to as it is inserted (eager dispatch), instead of waiting
+    /// in the queue; `None` inserts it ready.
+    pub lease: Option<NewLease>,
+}
+
+/// The lease of a task inserted already leased: as a claim at the transition's `now` would
+/// write it (expiry after the heartbeat, attempt deadline after start-to-close, no chunks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLease {
+    /// The worker that holds it.
+    pub owner: String,
+    /// The fence every later message about the attempt carries, drawn by the engine.
+    pub token: String,
 }
 
 /// A change to task rows.

@@ -3,6 +3,7 @@
 //! after it stops (a report, a release, or nothing) is [`super::finish`].
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -10,38 +11,66 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::WorkerOptions;
 use super::batch::Batcher;
 use super::cadence::{Cadence, heartbeat_interval};
 use super::finish::{self, refused};
 use super::stop::{Ended, Stop, Stopping};
+use super::{WorkerOptions, WorkerStats};
 use crate::contract::{
-    ActivityOutcome, Assignment, Lease, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, Progress, Report,
-    WorkerApi, WorkerApiError,
+    ActivityOutcome, Assignment, Lease, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, Progress, Release,
+    Report, WorkerApi, WorkerApiError,
 };
 use crate::domain::Failure;
 use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput};
 
-/// Runs one attempt to its end, in a span naming it, a child of the span that started the
-/// execution (its `traceparent` comes with the turn), so every attempt of an execution, on any
-/// worker, joins one trace. When `release` fires first (the worker is draining), the runtime is
-/// stopped and the attempt is released instead of reported.
+/// Runs one attempt to its end, in a span naming it, and then each next task the server leases
+/// to this worker in reply to the report (eager dispatch), on the same slot. When `release`
+/// fires first (the worker is draining), the runtime is stopped and the attempt is released
+/// instead of reported. Each attempt's span is a child of the span that
+/// started the execution (its `traceparent` comes with the turn), so every attempt joins one
+/// trace. Once `draining` fires, reports accept no next task, and one that was
+/// leased already is released at once.
 pub(super) async fn run(
     api: Arc<dyn WorkerApi>,
     options: &WorkerOptions,
     assignment: Assignment,
     release: CancellationToken,
+    draining: CancellationToken,
+    stats: &WorkerStats,
 ) {
     use tracing::Instrument;
-    let lease = &assignment.lease;
-    let span = tracing::info_span!("attempt", execution_id = %lease.execution_id, activity_id = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
-    let _running = crate::telemetry::metrics::attempt_running(&assignment.runtime);
-    if let Some(traceparent) = &assignment.turn.traceparent {
-        crate::telemetry::trace::set_parent(&span, traceparent);
+    let mut next = Some(assignment);
+    while let Some(assignment) = next.take() {
+        let lease = &assignment.lease;
+        let span = tracing::info_span!("attempt", execution_id = %lease.execution_id, activity_id = %lease.activity_id, attempt = lease.attempt, runtime = %assignment.runtime);
+        let running = crate::telemetry::metrics::attempt_running(&assignment.runtime);
+        if let Some(traceparent) = &assignment.turn.traceparent {
+            crate::telemetry::trace::set_parent(&span, traceparent);
+        }
+        next = run_attempt(api.as_ref(), options, assignment, &release, &draining)
+            .instrument(span)
+            .await;
+        drop(running);
+        let Some(assignment) = &next else { break };
+        stats.eager_tasks.fetch_add(1, Ordering::Relaxed);
+        if draining.is_cancelled() {
+            hand_back(api.as_ref(), assignment).await;
+            break;
+        }
     }
-    run_attempt(api.as_ref(), options, assignment.clone(), &release)
-        .instrument(span)
-        .await;
+}
+
+/// Releases a task leased to this worker that it will not run (it is draining), so another
+/// worker takes it at once.
+async fn hand_back(api: &dyn WorkerApi, assignment: &Assignment) {
+    let release = Release {
+        lease: assignment.lease.clone(),
+        chunks: Vec::new(),
+        checkpoint: None,
+    };
+    if let Err(error) = api.release(&release).await {
+        tracing::warn!(%error, "could not hand back a task; its lease will expire");
+    }
 }
 
 async fn run_attempt(
@@ -49,7 +78,8 @@ async fn run_attempt(
     options: &WorkerOptions,
     assignment: Assignment,
     release: &CancellationToken,
-) {
+    draining: &CancellationToken,
+) -> Option<Assignment> {
     let lease = assignment.lease.clone();
     let Some(runtime) = options.runtimes.get(&assignment.runtime).cloned() else {
         // The server only hands out tasks of runtimes the worker announced; this is a bug.
@@ -70,9 +100,10 @@ async fn run_attempt(
                 retry_after_ms: None,
                 checkpoint: None,
             },
+            accept_next: false,
         };
         let _ = api.report(&report).await;
-        return;
+        return None;
     };
     let cancel = CancellationToken::new();
     let info = AttemptInfo {
@@ -104,7 +135,7 @@ async fn run_attempt(
         grace: options.cancel_grace,
     };
     let stop = running.drive(handle, rx, release).await;
-    finish::finish(api, &running.lease, running.batcher, stop).await;
+    finish::finish(api, &running.lease, running.batcher, stop, draining).await
 }
 
 /// The lease is gone; the attempt must stop without telling the server anything more.

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batcher, too_large};
 use super::stop::Stop;
 use crate::contract::{
-    ActivityOutcome, Lease, MAX_DOCUMENT_BYTES, MAX_REPORT_BYTES, Progress, REPORT_REFUSED_CODE,
-    Release, Report, WorkerApi, WorkerApiError,
+    ActivityOutcome, Assignment, Lease, MAX_DOCUMENT_BYTES, MAX_REPORT_BYTES, Progress,
+    REPORT_REFUSED_CODE, Release, Report, WorkerApi, WorkerApiError,
 };
 use crate::domain::Failure;
 
@@ -25,8 +26,15 @@ pub(super) fn refused(what: &str, message: &str) -> Failure {
 }
 
 /// Tells the server how the attempt stopped: a report, a release, or nothing if its lease is
-/// lost.
-pub(super) async fn finish(api: &dyn WorkerApi, lease: &Lease, batcher: Batcher, stop: Stop) {
+/// lost. A report offers this attempt's slot for the execution's next task unless `draining`
+/// has fired; the task the server leased to the worker in reply is returned, to run next.
+pub(super) async fn finish(
+    api: &dyn WorkerApi,
+    lease: &Lease,
+    batcher: Batcher,
+    stop: Stop,
+    draining: &CancellationToken,
+) -> Option<Assignment> {
     let mut sender = Sender {
         api,
         lease,
@@ -34,16 +42,17 @@ pub(super) async fn finish(api: &dyn WorkerApi, lease: &Lease, batcher: Batcher,
         give_up: None,
     };
     match stop {
-        Stop::LeaseLost => {}
+        Stop::LeaseLost => None,
         Stop::Drained => {
             sender.give_up = Some(Instant::now() + super::RELEASE_PATIENCE);
             sender.release().await;
+            None
         }
         stop => {
             let outcome = stop
                 .outcome()
                 .expect("only a release or a lost lease has none");
-            sender.report(outcome).await;
+            sender.report(outcome, draining).await
         }
     }
 }
@@ -59,8 +68,13 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Reports `outcome` with the output still queued.
-    async fn report(&mut self, outcome: ActivityOutcome) {
+    /// Reports `outcome` with the output still queued; returns the next task if the server
+    /// leased one to this worker in reply.
+    async fn report(
+        &mut self,
+        outcome: ActivityOutcome,
+        draining: &CancellationToken,
+    ) -> Option<Assignment> {
         let mut outcome = within_limit(outcome);
         match self.flush(outcome.encoded_len()).await {
             Ok(()) => {}
@@ -72,7 +86,7 @@ impl Sender<'_> {
             }
             Err(error) => {
                 tracing::warn!(%error, "could not send the attempt's last output");
-                return;
+                return None;
             }
         }
         let first_chunk = Some(self.batcher.first_chunk());
@@ -88,10 +102,11 @@ impl Sender<'_> {
             first_chunk,
             chunks,
             outcome,
+            accept_next: !draining.is_cancelled(),
         };
         let message = match self.retrying(|| self.api.report(&report)).await {
-            Ok(()) => {
-                return crate::telemetry::metrics::output_sent(
+            Ok(next) => {
+                crate::telemetry::metrics::output_sent(
                     report.chunks.len(),
                     report
                         .chunks
@@ -99,17 +114,18 @@ impl Sender<'_> {
                         .map(crate::contract::ChunkIn::encoded_len)
                         .sum(),
                 );
+                return next;
             }
             Err(WorkerApiError::Refused(message)) => message,
             Err(error) => {
                 tracing::warn!(%error, "report not delivered");
-                return;
+                return None;
             }
         };
         tracing::warn!(%message, "report refused");
         let already_refused = matches!(&report.outcome, ActivityOutcome::Failed { failure, .. } if failure.code == REPORT_REFUSED_CODE);
         if already_refused {
-            return;
+            return None;
         }
         // End the attempt rather than leave it running until its lease expires; the output
         // of the refused report is dropped with it.
@@ -118,10 +134,12 @@ impl Sender<'_> {
             first_chunk,
             chunks: Vec::new(),
             outcome: failed(refused("the report", &message)),
+            accept_next: false,
         };
         if let Err(error) = self.retrying(|| self.api.report(&fallback)).await {
             tracing::warn!(%error, "failure report not delivered either");
         }
+        None
     }
 
     /// Hands the attempt back with its output and newest checkpoint.

@@ -78,7 +78,7 @@ impl WorkerApi for GrpcWorkerApi {
             .map_err(|e| self.failed(index, e))
     }
 
-    async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
+    async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError> {
         let (index, server) = self.pick();
         server
             .report(report)

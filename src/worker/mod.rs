@@ -1,5 +1,7 @@
 //! The worker: claims tasks for the runtimes it has, runs them with a cancellation token,
 //! streams their output and checkpoints back in batches, and reports how each attempt ended.
+//! A report offers the attempt's slot for the execution's next turn; when the reply carries it
+//! (eager dispatch), it runs at once on the same slot, without a poll.
 //!
 //! Graceful drain: when its shutdown token fires, a worker stops polling and gives running
 //! attempts `drain_timeout` to finish. Then it stops the rest (through their cancellation
@@ -18,6 +20,7 @@ mod stop;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -90,16 +93,49 @@ fn poll_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// What a worker has done so far, counted as it runs (read them through [`Worker::stats`]).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Polls sent to the server.
+    pub polls: AtomicU64,
+    /// Tasks those polls returned.
+    pub polled_tasks: AtomicU64,
+    /// Tasks the server leased to the worker in reply to a report (eager dispatch), run
+    /// without a poll.
+    pub eager_tasks: AtomicU64,
+}
+
+impl WorkerStats {
+    /// (polls, polled tasks, eager tasks) as they are now.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.polls.load(Ordering::Relaxed),
+            self.polled_tasks.load(Ordering::Relaxed),
+            self.eager_tasks.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A worker over a [`WorkerApi`].
 pub struct Worker {
     api: Arc<dyn WorkerApi>,
     options: WorkerOptions,
+    stats: Arc<WorkerStats>,
 }
 
 impl Worker {
     /// A worker that talks to the engine through `api`.
     pub fn new(api: Arc<dyn WorkerApi>, options: WorkerOptions) -> Self {
-        Worker { api, options }
+        Worker {
+            api,
+            options,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters, readable while it runs and after.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
     }
 
     /// Polls and runs attempts until `shutdown` fires, then waits for running attempts.
@@ -133,6 +169,7 @@ impl Worker {
                 slots: options.concurrency.max(1) as u32,
                 wait: options.poll_wait,
             };
+            self.stats.polls.fetch_add(1, Ordering::Relaxed);
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 polled = self.api.poll(&request) => polled,
@@ -140,13 +177,19 @@ impl Worker {
             match polled {
                 Ok(assignments) => {
                     backoff = poll_backoff();
+                    self.stats
+                        .polled_tasks
+                        .fetch_add(assignments.len() as u64, Ordering::Relaxed);
                     for assignment in assignments {
                         let permit = permits.pop().expect("never more tasks than asked for");
                         let api = self.api.clone();
                         let options = options.clone();
                         let release = release.clone();
+                        let draining = shutdown.clone();
+                        let stats = self.stats.clone();
                         running.spawn(async move {
-                            attempt::run(api, &options, assignment, release).await;
+                            attempt::run(api, &options, assignment, release, draining, &stats)
+                                .await;
                             drop(permit);
                         });
                     }
@@ -191,6 +234,7 @@ impl Worker {
                 while running.join_next().await.is_some() {}
             }
         }
-        tracing::info!(worker = %options.worker_id, "worker stopped");
+        let (polls, polled, eager) = self.stats.snapshot();
+        tracing::info!(worker = %options.worker_id, polls, polled_tasks = polled, eager_tasks = eager, "worker stopped");
     }
 }

@@ -123,6 +123,7 @@ pub fn task(activity_id: &str) -> NewTask {
         schedule_deadline: None,
         heartbeat_ms: HEARTBEAT_MS,
         start_to_close_ms: 0,
+        lease: None,
     }
 }
 

@@ -49,7 +49,7 @@ macro_rules! sql_executions {
                         let outcome = write_transition(&mut tx, t).await?;
                         if outcome == CommitOutcome::Committed {
                             notes.execution(t.execution_id);
-                            if t.tasks.iter().any(|op| matches!(op, TaskOp::Insert(_) | TaskOp::Reschedule { .. })) {
+                            if t.tasks.iter().any(|op| matches!(op, TaskOp::Reschedule { .. }) || matches!(op, TaskOp::Insert(task) if task.lease.is_none())) {
                                 notes.task_ready();
                             }
                             if !t.timers.is_empty() {

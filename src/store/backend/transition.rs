@@ -92,13 +92,14 @@ macro_rules! sql_transition {
             }
             let next_seq = match &t.row_write {
                 RowWrite::Create(new) => {
-                    // The row is inserted as the transition leaves it: no UPDATE follows.
+                    // The row is inserted as the transition leaves it: no UPDATE follows. A row
+                    // that starts RUNNING (its first task leased at once) started now.
                     let inserted = sqlx::query(
                         "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, \
                          parent_id, root_id, retry_of, request_id, state, next_seq, created_at, team_id, child_key, \
-                         result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at) \
+                         result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $16, $13, $14, $15, \
-                         $17, $18, $19, $20, $21, $22, $23) \
+                         $17, $18, $19, $20, $21, $22, $23, CASE WHEN $6 = 'RUNNING' THEN $13 END) \
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(t.execution_id)
@@ -246,11 +247,17 @@ macro_rules! sql_transition {
         async fn write_task_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TaskOp, now: Millis) -> Result<(), StoreError> {
             match op {
                 TaskOp::Insert(task) => {
+                    // A task leased as it is inserted (eager dispatch) gets the columns a claim
+                    // at `now` would write; `chunks_sent` starts at 0 either way.
+                    let lease = task.lease.as_ref();
+                    let status = if lease.is_some() { TaskStatus::Leased } else { TaskStatus::Ready };
+                    let attempt_deadline = (task.start_to_close_ms > 0)
+                        .then(|| crate::domain::after(now, task.start_to_close_ms));
                     sqlx::query(
                         "INSERT INTO tasks (execution_id, activity_id, attempt, runtime, queue, status, \
                          visible_at, schedule_deadline, heartbeat_ms, start_to_close_ms, cancel_requested, \
-                         turn, checkpoint) \
-                         VALUES ($1, $2, 1, $3, $4, 'ready', $5, $6, $7, $8, $9, $10, $11)",
+                         turn, checkpoint, lease_token, lease_owner, leased_at, lease_expires_at, attempt_deadline) \
+                         VALUES ($1, $2, 1, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $16, $17)",
                     )
                     .bind(execution_id)
                     .bind(&task.activity_id)
@@ -263,6 +270,12 @@ macro_rules! sql_transition {
                     .bind(false)
                     .bind(Json(&task.turn))
                     .bind(task.checkpoint.as_ref().map(Json))
+                    .bind(status.as_str())
+                    .bind(lease.map(|l| l.token.as_str()))
+                    .bind(lease.map(|l| l.owner.as_str()))
+                    .bind(lease.map(|_| now))
+                    .bind(lease.map(|_| crate::domain::after(now, stored_duration(task.heartbeat_ms) as u64)))
+                    .bind(lease.and(attempt_deadline))
                     .execute(&mut **tx)
                     .await?;
                 }

@@ -12,8 +12,9 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{WorkerOptions, attempt};
+use super::{WorkerOptions, WorkerStats, attempt};
 
+mod eager;
 mod sending;
 mod stopping;
 use crate::contract::{
@@ -39,7 +40,7 @@ enum Call {
 struct FakeApi {
     calls: Mutex<Vec<(Call, bool)>>,
     progress_replies: Mutex<VecDeque<Result<ProgressReply, WorkerApiError>>>,
-    report_replies: Mutex<VecDeque<Result<(), WorkerApiError>>>,
+    report_replies: Mutex<VecDeque<Result<Option<Assignment>, WorkerApiError>>>,
     /// Wakes runtimes that wait for the worker to have sent something.
     sent: tokio::sync::Notify,
 }
@@ -50,7 +51,18 @@ impl FakeApi {
     }
 
     fn answer_report(&self, reply: Result<(), WorkerApiError>) {
-        self.report_replies.lock().unwrap().push_back(reply);
+        self.report_replies
+            .lock()
+            .unwrap()
+            .push_back(reply.map(|()| None));
+    }
+
+    /// Answers the next report with `next`, leased to the worker (eager dispatch).
+    fn answer_report_with_next(&self, next: Assignment) {
+        self.report_replies
+            .lock()
+            .unwrap()
+            .push_back(Ok(Some(next)));
     }
 
     fn record(&self, call: Call, ok: bool) {
@@ -128,9 +140,9 @@ impl WorkerApi for FakeApi {
         reply
     }
 
-    async fn report(&self, report: &Report) -> Result<(), WorkerApiError> {
+    async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError> {
         let reply = self.report_replies.lock().unwrap().pop_front();
-        let reply = reply.unwrap_or(Ok(()));
+        let reply = reply.unwrap_or(Ok(None));
         self.record(Call::Report(report.clone()), reply.is_ok());
         reply
     }
@@ -208,7 +220,16 @@ fn assignment(heartbeat_ms: u64) -> Assignment {
 
 async fn run(api: &Arc<FakeApi>, options: &WorkerOptions, release: CancellationToken) {
     let api: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api, options, assignment(30_000), release).await;
+    let stats = WorkerStats::default();
+    attempt::run(
+        api,
+        options,
+        assignment(30_000),
+        release,
+        CancellationToken::new(),
+        &stats,
+    )
+    .await;
 }
 
 fn texts(chunks: &[ChunkIn]) -> Vec<String> {

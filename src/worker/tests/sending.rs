@@ -83,7 +83,15 @@ async fn an_idle_attempt_sends_heartbeats() {
     let options = options(script);
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
     // A 30 ms lease: a heartbeat every 10 ms.
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     assert!(api.heartbeats() >= 3);
     assert_eq!(api.reports().len(), 1);
 }
@@ -127,7 +135,15 @@ async fn a_progress_report_the_server_could_not_take_is_sent_again() {
     });
     let options = options(script);
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     let calls = api.calls();
     let Call::Progress(first) = &calls[0].0 else {
         panic!("first a progress report");

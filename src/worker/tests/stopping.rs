@@ -17,7 +17,15 @@ async fn a_cancel_in_a_progress_reply_fires_the_token_and_ends_canceled() {
     }));
     let options = options(until_cancelled(api.clone()));
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     let reports = api.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(
@@ -39,7 +47,15 @@ async fn a_runtime_that_ignores_its_token_is_abandoned_after_the_grace() {
     }));
     let options = options(stubborn());
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     let reports = api.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(
@@ -98,7 +114,15 @@ async fn a_lost_lease_stops_the_runtime_and_reports_nothing() {
     });
     let options = options(script);
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     assert_eq!(
         api.calls().len(),
         1,
@@ -141,7 +165,15 @@ async fn a_refused_progress_report_stops_the_runtime_and_fails_the_attempt() {
     api.answer_progress(Err(WorkerApiError::Refused("bad (InvalidArgument)".into())));
     let options = options(until_cancelled(api.clone()));
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
-    attempt::run(api_dyn, &options, assignment(30), CancellationToken::new()).await;
+    attempt::run(
+        api_dyn,
+        &options,
+        assignment(30),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        &WorkerStats::default(),
+    )
+    .await;
     let reports = api.reports();
     assert_eq!(reports.len(), 1);
     let ActivityOutcome::Failed { failure, .. } = outcome(&reports[0]) else {

@@ -1,17 +1,32 @@
 //! In-process wake-ups: workers waiting for tasks, the sweeper waiting for deadlines, and
 //! watchers of single executions.
+//!
+//! Long-polls register as waiters with the runtimes and queue they serve. A task made ready
+//! wakes *one* waiter that can take it (not every waiting poll: no thundering herd with many idle
+//! workers), or none when a waiter already woken has room for it in its next claim. Wake-ups are
+//! never lost: a waiter is armed before it claims, so a task readied during its claim wakes it
+//! again; a waiter that leaves while woken passes its wake-ups on; a notification that does not
+//! say which runtime and queue (another server's, through the change feed) wakes one waiter of
+//! each kind. A start may also *reserve* a sleeping waiter and hand it the first task, leased to
+//! it in the start's own transition (eager dispatch), so the poll returns without a claim.
+
+mod polls;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use polls::{PollStep, PollWaiter, Reservation, Wake};
+
 /// Wakes long-polling workers, the sweeper and output streams when something they wait for was
 /// committed. Watchers register per execution, so a change wakes only those who watch it.
 #[derive(Debug, Default)]
 pub struct Notifier {
-    tasks: Notify,
+    polls: Mutex<polls::Polls>,
+    claims: AtomicU64,
     timers: Notify,
     watched: Mutex<HashMap<Uuid, Arc<Notify>>>,
 }
@@ -46,17 +61,6 @@ impl Drop for Watch {
 }
 
 impl Notifier {
-    /// A task became ready.
-    pub fn task_ready(&self) {
-        self.tasks.notify_waiters();
-    }
-
-    /// Waits for [`Notifier::task_ready`]. Create the future *before* looking for work, so a
-    /// notification between the look and the wait is not lost.
-    pub fn tasks(&self) -> &Notify {
-        &self.tasks
-    }
-
     /// A timer or deadline was written that may be earlier than the sweeper's next wake-up.
     pub fn deadline_added(&self) {
         self.timers.notify_one();
@@ -78,7 +82,7 @@ impl Notifier {
     /// Wakes every waiter: long-polls, the sweeper and every watched execution. For when
     /// notifications from other servers may have been missed.
     pub fn wake_all(&self) {
-        self.tasks.notify_waiters();
+        self.wake_all_polls();
         self.timers.notify_one();
         let watched = self.watched.lock().expect("the lock is never poisoned");
         for notify in watched.values() {
@@ -102,3 +106,6 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
