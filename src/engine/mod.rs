@@ -7,6 +7,7 @@
 //! transaction.
 
 mod apply;
+mod cache;
 pub mod catalog;
 mod changes;
 mod commands;
@@ -113,6 +114,28 @@ pub struct Engine {
     options: EngineOptions,
     /// The rows the last sweep failed on (see `sweeper.rs`), so each is logged once.
     sweep_failures: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Executions at the version this engine last committed (see `cache.rs`).
+    cache: cache::ExecutionCache,
+    /// What the engine has read, for tests and `cairn bench` to see where reads go.
+    reads: Reads,
+}
+
+/// Counts of the engine's reads of the store, since it started.
+#[derive(Debug, Default)]
+struct Reads {
+    executions: std::sync::atomic::AtomicU64,
+    output_pages: std::sync::atomic::AtomicU64,
+}
+
+/// How many reads of each kind an engine has made since it started (see [`Engine::reads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadCounts {
+    /// Execution rows read (`get_execution`), by transitions and views alike.
+    pub executions: u64,
+    /// Pages of output read by stream followers (`output_page`).
+    pub output_pages: u64,
+    /// How many executions the transition cache holds now.
+    pub cached_executions: usize,
 }
 
 impl Engine {
@@ -126,7 +149,19 @@ impl Engine {
             workers: WorkerDirectory::default(),
             options,
             sweep_failures: Default::default(),
+            cache: Default::default(),
+            reads: Reads::default(),
         })
+    }
+
+    /// What this engine has read so far, and how many executions it holds in its cache.
+    pub fn reads(&self) -> ReadCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        ReadCounts {
+            executions: self.reads.executions.load(Relaxed),
+            output_pages: self.reads.output_pages.load(Relaxed),
+            cached_executions: self.cache.len(),
+        }
     }
 
     /// The store, for reads.
@@ -280,7 +315,8 @@ impl Engine {
                 fences,
                 ..Default::default()
             };
-            match self.apply_to(&record, &state, plan).await {
+            let current = cache::Versioned::of_record(&record, state);
+            match self.apply_to(&current, plan).await {
                 Ok(_) => return self.execution(id).await,
                 // The task was claimed (or the row moved) meanwhile: look again.
                 Err(apply::ApplyError::Conflict | apply::ApplyError::Fenced) => continue,

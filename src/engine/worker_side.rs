@@ -258,7 +258,7 @@ impl Engine {
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
         let result = self
-            .apply_with(lease.execution_id, |_, state| {
+            .apply_with(lease.execution_id, |state| {
                 let crate::machine::ExecutionState::Agent(state) = state else {
                     return Err(stale(lease));
                 };
