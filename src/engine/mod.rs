@@ -79,6 +79,10 @@ pub struct EngineOptions {
     pub default_retry_policy: RetryPolicy,
     /// The timeouts of executions that give none.
     pub default_timeouts: Timeouts,
+    /// How many executions the engine keeps at the version it last committed, so that their
+    /// next transition reads no row (`cache.rs`); `None` is the default of 4096, `Some(0)` turns
+    /// the cache off (to measure what it saves).
+    pub execution_cache: Option<usize>,
 }
 
 /// What starting an execution takes (already validated at the edge).
@@ -141,6 +145,10 @@ pub struct ReadCounts {
 impl Engine {
     /// An engine over `store`. Must be called inside a tokio runtime (it starts the committer).
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, options: EngineOptions) -> Arc<Engine> {
+        let cache = cache::ExecutionCache::new(
+            options.execution_cache.unwrap_or(cache::MAX_ENTRIES),
+            cache::MAX_BYTES,
+        );
         Arc::new(Engine {
             committer: commit::Committer::start(store.clone()),
             store,
@@ -149,7 +157,7 @@ impl Engine {
             workers: WorkerDirectory::default(),
             options,
             sweep_failures: Default::default(),
-            cache: Default::default(),
+            cache,
             reads: Reads::default(),
         })
     }

@@ -58,6 +58,10 @@ pub(super) struct BenchArgs {
     /// How many attempts each worker (in-process or remote) runs at once.
     #[arg(long, default_value_t = 64)]
     worker_concurrency: usize,
+    /// The started server's `--execution-cache` (0 turns the engine's execution cache off, to
+    /// measure what it saves).
+    #[arg(long, default_value_t = 4096)]
+    execution_cache: usize,
     /// Print every figure as one JSON document instead of a table.
     #[arg(long)]
     json: bool,

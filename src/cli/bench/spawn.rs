@@ -44,8 +44,15 @@ pub(super) fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
     };
     let remote = args.workers == "remote";
     let concurrency = args.worker_concurrency.to_string();
+    let cache = args.execution_cache.to_string();
     let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args(["server", "--listen", &args.listen]);
+    command.args([
+        "server",
+        "--listen",
+        &args.listen,
+        "--execution-cache",
+        &cache,
+    ]);
     if !remote {
         command.args(["--worker", "--concurrency", &concurrency]);
     }
