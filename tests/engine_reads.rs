@@ -256,7 +256,7 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
     // One more page fills the follower's channel of one, which the reader does not empty: the
     // follower now waits to send, and every notification below arrives meanwhile.
     emit(&engine).await;
-    while follower.len() < 1 {
+    while follower.is_empty() {
         tokio::task::yield_now().await;
     }
     let reads = engine.reads().output_pages;
