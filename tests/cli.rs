@@ -398,32 +398,3 @@ async fn demo_runs_an_execution_end_to_end() {
         "the streamed text appears once, in order: {stdout}"
     );
 }
-
-/// `cairn bench` starts its own server and prints one line per figure (a tiny scale: this checks
-/// that it works, not how fast).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_prints_every_workload() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let output = Command::new(cairn_bin())
-        .args(["bench", "--database-url", &url, "--scale", "0.02"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = ok(&output);
-    for figure in [
-        "W1 executions=20",
-        "executions_per_s=",
-        "W2 executions=4",
-        "p50_ms=",
-        "p99_ms=",
-        "W3 executions=2",
-        "activities_per_s=",
-        "server peak_rss_mb=",
-    ] {
-        assert!(
-            stdout.contains(figure),
-            "`{figure}` missing from:\n{stdout}"
-        );
-    }
-}

@@ -80,6 +80,10 @@ pub(super) struct ServerArgs {
     /// Do not apply migrations at start (apply them with `cairn migrate`).
     #[arg(long)]
     no_migrate: bool,
+    /// How many executions the engine keeps at the version it last committed, so their next
+    /// transition reads no row; 0 turns the cache off (to measure what it saves).
+    #[arg(long, env = "CAIRN_EXECUTION_CACHE", default_value_t = 4096)]
+    execution_cache: usize,
     /// The largest prompt accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
@@ -146,6 +150,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
     options.migrate = !args.no_migrate;
+    options.engine.execution_cache = Some(args.execution_cache);
     options.security = args.security.load()?;
     options.worker_concurrency = if args.worker {
         args.concurrency.max(1)

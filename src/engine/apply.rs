@@ -1,7 +1,10 @@
 //! Applying inputs to an execution: one transition, one transaction.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
+use super::cache::{Versioned, state_bytes};
 use super::{Engine, EngineError, commands};
 use crate::contract::Assignment;
 use crate::domain::{ExecutionStatus, HistoryEvent};
@@ -64,6 +67,18 @@ pub(crate) struct Scope {
     pub parent: Option<(Uuid, String)>,
 }
 
+impl Versioned {
+    /// The execution as read from its row, with its decoded state.
+    pub(crate) fn of_record(record: &ExecutionRecord, state: ExecutionState) -> Versioned {
+        Versioned {
+            id: record.id,
+            next_seq: record.next_seq,
+            scope: Scope::of_record(record),
+            state,
+        }
+    }
+}
+
 impl Scope {
     fn of_record(record: &ExecutionRecord) -> Scope {
         Scope {
@@ -91,11 +106,23 @@ impl Engine {
         plan: Plan,
     ) -> Result<Applied, EngineError> {
         let scope = Scope::of_new(&new);
-        let (transition, events) =
+        let (transition, events, state) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
         let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
+        let bytes = state_bytes(&transition.row.state);
         match self.commit(transition, &scope).await? {
-            CommitOutcome::Committed => Ok(Applied::Committed(events, eager)),
+            CommitOutcome::Committed => {
+                // A new row is inserted at `next_seq` 1 + its events (see the store).
+                let next_seq = 1 + events.len() as u64;
+                let versioned = Versioned {
+                    id,
+                    next_seq,
+                    scope,
+                    state,
+                };
+                self.cache.put(versioned, bytes);
+                Ok(Applied::Committed(events, eager))
+            }
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
             CommitOutcome::Conflict | CommitOutcome::Fenced => Err(EngineError::Internal(format!(
                 "a new execution {id} conflicted with an existing row"
@@ -103,51 +130,93 @@ impl Engine {
         }
     }
 
-    /// Applies `plan` to the execution as loaded in `record`.
+    /// Reads an execution from the store as a transition needs it.
+    pub(crate) async fn load(&self, id: Uuid) -> Result<Versioned, EngineError> {
+        let record = self.execution(id).await?;
+        let state = self.state_of(&record).await?;
+        Ok(Versioned::of_record(&record, state))
+    }
+
+    /// Applies `plan` to the execution as it was at `current.next_seq`. Whatever the outcome,
+    /// the cache is left holding the committed version or nothing.
     pub(crate) async fn apply_to(
         &self,
-        record: &ExecutionRecord,
-        state: &ExecutionState,
+        current: &Versioned,
         plan: Plan,
     ) -> Result<Applied, ApplyError> {
+        let id = current.id;
         let row_write = RowWrite::Update {
-            expected_next_seq: record.next_seq,
+            expected_next_seq: current.next_seq,
         };
-        let scope = Scope::of_record(record);
-        let (transition, events) =
-            self.transition(record.id, &scope, Some(state.clone()), row_write, plan)?;
-        let eager = commands::eager_assignment(record.id, &transition.tasks).map(Box::new);
-        match self
-            .commit(transition, &scope)
-            .await
-            .map_err(ApplyError::Engine)?
-        {
-            CommitOutcome::Committed => Ok(Applied::Committed(events, eager)),
+        let scope = &current.scope;
+        let (transition, events, state) =
+            match self.transition(id, scope, Some(current.state.clone()), row_write, plan) {
+                Ok(computed) => computed,
+                Err(e) => {
+                    self.cache.remove(id);
+                    return Err(e.into());
+                }
+            };
+        let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
+        let bytes = state_bytes(&transition.row.state);
+        let outcome = self.commit(transition, scope).await;
+        if !matches!(outcome, Ok(CommitOutcome::Committed)) {
+            // Stale (a conflict or a fence another server's commit explains) or unknown (an
+            // error after which the commit may or may not have happened): read it next time.
+            self.cache.remove(id);
+        }
+        match outcome.map_err(ApplyError::Engine)? {
+            CommitOutcome::Committed => {
+                let versioned = Versioned {
+                    id,
+                    next_seq: current.next_seq + events.len() as u64,
+                    scope: scope.clone(),
+                    state,
+                };
+                self.cache.put(versioned, bytes);
+                Ok(Applied::Committed(events, eager))
+            }
             CommitOutcome::Conflict => Err(ApplyError::Conflict),
             CommitOutcome::Fenced => Err(ApplyError::Fenced),
             CommitOutcome::Duplicate(id) => Ok(Applied::Duplicate(id)),
         }
     }
 
-    /// Loads the execution, builds the plan from it, and applies it, recomputing after a
+    /// Builds the plan from the execution's state and applies it, recomputing after a
     /// concurrent change. `build` returning `None` means "nothing to do".
+    ///
+    /// The state comes from the cache when this engine committed the last version it knows;
+    /// the commit's version check makes that safe. A cached state may be behind another
+    /// server's commits, so whatever it does not commit (a conflict, a fence, a refusal or
+    /// "nothing to do" from `build` or the machine) is decided again from a fresh read.
     pub(crate) async fn apply_with<F>(
         &self,
         id: Uuid,
         mut build: F,
     ) -> Result<Option<Applied>, ApplyError>
     where
-        F: FnMut(&ExecutionRecord, &ExecutionState) -> Result<Option<Plan>, EngineError>,
+        F: FnMut(&ExecutionState) -> Result<Option<Plan>, EngineError>,
     {
+        let mut cached = self.cache.get(id);
         loop {
-            let record = self.execution(id).await?;
-            let state = self.state_of(&record).await?;
-            let Some(plan) = build(&record, &state)? else {
-                return Ok(None);
+            let from_cache = cached.is_some();
+            let current = match cached.take() {
+                Some(current) => current,
+                None => Arc::new(self.load(id).await?),
             };
-            match self.apply_to(&record, &state, plan).await {
+            let result = match build(&current.state) {
+                Ok(Some(plan)) => self.apply_to(&current, plan).await.map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(ApplyError::Engine(e)),
+            };
+            match result {
+                Ok(Some(applied)) => return Ok(Some(applied)),
                 Err(ApplyError::Conflict) => continue,
-                other => return other.map(Some),
+                _ if from_cache => {
+                    self.cache.remove(id);
+                    continue;
+                }
+                other => return other,
             }
         }
     }
@@ -161,7 +230,7 @@ impl Engine {
         mut state: Option<ExecutionState>,
         row_write: RowWrite,
         plan: Plan,
-    ) -> Result<(Transition, Vec<HistoryEvent>), EngineError> {
+    ) -> Result<(Transition, Vec<HistoryEvent>, ExecutionState), EngineError> {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
         for input in &plan.inputs {
@@ -213,7 +282,7 @@ impl Engine {
                         inputs: vec![started],
                         ..Default::default()
                     };
-                    let (child, _) = self.transition(
+                    let (child, _, _) = self.transition(
                         start.execution_id,
                         &child_scope,
                         None,
@@ -272,7 +341,7 @@ impl Engine {
             now,
             children,
         };
-        Ok((transition, events))
+        Ok((transition, events, state))
     }
 
     /// Commits one transition (with its children) and wakes whoever waits on what it wrote.

@@ -56,6 +56,9 @@ impl Engine {
     ) -> Result<OutputFollower, EngineError> {
         // Registered before the first read, so no change after it is missed.
         let changes = self.notifier.watch(id);
+        self.reads
+            .output_pages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.store.output_page(id, after_seq, 0, 0).await?.is_none() {
             return Err(EngineError::NotFound(format!("no execution with id {id}")));
         }
@@ -101,6 +104,10 @@ impl Follower {
                 // The reader is not taking pages; it resumes elsewhere from what it got.
                 _ = self.shutdown.cancelled() => return,
             };
+            self.engine
+                .reads
+                .output_pages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let page = match self
                 .engine
                 .store

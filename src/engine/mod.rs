@@ -7,6 +7,7 @@
 //! transaction.
 
 mod apply;
+mod cache;
 pub mod catalog;
 mod changes;
 mod commands;
@@ -81,6 +82,10 @@ pub struct EngineOptions {
     pub default_retry_policy: RetryPolicy,
     /// The timeouts of executions that give none.
     pub default_timeouts: Timeouts,
+    /// How many executions the engine keeps at the version it last committed, so that their
+    /// next transition reads no row (`cache.rs`); `None` is the default of 4096, `Some(0)` turns
+    /// the cache off (to measure what it saves).
+    pub execution_cache: Option<usize>,
 }
 
 /// What starting an execution takes (already validated at the edge).
@@ -119,11 +124,37 @@ pub struct Engine {
     options: EngineOptions,
     /// The rows the last sweep failed on (see `sweeper.rs`), so each is logged once.
     sweep_failures: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Executions at the version this engine last committed (see `cache.rs`).
+    cache: cache::ExecutionCache,
+    /// What the engine has read, for tests and `cairn bench` to see where reads go.
+    reads: Reads,
+}
+
+/// Counts of the engine's reads of the store, since it started.
+#[derive(Debug, Default)]
+struct Reads {
+    executions: std::sync::atomic::AtomicU64,
+    output_pages: std::sync::atomic::AtomicU64,
+}
+
+/// How many reads of each kind an engine has made since it started (see [`Engine::reads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadCounts {
+    /// Execution rows read (`get_execution`), by transitions and views alike.
+    pub executions: u64,
+    /// Pages of output read by stream followers (`output_page`).
+    pub output_pages: u64,
+    /// How many executions the transition cache holds now.
+    pub cached_executions: usize,
 }
 
 impl Engine {
     /// An engine over `store`. Must be called inside a tokio runtime (it starts the committer).
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, options: EngineOptions) -> Arc<Engine> {
+        let cache = cache::ExecutionCache::new(
+            options.execution_cache.unwrap_or(cache::MAX_ENTRIES),
+            cache::MAX_BYTES,
+        );
         Arc::new(Engine {
             committer: commit::Committer::start(store.clone()),
             store,
@@ -132,7 +163,19 @@ impl Engine {
             workers: WorkerDirectory::default(),
             options,
             sweep_failures: Default::default(),
+            cache,
+            reads: Reads::default(),
         })
+    }
+
+    /// What this engine has read so far, and how many executions it holds in its cache.
+    pub fn reads(&self) -> ReadCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        ReadCounts {
+            executions: self.reads.executions.load(Relaxed),
+            output_pages: self.reads.output_pages.load(Relaxed),
+            cached_executions: self.cache.len(),
+        }
     }
 
     /// The store, for reads.
@@ -299,7 +342,8 @@ impl Engine {
                 fences,
                 ..Default::default()
             };
-            match self.apply_to(&record, &state, plan).await {
+            let current = cache::Versioned::of_record(&record, state);
+            match self.apply_to(&current, plan).await {
                 Ok(_) => return self.execution(id).await,
                 // The task was claimed (or the row moved) meanwhile: look again.
                 Err(apply::ApplyError::Conflict | apply::ApplyError::Fenced) => continue,

@@ -39,6 +39,9 @@ impl Engine {
         &self,
         id: Uuid,
     ) -> Result<Option<ExecutionRecord>, EngineError> {
+        self.reads
+            .executions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.store.get_execution(id).await {
             Err(StoreError::Corrupt(why)) => {
                 let quarantined = self.quarantine(id, &why).await;
@@ -61,6 +64,7 @@ impl Engine {
     /// nothing finds it again). Returns the error to answer the request that found it with.
     pub(crate) async fn quarantine(&self, id: Uuid, why: &str) -> EngineError {
         let why = short(why);
+        self.cache.remove(id);
         let failure = Failure::new(
             CORRUPT_STATE,
             format!(

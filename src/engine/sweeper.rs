@@ -126,7 +126,7 @@ impl Engine {
             return self.deliver(timer).await;
         }
         let result = self
-            .apply_with(timer.execution_id, |_, _| {
+            .apply_with(timer.execution_id, |_| {
                 Ok(Some(Plan {
                     inputs: vec![HistoryEvent::TimerFired {
                         timer_id: timer.timer_id.clone(),
@@ -168,7 +168,7 @@ impl Engine {
                 }
             }
             input => settle(
-                self.apply_with(timer.execution_id, |_, _| {
+                self.apply_with(timer.execution_id, |_| {
                     Ok(Some(Plan {
                         inputs: vec![input.clone()],
                         fences: vec![Fence::Timer {
@@ -229,7 +229,7 @@ impl Engine {
         });
         tracing::info!(execution = %task.execution_id, activity = %task.activity_id, attempt = task.attempt, ?kind, "attempt timed out");
         let result = self
-            .apply_with(task.execution_id, |_, _| {
+            .apply_with(task.execution_id, |_| {
                 Ok(Some(Plan {
                     inputs: inputs.clone(),
                     fences: vec![fence.clone()],

@@ -380,7 +380,7 @@ impl Engine {
             _ => None,
         };
         let result = self
-            .apply_with(lease.execution_id, |_, state| {
+            .apply_with(lease.execution_id, |state| {
                 let crate::machine::ExecutionState::Agent(state) = state else {
                     return Err(stale(lease));
                 };

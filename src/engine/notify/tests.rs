@@ -51,6 +51,7 @@ fn assignment() -> Assignment {
             },
             index: 0,
             prompt: "hi".into(),
+            traceparent: None,
         },
         checkpoint: None,
         heartbeat_ms: 1_000,

@@ -1,0 +1,123 @@
+//! What `cairn bench` prints: a table for people, or with `--json` one JSON document.
+//!
+//! The document (every figure is `null` where it is not known):
+//!
+//! - `store`: `sqlite`, `postgres`, or `unknown` (an existing `--server` without
+//!   `--database-url`); `durability`; `workers`: `inprocess` or `remote`; `worker_processes`.
+//! - `cpu_known`: false when bench measures an existing `--server`, whose process it cannot see.
+//! - `workloads`: one object per workload run, in order:
+//!   - `name` (`W1`, `W2`, `W3`), `executions`, `turns` (activities per execution),
+//!     `concurrency`, `elapsed_s`;
+//!   - `executions_per_s`, `activities_per_s`; `p50_ms`, `p99_ms` (start to result, W2 only);
+//!   - `server_cpu_ms_per_execution`: user + system CPU of the server process over the
+//!     workload, per execution; `worker_cpu_ms_per_execution`: the same for all the worker
+//!     processes together (`--workers remote` only); `cpu_ms_per_activity`: server and workers
+//!     together, per activity;
+//!   - `transactions_per_execution`, `wal_records_per_execution`, `wal_bytes_per_execution`
+//!     (PostgreSQL only): the change of `xact_commit + xact_rollback` of the database in
+//!     `pg_stat_database`, and of `wal_records` and `wal_bytes` in `pg_stat_wal`, over the
+//!     workload, less bench's own reading. `pg_stat_wal` counts the whole cluster: other
+//!     databases' writes on a shared cluster are counted too.
+//! - `server_peak_rss_mb`: the server's peak resident memory (VmHWM) through all the
+//!   workloads; `worker_peak_rss_mb`: one per worker process.
+
+use comfy_table::{CellAlignment, Table, presets::ASCII_MARKDOWN};
+use serde::Serialize;
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub(super) struct BenchReport {
+    pub store: &'static str,
+    pub durability: String,
+    pub workers: String,
+    pub worker_processes: usize,
+    pub cpu_known: bool,
+    pub workloads: Vec<WorkloadReport>,
+    pub server_peak_rss_mb: Option<f64>,
+    pub worker_peak_rss_mb: Vec<f64>,
+}
+
+/// One workload's figures.
+#[derive(Debug, Serialize)]
+pub(super) struct WorkloadReport {
+    pub name: &'static str,
+    pub executions: usize,
+    pub turns: usize,
+    pub concurrency: usize,
+    pub elapsed_s: f64,
+    pub executions_per_s: f64,
+    pub activities_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub server_cpu_ms_per_execution: Option<f64>,
+    pub worker_cpu_ms_per_execution: Option<f64>,
+    pub cpu_ms_per_activity: Option<f64>,
+    pub transactions_per_execution: Option<f64>,
+    pub wal_records_per_execution: Option<f64>,
+    pub wal_bytes_per_execution: Option<f64>,
+}
+
+fn figure(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) => format!("{v:.decimals$}"),
+        None => "-".into(),
+    }
+}
+
+impl BenchReport {
+    /// The report as a table, with a line on memory and one on what is not known.
+    pub(super) fn table(&self) -> String {
+        let remote = self.workers == "remote";
+        let postgres = self.store == "postgres";
+        let mut header = vec!["workload", "result", "server CPU ms/exec"];
+        if remote {
+            header.push("worker CPU ms/exec");
+        }
+        header.push("CPU ms/activity");
+        if postgres {
+            header.extend(["xacts/exec", "WAL records/exec", "WAL KB/exec"]);
+        }
+        let mut table = Table::new();
+        table.load_style(ASCII_MARKDOWN).set_header(header);
+        for w in &self.workloads {
+            let result = match (w.p50_ms, w.p99_ms) {
+                (Some(p50), Some(p99)) => format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+                _ if w.turns > 1 => format!(
+                    "{:.0} activities/s ({:.1} exec/s)",
+                    w.activities_per_s, w.executions_per_s
+                ),
+                _ => format!("{:.0} exec/s", w.executions_per_s),
+            };
+            let name = format!("{} ({}x{})", w.name, w.executions, w.turns);
+            let mut row = vec![name, result, figure(w.server_cpu_ms_per_execution, 2)];
+            if remote {
+                row.push(figure(w.worker_cpu_ms_per_execution, 2));
+            }
+            row.push(figure(w.cpu_ms_per_activity, 2));
+            if postgres {
+                row.push(figure(w.transactions_per_execution, 1));
+                row.push(figure(w.wal_records_per_execution, 1));
+                row.push(figure(w.wal_bytes_per_execution.map(|b| b / 1024.0), 2));
+            }
+            table.add_row(row);
+        }
+        for column in table.column_iter_mut().skip(1) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+        let mut out = format!("{table}\n");
+        if let Some(mb) = self.server_peak_rss_mb {
+            out.push_str(&format!("server peak RSS {mb:.1} MB"));
+            for (i, mb) in self.worker_peak_rss_mb.iter().enumerate() {
+                out.push_str(&format!(", worker {i} {mb:.1} MB"));
+            }
+            out.push('\n');
+        }
+        if !self.cpu_known {
+            out.push_str("server CPU and memory unknown: bench measures an existing --server\n");
+        }
+        if postgres {
+            out.push_str("WAL counted over the whole PostgreSQL cluster (pg_stat_wal)\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,297 @@
+//! What the engine reads, in-process on a manual clock (a real store, no network): a transition
+//! of an execution this engine committed last reads nothing; a cached state another engine has
+//! moved past is caught by the commit's version check, read again, and never written over; and
+//! an output follower coalesces the wake-ups that arrive while its reader is slow.
+
+#[allow(
+    unused_imports,
+    reason = "these tests use only the databases of the shared test code"
+)]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::clock::ManualClock;
+use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, Report};
+use cairn::domain::{
+    Agent, AgentStatus, ExecutionStatus, HistoryEvent, Millis, RetryPolicy, Timeouts, Usage,
+};
+use cairn::engine::{Engine, EngineOptions, OutputEvent, StartRequest};
+use cairn::store::AgentKey;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use common::Db;
+
+crate::on_both_stores!(
+    the_second_transition_of_an_execution_reads_nothing,
+    a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_the_newer_row,
+    what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read,
+    wakes_during_a_slow_send_coalesce_into_one_read,
+);
+
+const T0: Millis = 1_800_000_000_000;
+
+/// An engine on its own connection to `db` (as a server of its own would have), on `clock`.
+async fn engine_on(db: &Db, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    Engine::new(db.store().await, clock.clone(), EngineOptions::default())
+}
+
+/// A manual clock at [`T0`] and an `echo` agent `e` in `db`.
+async fn setup(db: &Db) -> Arc<ManualClock> {
+    db.store()
+        .await
+        .insert_agent(&Agent {
+            id: Uuid::now_v7(),
+            namespace: "default".into(),
+            name: "e".into(),
+            runtime: "echo".into(),
+            model_id: String::new(),
+            configuration: json!({}),
+            status: AgentStatus::Active,
+            created_at: T0,
+            updated_at: T0,
+            version: 1,
+        })
+        .await
+        .unwrap();
+    ManualClock::new(T0)
+}
+
+async fn start(engine: &Engine, prompts: &[&str], timeouts: Timeouts) -> Uuid {
+    let (id, created) = engine
+        .start(StartRequest {
+            namespace: "default".into(),
+            agent: Some(AgentKey::Name("e".into())),
+            prompts: prompts.iter().map(|p| p.to_string()).collect(),
+            retry_policy: Some(RetryPolicy {
+                initial_interval_ms: 1_000,
+                backoff_coefficient: 2.0,
+                maximum_interval_ms: 10_000,
+                maximum_attempts: 3,
+                non_retryable_codes: Vec::new(),
+            }),
+            timeouts: Some(timeouts),
+            ..StartRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(created);
+    id
+}
+
+/// Claims the one ready task, as a worker `w` of `echo` would.
+async fn claim_one(engine: &Engine) -> Assignment {
+    let request = PollRequest {
+        worker_id: "w".into(),
+        runtimes: vec!["echo".into()],
+        queue: "default".into(),
+        max_tasks: 8,
+        slots: 8,
+        wait: Duration::ZERO,
+    };
+    let mut claimed = engine
+        .poll(&request, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one task is ready");
+    claimed.pop().unwrap()
+}
+
+fn completed(attempt: &Assignment) -> Report {
+    Report {
+        lease: attempt.lease.clone(),
+        first_chunk: Some(0),
+        chunks: Vec::new(),
+        outcome: ActivityOutcome::Completed {
+            output: json!("done"),
+            usage: Usage::default(),
+            checkpoint: None,
+        },
+        // These tests count reads of the queue path; eager dispatch has its own tests.
+        accept_next: false,
+    }
+}
+
+fn kinds(events: &[HistoryEvent]) -> Vec<&'static str> {
+    events.iter().map(|e| e.event_type()).collect()
+}
+
+async fn the_second_transition_of_an_execution_reads_nothing(db: Db) {
+    let clock = setup(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one", "two", "three"], Timeouts::default()).await;
+    assert_eq!(engine.reads().cached_executions, 1, "the start is cached");
+    let before = engine.reads().executions;
+    for turn in 0..3 {
+        let attempt = claim_one(&engine).await;
+        engine.report(completed(&attempt)).await.unwrap();
+        assert_eq!(
+            engine.reads().executions,
+            before,
+            "turn {turn}: the report's transition folded the cached state, reading no row"
+        );
+    }
+    assert_eq!(
+        engine.reads().cached_executions,
+        0,
+        "a closed execution leaves the cache"
+    );
+    let record = engine.execution(id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Completed);
+    // The row the cached transitions wrote is the one a replay of the history gives.
+    let history = engine.full_history(id).await.unwrap();
+    assert_eq!(record.next_seq, history.len() as u64 + 1);
+    let report = engine.replay(id).await.unwrap();
+    assert!(report.verdict.is_ok(), "{report:?}");
+}
+
+async fn a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_the_newer_row(
+    db: Db,
+) {
+    let clock = setup(&db).await;
+    let a = engine_on(&db, &clock).await;
+    let b = engine_on(&db, &clock).await;
+    let id = start(&a, &["one", "two"], Timeouts::default()).await;
+    let attempt = claim_one(&a).await;
+    // Another server moves the row on behind a's cache.
+    b.cancel(id, "stop".into()).await.unwrap();
+    let reads = a.reads().executions;
+    a.report(completed(&attempt)).await.unwrap();
+    assert_eq!(
+        a.reads().executions,
+        reads + 1,
+        "the cached state conflicted and was read once again"
+    );
+    let history = a.full_history(id).await.unwrap();
+    let kinds = kinds(&history);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CancelRequested").count(),
+        1,
+        "the other server's cancel stays in the history: {kinds:?}"
+    );
+    let cancel = kinds.iter().position(|k| *k == "CancelRequested").unwrap();
+    let started = kinds.iter().position(|k| *k == "ActivityStarted").unwrap();
+    assert!(
+        cancel < started,
+        "the report was recomputed after the cancel: {kinds:?}"
+    );
+    let record = a.execution(id).await.unwrap();
+    assert_eq!(
+        record.status,
+        ExecutionStatus::Canceled,
+        "the recomputed transition saw the cancel and did not schedule turn 2: {kinds:?}"
+    );
+    assert_eq!(record.next_seq, history.len() as u64 + 1);
+    assert!(a.replay(id).await.unwrap().verdict.is_ok());
+}
+
+async fn what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read(db: Db) {
+    let clock = setup(&db).await;
+    let a = engine_on(&db, &clock).await;
+    let b = engine_on(&db, &clock).await;
+    let timeouts = Timeouts {
+        heartbeat_ms: 5_000,
+        ..Timeouts::default()
+    };
+    let id = start(&a, &["one"], timeouts).await;
+    let first = claim_one(&a).await;
+    // On b: attempt 1 times out and attempt 2 is scheduled after its back-off. a's cache still
+    // holds the state in which attempt 1 is the open one.
+    clock.advance(5_000);
+    b.sweep(64).await.unwrap();
+    clock.advance(10_000);
+    b.sweep(64).await.unwrap();
+    let second = claim_one(&b).await;
+    assert_eq!(second.lease.attempt, 2);
+    // The cached state says attempt 2 is not open; the stored one says it is.
+    a.report(completed(&second)).await.unwrap();
+    assert_eq!(
+        a.execution(id).await.unwrap().status,
+        ExecutionStatus::Completed
+    );
+    // And the first attempt's report is refused, from a fresh read: it is stale.
+    assert!(a.report(completed(&first)).await.is_err());
+}
+
+async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
+    const N: usize = 20;
+    let clock = setup(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one"], Timeouts::default()).await;
+    let attempt = claim_one(&engine).await;
+    let mut index = 0;
+    let mut emit = async |engine: &Engine| {
+        engine
+            .progress(Progress {
+                lease: attempt.lease.clone(),
+                first_chunk: Some(index),
+                chunks: vec![ChunkIn {
+                    kind: "text".into(),
+                    data: json!({ "text": format!("chunk {index}") }),
+                }],
+                checkpoint: None,
+            })
+            .await
+            .unwrap();
+        index += 1;
+    };
+    let mut follower = engine
+        .follow_output(id, 0, CancellationToken::new())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let take = async |follower: &mut cairn::engine::OutputFollower| match follower
+        .recv()
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        OutputEvent::Chunks(chunks) => chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        OutputEvent::Closed(_) => Vec::new(),
+        other => panic!("unexpected {other:?}"),
+    };
+    emit(&engine).await;
+    seen.extend(take(&mut follower).await);
+    // One more page fills the follower's channel of one, which the reader does not empty: the
+    // follower now waits to send, and every notification below arrives meanwhile.
+    emit(&engine).await;
+    while follower.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let reads = engine.reads().output_pages;
+    for _ in 0..N {
+        emit(&engine).await;
+    }
+    // The reader takes the pending page, then the page of everything written meanwhile.
+    seen.extend(take(&mut follower).await);
+    seen.extend(take(&mut follower).await);
+    assert_eq!(
+        seen,
+        (1..=(N as u64 + 2)).collect::<Vec<_>>(),
+        "every chunk once, in order"
+    );
+    // Closing wakes it once more; the page it reads then says the execution closed.
+    engine.report(completed(&attempt)).await.unwrap();
+    loop {
+        match follower
+            .recv()
+            .await
+            .expect("the follower ends with Closed")
+        {
+            Ok(OutputEvent::Closed(_)) => break,
+            Ok(OutputEvent::Chunks(chunks)) => assert!(chunks.is_empty(), "{chunks:?}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let after = engine.reads().output_pages - reads;
+    // The page blocked on the reader, at most one for all N wakes that came while it waited,
+    // and the one after the close: N notifications cost at most one read of their own.
+    assert!(
+        (2..=3).contains(&after),
+        "{N} notifications during one slow send: {after} reads, expected the page, at most one \
+         coalesced wake-up and the close"
+    );
+}
