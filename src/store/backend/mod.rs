@@ -28,9 +28,11 @@ mod admin;
 mod catalog;
 mod notify;
 mod output_page;
+mod plan;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -72,6 +74,8 @@ impl FromStr for Durability {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Statements the commit path has sent (BEGIN and COMMIT included).
+    statements: Arc<AtomicU64>,
 }
 
 /// PostgreSQL through sqlx.
@@ -79,6 +83,8 @@ pub struct SqliteStore {
 pub struct PgStore {
     write: PgPool,
     read: PgPool,
+    /// Statements the commit path has sent (BEGIN, COMMIT and notifications included).
+    statements: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -100,7 +106,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            read,
+            statements: Arc::default(),
+        })
     }
 }
 
@@ -119,6 +129,7 @@ impl PgStore {
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
+            statements: Arc::default(),
         })
     }
 }
@@ -151,8 +162,18 @@ mod sqlite {
 
     sql_rows!(sqlx::Sqlite, row_locks = false);
     sql_chunks!();
-    sql_transition!(lock = "");
-    sql_executions!(SqliteStore, lock = "", notify = notify::send_sqlite);
+    sql_transition!(
+        lock = "",
+        rows = "json_each($1)",
+        uuid = ("unhex(", ", '-')"),
+        infinity = ("9e999", "-9e999")
+    );
+    sql_executions!(
+        SqliteStore,
+        lock = "",
+        notify = notify::send_sqlite,
+        notify_after = notify::after_sqlite
+    );
     sql_tasks!(
         SqliteStore,
         lock = "",
@@ -179,8 +200,18 @@ mod postgres {
 
     sql_rows!(sqlx::Postgres, row_locks = true);
     sql_chunks!();
-    sql_transition!(lock = " FOR UPDATE");
-    sql_executions!(PgStore, lock = " FOR UPDATE", notify = notify::send_pg);
+    sql_transition!(
+        lock = " FOR UPDATE",
+        rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)",
+        uuid = ("CAST(", " AS UUID)"),
+        infinity = ("Infinity", "-Infinity")
+    );
+    sql_executions!(
+        PgStore,
+        lock = " FOR UPDATE",
+        notify = notify::send_pg,
+        notify_after = notify::after_pg
+    );
     sql_tasks!(
         PgStore,
         lock = " FOR UPDATE",
