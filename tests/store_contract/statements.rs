@@ -12,6 +12,7 @@ use crate::support::{T0, advance, chunk, claim, event, execution_with, row, task
 crate::on_both_stores!(
     a_group_commit_of_32_reports_costs_the_statements_of_one,
     a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more,
+    children_reporting_in_one_commit_continue_their_parent_output_gapless,
 );
 
 /// `n` executions whose `turn-1` a worker has claimed; returns the leased tasks by execution.
@@ -132,4 +133,79 @@ async fn a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more(db: 
             assert_reported(&*store, id).await;
         }
     }
+}
+
+async fn children_reporting_in_one_commit_continue_their_parent_output_gapless(db: Db) {
+    let store = db.store().await;
+    let [parent, a, b] = [(); 3].map(|_| Uuid::now_v7());
+    let child = |id: Uuid, key: &str| {
+        let new = cairn::store::NewExecution {
+            parent_id: Some(parent),
+            root_id: parent,
+            child_key: Some(key.into()),
+            ..new_execution(id)
+        };
+        create_from(id, new)
+    };
+    let start = Transition {
+        children: vec![child(a, "a"), child(b, "b")],
+        ..create(parent)
+    };
+    assert_eq!(
+        store.commit(&[start]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+
+    let with_chunks = |t: Transition, texts: &[&str]| Transition {
+        chunks: texts.iter().map(|x| chunk("turn-1", x)).collect(),
+        ..t
+    };
+    let batch = [
+        with_chunks(advance(a, 3), &["a1", "a2"]),
+        with_chunks(advance(b, 3), &["b1"]),
+        with_chunks(advance(parent, 3), &["p1"]),
+        // The second transition of `a` in the commit sees the first one's version.
+        with_chunks(advance(a, 4), &["a3"]),
+    ];
+    let outcomes = store.commit(&batch).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Committed; 4]);
+
+    assert_eq!(texts(&*store, a).await, ["a1", "a2", "a3"]);
+    assert_eq!(texts(&*store, b).await, ["b1"]);
+    let output = store.output(parent, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = output.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "gapless");
+    let mut by_source: Vec<(Option<String>, String)> = output
+        .iter()
+        .map(|c| {
+            (
+                c.source_key.clone(),
+                c.data["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    by_source.sort();
+    assert_eq!(
+        by_source,
+        [
+            (None, "p1".into()),
+            (Some("a".into()), "a1".into()),
+            (Some("a".into()), "a2".into()),
+            (Some("a".into()), "a3".into()),
+            (Some("b".into()), "b1".into()),
+        ]
+    );
+    let a_copies: Vec<&str> = output
+        .iter()
+        .filter(|c| c.source_id == Some(a))
+        .map(|c| c.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        a_copies,
+        ["a1", "a2", "a3"],
+        "a child's copies keep its order"
+    );
+    let record = store.get_execution(parent).await.unwrap().unwrap();
+    assert_eq!((record.output_seq, record.next_seq), (5, 4));
+    assert_eq!(store.get_execution(a).await.unwrap().unwrap().next_seq, 5);
 }

@@ -1,11 +1,14 @@
 //! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
-//! rows, history, output, quarantine), `transition.rs` (what one transition writes), `chunks.rs`
-//! (output writes), `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`,
-//! `workers.rs`, `admin.rs` (migrations, row counts, change feed), with the shared columns and row
-//! decoders in `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
-//! single writer instead), in how many commits may run at once, in the change feed (PostgreSQL
+//! rows, history, output, quarantine), `transition.rs` and `committed.rs` (what a group commit
+//! writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
+//! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
+//! `admin.rs` (migrations, row counts, change feed), with the shared columns and row decoders in
+//! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
+//! (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its single writer instead), in how
+//! a statement reads the rows of a JSON array parameter (`json_each` / `jsonb_array_elements`)
+//! and spells a UUID, in how many commits may run at once, in the change feed (PostgreSQL
 //! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
 
 #[macro_use]
@@ -14,6 +17,8 @@ mod rows;
 mod chunks;
 #[macro_use]
 mod transition;
+#[macro_use]
+mod committed;
 #[macro_use]
 mod executions;
 #[macro_use]
@@ -98,11 +103,16 @@ impl SqliteStore {
                 Durability::Relaxed => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(30));
+        // No liveness ping before each use of a pooled connection: an SQLite connection is a
+        // thread of this process that cannot go away, and the ping is one more message to that
+        // thread and back for every transaction.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
@@ -168,6 +178,7 @@ mod sqlite {
         uuid = ("unhex(", ", '-')"),
         infinity = ("9e999", "-9e999")
     );
+    sql_committed!();
     sql_executions!(
         SqliteStore,
         lock = "",
@@ -206,6 +217,7 @@ mod postgres {
         uuid = ("CAST(", " AS UUID)"),
         infinity = ("Infinity", "-Infinity")
     );
+    sql_committed!();
     sql_executions!(
         PgStore,
         lock = " FOR UPDATE",
