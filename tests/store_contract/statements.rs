@@ -7,7 +7,10 @@ use cairn::store::{CommitOutcome, Fence, Store, TaskOp, TaskRecord, Transition};
 use uuid::Uuid;
 
 use crate::common::Db;
-use crate::support::{T0, advance, chunk, claim, event, execution_with, row, task, texts};
+use crate::support::{
+    T0, advance, chunk, claim, create, create_from, event, execution_with, new_execution, row,
+    task, texts,
+};
 
 crate::on_both_stores!(
     a_group_commit_of_32_reports_costs_the_statements_of_one,
