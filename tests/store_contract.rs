@@ -26,6 +26,8 @@ mod limits;
 mod list;
 #[path = "store_contract/schema.rs"]
 mod schema;
+#[path = "store_contract/statements.rs"]
+mod statements;
 #[path = "store_contract/states.rs"]
 mod states;
 #[path = "store_contract/support.rs"]

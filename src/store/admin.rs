@@ -13,6 +13,10 @@ pub trait Admin: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// How many `commit` calls may run at once: 1 for SQLite (one writer), more for PostgreSQL.
     fn concurrent_commits(&self) -> usize;
+    /// How many statements the commit path (`Executions::commit`) has sent to the database
+    /// since the store was opened, BEGIN and COMMIT included: a group commit costs a fixed
+    /// number of them however many transitions it carries, which tests check with this.
+    fn statements_issued(&self) -> u64;
     /// Rows in `table` (for tests and operators: "bad input writes nothing").
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
     /// Changes committed by any process on this database, for cross-server wake-ups.

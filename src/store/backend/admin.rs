@@ -18,6 +18,10 @@ macro_rules! sql_admin {
                     $concurrent
                 }
 
+                fn statements_issued(&self) -> u64 {
+                    self.statements.load(std::sync::atomic::Ordering::Relaxed)
+                }
+
                 async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
                     let table = TABLES
                         .iter()

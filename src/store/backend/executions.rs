@@ -3,7 +3,7 @@
 //! ids, lists, history, output, and the quarantine of an unreadable execution.
 
 macro_rules! sql_executions {
-    ($store:ident, lock = $lock:literal, notify = $notify:path) => {
+    ($store:ident, lock = $lock:literal, notify = $notify:path, notify_after = $notify_after:path) => {
         const _: () = {
             use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
 
@@ -41,26 +41,16 @@ macro_rules! sql_executions {
                     // order.
                     let mut order: Vec<usize> = (0..transitions.len()).collect();
                     order.sort_by_key(|&i| transitions[i].execution_id);
-                    let mut tx = self.write.begin().await?;
-                    let mut outcomes = vec![None; transitions.len()];
-                    let mut notes = Notes::default();
-                    for i in order {
-                        let t = &transitions[i];
-                        let outcome = write_transition(&mut tx, t).await?;
-                        if outcome == CommitOutcome::Committed {
-                            notes.execution(t.execution_id);
-                            if t.tasks.iter().any(|op| matches!(op, TaskOp::Reschedule { .. }) || matches!(op, TaskOp::Insert(task) if task.lease.is_none())) {
-                                notes.task_ready();
-                            }
-                            if !t.timers.is_empty() {
-                                notes.deadline_added();
-                            }
-                        }
-                        outcomes[i] = Some(outcome);
-                    }
-                    $notify(&mut tx, &notes).await?;
+                    let statements = &*self.statements;
+                    // One connection for the data transaction and the notifications after it.
+                    let mut conn = self.write.acquire().await?;
+                    statements.fetch_add(1, Ordering::Relaxed);
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let (outcomes, notes) = write_batch(&mut tx, statements, transitions, &order).await?;
+                    statements.fetch_add(1, Ordering::Relaxed);
                     tx.commit().await?;
-                    Ok(outcomes.into_iter().flatten().collect())
+                    $notify_after(&mut conn, &notes, statements).await;
+                    Ok(outcomes)
                 }
 
                 async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
@@ -240,8 +230,8 @@ macro_rules! sql_executions {
                     .bind(q.now)
                     .execute(&mut *tx)
                     .await?;
-                    write_task_op(&mut tx, q.execution_id, &TaskOp::DeleteAll, q.now).await?;
-                    write_timer_op(&mut tx, q.execution_id, &TimerOp::DeleteAll, q.now).await?;
+                    delete_all_tasks(&mut tx, q.execution_id).await?;
+                    delete_all_timers(&mut tx, q.execution_id).await?;
                     let mut notes = Notes::default();
                     notes.execution(q.execution_id);
                     if let (Some(parent_id), Some(key)) = (parent_id, child_key) {
@@ -254,12 +244,8 @@ macro_rules! sql_executions {
                             failure: Some(q.failure.clone()),
                             usage: Usage::default(),
                         };
-                        let inbox = TimerOp::Inbox {
-                            execution_id: parent_id,
-                            timer_id: format!("inbox-child-{key}"),
-                            payload: serde_json::to_value(closed).map_err(|e| corrupt("child close", e))?,
-                        };
-                        write_timer_op(&mut tx, q.execution_id, &inbox, q.now).await?;
+                        let payload = serde_json::to_value(closed).map_err(|e| corrupt("child close", e))?;
+                        insert_inbox(&mut tx, parent_id, &format!("inbox-child-{key}"), &payload, q.now).await?;
                         notes.deadline_added();
                     }
                     $notify(&mut tx, &notes).await?;

@@ -1,12 +1,15 @@
 //! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
-//! rows, history, output, quarantine), `transition.rs` (what one transition writes), `chunks.rs`
-//! (output writes), `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`,
-//! `workers.rs`, `admin.rs` (migrations, row counts, change feed), `stats.rs` (grouped counts and
-//! percentiles for `GetStats`), with the shared columns and row
-//! decoders in `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its
-//! single writer instead), in how many commits may run at once, in the change feed (PostgreSQL
+//! rows, history, output, quarantine), `transition.rs` and `committed.rs` (what a group commit
+//! writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
+//! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
+//! `admin.rs` (migrations, row counts, change feed), `metrics.rs` (gauges read at scrape time),
+//! `stats.rs` (grouped counts and percentiles for `GetStats`), with the shared columns and row decoders in
+//! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
+//! (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its single writer instead), in how
+//! a statement reads the rows of a JSON array parameter (`json_each` / `jsonb_array_elements`)
+//! and spells a UUID, in how many commits may run at once, in the change feed (PostgreSQL
 //! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
 
 #[macro_use]
@@ -15,6 +18,8 @@ mod rows;
 mod chunks;
 #[macro_use]
 mod transition;
+#[macro_use]
+mod committed;
 #[macro_use]
 mod executions;
 #[macro_use]
@@ -33,9 +38,11 @@ mod metrics;
 mod stats;
 mod notify;
 mod output_page;
+mod plan;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -77,6 +84,8 @@ impl FromStr for Durability {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Statements the commit path has sent (BEGIN and COMMIT included).
+    statements: Arc<AtomicU64>,
 }
 
 /// PostgreSQL through sqlx.
@@ -84,6 +93,8 @@ pub struct SqliteStore {
 pub struct PgStore {
     write: PgPool,
     read: PgPool,
+    /// Statements the commit path has sent (BEGIN, COMMIT and notifications included).
+    statements: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -97,15 +108,24 @@ impl SqliteStore {
                 Durability::Relaxed => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(30));
+        // No liveness ping before each use of a pooled connection: an SQLite connection is a
+        // thread of this process that cannot go away, and the ping is one more message to that
+        // thread and back for every transaction.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            read,
+            statements: Arc::default(),
+        })
     }
 }
 
@@ -124,6 +144,7 @@ impl PgStore {
         Ok(PgStore {
             write: pool.clone(),
             read: pool,
+            statements: Arc::default(),
         })
     }
 }
@@ -156,8 +177,19 @@ mod sqlite {
 
     sql_rows!(sqlx::Sqlite, row_locks = false);
     sql_chunks!();
-    sql_transition!(lock = "");
-    sql_executions!(SqliteStore, lock = "", notify = notify::send_sqlite);
+    sql_transition!(
+        lock = "",
+        rows = "json_each($1)",
+        uuid = ("unhex(", ", '-')"),
+        infinity = ("9e999", "-9e999")
+    );
+    sql_committed!();
+    sql_executions!(
+        SqliteStore,
+        lock = "",
+        notify = notify::send_sqlite,
+        notify_after = notify::after_sqlite
+    );
     sql_tasks!(
         SqliteStore,
         lock = "",
@@ -186,8 +218,19 @@ mod postgres {
 
     sql_rows!(sqlx::Postgres, row_locks = true);
     sql_chunks!();
-    sql_transition!(lock = " FOR UPDATE");
-    sql_executions!(PgStore, lock = " FOR UPDATE", notify = notify::send_pg);
+    sql_transition!(
+        lock = " FOR UPDATE",
+        rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)",
+        uuid = ("CAST(", " AS UUID)"),
+        infinity = ("Infinity", "-Infinity")
+    );
+    sql_committed!();
+    sql_executions!(
+        PgStore,
+        lock = " FOR UPDATE",
+        notify = notify::send_pg,
+        notify_after = notify::after_pg
+    );
     sql_tasks!(
         PgStore,
         lock = " FOR UPDATE",

@@ -1,13 +1,19 @@
 //! Cross-server wake-ups through PostgreSQL `LISTEN`/`NOTIFY`.
 //!
-//! Every write transaction that makes a task claimable, adds a deadline or changes an execution
-//! sends a notification from inside the transaction, so PostgreSQL delivers it exactly when the
-//! change commits (and never for a rollback). Each server listens on one connection and feeds
+//! A group commit sends its notifications right after its data transaction commits, in a tiny
+//! transaction of its own with `synchronous_commit = off` (one statement): a notification takes
+//! PostgreSQL's cluster-wide notify lock from its commit until the commit is flushed, so sent
+//! inside the data transaction it would serialise otherwise unrelated commits and their fsyncs.
+//! Notifications are wake-up hints: one lost to a crash between the two commits costs a wake-up
+//! that the long-poll timeout or the feed's reconnect (which wakes everything) makes up for. The
+//! other write transactions (progress, release, quarantine) still send from inside, so they are
+//! delivered exactly when the change commits (and never for a rollback). Each server listens on one connection and feeds
 //! what it hears into its in-process `Notifier`, so a long-poll or an output stream on server B
 //! wakes for a change committed through server A. SQLite has a single server process, whose
 //! in-process wake-ups already see every change, so its sender does nothing.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -63,6 +69,44 @@ pub(crate) async fn send_pg(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Sends the notifications of a transaction that has just committed on `conn`, in one statement
+/// that is its own transaction, with `synchronous_commit` off for it (see the module comment).
+/// A failure is logged, not returned: the data is committed, and a missed wake-up is made up for.
+pub(crate) async fn after_pg(
+    conn: &mut sqlx::pool::PoolConnection<Postgres>,
+    notes: &Notes,
+    statements: &AtomicU64,
+) {
+    if notes.0.is_empty() {
+        return;
+    }
+    let (channels, payloads): (Vec<String>, Vec<String>) = notes
+        .0
+        .iter()
+        .map(|(channel, payload)| (channel.to_string(), payload.clone()))
+        .unzip();
+    statements.fetch_add(1, Ordering::Relaxed);
+    let sent = sqlx::query(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify(c, p) \
+         FROM UNNEST($1::text[], $2::text[]) AS n(c, p)",
+    )
+    .bind(channels)
+    .bind(payloads)
+    .execute(&mut **conn)
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not send change notifications after a commit");
+    }
+}
+
+/// SQLite: nothing to send after a commit (see the module comment).
+pub(crate) async fn after_sqlite(
+    _conn: &mut sqlx::pool::PoolConnection<Sqlite>,
+    _notes: &Notes,
+    _statements: &AtomicU64,
+) {
 }
 
 /// SQLite: nothing to send (see the module comment).

@@ -73,7 +73,7 @@ macro_rules! sql_rows {
 
         use $crate::domain::{ExecutionKind, ExecutionStatus, Failure, HistoryEvent, Millis, Usage};
         use $crate::store::backend::notify::Notes;
-        use $crate::store::backend::rows::{rows_per_statement, stored_cost, stored_count, stored_duration};
+        use $crate::store::backend::rows::{rows_per_statement, stored_count, stored_duration};
         use $crate::store::{
             CommitOutcome, ExecutionRecord, Fence, NewChunk, RowWrite, StoreError, TaskOp, TaskRecord,
             TaskStatus, TimerOp, Transition,

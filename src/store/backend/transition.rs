@@ -1,65 +1,424 @@
-//! What one transition writes inside its transaction: fences checked first, then the execution
-//! row (inserted or moved forward by its version), history events, task and timer rows, and
-//! child executions. `sql_transition!` expands these into a dialect module (after `sql_rows!`
-//! and `sql_chunks!`); `Executions::commit` in `executions.rs` runs them.
+//! What a group commit writes inside its transaction, set-based: a fixed number of statements
+//! for the whole batch, however many transitions and rows it carries (see `plan.rs` for how a
+//! batch is cut into rounds and waves). Per round: the fences read at once (task rows locked in
+//! a consistent order before execution rows, where the dialect has row locks), the execution
+//! rows moved forward by their versions in one statement, new rows inserted in one, then one
+//! statement per table and kind of change for the transitions that passed. Every statement
+//! carries its rows as one JSON array parameter, so no batch reaches the bind-parameter limit.
+//! `sql_transition!` expands these into a dialect module (after `sql_rows!` and `sql_chunks!`,
+//! before `sql_committed!`, which writes what the committed transitions carry besides their
+//! rows); `Executions::commit` in `executions.rs` runs them.
 //!
-//! Task-row SQL written by a transition (insert, reschedule, park, cancel, delete) is here in
-//! `write_task_op`; the queue's own statements (claim, progress, release, expiry) are in
-//! `tasks.rs`.
+//! The single-row task and timer writes that quarantine uses (`write_task_op`,
+//! `write_timer_op`) are here too; the queue's own statements (claim, progress, release,
+//! expiry) are in `tasks.rs`.
 
 macro_rules! sql_transition {
-    (lock = $lock:literal) => {
-        /// Checks a fence, taking the row lock where the dialect has one.
-        async fn fence_holds(tx: &mut Tx<'_>, execution_id: Uuid, fence: &Fence) -> Result<bool, StoreError> {
-            let row = match fence {
-                Fence::Lease { activity_id, attempt, lease_token } => {
-                    sqlx::query(concat!(
-                        "SELECT 1 FROM tasks WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
-                         AND lease_token = $4 AND status = 'leased'",
-                        $lock
-                    ))
-                    .bind(execution_id)
-                    .bind(activity_id)
-                    .bind(i64::from(*attempt))
-                    .bind(lease_token)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                }
-                Fence::Unclaimed { activity_id, attempt } => {
-                    sqlx::query(concat!(
-                        "SELECT 1 FROM tasks WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
-                         AND status = 'ready'",
-                        $lock
-                    ))
-                    .bind(execution_id)
-                    .bind(activity_id)
-                    .bind(i64::from(*attempt))
-                    .fetch_optional(&mut **tx)
-                    .await?
-                }
-                Fence::Timer { timer_id } => {
-                    sqlx::query(concat!(
-                        "SELECT 1 FROM timers WHERE execution_id = $1 AND timer_id = $2",
-                        $lock
-                    ))
-                    .bind(execution_id)
-                    .bind(timer_id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                }
-            };
-            Ok(row.is_some())
+    (lock = $lock:literal, rows = $rows:literal, uuid = ($uuid_open:literal, $uuid_close:literal),
+     infinity = ($inf:literal, $neg_inf:literal)) => {
+        use std::collections::{HashMap, HashSet};
+        use std::sync::LazyLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use $crate::store::backend::plan::{self, Packed};
+
+        fn sql(template: &str) -> String {
+            plan::dialect_sql(template, $rows, ($uuid_open, $uuid_close))
         }
 
-        /// Locks the task rows of an execution, in activity order, where the dialect has
-        /// row locks.
+        const INFINITY: (&str, &str) = ($inf, $neg_inf);
+
+        static READ_TASKS: LazyLock<String> = LazyLock::new(|| sql(concat!(
+            "SELECT execution_id, activity_id, attempt, status, lease_token FROM tasks \
+             WHERE execution_id IN (SELECT {u:id} FROM {rows}) ORDER BY execution_id, activity_id",
+            $lock
+        )));
+        static READ_TIMERS: LazyLock<String> = LazyLock::new(|| sql(concat!(
+            "SELECT execution_id, timer_id FROM timers \
+             WHERE (execution_id, timer_id) IN (SELECT {u:id}, value->>'key' FROM {rows}) \
+             ORDER BY execution_id, timer_id",
+            $lock
+        )));
+        static LOCK_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(concat!(
+            "SELECT id FROM executions WHERE id IN (SELECT {u:id} FROM {rows}) ORDER BY id",
+            $lock
+        )));
+        static UPDATE_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
+            "UPDATE executions AS e SET next_seq = r.x_next_seq, \
+             status = CASE WHEN r.x_status = 'PENDING' THEN e.status ELSE r.x_status END, \
+             state = r.x_state, result = r.x_result, failure = r.x_failure, \
+             input_tokens = r.x_input_tokens, output_tokens = r.x_output_tokens, cost_usd = r.x_cost, \
+             tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
+             duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
+                                ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
+             output_seq = e.output_seq + r.x_chunks \
+             FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
+                   CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
+                   value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
+                   CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
+                   CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
+                   CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
+                   CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
+                   CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
+                   CAST(value->>'chunks' AS BIGINT) AS x_chunks FROM {rows}) AS r \
+             WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
+             RETURNING id, output_seq, parent_id, child_key",
+        ));
+        static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
+            "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, parent_id, \
+             root_id, retry_of, request_id, state, next_seq, output_seq, created_at, team_id, child_key, \
+             result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at) \
+             SELECT {u:id}, value->>'namespace', value->>'kind', {u:agent_id}, value->>'runtime', \
+             value->>'status', value->'input', {u:parent_id}, {u:root_id}, {u:retry_of}, \
+             value->>'request_id', value->'state', CAST(value->>'next_seq' AS BIGINT), \
+             CAST(value->>'output_seq' AS BIGINT), CAST(value->>'created_at' AS BIGINT), {u:team_id}, \
+             value->>'child_key', value->'result', value->'failure', \
+             CAST(value->>'input_tokens' AS BIGINT), CAST(value->>'output_tokens' AS BIGINT), \
+             CAST(value->>'cost' AS DOUBLE PRECISION), CAST(value->>'tool_calls' AS BIGINT), \
+             CAST(value->>'closed_at' AS BIGINT), \
+             CASE WHEN value->>'status' = 'RUNNING' THEN CAST(value->>'created_at' AS BIGINT) END \
+             FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING RETURNING id",
+        ));
+        static FIND_REQUESTS: LazyLock<String> = LazyLock::new(|| sql(
+            "SELECT id, namespace, request_id FROM executions WHERE (namespace, request_id) IN \
+             (SELECT value->>'namespace', value->>'request_id' FROM {rows})",
+        ));
+        /// Runs `statement` once per packed array of rows (once, but for huge batches), counting
+        /// each in `statements`; returns the rows they return.
+        async fn run_rows(
+            tx: &mut Tx<'_>,
+            statements: &AtomicU64,
+            statement: &'static str,
+            rows: Packed,
+        ) -> Result<Vec<DbRow>, StoreError> {
+            let mut out = Vec::new();
+            for array in rows.into_arrays() {
+                statements.fetch_add(1, Ordering::Relaxed);
+                out.extend(sqlx::query(statement).bind(array).fetch_all(&mut **tx).await?);
+            }
+            Ok(out)
+        }
+
+        fn pack<R: serde::Serialize>(rows: impl IntoIterator<Item = R>) -> Result<Packed, StoreError> {
+            let mut packed = Packed::default();
+            for row in rows {
+                packed.push(&row).map_err(|e| corrupt("a row to write", e))?;
+            }
+            Ok(packed)
+        }
+
+        /// A transition of the round, or a child execution one of them starts.
+        struct Item<'a> {
+            t: &'a Transition,
+            /// Its index in the commit, for a transition of the commit; `None` for a child.
+            slot: Option<usize>,
+            outcome: Option<CommitOutcome>,
+            /// Output seq of the last chunk after the row write, and the row's parent and key.
+            output: Option<(i64, Option<Uuid>, Option<String>)>,
+        }
+
+        /// Whether a transition reads or changes existing task rows, so that PostgreSQL must
+        /// lock them before the execution row.
         ///
-        /// Lock order, so that PostgreSQL never deadlocks: an execution's task rows before
-        /// its execution row. `claim_tasks` and `record_progress` take them in that order,
-        /// so a transition that will change a task row takes the task rows before it updates
-        /// the execution row; otherwise a cancel (execution row, then the leased task) and
-        /// a progress report (the task, then the execution row for the output seq) can each
-        /// hold what the other waits for.
+        /// Lock order, so that PostgreSQL never deadlocks: task rows before execution rows.
+        /// `claim_tasks` and `record_progress` take them in that order, so a commit takes every
+        /// task row it will read or change (sorted) before any execution row (sorted);
+        /// otherwise a cancel (execution row, then the leased task) and a progress report (the
+        /// task, then the execution row for the output seq) can each hold what the other waits
+        /// for.
+        fn touches_tasks(t: &Transition) -> bool {
+            (matches!(t.row_write, RowWrite::Update { .. })
+                && t.tasks.iter().any(|op| !matches!(op, TaskOp::Insert(_))))
+                || has_task_fence(t)
+        }
+
+        /// Whether a transition's fences name task rows.
+        fn has_task_fence(t: &Transition) -> bool {
+            t.fences.iter().any(|f| !matches!(f, Fence::Timer { .. }))
+        }
+
+        /// Writes a whole group commit inside `tx`: round by round, each a fixed number of
+        /// statements. Returns each transition's outcome and what to notify.
+        async fn write_batch(
+            tx: &mut Tx<'_>,
+            statements: &AtomicU64,
+            transitions: &[Transition],
+            order: &[usize],
+        ) -> Result<(Vec<CommitOutcome>, Notes), StoreError> {
+            let mut outcomes = vec![None; transitions.len()];
+            let mut notes = Notes::default();
+            for round in plan::rounds(transitions, order) {
+                write_round(tx, statements, transitions, &round, &mut outcomes).await?;
+            }
+            for (t, outcome) in transitions.iter().zip(&outcomes) {
+                if *outcome == Some(CommitOutcome::Committed) {
+                    notes.execution(t.execution_id);
+                    if t.tasks.iter().any(|op| matches!(op, TaskOp::Reschedule { .. }) || matches!(op, TaskOp::Insert(task) if task.lease.is_none())) {
+                        notes.task_ready();
+                    }
+                    if !t.timers.is_empty() {
+                        notes.deadline_added();
+                    }
+                }
+            }
+            let outcomes = outcomes
+                .into_iter()
+                .map(|o| o.ok_or_else(|| StoreError::Corrupt("a transition got no outcome".into())))
+                .collect::<Result<_, _>>()?;
+            Ok((outcomes, notes))
+        }
+
+        /// Writes one round: transitions that touch disjoint rows.
+        async fn write_round(
+            tx: &mut Tx<'_>,
+            statements: &AtomicU64,
+            transitions: &[Transition],
+            round: &[usize],
+            outcomes: &mut [Option<CommitOutcome>],
+        ) -> Result<(), StoreError> {
+            let mut items: Vec<Item<'_>> = round
+                .iter()
+                .map(|&i| Item { t: &transitions[i], slot: Some(i), outcome: None, output: None })
+                .collect();
+            let top = items.len();
+
+            // Fences: the task rows and timers they name, read (and locked) at once.
+            let task_ids: Vec<Uuid> = {
+                let mut seen = HashSet::new();
+                items
+                    .iter()
+                    .filter(|it| has_task_fence(it.t) || (ROW_LOCKS && touches_tasks(it.t)))
+                    .map(|it| it.t.execution_id)
+                    .filter(|id| seen.insert(*id))
+                    .collect()
+            };
+            let mut tasks: HashMap<(Uuid, String), (i64, String, Option<String>)> = HashMap::new();
+            if !task_ids.is_empty() {
+                let rows = run_rows(tx, statements, READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
+                for row in rows {
+                    tasks.insert(
+                        (row.try_get("execution_id")?, row.try_get("activity_id")?),
+                        (row.try_get("attempt")?, row.try_get("status")?, row.try_get("lease_token")?),
+                    );
+                }
+            }
+            let timer_fences: Vec<plan::KeyRow<'_>> = items
+                .iter()
+                .flat_map(|it| it.t.fences.iter().map(move |f| (it.t.execution_id, f)))
+                .filter_map(|(id, f)| match f {
+                    Fence::Timer { timer_id } => Some(plan::KeyRow { id, key: timer_id }),
+                    _ => None,
+                })
+                .collect();
+            let mut timers: HashSet<(Uuid, String)> = HashSet::new();
+            if !timer_fences.is_empty() {
+                for row in run_rows(tx, statements, READ_TIMERS.as_str(), pack(timer_fences)?).await? {
+                    timers.insert((row.try_get("execution_id")?, row.try_get("timer_id")?));
+                }
+            }
+            let holds = |t: &Transition| {
+                t.fences.iter().all(|f| match f {
+                    Fence::Lease { activity_id, attempt, lease_token } => tasks
+                        .get(&(t.execution_id, activity_id.clone()))
+                        .is_some_and(|(a, status, token)| {
+                            *a == i64::from(*attempt) && status == "leased" && token.as_deref() == Some(lease_token)
+                        }),
+                    Fence::Unclaimed { activity_id, attempt } => tasks
+                        .get(&(t.execution_id, activity_id.clone()))
+                        .is_some_and(|(a, status, _)| *a == i64::from(*attempt) && status == "ready"),
+                    Fence::Timer { timer_id } => timers.contains(&(t.execution_id, timer_id.clone())),
+                })
+            };
+            for it in &mut items {
+                if !holds(it.t) {
+                    it.outcome = Some(CommitOutcome::Fenced);
+                }
+            }
+
+            // Execution rows moved forward by their versions, in one statement.
+            let updates: Vec<usize> = (0..top)
+                .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Update { .. }))
+                .collect();
+            if !updates.is_empty() {
+                if ROW_LOCKS {
+                    let ids = updates.iter().map(|&k| plan::IdRow { id: items[k].t.execution_id });
+                    run_rows(tx, statements, LOCK_EXECUTIONS.as_str(), pack(ids)?).await?;
+                }
+                let rows = updates.iter().map(|&k| {
+                    let t = items[k].t;
+                    let RowWrite::Update { expected_next_seq } = t.row_write else { unreachable!() };
+                    plan::UpdateRow {
+                        id: t.execution_id,
+                        expected: expected_next_seq as i64,
+                        next_seq: (expected_next_seq + t.events.len() as u64) as i64,
+                        status: t.row.status.as_str(),
+                        state: &t.row.state,
+                        result: t.row.result.as_ref(),
+                        failure: t.row.failure.as_ref(),
+                        input_tokens: stored_count(t.row.usage.input_tokens),
+                        output_tokens: stored_count(t.row.usage.output_tokens),
+                        cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
+                        tool_calls: stored_count(t.row.usage.tool_calls),
+                        closed_at: t.row.closed_at,
+                        chunks: t.chunks.len() as i64,
+                    }
+                });
+                let mut moved = HashMap::new();
+                for row in run_rows(tx, statements, UPDATE_EXECUTIONS.as_str(), pack(rows)?).await? {
+                    let id: Uuid = row.try_get("id")?;
+                    moved.insert(id, (row.try_get("output_seq")?, row.try_get("parent_id")?, row.try_get("child_key")?));
+                }
+                for &k in &updates {
+                    let it = &mut items[k];
+                    match moved.remove(&it.t.execution_id) {
+                        Some(output) => {
+                            it.output = Some(output);
+                            it.outcome = Some(CommitOutcome::Committed);
+                        }
+                        None => it.outcome = Some(CommitOutcome::Conflict),
+                    }
+                }
+            }
+
+            // New rows, level by level: a child is created once its parent's row is written.
+            let mut level: Vec<usize> = (0..top)
+                .filter(|&k| items[k].outcome.is_none())
+                .collect();
+            for k in 0..top {
+                if items[k].outcome == Some(CommitOutcome::Committed) {
+                    level.extend(add_children(&mut items, k)?);
+                }
+            }
+            while !level.is_empty() {
+                insert_level(tx, statements, &mut items, &level).await?;
+                let mut next = Vec::new();
+                for &k in &level {
+                    if items[k].outcome == Some(CommitOutcome::Committed) {
+                        next.extend(add_children(&mut items, k)?);
+                    }
+                }
+                level = next;
+            }
+
+            write_committed(tx, statements, &items).await?;
+            for it in items {
+                if let (Some(slot), Some(outcome)) = (it.slot, it.outcome) {
+                    outcomes[slot] = Some(outcome);
+                }
+            }
+            Ok(())
+        }
+
+        /// Adds the children of committed item `k` to the round; returns their item indices.
+        /// A child must pass its own fences (a child is a new row, so it has none in practice).
+        fn add_children(items: &mut Vec<Item<'_>>, k: usize) -> Result<Vec<usize>, StoreError> {
+            let parent = items[k].t;
+            let mut added = Vec::new();
+            for child in &parent.children {
+                if !matches!(child.row_write, RowWrite::Create(_)) || !child.fences.is_empty() {
+                    return Err(StoreError::Corrupt(format!(
+                        "child execution {} of {} must be a new row without fences",
+                        child.execution_id, parent.execution_id
+                    )));
+                }
+                added.push(items.len());
+                items.push(Item { t: child, slot: None, outcome: None, output: None });
+            }
+            Ok(added)
+        }
+
+        /// Inserts the new execution rows of `level` in one statement and sets their outcomes:
+        /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
+        async fn insert_level(
+            tx: &mut Tx<'_>,
+            statements: &AtomicU64,
+            items: &mut [Item<'_>],
+            level: &[usize],
+        ) -> Result<(), StoreError> {
+            let rows = level.iter().map(|&k| {
+                let t = items[k].t;
+                let RowWrite::Create(new) = &t.row_write else { unreachable!("levels hold creates") };
+                plan::CreateRow {
+                    id: t.execution_id,
+                    namespace: &new.namespace,
+                    kind: new.kind.as_str(),
+                    agent_id: new.agent_id,
+                    runtime: &new.runtime,
+                    status: t.row.status.as_str(),
+                    input: &new.input,
+                    parent_id: new.parent_id,
+                    root_id: new.root_id,
+                    retry_of: new.retry_of,
+                    request_id: new.request_id.as_deref(),
+                    state: &t.row.state,
+                    next_seq: (1 + t.events.len()) as i64,
+                    output_seq: t.chunks.len() as i64,
+                    created_at: t.now,
+                    team_id: new.team_id,
+                    child_key: new.child_key.as_deref(),
+                    result: t.row.result.as_ref(),
+                    failure: t.row.failure.as_ref(),
+                    input_tokens: stored_count(t.row.usage.input_tokens),
+                    output_tokens: stored_count(t.row.usage.output_tokens),
+                    cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
+                    tool_calls: stored_count(t.row.usage.tool_calls),
+                    closed_at: t.row.closed_at,
+                }
+            });
+            let mut inserted = HashSet::new();
+            for row in run_rows(tx, statements, INSERT_EXECUTIONS.as_str(), pack(rows)?).await? {
+                inserted.insert(row.try_get::<Uuid, _>("id")?);
+            }
+            let refused: Vec<usize> = level.iter().copied().filter(|&k| !inserted.contains(&items[k].t.execution_id)).collect();
+            let mut existing = HashMap::new();
+            let requests: Vec<plan::RequestRow<'_>> = refused
+                .iter()
+                .filter_map(|&k| match &items[k].t.row_write {
+                    RowWrite::Create(new) => new
+                        .request_id
+                        .as_deref()
+                        .map(|request_id| plan::RequestRow { namespace: &new.namespace, request_id }),
+                    RowWrite::Update { .. } => None,
+                })
+                .collect();
+            if !requests.is_empty() {
+                for row in run_rows(tx, statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
+                    let key: (String, String) = (row.try_get("namespace")?, row.try_get("request_id")?);
+                    existing.insert(key, row.try_get::<Uuid, _>("id")?);
+                }
+            }
+            for &k in level {
+                let it = &mut items[k];
+                if inserted.contains(&it.t.execution_id) {
+                    let RowWrite::Create(new) = &it.t.row_write else { unreachable!() };
+                    it.output = Some((it.t.chunks.len() as i64, new.parent_id, new.child_key.clone()));
+                    it.outcome = Some(CommitOutcome::Committed);
+                    continue;
+                }
+                let RowWrite::Create(new) = &it.t.row_write else { unreachable!() };
+                let duplicate = new
+                    .request_id
+                    .as_ref()
+                    .and_then(|r| existing.get(&(new.namespace.clone(), r.clone())));
+                match (duplicate, it.slot) {
+                    (Some(&id), Some(_)) => it.outcome = Some(CommitOutcome::Duplicate(id)),
+                    // Children are new rows with fresh ids: anything but Committed is a bug, and
+                    // failing the whole transaction keeps parent and children together.
+                    (Some(&id), None) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "child execution {} could not be created: {:?}",
+                            it.t.execution_id,
+                            CommitOutcome::Duplicate(id)
+                        )));
+                    }
+                    (None, _) => return Err(StoreError::AlreadyExists(format!("execution {}", it.t.execution_id))),
+                }
+            }
+            Ok(())
+        }
+
+        /// Locks the task rows of one execution, in activity order, where the dialect has row
+        /// locks (quarantine's lock order; see [`touches_tasks`]).
         async fn lock_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
             sqlx::query(concat!(
                 "SELECT activity_id FROM tasks WHERE execution_id = $1 ORDER BY activity_id",
@@ -71,309 +430,42 @@ macro_rules! sql_transition {
             Ok(())
         }
 
-        /// Whether a transition reads or changes existing task rows (see [`lock_tasks`]).
-        fn touches_tasks(t: &Transition) -> bool {
-            matches!(t.row_write, RowWrite::Update { .. })
-                && (t.tasks.iter().any(|op| !matches!(op, TaskOp::Insert(_)))
-                    || t.fences.iter().any(|f| !matches!(f, Fence::Timer { .. })))
-        }
-
-        /// Writes one transition inside `tx`. Nothing but row locks is written before the
-        /// outcome is known, so a `Conflict` or `Fenced` outcome leaves `tx` clean.
-        async fn write_transition(tx: &mut Tx<'_>, t: &Transition) -> Result<CommitOutcome, StoreError> {
-            // Lock ordering matters only where rows are locked; SQLite has its single writer.
-            if ROW_LOCKS && touches_tasks(t) {
-                lock_tasks(tx, t.execution_id).await?;
-            }
-            for fence in &t.fences {
-                if !fence_holds(tx, t.execution_id, fence).await? {
-                    return Ok(CommitOutcome::Fenced);
-                }
-            }
-            let next_seq = match &t.row_write {
-                RowWrite::Create(new) => {
-                    // The row is inserted as the transition leaves it: no UPDATE follows. A row
-                    // that starts RUNNING (its first task leased at once) started now.
-                    let inserted = sqlx::query(
-                        "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, \
-                         parent_id, root_id, retry_of, request_id, state, next_seq, created_at, team_id, child_key, \
-                         result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $16, $13, $14, $15, \
-                         $17, $18, $19, $20, $21, $22, $23, CASE WHEN $6 = 'RUNNING' THEN $13 END) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(t.execution_id)
-                    .bind(&new.namespace)
-                    .bind(new.kind.as_str())
-                    .bind(new.agent_id)
-                    .bind(&new.runtime)
-                    .bind(t.row.status.as_str())
-                    .bind(Json(&new.input))
-                    .bind(new.parent_id)
-                    .bind(new.root_id)
-                    .bind(new.retry_of)
-                    .bind(&new.request_id)
-                    .bind(Json(&t.row.state))
-                    .bind(t.now)
-                    .bind(new.team_id)
-                    .bind(&new.child_key)
-                    .bind((1 + t.events.len()) as i64)
-                    .bind(t.row.result.as_ref().map(Json))
-                    .bind(t.row.failure.as_ref().map(Json))
-                    .bind(stored_count(t.row.usage.input_tokens))
-                    .bind(stored_count(t.row.usage.output_tokens))
-                    .bind(stored_cost(t.row.usage.cost_usd))
-                    .bind(stored_count(t.row.usage.tool_calls))
-                    .bind(t.row.closed_at)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                    if inserted == 0 {
-                        let existing = match &new.request_id {
-                            Some(request_id) => sqlx::query_scalar::<_, Uuid>(
-                                "SELECT id FROM executions WHERE namespace = $1 AND request_id = $2",
-                            )
-                            .bind(&new.namespace)
-                            .bind(request_id)
-                            .fetch_optional(&mut **tx)
-                            .await?,
-                            None => None,
-                        };
-                        return match existing {
-                            Some(id) => Ok(CommitOutcome::Duplicate(id)),
-                            None => Err(StoreError::AlreadyExists(format!("execution {}", t.execution_id))),
-                        };
-                    }
-                    let labels: Vec<_> = new.labels.iter().collect();
-                    for batch in labels.chunks(rows_per_statement(3)) {
-                        let mut insert = QueryBuilder::<Db>::new(
-                            "INSERT INTO execution_labels (execution_id, key, value) ",
-                        );
-                        insert.push_values(batch.iter(), |mut b, (k, v)| {
-                            b.push_bind(t.execution_id).push_bind((*k).clone()).push_bind((*v).clone());
-                        });
-                        insert.build().execute(&mut **tx).await?;
-                    }
-                    if !t.chunks.is_empty() {
-                        append_chunks(tx, t.execution_id, &t.chunks, t.now).await?;
-                    }
-                    1
-                }
-                RowWrite::Update { expected_next_seq } => *expected_next_seq,
-            };
-            if let RowWrite::Update { .. } = t.row_write
-                && !update_row(tx, t, next_seq).await?
-            {
-                return Ok(CommitOutcome::Conflict);
-            }
-            write_rest(tx, t, next_seq).await
-        }
-
-        /// Moves an existing row forward if it is still at `next_seq`, and appends the
-        /// transition's output in the same statement's wake; false on a concurrent change.
-        async fn update_row(tx: &mut Tx<'_>, t: &Transition, next_seq: u64) -> Result<bool, StoreError> {
-            let failure = t.row.failure.as_ref().map(Json);
-            let updated = sqlx::query(
-                "UPDATE executions SET next_seq = $2, \
-                 status = CASE WHEN $3 = 'PENDING' THEN status ELSE $3 END, \
-                 state = $4, result = $5, failure = $6, input_tokens = $7, output_tokens = $8, \
-                 cost_usd = $9, tool_calls = $10, closed_at = COALESCE($11, closed_at), \
-                 duration_ms = CASE WHEN $11 IS NULL THEN duration_ms \
-                                    ELSE $11 - COALESCE(started_at, created_at) END, \
-                 output_seq = output_seq + $13 \
-                 WHERE id = $1 AND next_seq = $12 RETURNING output_seq, parent_id, child_key",
-            )
-            .bind(t.execution_id)
-            .bind((next_seq + t.events.len() as u64) as i64)
-            .bind(t.row.status.as_str())
-            .bind(Json(&t.row.state))
-            .bind(t.row.result.as_ref().map(Json))
-            .bind(failure)
-            .bind(stored_count(t.row.usage.input_tokens))
-            .bind(stored_count(t.row.usage.output_tokens))
-            .bind(stored_cost(t.row.usage.cost_usd))
-            .bind(stored_count(t.row.usage.tool_calls))
-            .bind(t.row.closed_at)
-            .bind(next_seq as i64)
-            .bind(t.chunks.len() as i64)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(row) = updated else { return Ok(false) };
-            if !t.chunks.is_empty() {
-                let last: i64 = row.try_get("output_seq")?;
-                let parent_id: Option<Uuid> = row.try_get("parent_id")?;
-                let child_key: Option<String> = row.try_get("child_key")?;
-                write_chunks(tx, t.execution_id, last, parent_id, child_key, &t.chunks, t.now).await?;
-            }
-            Ok(true)
-        }
-
-        /// Everything a transition writes after its execution row.
-        async fn write_rest(tx: &mut Tx<'_>, t: &Transition, next_seq: u64) -> Result<CommitOutcome, StoreError> {
-            for (n, batch) in t.events.chunks(rows_per_statement(5)).enumerate() {
-                let first = next_seq + (n * rows_per_statement(5)) as u64;
-                let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO history_events (execution_id, seq, type, payload, created_at) ",
-                );
-                insert.push_values(batch.iter().enumerate(), |mut b, (i, event)| {
-                    b.push_bind(t.execution_id)
-                        .push_bind((first + i as u64) as i64)
-                        .push_bind(event.event_type())
-                        .push_bind(Json(event))
-                        .push_bind(t.now);
-                });
-                insert.build().execute(&mut **tx).await?;
-            }
-            for op in &t.tasks {
-                write_task_op(tx, t.execution_id, op, t.now).await?;
-            }
-            for op in &t.timers {
-                write_timer_op(tx, t.execution_id, op, t.now).await?;
-            }
-            for child in &t.children {
-                // Children are new rows with fresh ids: anything but Committed is a bug, and
-                // failing the whole transaction keeps parent and children together.
-                let outcome = Box::pin(write_transition(tx, child)).await?;
-                if outcome != CommitOutcome::Committed {
-                    return Err(StoreError::Corrupt(format!(
-                        "child execution {} of {} could not be created: {outcome:?}",
-                        child.execution_id, t.execution_id
-                    )));
-                }
-            }
-            Ok(CommitOutcome::Committed)
-        }
-
-        async fn write_task_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TaskOp, now: Millis) -> Result<(), StoreError> {
-            match op {
-                TaskOp::Insert(task) => {
-                    // A task leased as it is inserted (eager dispatch) gets the columns a claim
-                    // at `now` would write; `chunks_sent` starts at 0 either way.
-                    let lease = task.lease.as_ref();
-                    let status = if lease.is_some() { TaskStatus::Leased } else { TaskStatus::Ready };
-                    let attempt_deadline = (task.start_to_close_ms > 0)
-                        .then(|| crate::domain::after(now, task.start_to_close_ms));
-                    sqlx::query(
-                        "INSERT INTO tasks (execution_id, activity_id, attempt, runtime, queue, status, \
-                         visible_at, schedule_deadline, heartbeat_ms, start_to_close_ms, cancel_requested, \
-                         turn, checkpoint, lease_token, lease_owner, leased_at, lease_expires_at, attempt_deadline) \
-                         VALUES ($1, $2, 1, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $16, $17)",
-                    )
-                    .bind(execution_id)
-                    .bind(&task.activity_id)
-                    .bind(&task.runtime)
-                    .bind(&task.queue)
-                    .bind(now)
-                    .bind(task.schedule_deadline)
-                    .bind(stored_duration(task.heartbeat_ms))
-                    .bind(stored_duration(task.start_to_close_ms))
-                    .bind(false)
-                    .bind(Json(&task.turn))
-                    .bind(task.checkpoint.as_ref().map(Json))
-                    .bind(status.as_str())
-                    .bind(lease.map(|l| l.token.as_str()))
-                    .bind(lease.map(|l| l.owner.as_str()))
-                    .bind(lease.map(|_| now))
-                    .bind(lease.map(|_| crate::domain::after(now, stored_duration(task.heartbeat_ms) as u64)))
-                    .bind(lease.and(attempt_deadline))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TaskOp::Reschedule { activity_id, attempt, schedule_deadline } => {
-                    sqlx::query(
-                        "UPDATE tasks SET attempt = $3, status = 'ready', visible_at = $4, \
-                         schedule_deadline = $5, lease_token = NULL, lease_owner = NULL, leased_at = NULL, \
-                         lease_expires_at = NULL, attempt_deadline = NULL \
-                         WHERE execution_id = $1 AND activity_id = $2",
-                    )
-                    .bind(execution_id)
-                    .bind(activity_id)
-                    .bind(i64::from(*attempt))
-                    .bind(now)
-                    .bind(*schedule_deadline)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TaskOp::Park { activity_id, checkpoint } => {
-                    sqlx::query(
-                        "UPDATE tasks SET status = 'backoff', lease_token = NULL, lease_owner = NULL, \
-                         leased_at = NULL, lease_expires_at = NULL, attempt_deadline = NULL, \
-                         schedule_deadline = NULL, checkpoint = COALESCE($3, checkpoint) \
-                         WHERE execution_id = $1 AND activity_id = $2",
-                    )
-                    .bind(execution_id)
-                    .bind(activity_id)
-                    .bind(checkpoint.as_ref().map(Json))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TaskOp::RequestCancel { activity_id } => {
-                    sqlx::query(
-                        "UPDATE tasks SET cancel_requested = $3 WHERE execution_id = $1 AND activity_id = $2",
-                    )
-                    .bind(execution_id)
-                    .bind(activity_id)
-                    .bind(true)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TaskOp::Delete { activity_id } => {
-                    sqlx::query("DELETE FROM tasks WHERE execution_id = $1 AND activity_id = $2")
-                        .bind(execution_id)
-                        .bind(activity_id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                TaskOp::DeleteAll => {
-                    sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
-                        .bind(execution_id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
+        /// Deletes every task row of an execution (quarantine).
+        async fn delete_all_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
+                .bind(execution_id)
+                .execute(&mut **tx)
+                .await?;
             Ok(())
         }
 
-        async fn write_timer_op(tx: &mut Tx<'_>, execution_id: Uuid, op: &TimerOp, now: Millis) -> Result<(), StoreError> {
-            match op {
-                TimerOp::Inbox { execution_id: receiver, timer_id, payload } => {
-                    sqlx::query(
-                        "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
-                         VALUES ($1, $2, $3, 'inbox', $4) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(*receiver)
-                    .bind(timer_id)
-                    .bind(now)
-                    .bind(Json(payload))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TimerOp::Insert { timer_id, fire_at, kind, payload } => {
-                    sqlx::query(
-                        "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(execution_id)
-                    .bind(timer_id)
-                    .bind(*fire_at)
-                    .bind(kind.as_str())
-                    .bind(Json(payload))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                TimerOp::Delete { timer_id } => {
-                    sqlx::query("DELETE FROM timers WHERE execution_id = $1 AND timer_id = $2")
-                        .bind(execution_id)
-                        .bind(timer_id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                TimerOp::DeleteAll => {
-                    sqlx::query("DELETE FROM timers WHERE execution_id = $1")
-                        .bind(execution_id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
+        /// Deletes every timer of an execution (quarantine).
+        async fn delete_all_timers(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM timers WHERE execution_id = $1")
+                .bind(execution_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        /// Writes an inbox row on `receiver` (quarantine), as a transition's `TimerOp::Inbox`.
+        async fn insert_inbox(
+            tx: &mut Tx<'_>,
+            receiver: Uuid,
+            timer_id: &str,
+            payload: &serde_json::Value,
+            now: Millis,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
+                 VALUES ($1, $2, $3, 'inbox', $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(receiver)
+            .bind(timer_id)
+            .bind(now)
+            .bind(Json(payload))
+            .execute(&mut **tx)
+            .await?;
             Ok(())
         }
     };

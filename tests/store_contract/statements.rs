@@ -1,0 +1,214 @@
+//! `commit` costs a fixed number of statements per group commit, however many transitions it
+//! carries: the store's statement counter (BEGIN and COMMIT included) is the same for a batch
+//! of one report and a batch of 32, and each transition still gets its own outcome.
+
+use cairn::domain::ExecutionStatus;
+use cairn::store::{CommitOutcome, Fence, Store, TaskOp, TaskRecord, Transition};
+use uuid::Uuid;
+
+use crate::common::Db;
+use crate::support::{
+    T0, advance, chunk, claim, create, create_from, event, execution_with, new_execution, row,
+    task, texts,
+};
+
+crate::on_both_stores!(
+    a_group_commit_of_32_reports_costs_the_statements_of_one,
+    a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more,
+    children_reporting_in_one_commit_continue_their_parent_output_gapless,
+);
+
+/// `n` executions whose `turn-1` a worker has claimed; returns the leased tasks by execution.
+async fn leased(store: &dyn Store, n: usize) -> Vec<TaskRecord> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(execution_with(store, vec![task("turn-1")]).await);
+    }
+    let mut leased = Vec::new();
+    while leased.len() < n {
+        let mut batch = store
+            .claim_tasks(&claim("w-1", &["echo"], T0))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "every task can be claimed");
+        // Only these executions' tasks: earlier reports left their next turns ready too.
+        batch.retain(|t| ids.contains(&t.execution_id));
+        leased.append(&mut batch);
+    }
+    leased.sort_by_key(|t| ids.iter().position(|id| *id == t.execution_id));
+    leased
+}
+
+/// What a worker's report of a finished turn commits, as the engine builds it: the lease as its
+/// fence, two events, the last output chunks, the turn's task row deleted and the next turn's
+/// inserted.
+fn report(lease: &TaskRecord) -> Transition {
+    Transition {
+        fences: vec![Fence::Lease {
+            activity_id: lease.activity_id.clone(),
+            attempt: lease.attempt,
+            lease_token: lease.lease_token.clone().unwrap(),
+        }],
+        events: vec![event(3), event(4)],
+        row: row(ExecutionStatus::Running),
+        chunks: vec![chunk("turn-1", "x"), chunk("turn-1", "y")],
+        tasks: vec![
+            TaskOp::Delete {
+                activity_id: "turn-1".into(),
+            },
+            TaskOp::Insert(task("turn-2")),
+        ],
+        ..advance(lease.execution_id, 3)
+    }
+}
+
+/// Commits `transitions` in one call; returns the outcomes and the statements it took.
+async fn counted(store: &dyn Store, transitions: &[Transition]) -> (Vec<CommitOutcome>, u64) {
+    let before = store.statements_issued();
+    let outcomes = store.commit(transitions).await.unwrap();
+    (outcomes, store.statements_issued() - before)
+}
+
+async fn assert_reported(store: &dyn Store, id: Uuid) {
+    assert_eq!(texts(store, id).await, ["x", "y"], "{id}: its output");
+    assert_eq!(store.get_task(id, "turn-1").await.unwrap(), None);
+    let next = store.get_task(id, "turn-2").await.unwrap().expect("turn-2");
+    assert_eq!((next.status.as_str(), next.attempt), ("ready", 1));
+    let record = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!((record.next_seq, record.output_seq), (5, 2));
+}
+
+async fn a_group_commit_of_32_reports_costs_the_statements_of_one(db: Db) {
+    let store = db.store().await;
+    let one = leased(&*store, 1).await;
+    let (outcomes, alone) = counted(&*store, &[report(&one[0])]).await;
+    assert_eq!(outcomes, [CommitOutcome::Committed]);
+    assert_reported(&*store, one[0].execution_id).await;
+    assert!(
+        alone >= 3,
+        "BEGIN, the writes and COMMIT are counted: {alone}"
+    );
+
+    let many = leased(&*store, 32).await;
+    let reports: Vec<Transition> = many.iter().map(report).collect();
+    let (outcomes, together) = counted(&*store, &reports).await;
+    assert_eq!(outcomes, vec![CommitOutcome::Committed; 32]);
+    assert_eq!(
+        together, alone,
+        "32 reports in one commit cost the statements of one"
+    );
+    for lease in &many {
+        assert_reported(&*store, lease.execution_id).await;
+    }
+}
+
+async fn a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more(db: Db) {
+    let store = db.store().await;
+    let one = leased(&*store, 1).await;
+    let (_, alone) = counted(&*store, &[report(&one[0])]).await;
+
+    let many = leased(&*store, 8).await;
+    let mut reports: Vec<Transition> = many.iter().map(report).collect();
+    // A report from an attempt that lost its lease, and one computed from a stale version.
+    if let Fence::Lease { lease_token, .. } = &mut reports[2].fences[0] {
+        *lease_token = "another-token".into();
+    }
+    reports[5] = Transition {
+        row_write: cairn::store::RowWrite::Update {
+            expected_next_seq: 2,
+        },
+        ..reports[5].clone()
+    };
+    let (outcomes, together) = counted(&*store, &reports).await;
+    let mut expected = vec![CommitOutcome::Committed; 8];
+    expected[2] = CommitOutcome::Fenced;
+    expected[5] = CommitOutcome::Conflict;
+    assert_eq!(outcomes, expected);
+    assert_eq!(together, alone);
+    for (i, lease) in many.iter().enumerate() {
+        let id = lease.execution_id;
+        if i == 2 || i == 5 {
+            assert_eq!(texts(&*store, id).await, Vec::<String>::new(), "{i}");
+            let turn = store.get_task(id, "turn-1").await.unwrap().unwrap();
+            assert_eq!(turn.status.as_str(), "leased", "{i}: untouched");
+            assert_eq!(store.get_task(id, "turn-2").await.unwrap(), None);
+        } else {
+            assert_reported(&*store, id).await;
+        }
+    }
+}
+
+async fn children_reporting_in_one_commit_continue_their_parent_output_gapless(db: Db) {
+    let store = db.store().await;
+    let [parent, a, b] = [(); 3].map(|_| Uuid::now_v7());
+    let child = |id: Uuid, key: &str| {
+        let new = cairn::store::NewExecution {
+            parent_id: Some(parent),
+            root_id: parent,
+            child_key: Some(key.into()),
+            ..new_execution(id)
+        };
+        create_from(id, new)
+    };
+    let start = Transition {
+        children: vec![child(a, "a"), child(b, "b")],
+        ..create(parent)
+    };
+    assert_eq!(
+        store.commit(&[start]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+
+    let with_chunks = |t: Transition, texts: &[&str]| Transition {
+        chunks: texts.iter().map(|x| chunk("turn-1", x)).collect(),
+        ..t
+    };
+    let batch = [
+        with_chunks(advance(a, 3), &["a1", "a2"]),
+        with_chunks(advance(b, 3), &["b1"]),
+        with_chunks(advance(parent, 3), &["p1"]),
+        // The second transition of `a` in the commit sees the first one's version.
+        with_chunks(advance(a, 4), &["a3"]),
+    ];
+    let outcomes = store.commit(&batch).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Committed; 4]);
+
+    assert_eq!(texts(&*store, a).await, ["a1", "a2", "a3"]);
+    assert_eq!(texts(&*store, b).await, ["b1"]);
+    let output = store.output(parent, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = output.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "gapless");
+    let mut by_source: Vec<(Option<String>, String)> = output
+        .iter()
+        .map(|c| {
+            (
+                c.source_key.clone(),
+                c.data["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    by_source.sort();
+    assert_eq!(
+        by_source,
+        [
+            (None, "p1".into()),
+            (Some("a".into()), "a1".into()),
+            (Some("a".into()), "a2".into()),
+            (Some("a".into()), "a3".into()),
+            (Some("b".into()), "b1".into()),
+        ]
+    );
+    let a_copies: Vec<&str> = output
+        .iter()
+        .filter(|c| c.source_id == Some(a))
+        .map(|c| c.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        a_copies,
+        ["a1", "a2", "a3"],
+        "a child's copies keep its order"
+    );
+    let record = store.get_execution(parent).await.unwrap().unwrap();
+    assert_eq!((record.output_seq, record.next_seq), (5, 4));
+    assert_eq!(store.get_execution(a).await.unwrap().unwrap().next_seq, 5);
+}
