@@ -76,7 +76,7 @@ fn short_heartbeat(agent: &str) -> pb::StartExecutionRequest {
 }
 
 async fn corrupt_rows_are_quarantined_and_stop_no_other_work(db: Db) {
-    let server = Server::start(&db, "server", &[]);
+    let mut server = Server::start(&db, "server", &[]);
     let mut c = server.client().await;
     c.create_agent("e4", "echo", json!({})).await;
 
@@ -100,6 +100,12 @@ async fn corrupt_rows_are_quarantined_and_stop_no_other_work(db: Db) {
         &healthy,
     )
     .await;
+    // The rows went bad while no server held them: a running server keeps the state it last
+    // committed (its execution cache) and would simply write over a row changed behind its back
+    // at the same version, so the new server is the one that meets the corrupt rows.
+    server.kill();
+    let server = Server::start(&db, "server", &[]);
+    let mut c = server.client().await;
 
     // The sweeper times out the healthy attempt, which is retried and handed out again.
     let retried = poll_until(&mut c, &[&healthy]).await;

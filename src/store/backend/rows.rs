@@ -58,8 +58,16 @@ pub(super) fn stored_count(n: u64) -> i64 {
 /// NULL, which the column refuses), so NaN is stored as 0 on both stores; the engine refuses
 /// reports with a non-finite cost, so this only guards against values from elsewhere. Infinities
 /// are stored as they are.
+///
+/// A subnormal cost (under `f64::MIN_POSITIVE` dollars, far below any real price) is stored as
+/// 0 too: a group commit hands rows to the database as JSON text, and SQLite's text-to-real
+/// conversion does not read subnormal numbers back exactly.
 pub(super) fn stored_cost(cost: f64) -> f64 {
-    if cost.is_nan() { 0.0 } else { cost }
+    if cost.is_nan() || cost.is_subnormal() {
+        0.0
+    } else {
+        cost
+    }
 }
 
 macro_rules! sql_rows {
