@@ -90,3 +90,146 @@ fn model_span(message: &Value) {
         gen_ai.usage.output_tokens = tokens("output_tokens"),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    use super::GenAiSpans;
+
+    /// One span as the recording layer saw it: its fields, and whether it closed.
+    #[derive(Debug, Default, Clone)]
+    struct Seen {
+        fields: Vec<(String, String)>,
+        closed: bool,
+    }
+
+    impl Seen {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().into(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().into(), value.into()));
+        }
+    }
+
+    /// Records every span's fields, in the order the spans were made.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(u64, Seen)>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Recorder {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+            let mut seen = Seen::default();
+            attrs.record(&mut Fields(&mut seen.fields));
+            self.0.lock().unwrap().push((id.into_u64(), seen));
+        }
+        fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some((_, seen)) = spans.iter_mut().find(|(i, _)| *i == id.into_u64()) {
+                values.record(&mut Fields(&mut seen.fields));
+            }
+        }
+        fn on_close(&self, id: Id, _: Context<'_, S>) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some((_, seen)) = spans.iter_mut().rev().find(|(i, _)| *i == id.into_u64()) {
+                seen.closed = true;
+            }
+        }
+    }
+
+    /// Lines of a real run of the CLI (`p_allowed_tools_touch` in the shared fixtures), cut to
+    /// the fields the spans read: one model response in two content blocks (text, then a Bash
+    /// `tool_use`), the tool's result, and the second model response.
+    const RUN: [&str; 4] = [
+        r#"{"type":"assistant","message":{"id":"msg_fake000003","model":"claude-opus-5-5","content":[{"type":"text","text":"I'll run a command."}],"usage":{"input_tokens":12,"output_tokens":1,"cache_creation_input_tokens":3,"cache_read_input_tokens":5}}}"#,
+        r#"{"type":"assistant","message":{"id":"msg_fake000003","model":"claude-opus-5-5","content":[{"type":"tool_use","id":"toolu_fake000001","name":"Bash","input":{"command":"touch created-by-tool.txt && echo touched"}}],"usage":{"input_tokens":12,"output_tokens":1,"cache_creation_input_tokens":3,"cache_read_input_tokens":5}}}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_fake000001","type":"tool_result","content":"touched","is_error":false}]}}"#,
+        r#"{"type":"assistant","message":{"id":"msg_fake000006","model":"claude-opus-5-5","content":[{"type":"text","text":"done: touched"}],"usage":{"input_tokens":30,"output_tokens":4}}}"#,
+    ];
+
+    fn spans_of(lines: &[&str]) -> Vec<Seen> {
+        let recorder = Recorder::default();
+        let subscriber = tracing_subscriber::registry().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let mut spans = GenAiSpans::default();
+            for line in lines {
+                spans.observe(line);
+            }
+        });
+        let spans = recorder.0.lock().unwrap();
+        spans.iter().map(|(_, seen)| seen.clone()).collect()
+    }
+
+    #[test]
+    fn one_chat_span_per_model_response_and_a_tool_span_per_tool_call() {
+        let spans = spans_of(&RUN);
+        let chats: Vec<_> = spans
+            .iter()
+            .filter(|s| s.get("gen_ai.operation.name") == Some("chat"))
+            .collect();
+        assert_eq!(chats.len(), 2, "two model responses: {spans:?}");
+        let first = chats[0];
+        assert_eq!(first.get("otel.name"), Some("chat claude-opus-5-5"));
+        assert_eq!(first.get("gen_ai.provider.name"), Some("anthropic"));
+        assert_eq!(first.get("gen_ai.request.model"), Some("claude-opus-5-5"));
+        assert_eq!(first.get("gen_ai.response.id"), Some("msg_fake000003"));
+        // Input counts cache writes and reads, as the turn's usage does.
+        assert_eq!(first.get("gen_ai.usage.input_tokens"), Some("20"));
+        assert_eq!(first.get("gen_ai.usage.output_tokens"), Some("1"));
+        assert_eq!(chats[1].get("gen_ai.usage.input_tokens"), Some("30"));
+        assert!(chats.iter().all(|s| s.closed));
+
+        let tools: Vec<_> = spans
+            .iter()
+            .filter(|s| s.get("gen_ai.operation.name") == Some("execute_tool"))
+            .collect();
+        assert_eq!(tools.len(), 1, "{spans:?}");
+        let tool = tools[0];
+        assert_eq!(tool.get("otel.name"), Some("execute_tool Bash"));
+        assert_eq!(tool.get("gen_ai.tool.name"), Some("Bash"));
+        assert_eq!(tool.get("gen_ai.tool.call.id"), Some("toolu_fake000001"));
+        assert!(tool.closed, "the tool span closes at its result");
+        assert_eq!(tool.get("error.type"), None, "the tool succeeded");
+    }
+
+    #[test]
+    fn a_failed_tool_call_is_marked_and_a_pending_one_stays_open() {
+        let failed = RUN[2].replace(r#""is_error":false"#, r#""is_error":true"#);
+        let spans = spans_of(&[RUN[1], &failed]);
+        let tool = spans
+            .iter()
+            .find(|s| s.get("gen_ai.operation.name") == Some("execute_tool"))
+            .expect("a tool span");
+        assert_eq!(tool.get("error.type"), Some("tool_error"));
+
+        let recorder = Recorder::default();
+        let subscriber = tracing_subscriber::registry().with(recorder.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let mut spans = GenAiSpans::default();
+            spans.observe(RUN[1]);
+            let spans_so_far = recorder.0.lock().unwrap().clone();
+            let tool = spans_so_far
+                .iter()
+                .map(|(_, s)| s)
+                .find(|s| s.get("gen_ai.operation.name") == Some("execute_tool"))
+                .expect("a tool span");
+            assert!(!tool.closed, "no result yet: the tool is still running");
+            drop(spans);
+        });
+    }
+}
