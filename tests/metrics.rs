@@ -6,31 +6,19 @@
 mod common;
 mod fake_openai;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use common::client::{fast_retries, start_request};
-use common::{Db, Server, TestClient};
+use common::{Db, Server, TestClient, filesystem_server};
 use fake_openai::{FakeOpenAi, Reply};
 
 /// The bound on any one wait here, so a broken pipeline fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The filesystem MCP server installed by `npm ci --prefix tests/npm`.
-fn filesystem_server() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    assert!(
-        path.exists(),
-        "{} is missing: run `npm ci --prefix tests/npm` to install the MCP server the tests use",
-        path.display()
-    );
-    path
-}
-
 /// Waits until the server's log has a line starting with `prefix`; returns the rest of it.
 async fn logged(server: &Server, prefix: &str) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -8,13 +8,12 @@ mod common;
 mod fake_openai;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use cairn::api::pb;
 use common::client::{fast_retries, start_request};
 use common::server::cairn_bin;
-use common::{Db, Server, TestClient};
+use common::{Db, Server, TestClient, filesystem_server};
 use fake_openai::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
@@ -33,17 +32,6 @@ fn stats(server: &Server, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("cairn stats --json prints JSON")
-}
-
-fn filesystem_server() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    assert!(
-        path.exists(),
-        "{} is missing: run `npm ci --prefix tests/npm` to install the MCP server the tests use",
-        path.display()
-    );
-    path
 }
 
 async fn closed(c: &mut TestClient, id: &str) -> pb::Execution {

@@ -9,7 +9,6 @@
 mod common;
 mod fake_openai;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use cairn::api::pb;
 use common::client::{fast_retries, start_request};
 use common::fleet::Proc;
 use common::server::cairn_bin;
-use common::{Db, Server, TestClient};
+use common::{Db, Server, TestClient, filesystem_server};
 use fake_openai::{FakeOpenAi, Reply};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -133,17 +132,6 @@ fn otel_env(endpoint: &str) -> Vec<(String, String)> {
 
 fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-fn filesystem_server() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    assert!(
-        path.exists(),
-        "{} is missing: run `npm ci --prefix tests/npm` to install the MCP server the tests use",
-        path.display()
-    );
-    path
 }
 
 /// A `default` agent `reader` (model `fake-model`) with the filesystem MCP server, and the

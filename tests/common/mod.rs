@@ -16,6 +16,19 @@ pub use client::TestClient;
 pub use db::Db;
 pub use server::Server;
 
+/// The MCP filesystem server the suite installs (`npm ci --prefix tests/npm`), for `default`
+/// agents that call a real tool.
+pub fn filesystem_server() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci --prefix tests/npm` to install the MCP server the tests use",
+        path.display()
+    );
+    path
+}
+
 /// Generates one test per store for each named `async fn(Db)`: `sqlite::<name>` always, and
 /// `postgres::<name>` on the suite's PostgreSQL server ([`postgres`] says which; the variant passes,
 /// saying so, only when the run opted out with `CAIRN_TEST_POSTGRES=skip`).
