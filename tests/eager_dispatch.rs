@@ -16,7 +16,7 @@ use std::time::Duration;
 use cairn::api::pb;
 use cairn::clock::{Clock, SystemClock};
 use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Report};
-use cairn::domain::{Agent, AgentStatus, ExecutionStatus, HistoryEvent, Usage};
+use cairn::domain::{ExecutionStatus, HistoryEvent, Usage};
 use cairn::engine::{DirectWorkerApi, Engine, EngineOptions, StartRequest};
 use cairn::runtime::{RuntimeRegistry, RuntimeSettings};
 use cairn::store::AgentKey;
@@ -44,21 +44,7 @@ const PROMPTS: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
 async fn engine(db: &Db) -> Arc<Engine> {
     let store = db.store().await;
     let now = SystemClock.now_ms();
-    store
-        .insert_agent(&Agent {
-            id: Uuid::now_v7(),
-            namespace: "default".into(),
-            name: "e".into(),
-            runtime: "echo".into(),
-            model_id: String::new(),
-            configuration: json!({}),
-            status: AgentStatus::Active,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        })
-        .await
-        .unwrap();
+    common::db::insert_echo_agent(&*store, "e", now).await;
     Engine::new(store, Arc::new(SystemClock), EngineOptions::default())
 }
 

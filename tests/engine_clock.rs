@@ -14,8 +14,7 @@ use std::time::Duration;
 use cairn::clock::{Clock, ManualClock};
 use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Progress, Report};
 use cairn::domain::{
-    Agent, AgentStatus, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind,
-    Timeouts, Usage,
+    ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts, Usage,
 };
 use cairn::engine::{Engine, EngineOptions, StartRequest};
 use cairn::store::AgentKey;
@@ -38,21 +37,7 @@ const T0: Millis = 1_800_000_000_000;
 /// An engine on `db` whose clock reads [`T0`] until moved, with an `echo` agent `e`.
 async fn engine(db: &Db) -> (Arc<Engine>, Arc<ManualClock>) {
     let store = db.store().await;
-    store
-        .insert_agent(&Agent {
-            id: Uuid::now_v7(),
-            namespace: "default".into(),
-            name: "e".into(),
-            runtime: "echo".into(),
-            model_id: String::new(),
-            configuration: json!({}),
-            status: AgentStatus::Active,
-            created_at: T0,
-            updated_at: T0,
-            version: 1,
-        })
-        .await
-        .unwrap();
+    common::db::insert_echo_agent(&*store, "e", T0).await;
     let clock = ManualClock::new(T0);
     let engine = Engine::new(store, clock.clone(), EngineOptions::default());
     (engine, clock)

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use cairn::clock::ManualClock;
 use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, Report};
-use cairn::domain::{
-    Agent, AgentStatus, ExecutionStatus, HistoryEvent, Millis, RetryPolicy, Timeouts, Usage,
-};
+use cairn::domain::{ExecutionStatus, HistoryEvent, Millis, RetryPolicy, Timeouts, Usage};
 use cairn::engine::{Engine, EngineOptions, OutputEvent, StartRequest};
 use cairn::store::AgentKey;
 use serde_json::json;
@@ -41,22 +39,7 @@ async fn engine_on(db: &Db, clock: &Arc<ManualClock>) -> Arc<Engine> {
 
 /// A manual clock at [`T0`] and an `echo` agent `e` in `db`.
 async fn setup(db: &Db) -> Arc<ManualClock> {
-    db.store()
-        .await
-        .insert_agent(&Agent {
-            id: Uuid::now_v7(),
-            namespace: "default".into(),
-            name: "e".into(),
-            runtime: "echo".into(),
-            model_id: String::new(),
-            configuration: json!({}),
-            status: AgentStatus::Active,
-            created_at: T0,
-            updated_at: T0,
-            version: 1,
-        })
-        .await
-        .unwrap();
+    common::db::insert_echo_agent(&*db.store().await, "e", T0).await;
     ManualClock::new(T0)
 }
 

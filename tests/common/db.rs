@@ -99,3 +99,23 @@ impl Drop for Db {
         }
     }
 }
+
+/// Inserts an active `echo` agent named `name`, created at `at`, for tests that drive the engine
+/// or the store directly (no server to create it through).
+pub async fn insert_echo_agent(store: &dyn Store, name: &str, at: i64) {
+    store
+        .insert_agent(&cairn::domain::Agent {
+            id: uuid::Uuid::now_v7(),
+            namespace: "default".into(),
+            name: name.into(),
+            runtime: "echo".into(),
+            model_id: String::new(),
+            configuration: serde_json::json!({}),
+            status: cairn::domain::AgentStatus::Active,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        })
+        .await
+        .unwrap();
+}
