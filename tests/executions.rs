@@ -361,6 +361,50 @@ async fn the_same_request_id_starts_one_execution(db: Db) {
     assert_eq!(db.store().await.count_rows("executions").await.unwrap(), 1);
 }
 
+/// Asks reflection in protocol version `$v` (a module of `tonic_reflection::pb`) for the
+/// services it lists and for the file that declares `cairn.v1.ExecutionService`; returns the
+/// names and that file's size in bytes.
+macro_rules! ask_reflection {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let ask = |request| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        };
+        let requests = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "cairn.v1.ExecutionService".into(),
+            )),
+        ];
+        let mut replies = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .expect(concat!("reflection ", stringify!($v), " is served"))
+            .into_inner();
+        let (mut listed, mut bytes) = (Vec::<String>::new(), 0usize);
+        while let Some(reply) = replies.message().await.unwrap() {
+            match reply.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    listed.extend(list.service.into_iter().map(|s| s.name))
+                }
+                Some(MessageResponse::FileDescriptorResponse(files)) => {
+                    bytes += files
+                        .file_descriptor_proto
+                        .iter()
+                        .map(Vec::len)
+                        .sum::<usize>()
+                }
+                other => panic!("reflection {} answered {other:?}", stringify!($v)),
+            }
+        }
+        (listed, bytes)
+    }};
+}
+
 async fn health_and_reflection_are_served(db: Db) {
     let server = Server::dev(&db, &[]);
     let c = server.client().await;
@@ -376,6 +420,30 @@ async fn health_and_reflection_are_served(db: Db) {
         reply.status(),
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
+
+    // Reflection, in both protocol versions: the same services listed, and a service's file
+    // descriptor found by symbol (what `grpcurl list` and `grpcurl describe` ask).
+    let services = [
+        "cairn.v1.AgentService",
+        "cairn.v1.ExecutionService",
+        "cairn.v1.TeamService",
+        "cairn.v1.WorkerService",
+        "grpc.health.v1.Health",
+    ];
+    let v1 = ask_reflection!(v1, c.channel.clone());
+    let v1alpha = ask_reflection!(v1alpha, c.channel.clone());
+    for (version, (listed, descriptor_bytes)) in [("v1", v1), ("v1alpha", v1alpha)] {
+        for service in services {
+            assert!(
+                listed.iter().any(|s| s == service),
+                "reflection {version} lists {listed:?}, not {service}"
+            );
+        }
+        assert!(
+            descriptor_bytes > 0,
+            "reflection {version} found no file for cairn.v1.ExecutionService"
+        );
+    }
 }
 
 async fn chunks_are_tagged_with_their_activity_and_attempt(db: Db) {

@@ -153,10 +153,18 @@ pub async fn serve(
         // before, so workers polling it wait as usual instead of polling again at once.
         stopping.cancel();
     };
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both protocol versions: v1, and v1alpha, which older tools still speak
+    // (grpcurl 1.8, many IDE plugins).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .expect("the descriptor sets are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .expect("the descriptor sets are valid");
     // The builder's `tcp_nodelay` only reaches listeners it binds itself; without it on accepted
     // sockets, Nagle's algorithm meets delayed ACKs and small replies wait ~40 ms.
@@ -178,7 +186,8 @@ pub async fn serve(
         .layer(trace::TraceLayer)
         .layer(AuthLayer::new(security.tokens))
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(pb::agent_service_server::AgentServiceServer::new(
             Agents::new(state.clone()),
         ))
