@@ -154,7 +154,7 @@ pub async fn serve(
         stopping.cancel();
     };
     // Reflection in both protocol versions: v1, and v1alpha, which older tools still speak
-    // (grpcurl 1.8, many IDE plugins).
+    // (grpcurl 1.8, for one).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
