@@ -362,10 +362,11 @@ async fn the_same_request_id_starts_one_execution(db: Db) {
 }
 
 /// Asks reflection in protocol version `$v` (a module of `tonic_reflection::pb`) for the
-/// services it lists and for the file that declares `cairn.v1.ExecutionService`; returns the
-/// names and that file's size in bytes.
+/// services it lists and for the file that declares the service named `$symbol`; returns the
+/// names and that file's size in bytes. (A macro, not a function: each version has its own
+/// generated client and message types.)
 macro_rules! ask_reflection {
-    ($v:ident, $channel:expr) => {{
+    ($v:ident, $channel:expr, $symbol:expr) => {{
         use tonic_reflection::pb::$v::ServerReflectionRequest;
         use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
@@ -376,9 +377,7 @@ macro_rules! ask_reflection {
         };
         let requests = vec![
             ask(MessageRequest::ListServices(String::new())),
-            ask(MessageRequest::FileContainingSymbol(
-                "cairn.v1.ExecutionService".into(),
-            )),
+            ask(MessageRequest::FileContainingSymbol($symbol.into())),
         ];
         let mut replies = ServerReflectionClient::new($channel)
             .server_reflection_info(tokio_stream::iter(requests))
@@ -421,17 +420,18 @@ async fn health_and_reflection_are_served(db: Db) {
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 
-    // Reflection, in both protocol versions: the same services listed, and a service's file
+    // Reflection, in both protocol versions: every served service listed, and a service's file
     // descriptor found by symbol (what `grpcurl list` and `grpcurl describe` ask).
     let services = [
-        "cairn.v1.AgentService",
-        "cairn.v1.ExecutionService",
-        "cairn.v1.TeamService",
-        "cairn.v1.WorkerService",
-        "grpc.health.v1.Health",
+        pb::agent_service_server::SERVICE_NAME,
+        pb::execution_service_server::SERVICE_NAME,
+        pb::team_service_server::SERVICE_NAME,
+        pb::worker_service_server::SERVICE_NAME,
+        tonic_health::pb::health_server::SERVICE_NAME,
     ];
-    let v1 = ask_reflection!(v1, c.channel.clone());
-    let v1alpha = ask_reflection!(v1alpha, c.channel.clone());
+    let described = pb::execution_service_server::SERVICE_NAME;
+    let v1 = ask_reflection!(v1, c.channel.clone(), described);
+    let v1alpha = ask_reflection!(v1alpha, c.channel.clone(), described);
     for (version, (listed, descriptor_bytes)) in [("v1", v1), ("v1alpha", v1alpha)] {
         for service in services {
             assert!(
@@ -441,7 +441,7 @@ async fn health_and_reflection_are_served(db: Db) {
         }
         assert!(
             descriptor_bytes > 0,
-            "reflection {version} found no file for cairn.v1.ExecutionService"
+            "reflection {version} found no file for {described}"
         );
     }
 }
