@@ -1,0 +1,116 @@
+// The console's shell: hash routes (`#/executions/ID`), the navigation, the session, and the
+// sign-in page when the server asks for a token. Each page module exports `render(ctx)`; the
+// page's `ctx.signal` aborts when the user leaves it, which stops its polls and streams.
+
+import { ApiError, token, setToken } from './api.js';
+import { h, errorBox } from './ui.js';
+import * as executions from './pages/executions.js';
+import * as execution from './pages/execution.js';
+import * as agents from './pages/agents.js';
+import * as teams from './pages/teams.js';
+import * as workers from './pages/workers.js';
+import * as dashboard from './pages/dashboard.js';
+import * as signin from './pages/signin.js';
+
+const ROUTES = [
+  [/^executions$/, 'executions', executions.renderList],
+  [/^executions\/([^/]+)$/, 'executions', execution.render],
+  [/^agents$/, 'agents', agents.renderList],
+  [/^agents\/new$/, 'agents', agents.renderNew],
+  [/^agents\/([^/]+)$/, 'agents', agents.renderEdit],
+  [/^teams$/, 'teams', teams.renderList],
+  [/^teams\/new$/, 'teams', teams.renderNew],
+  [/^teams\/([^/]+)$/, 'teams', teams.renderOne],
+  [/^workers$/, 'workers', workers.render],
+  [/^dashboard$/, 'dashboard', dashboard.render],
+  [/^signin$/, '', signin.render],
+];
+
+let current = null;
+let afterSignIn = '#/executions';
+
+/** Parses `#/path?query` into its path and query parameters. */
+function parseHash() {
+  const raw = decodeURIComponent(location.hash.replace(/^#\/?/, '')) || 'executions';
+  const [path, qs = ''] = raw.split('?');
+  return { path: path.replace(/\/+$/, ''), query: new URLSearchParams(qs) };
+}
+
+/** Goes to `hash`; with `replace`, without a new history entry (e.g. a filter change). */
+export function navigate(hash, { replace = false } = {}) {
+  if (replace) {
+    history.replaceState(null, '', hash);
+    route(false);
+  } else {
+    location.hash = hash;
+  }
+}
+
+function route(moveFocus = true) {
+  if (current) current.abort();
+  const controller = new AbortController();
+  current = controller;
+  const { path, query } = parseHash();
+  const main = document.getElementById('main');
+  const found = ROUTES.map(([re, nav, render]) => [path.match(re), nav, render]).find(([m]) => m);
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    const active = found && link.dataset.nav === found[1];
+    if (active) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  renderSession();
+  if (!found) {
+    main.replaceChildren(h('h1', {}, 'Not found'),
+      h('p', {}, 'No page here. ', h('a', { href: '#/executions' }, 'Go to executions.')));
+    return;
+  }
+  const [match, , render] = found;
+  const ctx = {
+    main,
+    params: match.slice(1).map(decodeURIComponent),
+    query,
+    signal: controller.signal,
+    navigate,
+    signedIn,
+  };
+  main.replaceChildren();
+  Promise.resolve()
+    .then(() => render(ctx))
+    .catch((error) => {
+      if (controller.signal.aborted) return;
+      if (error instanceof ApiError && error.status === 401) return; // the sign-in page follows
+      main.replaceChildren(errorBox(error));
+    });
+  // After a click in the navigation, keyboard focus moves to the page, as a page load would.
+  if (moveFocus) main.focus({ preventScroll: true });
+}
+
+function renderSession() {
+  const box = document.getElementById('session');
+  if (token()) {
+    box.replaceChildren(
+      h('span', { class: 'muted' }, 'Signed in'),
+      h('button', { type: 'button', class: 'btn btn-small', onclick: signOut }, 'Sign out'));
+  } else {
+    box.replaceChildren();
+  }
+}
+
+function signOut() {
+  setToken('');
+  afterSignIn = location.hash || '#/executions';
+  navigate('#/signin');
+}
+
+/** After a successful sign-in: back to where the user was sent away from. */
+function signedIn() {
+  navigate(afterSignIn === '#/signin' ? '#/executions' : afterSignIn);
+}
+
+window.addEventListener('cairn:unauthenticated', () => {
+  if (location.hash.startsWith('#/signin')) return;
+  afterSignIn = location.hash || '#/executions';
+  navigate('#/signin');
+});
+window.addEventListener('hashchange', () => route(true));
+route(false);
