@@ -1,4 +1,5 @@
-//! The gRPC edge: generated types, services, conversions, validation and the error mapping.
+//! The gRPC edge: generated types, services, conversions, validation and the error mapping;
+//! and the HTTP/JSON API (`http/`) over the same services, on the same port.
 //!
 //! Architecture invariant: nothing outside this module names a prost type; bad input is refused
 //! here, before anything is written, with a message that says what to fix.
@@ -9,7 +10,9 @@ pub mod client;
 mod convert;
 mod error;
 mod executions;
+pub mod http;
 mod retry;
+mod serve;
 mod stats;
 mod teams;
 pub mod trace;
@@ -176,16 +179,13 @@ pub async fn serve(
             })
         },
     );
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = &security.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
         builder =
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    builder
-        .layer(trace::TraceLayer)
-        .layer(AuthLayer::new(security.tokens))
-        .add_service(health)
+    let grpc = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::agent_service_server::AgentServiceServer::new(
@@ -198,8 +198,29 @@ pub async fn serve(
             state.clone(),
         )))
         .add_service(pb::worker_service_server::WorkerServiceServer::new(
-            Workers::new(state),
+            Workers::new(state.clone()),
         ))
-        .serve_with_incoming_shutdown(incoming, stopped)
+        .prepare();
+    let grpc = {
+        use tower::Layer;
+        trace::TraceLayer.layer(AuthLayer::new(security.tokens.clone()).layer(grpc))
+    };
+    let service = serve::ByContentType {
+        grpc,
+        http: http_routes(state, security.tokens),
+    };
+    builder
+        .serve_with_incoming_shutdown(service, incoming, stopped)
         .await
+}
+
+/// Everything the port serves over plain HTTP (whatever is not gRPC): the HTTP/JSON API under
+/// `/api/v1`.
+///
+/// MERGE POINT for other HTTP routers on the same port: `.merge(...)` them here (the web
+/// console, at `/`, is one line: `.merge(crate::console::router())`). Each router keeps its own
+/// paths; the JSON API answers every path under `/api/v1`, so a router merged here must not
+/// route there, and must not set a router-wide `fallback` on top of another's.
+fn http_routes(state: Arc<ApiState>, tokens: Tokens) -> axum::Router {
+    http::router(state, tokens).merge(crate::console::router())
 }

@@ -87,6 +87,7 @@ async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
         retry_policy: args.max_attempts.map(policy_with_attempts),
         timeouts: None,
         queue: args.queue.clone(),
+        runtime: String::new(),
     };
     let started = client
         .executions
