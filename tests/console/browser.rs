@@ -204,10 +204,31 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Saves a PNG of the window as `target/console-screenshots/<name>.png`.
+    /// Saves a PNG of the whole page (the window is made as tall as the page for the shot, at
+    /// most 4000 px) as `target/console-screenshots/<name>.png`, for people to review.
     pub async fn screenshot(&self, name: &str) {
-        // Let fonts and the last frame settle: a screenshot is for people to look at.
+        let (width, height) = self
+            .client
+            .get_window_size()
+            .await
+            .expect("the window size");
+        let page = self
+            .js(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
+                vec![],
+            )
+            .await
+            .as_u64()
+            .unwrap_or(height)
+            .min(4000);
+        let taller = page > height;
+        if taller {
+            self.resize(width as u32, page as u32).await;
+        }
         let png = self.client.screenshot().await.expect("screenshot");
+        if taller {
+            self.resize(width as u32, height as u32).await;
+        }
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("save the screenshot");
     }
 

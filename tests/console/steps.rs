@@ -325,7 +325,7 @@ pub async fn open_a_team_execution(b: &mut Browser, c: &mut TestClient) {
     wait_status(b, "completed").await;
     b.until(
         "both children in the tree",
-        "return document.querySelectorAll('.tree li').length === 2;",
+        "return document.querySelectorAll('.tree li[data-child]').length === 2;",
     )
     .await;
     b.find(".out-child").await;
@@ -354,7 +354,8 @@ pub async fn open_the_dashboard_and_workers(b: &mut Browser) {
     b.screenshot("workers").await;
 }
 
-/// The navigation is made of real links a keyboard can reach and follow, with a visible focus.
+/// The navigation is made of real links a keyboard can reach and follow; after following one,
+/// the next Tab goes into the new page; on a fresh page the skip link comes first; focus shows.
 pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
     let link = b.find("a[data-nav=agents]").await;
     link.send_keys(&String::from(char::from(Key::Enter)))
@@ -365,17 +366,22 @@ pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
         "const h = document.querySelector('main h1'); return h && h.textContent === 'Agents';",
     )
     .await;
-    // Tab from the top of the page: the skip link comes first, and focus shows.
-    b.js(
-        "document.activeElement.blur(); window.scrollTo(0, 0); return null;",
-        vec![],
-    )
-    .await;
-    b.find("body")
-        .await
-        .send_keys(&String::from(char::from(Key::Tab)))
-        .await
-        .expect("press Tab");
+    press_tab(b).await;
+    let inside = b
+        .js(
+            "return document.querySelector('main').contains(document.activeElement);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        inside,
+        json!(true),
+        "Tab after following a link goes into the page"
+    );
+
+    b.client.refresh().await.expect("reload the page");
+    b.find("tr[data-agent]").await;
+    press_tab(b).await;
     let focused = b
         .js(
             "const a = document.activeElement; \
@@ -391,9 +397,21 @@ pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
     assert_ne!(focused[1], json!("none"), "the focused link is outlined");
 }
 
+/// Presses Tab where the keyboard focus is.
+async fn press_tab(b: &Browser) {
+    b.client
+        .active_element()
+        .await
+        .expect("the focused element")
+        .send_keys(&String::from(char::from(Key::Tab)))
+        .await
+        .expect("press Tab");
+}
+
 /// On a phone's screen every page fits its width (no sideways scrolling).
 pub async fn on_a_phone(b: &mut Browser, url: &str) {
     b.resize(390, 844).await;
+    let mut execution = Value::Null;
     for (page, name) in [
         ("#/executions", "phone-executions"),
         ("#/agents/new", "phone-agent-new"),
@@ -410,18 +428,26 @@ pub async fn on_a_phone(b: &mut Browser, url: &str) {
             .await;
         assert_eq!(overflow, json!(0), "{page} fits a phone's width");
         b.screenshot(name).await;
+        if name == "phone-executions" {
+            execution = b
+                .js(
+                    "return document.querySelector('tr[data-status=FAILED] a')?.getAttribute('href');",
+                    vec![],
+                )
+                .await;
+        }
     }
-    let first = b
+    let href = execution.as_str().expect("a failed execution in the list");
+    b.goto(&format!("{url}/{href}")).await;
+    b.find(".gantt").await;
+    let overflow = b
         .js(
-            "return document.querySelector('tr[data-execution] a')?.getAttribute('href');",
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
             vec![],
         )
         .await;
-    if let Some(href) = first.as_str() {
-        b.goto(&format!("{url}/{href}")).await;
-        b.find("#exec-status .badge").await;
-        b.screenshot("phone-execution").await;
-    }
+    assert_eq!(overflow, json!(0), "an execution fits a phone's width");
+    b.screenshot("phone-execution").await;
     b.resize(1366, 900).await;
 }
 

@@ -3,7 +3,7 @@
 // page's `ctx.signal` aborts when the user leaves it, which stops its polls and streams.
 
 import { ApiError, token, setToken } from './api.js';
-import { h, errorBox } from './ui.js';
+import { h, errorBox, put } from './ui.js';
 import * as executions from './pages/executions.js';
 import * as execution from './pages/execution.js';
 import * as agents from './pages/agents.js';
@@ -60,7 +60,7 @@ function route(moveFocus = true) {
   }
   renderSession();
   if (!found) {
-    main.replaceChildren(h('h1', {}, 'Not found'),
+    put(main, h('h1', {}, 'Not found'),
       h('p', {}, 'No page here. ', h('a', { href: '#/executions' }, 'Go to executions.')));
     return;
   }
@@ -73,13 +73,13 @@ function route(moveFocus = true) {
     navigate,
     signedIn,
   };
-  main.replaceChildren();
+  put(main);
   Promise.resolve()
     .then(() => render(ctx))
     .catch((error) => {
       if (controller.signal.aborted) return;
       if (error instanceof ApiError && error.status === 401) return; // the sign-in page follows
-      main.replaceChildren(errorBox(error));
+      put(main, errorBox(error));
     });
   // After a click in the navigation, keyboard focus moves to the page, as a page load would.
   if (moveFocus) main.focus({ preventScroll: true });
@@ -88,11 +88,11 @@ function route(moveFocus = true) {
 function renderSession() {
   const box = document.getElementById('session');
   if (token()) {
-    box.replaceChildren(
+    put(box,
       h('span', { class: 'muted' }, 'Signed in'),
       h('button', { type: 'button', class: 'btn btn-small', onclick: signOut }, 'Sign out'));
   } else {
-    box.replaceChildren();
+    put(box);
   }
 }
 

@@ -58,14 +58,13 @@ export function spans(events) {
 }
 
 /** The chart: one row per attempt or back-off, on a shared time axis. */
-export function chart(events, now = Date.now()) {
+export function chart(events, now = Date.now(), width = 640) {
   const rows = spans(events);
   if (!rows.length) return null;
   const t0 = Math.min(...events.map((e) => Number(e.created_at_ms || 0)).filter(Boolean), ...rows.map((r) => r.start));
   const endOf = (r) => r.end ?? (r.kind === 'backoff' ? Math.max(r.due || now, now) : now);
   const t1 = Math.max(t0 + 1, ...rows.map(endOf));
-  const width = 640;
-  const labelW = 150;
+  const labelW = Math.round(Math.min(150, Math.max(96, width * 0.3)));
   const rowH = 26;
   const height = rows.length * rowH + 26;
   const x = (t) => labelW + ((t - t0) / (t1 - t0)) * (width - labelW - 10);
@@ -74,13 +73,13 @@ export function chart(events, now = Date.now()) {
   return h('figure', { class: 'gantt' },
     svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title, preserveAspectRatio: 'xMinYMin meet' },
       svg('title', {}, title),
-      ticks.map((t) => [
+      ticks.map((t, i) => [
         svg('line', { x1: x(t), x2: x(t), y1: 0, y2: height - 18, class: 'grid' }),
-        svg('text', { x: x(t), y: height - 4, 'text-anchor': 'middle', class: 'axis' }, `+${fmtDuration(t - t0)}`),
+        svg('text', { x: x(t), y: height - 4, 'text-anchor': i === ticks.length - 1 ? 'end' : 'middle', class: 'axis' }, `+${fmtDuration(t - t0)}`),
       ]),
       rows.map((r, i) => {
         const y = i * rowH + 4;
-        const label = r.kind === 'attempt' ? `${r.activity} · attempt ${r.attempt}` : 'back-off';
+        const label = r.kind === 'attempt' ? `${r.activity} #${r.attempt}` : 'back-off';
         const w = Math.max(3, x(endOf(r)) - x(r.start));
         return svg('g', { class: `span span-${r.kind} outcome-${r.outcome}` },
           svg('text', { x: 4, y: y + 15, class: 'label' }, label),

@@ -34,7 +34,7 @@ export function svg(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value !== undefined && value !== null) el.setAttribute(key, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child !== undefined && child !== null && child !== false) {
       el.append(child instanceof Node ? child : String(child));
     }
@@ -162,4 +162,11 @@ export function prettyJson(value) {
     try { return JSON.stringify(JSON.parse(value), null, 2); } catch { return value; }
   }
   return JSON.stringify(value, null, 2);
+}
+
+/** Replaces `el`'s children with `children`, skipping the absent ones (null, undefined, false),
+ *  which `replaceChildren` would show as the text "null". */
+export function put(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
 }

@@ -5,6 +5,7 @@
 import { api } from '../api.js';
 import {
   h, pageHeader, statusBadge, fmtAgo, field, errorBox, emptyState, toast, parseJsonInput, shortId,
+  put,
 } from '../ui.js';
 
 export async function renderList({ main, query, signal }) {
@@ -12,7 +13,7 @@ export async function renderList({ main, query, signal }) {
   const { agents = [] } = await api.agents({ include_archived: archived, page_size: 1000 }, signal);
   const toggle = h('a', { href: archived ? '#/agents' : '#/agents?archived=1', class: 'btn' },
     archived ? 'Hide archived' : 'Show archived');
-  main.replaceChildren(
+  put(main,
     pageHeader('Agents', toggle, h('a', { href: '#/agents/new', class: 'btn btn-primary', id: 'new-agent' }, 'New agent')),
     agents.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
       h('caption', { class: 'visually-hidden' }, 'Agents'),
@@ -80,11 +81,11 @@ function form({ main, navigate }, runtimes, agent) {
     const runtime = runtimes.find((r) => r.name === current);
     const keys = runtime ? runtime.config_keys || [] : [];
     if (!keys.length) {
-      keysBox.replaceChildren(h('p', { class: 'muted' }, `${current} takes no runtime configuration.`));
+      put(keysBox, h('p', { class: 'muted' }, `${current} takes no runtime configuration.`));
       return;
     }
     const keep = current === (agent && agent.runtime) ? initialRuntimeConfig : {};
-    keysBox.replaceChildren(
+    put(keysBox,
       h('h3', {}, `Configuration of ${current}`),
       h('p', { class: 'muted' }, 'Leave a key empty to use its default. Arrays and objects are JSON.'),
       h('div', { class: 'key-grid' }, keys.map((k) => {
@@ -99,7 +100,7 @@ function form({ main, navigate }, runtimes, agent) {
 
   async function onSubmit(event) {
     event.preventDefault();
-    message.replaceChildren();
+    put(message);
     submit.disabled = true;
     try {
       const base = parseJsonInput(extraJson.value, 'Other configuration') ?? {};
@@ -123,7 +124,7 @@ function form({ main, navigate }, runtimes, agent) {
       }
       navigate('#/agents');
     } catch (error) {
-      message.replaceChildren(errorBox(error));
+      put(message, errorBox(error));
       message.querySelector('[role=alert]')?.scrollIntoView({ block: 'nearest' });
     } finally {
       submit.disabled = false;
@@ -139,12 +140,12 @@ function form({ main, navigate }, runtimes, agent) {
           await api.archiveAgent(agent.id);
           toast(`Archived ${agent.name}`);
           navigate('#/agents');
-        } catch (error) { message.replaceChildren(errorBox(error)); }
+        } catch (error) { put(message, errorBox(error)); }
       },
     }, 'Archive')
     : null;
 
-  main.replaceChildren(
+  put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/agents' }, 'Agents'), ' / ', agent ? agent.name : 'New'),
     pageHeader(agent ? `Edit ${agent.name}` : 'New agent',
       agent ? h('a', { class: 'btn', href: `#/executions?agent=${encodeURIComponent(agent.name)}` }, 'Executions') : null, archive),

@@ -5,6 +5,7 @@
 import { api } from '../api.js';
 import {
   h, pageHeader, select, field, fmtNumber, fmtPercent, fmtDuration, fmtCost, emptyState, errorBox,
+  put,
 } from '../ui.js';
 import { stacked, grouped } from '../charts.js';
 import { poll } from './executions.js';
@@ -31,16 +32,24 @@ export async function render({ main, query, signal, navigate }) {
     field('Group by', select({ id: 'dash-by', onchange: (e) => set('by', e.target.value) }, GROUPS, by)));
   const body = h('div', { id: 'dashboard' });
   const live = h('span', { class: 'live' });
-  main.replaceChildren(pageHeader('Dashboard', live), controls, body);
+  put(main, pageHeader('Dashboard', live), controls, body);
 
   await poll(async () => {
     const stats = await api.stats({ window_ms: windowMs, by }, signal);
-    body.replaceChildren(...draw(stats, by));
-    live.replaceChildren(h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
-  }, signal, (error) => body.replaceChildren(errorBox(error)));
+    put(body, ...draw(stats, by, chartWidth(body)));
+    put(live, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
+  }, signal, (error) => put(body, errorBox(error)));
 }
 
-function draw(stats, by) {
+/** The drawing width of one chart: the width of a card in the dashboard's grid (two columns
+ *  from 872 px, as `.chart-grid` lays them out), less the card's padding. */
+function chartWidth(container) {
+  const total = container.clientWidth || 800;
+  const columns = Math.max(1, Math.floor((total + 16) / 436));
+  return Math.floor((total - 16 * (columns - 1)) / columns) - 42;
+}
+
+function draw(stats, by, width) {
   const groups = stats.executions || [];
   const agents = stats.agents || [];
   const sum = (key) => groups.reduce((n, g) => n + Number(g[key] || 0), 0);
@@ -52,11 +61,9 @@ function draw(stats, by) {
     stat('Tokens', fmtNumber(sum('input_tokens') + sum('output_tokens'))),
     stat('Tool calls', fmtNumber(sum('tool_calls'))),
     stat('Cost', fmtCost(sum('cost_usd'))));
-  const agentsCard = h('section', { class: 'card' }, h('h2', {}, 'Agents by runtime'),
-    agents.length
-      ? stacked('Agents by runtime', agents.map((a) => ({ label: a.runtime, values: a })),
-        [{ key: 'active', label: 'active', cls: 's-completed' }, { key: 'archived', label: 'archived', cls: 's-pending' }], fmtNumber)
-      : h('p', { class: 'muted' }, 'No agents.'));
+  const agentsCard = h('section', { class: 'card' },
+    stacked('Agents by runtime', agents.map((a) => ({ label: a.runtime, values: a })),
+      [{ key: 'active', label: 'active', cls: 's-completed' }, { key: 'archived', label: 'archived', cls: 's-pending' }], fmtNumber, width, 'No agents.'));
   if (!groups.length) {
     return [totals, emptyState('No executions in this window.'), agentsCard];
   }
@@ -66,14 +73,14 @@ function draw(stats, by) {
   return [
     totals,
     h('div', { class: 'chart-grid' },
-      card(stacked(`Executions by ${name} and status`, rows((g) => g), STATUS_SERIES, fmtNumber)),
-      card(grouped('Error rate (failed / closed)', rows((g) => ({ rate: g.error_rate })), [{ key: 'rate', label: 'error rate', cls: 's-failed' }], fmtPercent)),
+      card(stacked(`Executions by ${name} and status`, rows((g) => g), STATUS_SERIES, fmtNumber, width)),
+      card(grouped('Error rate (failed / closed)', rows((g) => ({ rate: g.error_rate })), [{ key: 'rate', label: 'error rate', cls: 's-failed' }], fmtPercent, width, 'No failures in this window.')),
       card(grouped('Duration of closed executions', rows((g) => ({ p50: g.duration_p50_ms, p95: g.duration_p95_ms, mean: g.duration_mean_ms })),
-        [{ key: 'p50', label: 'p50', cls: 's-running' }, { key: 'p95', label: 'p95', cls: 's-canceled' }, { key: 'mean', label: 'mean', cls: 's-pending' }], fmtDuration)),
+        [{ key: 'p50', label: 'p50', cls: 's-running' }, { key: 'p95', label: 'p95', cls: 's-canceled' }, { key: 'mean', label: 'mean', cls: 's-pending' }], fmtDuration, width)),
       card(stacked('Tokens', rows((g) => g), [
-        { key: 'input_tokens', label: 'input', cls: 's-running' }, { key: 'output_tokens', label: 'output', cls: 's-completed' }], fmtNumber)),
-      card(grouped('Tool calls', rows((g) => ({ calls: g.tool_calls })), [{ key: 'calls', label: 'tool calls', cls: 's-running' }], fmtNumber)),
-      card(grouped('Cost', rows((g) => ({ cost: g.cost_usd })), [{ key: 'cost', label: 'cost', cls: 's-completed' }], fmtCost)),
+        { key: 'input_tokens', label: 'input', cls: 's-running' }, { key: 'output_tokens', label: 'output', cls: 's-completed' }], fmtNumber, width)),
+      card(grouped('Tool calls', rows((g) => ({ calls: g.tool_calls })), [{ key: 'calls', label: 'tool calls', cls: 's-running' }], fmtNumber, width)),
+      card(grouped('Cost', rows((g) => ({ cost: g.cost_usd })), [{ key: 'cost', label: 'cost', cls: 's-completed' }], fmtCost, width)),
       agentsCard),
     h('section', { class: 'card' }, h('h2', {}, 'All figures'), h('div', { class: 'table-wrap' }, h('table', { class: 'table compact' },
       h('thead', {}, h('tr', {}, [GROUPS.find(([k]) => k === by)?.[1] || by, 'Total', 'Completed', 'Failed', 'Canceled', 'Running', 'Error rate', 'p50', 'p95', 'Tokens in', 'Tokens out', 'Tool calls', 'Cost']

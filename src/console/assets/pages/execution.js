@@ -6,6 +6,7 @@ import { follow } from '../sse.js';
 import {
   h, statusBadge, fmtTime, fmtDuration, fmtNumber, fmtCost, shortId, facts, errorBox, toast,
   prettyJson,
+  put,
 } from '../ui.js';
 import { chart, eventList } from '../timeline.js';
 
@@ -27,7 +28,7 @@ export async function render({ main, params, signal, navigate }) {
   const timeline = h('section', { class: 'card', 'aria-labelledby': 'h-timeline' });
   const result = h('section', { class: 'card', 'aria-labelledby': 'h-result', hidden: true });
 
-  main.replaceChildren(
+  put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/executions' }, 'Executions'), ' / ', shortId(id)),
     h('div', { class: 'page-header' }, h('div', { class: 'title-row' }, title, badge), actions),
     replayBox,
@@ -42,20 +43,25 @@ export async function render({ main, params, signal, navigate }) {
   let names = new Map();
   const refresh = async () => {
     execution = await api.execution(id, signal);
-    const [history, kids, agents] = await Promise.all([
+    const [history, kids, agents, teams] = await Promise.all([
       api.history(id, signal),
       execution.kind === 'team' ? api.executions({ parent_id: id, page_size: 100 }, signal) : null,
       names.size ? null : api.agents({ include_archived: true, page_size: 1000 }, signal),
+      names.size || execution.kind !== 'team' ? null : api.teams({ include_archived: true, page_size: 1000 }, signal),
     ]);
-    if (agents) names = new Map((agents.agents || []).map((a) => [a.id, a.name]));
-    draw(history.events || [], kids ? kids.executions || [] : []);
+    if (agents) {
+      names = new Map([...(agents.agents || []), ...((teams && teams.teams) || [])].map((a) => [a.id, a.name]));
+    }
+    // Children in the order the team started them.
+    const children = kids ? [...(kids.executions || [])].sort((a, b) => Number(a.created_at_ms) - Number(b.created_at_ms)) : [];
+    draw(history.events || [], children);
   };
 
   function draw(events, kids) {
     const e = execution;
-    badge.replaceChildren(statusBadge(e.status));
-    actions.replaceChildren(...buttons(e));
-    summary.replaceChildren(h('h2', { id: 'h-summary' }, 'Summary'), facts([
+    put(badge, statusBadge(e.status));
+    put(actions, ...buttons(e));
+    put(summary, h('h2', { id: 'h-summary' }, 'Summary'), facts([
       [e.kind === 'team' ? 'Team' : 'Agent', e.kind === 'team'
         ? h('a', { href: `#/teams/${e.team_id}` }, names.get(e.team_id) || shortId(e.team_id))
         : h('a', { href: `#/agents/${e.agent_id}` }, names.get(e.agent_id) || shortId(e.agent_id))],
@@ -74,23 +80,25 @@ export async function render({ main, params, signal, navigate }) {
       ['ID', h('span', { class: 'mono small' }, e.id)],
     ]));
     const u = e.usage || {};
-    usage.replaceChildren(h('h2', { id: 'h-usage' }, 'Usage and cost'), h('div', { class: 'stat-grid' },
+    put(usage, h('h2', { id: 'h-usage' }, 'Usage and cost'), h('div', { class: 'stat-grid' },
       stat('Input tokens', fmtNumber(u.input_tokens)),
       stat('Output tokens', fmtNumber(u.output_tokens)),
       stat('Tool calls', fmtNumber(u.tool_calls)),
-      stat('Cost', fmtCost(u.cost_usd))),
+      stat('Cost', fmtCost(u.cost_usd)),
+      stat('History events', fmtNumber(e.history_length)),
+      stat('Output chunks', fmtNumber(e.output_length))),
     e.failure ? h('div', { class: 'alert alert-error', role: 'alert' },
       h('strong', {}, `${e.failure.code}: `), e.failure.message,
       e.failure.retryable ? h('span', { class: 'tag' }, 'retryable') : null) : null);
     if (e.result_json || e.result) {
       result.hidden = false;
-      result.replaceChildren(h('h2', { id: 'h-result' }, 'Result'), h('pre', { class: 'json' }, prettyJson(e.result ?? e.result_json)));
+      put(result, h('h2', { id: 'h-result' }, 'Result'), h('pre', { class: 'json' }, prettyJson(e.result ?? e.result_json)));
     }
     if (e.kind === 'team') {
       children.hidden = false;
-      children.replaceChildren(h('h2', { id: 'h-children' }, 'Team'), tree(kids, names));
+      put(children, h('h2', { id: 'h-children' }, 'Team'), tree(e, kids, names));
     }
-    timeline.replaceChildren(h('h2', { id: 'h-timeline' }, 'History'), chart(events), eventList(events));
+    put(timeline, h('h2', { id: 'h-timeline' }, 'History'), chart(events, Date.now(), Math.max(280, timeline.clientWidth - 42)), eventList(events));
   }
 
   function buttons(e) {
@@ -110,7 +118,7 @@ export async function render({ main, params, signal, navigate }) {
     }
     list.push(h('button', {
       type: 'button', class: 'btn', id: 'replay',
-      onclick: act(null, async () => replayBox.replaceChildren(replayResult(await api.replay(id)))),
+      onclick: act(null, async () => put(replayBox, replayResult(await api.replay(id)))),
     }, 'Replay'));
     return list;
   }
@@ -124,7 +132,7 @@ export async function render({ main, params, signal, navigate }) {
         if (done) toast(done);
         await refresh();
       } catch (error) {
-        if (!signal.aborted) replayBox.replaceChildren(errorBox(error));
+        if (!signal.aborted) put(replayBox, errorBox(error));
       } finally {
         button.disabled = false;
       }
@@ -141,14 +149,14 @@ export async function render({ main, params, signal, navigate }) {
     if (pending) return;
     pending = setTimeout(() => {
       pending = null;
-      refresh().catch((error) => { if (!signal.aborted) replayBox.replaceChildren(errorBox(error)); });
+      refresh().catch((error) => { if (!signal.aborted) put(replayBox, errorBox(error)); });
     }, 700);
   };
   signal.addEventListener('abort', () => clearTimeout(pending), { once: true });
   follow(`/executions/${encodeURIComponent(id)}/events`, {
     signal,
     onState: (state, error) => {
-      streamState.replaceChildren(
+      put(streamState,
         h('span', { class: `dot dot-${state}`, 'aria-hidden': 'true' }),
         { live: 'Live', reconnecting: 'Reconnecting…', ended: 'Ended' }[state] || state);
       if (state === 'ended' && error) writer.note(`Stream refused: ${error.message}`);
@@ -179,7 +187,7 @@ function outputWriter(box) {
   let child = null;
   let reused = '';
   let text = null;
-  box.replaceChildren();
+  put(box);
   const empty = h('p', { class: 'muted placeholder' }, 'Waiting for output…');
   box.append(empty);
   const stickToBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
@@ -225,13 +233,18 @@ function stat(label, value) {
   return h('div', { class: 'stat' }, h('div', { class: 'stat-value' }, value), h('div', { class: 'stat-label' }, label));
 }
 
-/** The team's children, each with its status and a link. */
-function tree(kids, names) {
-  if (!kids.length) return h('p', { class: 'muted' }, 'No children yet.');
-  return h('ul', { class: 'tree' }, kids.map((k) => h('li', {},
-    h('a', { href: `#/executions/${k.id}` }, k.child_key || shortId(k.id)), ' ',
-    statusBadge(k.status), ' ',
-    h('span', { class: 'muted' }, `${names.get(k.agent_id) || ''} · ${k.runtime}${k.duration_ms ? ` · ${fmtDuration(k.duration_ms)}` : ''}`))));
+/** The team execution and its children, each with its member, runtime, status and a link. */
+function tree(team, kids, names) {
+  const node = (e, label, detail) => h('span', { class: 'node' },
+    e.id === team.id ? h('strong', {}, label) : h('a', { href: `#/executions/${e.id}` }, label), ' ',
+    statusBadge(e.status), ' ', h('span', { class: 'muted' }, detail));
+  return h('ul', { class: 'tree root' }, h('li', {},
+    node(team, names.get(team.team_id) || 'team', `this execution${team.duration_ms ? ` · ${fmtDuration(team.duration_ms)}` : ''}`),
+    kids.length
+      ? h('ul', { class: 'tree' }, kids.map((k) => h('li', { dataset: { child: k.child_key } },
+        node(k, k.child_key || shortId(k.id),
+          `${names.get(k.agent_id) || ''} · ${k.runtime}${k.duration_ms ? ` · ${fmtDuration(k.duration_ms)}` : ''}`))))
+      : h('p', { class: 'muted' }, 'No children yet.')));
 }
 
 function replayResult(r) {

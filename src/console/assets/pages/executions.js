@@ -6,6 +6,7 @@ import { api } from '../api.js';
 import {
   h, pageHeader, statusBadge, fmtAgo, fmtDuration, fmtCost, fmtNumber, shortId, field, select,
   errorBox, emptyState, toast,
+  put,
 } from '../ui.js';
 
 const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELED'];
@@ -69,7 +70,7 @@ export async function renderList({ main, query, signal, navigate }) {
 
   const live = h('span', { class: 'live', 'aria-live': 'off' });
   const body = h('div', { class: 'table-wrap' });
-  main.replaceChildren(
+  put(main,
     pageHeader('Executions', live, newRun),
     startPanel,
     filterBar,
@@ -82,11 +83,11 @@ export async function renderList({ main, query, signal, navigate }) {
       status: filters.status, runtime: filters.runtime, agent: filters.agent, label: labels,
       page_size: 50, page_token: filters.page_token,
     }, signal);
-    body.replaceChildren(table(page.executions || [], names),
+    put(body, table(page.executions || [], names),
       pager(page.next_page_token, filters, navigate));
-    live.replaceChildren(h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
+    put(live, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
   };
-  await poll(load, signal, (error) => body.replaceChildren(errorBox(error)));
+  await poll(load, signal, (error) => put(body, errorBox(error)));
 }
 
 /** Calls `load` now and every REFRESH_MS until `signal` aborts, while the tab is visible. */
@@ -157,7 +158,7 @@ function startForm(agents, teams, preselected, navigate) {
     class: 'card form-grid', 'aria-label': 'Start a run',
     onsubmit: async (event) => {
       event.preventDefault();
-      message.replaceChildren();
+      put(message);
       const [kind, name] = target.value.split(/:(.*)/s);
       submit.disabled = true;
       try {
@@ -167,7 +168,7 @@ function startForm(agents, teams, preselected, navigate) {
         toast('Execution started');
         navigate(`#/executions/${started.execution_id}`);
       } catch (error) {
-        message.replaceChildren(errorBox(error));
+        put(message, errorBox(error));
       } finally {
         submit.disabled = false;
       }

@@ -2,7 +2,7 @@
 // sessionStorage and is sent as `Authorization: Bearer` with every call.
 
 import { api, setToken, ApiError } from '../api.js';
-import { h, field, errorBox } from '../ui.js';
+import { h, field, errorBox, put } from '../ui.js';
 
 export function render({ main, signedIn }) {
   const input = h('input', {
@@ -17,7 +17,7 @@ export function render({ main, signedIn }) {
     field('Client token', input),
     message,
     h('div', { class: 'form-actions' }, submit));
-  main.replaceChildren(form);
+  put(main, form);
   input.focus();
 
   async function onSubmit(event) {
@@ -29,7 +29,7 @@ export function render({ main, signedIn }) {
       signedIn();
     } catch (error) {
       setToken('');
-      message.replaceChildren(errorBox(error instanceof ApiError && error.status === 401
+      put(message, errorBox(error instanceof ApiError && error.status === 401
         ? { code: 'unauthenticated', message: 'The server refused this token.' }
         : error));
       input.focus();

@@ -4,6 +4,7 @@ import { api } from '../api.js';
 import {
   h, pageHeader, statusBadge, fmtAgo, fmtTime, field, select, facts, errorBox, emptyState, toast,
   prettyJson,
+  put,
 } from '../ui.js';
 
 const STRATEGIES = [
@@ -18,7 +19,7 @@ function memberNames(team) {
 
 export async function renderList({ main, signal }) {
   const { teams = [] } = await api.teams({ page_size: 1000 }, signal);
-  main.replaceChildren(
+  put(main,
     pageHeader('Teams', h('a', { href: '#/teams/new', class: 'btn btn-primary' }, 'New team')),
     teams.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
       h('caption', { class: 'visually-hidden' }, 'Teams'),
@@ -36,7 +37,7 @@ export async function renderList({ main, signal }) {
 export async function renderOne({ main, params, signal }) {
   const team = await api.team(params[0], signal);
   const configuration = team.configuration ?? team.configuration_json;
-  main.replaceChildren(
+  put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/teams' }, 'Teams'), ' / ', team.name),
     pageHeader(team.name, statusBadge(team.status)),
     h('div', { class: 'grid-2' },
@@ -75,7 +76,7 @@ export async function renderNew({ main, signal, navigate }) {
     agent.focus();
   };
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create team');
-  main.replaceChildren(
+  put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/teams' }, 'Teams'), ' / New'),
     pageHeader('New team'),
     agents.length ? h('form', {
@@ -98,7 +99,7 @@ export async function renderNew({ main, signal, navigate }) {
           toast(`Created ${team.name}`);
           navigate(`#/teams/${encodeURIComponent(team.id)}`);
         } catch (error) {
-          message.replaceChildren(errorBox(error));
+          put(message, errorBox(error));
         } finally {
           submit.disabled = false;
         }

@@ -1,18 +1,18 @@
 // Workers heard from recently: what runtimes and queue each serves, and how busy it is.
 
 import { api } from '../api.js';
-import { h, pageHeader, fmtAgo, fmtTime, emptyState, errorBox } from '../ui.js';
+import { h, pageHeader, fmtAgo, fmtTime, emptyState, errorBox, put } from '../ui.js';
 import { poll } from './executions.js';
 
 export async function render({ main, signal }) {
   const body = h('div', {});
   const live = h('span', { class: 'live' });
-  main.replaceChildren(pageHeader('Workers', live), body);
+  put(main, pageHeader('Workers', live), body);
   await poll(async () => {
     const { workers = [] } = await api.workers(signal);
     const slots = workers.reduce((n, w) => n + Number(w.slots || 0), 0);
     const busy = workers.reduce((n, w) => n + Number(w.slots_in_use || 0), 0);
-    body.replaceChildren(
+    put(body,
       h('div', { class: 'stat-grid wide' },
         stat('Workers', workers.length), stat('Slots', slots), stat('In use', busy),
         stat('Runtimes', new Set(workers.flatMap((w) => w.runtimes || [])).size)),
@@ -27,8 +27,8 @@ export async function render({ main, signal }) {
           h('td', { 'data-label': 'Last seen', title: fmtTime(w.last_seen_ms) }, fmtAgo(w.last_seen_ms)),
           h('td', { 'data-label': 'First seen' }, fmtTime(w.first_seen_ms)))))))
         : emptyState('No worker has polled recently. Start one with `cairn worker --server URL`.'));
-    live.replaceChildren(h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
-  }, signal, (error) => body.replaceChildren(errorBox(error)));
+    put(live, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
+  }, signal, (error) => put(body, errorBox(error)));
 }
 
 function stat(label, value) {
