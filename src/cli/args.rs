@@ -13,20 +13,28 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 /// The default database: an SQLite file in the current directory.
 pub const DEFAULT_DATABASE: &str = "sqlite://cairn.db";
 
-/// Options of client commands.
+/// Options of client commands and workers: global flags of `cairn`, so they go before or after
+/// the subcommand (`cairn --server URL agent list`, `cairn agent list --server URL`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// The server to talk to. Give several (repeated, or comma-separated) to fail over: commands
-    /// use the first that answers, and `run` / `exec watch` move on to the next when a stream
-    /// breaks.
-    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',')]
+    /// use the first that answers, `run` / `exec watch` move on to the next when a stream
+    /// breaks, and `cairn worker` takes tasks from one at a time, moving on when one is
+    /// unreachable.
+    #[arg(long, global = true, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',')]
     pub(super) server: Vec<String>,
     /// How long `run` and `exec watch` keep reconnecting (with back-off) after a stream broke,
     /// without getting any further, before they give up with exit code 2 (seconds).
-    #[arg(long, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
+    #[arg(long, global = true, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
     pub(super) reconnect_for: u64,
     /// The namespace every request of the command is made in.
-    #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        short = 'n',
+        global = true,
+        env = "CAIRN_NAMESPACE",
+        default_value = "default"
+    )]
     pub(super) namespace: String,
     #[command(flatten)]
     pub(super) connect: ConnectArgs,
