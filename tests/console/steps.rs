@@ -186,6 +186,28 @@ pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestCli
         execution.labels.get("suite").map(String::as_str),
         Some("console")
     );
+
+    // The list, filtered by the label and the runtime, holds that run alone; another label, none.
+    c.start_simple("writer", "unlabelled").await;
+    nav(b, "executions", "Executions").await;
+    b.fill("#filter-label", &format!("suite=console{}", Key::Enter))
+        .await;
+    b.find("#filter-runtime")
+        .await
+        .select_by_value("echo")
+        .await
+        .expect("filter by runtime");
+    b.until(
+        "the labelled run alone",
+        &format!(
+            "const rows = [...document.querySelectorAll('tr[data-execution]')]; \
+             return location.hash.includes('runtime=echo') && rows.length === 1 && rows[0].dataset.execution === '{id}';"
+        ),
+    )
+    .await;
+    b.fill("#filter-label", &format!("suite=other{}", Key::Enter))
+        .await;
+    b.find("main .empty").await;
 }
 
 /// A slow execution, found in the list filtered to RUNNING, cancelled from its page.

@@ -86,10 +86,13 @@ export function chart(events, now = Date.now(), width = 640) {
           svg('rect', { x: x(r.start), y: y + 3, width: w, height: rowH - 10, rx: 3 },
             svg('title', {}, `${label}: ${r.outcome}, ${fmtDuration(endOf(r) - r.start)}${r.worker ? ` on ${r.worker}` : ''}`)));
       })),
-    h('figcaption', { class: 'legend' },
-      legend('outcome-completed', 'completed'), legend('outcome-failed', 'failed'),
-      legend('outcome-timedout', 'timed out'), legend('outcome-canceled', 'canceled'),
-      legend('outcome-open', 'running'), legend('span-backoff', 'back-off')));
+    // The legend names only what the chart shows.
+    h('figcaption', { class: 'legend' }, [
+      ['outcome-completed', 'completed'], ['outcome-failed', 'failed'], ['outcome-timedout', 'timed out'],
+      ['outcome-canceled', 'canceled'], ['outcome-open', 'running'],
+    ].filter(([cls]) => rows.some((r) => r.kind === 'attempt' && `outcome-${r.outcome}` === cls))
+      .map(([cls, text]) => legend(cls, text)),
+    rows.some((r) => r.kind === 'backoff') ? legend('span-backoff', 'back-off') : null));
 }
 
 function legend(cls, text) {

@@ -58,7 +58,7 @@ export function toast(message, kind = 'info') {
   const box = document.getElementById('toasts');
   const item = h('div', { class: `toast toast-${kind}` }, message);
   box.append(item);
-  setTimeout(() => item.remove(), kind === 'error' ? 8000 : 4000);
+  setTimeout(() => item.remove(), kind === 'error' ? 8000 : 3000);
 }
 
 /** An inline error box, for a failed load or a refused form. */

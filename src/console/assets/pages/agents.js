@@ -25,7 +25,9 @@ export async function renderList({ main, query, signal }) {
         h('td', { 'data-label': 'Status' }, statusBadge(a.status)),
         h('td', { 'data-label': 'Version', class: 'num' }, a.version ?? ''),
         h('td', { 'data-label': 'Updated' }, fmtAgo(a.updated_at_ms)),
-        h('td', { 'data-label': '' }, h('a', { href: `#/executions?agent=${encodeURIComponent(a.name)}` }, 'Executions')))))))
+        h('td', { 'data-label': '', class: 'row-actions' },
+          a.status === 'archived' ? null : h('a', { href: `#/executions?agent=${encodeURIComponent(a.name)}&new=1`, class: 'btn btn-small' }, 'Run'),
+          h('a', { href: `#/executions?agent=${encodeURIComponent(a.name)}`, class: 'btn btn-small' }, 'Executions')))))))
       : emptyState('No agents yet.', h('a', { href: '#/agents/new', class: 'btn btn-primary' }, 'Create the first agent')));
 }
 

@@ -48,16 +48,30 @@ export async function renderList({ main, query, signal, navigate }) {
     },
   }, 'New run');
   startPanel.id = 'start-panel';
+  // `?new=1` (the agents page's Run) opens the form with the agent chosen.
+  if (query.get('new') === '1') {
+    startPanel.hidden = false;
+    newRun.setAttribute('aria-expanded', 'true');
+  }
   startPanel.append(startForm(agentList.filter((a) => a.status !== 'archived'),
     teamList.filter((t) => t.status !== 'archived'), query.get('agent'), navigate));
 
   const labelInput = h('input', {
     type: 'search', id: 'filter-label', name: 'label', value: filters.label, placeholder: 'key=value',
-    autocomplete: 'off', spellcheck: 'false',
+    autocomplete: 'off', spellcheck: 'false', oninput: () => labelInput.setCustomValidity(''),
   });
   const filterBar = h('form', {
     class: 'filters', role: 'search', 'aria-label': 'Filter executions',
-    onsubmit: (e) => { e.preventDefault(); setFilter('label', labelInput.value.trim()); },
+    onsubmit: (e) => {
+      e.preventDefault();
+      const bad = labelInput.value.split(',').map((s) => s.trim()).find((s) => s && s.indexOf('=') <= 0);
+      if (bad) {
+        labelInput.setCustomValidity(`“${bad}” is not key=value`);
+        labelInput.reportValidity();
+        return;
+      }
+      setFilter('label', labelInput.value.trim());
+    },
   },
   field('Status', select({ id: 'filter-status', name: 'status', onchange: (e) => setFilter('status', e.target.value) },
     [['', 'Any status'], ...STATUSES.map((s) => [s, s.toLowerCase()])], filters.status)),
