@@ -31,6 +31,7 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
 
     steps::create_an_agent_with_the_runtime_selector(&mut b, &mut c).await;
     steps::run_it_and_watch_the_output_arrive(&mut b, &mut c).await;
+    steps::the_output_resumes_after_a_broken_stream(&mut b, &mut c).await;
     steps::cancel_a_running_execution(&mut b, &mut c).await;
     steps::fix_an_agent_and_retry_its_failed_execution(&mut b, &mut c).await;
     steps::open_a_team_execution(&mut b, &mut c).await;

@@ -210,6 +210,59 @@ pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestCli
     b.find("main .empty").await;
 }
 
+/// The output stream breaks mid-run (the test cuts the response the page reads); the page
+/// reconnects with `Last-Event-ID` and shows every chunk once.
+pub async fn the_output_resumes_after_a_broken_stream(b: &mut Browser, c: &mut TestClient) {
+    b.js(
+        "window.__cuts = 0; window.__resumedFrom = null; \
+         const realFetch = window.fetch; \
+         window.fetch = async (input, init) => { \
+           const events = String(input).includes('/events'); \
+           if (events && window.__cuts > 0 && init && init.headers) { \
+             window.__resumedFrom = init.headers['Last-Event-ID'] ?? null; \
+           } \
+           const res = await realFetch(input, init); \
+           if (!events || window.__cuts > 0) return res; \
+           window.__cuts += 1; \
+           const reader = res.body.getReader(); \
+           let reads = 0; \
+           const body = new ReadableStream({ async pull(ctrl) { \
+             const { value, done } = await reader.read(); \
+             if (done) { ctrl.close(); return; } \
+             ctrl.enqueue(value); \
+             if (++reads >= 3) { reader.cancel(); ctrl.error(new TypeError('cut by the test')); } \
+           } }); \
+           return new Response(body, { status: res.status, headers: res.headers }); \
+         }; \
+         return null;",
+        vec![],
+    )
+    .await;
+    let prompt = "one two three four five six seven eight nine";
+    let id = c.start_simple("writer", prompt).await;
+    b.goto(&format!("{}#/executions/{id}", base(b).await)).await;
+    wait_status(b, "completed").await;
+    b.until(
+        "the whole output",
+        &format!("return document.querySelector('#output .out-text')?.textContent === '{prompt}';"),
+    )
+    .await;
+    let cut = b
+        .js("return [window.__cuts, window.__resumedFrom];", vec![])
+        .await;
+    assert_eq!(cut[0], json!(1), "the stream was cut once");
+    let resumed: u64 = cut[1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the page reconnected with Last-Event-ID: {cut}"));
+    assert!(resumed >= 1, "it resumed after a chunk it had: {resumed}");
+    b.client
+        .refresh()
+        .await
+        .expect("reload, which restores fetch");
+    b.find("#exec-status .badge").await;
+}
+
 /// A slow execution, found in the list filtered to RUNNING, cancelled from its page.
 pub async fn cancel_a_running_execution(b: &mut Browser, c: &mut TestClient) {
     c.create_agent(
@@ -316,6 +369,12 @@ pub async fn fix_an_agent_and_retry_its_failed_execution(b: &mut Browser, c: &mu
     let retry = current_execution(b).await;
     wait_status(b, "completed").await;
     b.find(&format!("a[href='#/executions/{failed}']")).await;
+    b.click("#replay").await;
+    b.until(
+        "the replay's verdict",
+        "return document.querySelector('.alert-ok')?.textContent.startsWith('Replay OK');",
+    )
+    .await;
     b.screenshot("execution-retried").await;
     assert_eq!(c.get(&retry).await.retry_of, failed);
 }

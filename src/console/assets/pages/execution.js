@@ -60,7 +60,11 @@ export async function render({ main, params, signal, navigate }) {
   function draw(events, kids) {
     const e = execution;
     put(badge, statusBadge(e.status));
-    put(actions, ...buttons(e));
+    // The buttons change only with the status, so one the user is on keeps its focus.
+    if (actions.dataset.status !== e.status) {
+      actions.dataset.status = e.status;
+      put(actions, ...buttons(e));
+    }
     put(summary, h('h2', { id: 'h-summary' }, 'Summary'), facts([
       [e.kind === 'team' ? 'Team' : 'Agent', e.kind === 'team'
         ? h('a', { href: `#/teams/${e.team_id}` }, names.get(e.team_id) || shortId(e.team_id))
@@ -187,12 +191,17 @@ function outputWriter(box) {
   let child = null;
   let reused = '';
   let text = null;
+  let lastSeq = 0;
   put(box);
   const empty = h('p', { class: 'muted placeholder' }, 'Waiting for output…');
   box.append(empty);
   const stickToBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   return {
     chunk(c) {
+      // A resumed stream starts after the last seq shown; a chunk at or before it is one the
+      // box already has.
+      if (Number(c.seq) <= lastSeq) return;
+      lastSeq = Number(c.seq);
       empty.remove();
       const atBottom = stickToBottom();
       if ((c.reused_from || '') !== reused) {
