@@ -15,6 +15,7 @@ mod retry;
 mod serve;
 mod stats;
 mod teams;
+mod tls;
 pub mod trace;
 mod validate;
 mod worker_client;
@@ -33,6 +34,7 @@ pub use client::{AuthChannel, ConnectError, ConnectOptions};
 pub use executions::Executions;
 pub use retry::replay_response;
 pub use teams::Teams;
+pub use tls::ServerTls;
 pub use validate::Limits;
 pub use worker_client::WorkerClient;
 pub use workers::Workers;
@@ -67,34 +69,6 @@ pub struct Security {
     pub tokens: Tokens,
     /// The server's PEM certificate chain and private key, for TLS.
     pub tls: Option<ServerTls>,
-}
-
-/// A server's TLS identity, read from PEM files.
-#[derive(Clone)]
-pub struct ServerTls {
-    cert: Vec<u8>,
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for ServerTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServerTls { .. }")
-    }
-}
-
-impl ServerTls {
-    /// Reads the certificate chain and key files.
-    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<ServerTls> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
-            })
-        };
-        Ok(ServerTls {
-            cert: read(cert)?,
-            key: read(key)?,
-        })
-    }
 }
 
 /// When a server stops: at `shutdown` it reports `NOT_SERVING` on the health service (the
@@ -179,12 +153,6 @@ pub async fn serve(
             })
         },
     );
-    let mut builder = tonic::transport::Server::builder().accept_http1(true);
-    if let Some(tls) = &security.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
     let grpc = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -209,9 +177,20 @@ pub async fn serve(
         grpc,
         http: http_routes(state, security.tokens),
     };
-    builder
-        .serve_with_incoming_shutdown(service, incoming, stopped)
-        .await
+    // HTTP/1.1 besides HTTP/2, for the HTTP/JSON API (gRPC needs HTTP/2 and gets it).
+    let builder = tonic::transport::Server::builder().accept_http1(true);
+    match &security.tls {
+        Some(tls) => {
+            builder
+                .serve_with_incoming_shutdown(service, tls.accept(incoming), stopped)
+                .await
+        }
+        None => {
+            builder
+                .serve_with_incoming_shutdown(service, incoming, stopped)
+                .await
+        }
+    }
 }
 
 /// Everything the port serves over plain HTTP (whatever is not gRPC): the HTTP/JSON API under
