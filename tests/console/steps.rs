@@ -276,6 +276,8 @@ pub async fn cancel_a_running_execution(b: &mut Browser, c: &mut TestClient) {
         .await;
 
     nav(b, "executions", "Executions").await;
+    b.find(&format!("tr[data-execution='{id}']")).await;
+    b.screenshot("executions").await;
     b.find("#filter-status")
         .await
         .select_by_value("RUNNING")
