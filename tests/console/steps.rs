@@ -478,6 +478,29 @@ pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
         "the first Tab stop is the skip link"
     );
     assert_ne!(focused[1], json!("none"), "the focused link is outlined");
+
+    // The executions list refreshes itself; a row link the keyboard is on keeps the focus.
+    nav(b, "executions", "Executions").await;
+    b.find("tr[data-execution] a").await;
+    let key = b
+        .js(
+            "const a = document.querySelector('tr[data-execution] a'); a.focus(); \
+             window.__live = document.querySelector('.live').textContent; return a.dataset.key;",
+            vec![],
+        )
+        .await;
+    b.until(
+        "the list to refresh",
+        "return document.querySelector('.live').textContent !== window.__live;",
+    )
+    .await;
+    let still = b
+        .js("return document.activeElement.dataset.key ?? null;", vec![])
+        .await;
+    assert_eq!(
+        still, key,
+        "the focused row link keeps the focus through a refresh"
+    );
 }
 
 /// Presses Tab where the keyboard focus is.

@@ -115,7 +115,8 @@ export function eventList(events) {
           h('strong', {}, text),
           h('span', { class: 'tl-time muted', title: at ? new Date(at).toISOString() : '' }, at && t0 ? `+${fmtDuration(at - t0)}` : '')),
         detail(ev.type, p),
-        h('details', { class: 'raw' }, h('summary', {}, ev.type), h('pre', {}, prettyJson(p)))));
+        h('details', { class: 'raw', dataset: { key: `ev:${ev.seq}` } },
+          h('summary', { dataset: { key: `sum:${ev.seq}` } }, ev.type), h('pre', {}, prettyJson(p)))));
   }));
 }
 

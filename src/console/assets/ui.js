@@ -170,3 +170,19 @@ export function put(el, ...children) {
   el.replaceChildren();
   append(el, children);
 }
+
+/**
+ * Rebuilds `container` with `build()` (which fills it) without taking the keyboard away: the
+ * focused element and the open `<details>` are found again after the rebuild by their
+ * `data-key`. Lists that refresh every few seconds would otherwise throw a keyboard user back to
+ * the top of the page, and close what they opened.
+ */
+export function redraw(container, build) {
+  const active = document.activeElement;
+  const focused = active && container.contains(active) ? active.dataset.key : undefined;
+  const open = [...container.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key);
+  build();
+  const find = (key) => container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  for (const key of open) find(key)?.setAttribute('open', '');
+  if (focused) find(focused)?.focus({ preventScroll: true });
+}

@@ -6,7 +6,7 @@ import { follow } from '../sse.js';
 import {
   h, statusBadge, fmtTime, fmtDuration, fmtNumber, fmtCost, shortId, facts, errorBox, toast,
   prettyJson,
-  put,
+  put, redraw,
 } from '../ui.js';
 import { chart, eventList } from '../timeline.js';
 
@@ -65,10 +65,10 @@ export async function render({ main, params, signal, navigate }) {
       actions.dataset.status = e.status;
       put(actions, ...buttons(e));
     }
-    put(summary, h('h2', { id: 'h-summary' }, 'Summary'), facts([
+    redraw(summary, () => put(summary, h('h2', { id: 'h-summary' }, 'Summary'), facts([
       [e.kind === 'team' ? 'Team' : 'Agent', e.kind === 'team'
-        ? h('a', { href: `#/teams/${e.team_id}` }, names.get(e.team_id) || shortId(e.team_id))
-        : h('a', { href: `#/agents/${e.agent_id}` }, names.get(e.agent_id) || shortId(e.agent_id))],
+        ? h('a', { href: `#/teams/${e.team_id}`, dataset: { key: 'owner' } }, names.get(e.team_id) || shortId(e.team_id))
+        : h('a', { href: `#/agents/${e.agent_id}`, dataset: { key: 'owner' } }, names.get(e.agent_id) || shortId(e.agent_id))],
       ['Runtime', e.runtime || '—'],
       ['Queue', e.queue || 'default'],
       ['Activity', e.activity ? `${e.activity.activity_id} · attempt ${e.activity.attempt} · ${e.activity.state}` : '—'],
@@ -76,13 +76,13 @@ export async function render({ main, params, signal, navigate }) {
       ['Started', fmtTime(e.started_at_ms)],
       ['Closed', fmtTime(e.closed_at_ms)],
       ['Duration', e.duration_ms ? fmtDuration(e.duration_ms) : '—'],
-      e.parent_id ? ['Parent', h('a', { href: `#/executions/${e.parent_id}` }, `${shortId(e.parent_id)} (${e.child_key || 'child'})`)] : null,
-      e.retry_of ? ['Retry of', h('a', { href: `#/executions/${e.retry_of}` }, shortId(e.retry_of))] : null,
+      e.parent_id ? ['Parent', h('a', { href: `#/executions/${e.parent_id}`, dataset: { key: 'parent' } }, `${shortId(e.parent_id)} (${e.child_key || 'child'})`)] : null,
+      e.retry_of ? ['Retry of', h('a', { href: `#/executions/${e.retry_of}`, dataset: { key: 'retry-of' } }, shortId(e.retry_of))] : null,
       ['Labels', Object.keys(e.labels || {}).length
         ? h('span', {}, Object.entries(e.labels).map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`)))
         : '—'],
       ['ID', h('span', { class: 'mono small' }, e.id)],
-    ]));
+    ])));
     const u = e.usage || {};
     put(usage, h('h2', { id: 'h-usage' }, 'Usage and cost'), h('div', { class: 'stat-grid' },
       stat('Input tokens', fmtNumber(u.input_tokens)),
@@ -100,9 +100,10 @@ export async function render({ main, params, signal, navigate }) {
     }
     if (e.kind === 'team') {
       children.hidden = false;
-      put(children, h('h2', { id: 'h-children' }, 'Team'), tree(e, kids, names));
+      redraw(children, () => put(children, h('h2', { id: 'h-children' }, 'Team'), tree(e, kids, names)));
     }
-    put(timeline, h('h2', { id: 'h-timeline' }, 'History'), chart(events, Date.now(), Math.max(280, timeline.clientWidth - 42)), eventList(events));
+    redraw(timeline, () => put(timeline, h('h2', { id: 'h-timeline' }, 'History'),
+      chart(events, Date.now(), Math.max(280, timeline.clientWidth - 42)), eventList(events)));
   }
 
   function buttons(e) {
@@ -245,7 +246,7 @@ function stat(label, value) {
 /** The team execution and its children, each with its member, runtime, status and a link. */
 function tree(team, kids, names) {
   const node = (e, label, detail) => h('span', { class: 'node' },
-    e.id === team.id ? h('strong', {}, label) : h('a', { href: `#/executions/${e.id}` }, label), ' ',
+    e.id === team.id ? h('strong', {}, label) : h('a', { href: `#/executions/${e.id}`, dataset: { key: `c:${e.id}` } }, label), ' ',
     statusBadge(e.status), ' ', h('span', { class: 'muted' }, detail));
   return h('ul', { class: 'tree root' }, h('li', {},
     node(team, names.get(team.team_id) || 'team', `this execution${team.duration_ms ? ` · ${fmtDuration(team.duration_ms)}` : ''}`),

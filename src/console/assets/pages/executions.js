@@ -6,7 +6,7 @@ import { api } from '../api.js';
 import {
   h, pageHeader, statusBadge, fmtAgo, fmtDuration, fmtCost, fmtNumber, shortId, field, select,
   errorBox, emptyState, toast,
-  put,
+  put, redraw,
 } from '../ui.js';
 
 const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELED'];
@@ -97,8 +97,8 @@ export async function renderList({ main, query, signal, navigate }) {
       status: filters.status, runtime: filters.runtime, agent: filters.agent, label: labels,
       page_size: 50, page_token: filters.page_token,
     }, signal);
-    put(body, table(page.executions || [], names),
-      pager(page.next_page_token, filters, navigate));
+    redraw(body, () => put(body, table(page.executions || [], names),
+      pager(page.next_page_token, filters, navigate)));
     put(live, h('span', { class: 'dot', 'aria-hidden': 'true' }), `Live · updated ${new Date().toLocaleTimeString()}`);
   };
   await poll(load, signal, (error) => put(body, errorBox(error)));
@@ -132,7 +132,7 @@ function row(e, names) {
   const usage = e.usage || {};
   return h('tr', { dataset: { execution: e.id, status: e.status } },
     h('td', { 'data-label': 'Execution' },
-      h('a', { href: `#/executions/${e.id}`, class: 'mono' }, shortId(e.id)),
+      h('a', { href: `#/executions/${e.id}`, class: 'mono', dataset: { key: `x:${e.id}` } }, shortId(e.id)),
       e.parent_id ? h('span', { class: 'tag' }, `child ${e.child_key || ''}`) : null,
       e.retry_of ? h('span', { class: 'tag' }, 'retry') : null),
     h('td', { 'data-label': 'Agent' }, e.kind === 'team' ? h('span', { class: 'tag' }, 'team') : null, who),
@@ -153,8 +153,8 @@ function pager(nextToken, filters, navigate) {
     navigate(`#/executions?${next}`);
   };
   return h('div', { class: 'pager' },
-    filters.page_token ? h('button', { type: 'button', class: 'btn', onclick: () => go('') }, '← Newest') : null,
-    nextToken ? h('button', { type: 'button', class: 'btn', onclick: () => go(nextToken) }, 'Older →') : null);
+    filters.page_token ? h('button', { type: 'button', class: 'btn', dataset: { key: 'newest' }, onclick: () => go('') }, '← Newest') : null,
+    nextToken ? h('button', { type: 'button', class: 'btn', dataset: { key: 'older' }, onclick: () => go(nextToken) }, 'Older →') : null);
 }
 
 /** The form that starts an execution of an agent or a team. */
