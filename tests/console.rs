@@ -36,6 +36,7 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
     steps::fix_an_agent_and_retry_its_failed_execution(&mut b, &mut c).await;
     steps::open_a_team_execution(&mut b, &mut c).await;
     steps::open_the_dashboard_and_workers(&mut b).await;
+    steps::work_in_another_namespace(&mut b, &mut c).await;
     steps::keyboard_reaches_the_pages(&mut b).await;
     steps::on_a_phone(&mut b, &server.url).await;
 

@@ -437,16 +437,52 @@ pub async fn open_the_dashboard_and_workers(b: &mut Browser) {
     b.screenshot("workers").await;
 }
 
+/// The namespace box switches every list and form to another namespace: the agents there are
+/// not the default's, and an agent created there lands there.
+pub async fn work_in_another_namespace(b: &mut Browser, c: &mut TestClient) {
+    nav(b, "agents", "Agents").await;
+    b.fill("#namespace", &format!("team-b{}", Key::Enter)).await;
+    b.find("main .empty").await;
+    b.click("main .empty a").await;
+    b.fill("#agent-name", "writer").await;
+    b.click("label[for=runtime-echo]").await;
+    b.click("#save-agent").await;
+    b.find("tr[data-agent=writer]").await;
+    let get = |namespace: &str| pb::GetAgentRequest {
+        namespace: namespace.into(),
+        agent: "writer".into(),
+    };
+    let there = c
+        .agents
+        .get_agent(get("team-b"))
+        .await
+        .unwrap()
+        .into_inner();
+    let here = c.agents.get_agent(get("")).await.unwrap().into_inner();
+    assert_eq!(there.namespace, "team-b");
+    assert_ne!(
+        there.id, here.id,
+        "the default namespace's writer is another agent"
+    );
+    b.fill("#namespace", &format!("default{}", Key::Enter))
+        .await;
+    b.until(
+        "the default namespace's agents",
+        "return document.querySelectorAll('tr[data-agent]').length === 3;",
+    )
+    .await;
+}
+
 /// The navigation is made of real links a keyboard can reach and follow; after following one,
 /// the next Tab goes into the new page; on a fresh page the skip link comes first; focus shows.
 pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
-    let link = b.find("a[data-nav=agents]").await;
+    let link = b.find("a[data-nav=executions]").await;
     link.send_keys(&String::from(char::from(Key::Enter)))
         .await
         .expect("press Enter on a link");
     b.until(
-        "the agents page, reached by keyboard",
-        "const h = document.querySelector('main h1'); return h && h.textContent === 'Agents';",
+        "the executions page, reached by keyboard",
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'Executions';",
     )
     .await;
     press_tab(b).await;
@@ -463,7 +499,7 @@ pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
     );
 
     b.client.refresh().await.expect("reload the page");
-    b.find("tr[data-agent]").await;
+    b.find("tr[data-execution]").await;
     press_tab(b).await;
     let focused = b
         .js(

@@ -2,6 +2,7 @@
 // in with (kept in sessionStorage, so it ends with the tab) as `Authorization: Bearer`.
 
 const TOKEN_KEY = 'cairn.token';
+const NAMESPACE_KEY = 'cairn.namespace';
 
 /** A refused or failed call: the API's `{"error": {"code", "message"}}` and the HTTP status. */
 export class ApiError extends Error {
@@ -21,6 +22,20 @@ export function setToken(value) {
   if (value) sessionStorage.setItem(TOKEN_KEY, value);
   else sessionStorage.removeItem(TOKEN_KEY);
 }
+
+/** The namespace the console works in ('' is the server's `default`); kept across tabs. */
+export function namespace() {
+  return localStorage.getItem(NAMESPACE_KEY) || '';
+}
+
+export function setNamespace(value) {
+  const v = String(value || '').trim();
+  if (v && v !== 'default') localStorage.setItem(NAMESPACE_KEY, v);
+  else localStorage.removeItem(NAMESPACE_KEY);
+}
+
+/** `{namespace}` for the calls that take one, when it is not the default. */
+const ns = () => (namespace() ? { namespace: namespace() } : {});
 
 /** The headers every call carries. */
 export function authHeaders(extra = {}) {
@@ -71,27 +86,27 @@ export async function call(method, path, { query, body, signal } = {}) {
 export const get = (path, query, signal) => call('GET', path, { query, signal });
 export const post = (path, body) => call('POST', path, { body: body ?? {} });
 export const patch = (path, body) => call('PATCH', path, { body });
-export const del = (path) => call('DELETE', path);
 
-// The operations the pages use, named after the API's routes.
+// The operations the pages use, named after the API's routes. Those that take a namespace get
+// the console's (executions by id need none: ids are unique).
 export const api = {
   runtimes: (signal) => get('/runtimes', {}, signal),
-  agents: (query, signal) => get('/agents', query, signal),
-  agent: (id, signal) => get(`/agents/${encodeURIComponent(id)}`, {}, signal),
-  createAgent: (body) => post('/agents', body),
-  updateAgent: (id, body) => patch(`/agents/${encodeURIComponent(id)}`, body),
-  archiveAgent: (id) => del(`/agents/${encodeURIComponent(id)}`),
-  teams: (query, signal) => get('/teams', query, signal),
-  team: (id, signal) => get(`/teams/${encodeURIComponent(id)}`, {}, signal),
-  createTeam: (body) => post('/teams', body),
-  archiveTeam: (id) => del(`/teams/${encodeURIComponent(id)}`),
-  executions: (query, signal) => get('/executions', query, signal),
+  agents: (query, signal) => get('/agents', { ...ns(), ...query }, signal),
+  agent: (id, signal) => get(`/agents/${encodeURIComponent(id)}`, ns(), signal),
+  createAgent: (body) => post('/agents', { ...ns(), ...body }),
+  updateAgent: (id, body) => patch(`/agents/${encodeURIComponent(id)}`, { ...ns(), ...body }),
+  archiveAgent: (id) => call('DELETE', `/agents/${encodeURIComponent(id)}`, { query: ns() }),
+  teams: (query, signal) => get('/teams', { ...ns(), ...query }, signal),
+  team: (id, signal) => get(`/teams/${encodeURIComponent(id)}`, ns(), signal),
+  createTeam: (body) => post('/teams', { ...ns(), ...body }),
+  archiveTeam: (id) => call('DELETE', `/teams/${encodeURIComponent(id)}`, { query: ns() }),
+  executions: (query, signal) => get('/executions', { ...ns(), ...query }, signal),
   execution: (id, signal) => get(`/executions/${encodeURIComponent(id)}`, {}, signal),
   history: (id, signal) => get(`/executions/${encodeURIComponent(id)}/history`, {}, signal),
-  start: (body) => post('/executions', body),
+  start: (body) => post('/executions', { ...ns(), ...body }),
   cancel: (id, reason) => post(`/executions/${encodeURIComponent(id)}/cancel`, { reason }),
   retry: (id) => post(`/executions/${encodeURIComponent(id)}/retry`, {}),
   replay: (id) => post(`/executions/${encodeURIComponent(id)}/replay`, {}),
-  stats: (query, signal) => get('/stats', query, signal),
+  stats: (query, signal) => get('/stats', { ...ns(), ...query }, signal),
   workers: (signal) => get('/workers', {}, signal),
 };

@@ -2,7 +2,7 @@
 // sign-in page when the server asks for a token. Each page module exports `render(ctx)`; the
 // page's `ctx.signal` aborts when the user leaves it, which stops its polls and streams.
 
-import { ApiError, token, setToken } from './api.js';
+import { ApiError, token, setToken, namespace, setNamespace } from './api.js';
 import { h, errorBox, put } from './ui.js';
 import * as executions from './pages/executions.js';
 import * as execution from './pages/execution.js';
@@ -87,13 +87,31 @@ function route(moveFocus = true) {
 
 function renderSession() {
   const box = document.getElementById('session');
-  if (token()) {
-    put(box,
-      h('span', { class: 'muted' }, 'Signed in'),
-      h('button', { type: 'button', class: 'btn btn-small', onclick: signOut }, 'Sign out'));
-  } else {
-    put(box);
-  }
+  // The namespace box is made once, so it keeps its focus and what is typed in it.
+  if (!document.getElementById('namespace')) box.append(namespaceForm());
+  const signed = document.getElementById('signed') || box.appendChild(h('span', { id: 'signed', class: 'signed' }));
+  put(signed, token()
+    ? [h('span', { class: 'muted' }, 'Signed in'),
+      h('button', { type: 'button', class: 'btn btn-small', onclick: signOut }, 'Sign out')]
+    : null);
+}
+
+function namespaceForm() {
+  const ns = h('input', {
+    id: 'namespace', name: 'namespace', value: namespace() || 'default', autocomplete: 'off',
+    spellcheck: 'false', size: 10, title: 'The namespace agents, teams and executions are listed and created in',
+  });
+  // A new namespace redraws the page in it (Enter, or leaving the field).
+  const apply = () => {
+    if ((ns.value.trim() || 'default') === (namespace() || 'default')) return;
+    setNamespace(ns.value);
+    route(false);
+  };
+  ns.addEventListener('change', apply);
+  return h('form', {
+    class: 'namespace', 'aria-label': 'Namespace',
+    onsubmit: (e) => { e.preventDefault(); apply(); },
+  }, h('label', { for: 'namespace' }, 'Namespace'), ns);
 }
 
 function signOut() {
