@@ -188,7 +188,33 @@ pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestCli
     );
 
     // The list, filtered by the label and the runtime, holds that run alone; another label, none.
-    c.start_simple("writer", "unlabelled").await;
+    // A conversation from the same form: one turn per line.
+    nav(b, "executions", "Executions").await;
+    b.click("#new-run").await;
+    b.find("#start-target")
+        .await
+        .select_by_value("agent:writer")
+        .await
+        .expect("choose the agent");
+    b.fill("#start-prompt", "first turn\nsecond turn").await;
+    b.click("#start-turns").await;
+    b.screenshot("executions-new-run").await;
+    b.click("#start-panel button[type=submit]").await;
+    b.until(
+        "the conversation's page",
+        &format!(
+            "return location.hash.startsWith('#/executions/') && !location.hash.endsWith('{id}');"
+        ),
+    )
+    .await;
+    let conversation = current_execution(b).await;
+    wait_status(b, "completed").await;
+    let history = c.history(&conversation).await;
+    assert_eq!(
+        history[0].payload["prompts"],
+        json!(["first turn", "second turn"]),
+        "two turns"
+    );
     nav(b, "executions", "Executions").await;
     b.fill("#filter-label", &format!("suite=console{}", Key::Enter))
         .await;

@@ -179,6 +179,9 @@ function keyInput(key, value) {
       h('option', { value: 'true', selected: value === true }, 'true'),
       h('option', { value: 'false', selected: value === false }, 'false'));
   }
+  if (key.type === 'string' && /instruction|prompt/.test(key.name)) {
+    return h('textarea', { id, name: key.name, rows: 3, 'aria-describedby': `${id}-hint` }, has ? value : '');
+  }
   if (key.type === 'string') {
     return h('input', { id, name: key.name, type: 'text', value: has ? value : '', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': `${id}-hint` });
   }

@@ -166,17 +166,21 @@ function startForm(agents, teams, preselected, navigate) {
   ], preselected ? `agent:${preselected}` : '');
   const prompt = h('textarea', { id: 'start-prompt', name: 'prompt', rows: 3, required: true, placeholder: 'What should it do?' });
   const labels = h('input', { id: 'start-labels', name: 'labels', placeholder: 'user_id=42, session=abc', autocomplete: 'off' });
+  const turns = h('input', { type: 'checkbox', id: 'start-turns', name: 'turns' });
   const message = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Start');
   return h('form', {
-    class: 'card form-grid', 'aria-label': 'Start a run',
+    class: 'card form-grid', 'aria-labelledby': 'h-start',
     onsubmit: async (event) => {
       event.preventDefault();
       put(message);
       const [kind, name] = target.value.split(/:(.*)/s);
       submit.disabled = true;
       try {
-        const body = { prompt: prompt.value, labels: parseLabels(labels.value) };
+        const body = { labels: parseLabels(labels.value) };
+        // Several turns: one conversation, each line a turn's prompt.
+        if (turns.checked) body.turns = prompt.value.split('\n').map((s) => s.trim()).filter(Boolean);
+        else body.prompt = prompt.value;
         if (kind === 'team') body.team = name; else body.agent = name;
         const started = await api.start(body);
         toast('Execution started');
@@ -188,9 +192,11 @@ function startForm(agents, teams, preselected, navigate) {
       }
     },
   },
+  h('h2', { id: 'h-start', class: 'span-all' }, 'Start a run'),
   field('Agent or team', target),
-  field('Prompt', prompt),
   field('Labels', labels, 'Optional: key=value pairs, separated by commas.'),
+  h('div', { class: 'prompt-field' }, field('Prompt', prompt),
+    h('div', { class: 'check' }, turns, h('label', { for: 'start-turns' }, 'One turn per line (a conversation)'))),
   message,
   h('div', { class: 'form-actions' }, submit));
 }
