@@ -45,6 +45,7 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
         errors.is_empty(),
         "the browser's console has errors:\n{errors:#?}"
     );
+    b.close().await;
 }
 
 /// With client tokens on, the console asks for one, refuses a wrong one and works with the
@@ -60,6 +61,7 @@ async fn the_console_signs_in_with_a_client_token() {
     );
     let mut b = Browser::start().await;
     steps::sign_in(&mut b, &server.url, "console-secret").await;
+    b.close().await;
 }
 
 /// The page and its assets, as a browser and a cache see them.

@@ -2,6 +2,7 @@
 //! `chromedriver`, with the browser's console log collected after every step so a test can
 //! assert that a page logged no error.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,7 +26,9 @@ pub struct LogEntry {
     pub message: String,
 }
 
-/// A chromedriver process and a session of headless Chromium; both end when dropped.
+/// A chromedriver process and a session of headless Chromium. [`Browser::close`] ends the
+/// session (chromedriver then quits Chromium); if a test fails first, dropping it kills
+/// chromedriver's process group, where Chromium runs too, so no browser outlives its test.
 pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
@@ -72,6 +75,7 @@ impl Browser {
         let port = free_port();
         let mut driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,7 +101,7 @@ impl Browser {
         let mut last_error = String::new();
         // chromedriver listens a moment after it starts; ask until it answers.
         let mut client = None;
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Ok(Some(status)) = driver.try_wait() {
                 panic!("chromedriver exited at start ({status}); {install}");
             }
@@ -279,9 +283,22 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the WebDriver session, which quits Chromium, and stops chromedriver.
+    pub async fn close(self) {
+        self.client
+            .clone()
+            .close()
+            .await
+            .expect("end the WebDriver session");
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The group chromedriver leads (`process_group(0)`) holds the browser it started.
+        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }
