@@ -155,5 +155,6 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> axum::Router {
             axum::routing::any(error::no_route),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(shared)
 }
