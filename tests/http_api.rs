@@ -16,5 +16,7 @@ mod grpcurl;
 mod openapi;
 #[path = "http_api/parity.rs"]
 mod parity;
+#[path = "http_api/python.rs"]
+mod python;
 #[path = "http_api/transport.rs"]
 mod transport;

@@ -238,4 +238,94 @@ async fn curl_lines_work_and_events_resume_without_gaps(db: Db) {
     assert_eq!(replayed.json()["ok"], true, "{}", replayed.body);
 }
 
-crate::on_both_stores!(curl_lines_work_and_events_resume_without_gaps);
+/// Cancel, retry and an idempotent start over HTTP, each watched to its end through the events.
+async fn cancel_retry_and_request_ids_over_http(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let api = server.url.clone();
+    let post = |path: &str, body: Value| {
+        let reply = call(&api, "POST", path, Some(&body.to_string()), None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        reply.json()
+    };
+    post(
+        "/api/v1/agents",
+        json!({"name": "slow", "runtime": "echo",
+               "configuration": {"runtime_config": {"chunks": ["a", "b", "c", "d"], "delay_ms": 60000}}}),
+    );
+    post(
+        "/api/v1/agents",
+        json!({"name": "flaky", "runtime": "echo",
+               "configuration": {"runtime_config": {"fail_attempts": [1], "fail_retryable": false}}}),
+    );
+
+    // The same request_id starts one execution.
+    let start = json!({"agent": "slow", "prompt": "x", "request_id": "once", "labels": {"k": "v"}});
+    let first = post("/api/v1/executions", start.clone());
+    let again = post("/api/v1/executions", start);
+    assert_eq!(first["created"], true);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["execution_id"], first["execution_id"]);
+    let id = first["execution_id"].as_str().unwrap();
+    let cancelled = post(
+        &format!("/api/v1/executions/{id}/cancel"),
+        json!({"reason": "from curl"}),
+    );
+    assert_eq!(cancelled["id"], id);
+    let events = read_events(&api, id, &[]);
+    let closed = events.last().unwrap();
+    assert_eq!(
+        (closed.event.as_str(), &closed.data["status"]),
+        ("closed", &json!("CANCELED"))
+    );
+
+    // A failed execution, retried: the retry runs to completion.
+    let failed = post(
+        "/api/v1/executions",
+        json!({"agent": "flaky", "prompt": "once more"}),
+    );
+    let failed_id = failed["execution_id"].as_str().unwrap();
+    let closed = read_events(&api, failed_id, &[]);
+    assert_eq!(closed.last().unwrap().data["status"], "FAILED");
+    // Retries run with the agent's current definition: mend it first (PATCH keeps what it
+    // does not name).
+    let mended = call(
+        &api,
+        "PATCH",
+        "/api/v1/agents/flaky",
+        Some(r#"{"configuration": {"runtime_config": {}}, "expected_version": 1}"#),
+        None,
+    );
+    assert_eq!(mended.status, 200, "{}", mended.body);
+    assert_eq!(mended.json()["version"], 2);
+    assert_eq!(mended.json()["runtime"], "echo");
+    let retried = post(&format!("/api/v1/executions/{failed_id}/retry"), json!({}));
+    assert_eq!(retried["created"], true, "{retried}");
+    let retry_id = retried["execution_id"].as_str().unwrap();
+    let closed = read_events(&api, retry_id, &[]);
+    assert_eq!(
+        closed.last().unwrap().data["status"],
+        "COMPLETED",
+        "{closed:?}"
+    );
+    let got = call(
+        &api,
+        "GET",
+        &format!("/api/v1/executions/{retry_id}"),
+        None,
+        None,
+    )
+    .json();
+    assert_eq!(got["retry_of"], failed_id);
+    // Labels filter the list as ListExecutions does.
+    let labelled = call(&api, "GET", "/api/v1/executions?label=k=v", None, None).json();
+    assert_eq!(
+        labelled["executions"].as_array().unwrap().len(),
+        1,
+        "{labelled}"
+    );
+}
+
+crate::on_both_stores!(
+    curl_lines_work_and_events_resume_without_gaps,
+    cancel_retry_and_request_ids_over_http
+);

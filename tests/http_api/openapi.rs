@@ -1,10 +1,14 @@
-//! The OpenAPI document at `/api/v1/openapi.json`: OpenAPI 3.1, generated (it is what
-//! `cairn::api::http::openapi()` builds from the route definitions), holding every route the
-//! issue asks for; every operation it lists is served, and no method it leaves out is.
+//! The OpenAPI document at `/api/v1/openapi.json`: OpenAPI 3.1, valid by PyPI's
+//! `openapi-spec-validator`, generated (it is what `cairn::api::http::openapi()` builds from the
+//! route definitions), holding every route the issue asks for, each operation named after its
+//! RPC; every operation it lists is served, and no method it leaves out is.
+
+use std::process::Command;
 
 use serde_json::Value;
 
 use super::curl::call;
+use super::python::venv;
 use crate::common::{Db, Server};
 
 /// The routes of the issue, as `METHOD path` with the document's placeholders.
@@ -51,7 +55,53 @@ async fn the_openapi_document_lists_every_route_served() {
     let generated = serde_json::to_value(cairn::api::http::openapi()).unwrap();
     assert_eq!(doc, generated, "the served document is the generated one");
 
+    // Valid OpenAPI 3.1, as a validator that is not ours reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &reply.body).unwrap();
+    let validator = venv(
+        "openapi-spec-validator-0.9",
+        "openapi-spec-validator==0.9.0",
+    );
+    let checked = Command::new(validator.join("bin/python"))
+        .args(["-m", "openapi_spec_validator", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "openapi-spec-validator refuses the document: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
     let paths = doc["paths"].as_object().expect("paths");
+    // Each operation is named after the RPC it calls, once.
+    let mut operation_ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| METHODS.iter().filter_map(|m| item.get(*m)))
+        .map(|op| {
+            op["operationId"]
+                .as_str()
+                .expect("every operation has an id")
+        })
+        .collect();
+    let count = operation_ids.len();
+    operation_ids.sort();
+    operation_ids.dedup();
+    assert_eq!(
+        operation_ids.len(),
+        count,
+        "operation ids repeat: {operation_ids:?}"
+    );
+    for rpc in [
+        "CreateAgent",
+        "StartExecution",
+        "StreamExecution",
+        "ListWorkers",
+        "GetStats",
+    ] {
+        assert!(operation_ids.contains(&rpc), "{rpc}: {operation_ids:?}");
+    }
     let documented: Vec<(String, String)> = paths
         .iter()
         .flat_map(|(path, item)| {

@@ -259,6 +259,29 @@ async fn bad_requests_get_the_same_errors_over_http_and_grpc(db: Db) {
     let nowhere = call(&api, "GET", "/api/v1/nowhere", None, None);
     assert_eq!(nowhere.status, 404);
     assert_eq!(nowhere.json()["error"]["code"], "NOT_FOUND");
+    // What axum answers by itself is in the same JSON shape, with its own status.
+    let method = call(&api, "PUT", "/api/v1/agents", Some("{}"), None);
+    assert_eq!(method.status, 405);
+    assert_eq!(method.json()["error"]["code"], "UNIMPLEMENTED");
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.json");
+    let name = "x".repeat(5 << 20);
+    std::fs::write(&huge, json!({"name": name}).to_string()).unwrap();
+    let too_big = call(
+        &api,
+        "POST",
+        "/api/v1/agents",
+        Some(&format!("@{}", huge.display())),
+        None,
+    );
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+    assert_eq!(too_big.json()["error"]["code"], "RESOURCE_EXHAUSTED");
+    assert!(
+        too_big.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4194304 bytes")
+    );
 }
 
 crate::on_both_stores!(bad_requests_get_the_same_errors_over_http_and_grpc);

@@ -98,8 +98,8 @@ const ARCHIVE: &str = "/cairn.v1.AgentService/ArchiveAgent";
 const RUNTIMES: &str = "/cairn.v1.AgentService/ListRuntimes";
 
 /// Create an agent (`CreateAgent`).
-#[utoipa::path(post, path = "/agents", tag = "agents", request_body = CreateAgent,
-    responses((status = 200, body = pb::Agent), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "CreateAgent", path = "/agents", tag = "agents", request_body = CreateAgent,
+    responses((status = 200, description = "Done", body = pb::Agent), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn create(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -117,8 +117,8 @@ pub(super) async fn create(
 }
 
 /// List agents (`ListAgents`), newest first.
-#[utoipa::path(get, path = "/agents", tag = "agents", params(ListQuery),
-    responses((status = 200, body = pb::ListAgentsResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "ListAgents", path = "/agents", tag = "agents", params(ListQuery),
+    responses((status = 200, description = "Done", body = pb::ListAgentsResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn list(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -135,9 +135,9 @@ pub(super) async fn list(
 }
 
 /// One agent, by id or name (`GetAgent`).
-#[utoipa::path(get, path = "/agents/{agent}", tag = "agents",
+#[utoipa::path(get, operation_id = "GetAgent", path = "/agents/{agent}", tag = "agents",
     params(("agent" = String, Path, description = "The agent's id or name"), InNamespace),
-    responses((status = 200, body = pb::Agent), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Agent), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn get(
     State(h): State<Shared>,
     Path(agent): Path<String>,
@@ -153,9 +153,9 @@ pub(super) async fn get(
 }
 
 /// Change an agent's runtime, model or configuration (`UpdateAgent`).
-#[utoipa::path(patch, path = "/agents/{agent}", tag = "agents", request_body = UpdateAgent,
+#[utoipa::path(patch, operation_id = "UpdateAgent", path = "/agents/{agent}", tag = "agents", request_body = UpdateAgent,
     params(("agent" = String, Path, description = "The agent's id or name")),
-    responses((status = 200, body = pb::Agent), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Agent), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn update(
     State(h): State<Shared>,
     Path(agent): Path<String>,
@@ -175,9 +175,9 @@ pub(super) async fn update(
 }
 
 /// Archive an agent (`ArchiveAgent`): it starts no new executions; its name is free again.
-#[utoipa::path(delete, path = "/agents/{agent}", tag = "agents",
+#[utoipa::path(delete, operation_id = "ArchiveAgent", path = "/agents/{agent}", tag = "agents",
     params(("agent" = String, Path, description = "The agent's id or name"), ArchiveQuery),
-    responses((status = 200, body = pb::Agent), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Agent), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn archive(
     State(h): State<Shared>,
     Path(agent): Path<String>,
@@ -195,8 +195,8 @@ pub(super) async fn archive(
 
 /// The runtimes this server knows, their configuration keys, and how many connected workers
 /// offer each (`ListRuntimes`).
-#[utoipa::path(get, path = "/runtimes", tag = "agents",
-    responses((status = 200, body = pb::ListRuntimesResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "ListRuntimes", path = "/runtimes", tag = "agents",
+    responses((status = 200, description = "Done", body = pb::ListRuntimesResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn runtimes(
     State(h): State<Shared>,
     headers: HeaderMap,

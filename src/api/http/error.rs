@@ -118,3 +118,46 @@ pub(super) async fn no_route(uri: axum::http::Uri) -> ApiError {
         super::PREFIX
     )))
 }
+
+/// Rewrites the errors axum answers by itself (a method a route does not take, a body over the
+/// limit, a path that does not decode) into the API's JSON shape, keeping their HTTP status:
+/// every error of the API then reads the same way.
+pub(super) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => Code::Unimplemented,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        s if s.is_client_error() => Code::InvalidArgument,
+        _ => Code::Internal,
+    };
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match (status, text.is_empty()) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            "this route does not take that method; the routes and their methods are listed in \
+             /api/v1/openapi.json"
+                .to_string()
+        }
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!(
+            "the request body is over the limit of {} bytes",
+            super::MAX_BODY_BYTES
+        ),
+        (_, true) => status.canonical_reason().unwrap_or("error").to_string(),
+        (_, false) => text,
+    };
+    (
+        status,
+        axum::Json(ErrorBody::of(&Status::new(code, message))),
+    )
+        .into_response()
+}

@@ -65,7 +65,7 @@ fn json_event(name: &'static str, data: &impl serde::Serialize) -> Event {
 }
 
 /// The output and status of an execution, live (`StreamExecution` as Server-Sent Events).
-#[utoipa::path(get, path = "/executions/{id}/events", tag = "executions",
+#[utoipa::path(get, operation_id = "StreamExecution", path = "/executions/{id}/events", tag = "executions",
     params(
         ("id" = String, Path, description = "The execution's id"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this output seq"),
@@ -75,7 +75,7 @@ fn json_event(name: &'static str, data: &impl serde::Serialize) -> Event {
         (status = 200, content_type = "text/event-stream",
          description = "Events `status` (an Execution), `output` (an OutputChunk, id = its seq), \
                         `closed` (an Execution, last) and `error` (an ErrorBody, last)"),
-        (status = "4XX", body = ErrorBody)))]
+        (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn events(
     State(h): State<Shared>,
     Path(id): Path<String>,

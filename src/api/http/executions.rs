@@ -192,8 +192,8 @@ const REPLAY: &str = "/cairn.v1.ExecutionService/ReplayExecution";
 const RETRY: &str = "/cairn.v1.ExecutionService/RetryExecution";
 
 /// Start an execution (`StartExecution`).
-#[utoipa::path(post, path = "/executions", tag = "executions", request_body = StartExecution,
-    responses((status = 200, body = pb::StartExecutionResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "StartExecution", path = "/executions", tag = "executions", request_body = StartExecution,
+    responses((status = 200, description = "Done", body = pb::StartExecutionResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn start(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -207,8 +207,8 @@ pub(super) async fn start(
 }
 
 /// List executions, newest first (`ListExecutions`).
-#[utoipa::path(get, path = "/executions", tag = "executions", params(ListExecutionsQuery),
-    responses((status = 200, body = pb::ListExecutionsResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "ListExecutions", path = "/executions", tag = "executions", params(ListExecutionsQuery),
+    responses((status = 200, description = "Done", body = pb::ListExecutionsResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn list(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -221,9 +221,9 @@ pub(super) async fn list(
 }
 
 /// One execution (`GetExecution`).
-#[utoipa::path(get, path = "/executions/{id}", tag = "executions",
+#[utoipa::path(get, operation_id = "GetExecution", path = "/executions/{id}", tag = "executions",
     params(("id" = String, Path, description = "The execution's id")),
-    responses((status = 200, body = pb::Execution), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Execution), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn get(
     State(h): State<Shared>,
     Path(id): Path<String>,
@@ -236,9 +236,9 @@ pub(super) async fn get(
 }
 
 /// An execution's history (`GetHistory`).
-#[utoipa::path(get, path = "/executions/{id}/history", tag = "executions",
+#[utoipa::path(get, operation_id = "GetHistory", path = "/executions/{id}/history", tag = "executions",
     params(("id" = String, Path, description = "The execution's id"), HistoryQuery),
-    responses((status = 200, body = pb::GetHistoryResponse), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::GetHistoryResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn history(
     State(h): State<Shared>,
     Path(id): Path<String>,
@@ -254,10 +254,10 @@ pub(super) async fn history(
 }
 
 /// Cancel an execution (`CancelExecution`); the body may be empty.
-#[utoipa::path(post, path = "/executions/{id}/cancel", tag = "executions",
-    request_body = CancelExecution,
+#[utoipa::path(post, operation_id = "CancelExecution", path = "/executions/{id}/cancel", tag = "executions",
+    request_body = Option<CancelExecution>,
     params(("id" = String, Path, description = "The execution's id")),
-    responses((status = 200, body = pb::Execution), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Execution), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn cancel(
     State(h): State<Shared>,
     Path(id): Path<String>,
@@ -275,10 +275,10 @@ pub(super) async fn cancel(
 }
 
 /// Retry a FAILED or CANCELED execution (`RetryExecution`); the body may be empty.
-#[utoipa::path(post, path = "/executions/{id}/retry", tag = "executions",
-    request_body = RetryExecution,
+#[utoipa::path(post, operation_id = "RetryExecution", path = "/executions/{id}/retry", tag = "executions",
+    request_body = Option<RetryExecution>,
     params(("id" = String, Path, description = "The execution's id")),
-    responses((status = 200, body = pb::RetryExecutionResponse), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::RetryExecutionResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn retry(
     State(h): State<Shared>,
     Path(id): Path<String>,
@@ -299,9 +299,9 @@ pub(super) async fn retry(
 }
 
 /// Fold an execution's history through this server's code (`ReplayExecution`).
-#[utoipa::path(post, path = "/executions/{id}/replay", tag = "executions",
+#[utoipa::path(post, operation_id = "ReplayExecution", path = "/executions/{id}/replay", tag = "executions",
     params(("id" = String, Path, description = "The execution's id")),
-    responses((status = 200, body = pb::ReplayExecutionResponse), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::ReplayExecutionResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn replay(
     State(h): State<Shared>,
     Path(id): Path<String>,

@@ -75,6 +75,18 @@ impl Http {
     }
 }
 
+/// Runs the request in its server span ([`super::trace::http_span`]).
+async fn traced(
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = route.map_or_else(|| "(no route)".to_string(), |r| r.as_str().to_string());
+    let span = super::trace::http_span(request.method().as_str(), &route, request.headers());
+    next.run(request).instrument(span).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -155,5 +167,7 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> axum::Router {
             axum::routing::any(error::no_route),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(traced))
         .with_state(shared)
 }

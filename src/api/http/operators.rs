@@ -32,8 +32,8 @@ const STATS: &str = "/cairn.v1.ExecutionService/GetStats";
 const WORKERS: &str = "/cairn.v1.WorkerService/ListWorkers";
 
 /// Agents by runtime, and executions grouped by runtime, agent or model (`GetStats`).
-#[utoipa::path(get, path = "/stats", tag = "operators", params(StatsQuery),
-    responses((status = 200, body = pb::GetStatsResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "GetStats", path = "/stats", tag = "operators", params(StatsQuery),
+    responses((status = 200, description = "Done", body = pb::GetStatsResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn stats(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -49,8 +49,8 @@ pub(super) async fn stats(
 }
 
 /// The workers seen on any server recently (`ListWorkers`).
-#[utoipa::path(get, path = "/workers", tag = "operators",
-    responses((status = 200, body = pb::ListWorkersResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "ListWorkers", path = "/workers", tag = "operators",
+    responses((status = 200, description = "Done", body = pb::ListWorkersResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn workers(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -61,7 +61,7 @@ pub(super) async fn workers(
 
 /// This document: the OpenAPI 3.1 description of every route, generated from their
 /// definitions. It needs no token (it describes the API, it reads nothing).
-#[utoipa::path(get, path = "/openapi.json", tag = "operators", security(()),
+#[utoipa::path(get, operation_id = "GetOpenApi", path = "/openapi.json", tag = "operators", security(()),
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub(super) async fn openapi(State(h): State<Shared>) -> Json<serde_json::Value> {
     Json(serde_json::to_value(h.openapi.get()).unwrap_or_default())

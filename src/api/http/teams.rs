@@ -96,8 +96,8 @@ const UPDATE: &str = "/cairn.v1.TeamService/UpdateTeam";
 const ARCHIVE: &str = "/cairn.v1.TeamService/ArchiveTeam";
 
 /// Create a team (`CreateTeam`).
-#[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam,
-    responses((status = 200, body = pb::Team), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "CreateTeam", path = "/teams", tag = "teams", request_body = CreateTeam,
+    responses((status = 200, description = "Done", body = pb::Team), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn create(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -109,8 +109,8 @@ pub(super) async fn create(
 }
 
 /// List teams (`ListTeams`).
-#[utoipa::path(get, path = "/teams", tag = "teams", params(ListQuery),
-    responses((status = 200, body = pb::ListTeamsResponse), (status = "4XX", body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "ListTeams", path = "/teams", tag = "teams", params(ListQuery),
+    responses((status = 200, description = "Done", body = pb::ListTeamsResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn list(
     State(h): State<Shared>,
     headers: HeaderMap,
@@ -127,9 +127,9 @@ pub(super) async fn list(
 }
 
 /// One team, by id or name (`GetTeam`).
-#[utoipa::path(get, path = "/teams/{team}", tag = "teams",
+#[utoipa::path(get, operation_id = "GetTeam", path = "/teams/{team}", tag = "teams",
     params(("team" = String, Path, description = "The team's id or name"), InNamespace),
-    responses((status = 200, body = pb::Team), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Team), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn get(
     State(h): State<Shared>,
     Path(team): Path<String>,
@@ -145,9 +145,9 @@ pub(super) async fn get(
 }
 
 /// Replace a team's definition (`UpdateTeam`).
-#[utoipa::path(patch, path = "/teams/{team}", tag = "teams", request_body = UpdateTeam,
+#[utoipa::path(patch, operation_id = "UpdateTeam", path = "/teams/{team}", tag = "teams", request_body = UpdateTeam,
     params(("team" = String, Path, description = "The team's id or name")),
-    responses((status = 200, body = pb::Team), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Team), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn update(
     State(h): State<Shared>,
     Path(team): Path<String>,
@@ -165,9 +165,9 @@ pub(super) async fn update(
 }
 
 /// Archive a team (`ArchiveTeam`).
-#[utoipa::path(delete, path = "/teams/{team}", tag = "teams",
+#[utoipa::path(delete, operation_id = "ArchiveTeam", path = "/teams/{team}", tag = "teams",
     params(("team" = String, Path, description = "The team's id or name"), ArchiveQuery),
-    responses((status = 200, body = pb::Team), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "Done", body = pb::Team), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn archive(
     State(h): State<Shared>,
     Path(team): Path<String>,
