@@ -439,6 +439,52 @@ pub async fn open_a_team_execution(b: &mut Browser, c: &mut TestClient) {
     .await;
     b.find(".out-child").await;
     b.screenshot("execution-team").await;
+
+    // A team made in the form: two members in order, the second with a role.
+    nav(b, "teams", "Teams").await;
+    b.click("a[href='#/teams/new']").await;
+    b.fill("#team-name", "duo").await;
+    b.find("#member-agent-1")
+        .await
+        .select_by_value("writer")
+        .await
+        .expect("first member");
+    b.click("#add-member").await;
+    b.find("#member-agent-2")
+        .await
+        .select_by_value("flaky")
+        .await
+        .expect("second member");
+    b.fill("#member-role-2", "review").await;
+    b.screenshot("team-new").await;
+    b.click("#save-team").await;
+    b.until(
+        "the new team's page",
+        "const h = document.querySelector('main h1'); return h && h.textContent === 'duo';",
+    )
+    .await;
+    b.screenshot("team").await;
+    let duo = TeamServiceClient::new(c.channel.clone())
+        .get_team(pb::GetTeamRequest {
+            team: "duo".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the console created the team")
+        .into_inner();
+    let members: Vec<(&str, &str)> = duo
+        .members
+        .iter()
+        .map(|m| (m.agent.as_str(), m.role.as_str()))
+        .collect();
+    assert_eq!(members, [("writer", ""), ("flaky", "review")]);
+    // Run opens the start form with the team chosen.
+    b.click("main .actions a.btn-primary").await;
+    b.until(
+        "the start form with the team",
+        "return document.querySelector('#start-target')?.value === 'team:duo';",
+    )
+    .await;
     nav(b, "teams", "Teams").await;
     b.screenshot("teams").await;
 }

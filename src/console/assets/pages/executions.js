@@ -54,7 +54,8 @@ export async function renderList({ main, query, signal, navigate }) {
     newRun.setAttribute('aria-expanded', 'true');
   }
   startPanel.append(startForm(agentList.filter((a) => a.status !== 'archived'),
-    teamList.filter((t) => t.status !== 'archived'), query.get('agent'), navigate));
+    teamList.filter((t) => t.status !== 'archived'),
+    query.get('team') ? `team:${query.get('team')}` : query.get('agent') ? `agent:${query.get('agent')}` : '', navigate));
 
   const labelInput = h('input', {
     type: 'search', id: 'filter-label', name: 'label', value: filters.label, placeholder: 'key=value',
@@ -163,7 +164,7 @@ function startForm(agents, teams, preselected, navigate) {
     ['', 'Choose an agent or team…'],
     ...agents.map((a) => [`agent:${a.name}`, `${a.name} (${a.runtime})`]),
     ...teams.map((t) => [`team:${t.name}`, `${t.name} (team, ${t.strategy})`]),
-  ], preselected ? `agent:${preselected}` : '');
+  ], preselected);
   const prompt = h('textarea', { id: 'start-prompt', name: 'prompt', rows: 3, required: true, placeholder: 'What should it do?' });
   const labels = h('input', { id: 'start-labels', name: 'labels', placeholder: 'user_id=42, session=abc', autocomplete: 'off' });
   const turns = h('input', { type: 'checkbox', id: 'start-turns', name: 'turns' });

@@ -34,12 +34,30 @@ export async function renderList({ main, signal }) {
         h('a', { href: '#/teams/new', class: 'btn btn-primary' }, 'Create a team')));
 }
 
-export async function renderOne({ main, params, signal }) {
+export async function renderOne({ main, params, signal, navigate }) {
   const team = await api.team(params[0], signal);
+  const message = h('div', { 'aria-live': 'polite' });
+  const archive = team.status === 'archived' ? null : h('button', {
+    type: 'button', class: 'btn btn-danger', id: 'archive-team',
+    onclick: async () => {
+      if (!window.confirm(`Archive ${team.name}? Running executions are not affected.`)) return;
+      try {
+        await api.archiveTeam(team.id);
+        toast(`Archived ${team.name}`);
+        navigate('#/teams');
+      } catch (error) { put(message, errorBox(error)); }
+    },
+  }, 'Archive');
   const configuration = team.configuration ?? team.configuration_json;
   put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/teams' }, 'Teams'), ' / ', team.name),
-    pageHeader(team.name, statusBadge(team.status)),
+    h('div', { class: 'page-header' },
+      h('div', { class: 'title-row' }, h('h1', {}, team.name), statusBadge(team.status)),
+      h('div', { class: 'actions' },
+        team.status === 'archived' ? null
+          : h('a', { class: 'btn btn-primary', href: `#/executions?team=${encodeURIComponent(team.name)}&new=1` }, 'Run'),
+        archive)),
+    message,
     h('div', { class: 'grid-2' },
       h('section', { class: 'card' }, h('h2', {}, 'Definition'), facts([
         ['Strategy', team.strategy],
@@ -51,8 +69,7 @@ export async function renderOne({ main, params, signal }) {
       h('section', { class: 'card' }, h('h2', {}, 'Members'),
         h('ol', { class: 'members' }, (team.members || []).map((m) => h('li', {},
           h('a', { href: `#/agents/${encodeURIComponent(m.agent_id || m.agent)}` }, m.agent),
-          m.role ? h('span', { class: 'muted' }, ` — ${m.role}`) : null))))),
-    h('p', {}, h('a', { class: 'btn', href: '#/executions' }, 'Run it from Executions → New run')));
+          m.role ? h('span', { class: 'muted' }, ` — ${m.role}`) : null))))));
 }
 
 export async function renderNew({ main, signal, navigate }) {
@@ -75,7 +92,7 @@ export async function renderNew({ main, signal, navigate }) {
     members.append(row);
     agent.focus();
   };
-  const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create team');
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'save-team' }, 'Create team');
   put(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/teams' }, 'Teams'), ' / New'),
     pageHeader('New team'),
@@ -107,7 +124,7 @@ export async function renderNew({ main, signal, navigate }) {
     },
     h('div', { class: 'grid-2' }, field('Name', name), field('Strategy', strategy)),
     h('fieldset', {}, h('legend', {}, 'Members, in order'), members,
-      h('button', { type: 'button', class: 'btn', onclick: addMember }, 'Add member')),
+      h('button', { type: 'button', class: 'btn', id: 'add-member', onclick: addMember }, 'Add member')),
     h('div', { class: 'grid-2' },
       field('Aggregator (parallel)', aggregator), field('Leader (supervisor)', leader)),
     h('div', { class: 'check' }, continueOnFailure, h('label', { for: 'team-continue' }, 'Continue when a member fails')),
