@@ -9,8 +9,14 @@
 
 mod common;
 
+#[path = "console/access.rs"]
+mod access;
 #[path = "console/browser.rs"]
 mod browser;
+#[path = "console/pages.rs"]
+mod pages;
+#[path = "console/runs.rs"]
+mod runs;
 #[path = "console/steps.rs"]
 mod steps;
 
@@ -18,7 +24,7 @@ use browser::Browser;
 use common::{Db, Server};
 
 /// The whole walk through the console, on one server and one browser (starting Chromium is the
-/// slow part, so the steps share it). Each step is in `console/steps.rs`.
+/// slow part, so the steps share it). The steps are in `console/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
     let db = Db::sqlite().await;
@@ -29,16 +35,16 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
     b.find("#main h1").await;
     steps::the_error_check_sees_errors(&mut b).await;
 
-    steps::create_an_agent_with_the_runtime_selector(&mut b, &mut c).await;
-    steps::run_it_and_watch_the_output_arrive(&mut b, &mut c).await;
-    steps::the_output_resumes_after_a_broken_stream(&mut b, &mut c).await;
-    steps::cancel_a_running_execution(&mut b, &mut c).await;
-    steps::fix_an_agent_and_retry_its_failed_execution(&mut b, &mut c).await;
-    steps::open_a_team_execution(&mut b, &mut c).await;
-    steps::open_the_dashboard_and_workers(&mut b).await;
-    steps::work_in_another_namespace(&mut b, &mut c).await;
-    steps::keyboard_reaches_the_pages(&mut b).await;
-    steps::on_a_phone(&mut b, &server.url).await;
+    pages::create_an_agent_with_the_runtime_selector(&mut b, &mut c).await;
+    runs::run_it_and_watch_the_output_arrive(&mut b, &mut c).await;
+    runs::the_output_resumes_after_a_broken_stream(&mut b, &mut c).await;
+    runs::cancel_a_running_execution(&mut b, &mut c).await;
+    runs::fix_an_agent_and_retry_its_failed_execution(&mut b, &mut c).await;
+    pages::open_a_team_execution(&mut b, &mut c).await;
+    pages::open_the_dashboard_and_workers(&mut b).await;
+    pages::work_in_another_namespace(&mut b, &mut c).await;
+    pages::keyboard_reaches_the_pages(&mut b).await;
+    pages::on_a_phone(&mut b, &server.url).await;
 
     let errors = b.errors().await;
     assert!(
@@ -60,7 +66,7 @@ async fn the_console_signs_in_with_a_client_token() {
         &[("CAIRN_CLIENT_TOKENS".into(), "console-secret".into())],
     );
     let mut b = Browser::start().await;
-    steps::sign_in(&mut b, &server.url, "console-secret").await;
+    access::sign_in(&mut b, &server.url, "console-secret").await;
     b.close().await;
 }
 
@@ -69,5 +75,5 @@ async fn the_console_signs_in_with_a_client_token() {
 async fn console_files_have_their_types_and_cache_headers() {
     let db = Db::sqlite().await;
     let server = Server::dev(&db, &[]);
-    steps::headers(&server.url).await;
+    access::headers(&server.url).await;
 }
