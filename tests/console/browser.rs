@@ -244,6 +244,18 @@ impl Browser {
             .expect("resize the window");
     }
 
+    /// Renders the pages as the system's dark (`true`) or light colour scheme would.
+    pub async fn dark(&self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.client
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({ "features": [{ "name": "prefers-color-scheme", "value": value }] }),
+            })
+            .await
+            .expect("emulate the colour scheme");
+    }
+
     /// Reads the browser log entries written since the last call and keeps them.
     pub async fn collect_log(&mut self) -> Vec<LogEntry> {
         let value = self
@@ -300,6 +312,33 @@ impl Drop for Browser {
         let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
+    }
+}
+
+/// A Chrome DevTools Protocol command through chromedriver (`POST /session/{id}/goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()),
+        )
     }
 }
 

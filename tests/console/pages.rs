@@ -153,6 +153,9 @@ pub async fn open_the_dashboard_and_workers(b: &mut Browser) {
         "{figures}"
     );
     b.screenshot("dashboard").await;
+    b.dark(true).await;
+    b.screenshot("dashboard-dark").await;
+    b.dark(false).await;
     nav(b, "workers", "Workers").await;
     b.find("td.mono").await;
     assert!(text(b, "main table").await.contains("inproc"));
@@ -267,7 +270,10 @@ pub async fn on_a_phone(b: &mut Browser, url: &str) {
     let mut execution = Value::Null;
     for (page, name) in [
         ("#/executions", "phone-executions"),
+        ("#/agents", "phone-agents"),
         ("#/agents/new", "phone-agent-new"),
+        ("#/teams", "phone-teams"),
+        ("#/workers", "phone-workers"),
         ("#/dashboard", "phone-dashboard"),
     ] {
         b.goto(&format!("{url}/{page}")).await;
@@ -301,5 +307,8 @@ pub async fn on_a_phone(b: &mut Browser, url: &str) {
         .await;
     assert_eq!(overflow, json!(0), "an execution fits a phone's width");
     b.screenshot("phone-execution").await;
+    b.dark(true).await;
+    b.screenshot("phone-execution-dark").await;
+    b.dark(false).await;
     b.resize(1366, 900).await;
 }

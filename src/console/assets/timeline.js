@@ -68,7 +68,8 @@ export function chart(events, now = Date.now(), width = 640) {
   const rowH = 26;
   const height = rows.length * rowH + 26;
   const x = (t) => labelW + ((t - t0) / (t1 - t0)) * (width - labelW - 10);
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => t0 + f * (t1 - t0));
+  // Fewer ticks on a narrow chart, so their labels do not run into each other.
+  const ticks = (width < 520 ? [0, 0.5, 1] : [0, 0.25, 0.5, 0.75, 1]).map((f) => t0 + f * (t1 - t0));
   const title = 'Attempts and back-offs over time';
   return h('figure', { class: 'gantt' },
     svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title, preserveAspectRatio: 'xMinYMin meet' },
