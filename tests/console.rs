@@ -44,6 +44,7 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
     pages::open_the_dashboard_and_workers(&mut b).await;
     pages::work_in_another_namespace(&mut b, &mut c).await;
     pages::keyboard_reaches_the_pages(&mut b).await;
+    pages::every_control_has_a_label(&mut b).await;
     pages::on_a_phone(&mut b, &server.url).await;
 
     let errors = b.errors().await;

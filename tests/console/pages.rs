@@ -264,6 +264,32 @@ pub async fn keyboard_reaches_the_pages(b: &mut Browser) {
     );
 }
 
+/// Every form control on the pages with forms has a label a screen reader announces (a
+/// `<label>`, `aria-label` or `aria-labelledby`).
+pub async fn every_control_has_a_label(b: &mut Browser) {
+    let url = base(b).await;
+    for page in [
+        "#/executions?new=1",
+        "#/agents/new",
+        "#/teams/new",
+        "#/dashboard",
+    ] {
+        b.goto(&format!("{url}{page}")).await;
+        b.find("main h1").await;
+        b.find("main form").await;
+        let unlabelled = b
+            .js(
+                "return [...document.querySelectorAll('input, select, textarea')] \
+                   .filter(c => c.type !== 'hidden' && !(c.labels && c.labels.length) \
+                     && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby')) \
+                   .map(c => c.outerHTML.slice(0, 120));",
+                vec![],
+            )
+            .await;
+        assert_eq!(unlabelled, json!([]), "controls without a label on {page}");
+    }
+}
+
 /// On a phone's screen every page fits its width (no sideways scrolling).
 pub async fn on_a_phone(b: &mut Browser, url: &str) {
     b.resize(390, 844).await;
