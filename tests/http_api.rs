@@ -18,5 +18,7 @@ mod openapi;
 mod parity;
 #[path = "http_api/python.rs"]
 mod python;
+#[path = "http_api/resume.rs"]
+mod resume;
 #[path = "http_api/transport.rs"]
 mod transport;

@@ -1,5 +1,5 @@
 //! One port, every protocol: HTTP/1.1 and HTTP/2 (cleartext, and over TLS) reach the JSON API,
-//! and gRPC keeps working beside them, over TLS too.
+//! and gRPC keeps working beside them, over TLS too; a browser's cross-origin write is refused.
 
 use super::curl::curl;
 use crate::common::server::cairn_bin;
@@ -45,6 +45,28 @@ async fn http_1_and_2_and_grpc_share_the_port_with_and_without_tls() {
         &format!("{}/api/v1/agents", server.url),
     ]);
     assert_eq!(created.status, 200, "{}", created.body);
+    // A browser's cross-origin post is refused (bodies need no Content-Type, so it would need
+    // no preflight); the same post from the server's own origin, or with no Origin, is not.
+    let agents = format!("{}/api/v1/agents", server.url);
+    let body = r#"{"name": "forged", "runtime": "echo"}"#;
+    let forged = curl(&["-H", "Origin: http://evil.example", "-d", body, &agents]);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(forged.json()["error"]["code"], "PERMISSION_DENIED");
+    let own = format!("Origin: {}", server.url);
+    let same = curl(&[
+        "-H",
+        &own,
+        "-d",
+        r#"{"name": "own", "runtime": "echo"}"#,
+        &agents,
+    ]);
+    assert_eq!(same.status, 200, "{}", same.body);
+    let read = curl(&["-H", "Origin: http://evil.example", &agents]);
+    assert_eq!(
+        read.status, 200,
+        "reads are left to the browser's CORS: {}",
+        read.body
+    );
     let mut grpc = server.client().await;
     let listed = grpc
         .agents
@@ -52,7 +74,11 @@ async fn http_1_and_2_and_grpc_share_the_port_with_and_without_tls() {
         .await
         .expect("gRPC on the same port")
         .into_inner();
-    assert_eq!(listed.agents[0].name, "typed");
+    let names: Vec<&str> = listed.agents.iter().map(|a| a.name.as_str()).collect();
+    assert!(
+        names.contains(&"typed") && !names.contains(&"forged"),
+        "{names:?}"
+    );
     drop(server);
 
     let dir = tempfile::tempdir().unwrap();

@@ -87,6 +87,44 @@ async fn traced(
     next.run(request).instrument(span).await
 }
 
+/// Refuses a request that changes something (not GET or HEAD) when a browser says it comes from
+/// another origin. Bodies are read whatever their Content-Type (as `curl -d` sends them), so a
+/// page elsewhere could otherwise make a visitor's browser post a "simple" cross-origin form to a
+/// server with authentication off (`cairn dev` on loopback) without any preflight. Browsers send
+/// `Origin` with such requests; curl and scripts send none, and the console is same-origin.
+async fn same_origin(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, header};
+    use axum::response::IntoResponse;
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if let (true, Some(origin)) = (writes, request.headers().get(header::ORIGIN)) {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()));
+        let from = origin.to_str().unwrap_or("");
+        let same = host.is_some_and(|host| {
+            from.split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        });
+        if !same {
+            return ApiError(tonic::Status::permission_denied(format!(
+                "a request from another origin ({}) may not change anything here; call the API \
+                 from the server's own origin or from outside a browser",
+                crate::api::validate::quote(from)
+            )))
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -168,6 +206,7 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> axum::Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::middleware::from_fn(traced))
         .with_state(shared)
 }
