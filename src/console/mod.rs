@@ -125,6 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_loaded_from_elsewhere() {
+        let files = ASSETS
+            .iter()
+            .map(|a| (a.path, std::str::from_utf8(a.bytes).unwrap()))
+            .chain([("index.html", assets::index_html())]);
+        for (path, text) in files {
+            // The SVG namespace is a name, not a URL anything fetches.
+            let text = text.replace("http://www.w3.org/2000/svg", "");
+            assert!(
+                !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
+                "{path} names another site; the console serves everything itself"
+            );
+        }
+    }
+
+    #[test]
     fn the_page_names_only_assets_that_exist() {
         let page = assets::index_html();
         for part in page.split("/assets/{{version}}/").skip(1) {
