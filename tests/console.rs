@@ -57,12 +57,13 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
 
 /// With client tokens on, the console asks for one, refuses a wrong one and works with the
 /// right one, sending it as `Authorization: Bearer` (the API refuses every call without it).
+/// The server has no worker, which the agent form says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_in_with_a_client_token() {
     let db = Db::sqlite().await;
     let server = Server::start_with_env(
         &db,
-        "dev",
+        "server",
         &[],
         &[("CAIRN_CLIENT_TOKENS".into(), "console-secret".into())],
     );

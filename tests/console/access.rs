@@ -30,6 +30,28 @@ pub async fn sign_in(b: &mut Browser, url: &str, token: &str) {
     // A reload keeps the tab signed in.
     b.goto(&format!("{url}/#/dashboard")).await;
     b.find(".stat-grid").await;
+    // No worker offers any runtime: the selector counts none and the form says what follows.
+    b.goto(&format!("{url}/#/agents/new")).await;
+    b.click("label[for=runtime-echo]").await;
+    assert_eq!(
+        b.find("label[for=runtime-echo] .workers")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "0 workers"
+    );
+    let warning = b
+        .find("#config-keys .alert-warn")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        warning.contains("No connected worker offers echo"),
+        "{warning}"
+    );
+    b.screenshot("agent-new-no-workers").await;
     b.click("#session button").await;
     b.find("#token").await;
     assert_eq!(

@@ -82,12 +82,16 @@ function form({ main, navigate }, runtimes, agent) {
     inputs.clear();
     const runtime = runtimes.find((r) => r.name === current);
     const keys = runtime ? runtime.config_keys || [] : [];
+    // An agent may be made before any worker offers its runtime; its runs then wait for one.
+    const idle = runtime && !Number(runtime.workers)
+      ? h('p', { class: 'alert alert-warn' }, `No connected worker offers ${current} yet: this agent's executions will wait until one does.`)
+      : null;
     if (!keys.length) {
-      put(keysBox, h('p', { class: 'muted' }, `${current} takes no runtime configuration.`));
+      put(keysBox, idle, h('p', { class: 'muted' }, `${current} takes no runtime configuration.`));
       return;
     }
     const keep = current === (agent && agent.runtime) ? initialRuntimeConfig : {};
-    put(keysBox,
+    put(keysBox, idle,
       h('h3', {}, `Configuration of ${current}`),
       h('p', { class: 'muted' }, 'Leave a key empty to use its default. Arrays and objects are JSON.'),
       h('div', { class: 'key-grid' }, keys.map((k) => {
