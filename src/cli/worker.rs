@@ -94,7 +94,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
             &suffix[..6]
         )
     });
-    let api = GrpcWorkerApi::new(&client.server, &client.connect.load()?)?;
+    let api = GrpcWorkerApi::new(&client.server_urls(), &client.connect.load()?)?;
     let mut options = WorkerOptions::new(worker_id.clone(), runtimes);
     options.queue = args.queue.clone();
     options.concurrency = args.concurrency.max(1);
@@ -118,7 +118,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "cairn worker {worker_id} serving queue `{}` from {}",
         args.queue,
-        client.server.join(", ")
+        client.server_urls().join(", ")
     );
     Worker::new(Arc::new(api), options).run(shutdown).await;
     Ok(ExitCode::SUCCESS)

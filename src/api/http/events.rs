@@ -10,7 +10,8 @@
 //!
 //! Resuming: `Last-Event-ID` (which `EventSource` sends by itself when it reconnects) or the
 //! `after_seq` query parameter; chunks with a greater seq are sent. An event without an id leaves
-//! the client's last event id as it was, so only output moves it.
+//! the client's last event id as it was, so only output moves it. A browser's `EventSource`
+//! reconnects whenever a stream ends, so a client closes it on `closed`.
 
 use std::convert::Infallible;
 
