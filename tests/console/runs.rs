@@ -117,6 +117,12 @@ pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestCli
     b.fill("#filter-label", &format!("suite=other{}", Key::Enter))
         .await;
     b.find("main .empty").await;
+    // The filter redrew the page in place; the keyboard is still in the field it typed in.
+    b.until(
+        "the focus back in the label filter",
+        "return document.activeElement && document.activeElement.id === 'filter-label';",
+    )
+    .await;
 }
 
 /// The output stream breaks mid-run (the test cuts the response the page reads); the page

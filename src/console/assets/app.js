@@ -47,6 +47,8 @@ export function navigate(hash, { replace = false } = {}) {
 }
 
 function route(moveFocus = true) {
+  // A redraw in place (a filter changed) gives the focus back to the control that changed it.
+  const keep = moveFocus ? '' : document.activeElement?.id || '';
   if (current) current.abort();
   const controller = new AbortController();
   current = controller;
@@ -75,7 +77,15 @@ function route(moveFocus = true) {
   };
   put(main);
   Promise.resolve()
-    .then(() => render(ctx))
+    .then(() => {
+      const done = render(ctx);
+      // The page's controls exist once its first data is drawn (before its polls settle).
+      // (A failed render is reported by the `catch` below, not by this side chain.)
+      if (keep) {
+        Promise.resolve(done).then(() => document.getElementById(keep)?.focus(), () => {});
+      }
+      return done;
+    })
     .catch((error) => {
       if (controller.signal.aborted) return;
       if (error instanceof ApiError && error.status === 401) return; // the sign-in page follows
