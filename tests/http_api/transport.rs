@@ -61,6 +61,16 @@ async fn http_1_and_2_and_grpc_share_the_port_with_and_without_tls() {
         &agents,
     ]);
     assert_eq!(same.status, 200, "{}", same.body);
+    let proxied = curl(&[
+        "-H",
+        "Origin: https://cairn.example",
+        "-H",
+        "X-Forwarded-Host: cairn.example",
+        "-d",
+        r#"{"name": "proxied", "runtime": "echo"}"#,
+        &agents,
+    ]);
+    assert_eq!(proxied.status, 200, "behind a proxy: {}", proxied.body);
     let read = curl(&["-H", "Origin: http://evil.example", &agents]);
     assert_eq!(
         read.status, 200,

@@ -103,15 +103,21 @@ async fn same_origin(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if let (true, Some(origin)) = (writes, request.headers().get(header::ORIGIN)) {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().authority().map(|a| a.as_str()));
+        // The names the server is reached by: `Host` (HTTP/1.1), `:authority` (HTTP/2), and
+        // `X-Forwarded-Host` from a reverse proxy that rewrites `Host`.
+        let headers = request.headers();
+        let text = |name| headers.get(name).and_then(|h| h.to_str().ok());
+        let hosts = [
+            text(header::HOST),
+            request.uri().authority().map(|a| a.as_str()),
+            text(header::HeaderName::from_static("x-forwarded-host")),
+        ];
         let from = origin.to_str().unwrap_or("");
-        let same = host.is_some_and(|host| {
-            from.split_once("://")
-                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        let same = from.split_once("://").is_some_and(|(_, authority)| {
+            hosts
+                .iter()
+                .flatten()
+                .any(|host| authority.eq_ignore_ascii_case(host))
         });
         if !same {
             return ApiError(tonic::Status::permission_denied(format!(
