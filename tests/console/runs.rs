@@ -214,6 +214,11 @@ pub async fn cancel_a_running_execution(b: &mut Browser, c: &mut TestClient) {
     )
     .await;
     b.click("#cancel").await;
+    // The first press asks again; only the second cancels.
+    assert_eq!(text(b, "#cancel").await, "Confirm cancel");
+    b.screenshot("execution-confirm-cancel").await;
+    assert_eq!(c.get(&id).await.status, "RUNNING");
+    b.click("#cancel").await;
     wait_status(b, "canceled").await;
     b.find("li[data-type=ExecutionCanceled]").await;
     b.screenshot("execution-canceled").await;

@@ -109,7 +109,28 @@ export async function render({ main, params, signal, navigate }) {
   function buttons(e) {
     const list = [];
     if (OPEN.has(e.status)) {
-      list.push(h('button', { type: 'button', class: 'btn btn-danger', id: 'cancel', onclick: act('Cancel requested', () => api.cancel(id, 'canceled from the console')) }, 'Cancel'));
+      // Cancelling cannot be undone, so it takes a second press (within five seconds).
+      const cancel = act('Cancel requested', () => api.cancel(id, 'canceled from the console'));
+      let armed = null;
+      const button = h('button', {
+        type: 'button', class: 'btn btn-danger', id: 'cancel',
+        onclick: (event) => {
+          if (armed) {
+            clearTimeout(armed);
+            armed = null;
+            return cancel(event);
+          }
+          button.textContent = 'Confirm cancel';
+          button.classList.add('armed');
+          armed = setTimeout(() => {
+            armed = null;
+            button.textContent = 'Cancel';
+            button.classList.remove('armed');
+          }, 5000);
+          return undefined;
+        },
+      }, 'Cancel');
+      list.push(button);
     }
     if (e.status === 'FAILED' || e.status === 'CANCELED') {
       list.push(h('button', {
