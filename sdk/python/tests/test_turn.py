@@ -84,3 +84,10 @@ def test_runtimes_are_registered_by_decorator_once_each() -> None:
         assert "added twice" in str(e)
     else:
         raise AssertionError("a second runtime of the same name is refused")
+
+
+def test_the_health_file_is_touched_by_the_loop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    health = tmp_path / "alive"
+    worker = Worker("http://127.0.0.1:1", health_file=health)
+    worker._alive()
+    assert health.exists()

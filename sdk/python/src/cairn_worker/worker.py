@@ -52,6 +52,7 @@ class Worker:
         drain_timeout: float = 10.0,
         cancel_grace: float = 5.0,
         poll_wait: float = 20.0,
+        health_file: str | os.PathLike[str] | None = None,
     ) -> None:
         servers = servers or os.environ.get("CAIRN_SERVER", "http://127.0.0.1:7233")
         urls = [u.strip() for u in servers.split(",")] if isinstance(servers, str) else list(servers)
@@ -70,6 +71,10 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.cancel_grace = cancel_grace
         self.poll_wait = poll_wait
+        #: Touched after every poll (or failed poll) and every ``poll_wait`` while all slots
+        #: are busy: a liveness probe can check that the worker's loop still turns.
+        health = health_file or os.environ.get("CAIRN_WORKER_HEALTH_FILE")
+        self.health_file = Path(health) if health else None
         self.runtimes: dict[str, Runtime] = {}
         self._attempts: set[asyncio.Task[None]] = set()
         self._running: dict[asyncio.Task[None], Attempt] = {}
@@ -164,11 +169,16 @@ class Worker:
         backoff = Backoff()
         try:
             while not self._draining.is_set():
+                self._alive()
                 free = self.concurrency - len(self._attempts)
                 if free <= 0:
                     self._slot_freed.clear()
                     slot = asyncio.create_task(self._slot_freed.wait())
-                    await asyncio.wait({slot, draining}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {slot, draining},
+                        timeout=self.poll_wait,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                     slot.cancel()
                     continue
                 try:
@@ -215,6 +225,13 @@ class Worker:
                     self._start(task)
         finally:
             draining.cancel()
+
+    def _alive(self) -> None:
+        if self.health_file is not None:
+            try:
+                self.health_file.touch()
+            except OSError as e:
+                log.warning("cannot touch the health file %s: %s", self.health_file, e)
 
     async def _register(self, stub: Any) -> None:
         request = pb.RegisterRuntimesRequest(
