@@ -426,7 +426,9 @@ async fn cancel_reaches_the_python_runtime() {
         .unwrap();
     let watched = c.watch_within(&id, 0, Duration::from_secs(60)).await;
     assert_eq!(watched.closed.status, "CANCELED");
-    model.wait_for_disconnect().await;
+    tokio::time::timeout(Duration::from_secs(60), model.wait_for_disconnect())
+        .await
+        .expect("the Agno run abandoned its model call");
     let canceled: Vec<Value> = c
         .history(&id)
         .await

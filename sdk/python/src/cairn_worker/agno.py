@@ -91,16 +91,19 @@ class AgnoRuntime(Runtime):
         cancelled = asyncio.create_task(io.cancelled.wait())
         try:
             await asyncio.wait({consume, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cancelled.cancel()
-        if not consume.done():
+            if consume.done():
+                return consume.result()
             # Agno's own cancellation stops its loop at its next check; cancelling the task
-            # also abandons the model's HTTP stream at once.
+            # (below) also abandons the model's HTTP stream at once.
             await Agent.acancel_run(run_id)
-            consume.cancel()
-            await asyncio.gather(consume, return_exceptions=True)
             raise asyncio.CancelledError("cancellation of the execution was requested")
-        return consume.result()
+        finally:
+            # Also when this coroutine is itself cancelled (the worker drains, or gives up on
+            # it): the run must not outlive the attempt.
+            cancelled.cancel()
+            if not consume.done():
+                consume.cancel()
+                await asyncio.gather(consume, return_exceptions=True)
 
 
 class _Stream:
