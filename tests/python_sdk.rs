@@ -6,6 +6,8 @@
 mod common;
 mod fake_anthropic;
 mod fake_openai;
+#[path = "python_sdk/more.rs"]
+mod more;
 #[path = "python_sdk/venv.rs"]
 mod venv;
 #[path = "python_sdk/worker.rs"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from agno.agent import Agent
 from agno.models.openai.like import OpenAILike
 
-from cairn_worker import NonRetryableError, Turn, TurnIO, Worker
+from cairn_worker import NonRetryableError, RetryableError, Turn, TurnIO, Worker
 from cairn_worker.agno import AgnoRuntime
 
 WORKER_ID = os.environ["WORKER_ID"]
@@ -65,11 +65,16 @@ worker.add(
 @worker.runtime(
     "steps",
     description="Two steps, checkpointed; holds after the first when HOLD=1.",
-    config_schema={"type": "object", "properties": {"fail": {"type": "boolean"}}},
+    config_schema={
+        "type": "object",
+        "properties": {"fail": {"type": "boolean"}, "flaky": {"type": "boolean"}},
+    },
 )
 async def steps(turn: Turn, io: TurnIO) -> str:
     if turn.agent.config.get("fail"):
         raise NonRetryableError("asked to fail", code="asked_to_fail")
+    if turn.agent.config.get("flaky") and turn.attempt == 1:
+        raise RetryableError("flaky on its first attempt", code="flaky")
     done = (turn.checkpoint or {}).get("done", 0)
     if done < 1:
         io.emit(f"step 1 on {WORKER_ID}\n")
@@ -83,7 +88,7 @@ async def steps(turn: Turn, io: TurnIO) -> str:
         io.raise_if_cancelled()
     io.emit(f"step 2 on {WORKER_ID}\n")
     io.checkpoint({"done": 2})
-    return f"finished on {WORKER_ID}"
+    return {"text": f"finished on {WORKER_ID}", "conversation": turn.conversation}
 
 
 if __name__ == "__main__":

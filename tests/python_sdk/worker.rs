@@ -23,6 +23,13 @@ impl PyWorker {
     /// Starts the suite's Python worker against `server` and waits until it registered its
     /// runtimes. `env` adds to (or overrides) its environment.
     pub fn start(id: &str, server: &str, env: &[(&str, &str)]) -> PyWorker {
+        let worker = PyWorker::spawn(id, server, env);
+        worker.wait_for_log("registered", Duration::from_secs(120));
+        worker
+    }
+
+    /// Starts the suite's Python worker without waiting for anything.
+    pub fn spawn(id: &str, server: &str, env: &[(&str, &str)]) -> PyWorker {
         let mut child = Command::new(venv::python())
             .arg(venv::root().join("tests/python_sdk/worker.py"))
             .env("CAIRN_SERVER", server)
@@ -46,13 +53,28 @@ impl PyWorker {
                 log.push('\n');
             }
         });
-        let worker = PyWorker {
+        PyWorker {
             child,
             log,
             id: id.to_string(),
-        };
-        worker.wait_for_log("registered", Duration::from_secs(120));
-        worker
+        }
+    }
+
+    /// Waits (at most `limit`) for it to exit by itself; returns its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Python worker {} did not exit within {limit:?}; its log:\n{}",
+                self.id,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// What it logged so far.

@@ -70,6 +70,7 @@ class Servers:
         *,
         token: str | None = None,
         ca_cert: bytes | None = None,
+        tls_domain: str | None = None,
     ) -> None:
         if not urls:
             raise ValueError("at least one server URL is needed (e.g. http://127.0.0.1:7233)")
@@ -79,6 +80,7 @@ class Servers:
         self.urls = list(urls)
         self._token = token
         self._ca_cert = ca_cert
+        self._tls_domain = tls_domain
         self._index = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -102,7 +104,14 @@ class Servers:
             target = parsed.netloc
             if parsed.scheme == "https":
                 credentials = grpc.ssl_channel_credentials(root_certificates=self._ca_cert)
-                self._channel = grpc.aio.secure_channel(target, credentials)
+                # The name the server's certificate is checked against, when it is not the
+                # URL's host (as `cairn worker --tls-domain`).
+                options = (
+                    [("grpc.ssl_target_name_override", self._tls_domain)]
+                    if self._tls_domain
+                    else []
+                )
+                self._channel = grpc.aio.secure_channel(target, credentials, options=options)
             else:
                 self._channel = grpc.aio.insecure_channel(target)
             self._stub = cairn_pb2_grpc.WorkerServiceStub(self._channel)

@@ -34,9 +34,11 @@ class Worker:
     """A Cairn worker process serving runtimes written in Python.
 
     ``servers`` is one URL or several (a list, or comma-separated): the worker uses them one
-    at a time and moves on when one is unreachable. The token comes from ``token``,
-    ``token_file`` or ``CAIRN_TOKEN``; ``ca_cert`` (PEM bytes or a path) is trusted for
-    ``https://`` servers, besides the system roots.
+    at a time and moves on when one is unreachable (default: ``CAIRN_SERVER``). The token
+    comes from ``token``, ``token_file`` or ``CAIRN_TOKEN``; ``https://`` servers are reached
+    over TLS trusting ``ca_cert`` (PEM bytes or a path; default ``CAIRN_CA_CERT``) or else the
+    system roots, checking the certificate against ``tls_domain`` (``CAIRN_TLS_DOMAIN``) when
+    it is not the URL's host.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Worker:
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
         ca_cert: bytes | str | os.PathLike[str] | None = None,
+        tls_domain: str | None = None,
         worker_id: str | None = None,
         queue: str = "default",
         concurrency: int = 4,
@@ -60,11 +63,14 @@ class Worker:
             token = Path(token_file).read_text().strip()
         if token is None:
             token = os.environ.get("CAIRN_TOKEN") or None
+        if ca_cert is None and os.environ.get("CAIRN_CA_CERT"):
+            ca_cert = os.environ["CAIRN_CA_CERT"]
         if isinstance(ca_cert, (str, os.PathLike)):
             ca_cert = Path(ca_cert).read_bytes()
+        tls_domain = tls_domain or os.environ.get("CAIRN_TLS_DOMAIN") or None
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.servers = Servers(urls, token=token, ca_cert=ca_cert)
+        self.servers = Servers(urls, token=token, ca_cert=ca_cert, tls_domain=tls_domain)
         self.worker_id = worker_id or f"py-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.queue = queue
         self.concurrency = concurrency
