@@ -112,6 +112,21 @@ fn the_sdk_unit_tests_pass() {
     );
 }
 
+#[test]
+fn the_sdk_type_checks_strictly() {
+    let output = Command::new(venv::python())
+        .args(["-m", "mypy", "src", "tests", "examples"])
+        .current_dir(venv::root().join("sdk/python"))
+        .output()
+        .expect("run mypy");
+    assert!(
+        output.status.success(),
+        "mypy --strict (sdk/python/pyproject.toml) found problems:\n{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_worker_registers_agno_and_its_schema_guards_agents() {
     let db = Db::sqlite().await;

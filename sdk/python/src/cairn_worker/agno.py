@@ -20,7 +20,16 @@ import uuid
 from typing import Any, Callable
 
 from agno.agent import Agent
-from agno.run.agent import RunEvent
+from agno.run.agent import (
+    ModelRequestCompletedEvent,
+    RunCancelledEvent,
+    RunCompletedEvent,
+    RunContentEvent,
+    RunErrorEvent,
+    ToolCallCompletedEvent,
+    ToolCallStartedEvent,
+)
+from agno.models.response import ToolExecution
 
 from .errors import NonRetryableError, RetryableError
 from .io import TurnIO
@@ -112,7 +121,7 @@ class _Stream:
     def __init__(self, turn: Turn, io: TurnIO, messages: list[dict[str, Any]]) -> None:
         self.turn, self.io, self.messages = turn, io, messages
         self.text: list[str] = []
-        self.calls: list[Any] = []
+        self.calls: list[ToolExecution] = []
         self.results: dict[str, str] = {}
 
     def checkpoint(self, done: bool) -> None:
@@ -128,40 +137,41 @@ class _Stream:
             session_id=self.turn.execution_id or None,
         )
         async for event in events:
-            kind = getattr(event, "event", "")
-            if kind == RunEvent.run_content.value:
+            if isinstance(event, RunContentEvent):
                 if isinstance(event.content, str) and event.content:
                     self.text.append(event.content)
                     self.io.emit(event.content)
-            elif kind == RunEvent.tool_call_started.value and event.tool is not None:
+            elif isinstance(event, ToolCallStartedEvent) and event.tool is not None:
                 tool = event.tool
                 self.calls.append(tool)
-                self.io.emit_tool_use(tool.tool_name or "", tool.tool_args or {}, id=tool.tool_call_id)
-            elif kind == RunEvent.tool_call_completed.value and event.tool is not None:
-                self.tool_completed(event)
-            elif kind == RunEvent.model_request_completed.value:
+                self.io.emit_tool_use(
+                    tool.tool_name or "", tool.tool_args or {}, id=tool.tool_call_id
+                )
+            elif isinstance(event, ToolCallCompletedEvent) and event.tool is not None:
+                self.tool_completed(event.tool, event.content)
+            elif isinstance(event, ModelRequestCompletedEvent):
                 self.io.usage(
                     input_tokens=event.input_tokens or 0, output_tokens=event.output_tokens or 0
                 )
-            elif kind == RunEvent.run_error.value:
+            elif isinstance(event, RunErrorEvent):
                 message = str(event.content or "the Agno run failed")
-                error_type = str(getattr(event, "error_type", "") or "")
+                error_type = str(event.error_type or "")
+                details = {"error_type": error_type}
                 if "auth" in error_type.lower() or "validation" in error_type.lower():
-                    raise NonRetryableError(message, code="agno_error", details={"error_type": error_type})
-                raise RetryableError(message, code="agno_error", details={"error_type": error_type})
-            elif kind == RunEvent.run_cancelled.value:
-                raise asyncio.CancelledError(str(getattr(event, "reason", "") or "cancelled"))
-            elif kind == RunEvent.run_completed.value:
+                    raise NonRetryableError(message, code="agno_error", details=details)
+                raise RetryableError(message, code="agno_error", details=details)
+            elif isinstance(event, RunCancelledEvent):
+                raise asyncio.CancelledError(str(event.reason or "cancelled"))
+            elif isinstance(event, RunCompletedEvent):
                 answer = event.content if isinstance(event.content, str) else "".join(self.text)
         self.messages.append({"role": "assistant", "content": "".join(self.text) or answer})
         self.checkpoint(done=True)
         return {"text": answer or "".join(self.text)}
 
-    def tool_completed(self, event: Any) -> None:
-        tool = event.tool
+    def tool_completed(self, tool: ToolExecution, summary: Any) -> None:
         # The event's own `content` is Agno's summary ("f(x) completed in 0.1s"); the tool's
         # return value, as the model gets it, is `tool.result`.
-        result = tool.result if tool.result is not None else event.content
+        result = tool.result if tool.result is not None else summary
         content = result if isinstance(result, str) else json.dumps(result, default=str)
         self.io.emit_tool_result(
             tool.tool_call_id or "", content, name=tool.tool_name, is_error=bool(tool.tool_call_error)

@@ -20,6 +20,7 @@ from ._proto import cairn_pb2 as pb
 from .connection import Answer, Backoff, Servers, classify, describe
 from .errors import RuntimeFailure
 from .io import Batch, Outbox, TurnIO
+from .runner import RuntimeThread
 from .runtime import Runtime
 from .turn import Turn, turn_from_task, wrap_checkpoint
 
@@ -85,7 +86,7 @@ class Attempt:
             task_id=task.task_id, attempt=task.attempt, lease_token=task.lease_token
         )
         self.turn: Turn = turn_from_task(task)
-        self.outbox = Outbox()
+        self.outbox = Outbox(asyncio.get_running_loop())
         conversation = self.turn.conversation
         self.io = TurnIO(
             self.outbox, wrap=lambda state: json.dumps(wrap_checkpoint(state, conversation))
@@ -95,12 +96,15 @@ class Attempt:
         #: Set by the worker when it drains and this attempt's drain time is up.
         self.release_requested = asyncio.Event()
         self.name = f"{task.execution_id}/{task.activity_id}#{task.attempt}"
+        #: Cancellation of the execution was requested (a progress reply said so).
+        self.cancel_requested = False
 
     # The attempt's life ------------------------------------------------------------------
 
     async def run(self) -> None:
         log.info("attempt %s started (runtime %s)", self.name, self.runtime.name)
-        work = asyncio.create_task(self.runtime.run(self.turn, self.io))
+        self.thread = RuntimeThread(self.runtime.run(self.turn, self.io), self.name)
+        work = self.thread.outcome
         try:
             outcome = await self._supervise(work)
             await self._finish(work, outcome)
@@ -110,10 +114,9 @@ class Attempt:
             log.error("attempt %s: the server refused its report for good: %s", self.name, e)
         finally:
             if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
+                self.thread.cancel()
 
-    async def _supervise(self, work: asyncio.Task[Any]) -> str:
+    async def _supervise(self, work: asyncio.Future[Any]) -> str:
         """Sends output and heartbeats until the runtime ends (``done``), the worker asks for
         the attempt back (``release``), or a cancelled runtime outlives its grace
         (``abandoned``)."""
@@ -153,28 +156,29 @@ class Attempt:
                 ):
                     cancel = await self._send_progress()
                     last_sent, pending_since = time.monotonic(), None
-                    if cancel and not self.io.cancelled.is_set():
+                    if cancel and abandon_at is None:
+                        self.cancel_requested = True
                         log.info("attempt %s: cancellation requested", self.name)
-                        self.io.cancelled.set()
+                        self.thread.call(self.io.cancelled.set)
                         abandon_at = time.monotonic() + self.cancel_grace
             return "done"
         finally:
             release.cancel()
 
-    async def _finish(self, work: asyncio.Task[Any], outcome: str) -> None:
+    async def _finish(self, work: asyncio.Future[Any], outcome: str) -> None:
         if outcome == "release":
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
+            self.thread.cancel()
+            await asyncio.wait({work}, timeout=self.cancel_grace)
             await self._flush()
             await self._call("ReleaseTask", pb.ReleaseTaskRequest(lease=self.lease))
             log.info("attempt %s released (the worker drains)", self.name)
             return
         if outcome == "abandoned":
-            work.cancel()
+            self.thread.cancel()
             await self._report_cancelled(abandoned=True)
             return
         error = work.exception() if not work.cancelled() else asyncio.CancelledError()
-        if self.io.cancelled.is_set() and error is not None:
+        if self.cancel_requested and error is not None:
             await self._report_cancelled(abandoned=False)
             return
         if error is not None:

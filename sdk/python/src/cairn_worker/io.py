@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,9 +45,14 @@ class Usage:
 
 
 class Outbox:
-    """Chunks and checkpoints in the order the runtime produced them, cut into batches."""
+    """Chunks and checkpoints in the order the runtime produced them, cut into batches.
 
-    def __init__(self) -> None:
+    The runtime fills it from its own thread (see ``runner.py``) while the SDK's loop drains
+    it, so every change holds a lock, and the SDK's loop is woken thread-safely."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._lock = threading.Lock()
+        self._loop = loop
         self.chunks: list[Chunk] = []
         #: (how many of ``chunks`` it covers, the checkpoint as JSON), oldest first.
         self.checkpoints: list[tuple[int, str]] = []
@@ -55,13 +61,24 @@ class Outbox:
         #: Wakes the sender when there is something to send.
         self.ready = asyncio.Event()
 
+    def _wake(self) -> None:
+        if self._loop is None:
+            self.ready.set()
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self.ready.set)
+            except RuntimeError:
+                pass  # the SDK's loop is gone: the attempt is over
+
     def push(self, chunk: Chunk) -> None:
-        self.chunks.append(chunk)
-        self.ready.set()
+        with self._lock:
+            self.chunks.append(chunk)
+        self._wake()
 
     def checkpoint(self, state_json: str) -> None:
-        self.checkpoints.append((len(self.chunks), state_json))
-        self.ready.set()
+        with self._lock:
+            self.checkpoints.append((len(self.chunks), state_json))
+        self._wake()
 
     def pending(self) -> bool:
         return bool(self.chunks or self.checkpoints)
@@ -73,27 +90,31 @@ class Outbox:
         """The next batch: at most ``MAX_BATCH_CHUNKS`` chunks and ``limit_bytes`` (a single
         larger chunk goes alone), with the newest checkpoint that covers no chunk beyond them.
         Call :meth:`sent_batch` with it once the server stored it."""
-        size, n = 0, 0
-        for chunk in self.chunks[:MAX_BATCH_CHUNKS]:
-            if n > 0 and size + chunk.size > limit_bytes:
-                break
-            size += chunk.size
-            n += 1
-        # Checkpoints are queued in order, so those a batch covers are a prefix.
-        covered = 0
-        while covered < len(self.checkpoints) and self.checkpoints[covered][0] <= n:
-            covered += 1
-        checkpoint = self.checkpoints[covered - 1][1] if covered else ""
-        return Batch(self.chunks[:n], checkpoint, self.sent, covered)
+        with self._lock:
+            size, n = 0, 0
+            for chunk in self.chunks[:MAX_BATCH_CHUNKS]:
+                if n > 0 and size + chunk.size > limit_bytes:
+                    break
+                size += chunk.size
+                n += 1
+            # Checkpoints are queued in order, so those a batch covers are a prefix.
+            covered = 0
+            while covered < len(self.checkpoints) and self.checkpoints[covered][0] <= n:
+                covered += 1
+            checkpoint = self.checkpoints[covered - 1][1] if covered else ""
+            return Batch(self.chunks[:n], checkpoint, self.sent, covered)
 
     def sent_batch(self, batch: Batch) -> None:
         """Drops a stored batch and the checkpoints it covered (output queued meanwhile stays)."""
         n = len(batch.chunks)
-        del self.chunks[:n]
-        self.sent += n
-        self.checkpoints = [(c - n, s) for c, s in self.checkpoints[batch.checkpoints_covered :]]
-        if not self.pending():
-            self.ready.clear()
+        with self._lock:
+            del self.chunks[:n]
+            self.sent += n
+            self.checkpoints = [
+                (c - n, s) for c, s in self.checkpoints[batch.checkpoints_covered :]
+            ]
+            if not self.pending():
+                self.ready.clear()
 
 
 @dataclass
@@ -128,6 +149,8 @@ class TurnIO:
         self._has_state = False
         #: Set when cancellation of the execution was requested: stop soon (the SDK waits a
         #: grace period, then cancels the ``run`` coroutine). ``await io.cancelled.wait()``.
+        #: ``run`` has an event loop (and a thread) of its own, so code that blocks does not
+        #: stop the SDK's heartbeats.
         self.cancelled = asyncio.Event()
 
     # Output -----------------------------------------------------------------------------
