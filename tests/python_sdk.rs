@@ -85,6 +85,18 @@ async fn wait_for_text(c: &mut TestClient, id: &str, needle: &str) {
         .unwrap_or_else(|_| panic!("no `{needle}` in the output of {id}"));
 }
 
+/// The `/metrics` text of a server started with `--metrics-listen`.
+async fn metrics_of(server: &Server) -> String {
+    let url = server
+        .log()
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn metrics on "))
+        .expect("the server logs its metrics address")
+        .trim()
+        .to_string();
+    reqwest::get(&url).await.unwrap().text().await.unwrap()
+}
+
 /// Requests whose messages hold a tool result: model calls made after the tool ran.
 fn with_tool_result(requests: &[fake_openai::RecordedRequest]) -> usize {
     requests
@@ -201,7 +213,12 @@ async fn a_real_agno_agent_streams_its_answer_and_tool_call_and_joins_a_mixed_te
         fake_anthropic::FakeAnthropic::start([fake_anthropic::Reply::text("code written")]).await;
     let sandbox = fake_anthropic::CliSandbox::new();
     let cli = fake_anthropic::claude_cli().display().to_string();
-    let server = Server::start_with_env(&db, "dev", &["--claude-cli", &cli], &sandbox.env(&api));
+    let server = Server::start_with_env(
+        &db,
+        "dev",
+        &["--claude-cli", &cli, "--metrics-listen", "127.0.0.1:0"],
+        &sandbox.env(&api),
+    );
     let _py = PyWorker::start(
         "py-1",
         &server.url,
@@ -266,6 +283,18 @@ async fn a_real_agno_agent_streams_its_answer_and_tool_call_and_joins_a_mixed_te
     );
     let result: Value = serde_json::from_str(&execution.result_json).unwrap();
     assert_eq!(result["text"], "It is sunny in Oslo.");
+    // The server's metrics count the external runtime as any other.
+    let metrics = metrics_of(&server).await;
+    for line in [
+        "cairn_executions_completed_total{runtime=\"agno\"} 1",
+        "cairn_input_tokens_total{model=\"gpt-test\",runtime=\"agno\"} 30",
+        "cairn_output_tokens_total{model=\"gpt-test\",runtime=\"agno\"} 7",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
 
     // A mixed team: echo, then the Agno agent, then Claude Code.
     c.create_agent("scout", "echo", json!({ "chunks": ["scouted "] }))
