@@ -221,6 +221,30 @@ pub struct Release {
     pub checkpoint: Option<serde_json::Value>,
 }
 
+/// A runtime a worker serves that is not built into Cairn (an *external* runtime, e.g. one
+/// written with the Python SDK). The worker registers it before it polls for its tasks; the
+/// server records it, so agents of that runtime can be created and checked against its schema
+/// even while no worker of it is connected. Everything after registration (poll, progress,
+/// report, release) is the same contract as for built-in runtimes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSpec {
+    /// Its name, as agents name it in `runtime`. Never one of the built-in runtimes' names.
+    pub name: String,
+    /// One sentence for people (`cairn agent runtimes`).
+    pub description: String,
+    /// The JSON Schema an agent's `runtime_config` must satisfy (`{}` accepts anything).
+    pub config_schema: serde_json::Value,
+}
+
+/// What a worker with external runtimes says once per connection, before it polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// The worker's identity, as its polls give it.
+    pub worker_id: String,
+    /// The external runtimes it serves.
+    pub runtimes: Vec<RuntimeSpec>,
+}
+
 /// Why a worker's call failed, in the three ways a worker acts on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WorkerApiError {

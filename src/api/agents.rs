@@ -145,7 +145,13 @@ impl AgentService for Agents {
             .store()
             .list_workers(engine.now() - crate::engine::CONNECTED_WITHIN_MS)
             .await?;
-        let runtimes = self
+        let offering = |name: &str| {
+            workers
+                .iter()
+                .filter(|w| w.runtimes.iter().any(|r| r == name))
+                .count() as u32
+        };
+        let mut runtimes: Vec<pb::RuntimeInfo> = self
             .state
             .runtimes
             .describe()
@@ -162,12 +168,46 @@ impl AgentService for Agents {
                         description: k.description.into(),
                     })
                     .collect(),
-                workers: workers
-                    .iter()
-                    .filter(|w| w.runtimes.iter().any(|r| r == d.name))
-                    .count() as u32,
+                workers: offering(d.name),
+                external: false,
+                config_schema_json: String::new(),
             })
             .collect();
+        for r in engine.external_runtimes().await? {
+            runtimes.push(pb::RuntimeInfo {
+                config_keys: schema_keys(&r.config_schema),
+                workers: offering(&r.name),
+                external: true,
+                config_schema_json: r.config_schema.to_string(),
+                name: r.name,
+                description: r.description,
+            });
+        }
+        runtimes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Response::new(pb::ListRuntimesResponse { runtimes }))
     }
+}
+
+/// The top-level properties of an external runtime's schema, as the configuration keys
+/// `cairn agent runtimes` shows (the schema itself is in `config_schema_json`).
+fn schema_keys(schema: &serde_json::Value) -> Vec<pb::ConfigKey> {
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .map(|(name, property)| pb::ConfigKey {
+            name: name.clone(),
+            r#type: match property.get("type") {
+                Some(serde_json::Value::String(t)) => t.clone(),
+                Some(other) => other.to_string(),
+                None => "any".into(),
+            },
+            description: property
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect()
 }

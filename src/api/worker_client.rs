@@ -12,8 +12,8 @@ use super::pb;
 use super::pb::worker_service_client::WorkerServiceClient;
 use super::workers::task_id;
 use crate::contract::{
-    ActivityOutcome, Assignment, ChunkIn, Lease, PollRequest, Progress, ProgressReply, Release,
-    Report, WorkerApiError,
+    ActivityOutcome, Assignment, ChunkIn, Lease, PollRequest, Progress, ProgressReply,
+    Registration, Release, Report, WorkerApiError,
 };
 use crate::domain::Turn;
 
@@ -155,6 +155,29 @@ impl WorkerClient {
         self.inner
             .clone()
             .release_task(request)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Registers the external runtimes this worker serves (once per connection, before it
+    /// polls for them). A built-in name or an invalid schema is refused for good.
+    pub async fn register(&self, registration: &Registration) -> Result<(), WorkerApiError> {
+        let request = timed(pb::RegisterRuntimesRequest {
+            worker_id: registration.worker_id.clone(),
+            runtimes: registration
+                .runtimes
+                .iter()
+                .map(|r| pb::RuntimeSpec {
+                    name: r.name.clone(),
+                    description: r.description.clone(),
+                    config_schema_json: r.config_schema.to_string(),
+                })
+                .collect(),
+        });
+        self.inner
+            .clone()
+            .register_runtimes(request)
             .await
             .map_err(classify)?;
         Ok(())

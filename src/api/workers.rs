@@ -239,6 +239,19 @@ impl WorkerService for Workers {
         }))
     }
 
+    async fn register_runtimes(
+        &self,
+        request: Request<pb::RegisterRuntimesRequest>,
+    ) -> Result<Response<pb::RegisterRuntimesResponse>, Status> {
+        let registration = validate::registration(request.into_inner())?;
+        let state = &self.state;
+        state
+            .engine
+            .register_runtimes(&state.runtimes, &registration)
+            .await?;
+        Ok(Response::new(pb::RegisterRuntimesResponse {}))
+    }
+
     async fn cancel_task(
         &self,
         request: Request<pb::CancelTaskRequest>,

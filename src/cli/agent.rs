@@ -62,7 +62,8 @@ pub(super) enum AgentCommand {
         #[arg(long)]
         expected_version: Option<u64>,
     },
-    /// List the runtimes this deployment has, with the configuration keys each accepts.
+    /// List the runtimes this deployment has (built in, and external ones that workers
+    /// registered), with the configuration keys each accepts and how many workers offer each.
     Runtimes,
 }
 
@@ -233,10 +234,15 @@ pub(super) async fn run(
                 out.print_json(&runtimes);
             } else {
                 for r in &runtimes {
+                    let served = if r.external {
+                        format!("{} worker(s), external", r.workers)
+                    } else {
+                        format!("{} worker(s)", r.workers)
+                    };
                     println!(
                         "{}  {}  {}",
                         out.paint("1", &r.name),
-                        out.paint("2", &format!("{} worker(s)", r.workers)),
+                        out.paint("2", &served),
                         r.description
                     );
                     for k in &r.config_keys {

@@ -1,6 +1,7 @@
 //! The catalog: the agents and teams executions start from. Creating, reading, listing, updating
 //! and archiving them goes through here, so the rules that hold for every caller live in one
-//! place: an agent suits its runtime, an active name is unique (the store's index says so), a
+//! place: an agent suits its runtime (built in, or external and checked against its registered
+//! schema), an active name is unique (the store's index says so), a
 //! team's members are active agents, and every update is made from the version it read.
 //!
 //! Optimistic versions: an agent or team carries the version it was read at. An update is
@@ -113,23 +114,6 @@ fn team_not_found(namespace: &str, key: &AgentKey) -> EngineError {
     })
 }
 
-/// Checks an agent against its runtime; the error lists the runtimes when the name is unknown.
-fn check_runtime(runtimes: &RuntimeRegistry, agent: &Agent) -> Result<(), EngineError> {
-    let runtime = runtimes.get(&agent.runtime).ok_or_else(|| {
-        EngineError::InvalidArgument(format!(
-            "unknown runtime `{}`; supported runtimes: {}",
-            agent.runtime,
-            runtimes.names().join(", ")
-        ))
-    })?;
-    runtime.validate(&agent.spec()).map_err(|e| {
-        EngineError::InvalidArgument(format!(
-            "configuration does not suit runtime `{}`: {e}",
-            agent.runtime
-        ))
-    })
-}
-
 impl Engine {
     /// Creates an agent (version 1) after checking it against its runtime; `AlreadyExists` when
     /// an active agent of the namespace has its name.
@@ -151,7 +135,7 @@ impl Engine {
             updated_at: now,
             version: 1,
         };
-        check_runtime(runtimes, &agent)?;
+        self.check_runtime(runtimes, &agent).await?;
         self.store.insert_agent(&agent).await?;
         Ok(agent)
     }
@@ -204,11 +188,29 @@ impl Engine {
         if let Some(configuration) = change.configuration {
             agent.configuration = configuration;
         }
-        check_runtime(runtimes, &agent)?;
+        self.check_runtime(runtimes, &agent).await?;
         agent.updated_at = self.now();
         self.store.update_agent(&agent).await?;
         agent.version += 1;
         Ok(agent)
+    }
+
+    /// Checks an agent against its runtime: a built-in one's own checks, or an external one's
+    /// registered schema; an unknown runtime is an error that lists the runtimes there are.
+    async fn check_runtime(
+        &self,
+        runtimes: &RuntimeRegistry,
+        agent: &Agent,
+    ) -> Result<(), EngineError> {
+        let Some(runtime) = runtimes.get(&agent.runtime) else {
+            return self.check_external(runtimes, agent).await;
+        };
+        runtime.validate(&agent.spec()).map_err(|e| {
+            EngineError::InvalidArgument(format!(
+                "configuration does not suit runtime `{}`: {e}",
+                agent.runtime
+            ))
+        })
     }
 
     /// Archives an agent: it cannot be started any more and its name is free again. Archiving

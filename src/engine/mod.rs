@@ -19,6 +19,7 @@ mod observe;
 mod quarantine;
 mod replay;
 mod retry;
+mod runtimes;
 mod stats;
 mod sweeper;
 mod team;

@@ -4,7 +4,7 @@
 //! One trait per concern, each in its own file with its records, its SQL in the file of the same
 //! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
 //! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
-//! [`Workers`], [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
+//! [`Workers`], [`Runtimes`] (external runtimes), [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
 //! output for followers) and [`Stats`] (grouped counts for `GetStats`). [`Store`] is all of them at once.
 //!
 //! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
@@ -21,6 +21,7 @@ mod catalog;
 mod executions;
 mod metrics;
 mod output_page;
+mod runtimes;
 mod stats;
 mod tasks;
 mod timers;
@@ -35,6 +36,7 @@ pub use executions::{
 };
 pub use metrics::{Gauges, TasksWaiting};
 pub use output_page::{OutputPage, OutputReads};
+pub use runtimes::{RuntimeRecord, RuntimeUpsert, Runtimes};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
     ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
@@ -61,6 +63,7 @@ pub const TABLES: &[&str] = &[
     "workers",
     "teams",
     "team_members",
+    "runtimes",
 ];
 
 /// What went wrong in storage.
@@ -126,6 +129,7 @@ pub trait Store:
     + TaskQueue
     + Timers
     + Workers
+    + Runtimes
     + Admin
     + OutputReads
     + Gauges
@@ -142,6 +146,7 @@ impl<T> Store for T where
         + TaskQueue
         + Timers
         + Workers
+        + Runtimes
         + Admin
         + OutputReads
         + Gauges

@@ -34,6 +34,7 @@ pub enum Call {
     Fail(pb::FailTaskRequest),
     CancelTask(pb::CancelTaskRequest),
     Release(pb::ReleaseTaskRequest),
+    Register(pb::RegisterRuntimesRequest),
 }
 
 /// Sends `call`; the reply's content does not matter here, only whether it was refused.
@@ -71,5 +72,6 @@ pub async fn send(c: &mut TestClient, call: Call) -> Result<(), Status> {
         Call::Fail(r) => w.fail_task(r).await.map(drop),
         Call::CancelTask(r) => w.cancel_task(r).await.map(drop),
         Call::Release(r) => w.release_task(r).await.map(drop),
+        Call::Register(r) => w.register_runtimes(r).await.map(drop),
     }
 }

@@ -76,6 +76,7 @@ pub fn worker_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
     for (what, request, hint) in polls {
         add(&format!("poll: {what}"), Call::Poll(request), hint);
     }
+    registrations(add);
 
     let lease = || Some(f.lease.clone());
     let text = |s: &str| pb::ChunkIn {
@@ -456,4 +457,66 @@ pub fn worker_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
         }),
         "failure is required",
     );
+}
+
+/// Registrations of external runtimes: each field over its limit, and schemas that are not
+/// JSON, not a schema, or not a valid one.
+fn registrations(add: &mut impl FnMut(&str, Call, &str)) {
+    let spec = |name: &str, description: String, schema: &str| pb::RuntimeSpec {
+        name: name.into(),
+        description,
+        config_schema_json: schema.into(),
+    };
+    let register = |runtimes: Vec<pb::RuntimeSpec>| {
+        Call::Register(pb::RegisterRuntimesRequest {
+            worker_id: "hostile".into(),
+            runtimes,
+        })
+    };
+    let ok = |name: &str| spec(name, "fine".into(), "{}");
+    let cases: Vec<(&str, Call, &str)> = vec![
+        ("no runtimes", register(vec![]), "runtimes is required"),
+        (
+            "name with NUL",
+            register(vec![spec(NUL, "d".into(), "{}")]),
+            "a runtime name contains a NUL",
+        ),
+        (
+            "description oversized",
+            register(vec![spec("agno", big(4097), "{}")]),
+            "is 4097 bytes; the limit is 4096 bytes",
+        ),
+        (
+            "schema oversized",
+            register(vec![spec(
+                "agno",
+                "d".into(),
+                &format!("{{\"description\": \"{}\"}}", big(70_000)),
+            )]),
+            "the limit is 65536 bytes",
+        ),
+        (
+            "schema not JSON",
+            register(vec![spec("agno", "d".into(), "{not json")]),
+            "config_schema_json",
+        ),
+        (
+            "schema not an object",
+            register(vec![spec("agno", "d".into(), "[1, 2]")]),
+            "must be a JSON Schema: an object",
+        ),
+        (
+            "schema not a valid JSON Schema",
+            register(vec![spec("agno", "d".into(), r#"{"type": 12}"#)]),
+            "is not a valid JSON Schema",
+        ),
+        (
+            "one runtime twice",
+            register(vec![ok("agno"), ok("agno")]),
+            "registered twice",
+        ),
+    ];
+    for (what, call, hint) in cases {
+        add(&format!("register: {what}"), call, hint);
+    }
 }

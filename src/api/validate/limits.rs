@@ -44,6 +44,12 @@ pub const MAX_WORKER_ID_BYTES: usize = 256;
 /// The most runtimes one poll may name.
 pub const MAX_POLL_RUNTIMES: usize = 64;
 
+/// The most bytes of an external runtime's description (`RegisterRuntimes`).
+pub const MAX_RUNTIME_DESCRIPTION_BYTES: usize = 4 * 1024;
+
+/// The most bytes of an external runtime's configuration schema (`RegisterRuntimes`).
+pub const MAX_CONFIG_SCHEMA_BYTES: usize = 64 * 1024;
+
 /// The longest activity id or lease token a lease may carry, in bytes.
 pub const MAX_LEASE_PART_BYTES: usize = 128;
 

@@ -6,10 +6,12 @@ use tonic::Status;
 use super::super::error::invalid;
 use super::super::pb;
 use super::limits::{
-    MAX_CHUNK_KIND_BYTES, MAX_CODE_BYTES, MAX_FAILURE_MESSAGE_BYTES, MAX_POLL_RUNTIMES,
-    MAX_REPORT_JSON_BYTES, MAX_RUNTIME_BYTES, MAX_WORKER_ID_BYTES,
+    MAX_CHUNK_KIND_BYTES, MAX_CODE_BYTES, MAX_CONFIG_SCHEMA_BYTES, MAX_FAILURE_MESSAGE_BYTES,
+    MAX_POLL_RUNTIMES, MAX_REPORT_JSON_BYTES, MAX_RUNTIME_BYTES, MAX_RUNTIME_DESCRIPTION_BYTES,
+    MAX_WORKER_ID_BYTES,
 };
 use super::text::{json, plain, quote, text};
+use crate::contract::{Registration, RuntimeSpec};
 use crate::domain::Failure;
 
 /// A poll's worker id and runtimes.
@@ -36,6 +38,50 @@ pub(crate) fn poller(worker_id: &str, runtimes: &[String]) -> Result<(), Status>
         plain("a runtime name", runtime, MAX_RUNTIME_BYTES)?;
     }
     Ok(())
+}
+
+/// A registration of external runtimes: the worker id and runtime names as a poll's, each
+/// description and schema within its limit, the schema a JSON object (or empty, for `{}`).
+/// Whether the schema is a valid JSON Schema is the engine's check.
+pub(crate) fn registration(r: pb::RegisterRuntimesRequest) -> Result<Registration, Status> {
+    let names: Vec<String> = r.runtimes.iter().map(|s| s.name.clone()).collect();
+    poller(&r.worker_id, &names)?;
+    let runtimes = r
+        .runtimes
+        .into_iter()
+        .map(|spec| {
+            let field = |f: &str| format!("runtimes[{}].{f}", quote(&spec.name));
+            text(
+                &field("description"),
+                &spec.description,
+                MAX_RUNTIME_DESCRIPTION_BYTES,
+            )?;
+            let config_schema = if spec.config_schema_json.is_empty() {
+                serde_json::json!({})
+            } else {
+                json(
+                    &field("config_schema_json"),
+                    &spec.config_schema_json,
+                    MAX_CONFIG_SCHEMA_BYTES,
+                )?
+            };
+            if !config_schema.is_object() && !config_schema.is_boolean() {
+                return Err(invalid(format!(
+                    "{} must be a JSON Schema: an object (or true/false)",
+                    field("config_schema_json")
+                )));
+            }
+            Ok(RuntimeSpec {
+                name: spec.name,
+                description: spec.description,
+                config_schema,
+            })
+        })
+        .collect::<Result<_, Status>>()?;
+    Ok(Registration {
+        worker_id: r.worker_id,
+        runtimes,
+    })
 }
 
 /// A chunk a worker reports; `i` is its place in the report, for the message.

@@ -4,6 +4,7 @@
 //! rows, history, output, quarantine), `transition.rs` and `committed.rs` (what a group commit
 //! writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
+//! `runtimes.rs` (registrations of external runtimes),
 //! `admin.rs` (migrations, row counts, change feed), `metrics.rs` (gauges read at scrape time),
 //! `stats.rs` (grouped counts and percentiles for `GetStats`), with the shared columns and row decoders in
 //! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
@@ -28,6 +29,8 @@ mod tasks;
 mod timers;
 #[macro_use]
 mod workers;
+#[macro_use]
+mod runtimes;
 #[macro_use]
 mod admin;
 #[macro_use]
@@ -200,6 +203,7 @@ mod sqlite {
     );
     sql_timers!(SqliteStore);
     sql_workers!(SqliteStore);
+    sql_runtimes!(SqliteStore);
     sql_admin!(
         SqliteStore,
         migrations = "./migrations/sqlite",
@@ -241,6 +245,7 @@ mod postgres {
     );
     sql_timers!(PgStore);
     sql_workers!(PgStore);
+    sql_runtimes!(PgStore);
     sql_admin!(
         PgStore,
         migrations = "./migrations/postgres",
