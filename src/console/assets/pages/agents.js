@@ -76,7 +76,8 @@ function form({ main, navigate }, runtimes, agent) {
         h('span', { class: 'runtime-name' }, r.name),
         h('span', { class: `workers ${Number(r.workers) > 0 ? 'has-workers' : 'no-workers'}` },
           `${Number(r.workers || 0)} worker${Number(r.workers) === 1 ? '' : 's'}`),
-        h('span', { class: 'runtime-desc' }, r.description)))));
+        h('span', { class: 'runtime-desc' }, r.description,
+          r.external ? h('span', { class: 'tag', title: 'Served by workers outside the server (registered by a worker)' }, 'external') : null)))));
 
   function drawKeys() {
     inputs.clear();
