@@ -285,6 +285,7 @@ async fn check(store: &Arc<dyn Store>, case: &Case) -> Result<(), TestCaseError>
         timers: vec![],
         now: T0,
         children: vec![],
+        objects: Vec::new(),
     };
     let outcome = store
         .commit(&[create])

@@ -123,7 +123,7 @@ impl Engine {
             claim.now = self.clock.now_ms();
             let tasks = self.store.claim_tasks(&claim).await?;
             if !tasks.is_empty() {
-                let assignments = self.assignments(tasks).await;
+                let assignments = self.assignments(tasks).await?;
                 if assignments.is_empty() {
                     continue;
                 }
@@ -133,7 +133,9 @@ impl Engine {
             loop {
                 match step {
                     PollStep::Claim => break,
-                    PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                    PollStep::Handed(assignment) => {
+                        return Ok(vec![self.resolved(*assignment).await?]);
+                    }
                     // A start is committing a task leased to this poll: never cut it off, so
                     // the hand-over (or its undoing) always finds the poll.
                     PollStep::Reserved => waiter.woken().await,
@@ -145,7 +147,9 @@ impl Engine {
                         };
                         if timed_out {
                             match waiter.after_wake() {
-                                PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                                PollStep::Handed(assignment) => {
+                                    return Ok(vec![self.resolved(*assignment).await?]);
+                                }
                                 PollStep::Reserved => {
                                     step = PollStep::Reserved;
                                     continue;
@@ -162,7 +166,7 @@ impl Engine {
 
     /// The assignments of claimed tasks; a task whose turn cannot be read would fail this poll,
     /// and every later one, so its execution is quarantined and the others go out.
-    async fn assignments(&self, tasks: Vec<TaskRecord>) -> Vec<Assignment> {
+    async fn assignments(&self, tasks: Vec<TaskRecord>) -> Result<Vec<Assignment>, EngineError> {
         for task in &tasks {
             self.notifier.execution_changed(task.execution_id);
         }
@@ -171,14 +175,28 @@ impl Engine {
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());
             match assignment(task) {
-                Ok(a) => assignments.push(a),
+                Ok(a) => assignments.push(self.resolved(a).await?),
                 Err(e) => {
                     let why = format!("task {activity} has an unreadable turn: {e}");
                     self.quarantine(id, &why).await;
                 }
             }
         }
-        assignments
+        Ok(assignments)
+    }
+
+    /// The assignment with its checkpoint read back whole, if it is a stored object (see
+    /// `objects`): workers and runtimes never see references.
+    async fn resolved(&self, mut assignment: Assignment) -> Result<Assignment, EngineError> {
+        assignment.checkpoint = self
+            .checkpoints
+            .resolve(
+                self.store.as_ref(),
+                assignment.lease.execution_id,
+                assignment.checkpoint.take(),
+            )
+            .await?;
+        Ok(assignment)
     }
 
     /// What becomes of a task a start leased to a poll that left before returning it: it is
@@ -192,6 +210,7 @@ impl Engine {
                 lease: assignment.lease,
                 chunks: Vec::new(),
                 checkpoint: None,
+                objects: Vec::new(),
                 now,
             };
             // Dropped outside a runtime only at process exit, when the lease may expire instead.
@@ -262,11 +281,13 @@ impl Engine {
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
+        let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ProgressRecord {
             lease: lease.clone(),
             first_chunk,
             chunks: tag(lease, chunks),
-            checkpoint,
+            checkpoint: encoded.value.clone(),
+            objects: encoded.objects.clone(),
             now: self.clock.now_ms(),
         };
         let outcome = match self.store.record_progress(&record).await {
@@ -276,6 +297,7 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
+        self.checkpoints.committed(lease.execution_id, &encoded);
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
             if let Some(parent) = outcome.parent_id {
@@ -298,15 +320,18 @@ impl Engine {
             checkpoint,
         } = release;
         let lease = &lease;
+        let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ReleaseRecord {
             lease: lease.clone(),
             chunks: tag(lease, chunks.clone()),
-            checkpoint,
+            checkpoint: encoded.value.clone(),
+            objects: encoded.objects.clone(),
             now: self.clock.now_ms(),
         };
         match self.store.release_task(&record).await? {
             None => Err(stale(lease)),
             Some(ReleaseOutcome::Released) => {
+                self.checkpoints.committed(lease.execution_id, &encoded);
                 tracing::info!(execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, "attempt released");
                 self.notifier.task_ready(Wake::Any);
                 self.notifier.execution_changed(lease.execution_id);
@@ -367,6 +392,15 @@ impl Engine {
         // them, and it waits for each reply, so the count cannot move meanwhile.
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
+        // The outcome's checkpoint is encoded once, whatever the apply loop recomputes.
+        let encoded = self.checkpoints.encode(
+            lease.execution_id,
+            match &outcome {
+                ActivityOutcome::Completed { checkpoint, .. }
+                | ActivityOutcome::Failed { checkpoint, .. } => checkpoint.clone(),
+                ActivityOutcome::Canceled { .. } => None,
+            },
+        );
         // Only a completed turn schedules another; the worker serves this task's runtime and
         // queue, which are those of every task of the execution.
         let eager = match (&outcome, &task.lease_owner) {
@@ -399,24 +433,20 @@ impl Engine {
                     started_at: task.leased_at.unwrap_or(now),
                 };
                 let (ended, checkpoint) = match &outcome {
-                    ActivityOutcome::Completed {
-                        output,
-                        usage,
-                        checkpoint,
-                    } => (
+                    ActivityOutcome::Completed { output, usage, .. } => (
                         HistoryEvent::ActivityCompleted {
                             activity_id: lease.activity_id.clone(),
                             attempt: lease.attempt,
                             output: output.clone(),
                             usage: *usage,
-                            checkpoint: checkpoint.clone(),
+                            checkpoint: encoded.value.clone(),
                         },
                         None,
                     ),
                     ActivityOutcome::Failed {
                         failure,
                         retry_after_ms,
-                        checkpoint,
+                        ..
                     } => (
                         HistoryEvent::ActivityFailed {
                             activity_id: lease.activity_id.clone(),
@@ -425,7 +455,7 @@ impl Engine {
                             retry_after_ms: *retry_after_ms,
                             at: now,
                         },
-                        checkpoint.clone(),
+                        encoded.value.clone(),
                     ),
                     ActivityOutcome::Canceled { abandoned } => (
                         HistoryEvent::ActivityCanceled {
@@ -447,11 +477,18 @@ impl Engine {
                     checkpoint,
                     consume_timer: None,
                     eager: eager.clone(),
+                    objects: encoded.objects.clone(),
                 }))
             })
             .await;
         match result {
-            Ok(Some(Applied::Committed(_, next))) => Ok(next.map(|next| *next)),
+            Ok(Some(Applied::Committed(_, next))) => {
+                self.checkpoints.committed(lease.execution_id, &encoded);
+                match next {
+                    Some(next) => Ok(Some(self.resolved(*next).await?)),
+                    None => Ok(None),
+                }
+            }
             Ok(_) => Ok(None),
             Err(ApplyError::Fenced) => Err(stale(lease)),
             Err(ApplyError::Conflict) => Err(EngineError::Internal(

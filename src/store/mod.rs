@@ -5,7 +5,8 @@
 //! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
 //! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
 //! [`Workers`], [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
-//! output for followers) and [`Stats`] (grouped counts for `GetStats`). [`Store`] is all of them at once.
+//! output for followers), [`Stats`] (grouped counts for `GetStats`) and [`Objects`] (stored
+//! checkpoints). [`Store`] is all of them at once.
 //!
 //! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
@@ -20,6 +21,7 @@ mod backend;
 mod catalog;
 mod executions;
 mod metrics;
+mod objects;
 mod output_page;
 mod stats;
 mod tasks;
@@ -34,6 +36,7 @@ pub use executions::{
     ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
 };
 pub use metrics::{Gauges, TasksWaiting};
+pub use objects::{NewObject, Objects, StoredObject};
 pub use output_page::{OutputPage, OutputReads};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
@@ -61,6 +64,7 @@ pub const TABLES: &[&str] = &[
     "workers",
     "teams",
     "team_members",
+    "objects",
 ];
 
 /// What went wrong in storage.
@@ -130,6 +134,7 @@ pub trait Store:
     + OutputReads
     + Gauges
     + Stats
+    + Objects
     + Send
     + Sync
     + 'static
@@ -146,6 +151,7 @@ impl<T> Store for T where
         + OutputReads
         + Gauges
         + Stats
+        + Objects
         + Send
         + Sync
         + 'static

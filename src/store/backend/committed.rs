@@ -109,6 +109,16 @@ macro_rules! sql_committed {
                 run_rows(tx, statements, INSERT_EVENTS.as_str(), events).await?;
             }
 
+            // The objects of every committed transition (and of the children it starts) in one
+            // statement: a refused transition's objects are not written.
+            let objects: Vec<crate::store::NewObject> = committed
+                .iter()
+                .flat_map(|it| it.t.objects.iter().cloned())
+                .collect();
+            if let Some(first) = committed.first() {
+                insert_objects(tx, statements, &objects, first.t.now).await?;
+            }
+
             write_committed_chunks(tx, statements, &committed).await?;
             write_committed_tasks(tx, statements, &committed).await?;
             write_committed_timers(tx, statements, &committed).await

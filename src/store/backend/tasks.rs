@@ -133,6 +133,8 @@ macro_rules! sql_tasks {
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
                     .fetch_one(&mut *tx)
                     .await?;
+                    // Only the commit path is counted (`Admin::statements_issued`).
+                    insert_objects(&mut tx, &AtomicU64::new(0), &p.objects, p.now).await?;
                     let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now).await?;
                     if !chunks.is_empty() {
                         let mut notes = Notes::default();
@@ -189,6 +191,7 @@ macro_rules! sql_tasks {
                     .bind(r.checkpoint.as_ref().map(Json))
                     .execute(&mut *tx)
                     .await?;
+                    insert_objects(&mut tx, &AtomicU64::new(0), &r.objects, r.now).await?;
                     let (_, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
