@@ -73,6 +73,7 @@ async fn chunks_so_far(c: &mut TestClient, id: &str) -> Vec<pb::OutputChunk> {
     let request = pb::StreamExecutionRequest {
         id: id.into(),
         after_seq: 0,
+        include_superseded: false,
     };
     let mut stream = c
         .executions

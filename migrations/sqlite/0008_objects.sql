@@ -12,9 +12,11 @@ CREATE TABLE objects (
     created_at INTEGER NOT NULL
 );
 
--- How many of the current lease's chunks its last checkpoint covers: chunks of an attempt past
--- that count are emitted again by the attempt that retries it.
-ALTER TABLE tasks ADD COLUMN checkpoint_chunks INTEGER NOT NULL DEFAULT 0;
--- A chunk an interrupted attempt emitted and its retry emitted again, once the retry passed it:
--- readers skip it unless they ask for every chunk.
+-- The output seq of the last chunk the task's checkpoint covers: the chunks after it, from an
+-- attempt that was interrupted (or handed back), are emitted again by the attempt that resumes
+-- from that checkpoint.
+ALTER TABLE tasks ADD COLUMN checkpoint_seq INTEGER NOT NULL DEFAULT 0;
+-- A chunk of an interrupted attempt after its last checkpoint, marked when the attempt that
+-- resumes from that checkpoint (and emits it again) is claimed: readers skip it unless they ask
+-- for every chunk.
 ALTER TABLE output_chunks ADD COLUMN superseded BOOLEAN NOT NULL DEFAULT FALSE;

@@ -67,6 +67,10 @@ pub(super) enum ExecCommand {
         /// Start after this output seq (0 replays everything).
         #[arg(long, default_value_t = 0)]
         after_seq: u64,
+        /// Print every chunk, also those an interrupted attempt emitted and its retry emitted
+        /// again (by default each is printed once, as the retry emitted it).
+        #[arg(long)]
+        raw: bool,
     },
     /// Cancel an execution.
     Cancel {
@@ -215,9 +219,10 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             client,
             id,
             after_seq,
+            raw,
         } => {
             let c = client.connect().await?;
-            let closed = watch(&client.servers()?, c, out, &id, after_seq, None).await?;
+            let closed = watch(&client.servers()?, c, out, &id, after_seq, raw, None).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",

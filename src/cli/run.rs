@@ -130,6 +130,7 @@ async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
             &out_copy,
             &watched,
             0,
+            false,
             follow_spinner.as_ref(),
         )
         .await

@@ -51,7 +51,9 @@ macro_rules! sql_committed {
                  WHERE k.execution_id = r.x_id AND k.activity_id = r.x_key"),
             sql("UPDATE tasks AS k SET status = 'backoff', lease_token = NULL, lease_owner = NULL, \
                  leased_at = NULL, lease_expires_at = NULL, attempt_deadline = NULL, schedule_deadline = NULL, \
-                 checkpoint = COALESCE(r.x_checkpoint, k.checkpoint) \
+                 checkpoint = COALESCE(r.x_checkpoint, k.checkpoint), \
+                 checkpoint_seq = CASE WHEN r.x_checkpoint IS NULL THEN k.checkpoint_seq \
+                   ELSE (SELECT e.output_seq FROM executions e WHERE e.id = k.execution_id) END \
                  FROM (SELECT {u:id} AS x_id, value->>'key' AS x_key, value->'checkpoint' AS x_checkpoint \
                        FROM {rows}) AS r \
                  WHERE k.execution_id = r.x_id AND k.activity_id = r.x_key"),
