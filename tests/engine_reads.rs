@@ -95,6 +95,7 @@ fn completed(attempt: &Assignment) -> Report {
         },
         // These tests count reads of the queue path; eager dispatch has its own tests.
         accept_next: false,
+        workspace: None,
     }
 }
 

@@ -170,6 +170,24 @@ async fn turns_on_alternating_workers_with_separate_config_dirs_continue_one_ses
         "restored on worker b"
     );
     assert!(session_files(&a.config_dir()).contains(&file));
+
+    // Each attempt names its worker and the directory it worked in there.
+    let scratch = std::env::temp_dir().join("cairn-claude-code").join(&id);
+    let get = std::process::Command::new(common::server::cairn_bin())
+        .args(["exec", "get", &id])
+        .env("CAIRN_SERVER", &url)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cairn exec get");
+    let shown = String::from_utf8_lossy(&get.stdout);
+    for (turn, name) in ["a", "b", "a"].into_iter().enumerate() {
+        let line = format!(
+            "attempt turn-{} #1  worker worker-{name}  in {}",
+            turn + 1,
+            scratch.display()
+        );
+        assert!(shown.contains(&line), "`{line}` in:\n{shown}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

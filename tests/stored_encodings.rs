@@ -190,6 +190,7 @@ fn run(id: Uuid, case: &Case) -> (Vec<HistoryEvent>, ExecutionState) {
                 attempt: activity.attempt,
                 worker: case.name.clone(),
                 started_at: T0,
+                workspace: Some(case.name.clone()),
             },
             &mut state,
         );

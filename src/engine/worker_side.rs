@@ -344,6 +344,7 @@ impl Engine {
                     chunks,
                     outcome: ActivityOutcome::Canceled { abandoned: false },
                     accept_next: false,
+                    workspace: None,
                 })
                 .await
                 .map(|_| ()),
@@ -361,6 +362,7 @@ impl Engine {
             chunks,
             outcome,
             accept_next,
+            workspace,
         } = report;
         let lease = &lease;
         let task = self
@@ -431,6 +433,7 @@ impl Engine {
                     attempt: lease.attempt,
                     worker: task.lease_owner.clone().unwrap_or_default(),
                     started_at: task.leased_at.unwrap_or(now),
+                    workspace: workspace.clone(),
                 };
                 let (ended, checkpoint) = match &outcome {
                     ActivityOutcome::Completed { output, usage, .. } => (

@@ -216,6 +216,7 @@ impl AgentRuntime for ClaudeCodeRuntime {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let cwd = self.working_dir(&config, &io).await?;
+        io.set_workspace(cwd.display().to_string());
         let config_root = portable::config_root(self.effective_config_dir(&config).as_deref());
         // The session's files, from whichever worker saved them, so `--resume` finds it here.
         if let (Some(root), Some(files)) = (
