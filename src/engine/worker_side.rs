@@ -185,20 +185,6 @@ impl Engine {
         Ok(assignments)
     }
 
-    /// The assignment with its checkpoint read back whole, if it is a stored object (see
-    /// `objects`): workers and runtimes never see references.
-    async fn resolved(&self, mut assignment: Assignment) -> Result<Assignment, EngineError> {
-        assignment.checkpoint = self
-            .checkpoints
-            .resolve(
-                self.store.as_ref(),
-                assignment.lease.execution_id,
-                assignment.checkpoint.take(),
-            )
-            .await?;
-        Ok(assignment)
-    }
-
     /// What becomes of a task a start leased to a poll that left before returning it: it is
     /// released at once, so another worker claims it instead of waiting out its lease.
     fn orphan_handler(&self) -> Box<dyn FnOnce(Assignment) + Send + Sync> {

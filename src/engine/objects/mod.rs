@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::EngineError;
+use super::{Engine, EngineError};
+use crate::contract::Assignment;
 use crate::store::{NewObject, Objects};
 
 /// A checkpoint whose JSON is at most this long stays inline: a reference and its row would
@@ -252,5 +253,24 @@ impl Checkpoints {
             }),
         );
         Ok(Some(value))
+    }
+}
+
+impl Engine {
+    /// The assignment with its checkpoint read back whole, if it is a stored object: workers
+    /// and runtimes never see references.
+    pub(super) async fn resolved(
+        &self,
+        mut assignment: Assignment,
+    ) -> Result<Assignment, EngineError> {
+        assignment.checkpoint = self
+            .checkpoints
+            .resolve(
+                self.store.as_ref(),
+                assignment.lease.execution_id,
+                assignment.checkpoint.take(),
+            )
+            .await?;
+        Ok(assignment)
     }
 }
