@@ -123,7 +123,7 @@ impl Engine {
             claim.now = self.clock.now_ms();
             let tasks = self.store.claim_tasks(&claim).await?;
             if !tasks.is_empty() {
-                let assignments = self.assignments(tasks).await?;
+                let assignments = self.assignments(tasks).await;
                 if assignments.is_empty() {
                     continue;
                 }
@@ -166,7 +166,7 @@ impl Engine {
 
     /// The assignments of claimed tasks; a task whose turn cannot be read would fail this poll,
     /// and every later one, so its execution is quarantined and the others go out.
-    async fn assignments(&self, tasks: Vec<TaskRecord>) -> Result<Vec<Assignment>, EngineError> {
+    async fn assignments(&self, tasks: Vec<TaskRecord>) -> Vec<Assignment> {
         for task in &tasks {
             self.notifier.execution_changed(task.execution_id);
         }
@@ -175,14 +175,24 @@ impl Engine {
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());
             match assignment(task) {
-                Ok(a) => assignments.push(self.resolved(a).await?),
+                Ok(a) => match self.resolved(a).await {
+                    Ok(a) => assignments.push(a),
+                    // A stored checkpoint that cannot be read back is as corrupt as the turn.
+                    Err(EngineError::Internal(why)) => {
+                        self.quarantine(id, &why).await;
+                    }
+                    // Not handed out: its lease expires and the attempt is retried.
+                    Err(e) => {
+                        tracing::warn!(execution = %id, error = %e, "could not read a claimed task's checkpoint");
+                    }
+                },
                 Err(e) => {
                     let why = format!("task {activity} has an unreadable turn: {e}");
                     self.quarantine(id, &why).await;
                 }
             }
         }
-        Ok(assignments)
+        assignments
     }
 
     /// What becomes of a task a start leased to a poll that left before returning it: it is
