@@ -2,6 +2,7 @@
 //! variables) and the environment itself — never command-line values, which other users of the
 //! machine can read from the process list.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -30,11 +31,40 @@ pub(super) struct SecurityArgs {
     /// The server's PEM private key.
     #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve a non-loopback address with no tokens, so anyone who can reach the port can run
+    /// agents and claim their tasks. Without it such a server refuses to start.
+    #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
 }
 
 impl SecurityArgs {
+    /// Reads the files and the environment, for a server that listens on `listen`. A server
+    /// reachable from other machines must check tokens unless the operator says otherwise: auth
+    /// that is off by default on `0.0.0.0` is off in every deployment nobody reviewed.
+    pub(super) fn load_for(&self, listen: SocketAddr) -> anyhow::Result<Security> {
+        let security = self.load()?;
+        if security.tokens.enabled() || listen.ip().is_loopback() {
+            return Ok(security);
+        }
+        if !self.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to serve {listen} without authentication: anyone who can reach it could \
+                 run agents and take their tasks. Give client and worker tokens \
+                 (--client-tokens-file or CAIRN_CLIENT_TOKENS, --worker-tokens-file or \
+                 CAIRN_WORKER_TOKENS), listen on a loopback address, or pass --insecure-no-auth \
+                 to serve without them"
+            );
+        }
+        eprintln!(
+            "warning: serving {listen} with authentication OFF (--insecure-no-auth): anyone who \
+             can reach this port can run agents and claim their tasks"
+        );
+        tracing::warn!(%listen, "serving a non-loopback address with authentication off");
+        Ok(security)
+    }
+
     /// Reads the files and the environment.
-    pub(super) fn load(&self) -> anyhow::Result<Security> {
+    fn load(&self) -> anyhow::Result<Security> {
         let tokens = |file: &Option<PathBuf>, env: &str| -> anyhow::Result<Vec<String>> {
             let mut tokens = match file {
                 Some(path) => read_tokens(path)?,

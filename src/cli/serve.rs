@@ -135,7 +135,7 @@ async fn serve(
 pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut options = NodeOptions::new(args.listen, args.store.database_url);
     options.durability = args.store.durability;
-    options.security = args.security.load()?;
+    options.security = args.security.load_for(args.listen)?;
     options.worker_concurrency = args.concurrency.max(1);
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.runtime_settings = args.runtime.settings();
@@ -151,7 +151,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     options.durability = args.store.durability;
     options.migrate = !args.no_migrate;
     options.engine.execution_cache = Some(args.execution_cache);
-    options.security = args.security.load()?;
+    options.security = args.security.load_for(args.listen)?;
     options.worker_concurrency = if args.worker {
         args.concurrency.max(1)
     } else {
