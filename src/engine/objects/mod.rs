@@ -274,3 +274,66 @@ impl Engine {
         Ok(assignment)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript(messages: usize) -> Value {
+        let messages: Vec<Value> = (0..messages)
+            .map(|i| json!({ "role": "user", "content": format!("message {i} {}", "x".repeat(100)) }))
+            .collect();
+        json!({ "format": 1, "messages": messages })
+    }
+
+    #[test]
+    fn small_checkpoints_stay_inline_and_large_ones_become_references() {
+        let checkpoints = Checkpoints::default();
+        let id = Uuid::now_v7();
+        let small = checkpoints.encode(id, Some(json!({ "session_id": "s-1" })));
+        assert_eq!(small.value, Some(json!({ "session_id": "s-1" })));
+        assert!(small.objects.is_empty());
+
+        let large = checkpoints.encode(id, Some(transcript(20)));
+        let object = &large.objects[0];
+        assert_eq!(object.base, None, "nothing known to patch against");
+        assert_eq!(object.id, object_id(None, &object.data));
+        assert_eq!(large.value, Some(json!({ "$object": object.id })));
+    }
+
+    #[test]
+    fn a_grown_checkpoint_is_stored_as_a_patch_once_its_base_committed() {
+        let checkpoints = Checkpoints::default();
+        let id = Uuid::now_v7();
+        let first = checkpoints.encode(id, Some(transcript(20)));
+        // Not committed (say, fenced): the next one cannot be based on it.
+        let again = checkpoints.encode(id, Some(transcript(21)));
+        assert_eq!(again.objects[0].base, None);
+        checkpoints.committed(id, &first);
+        let grown = checkpoints.encode(id, Some(transcript(21)));
+        let patch = &grown.objects[0];
+        assert_eq!(patch.base.as_deref(), Some(first.objects[0].id.as_str()));
+        assert!(
+            patch.data.len() < 300,
+            "only the new message: {}",
+            patch.data
+        );
+        checkpoints.committed(id, &grown);
+        let same = checkpoints.encode(id, Some(transcript(21)));
+        assert!(
+            same.objects.is_empty(),
+            "an equal checkpoint writes nothing"
+        );
+        assert_eq!(same.value, grown.value);
+    }
+
+    #[test]
+    fn a_worker_cannot_hand_in_a_reference_to_an_object_it_did_not_write() {
+        let checkpoints = Checkpoints::default();
+        let forged = json!({ "$object": "sha256:someone-elses" });
+        let encoded = checkpoints.encode(Uuid::now_v7(), Some(forged.clone()));
+        assert_eq!(encoded.objects.len(), 1, "stored as a value of its own");
+        assert_eq!(encoded.objects[0].data, forged.to_string());
+        assert_ne!(encoded.value, Some(forged));
+    }
+}
