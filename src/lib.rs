@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod console;
 pub mod contract;
 pub mod domain;
 pub mod engine;

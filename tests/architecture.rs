@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("worker", 5),
     ("node", 6),
     ("cli", 7),
+    // The web console only serves its embedded files; it uses no other module.
+    ("console", 0),
 ];
 
 /// What `src/worker` may use: the worker is a client of the server, linked to no part of it.

@@ -76,9 +76,19 @@ async fn bad_input_is_refused_and_writes_nothing(db: Db) {
         "name is required",
     );
     refused(
-        a.create_agent(agent("has space", "echo", "{}")).await,
+        a.create_agent(agent("two  spaces", "echo", "{}")).await,
         Code::InvalidArgument,
-        "name `has space` is invalid",
+        "name `two  spaces` is invalid",
+    );
+    refused(
+        a.create_agent(agent(" leading", "echo", "{}")).await,
+        Code::InvalidArgument,
+        "name ` leading` is invalid",
+    );
+    refused(
+        a.create_agent(agent("has/slash", "echo", "{}")).await,
+        Code::InvalidArgument,
+        "name `has/slash` is invalid",
     );
     refused(
         a.create_agent(agent("good", "echo", "{}")).await,

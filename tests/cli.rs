@@ -368,12 +368,81 @@ async fn team_commands_manage_and_run_teams(db: Db) {
 }
 
 on_both_stores!(
+    client_flags_go_before_or_after_the_subcommand,
     team_commands_manage_and_run_teams,
     agent_commands_manage_agents,
     run_and_exec_commands_follow_executions,
     exec_cancel_and_ctrl_c_stop_running_executions,
     migrate_prepares_a_fresh_database,
 );
+
+/// Client flags are global: before the subcommand or after it, for client commands and for
+/// `cairn worker list` alike (given on the command line only: no CAIRN_SERVER).
+async fn client_flags_go_before_or_after_the_subcommand(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("flagged", "echo", json!({})).await;
+    let url = server.url.as_str();
+    let run = |args: &[&str]| {
+        let output = Command::new(cairn_bin())
+            .args(args)
+            .env_remove("CAIRN_SERVER")
+            .env_remove("CAIRN_NAMESPACE")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cairn");
+        ok(&output)
+    };
+    for args in [
+        &["--server", url, "agent", "list"][..],
+        &["agent", "list", "--server", url],
+        &["agent", "--server", url, "list"],
+        &[
+            "--server",
+            url,
+            "--namespace",
+            "default",
+            "agent",
+            "get",
+            "flagged",
+        ],
+        &["agent", "get", "flagged", "-n", "default", "--server", url],
+    ] {
+        let out = run(args);
+        assert!(out.contains("flagged"), "{args:?}: {out}");
+    }
+    for args in [
+        &["--json", "--server", url, "worker", "list"][..],
+        &["worker", "list", "--server", url, "--json"],
+    ] {
+        let workers: Value = serde_json::from_str(&run(args)).unwrap();
+        assert!(
+            workers.is_object() || workers.is_array(),
+            "{args:?}: {workers}"
+        );
+    }
+    // The namespace flag is honoured in either place: another namespace has no such agent.
+    let elsewhere = Command::new(cairn_bin())
+        .args([
+            "-n",
+            "elsewhere",
+            "agent",
+            "get",
+            "flagged",
+            "--server",
+            url,
+        ])
+        .env_remove("CAIRN_SERVER")
+        .output()
+        .unwrap();
+    assert!(!elsewhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("elsewhere"),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
+}
 
 /// `cairn demo` runs an embedded engine end to end and shows the retried, resumed execution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

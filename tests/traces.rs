@@ -409,3 +409,50 @@ async fn a_retry_after_a_killed_worker_joins_the_trace() {
     assert_eq!(retry.parent_span_id, start.span_id, "the retry's parent");
     assert_model_call(&collector, &trace_id, &retry.span_id).await;
 }
+
+/// A start over the HTTP/JSON API continues the caller's trace as a gRPC start does: the
+/// request's `traceparent` is the parent of the server span `POST /api/v1/executions`, whose
+/// child is the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_start_joins_the_callers_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let db = Db::sqlite().await;
+    let server = Server::start_with_env(&db, "dev", &[], &otel_env(&endpoint));
+    let mut c = server.client().await;
+    c.create_agent("traced", "echo", json!({})).await;
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let output = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-H"])
+        .arg(format!("traceparent: 00-{trace}-{caller}-01"))
+        .arg("-d")
+        .arg(r#"{"agent": "traced", "prompt": "hello"}"#)
+        .arg(format!("{}/api/v1/executions", server.url))
+        .output()
+        .expect("run curl");
+    let started: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(started["created"], true, "{started}");
+    let in_trace = |name: &'static str| {
+        move |spans: &[(String, Span)]| {
+            spans
+                .iter()
+                .find(|(_, s)| hex(&s.trace_id) == trace && s.name == name)
+                .map(|(_, s)| s.clone())
+        }
+    };
+    let http = collector
+        .wait_for(
+            "the HTTP start in the trace",
+            in_trace("POST /api/v1/executions"),
+        )
+        .await;
+    assert_eq!(http.kind, SpanKind::Server as i32);
+    assert_eq!(hex(&http.parent_span_id), caller, "the HTTP span's parent");
+    assert_eq!(
+        attr(&http, "http.route").as_deref(),
+        Some("/api/v1/executions")
+    );
+    let attempt = collector
+        .wait_for("the attempt in the trace", in_trace("attempt"))
+        .await;
+    assert_eq!(attempt.parent_span_id, http.span_id, "the attempt's parent");
+}

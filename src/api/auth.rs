@@ -77,8 +77,13 @@ impl Tokens {
             .fold(false, |found, t| constant_time_eq(t, token) | found)
     }
 
-    /// Checks the `authorization` header of a call to `path`.
-    fn check(&self, path: &str, authorization: Option<&http::HeaderValue>) -> Result<(), Status> {
+    /// Checks the `authorization` header of a call to `path` (the gRPC method; the HTTP API asks
+    /// with the method its route calls).
+    pub(crate) fn check(
+        &self,
+        path: &str,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Result<(), Status> {
         if !self.enabled() {
             return Ok(());
         }

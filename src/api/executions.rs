@@ -54,8 +54,26 @@ impl ExecutionService for Executions {
                 "queue applies to agent executions; a team's children run on the default queue",
             ));
         }
+        let namespace = validate::namespace(&r.namespace)?;
+        if !r.runtime.is_empty() {
+            validate::plain("runtime", &r.runtime, validate::limits::MAX_RUNTIME_BYTES)?;
+            let Some(key) = &agent else {
+                return Err(invalid(
+                    "runtime applies to agent executions; a team's members each run on their \
+                     agent's runtime, so leave runtime out",
+                ));
+            };
+            let stored = self.state.engine.agent(&namespace, key).await?;
+            if stored.runtime != r.runtime {
+                return Err(invalid(format!(
+                    "runtime `{}` is not the runtime of agent `{}`, which runs on `{}`: \
+                     leave runtime out, or start an agent whose runtime is `{}`",
+                    r.runtime, stored.name, stored.runtime, r.runtime
+                )));
+            }
+        }
         let start = StartRequest {
-            namespace: validate::namespace(&r.namespace)?,
+            namespace,
             agent,
             team,
             prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,

@@ -1,4 +1,5 @@
-//! The gRPC edge: generated types, services, conversions, validation and the error mapping.
+//! The gRPC edge: generated types, services, conversions, validation and the error mapping;
+//! and the HTTP/JSON API (`http/`) over the same services, on the same port.
 //!
 //! Architecture invariant: nothing outside this module names a prost type; bad input is refused
 //! here, before anything is written, with a message that says what to fix.
@@ -9,9 +10,12 @@ pub mod client;
 mod convert;
 mod error;
 mod executions;
+pub mod http;
 mod retry;
+mod serve;
 mod stats;
 mod teams;
+mod tls;
 pub mod trace;
 mod validate;
 mod worker_client;
@@ -30,6 +34,7 @@ pub use client::{AuthChannel, ConnectError, ConnectOptions};
 pub use executions::Executions;
 pub use retry::replay_response;
 pub use teams::Teams;
+pub use tls::ServerTls;
 pub use validate::Limits;
 pub use worker_client::WorkerClient;
 pub use workers::Workers;
@@ -64,34 +69,6 @@ pub struct Security {
     pub tokens: Tokens,
     /// The server's PEM certificate chain and private key, for TLS.
     pub tls: Option<ServerTls>,
-}
-
-/// A server's TLS identity, read from PEM files.
-#[derive(Clone)]
-pub struct ServerTls {
-    cert: Vec<u8>,
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for ServerTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServerTls { .. }")
-    }
-}
-
-impl ServerTls {
-    /// Reads the certificate chain and key files.
-    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<ServerTls> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
-            })
-        };
-        Ok(ServerTls {
-            cert: read(cert)?,
-            key: read(key)?,
-        })
-    }
 }
 
 /// When a server stops: at `shutdown` it reports `NOT_SERVING` on the health service (the
@@ -176,16 +153,7 @@ pub async fn serve(
             })
         },
     );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &security.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
-    builder
-        .layer(trace::TraceLayer)
-        .layer(AuthLayer::new(security.tokens))
-        .add_service(health)
+    let grpc = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::agent_service_server::AgentServiceServer::new(
@@ -198,8 +166,40 @@ pub async fn serve(
             state.clone(),
         )))
         .add_service(pb::worker_service_server::WorkerServiceServer::new(
-            Workers::new(state),
+            Workers::new(state.clone()),
         ))
-        .serve_with_incoming_shutdown(incoming, stopped)
-        .await
+        .prepare();
+    let grpc = {
+        use tower::Layer;
+        trace::TraceLayer.layer(AuthLayer::new(security.tokens.clone()).layer(grpc))
+    };
+    let service = serve::ByContentType {
+        grpc,
+        http: http_routes(state, security.tokens),
+    };
+    // HTTP/1.1 besides HTTP/2, for the HTTP/JSON API (gRPC needs HTTP/2 and gets it).
+    let builder = tonic::transport::Server::builder().accept_http1(true);
+    match &security.tls {
+        Some(tls) => {
+            builder
+                .serve_with_incoming_shutdown(service, tls.accept(incoming), stopped)
+                .await
+        }
+        None => {
+            builder
+                .serve_with_incoming_shutdown(service, incoming, stopped)
+                .await
+        }
+    }
+}
+
+/// Everything the port serves over plain HTTP (whatever is not gRPC): the HTTP/JSON API under
+/// `/api/v1`.
+///
+/// MERGE POINT for other HTTP routers on the same port: `.merge(...)` them here (the web
+/// console, at `/`, is one line: `.merge(crate::console::router())`). Each router keeps its own
+/// paths; the JSON API answers every path under `/api/v1`, so a router merged here must not
+/// route there, and must not set a router-wide `fallback` on top of another's.
+fn http_routes(state: Arc<ApiState>, tokens: Tokens) -> axum::Router {
+    http::router(state, tokens).merge(crate::console::router())
 }

@@ -97,6 +97,22 @@ pub(super) fn traceparent(metadata: &MetadataMap) -> Option<String> {
     })
 }
 
+/// The server span of an HTTP/JSON API request: named `METHOD route` (`POST /api/v1/executions`,
+/// the route's template, never an id), with the request's `traceparent` as its parent, as an
+/// RPC's span has the call's. A start made inside it records it, so the attempts join the
+/// caller's trace over HTTP as over gRPC.
+pub(super) fn http_span(method: &str, route: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+    );
+    otel::set_parent_from(&span, &Headers(headers));
+    span
+}
+
 /// Adds the current span's trace context to a request's metadata (nothing when it has none).
 pub fn inject(metadata: &mut MetadataMap) {
     for (key, value) in otel::headers_of(&tracing::Span::current()) {

@@ -13,8 +13,6 @@ use crate::api::pb;
 pub(super) enum AgentCommand {
     /// Create an agent.
     Create {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Its name, unique among active agents of the namespace.
         #[arg(long)]
         name: String,
@@ -30,23 +28,17 @@ pub(super) enum AgentCommand {
     },
     /// Show an agent.
     Get {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         agent: String,
     },
     /// List agents.
     List {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Include archived agents.
         #[arg(long)]
         all: bool,
     },
     /// Change an agent's runtime, model or configuration.
     Update {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         agent: String,
         /// A new runtime.
@@ -64,8 +56,6 @@ pub(super) enum AgentCommand {
     },
     /// Archive an agent: it cannot be started any more, and its name is free again.
     Archive {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         agent: String,
         /// Archive it only if its version is still this one.
@@ -74,10 +64,7 @@ pub(super) enum AgentCommand {
     },
     /// List the runtimes this deployment has (built in, and external ones that workers
     /// registered), with the configuration keys each accepts and how many workers offer each.
-    Runtimes {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    Runtimes,
 }
 
 fn show(out: &Output, agent: &pb::Agent) {
@@ -106,10 +93,13 @@ fn show(out: &Output, agent: &pb::Agent) {
     println!("  version        {}", agent.version);
 }
 
-pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    command: AgentCommand,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     match command {
         AgentCommand::Create {
-            client,
             name,
             runtime,
             model_id,
@@ -131,7 +121,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                 .into_inner();
             show(out, &agent);
         }
-        AgentCommand::Get { client, agent } => {
+        AgentCommand::Get { agent } => {
             let mut c = client.connect().await?;
             let request = pb::GetAgentRequest {
                 namespace: client.namespace,
@@ -146,7 +136,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                     .into_inner(),
             );
         }
-        AgentCommand::List { client, all } => {
+        AgentCommand::List { all } => {
             let mut c = client.connect().await?;
             let mut agents = Vec::new();
             let mut page_token = String::new();
@@ -188,7 +178,6 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             }
         }
         AgentCommand::Update {
-            client,
             agent,
             runtime,
             model_id,
@@ -214,7 +203,6 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
             );
         }
         AgentCommand::Archive {
-            client,
             agent,
             expected_version,
         } => {
@@ -233,7 +221,7 @@ pub(super) async fn run(command: AgentCommand, out: &Output) -> anyhow::Result<E
                     .into_inner(),
             );
         }
-        AgentCommand::Runtimes { client } => {
+        AgentCommand::Runtimes => {
             let mut c = client.connect().await?;
             let runtimes = c
                 .agents

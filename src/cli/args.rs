@@ -13,26 +13,45 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 /// The default database: an SQLite file in the current directory.
 pub const DEFAULT_DATABASE: &str = "sqlite://cairn.db";
 
-/// Options of client commands.
+/// Options of client commands and workers: global flags of `cairn`, so they go before or after
+/// the subcommand (`cairn --server URL agent list`, `cairn agent list --server URL`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// The server to talk to. Give several (repeated, or comma-separated) to fail over: commands
-    /// use the first that answers, and `run` / `exec watch` move on to the next when a stream
-    /// breaks.
-    #[arg(long, env = "CAIRN_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',')]
-    pub(super) server: Vec<String>,
+    /// use the first that answers, `run` / `exec watch` move on to the next when a stream
+    /// breaks, and `cairn worker` takes tasks from one at a time, moving on when one is
+    /// unreachable. Default: http://127.0.0.1:7233.
+    // No clap default: a global's default would be handed down to `cairn bench`'s own
+    // `--server` and make it bench that address instead of a server of its own.
+    #[arg(long, global = true, env = "CAIRN_SERVER", value_delimiter = ',')]
+    server: Vec<String>,
     /// How long `run` and `exec watch` keep reconnecting (with back-off) after a stream broke,
     /// without getting any further, before they give up with exit code 2 (seconds).
-    #[arg(long, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
+    #[arg(long, global = true, env = "CAIRN_RECONNECT_FOR", default_value_t = 60)]
     pub(super) reconnect_for: u64,
     /// The namespace every request of the command is made in.
-    #[arg(long, short = 'n', env = "CAIRN_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        short = 'n',
+        global = true,
+        env = "CAIRN_NAMESPACE",
+        default_value = "default"
+    )]
     pub(super) namespace: String,
     #[command(flatten)]
     pub(super) connect: ConnectArgs,
 }
 
 impl ClientArgs {
+    /// The server URLs given, or the default one.
+    pub(super) fn server_urls(&self) -> Vec<String> {
+        if self.server.is_empty() {
+            vec![DEFAULT_SERVER.to_string()]
+        } else {
+            self.server.clone()
+        }
+    }
+
     /// Connects to the first server that answers, with the token and TLS settings given.
     pub(super) async fn connect(&self) -> anyhow::Result<Client> {
         Ok(self.servers()?.connect(0).await?.1)
@@ -41,12 +60,13 @@ impl ClientArgs {
     /// The servers, with the token and TLS settings, for commands that reconnect.
     pub(super) fn servers(&self) -> anyhow::Result<Servers> {
         let options = self.connect.load()?;
-        for url in &self.server {
+        let urls = self.server_urls();
+        for url in &urls {
             // A malformed URL is a usage error now, not a reason to retry later.
             options.endpoint(url)?;
         }
         Ok(Servers {
-            urls: self.server.clone(),
+            urls,
             options,
             give_up_after: std::time::Duration::from_secs(self.reconnect_for),
         })

@@ -15,8 +15,6 @@ use crate::api::pb;
 pub(super) enum ExecCommand {
     /// List executions, newest first.
     List {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Only these statuses (repeatable): pending, running, completed, failed, canceled.
         #[arg(long)]
         status: Vec<String>,
@@ -41,15 +39,11 @@ pub(super) enum ExecCommand {
     },
     /// Show an execution.
     Get {
-        #[command(flatten)]
-        client: ClientArgs,
         /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
     /// Print an execution's history; `--json` exports it for `cairn exec replay --file`.
     History {
-        #[command(flatten)]
-        client: ClientArgs,
         /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
     },
@@ -60,8 +54,6 @@ pub(super) enum ExecCommand {
     Retry(super::retry::RetryArgs),
     /// Stream an execution's output until it closes.
     Watch {
-        #[command(flatten)]
-        client: ClientArgs,
         /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Start after this output seq (0 replays everything).
@@ -70,8 +62,6 @@ pub(super) enum ExecCommand {
     },
     /// Cancel an execution.
     Cancel {
-        #[command(flatten)]
-        client: ClientArgs,
         /// The execution's id, as `cairn run` and `cairn exec list` print it.
         id: String,
         /// Why.
@@ -80,10 +70,13 @@ pub(super) enum ExecCommand {
     },
 }
 
-pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    command: ExecCommand,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     match command {
         ExecCommand::List {
-            client,
             status,
             agent,
             runtime,
@@ -134,7 +127,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 out.table(&["ID", "STATUS", "RUNTIME", "CREATED", "INPUT"], &rows);
             }
         }
-        ExecCommand::Get { client, id } => {
+        ExecCommand::Get { id } => {
             let mut c = client.connect().await?;
             let request = pb::GetExecutionRequest { id: id.clone() };
             let execution = c
@@ -183,7 +176,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 }
             }
         }
-        ExecCommand::History { client, id } => {
+        ExecCommand::History { id } => {
             let mut c = client.connect().await?;
             if out.json {
                 println!("{}", super::replay::export(&mut c, &id).await?);
@@ -211,11 +204,7 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
                 );
             }
         }
-        ExecCommand::Watch {
-            client,
-            id,
-            after_seq,
-        } => {
+        ExecCommand::Watch { id, after_seq } => {
             let c = client.connect().await?;
             let closed = watch(&client.servers()?, c, out, &id, after_seq, None).await?;
             if !out.json {
@@ -227,9 +216,9 @@ pub(super) async fn run(command: ExecCommand, out: &Output) -> anyhow::Result<Ex
             }
             return Ok(exit_code(&closed.status));
         }
-        ExecCommand::Replay(args) => return super::replay::run(args, out).await,
-        ExecCommand::Retry(args) => return super::retry::run(args, out).await,
-        ExecCommand::Cancel { client, id, reason } => {
+        ExecCommand::Replay(args) => return super::replay::run(args, client, out).await,
+        ExecCommand::Retry(args) => return super::retry::run(args, client, out).await,
+        ExecCommand::Cancel { id, reason } => {
             let mut c = client.connect().await?;
             let e = c
                 .executions

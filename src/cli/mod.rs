@@ -46,6 +46,10 @@ pub struct Cli {
     /// Never colour the output (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     no_color: bool,
+    /// How client commands and workers reach a server: global, so before or after the
+    /// subcommand alike; server commands (`dev`, `server`, ...) ignore them.
+    #[command(flatten, next_help_heading = "Client options")]
+    client: args::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,12 +92,12 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Dev(args) => serve::dev(args).await,
         Command::Server(args) => serve::server(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
-        Command::Worker(args) => worker::run(args, &out).await,
-        Command::Agent(command) => agent::run(command, &out).await,
-        Command::Team(command) => team::run(command, &out).await,
-        Command::Run(args) => run::run(args, &out).await,
-        Command::Exec(command) => exec::run(command, &out).await,
-        Command::Stats(args) => stats::run(args, &out).await,
+        Command::Worker(args) => worker::run(args, cli.client, &out).await,
+        Command::Agent(command) => agent::run(command, cli.client, &out).await,
+        Command::Team(command) => team::run(command, cli.client, &out).await,
+        Command::Run(args) => run::run(args, cli.client, &out).await,
+        Command::Exec(command) => exec::run(command, cli.client, &out).await,
+        Command::Stats(args) => stats::run(args, cli.client, &out).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args, &out).await,
     };

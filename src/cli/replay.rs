@@ -22,8 +22,6 @@ use crate::machine::{MachineContext, replay_kind};
 /// `cairn exec replay`.
 #[derive(Debug, clap::Args)]
 pub(super) struct ReplayArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// The execution whose stored history the server replays with its code.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     id: Option<String>,
@@ -33,11 +31,15 @@ pub(super) struct ReplayArgs {
     file: Option<PathBuf>,
 }
 
-pub(super) async fn run(args: ReplayArgs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    args: ReplayArgs,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     let (what, reply) = match (&args.id, &args.file) {
         (_, Some(file)) => (file.display().to_string(), replay_file(file)?),
         (Some(id), None) => {
-            let mut c = args.client.connect().await?;
+            let mut c = client.connect().await?;
             let reply = c
                 .executions
                 .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })

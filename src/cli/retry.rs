@@ -19,8 +19,6 @@ use crate::api::pb;
 /// `cairn exec retry`.
 #[derive(Debug, clap::Args)]
 pub(super) struct RetryArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// The execution to retry. Without it, every execution matching the filters below is.
     #[arg(required_unless_present = "status")]
     id: Option<String>,
@@ -70,11 +68,15 @@ fn parse_prompt(s: &str) -> Result<(u32, String), String> {
     Ok((turn, text.to_string()))
 }
 
-pub(super) async fn run(args: RetryArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = args.client.connect().await?;
+pub(super) async fn run(
+    args: RetryArgs,
+    flags: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let mut client = flags.connect().await?;
     match args.id.clone() {
         Some(id) => one(&mut client, args, id, out).await,
-        None => bulk(&mut client, args, out).await,
+        None => bulk(&mut client, args, &flags.namespace, out).await,
     }
 }
 
@@ -157,7 +159,12 @@ struct Refused {
 }
 
 /// Retries every execution matching the filters, oldest first, showing progress on stderr.
-async fn bulk(client: &mut Client, args: RetryArgs, out: &Output) -> anyhow::Result<ExitCode> {
+async fn bulk(
+    client: &mut Client,
+    args: RetryArgs,
+    namespace: &str,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     if let Some(bad) = args
         .status
         .iter()
@@ -165,7 +172,7 @@ async fn bulk(client: &mut Client, args: RetryArgs, out: &Output) -> anyhow::Res
     {
         anyhow::bail!("--status {bad}: only failed or canceled executions can be retried");
     }
-    let mut matches = matching(client, &args).await?;
+    let mut matches = matching(client, &args, namespace).await?;
     matches.reverse();
     let total = matches.len();
     let width = total.to_string().len();
@@ -227,7 +234,11 @@ async fn bulk(client: &mut Client, args: RetryArgs, out: &Output) -> anyhow::Res
 }
 
 /// The ids of every execution the filters match, newest first.
-async fn matching(client: &mut Client, args: &RetryArgs) -> anyhow::Result<Vec<String>> {
+async fn matching(
+    client: &mut Client,
+    args: &RetryArgs,
+    namespace: &str,
+) -> anyhow::Result<Vec<String>> {
     let created_after_ms = match &args.since {
         Some(since) => chrono::Utc::now().timestamp_millis() - parse_age(since)?,
         None => 0,
@@ -236,7 +247,7 @@ async fn matching(client: &mut Client, args: &RetryArgs) -> anyhow::Result<Vec<S
     let mut page_token = String::new();
     loop {
         let request = pb::ListExecutionsRequest {
-            namespace: args.client.namespace.clone(),
+            namespace: namespace.to_string(),
             status: args.status.clone(),
             agent: args.agent.clone().unwrap_or_default(),
             runtime: args.runtime.clone().unwrap_or_default(),

@@ -13,8 +13,6 @@ use crate::api::pb;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RunArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// The agent or team (name or id).
     agent: String,
     /// The prompt (several words are joined with spaces).
@@ -42,7 +40,11 @@ pub(super) struct RunArgs {
 
 /// Runs the command in a root span (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) whose
 /// context every call carries, so the server's spans and the execution's attempts join its trace.
-pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    args: RunArgs,
+    flags: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     use tracing::Instrument;
     let _tracing = crate::telemetry::trace::client();
     let span = tracing::info_span!(
@@ -50,21 +52,21 @@ pub(super) async fn run(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode>
         otel.kind = "client",
         gen_ai.agent.name = %args.agent,
     );
-    run_in_span(args, out).instrument(span).await
+    run_in_span(args, flags, out).instrument(span).await
 }
 
-async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = args.client.connect().await?;
+async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let mut client = flags.connect().await?;
     // The name may be an agent's or a team's: agents first.
     let lookup = pb::GetAgentRequest {
-        namespace: args.client.namespace.clone(),
+        namespace: flags.namespace.clone(),
         agent: args.agent.clone(),
     };
     let is_team = match client.agents.get_agent(lookup).await {
         Ok(_) => false,
         Err(status) if status.code() == tonic::Code::NotFound => {
             let lookup = pb::GetTeamRequest {
-                namespace: args.client.namespace.clone(),
+                namespace: flags.namespace.clone(),
                 team: args.agent.clone(),
             };
             client.teams.get_team(lookup).await.is_ok()
@@ -77,7 +79,7 @@ async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
         (args.agent.clone(), String::new())
     };
     let request = pb::StartExecutionRequest {
-        namespace: args.client.namespace.clone(),
+        namespace: flags.namespace.clone(),
         agent,
         team,
         prompt: args.prompt.join(" "),
@@ -87,6 +89,7 @@ async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
         retry_policy: args.max_attempts.map(policy_with_attempts),
         timeouts: None,
         queue: args.queue.clone(),
+        runtime: String::new(),
     };
     let started = client
         .executions
@@ -120,7 +123,7 @@ async fn run_in_span(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let watcher = client.clone();
     let watched = id.clone();
     let out_copy = *out;
-    let servers = args.client.servers()?;
+    let servers = flags.servers()?;
     let spinner = (!out.json && std::io::stderr().is_terminal()).then(Spinner::new);
     let follow_spinner = spinner.clone();
     let mut follow_task = tokio::spawn(async move {

@@ -93,13 +93,13 @@ impl SecurityArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct ConnectArgs {
     /// A file holding the bearer token to send (else CAIRN_TOKEN).
-    #[arg(long, env = "CAIRN_TOKEN_FILE")]
+    #[arg(long, global = true, env = "CAIRN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// A PEM CA certificate to trust for https:// servers (besides the system's roots).
-    #[arg(long, env = "CAIRN_CA_CERT")]
+    #[arg(long, global = true, env = "CAIRN_CA_CERT")]
     ca_cert: Option<PathBuf>,
     /// The name the server's certificate must carry, when the URL's host is not it.
-    #[arg(long, env = "CAIRN_TLS_DOMAIN")]
+    #[arg(long, global = true, env = "CAIRN_TLS_DOMAIN")]
     tls_domain: Option<String>,
 }
 

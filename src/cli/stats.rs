@@ -12,8 +12,6 @@ use crate::api::pb;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct StatsArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// Count executions created within this long of now (`90m`, `24h`, `7d`; `all` for every
     /// execution).
     #[arg(long, default_value = "24h", value_parser = parse_window)]
@@ -40,14 +38,19 @@ fn parse_window(s: &str) -> Result<Window, String> {
     }
 }
 
-pub(super) async fn run(args: StatsArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let mut client = args.client.connect().await?;
+pub(super) async fn run(
+    args: StatsArgs,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let namespace = client.namespace.clone();
+    let mut client = client.connect().await?;
     let window_ms = args
         .since
         .0
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let request = pb::GetStatsRequest {
-        namespace: args.client.namespace.clone(),
+        namespace,
         window_ms,
         by: args.by.clone(),
     };

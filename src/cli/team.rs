@@ -66,8 +66,6 @@ impl Definition {
 pub(super) enum TeamCommand {
     /// Create a team.
     Create {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Its name, unique among the namespace's active teams.
         #[arg(long)]
         name: String,
@@ -76,23 +74,17 @@ pub(super) enum TeamCommand {
     },
     /// Show a team.
     Get {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         team: String,
     },
     /// List teams.
     List {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Include archived teams.
         #[arg(long)]
         all: bool,
     },
     /// Replace a team's definition.
     Update {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         team: String,
         #[command(flatten)]
@@ -103,8 +95,6 @@ pub(super) enum TeamCommand {
     },
     /// Archive a team.
     Archive {
-        #[command(flatten)]
-        client: ClientArgs,
         /// Name or id.
         team: String,
         /// Archive it only if its version is still this one.
@@ -137,13 +127,13 @@ fn show(out: &Output, team: &pb::Team) {
     println!("  version        {}", team.version);
 }
 
-pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    command: TeamCommand,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     match command {
-        TeamCommand::Create {
-            client,
-            name,
-            definition,
-        } => {
+        TeamCommand::Create { name, definition } => {
             let mut c = client.connect().await?;
             let request = definition.request(client.namespace, name);
             show(
@@ -155,7 +145,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
                     .into_inner(),
             );
         }
-        TeamCommand::Get { client, team } => {
+        TeamCommand::Get { team } => {
             let mut c = client.connect().await?;
             let request = pb::GetTeamRequest {
                 namespace: client.namespace,
@@ -170,7 +160,7 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
                     .into_inner(),
             );
         }
-        TeamCommand::List { client, all } => {
+        TeamCommand::List { all } => {
             let mut c = client.connect().await?;
             let request = pb::ListTeamsRequest {
                 namespace: client.namespace,
@@ -206,7 +196,6 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             }
         }
         TeamCommand::Update {
-            client,
             team,
             definition,
             expected_version,
@@ -229,7 +218,6 @@ pub(super) async fn run(command: TeamCommand, out: &Output) -> anyhow::Result<Ex
             );
         }
         TeamCommand::Archive {
-            client,
             team,
             expected_version,
         } => {

@@ -8,11 +8,10 @@ use std::time::Duration;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ClientArgs, DEFAULT_SERVER, ObservabilityArgs};
+use super::args::{ClientArgs, ObservabilityArgs};
 use super::client::status_error;
 use super::host::{RuntimeArgs, signalled};
 use super::output::{Output, time};
-use super::secrets::ConnectArgs;
 use crate::api::pb;
 use crate::runtime::RuntimeRegistry;
 use crate::worker::{GrpcWorkerApi, Worker, WorkerOptions};
@@ -30,21 +29,12 @@ pub(super) struct WorkerArgs {
 #[derive(Debug, Subcommand)]
 enum WorkerCommand {
     /// List the workers seen recently by any server: runtimes, queue, slots in use, last seen.
-    List {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    List,
 }
 
 /// Options of a worker process.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The servers to take tasks from (comma-separated or repeated): one at a time, moving to
-    /// the next when one is unreachable. One URL behind a load balancer works too.
-    #[arg(long = "server", env = "CAIRN_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVER)]
-    servers: Vec<String>,
-    #[command(flatten)]
-    connect: ConnectArgs,
     /// The runtimes it offers (comma-separated; default: every runtime of this build).
     #[arg(long, value_delimiter = ',')]
     runtimes: Vec<String>,
@@ -73,14 +63,21 @@ struct RunArgs {
     observability: ObservabilityArgs,
 }
 
-pub(super) async fn run(args: WorkerArgs, out: &Output) -> anyhow::Result<ExitCode> {
+/// A worker takes tasks from the servers of the client flags (`--server`, repeated or
+/// comma-separated: one at a time, moving to the next when one is unreachable; one URL behind a
+/// load balancer works too), with their token and TLS settings.
+pub(super) async fn run(
+    args: WorkerArgs,
+    client: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(WorkerCommand::List { client }) => list(client, out).await,
-        None => work(args.run).await,
+        Some(WorkerCommand::List) => list(client, out).await,
+        None => work(args.run, client).await,
     }
 }
 
-async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     let _telemetry = args.observability.init();
     let all = RuntimeRegistry::builtin(&args.runtime.settings());
     let runtimes = if args.runtimes.is_empty() {
@@ -97,7 +94,7 @@ async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
             &suffix[..6]
         )
     });
-    let api = GrpcWorkerApi::new(&args.servers, &args.connect.load()?)?;
+    let api = GrpcWorkerApi::new(&client.server_urls(), &client.connect.load()?)?;
     let mut options = WorkerOptions::new(worker_id.clone(), runtimes);
     options.queue = args.queue.clone();
     options.concurrency = args.concurrency.max(1);
@@ -121,7 +118,7 @@ async fn work(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "cairn worker {worker_id} serving queue `{}` from {}",
         args.queue,
-        args.servers.join(", ")
+        client.server_urls().join(", ")
     );
     Worker::new(Arc::new(api), options).run(shutdown).await;
     Ok(ExitCode::SUCCESS)

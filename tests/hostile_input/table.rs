@@ -427,6 +427,22 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
             "queue `a\\0b`",
         ),
         (
+            "runtime with NUL",
+            pb::StartExecutionRequest {
+                runtime: NUL.into(),
+                ..start()
+            },
+            "runtime contains a NUL",
+        ),
+        (
+            "runtime oversized",
+            pb::StartExecutionRequest {
+                runtime: big(64),
+                ..start()
+            },
+            "runtime is 64 bytes; the limit is 63 bytes",
+        ),
+        (
             "request_id with NUL",
             pb::StartExecutionRequest {
                 request_id: NUL.into(),

@@ -81,13 +81,20 @@ pub(crate) fn agent_name(s: &str) -> Result<String, Status> {
     if s.is_empty() {
         return Err(invalid("name is required"));
     }
+    // Single spaces between words are allowed ("Code Reviewer", as users name agents over the
+    // HTTP API); leading, trailing and doubled spaces are not, so two names that look alike are
+    // the same name.
     if s.len() > MAX_NAME_BYTES
         || !s
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+        || s.contains("  ")
     {
         return Err(invalid(format!(
-            "name `{}` is invalid: use 1-{MAX_NAME_BYTES} letters, digits, `-`, `_` or `.`",
+            "name `{}` is invalid: use 1-{MAX_NAME_BYTES} letters, digits, `-`, `_`, `.` or \
+             single spaces between words",
             quote(s)
         )));
     }
@@ -107,7 +114,7 @@ pub(crate) fn agent_key(s: &str) -> Result<AgentKey, Status> {
     // Names are looked up as text: refuse what no name can be before it reaches a store.
     if s.len() > MAX_NAME_BYTES || s.chars().any(char::is_control) {
         return Err(invalid(format!(
-            "`{}` is neither a name (1-{MAX_NAME_BYTES} letters, digits, `-`, `_` or `.`) nor an id",
+            "`{}` is neither a name (1-{MAX_NAME_BYTES} letters, digits, `-`, `_`, `.` or spaces) nor an id",
             quote(s)
         )));
     }

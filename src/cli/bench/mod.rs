@@ -33,7 +33,8 @@ pub(super) struct BenchArgs {
     /// The database of the server bench starts (default: a new SQLite file in a temp directory).
     #[arg(long, env = "CAIRN_DATABASE_URL")]
     database_url: Option<String>,
-    /// Benchmark an existing server instead of starting one.
+    /// Benchmark an existing server instead of starting one (also: `cairn --server URL bench`,
+    /// or CAIRN_SERVER, as for client commands).
     #[arg(long)]
     server: Option<String>,
     /// Where the started server listens.
