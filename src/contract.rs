@@ -141,6 +141,8 @@ pub struct Report {
     /// and comes back in the reply (eager dispatch), without a poll or a claim. `false` leaves
     /// the next task to the queue.
     pub accept_next: bool,
+    /// The directory the attempt worked in on its worker (recorded in `ActivityStarted`).
+    pub workspace: Option<String>,
 }
 
 /// How an attempt ended, as its worker reports it.

@@ -221,6 +221,7 @@ async fn bad_input_is_refused_and_writes_nothing(db: Db) {
         e.stream_execution(pb::StreamExecutionRequest {
             id: unknown,
             after_seq: 0,
+            include_superseded: false,
         })
         .await,
         Code::NotFound,

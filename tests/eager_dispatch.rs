@@ -123,6 +123,7 @@ fn completed(assignment: &Assignment, accept_next: bool) -> Report {
             checkpoint: None,
         },
         accept_next,
+        workspace: None,
     }
 }
 

@@ -310,6 +310,7 @@ fn completed(attempt: &Assignment) -> Report {
             checkpoint: None,
         },
         accept_next: false,
+        workspace: None,
     }
 }
 
@@ -329,5 +330,6 @@ fn failed(attempt: &Assignment) -> Report {
             checkpoint: None,
         },
         accept_next: false,
+        workspace: None,
     }
 }

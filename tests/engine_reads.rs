@@ -95,6 +95,7 @@ fn completed(attempt: &Assignment) -> Report {
         },
         // These tests count reads of the queue path; eager dispatch has its own tests.
         accept_next: false,
+        workspace: None,
     }
 }
 
@@ -222,7 +223,7 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
         index += 1;
     };
     let mut follower = engine
-        .follow_output(id, 0, CancellationToken::new())
+        .follow_output(id, 0, false, CancellationToken::new())
         .await
         .unwrap();
     let mut seen = Vec::new();

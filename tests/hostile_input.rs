@@ -427,6 +427,7 @@ async fn after_seq_past_i64_is_refused(db: Db) {
             .stream_execution(pb::StreamExecutionRequest {
                 id: id.clone(),
                 after_seq,
+                include_superseded: false,
             })
             .await
             .map(drop)

@@ -58,6 +58,7 @@ async fn wait_for_text(c: &mut TestClient, id: &str, needle: &str) {
     let request = pb::StreamExecutionRequest {
         id: id.into(),
         after_seq: 0,
+        include_superseded: false,
     };
     let mut stream = c
         .executions

@@ -135,6 +135,7 @@ async fn a_claude_code_retry_after_a_worker_crash_resumes_the_session() {
             .stream_execution(pb::StreamExecutionRequest {
                 id: id.clone(),
                 after_seq: 0,
+                include_superseded: false,
             })
             .await;
         let mut stream = watched.unwrap().into_inner();
@@ -348,6 +349,7 @@ async fn cancelling_a_team_stops_a_claude_code_child_in_a_long_tool_call() {
         .stream_execution(pb::StreamExecutionRequest {
             id: id.clone(),
             after_seq: 0,
+            include_superseded: false,
         })
         .await
         .unwrap()

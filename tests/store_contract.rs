@@ -24,6 +24,8 @@ mod fleet;
 mod limits;
 #[path = "store_contract/list.rs"]
 mod list;
+#[path = "store_contract/objects.rs"]
+mod objects;
 #[path = "store_contract/runtimes.rs"]
 mod runtimes;
 #[path = "store_contract/schema.rs"]

@@ -190,6 +190,7 @@ fn run(id: Uuid, case: &Case) -> (Vec<HistoryEvent>, ExecutionState) {
                 attempt: activity.attempt,
                 worker: case.name.clone(),
                 started_at: T0,
+                workspace: Some(case.name.clone()),
             },
             &mut state,
         );
@@ -285,6 +286,7 @@ async fn check(store: &Arc<dyn Store>, case: &Case) -> Result<(), TestCaseError>
         timers: vec![],
         now: T0,
         children: vec![],
+        objects: Vec::new(),
     };
     let outcome = store
         .commit(&[create])

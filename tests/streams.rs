@@ -225,7 +225,11 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
     let seqs =
         |page: &cairn::store::OutputPage| page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>();
 
-    let page = store.output_page(id, 0, 512, 3_050).await.unwrap().unwrap();
+    let page = store
+        .output_page(id, 0, 512, 3_050, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(page.status.as_str(), "COMPLETED");
     assert_eq!(page.output_seq, 4);
     assert_eq!(
@@ -233,14 +237,22 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
         [1, 2],
         "1,000 + 2,000 bytes fit in 3,050, the third does not"
     );
-    let page = store.output_page(id, 0, 512, 2_990).await.unwrap().unwrap();
+    let page = store
+        .output_page(id, 0, 512, 2_990, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seqs(&page), [1]);
     // A first chunk over the budget still comes, alone.
-    let page = store.output_page(id, 3, 512, 100).await.unwrap().unwrap();
+    let page = store
+        .output_page(id, 3, 512, 100, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seqs(&page), [4]);
     assert_eq!(page.chunks[0].data, json!({ "text": texts[3] }));
     let page = store
-        .output_page(id, 0, 2, u64::MAX)
+        .output_page(id, 0, 2, u64::MAX, false)
         .await
         .unwrap()
         .unwrap();
@@ -248,7 +260,7 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
     // Past the end (even past i64): no chunks, but the status.
     for after in [4, u64::MAX] {
         let page = store
-            .output_page(id, after, 512, 1 << 20)
+            .output_page(id, after, 512, 1 << 20, false)
             .await
             .unwrap()
             .unwrap();
@@ -257,7 +269,7 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
     }
     assert!(
         store
-            .output_page(uuid::Uuid::now_v7(), 0, 512, 1 << 20)
+            .output_page(uuid::Uuid::now_v7(), 0, 512, 1 << 20, false)
             .await
             .unwrap()
             .is_none()

@@ -239,6 +239,7 @@ impl From<&StoredChunk> for pb::OutputChunk {
             execution_id: c.source_id.unwrap_or(c.execution_id).to_string(),
             child_key: c.source_key.clone().unwrap_or_default(),
             reused_from: id_string(c.reused_from),
+            superseded: c.superseded,
         }
     }
 }

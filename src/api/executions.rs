@@ -202,7 +202,7 @@ impl ExecutionService for Executions {
         let follower = self
             .state
             .engine
-            .follow_output(id, after_seq, shutdown)
+            .follow_output(id, after_seq, r.include_superseded, shutdown)
             .await?;
         Ok(Response::new(Box::pin(output_stream(follower))))
     }

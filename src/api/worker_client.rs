@@ -109,6 +109,7 @@ impl WorkerClient {
                     usage: Some((*usage).into()),
                     first_chunk_index,
                     accept_next_task: report.accept_next,
+                    workspace: report.workspace.clone().unwrap_or_default(),
                 });
                 client.complete_task(request).await
             }
@@ -124,6 +125,7 @@ impl WorkerClient {
                     failure: Some(failure.into()),
                     retry_after_ms: retry_after_ms.unwrap_or(0),
                     first_chunk_index,
+                    workspace: report.workspace.clone().unwrap_or_default(),
                 });
                 client.fail_task(request).await
             }
@@ -134,6 +136,7 @@ impl WorkerClient {
                     checkpoint_json: String::new(),
                     abandoned: *abandoned,
                     first_chunk_index,
+                    workspace: report.workspace.clone().unwrap_or_default(),
                 });
                 client.cancel_task(request).await
             }

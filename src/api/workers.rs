@@ -169,6 +169,7 @@ impl WorkerService for Workers {
             chunks: chunks(r.chunks)?,
             outcome,
             accept_next: r.accept_next_task,
+            workspace: validate::workspace(&r.workspace)?,
         };
         let next = self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {
@@ -195,6 +196,7 @@ impl WorkerService for Workers {
             chunks: chunks(r.chunks)?,
             outcome,
             accept_next: false,
+            workspace: validate::workspace(&r.workspace)?,
         };
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
@@ -269,6 +271,7 @@ impl WorkerService for Workers {
             chunks: chunks(r.chunks)?,
             outcome,
             accept_next: false,
+            workspace: validate::workspace(&r.workspace)?,
         };
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))

@@ -59,6 +59,10 @@ pub(super) enum ExecCommand {
         /// Start after this output seq (0 replays everything).
         #[arg(long, default_value_t = 0)]
         after_seq: u64,
+        /// Print every chunk, also those an interrupted attempt emitted and its retry emitted
+        /// again (by default each is printed once, as the retry emitted it).
+        #[arg(long)]
+        raw: bool,
     },
     /// Cancel an execution.
     Cancel {
@@ -139,7 +143,7 @@ pub(super) async fn run(
             let children = if execution.kind == "team" {
                 let request = pb::ListExecutionsRequest {
                     namespace: execution.namespace.clone(),
-                    parent_id: id,
+                    parent_id: id.clone(),
                     page_size: 1000,
                     ..Default::default()
                 };
@@ -159,12 +163,23 @@ pub(super) async fn run(
             } else {
                 Vec::new()
             };
+            let attempts = attempts(&mut c, &id).await?;
             if out.json {
                 let mut value = serde_json::to_value(&execution)?;
                 value["children"] = serde_json::to_value(&children)?;
+                value["attempts"] = serde_json::Value::from(attempts);
                 out.print_json(&value);
             } else {
                 show(out, &execution);
+                for a in &attempts {
+                    println!(
+                        "  attempt {} #{}  worker {}  in {}",
+                        a["activity_id"].as_str().unwrap_or_default(),
+                        a["attempt"],
+                        a["worker"].as_str().unwrap_or_default(),
+                        a["workspace"].as_str().unwrap_or("(not recorded)"),
+                    );
+                }
                 for child in &children {
                     println!(
                         "  └─ {:<20} {:<10} {:<12} {}",
@@ -204,9 +219,9 @@ pub(super) async fn run(
                 );
             }
         }
-        ExecCommand::Watch { id, after_seq } => {
+        ExecCommand::Watch { id, after_seq, raw } => {
             let c = client.connect().await?;
-            let closed = watch(&client.servers()?, c, out, &id, after_seq, None).await?;
+            let closed = watch(&client.servers()?, c, out, &id, after_seq, raw, None).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",
@@ -230,4 +245,41 @@ pub(super) async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The attempts that ended, from the history's `ActivityStarted` events: activity, attempt,
+/// the worker that ran it and the directory it worked in there (files an agent wrote stay on
+/// that worker; the session, transcript and output move with the execution).
+async fn attempts(
+    c: &mut super::client::Client,
+    id: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut attempts = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        let request = pb::GetHistoryRequest {
+            id: id.to_owned(),
+            after_seq,
+        };
+        let events = c
+            .executions
+            .get_history(request)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .events;
+        let Some(last) = events.last() else {
+            return Ok(attempts);
+        };
+        after_seq = last.seq;
+        for e in events.iter().filter(|e| e.r#type == "ActivityStarted") {
+            let payload: serde_json::Value = serde_json::from_str(&e.payload_json)?;
+            attempts.push(serde_json::json!({
+                "activity_id": payload["activity_id"],
+                "attempt": payload["attempt"],
+                "worker": payload["worker"],
+                "workspace": payload["workspace"],
+            }));
+        }
+    }
 }

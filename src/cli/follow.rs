@@ -78,9 +78,11 @@ pub(super) async fn watch(
     out: &Output,
     id: &str,
     after_seq: u64,
+    raw: bool,
     spinner: Option<&Spinner>,
 ) -> anyhow::Result<pb::Execution> {
     let mut printer = Printer::new(out, spinner, after_seq);
+    printer.raw = raw;
     let mut client = Some(client);
     let mut index = 0;
     let mut backoff = fresh_backoff();
@@ -179,6 +181,7 @@ async fn stream_once(
         .stream_execution(pb::StreamExecutionRequest {
             id: id.to_string(),
             after_seq: printer.last_seq,
+            include_superseded: printer.raw,
         })
         .await
         .map_err(stop)?
@@ -206,6 +209,8 @@ struct Printer<'a> {
     at_line_start: bool,
     child: String,
     reused_from: String,
+    /// Print superseded chunks too (`cairn exec watch --raw`).
+    raw: bool,
 }
 
 impl<'a> Printer<'a> {
@@ -217,6 +222,7 @@ impl<'a> Printer<'a> {
             at_line_start: true,
             child: String::new(),
             reused_from: String::new(),
+            raw: false,
         }
     }
 

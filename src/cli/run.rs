@@ -133,6 +133,7 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
             &out_copy,
             &watched,
             0,
+            false,
             follow_spinner.as_ref(),
         )
         .await

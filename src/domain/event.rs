@@ -145,6 +145,10 @@ pub enum HistoryEvent {
         worker: String,
         /// When it was claimed.
         started_at: Millis,
+        /// The directory it worked in on that worker; absent from histories recorded before
+        /// attempts named it, and for attempts that ended without a report (a timeout).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
     },
     /// Input: the attempt finished with a result.
     ActivityCompleted {

@@ -29,6 +29,8 @@ pub(crate) struct Plan {
     pub consume_timer: Option<String>,
     /// A worker to lease the task this transition schedules to (eager dispatch).
     pub eager: Option<commands::EagerOffer>,
+    /// Stored objects the inputs or the checkpoint refer to, written with the transition.
+    pub objects: Vec<crate::store::NewObject>,
 }
 
 /// A committed transition.
@@ -340,6 +342,7 @@ impl Engine {
             timers,
             now,
             children,
+            objects: plan.objects,
         };
         Ok((transition, events, state))
     }

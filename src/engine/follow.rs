@@ -52,6 +52,7 @@ impl Engine {
         self: &Arc<Self>,
         id: Uuid,
         after_seq: u64,
+        include_superseded: bool,
         shutdown: CancellationToken,
     ) -> Result<OutputFollower, EngineError> {
         // Registered before the first read, so no change after it is missed.
@@ -59,7 +60,12 @@ impl Engine {
         self.reads
             .output_pages
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.store.output_page(id, after_seq, 0, 0).await?.is_none() {
+        if self
+            .store
+            .output_page(id, after_seq, 0, 0, true)
+            .await?
+            .is_none()
+        {
             return Err(EngineError::NotFound(format!("no execution with id {id}")));
         }
         let (tx, rx) = mpsc::channel(1);
@@ -67,6 +73,7 @@ impl Engine {
             engine: self.clone(),
             id,
             after: after_seq,
+            include_superseded,
             changes,
             tx,
             shutdown,
@@ -80,6 +87,8 @@ struct Follower {
     engine: Arc<Engine>,
     id: Uuid,
     after: u64,
+    /// Whether superseded chunks are sent too (raw readers); by default they are skipped.
+    include_superseded: bool,
     changes: Watch,
     tx: mpsc::Sender<Result<OutputEvent, EngineError>>,
     shutdown: CancellationToken,
@@ -111,7 +120,13 @@ impl Follower {
             let page = match self
                 .engine
                 .store
-                .output_page(self.id, self.after, limit, PAGE_BYTES)
+                .output_page(
+                    self.id,
+                    self.after,
+                    limit,
+                    PAGE_BYTES,
+                    self.include_superseded,
+                )
                 .await
             {
                 Ok(Some(page)) => page,

@@ -15,6 +15,7 @@ mod commit;
 mod direct_worker;
 mod follow;
 mod notify;
+mod objects;
 mod observe;
 mod quarantine;
 mod replay;
@@ -129,6 +130,8 @@ pub struct Engine {
     cache: cache::ExecutionCache,
     /// What the engine has read, for tests and `cairn bench` to see where reads go.
     reads: Reads,
+    /// Stored checkpoints: encoding before a write, reading back before a resume.
+    checkpoints: objects::Checkpoints,
 }
 
 /// Counts of the engine's reads of the store, since it started.
@@ -166,6 +169,7 @@ impl Engine {
             sweep_failures: Default::default(),
             cache,
             reads: Reads::default(),
+            checkpoints: objects::Checkpoints::default(),
         })
     }
 

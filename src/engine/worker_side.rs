@@ -133,7 +133,9 @@ impl Engine {
             loop {
                 match step {
                     PollStep::Claim => break,
-                    PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                    PollStep::Handed(assignment) => {
+                        return Ok(vec![self.resolved(*assignment).await?]);
+                    }
                     // A start is committing a task leased to this poll: never cut it off, so
                     // the hand-over (or its undoing) always finds the poll.
                     PollStep::Reserved => waiter.woken().await,
@@ -145,7 +147,9 @@ impl Engine {
                         };
                         if timed_out {
                             match waiter.after_wake() {
-                                PollStep::Handed(assignment) => return Ok(vec![*assignment]),
+                                PollStep::Handed(assignment) => {
+                                    return Ok(vec![self.resolved(*assignment).await?]);
+                                }
                                 PollStep::Reserved => {
                                     step = PollStep::Reserved;
                                     continue;
@@ -171,7 +175,17 @@ impl Engine {
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());
             match assignment(task) {
-                Ok(a) => assignments.push(a),
+                Ok(a) => match self.resolved(a).await {
+                    Ok(a) => assignments.push(a),
+                    // A stored checkpoint that cannot be read back is as corrupt as the turn.
+                    Err(EngineError::Internal(why)) => {
+                        self.quarantine(id, &why).await;
+                    }
+                    // Not handed out: its lease expires and the attempt is retried.
+                    Err(e) => {
+                        tracing::warn!(execution = %id, error = %e, "could not read a claimed task's checkpoint");
+                    }
+                },
                 Err(e) => {
                     let why = format!("task {activity} has an unreadable turn: {e}");
                     self.quarantine(id, &why).await;
@@ -192,6 +206,7 @@ impl Engine {
                 lease: assignment.lease,
                 chunks: Vec::new(),
                 checkpoint: None,
+                objects: Vec::new(),
                 now,
             };
             // Dropped outside a runtime only at process exit, when the lease may expire instead.
@@ -262,11 +277,13 @@ impl Engine {
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
+        let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ProgressRecord {
             lease: lease.clone(),
             first_chunk,
             chunks: tag(lease, chunks),
-            checkpoint,
+            checkpoint: encoded.value.clone(),
+            objects: encoded.objects.clone(),
             now: self.clock.now_ms(),
         };
         let outcome = match self.store.record_progress(&record).await {
@@ -276,6 +293,7 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
+        self.checkpoints.committed(lease.execution_id, &encoded);
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
             if let Some(parent) = outcome.parent_id {
@@ -298,15 +316,18 @@ impl Engine {
             checkpoint,
         } = release;
         let lease = &lease;
+        let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ReleaseRecord {
             lease: lease.clone(),
             chunks: tag(lease, chunks.clone()),
-            checkpoint,
+            checkpoint: encoded.value.clone(),
+            objects: encoded.objects.clone(),
             now: self.clock.now_ms(),
         };
         match self.store.release_task(&record).await? {
             None => Err(stale(lease)),
             Some(ReleaseOutcome::Released) => {
+                self.checkpoints.committed(lease.execution_id, &encoded);
                 tracing::info!(execution = %lease.execution_id, activity = %lease.activity_id, attempt = lease.attempt, "attempt released");
                 self.notifier.task_ready(Wake::Any);
                 self.notifier.execution_changed(lease.execution_id);
@@ -319,6 +340,7 @@ impl Engine {
                     chunks,
                     outcome: ActivityOutcome::Canceled { abandoned: false },
                     accept_next: false,
+                    workspace: None,
                 })
                 .await
                 .map(|_| ()),
@@ -336,6 +358,7 @@ impl Engine {
             chunks,
             outcome,
             accept_next,
+            workspace,
         } = report;
         let lease = &lease;
         let task = self
@@ -367,6 +390,15 @@ impl Engine {
         // them, and it waits for each reply, so the count cannot move meanwhile.
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
+        // The outcome's checkpoint is encoded once, whatever the apply loop recomputes.
+        let encoded = self.checkpoints.encode(
+            lease.execution_id,
+            match &outcome {
+                ActivityOutcome::Completed { checkpoint, .. }
+                | ActivityOutcome::Failed { checkpoint, .. } => checkpoint.clone(),
+                ActivityOutcome::Canceled { .. } => None,
+            },
+        );
         // Only a completed turn schedules another; the worker serves this task's runtime and
         // queue, which are those of every task of the execution.
         let eager = match (&outcome, &task.lease_owner) {
@@ -397,26 +429,23 @@ impl Engine {
                     attempt: lease.attempt,
                     worker: task.lease_owner.clone().unwrap_or_default(),
                     started_at: task.leased_at.unwrap_or(now),
+                    workspace: workspace.clone(),
                 };
                 let (ended, checkpoint) = match &outcome {
-                    ActivityOutcome::Completed {
-                        output,
-                        usage,
-                        checkpoint,
-                    } => (
+                    ActivityOutcome::Completed { output, usage, .. } => (
                         HistoryEvent::ActivityCompleted {
                             activity_id: lease.activity_id.clone(),
                             attempt: lease.attempt,
                             output: output.clone(),
                             usage: *usage,
-                            checkpoint: checkpoint.clone(),
+                            checkpoint: encoded.value.clone(),
                         },
                         None,
                     ),
                     ActivityOutcome::Failed {
                         failure,
                         retry_after_ms,
-                        checkpoint,
+                        ..
                     } => (
                         HistoryEvent::ActivityFailed {
                             activity_id: lease.activity_id.clone(),
@@ -425,7 +454,7 @@ impl Engine {
                             retry_after_ms: *retry_after_ms,
                             at: now,
                         },
-                        checkpoint.clone(),
+                        encoded.value.clone(),
                     ),
                     ActivityOutcome::Canceled { abandoned } => (
                         HistoryEvent::ActivityCanceled {
@@ -447,11 +476,18 @@ impl Engine {
                     checkpoint,
                     consume_timer: None,
                     eager: eager.clone(),
+                    objects: encoded.objects.clone(),
                 }))
             })
             .await;
         match result {
-            Ok(Some(Applied::Committed(_, next))) => Ok(next.map(|next| *next)),
+            Ok(Some(Applied::Committed(_, next))) => {
+                self.checkpoints.committed(lease.execution_id, &encoded);
+                match next {
+                    Some(next) => Ok(Some(self.resolved(*next).await?)),
+                    None => Ok(None),
+                }
+            }
             Ok(_) => Ok(None),
             Err(ApplyError::Fenced) => Err(stale(lease)),
             Err(ApplyError::Conflict) => Err(EngineError::Internal(

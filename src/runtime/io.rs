@@ -39,6 +39,19 @@ pub struct TurnIo {
     pub attempt: AttemptInfo,
     checkpoint: Option<serde_json::Value>,
     sink: mpsc::UnboundedSender<Progress>,
+    workspace: Workspace,
+}
+
+/// The directory an attempt works in, as its runtime names it (see [`TurnIo::set_workspace`]);
+/// the worker reads it when the attempt ends and records it with the attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Workspace(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Workspace {
+    /// The directory named so far, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().expect("the lock is never poisoned").clone()
+    }
 }
 
 impl TurnIo {
@@ -56,9 +69,21 @@ impl TurnIo {
                 attempt,
                 checkpoint,
                 sink,
+                workspace: Workspace::default(),
             },
             progress,
         )
+    }
+
+    /// Names the directory the attempt works in (the files an agent writes stay there, on this
+    /// worker), so the history records it with the attempt.
+    pub fn set_workspace(&self, dir: impl Into<String>) {
+        *self.workspace.0.lock().expect("the lock is never poisoned") = Some(dir.into());
+    }
+
+    /// Where the worker reads the directory [`Self::set_workspace`] named.
+    pub fn workspace(&self) -> Workspace {
+        self.workspace.clone()
     }
 
     /// The attempt number, from 1.

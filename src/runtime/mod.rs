@@ -26,7 +26,7 @@ pub use default::{
     DefaultRuntime, OpenAiSettings,
 };
 pub use echo::EchoRuntime;
-pub use io::{AttemptInfo, Progress, TurnIo};
+pub use io::{AttemptInfo, Progress, TurnIo, Workspace};
 pub use registry::{RuntimeRegistry, RuntimeSettings};
 
 /// One configuration key a runtime accepts under `configuration.runtime_config`.

@@ -160,6 +160,9 @@ pub struct StoredChunk {
     pub source_id: Option<Uuid>,
     /// For a team's output: that child's key.
     pub source_key: Option<String>,
+    /// Emitted again by the attempt that resumed after the one that emitted it (readers skip
+    /// it unless they ask for every chunk).
+    pub superseded: bool,
 }
 
 /// An execution whose stored row or state cannot be decoded, to be failed in place

@@ -4,8 +4,9 @@
 //! One trait per concern, each in its own file with its records, its SQL in the file of the same
 //! name under `backend/`: [`Catalog`] (agents and teams), [`Executions`] (the commit of
 //! transitions, execution rows, history, output), [`TaskQueue`] (claims and leases), [`Timers`],
-//! [`Workers`], [`Runtimes`] (external runtimes), [`Admin`] (migrations, row counts, the change feed), [`OutputReads`] (paged
-//! output for followers) and [`Stats`] (grouped counts for `GetStats`). [`Store`] is all of them at once.
+//! [`Workers`], [`Runtimes`] (external runtimes), [`Admin`] (migrations, row counts, the change
+//! feed), [`OutputReads`] (paged output for followers), [`Stats`] (grouped counts for `GetStats`)
+//! and [`Objects`] (stored checkpoints). [`Store`] is all of them at once.
 //!
 //! Architecture invariant: one transition is one transaction. [`Executions::commit`] writes everything a
 //! transition produces (history events, the execution row, output chunks, task and timer rows)
@@ -20,6 +21,7 @@ mod backend;
 mod catalog;
 mod executions;
 mod metrics;
+mod objects;
 mod output_page;
 mod runtimes;
 mod stats;
@@ -35,6 +37,7 @@ pub use executions::{
     ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
 };
 pub use metrics::{Gauges, TasksWaiting};
+pub use objects::{NewObject, Objects, StoredObject};
 pub use output_page::{OutputPage, OutputReads};
 pub use runtimes::{RuntimeRecord, RuntimeUpsert, Runtimes};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
@@ -64,6 +67,7 @@ pub const TABLES: &[&str] = &[
     "teams",
     "team_members",
     "runtimes",
+    "objects",
 ];
 
 /// What went wrong in storage.
@@ -134,6 +138,7 @@ pub trait Store:
     + OutputReads
     + Gauges
     + Stats
+    + Objects
     + Send
     + Sync
     + 'static
@@ -151,6 +156,7 @@ impl<T> Store for T where
         + OutputReads
         + Gauges
         + Stats
+        + Objects
         + Send
         + Sync
         + 'static

@@ -25,7 +25,8 @@ pub struct OutputPage {
 #[async_trait]
 pub trait OutputReads: Send + Sync {
     /// The chunks of `id` with seq > `after_seq`, at most `max_chunks` of them, stopping before
-    /// the chunk that would take the page's data past `max_bytes` (the first chunk always comes);
+    /// the chunk that would take the page's data past `max_bytes` (the first chunk always comes),
+    /// skipping superseded chunks unless `include_superseded`;
     /// with the execution's status and output length from the same snapshot. `None` when there is
     /// no such execution.
     async fn output_page(
@@ -34,5 +35,6 @@ pub trait OutputReads: Send + Sync {
         after_seq: u64,
         max_chunks: u32,
         max_bytes: u64,
+        include_superseded: bool,
     ) -> Result<Option<OutputPage>, StoreError>;
 }

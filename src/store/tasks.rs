@@ -135,6 +135,8 @@ pub struct ProgressRecord {
     pub chunks: Vec<NewChunk>,
     /// A new checkpoint, if any.
     pub checkpoint: Option<serde_json::Value>,
+    /// The stored objects the checkpoint refers to, written only if the lease holds.
+    pub objects: Vec<super::NewObject>,
     /// The report time; the lease is extended by the task's heartbeat timeout from here.
     pub now: Millis,
 }
@@ -160,6 +162,8 @@ pub struct ReleaseRecord {
     pub chunks: Vec<NewChunk>,
     /// The checkpoint the next worker resumes from, if newer than the stored one.
     pub checkpoint: Option<serde_json::Value>,
+    /// The stored objects the checkpoint refers to, written only if the lease holds.
+    pub objects: Vec<super::NewObject>,
     /// The release time.
     pub now: Millis,
 }

@@ -238,6 +238,8 @@ pub struct Transition {
     pub now: Millis,
     /// Child executions this transition starts, created in the same transaction.
     pub children: Vec<Transition>,
+    /// Stored objects (checkpoints) its events, state or task rows refer to, written with it.
+    pub objects: Vec<super::NewObject>,
 }
 
 /// How one transition of a commit ended.

@@ -101,6 +101,7 @@ async fn run_attempt(
                 checkpoint: None,
             },
             accept_next: false,
+            workspace: None,
         };
         let _ = api.report(&report).await;
         return None;
@@ -112,6 +113,7 @@ async fn run_attempt(
         attempt: lease.attempt,
     };
     let (io, rx) = TurnIo::new(info, cancel.clone(), assignment.checkpoint.clone());
+    let workspace = io.workspace();
     let turn = assignment.turn.clone();
     // The runtime's spans (model and tool calls) are children of the attempt's.
     let handle = tokio::spawn(tracing::Instrument::instrument(
@@ -135,7 +137,21 @@ async fn run_attempt(
         grace: options.cancel_grace,
     };
     let stop = running.drive(handle, rx, release).await;
-    finish::finish(api, &running.lease, running.batcher, stop, draining).await
+    // A runtime that names no directory works in the worker's own (where MCP servers start).
+    let workspace = workspace.get().or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .map(|d| d.display().to_string())
+    });
+    finish::finish(
+        api,
+        &running.lease,
+        running.batcher,
+        stop,
+        draining,
+        workspace,
+    )
+    .await
 }
 
 /// The lease is gone; the attempt must stop without telling the server anything more.

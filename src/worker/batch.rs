@@ -122,7 +122,13 @@ impl Batcher {
     pub fn next_batch(&self) -> Batch {
         let mut count = 0;
         let mut bytes = 0;
-        for (_, size) in &self.chunks {
+        // A batch ends where the pending checkpoint's chunks end, so a checkpoint covers exactly
+        // the chunks stored with it and before: the server marks what an interrupted attempt
+        // emitted after its last checkpoint as superseded when the retry emits it again.
+        let upto = self.checkpoint.as_ref().map_or(self.chunks.len(), |c| {
+            (c.covers.saturating_sub(self.sent) as usize).min(self.chunks.len())
+        });
+        for (_, size) in self.chunks.iter().take(upto) {
             let fits = count == 0 || (count < self.max_chunks && bytes + size <= self.max_bytes);
             if !fits {
                 break;
@@ -182,7 +188,12 @@ impl Batcher {
     pub fn fits_with(&self, reserve: usize) -> bool {
         let count = self.chunks.len();
         let checkpoint = self.checkpoint.as_ref().map_or(0, |c| c.bytes);
-        count <= self.max_chunks
+        let covered = self
+            .checkpoint
+            .as_ref()
+            .is_none_or(|c| c.covers >= self.sent + count as u64);
+        covered
+            && count <= self.max_chunks
             && (count <= 1 || self.bytes <= self.max_bytes)
             && self.bytes + checkpoint + reserve <= MAX_REPORT_BYTES
     }
@@ -279,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_leaves_with_the_batch_holding_the_last_chunk_it_covers() {
+    fn a_checkpoint_leaves_with_the_batch_that_ends_at_the_last_chunk_it_covers() {
         let mut batcher = Batcher::new(2, 1 << 20);
         batcher.take(chunk("a")).unwrap();
         batcher.take(chunk("b")).unwrap();
@@ -296,9 +307,17 @@ mod tests {
         );
         batcher.acknowledge(&first);
         let second = batcher.next_batch();
-        assert_eq!(texts(&second), ["c", "d"]);
+        assert_eq!(texts(&second), ["c"], "`d` is not covered: it waits");
         assert_eq!(second.checkpoint, Some(json!({"at": 3})));
+        assert!(
+            !batcher.fits_with(0),
+            "nor may it go out beside the checkpoint"
+        );
         batcher.acknowledge(&second);
+        let third = batcher.next_batch();
+        assert_eq!(texts(&third), ["d"]);
+        assert_eq!(third.checkpoint, None);
+        batcher.acknowledge(&third);
         assert!(batcher.is_empty());
     }
 

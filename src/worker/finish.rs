@@ -34,12 +34,14 @@ pub(super) async fn finish(
     batcher: Batcher,
     stop: Stop,
     draining: &CancellationToken,
+    workspace: Option<String>,
 ) -> Option<Assignment> {
     let mut sender = Sender {
         api,
         lease,
         batcher,
         give_up: None,
+        workspace,
     };
     match stop {
         Stop::LeaseLost => None,
@@ -62,6 +64,8 @@ struct Sender<'a> {
     api: &'a dyn WorkerApi,
     lease: &'a Lease,
     batcher: Batcher,
+    /// The directory the attempt worked in, recorded with it.
+    workspace: Option<String>,
     /// When to stop trying a server that does not answer; `None` tries until the lease is lost
     /// (once it expires, the server times the attempt out and says so).
     give_up: Option<Instant>,
@@ -103,6 +107,7 @@ impl Sender<'_> {
             chunks,
             outcome,
             accept_next: !draining.is_cancelled(),
+            workspace: self.workspace.clone(),
         };
         let message = match self.retrying(|| self.api.report(&report)).await {
             Ok(next) => {
@@ -135,6 +140,7 @@ impl Sender<'_> {
             chunks: Vec::new(),
             outcome: failed(refused("the report", &message)),
             accept_next: false,
+            workspace: self.workspace.clone(),
         };
         if let Err(error) = self.retrying(|| self.api.report(&fallback)).await {
             tracing::warn!(%error, "failure report not delivered either");

@@ -247,6 +247,7 @@ pub fn activity_started(turn: u32, attempt: u32, started_at: Millis) -> HistoryE
         attempt,
         worker: "w-1".into(),
         started_at,
+        workspace: None,
     }
 }
 

@@ -44,7 +44,52 @@ pub fn all() -> Vec<(&'static str, History)> {
         ),
         ("retried_reusing_nothing", retry::retried_reusing_nothing()),
         ("retry_failing_again", retry::retry_failing_again()),
+        (
+            "stored_checkpoints_and_workspaces",
+            stored_checkpoints_and_workspaces(),
+        ),
     ]
+}
+
+/// Histories written since checkpoints are stored objects: a large checkpoint is a reference
+/// (`{"$object": id}`) in `ActivityCompleted`, a small one stays inline, and each attempt names
+/// the directory it worked in; turn 2 runs on another worker from turn 1's stored checkpoint.
+pub fn stored_checkpoints_and_workspaces() -> History {
+    let on = |turn: u32, worker: &str, dir: &str, started_at| HistoryEvent::ActivityStarted {
+        activity_id: format!("turn-{}", turn + 1),
+        attempt: 1,
+        worker: worker.into(),
+        started_at,
+        workspace: Some(dir.into()),
+    };
+    let reference = "sha256:5f1c0c8c3b1f2f0a9a0e6d3c1b2a99887766554433221100ffeeddccbbaa9988";
+    History::new()
+        .input(1, started(&["Plan", "Write"]))
+        .command(2, scheduled(0, 1))
+        .input(3, on(0, "worker-a", "/tmp/cairn-claude-code/a", T0 + 10))
+        .input(
+            4,
+            completed(
+                0,
+                1,
+                "plan",
+                usage(0.0001),
+                Some(json!({ "$object": reference })),
+            ),
+        )
+        .command(5, scheduled(1, 1))
+        .input(6, on(1, "worker-b", "/srv/work", T0 + 20))
+        .input(
+            7,
+            completed(
+                1,
+                1,
+                "text",
+                usage(0.002),
+                Some(json!({ "session": "s-2" })),
+            ),
+        )
+        .command(8, execution_completed("text", usage(0.0001) + usage(0.002)))
 }
 
 /// One prompt, one attempt, done.

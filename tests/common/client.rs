@@ -145,6 +145,7 @@ impl TestClient {
         let request = pb::StreamExecutionRequest {
             id: id.into(),
             after_seq,
+            include_superseded: false,
         };
         let mut stream = self
             .executions

@@ -67,6 +67,7 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
         .stream_execution(pb::StreamExecutionRequest {
             id: id.clone(),
             after_seq: 0,
+            include_superseded: false,
         })
         .await
         .unwrap()

@@ -716,6 +716,7 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
             Call::Stream(pb::StreamExecutionRequest {
                 id: f.live.clone(),
                 after_seq: value,
+                include_superseded: false,
             }),
             &format!("after_seq {value} is over the highest seq"),
         );

@@ -180,7 +180,7 @@ async fn bad_requests_get_the_same_errors_over_http_and_grpc(db: Db) {
         ("retry a completed execution", "POST", format!("/api/v1/executions/{done}/retry"), None,
             Rpc::Retry(pb::RetryExecutionRequest { id: done.clone(), ..Default::default() })),
         ("events of an unknown execution", "GET", format!("/api/v1/executions/{unknown}/events"), None,
-            Rpc::Stream(pb::StreamExecutionRequest { id: unknown.clone(), after_seq: 0 })),
+            Rpc::Stream(pb::StreamExecutionRequest { id: unknown.clone(), after_seq: 0, include_superseded: false })),
         ("team strategy unknown", "POST", "/api/v1/teams".into(),
             Some(json!({"name": "t", "strategy": "round-robin",
                         "members": [{"agent": "e", "role": "r"}]}).to_string()),

@@ -18,6 +18,7 @@ fn release(lease: &TaskRecord, texts: &[&str], now: i64) -> ReleaseRecord {
         lease: crate::support::lease_of(lease),
         chunks: texts.iter().map(|t| chunk(&lease.activity_id, t)).collect(),
         checkpoint: Some(json!({ "emitted": 2 })),
+        objects: Vec::new(),
         now,
     }
 }

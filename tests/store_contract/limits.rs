@@ -88,6 +88,7 @@ async fn a_final_report_of_ten_thousand_chunks_commits_gapless(db: Db) {
         timers: vec![],
         now: T0 + 3,
         children: vec![],
+        objects: Vec::new(),
     };
     assert_eq!(commit_one(&*store, report).await, CommitOutcome::Committed);
     assert_numbered(&texts(&*store, id).await, MANY);
@@ -110,6 +111,7 @@ async fn a_release_of_ten_thousand_chunks_is_stored_gapless(db: Db) {
         lease: crate::support::lease_of(&lease),
         chunks: progress(&lease, &refs, T0 + 2).chunks,
         checkpoint: None,
+        objects: Vec::new(),
         now: T0 + 2,
     };
     assert_eq!(

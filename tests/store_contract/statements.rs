@@ -152,6 +152,7 @@ async fn children_reporting_in_one_commit_continue_their_parent_output_gapless(d
     };
     let start = Transition {
         children: vec![child(a, "a"), child(b, "b")],
+        objects: Vec::new(),
         ..create(parent)
     };
     assert_eq!(

@@ -88,6 +88,7 @@ pub fn create_from(id: Uuid, new: NewExecution) -> Transition {
         timers: vec![],
         now: T0,
         children: vec![],
+        objects: Vec::new(),
     }
 }
 
@@ -109,6 +110,7 @@ pub fn advance(id: Uuid, expected_next_seq: u64) -> Transition {
         timers: vec![],
         now: T0,
         children: vec![],
+        objects: Vec::new(),
     }
 }
 
@@ -192,6 +194,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
             })
             .collect(),
         checkpoint: None,
+        objects: Vec::new(),
         first_chunk: None,
         now,
     }

@@ -195,6 +195,7 @@ async fn progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_le
 
     let first = cairn::store::ProgressRecord {
         checkpoint: Some(json!({ "session": "s-1" })),
+        objects: Vec::new(),
         ..progress(&lease, &["a", "b"], T0 + 500)
     };
     let outcome = store.record_progress(&first).await.unwrap();
@@ -290,6 +291,7 @@ async fn progress_without_the_lease_writes_nothing(db: Db) {
     for other in stale {
         let report = cairn::store::ProgressRecord {
             checkpoint: Some(json!({ "session": "stale" })),
+            objects: Vec::new(),
             ..progress(&other, &["stale"], T0 + 500)
         };
         assert_eq!(

@@ -38,24 +38,30 @@ pub(super) struct EventsQuery {
     /// `Last-Event-ID` header, when present, takes its place.
     #[serde(default)]
     after_seq: u64,
+    /// Also send the chunks an interrupted attempt emitted that its retry emitted again (marked
+    /// `superseded`); by default each text is sent once, as the retry emitted it.
+    #[serde(default)]
+    include_superseded: bool,
 }
 
 const STREAM: &str = "/cairn.v1.ExecutionService/StreamExecution";
 const GET: &str = "/cairn.v1.ExecutionService/GetExecution";
 
-fn after_seq(headers: &HeaderMap, uri: &Uri) -> Result<u64, ApiError> {
-    let from_query = query::<EventsQuery>(uri)?.after_seq;
-    match headers.get("last-event-id") {
-        None => Ok(from_query),
+/// Where the stream starts and whether it includes superseded chunks.
+fn start(headers: &HeaderMap, uri: &Uri) -> Result<(u64, bool), ApiError> {
+    let query = query::<EventsQuery>(uri)?;
+    let after_seq = match headers.get("last-event-id") {
+        None => query.after_seq,
         Some(value) => {
             let value = value.to_str().unwrap_or("(not text)").trim();
             if value.is_empty() {
-                Ok(from_query)
+                query.after_seq
             } else {
-                number("Last-Event-ID", value)
+                number("Last-Event-ID", value)?
             }
         }
-    }
+    };
+    Ok((after_seq, query.include_superseded))
 }
 
 fn json_event(name: &'static str, data: &impl serde::Serialize) -> Event {
@@ -83,10 +89,14 @@ pub(super) async fn events(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let message = after_seq(&headers, &uri).map(|after_seq| pb::StreamExecutionRequest {
-        id: id.clone(),
-        after_seq,
-    });
+    let message =
+        start(&headers, &uri).map(
+            |(after_seq, include_superseded)| pb::StreamExecutionRequest {
+                id: id.clone(),
+                after_seq,
+                include_superseded,
+            },
+        );
     let request = h.request(&headers, STREAM, message)?;
     let output = h.executions.stream_execution(request).await?.into_inner();
     let current = h.request(&headers, GET, Ok(pb::GetExecutionRequest { id }))?;

@@ -121,6 +121,13 @@ pub(crate) fn failure(f: Option<pb::Failure>) -> Result<Failure, Status> {
     })
 }
 
+/// The directory an attempt worked in, as its worker names it ("" for none): a path of at
+/// most 4 KiB, printable.
+pub(crate) fn workspace(s: &str) -> Result<Option<String>, Status> {
+    plain("workspace", s, 4096)?;
+    Ok((!s.is_empty()).then(|| s.to_owned()))
+}
+
 /// A lease's activity id and token, which the store compares as text.
 pub(crate) fn lease_part(field: &str, s: &str) -> Result<(), Status> {
     plain(field, s, super::limits::MAX_LEASE_PART_BYTES).map_err(|_| {

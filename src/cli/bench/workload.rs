@@ -29,7 +29,11 @@ pub(super) async fn run_one(
         .execution_id;
     let mut stream = client
         .executions
-        .stream_execution(pb::StreamExecutionRequest { id, after_seq: 0 })
+        .stream_execution(pb::StreamExecutionRequest {
+            id,
+            after_seq: 0,
+            include_superseded: false,
+        })
         .await
         .map_err(status_error)?
         .into_inner();

@@ -7,6 +7,9 @@
 //! the same conversation with `--resume`. Cancellation interrupts through the control protocol,
 //! then escalates to SIGTERM and SIGKILL of the process group and of the tool groups below it.
 //!
+//! Checkpoints carry the session's file from the CLI's config directory, restored before
+//! `--resume` on whichever worker runs the next turn or the retry (`portable.rs`).
+//!
 //! The provider's credentials come from the worker's environment, which the CLI inherits.
 
 mod chunks;
@@ -14,6 +17,7 @@ mod config;
 mod group;
 mod outcome;
 mod parse;
+mod portable;
 mod process;
 mod session;
 mod spans;
@@ -212,6 +216,17 @@ impl AgentRuntime for ClaudeCodeRuntime {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let cwd = self.working_dir(&config, &io).await?;
+        io.set_workspace(cwd.display().to_string());
+        let config_root = portable::config_root(self.effective_config_dir(&config).as_deref());
+        // The session's files, from whichever worker saved them, so `--resume` finds it here.
+        if let (Some(root), Some(files)) = (
+            &config_root,
+            io.previous_checkpoint()
+                .and_then(|c| c.get(portable::FILES_KEY))
+                .and_then(Value::as_object),
+        ) {
+            portable::restore(root, files).await?;
+        }
         let command = self.command(&config, &turn.agent, resume.as_deref(), &cwd);
         let process = CliProcess::spawn(command).map_err(|e| self.spawn_error(e))?;
         // The pid is also the process group id: what an operator (or a test) needs to check
@@ -232,7 +247,7 @@ impl AgentRuntime for ClaudeCodeRuntime {
             "config_dir".into(),
             json!(self.effective_config_dir(&config)),
         );
-        Session::new(process, &io, checkpoint_base)
+        Session::new(process, &io, checkpoint_base, config_root)
             .run(&turn.prompt)
             .await
     }

@@ -105,9 +105,10 @@ fn failed_result(state: &StreamState, result: &TurnResult, exit: &ExitFacts) -> 
         return RuntimeError::fatal(
             "session_not_found",
             format!(
-                "Claude Code cannot resume the session of the checkpoint ({reason}). Sessions are \
-                 files in the CLI's config directory on the worker that ran the earlier attempt; \
-                 point the worker setting `claude_config_dir` at storage all workers share"
+                "Claude Code cannot resume the session of the checkpoint ({reason}). Checkpoints \
+                 carry the session's file unless it was over 2 MiB or was not yet written when \
+                 the checkpoint was saved; such a session resumes only where its file is: point \
+                 the worker setting `claude_config_dir` at storage all workers share"
             ),
         );
     }

@@ -1,5 +1,6 @@
 //! Driving one CLI run: the prompt in, chunks out, and the stop sequence on cancellation.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 
 use super::outcome::{self, ExitFacts};
 use super::parse::StreamState;
+use super::portable;
 use super::process::CliProcess;
 use super::spans::GenAiSpans;
 use crate::runtime::{RuntimeError, TurnIo, TurnOutput};
@@ -18,6 +20,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(10);
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// How long the CLI gets to exit once stdin is closed, and again after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How often the session file is looked at while the CLI runs: it writes the file on its own
+/// schedule, possibly after the stdout line of a step, and a long tool call prints nothing.
+const CAPTURE_EVERY: Duration = Duration::from_secs(1);
 
 /// A running CLI and what it has said so far.
 pub(super) struct Session<'a> {
@@ -28,6 +33,10 @@ pub(super) struct Session<'a> {
     io: &'a TurnIo,
     /// The checkpoint without its session id: where the session lives.
     checkpoint_base: serde_json::Map<String, Value>,
+    /// The CLI's config directory, whose session files the checkpoints carry (`portable.rs`).
+    config_root: Option<PathBuf>,
+    /// The session id, once the CLI named it.
+    session_id: Option<String>,
     /// The last checkpoint saved.
     checkpoint: Option<Value>,
 }
@@ -39,6 +48,7 @@ impl<'a> Session<'a> {
         process: CliProcess,
         io: &'a TurnIo,
         checkpoint_base: serde_json::Map<String, Value>,
+        config_root: Option<PathBuf>,
     ) -> Self {
         Session {
             process,
@@ -46,7 +56,29 @@ impl<'a> Session<'a> {
             spans: GenAiSpans::default(),
             io,
             checkpoint_base,
+            config_root,
+            session_id: None,
             checkpoint: None,
+        }
+    }
+
+    /// Saves a checkpoint: the session id and where it ran, with the session's files as they
+    /// are now, so any worker can resume it.
+    async fn save_checkpoint(&mut self) {
+        let Some(session_id) = self.session_id.clone() else {
+            return;
+        };
+        let mut checkpoint = self.checkpoint_base.clone();
+        checkpoint.insert("session_id".into(), Value::from(session_id.as_str()));
+        if let Some(root) = &self.config_root
+            && let Some(files) = portable::capture(root, &session_id).await
+        {
+            checkpoint.insert(portable::FILES_KEY.into(), Value::Object(files));
+        }
+        let checkpoint = Value::Object(checkpoint);
+        if self.checkpoint.as_ref() != Some(&checkpoint) {
+            self.io.save_checkpoint(checkpoint.clone());
+            self.checkpoint = Some(checkpoint);
         }
     }
 
@@ -64,9 +96,13 @@ impl<'a> Session<'a> {
             tracing::warn!(%error, "could not send the prompt to Claude Code");
             self.process.close_stdin();
         }
+        let mut capture = tokio::time::interval(CAPTURE_EVERY);
+        capture.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.io.cancel.cancelled() => return self.cancel().await,
+                // Saved only when the file changed (see `save_checkpoint`).
+                _ = capture.tick() => self.save_checkpoint().await,
                 line = self.process.next_line() => match line {
                     Ok(Some(line)) => self.handle(&line).await,
                     Ok(None) => break,
@@ -83,6 +119,8 @@ impl<'a> Session<'a> {
         };
         // Whatever the CLI left in its group (an MCP server, a stuck tool) goes with it.
         self.process.group.kill_tree();
+        // The session file as the turn left it, for the next turn on whichever worker.
+        self.save_checkpoint().await;
         let exit = ExitFacts {
             status,
             stderr_tail: self.process.stderr_tail().await,
@@ -95,15 +133,20 @@ impl<'a> Session<'a> {
     async fn handle(&mut self, line: &str) {
         let outcome = self.state.accept(line);
         self.spans.observe(line);
+        // A tool call or its result is a step of the turn the session file now records: a
+        // retry elsewhere resumes after it.
+        let step = outcome
+            .chunks
+            .iter()
+            .any(|c| c.kind == "tool_use" || c.kind == "tool_result");
         for chunk in outcome.chunks {
             self.io.emit(chunk.kind, chunk.data);
         }
         if let Some(session_id) = outcome.session_started {
-            let mut checkpoint = self.checkpoint_base.clone();
-            checkpoint.insert("session_id".into(), Value::from(session_id));
-            let checkpoint = Value::Object(checkpoint);
-            self.io.save_checkpoint(checkpoint.clone());
-            self.checkpoint = Some(checkpoint);
+            self.session_id = Some(session_id);
+            self.save_checkpoint().await;
+        } else if step {
+            self.save_checkpoint().await;
         }
         if let Some(reply) = outcome.reply
             && let Err(error) = self.process.send(&reply).await

@@ -51,7 +51,9 @@ macro_rules! sql_committed {
                  WHERE k.execution_id = r.x_id AND k.activity_id = r.x_key"),
             sql("UPDATE tasks AS k SET status = 'backoff', lease_token = NULL, lease_owner = NULL, \
                  leased_at = NULL, lease_expires_at = NULL, attempt_deadline = NULL, schedule_deadline = NULL, \
-                 checkpoint = COALESCE(r.x_checkpoint, k.checkpoint) \
+                 checkpoint = COALESCE(r.x_checkpoint, k.checkpoint), \
+                 checkpoint_seq = CASE WHEN r.x_checkpoint IS NULL THEN k.checkpoint_seq \
+                   ELSE (SELECT e.output_seq FROM executions e WHERE e.id = k.execution_id) END \
                  FROM (SELECT {u:id} AS x_id, value->>'key' AS x_key, value->'checkpoint' AS x_checkpoint \
                        FROM {rows}) AS r \
                  WHERE k.execution_id = r.x_id AND k.activity_id = r.x_key"),
@@ -107,6 +109,16 @@ macro_rules! sql_committed {
             let events = pack(events)?;
             if !events.is_empty() {
                 run_rows(tx, statements, INSERT_EVENTS.as_str(), events).await?;
+            }
+
+            // The objects of every committed transition (and of the children it starts) in one
+            // statement: a refused transition's objects are not written.
+            let objects: Vec<crate::store::NewObject> = committed
+                .iter()
+                .flat_map(|it| it.t.objects.iter().cloned())
+                .collect();
+            if let Some(first) = committed.first() {
+                insert_objects(tx, statements, &objects, first.t.now).await?;
             }
 
             write_committed_chunks(tx, statements, &committed).await?;

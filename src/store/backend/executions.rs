@@ -155,7 +155,7 @@ macro_rules! sql_executions {
                 async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
                     let rows = sqlx::query(
                         "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key, \
-                         reused_from FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                         reused_from, superseded FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )
                     .bind(id)
                     .bind(after_seq as i64)
@@ -175,6 +175,7 @@ macro_rules! sql_executions {
                                 created_at: row.try_get("created_at")?,
                                 source_id: row.try_get("source_id")?,
                                 source_key: row.try_get("source_key")?,
+                                superseded: row.try_get("superseded")?,
                             })
                         })
                         .collect()

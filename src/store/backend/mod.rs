@@ -4,8 +4,9 @@
 //! rows, history, output, quarantine), `transition.rs` and `committed.rs` (what a group commit
 //! writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
-//! `runtimes.rs` (registrations of external runtimes),
-//! `admin.rs` (migrations, row counts, change feed), `metrics.rs` (gauges read at scrape time),
+//! `runtimes.rs` (registrations of external runtimes), `objects.rs` (stored checkpoints: one
+//! insert per write, chains read back), `admin.rs` (migrations, row counts, change feed),
+//! `metrics.rs` (gauges read at scrape time),
 //! `stats.rs` (grouped counts and percentiles for `GetStats`), with the shared columns and row decoders in
 //! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
 //! (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its single writer instead), in how
@@ -21,6 +22,8 @@ mod chunks;
 mod transition;
 #[macro_use]
 mod committed;
+#[macro_use]
+mod objects;
 #[macro_use]
 mod executions;
 #[macro_use]
@@ -187,6 +190,7 @@ mod sqlite {
         infinity = ("9e999", "-9e999")
     );
     sql_committed!();
+    sql_objects!(SqliteStore, octets = "length(CAST(data AS BLOB))");
     sql_executions!(
         SqliteStore,
         lock = "",
@@ -229,6 +233,7 @@ mod postgres {
         infinity = ("Infinity", "-Infinity")
     );
     sql_committed!();
+    sql_objects!(PgStore, octets = "octet_length(data)");
     sql_executions!(
         PgStore,
         lock = " FOR UPDATE",

@@ -22,11 +22,12 @@ macro_rules! page_query {
             "WITH sizes AS (SELECT seq, ",
             $size,
             " AS size FROM output_chunks \
-               WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3), \
+               WHERE execution_id = $1 AND seq > $2 AND (superseded = FALSE OR $5) \
+               ORDER BY seq LIMIT $3), \
              page AS (SELECT seq FROM (SELECT seq, size, SUM(size) OVER (ORDER BY seq) AS upto \
                FROM sizes) w WHERE upto <= $4 OR upto = size) \
              SELECT e.status, e.output_seq, c.seq, c.activity_id, c.attempt, c.kind, c.data, \
-               c.created_at, c.source_id, c.source_key, c.reused_from \
+               c.created_at, c.source_id, c.source_key, c.reused_from, c.superseded \
              FROM executions e LEFT JOIN output_chunks c \
                ON c.execution_id = e.id AND c.seq IN (SELECT seq FROM page) \
              WHERE e.id = $1 ORDER BY c.seq"
@@ -44,6 +45,7 @@ macro_rules! output_reads {
                 after_seq: u64,
                 max_chunks: u32,
                 max_bytes: u64,
+                include_superseded: bool,
             ) -> Result<Option<OutputPage>, StoreError> {
                 let rows = sqlx::query(page_query!($size))
                     .bind(id)
@@ -51,6 +53,7 @@ macro_rules! output_reads {
                     .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
                     .bind(i64::from(max_chunks))
                     .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+                    .bind(include_superseded)
                     .fetch_all(&self.read)
                     .await?;
                 let Some(first) = rows.first() else {
@@ -76,6 +79,7 @@ macro_rules! output_reads {
                         created_at: row.try_get("created_at")?,
                         source_id: row.try_get("source_id")?,
                         source_key: row.try_get("source_key")?,
+                        superseded: row.try_get("superseded")?,
                     });
                 }
                 Ok(Some(OutputPage {

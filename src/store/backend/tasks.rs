@@ -77,6 +77,22 @@ macro_rules! sql_tasks {
                         .push(task_columns!());
                     let rows = query.build().fetch_all(&mut *tx).await?;
                     let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>, _>>()?;
+                    // The attempt a claim starts resumes from the task's checkpoint, so it emits
+                    // again what an earlier lease of the task emitted after that checkpoint.
+                    if !tasks.is_empty() {
+                        let tokens: Vec<&str> = tasks.iter().filter_map(|t| t.lease_token.as_deref()).collect();
+                        sqlx::query(concat!(
+                            "UPDATE output_chunks SET superseded = TRUE WHERE execution_id IN \
+                             (SELECT execution_id FROM tasks WHERE lease_token IN (", $json_texts_open, "$1", $json_texts_close, ")) \
+                             AND superseded = FALSE AND source_id IS NULL AND reused_from IS NULL \
+                             AND EXISTS (SELECT 1 FROM tasks t WHERE t.execution_id = output_chunks.execution_id \
+                             AND t.activity_id = output_chunks.activity_id AND output_chunks.seq > t.checkpoint_seq \
+                             AND t.lease_token IN (", $json_texts_open, "$1", $json_texts_close, "))"
+                        ))
+                        .bind(Json(&tokens))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     for batch in tasks.chunks(rows_per_statement(1)) {
                         let mut started = QueryBuilder::<Db>::new(
                             "UPDATE executions SET status = 'RUNNING', started_at = COALESCE(started_at, ",
@@ -119,9 +135,12 @@ macro_rules! sql_tasks {
                     }
                     let skip = stored.saturating_sub(first).min(p.chunks.len() as u64) as usize;
                     let chunks = &p.chunks[skip..];
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now).await?;
+                    // A checkpoint covers every chunk sent so far: a retry resumes after them.
                     let cancel_requested: bool = sqlx::query_scalar(
                         "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
-                         chunks_sent = $7 WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
+                         chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END \
+                         WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
                          AND lease_token = $4 RETURNING cancel_requested",
                     )
                     .bind(p.lease.execution_id)
@@ -131,9 +150,11 @@ macro_rules! sql_tasks {
                     .bind(p.now)
                     .bind(p.checkpoint.as_ref().map(Json))
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
+                    .bind(output_seq as i64)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now).await?;
+                    // Only the commit path is counted (`Admin::statements_issued`).
+                    insert_objects(&mut tx, &AtomicU64::new(0), &p.objects, p.now).await?;
                     if !chunks.is_empty() {
                         let mut notes = Notes::default();
                         notes.execution(p.lease.execution_id);
@@ -178,18 +199,22 @@ macro_rules! sql_tasks {
                     }
                     // The schedule-to-start deadline is over (the attempt started); the attempt
                     // deadline stays, so start-to-close bounds the attempt across workers.
+                    let (output_seq, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now).await?;
                     sqlx::query(
                         "UPDATE tasks SET status = 'ready', visible_at = $3, schedule_deadline = NULL, \
                          lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \
-                         checkpoint = COALESCE($4, checkpoint) WHERE execution_id = $1 AND activity_id = $2",
+                         checkpoint = COALESCE($4, checkpoint), \
+                         checkpoint_seq = CASE WHEN $4 IS NULL THEN checkpoint_seq ELSE $5 END \
+                         WHERE execution_id = $1 AND activity_id = $2",
                     )
                     .bind(r.lease.execution_id)
                     .bind(&r.lease.activity_id)
                     .bind(r.now)
                     .bind(r.checkpoint.as_ref().map(Json))
+                    .bind(output_seq as i64)
                     .execute(&mut *tx)
                     .await?;
-                    let (_, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now).await?;
+                    insert_objects(&mut tx, &AtomicU64::new(0), &r.objects, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
                     notes.execution(r.lease.execution_id);

@@ -1,0 +1,127 @@
+//! Output after a crash reads once: a `cairn worker` killed in the middle of a streamed
+//! `default` answer leaves the answer's first pieces in the output; the retry, on another worker,
+//! streams the whole answer again from the last checkpoint. `cairn exec watch` prints the answer
+//! once; `--raw` (and a stream that asks for superseded chunks) still shows every chunk.
+
+#[allow(
+    unused_imports,
+    reason = "these tests start processes their own way, not through common::Server"
+)]
+mod common;
+mod fake_openai;
+
+use std::process::{Command, Stdio};
+
+use cairn::api::pb;
+use common::client::{fast_retries, start_request};
+use common::fleet::Proc;
+use common::server::cairn_bin;
+use common::{Db, TestClient};
+use fake_openai::{FakeOpenAi, Reply};
+use serde_json::json;
+
+fn worker(id: &str, url: &str, model: &FakeOpenAi) -> Proc {
+    let base = model.base_url();
+    Proc::worker(
+        id,
+        &[url],
+        &["--openai-base-url", &base, "--openai-api-key-env", ""],
+        &[],
+    )
+}
+
+fn cairn_watch(url: &str, id: &str, extra: &[&str]) -> String {
+    let output = Command::new(cairn_bin())
+        .args(["exec", "watch", id])
+        .args(extra)
+        .env("CAIRN_SERVER", url)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cairn exec watch");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: Db) {
+    let model = FakeOpenAi::start().await;
+    // Attempt 1 streams half the answer, then the stream stalls until the worker dies.
+    model.push(
+        Reply::stream()
+            .role()
+            .content("The answer ")
+            .content("is forty")
+            .hang(),
+    );
+    model.push(Reply::text(&["The answer ", "is forty", "-two."]));
+    let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
+    let mut c = TestClient::connect(&url).await;
+    c.create_model_agent("answerer", "gpt-test", json!({}))
+        .await;
+    let mut request = start_request("answerer", &["what is the answer?"]);
+    request.retry_policy = Some(fast_retries(3));
+    request.timeouts = Some(pb::Timeouts {
+        heartbeat_ms: 1_000,
+        ..Default::default()
+    });
+    let id = c.start(request).await;
+
+    let mut worker_a = worker("worker-a", &url, &model);
+    c.wait_until(&id, "the first half of the answer", |e| {
+        e.output_length >= 2
+    })
+    .await;
+    worker_a.kill();
+    let _worker_b = worker("worker-b", &url, &model);
+
+    // After the retry (a reader following live has seen attempt 1's pieces as they came).
+    let closed = c.watch(&id, 0).await.closed;
+    assert_eq!(closed.status, "COMPLETED");
+    let watched = cairn_watch(&url, &id, &[]);
+    assert_eq!(
+        watched.trim_end(),
+        "The answer is forty-two.",
+        "the answer once, as the retry streamed it"
+    );
+    let raw = cairn_watch(&url, &id, &["--raw"]);
+    assert_eq!(
+        raw.trim_end(),
+        "The answer is fortyThe answer is forty-two.",
+        "a raw reader sees every chunk"
+    );
+
+    let stream = |include_superseded| pb::StreamExecutionRequest {
+        id: id.clone(),
+        after_seq: 0,
+        include_superseded,
+    };
+    let mut all = Vec::new();
+    let mut response = c
+        .executions
+        .stream_execution(stream(true))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(message) = response.message().await.unwrap() {
+        if let Some(pb::stream_execution_response::Event::Chunk(chunk)) = message.event {
+            all.push(chunk);
+        }
+    }
+    let superseded: Vec<(u32, bool)> = all
+        .iter()
+        .filter(|ch| ch.kind == "text")
+        .map(|ch| (ch.attempt, ch.superseded))
+        .collect();
+    assert_eq!(
+        superseded,
+        [(1, true), (1, true), (2, false), (2, false), (2, false)],
+        "attempt 1's pieces are marked, attempt 2's are not"
+    );
+    assert_eq!(model.requests().len(), 2);
+}
+
+on_both_stores!(a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream);
