@@ -124,4 +124,73 @@ async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: 
     assert_eq!(model.requests().len(), 2);
 }
 
-on_both_stores!(a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream);
+/// The same crash inside a team: the team's stream, which carries a copy of each member's chunks,
+/// reads the answer once too.
+async fn a_team_reads_its_members_retried_answer_once(db: Db) {
+    let model = FakeOpenAi::start().await;
+    model.push(
+        Reply::stream()
+            .role()
+            .content("The answer ")
+            .content("is forty")
+            .hang(),
+    );
+    model.push(Reply::text(&["The answer ", "is forty", "-two."]));
+    let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
+    let mut c = TestClient::connect(&url).await;
+    c.create_model_agent("answerer", "gpt-test", json!({}))
+        .await;
+    cairn::api::pb::team_service_client::TeamServiceClient::new(c.channel.clone())
+        .create_team(pb::CreateTeamRequest {
+            name: "solo".into(),
+            strategy: "sequential".into(),
+            members: vec![pb::TeamMember {
+                agent: "answerer".into(),
+                role: "answers".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("create team");
+    let id = c
+        .start(pb::StartExecutionRequest {
+            team: "solo".into(),
+            prompt: "what is the answer?".into(),
+            retry_policy: Some(fast_retries(3)),
+            timeouts: Some(pb::Timeouts {
+                heartbeat_ms: 1_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+
+    let mut worker_a = worker("worker-a", &url, &model);
+    c.wait_until(
+        &id,
+        "the first half of the answer in the team's output",
+        |e| e.output_length >= 2,
+    )
+    .await;
+    worker_a.kill();
+    let _worker_b = worker("worker-b", &url, &model);
+
+    let closed = c.watch(&id, 0).await.closed;
+    assert_eq!(closed.status, "COMPLETED");
+    let watched = cairn_watch(&url, &id, &[]);
+    assert!(
+        watched.contains("The answer is forty-two.") && !watched.contains("fortyThe"),
+        "the team's stream shows the member's answer once: {watched:?}"
+    );
+    let raw = cairn_watch(&url, &id, &["--raw"]);
+    assert!(
+        raw.contains("The answer is fortyThe answer is forty-two."),
+        "a raw reader of the team sees every chunk: {raw:?}"
+    );
+}
+
+on_both_stores!(
+    a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream,
+    a_team_reads_its_members_retried_answer_once
+);

@@ -81,17 +81,40 @@ macro_rules! sql_tasks {
                     // again what an earlier lease of the task emitted after that checkpoint.
                     if !tasks.is_empty() {
                         let tokens: Vec<&str> = tasks.iter().filter_map(|t| t.lease_token.as_deref()).collect();
-                        sqlx::query(concat!(
+                        let superseded = sqlx::query(concat!(
                             "UPDATE output_chunks SET superseded = TRUE WHERE execution_id IN \
                              (SELECT execution_id FROM tasks WHERE lease_token IN (", $json_texts_open, "$1", $json_texts_close, ")) \
                              AND superseded = FALSE AND source_id IS NULL AND reused_from IS NULL \
                              AND EXISTS (SELECT 1 FROM tasks t WHERE t.execution_id = output_chunks.execution_id \
                              AND t.activity_id = output_chunks.activity_id AND output_chunks.seq > t.checkpoint_seq \
-                             AND t.lease_token IN (", $json_texts_open, "$1", $json_texts_close, "))"
+                             AND t.lease_token IN (", $json_texts_open, "$1", $json_texts_close, ")) \
+                             RETURNING execution_id, activity_id"
                         ))
                         .bind(Json(&tokens))
-                        .execute(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await?;
+                        // A team's output holds a copy of each of its children's chunks, written
+                        // in the child's order: the last k copies of a child's activity are the k
+                        // chunks just marked, so the team's stream reads the text once as well.
+                        let mut marked: std::collections::BTreeMap<(Uuid, String), i64> = Default::default();
+                        for row in &superseded {
+                            *marked.entry((row.try_get("execution_id")?, row.try_get("activity_id")?)).or_default() += 1;
+                        }
+                        for ((child, activity), count) in marked {
+                            sqlx::query(
+                                "UPDATE output_chunks SET superseded = TRUE \
+                                 WHERE execution_id = (SELECT parent_id FROM executions WHERE id = $1) \
+                                 AND seq IN (SELECT seq FROM output_chunks \
+                                 WHERE execution_id = (SELECT parent_id FROM executions WHERE id = $1) \
+                                 AND source_id = $1 AND activity_id = $2 AND superseded = FALSE \
+                                 AND reused_from IS NULL ORDER BY seq DESC LIMIT $3)",
+                            )
+                            .bind(child)
+                            .bind(activity)
+                            .bind(count)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                     }
                     for batch in tasks.chunks(rows_per_statement(1)) {
                         let mut started = QueryBuilder::<Db>::new(
