@@ -70,17 +70,7 @@ async fn message_requests(api: &FakeAnthropic, n: usize) {
 
 /// The chunks an execution has stored so far (the stream, read until it goes quiet).
 async fn chunks_so_far(c: &mut TestClient, id: &str) -> Vec<pb::OutputChunk> {
-    let request = pb::StreamExecutionRequest {
-        id: id.into(),
-        after_seq: 0,
-        include_superseded: false,
-    };
-    let mut stream = c
-        .executions
-        .stream_execution(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = c.output_stream(id, 0).await;
     let mut chunks = Vec::new();
     while let Ok(Some(Ok(message))) =
         tokio::time::timeout(Duration::from_millis(300), stream.message())

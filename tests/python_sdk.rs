@@ -55,17 +55,7 @@ fn weather_replies(model: &FakeOpenAi, call: &str, city: &str, answer: &[&str]) 
 /// Reads an execution's output until a text chunk contains `needle`.
 async fn wait_for_text(c: &mut TestClient, id: &str, needle: &str) {
     use pb::stream_execution_response::Event;
-    let request = pb::StreamExecutionRequest {
-        id: id.into(),
-        after_seq: 0,
-        include_superseded: false,
-    };
-    let mut stream = c
-        .executions
-        .stream_execution(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = c.output_stream(id, 0).await;
     let mut chunks = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(message) = stream.message().await.expect("stream") {

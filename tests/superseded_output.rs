@@ -47,9 +47,10 @@ fn cairn_watch(url: &str, id: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: Db) {
+/// A model whose first answer streams half, then stalls until its worker dies; the second
+/// streams the whole answer.
+async fn answer_after_a_stall() -> FakeOpenAi {
     let model = FakeOpenAi::start().await;
-    // Attempt 1 streams half the answer, then the stream stalls until the worker dies.
     model.push(
         Reply::stream()
             .role()
@@ -58,6 +59,24 @@ async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: 
             .hang(),
     );
     model.push(Reply::text(&["The answer ", "is forty", "-two."]));
+    model
+}
+
+/// Runs execution `id` on worker-a until half its answer is out, kills worker-a, and lets
+/// worker-b retry it to completion; returns worker-b.
+async fn crash_mid_answer(c: &mut TestClient, url: &str, model: &FakeOpenAi, id: &str) -> Proc {
+    let mut worker_a = worker("worker-a", url, model);
+    c.wait_until(id, "the first half of the answer", |e| e.output_length >= 2)
+        .await;
+    worker_a.kill();
+    let worker_b = worker("worker-b", url, model);
+    let closed = c.watch(id, 0).await.closed;
+    assert_eq!(closed.status, "COMPLETED");
+    worker_b
+}
+
+async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: Db) {
+    let model = answer_after_a_stall().await;
     let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
     let mut c = TestClient::connect(&url).await;
     c.create_model_agent("answerer", "gpt-test", json!({}))
@@ -70,17 +89,8 @@ async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: 
     });
     let id = c.start(request).await;
 
-    let mut worker_a = worker("worker-a", &url, &model);
-    c.wait_until(&id, "the first half of the answer", |e| {
-        e.output_length >= 2
-    })
-    .await;
-    worker_a.kill();
-    let _worker_b = worker("worker-b", &url, &model);
-
     // After the retry (a reader following live has seen attempt 1's pieces as they came).
-    let closed = c.watch(&id, 0).await.closed;
-    assert_eq!(closed.status, "COMPLETED");
+    let _worker_b = crash_mid_answer(&mut c, &url, &model, &id).await;
     let watched = cairn_watch(&url, &id, &[]);
     assert_eq!(
         watched.trim_end(),
@@ -127,15 +137,7 @@ async fn a_retried_answer_reads_once_after_its_worker_was_killed_mid_stream(db: 
 /// The same crash inside a team: the team's stream, which carries a copy of each member's chunks,
 /// reads the answer once too.
 async fn a_team_reads_its_members_retried_answer_once(db: Db) {
-    let model = FakeOpenAi::start().await;
-    model.push(
-        Reply::stream()
-            .role()
-            .content("The answer ")
-            .content("is forty")
-            .hang(),
-    );
-    model.push(Reply::text(&["The answer ", "is forty", "-two."]));
+    let model = answer_after_a_stall().await;
     let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
     let mut c = TestClient::connect(&url).await;
     c.create_model_agent("answerer", "gpt-test", json!({}))
@@ -166,18 +168,8 @@ async fn a_team_reads_its_members_retried_answer_once(db: Db) {
         })
         .await;
 
-    let mut worker_a = worker("worker-a", &url, &model);
-    c.wait_until(
-        &id,
-        "the first half of the answer in the team's output",
-        |e| e.output_length >= 2,
-    )
-    .await;
-    worker_a.kill();
-    let _worker_b = worker("worker-b", &url, &model);
-
-    let closed = c.watch(&id, 0).await.closed;
-    assert_eq!(closed.status, "COMPLETED");
+    // After the retry (a reader following live has seen attempt 1's pieces as they came).
+    let _worker_b = crash_mid_answer(&mut c, &url, &model, &id).await;
     let watched = cairn_watch(&url, &id, &[]);
     assert!(
         watched.contains("The answer is forty-two.") && !watched.contains("fortyThe"),

@@ -139,20 +139,28 @@ impl TestClient {
             .await
     }
 
-    /// Like `watch`, with a deadline.
-    pub async fn watch_within(&mut self, id: &str, after_seq: u64, limit: Duration) -> Watched {
-        use pb::stream_execution_response::Event;
+    /// Opens `StreamExecution` after `after_seq` (superseded chunks left out, as readers see it).
+    pub async fn output_stream(
+        &mut self,
+        id: &str,
+        after_seq: u64,
+    ) -> tonic::Streaming<pb::StreamExecutionResponse> {
         let request = pb::StreamExecutionRequest {
             id: id.into(),
             after_seq,
             include_superseded: false,
         };
-        let mut stream = self
-            .executions
+        self.executions
             .stream_execution(request)
             .await
             .expect("stream")
-            .into_inner();
+            .into_inner()
+    }
+
+    /// Like `watch`, with a deadline.
+    pub async fn watch_within(&mut self, id: &str, after_seq: u64, limit: Duration) -> Watched {
+        use pb::stream_execution_response::Event;
+        let mut stream = self.output_stream(id, after_seq).await;
         let mut chunks = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {

@@ -24,17 +24,24 @@ impl Proc {
     /// Starts `cairn <args>` with extra environment variables.
     pub fn spawn(name: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         // The suite's own OTLP endpoint (if any) is removed first, so a test can give one.
-        let mut child = Command::new(cairn_bin())
+        let mut command = Command::new(cairn_bin());
+        command
             .args(args)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("CAIRN_TOKEN")
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Proc::start(name, command)
+    }
+
+    /// Starts any program (stdin closed, stdout dropped) and collects its stderr.
+    pub fn start(name: &str, mut command: Command) -> Proc {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn cairn");
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(String::new()));
         let writer = log.clone();
@@ -125,6 +132,11 @@ impl Proc {
     /// SIGTERM, then waits (at most `limit`) for it to exit; returns its exit status.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         self.signal(Signal::SIGTERM);
+        self.wait_exit(limit)
+    }
+
+    /// Waits (at most `limit`) for it to exit; returns its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the process") {
@@ -132,7 +144,7 @@ impl Proc {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not exit within {limit:?} of SIGTERM; its log:\n{}",
+                "{} did not exit within {limit:?}; its log:\n{}",
                 self.name,
                 self.log()
             );
