@@ -145,6 +145,7 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             checkpoint,
+            workspace: validate::workspace(&r.workspace)?,
         };
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
