@@ -62,3 +62,46 @@ pub fn base_env() -> Vec<(String, String)> {
         .filter_map(|name| std::env::var(name).ok().map(|v| ((*name).to_owned(), v)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn agent(cwd: &str) -> AgentSpec {
+        AgentSpec {
+            id: uuid::Uuid::nil(),
+            name: "a".into(),
+            runtime: "claude_code".into(),
+            model_id: String::new(),
+            configuration: json!({"runtime_config": {"cwd": cwd}}),
+        }
+    }
+
+    #[test]
+    fn a_symlink_under_a_root_that_leads_outside_it_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let inside = root.path().join("project");
+        std::fs::create_dir(&inside).unwrap();
+        let link = root.path().join("escape");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        let policy = WorkerPolicy {
+            cwd_roots: vec![root.path().display().to_string()],
+            ..WorkerPolicy::default()
+        };
+        admits_here(&policy, "claude_code", &agent(&inside.display().to_string())).unwrap();
+        // Lexically under the root, so the server's check passes; the worker's does not.
+        let link = link.display().to_string();
+        policy
+            .admits("claude_code", &json!({"cwd": link}))
+            .expect("lexically under the root");
+        let refusal = admits_here(&policy, "claude_code", &agent(&link)).unwrap_err();
+        assert_eq!(refusal.rule, "cwd_roots");
+        assert!(refusal.message.contains("resolves to"), "{refusal}");
+        let dotdot = format!("{}/project/../../", root.path().display());
+        let refusal = admits_here(&policy, "claude_code", &agent(&dotdot)).unwrap_err();
+        assert_eq!(refusal.rule, "cwd_roots");
+    }
+}
