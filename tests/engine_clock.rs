@@ -78,6 +78,7 @@ async fn claim(engine: &Engine) -> Vec<Assignment> {
         max_tasks: 8,
         slots: 8,
         wait: Duration::ZERO,
+        policy: None,
     };
     engine
         .poll(&request, &CancellationToken::new())

@@ -74,6 +74,7 @@ async fn claim_one(engine: &Engine) -> Assignment {
         max_tasks: 8,
         slots: 8,
         wait: Duration::ZERO,
+        policy: None,
     };
     let mut claimed = engine
         .poll(&request, &CancellationToken::new())

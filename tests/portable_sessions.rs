@@ -27,6 +27,7 @@ fn worker(id: &str, url: &str, sandbox: &CliSandbox, api: &FakeAnthropic) -> Pro
     let cli = claude_cli().display().to_string();
     let env = sandbox.env(api);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let policy = common::fleet::open_policy();
     Proc::worker(
         id,
         &[url],
@@ -37,6 +38,8 @@ fn worker(id: &str, url: &str, sandbox: &CliSandbox, api: &FakeAnthropic) -> Pro
             "1",
             "--drain-timeout-ms",
             "120000",
+            "--policy",
+            &policy,
         ],
         &env,
     )

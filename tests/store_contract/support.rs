@@ -157,6 +157,7 @@ pub fn claim(worker: &str, runtimes: &[&str], now: Millis) -> ClaimRequest {
         queue: "default".into(),
         max: 10,
         now,
+        policy: None,
     }
 }
 

@@ -68,7 +68,9 @@ macro_rules! sql_tasks {
                         // of them without reaching the bind-parameter limit.
                         .push(concat!(" AND runtime IN (", $json_texts_open))
                         .push_bind(Json(&claim.runtimes))
-                        .push(concat!($json_texts_close, ")"));
+                        .push(concat!($json_texts_close, ")"))
+                        .push(" AND refused_by NOT LIKE ")
+                        .push_bind(claim.refused_pattern());
                     query
                         .push(" ORDER BY visible_at LIMIT ")
                         .push_bind(i64::from(claim.max))
@@ -130,6 +132,41 @@ macro_rules! sql_tasks {
                     }
                     tx.commit().await?;
                     Ok(tasks)
+                }
+
+                async fn claimable_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError> {
+                    if claim.runtimes.is_empty() || claim.max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    // The same rows, in the same order, as the claim's inner SELECT.
+                    let rows = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE status = 'ready' AND cancel_requested = $1 \
+                         AND queue = $2 AND runtime IN (", $json_texts_open, "$3", $json_texts_close, ") \
+                         AND refused_by NOT LIKE $4 ORDER BY visible_at LIMIT $5"
+                    ))
+                    .bind(false)
+                    .bind(&claim.queue)
+                    .bind(Json(&claim.runtimes))
+                    .bind(claim.refused_pattern())
+                    .bind(i64::from(claim.max))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(task_from_row).collect()
+                }
+
+                async fn refuse_task(&self, execution_id: Uuid, activity_id: &str, fingerprint: &str) -> Result<(), StoreError> {
+                    let pattern = format!("%|{fingerprint}|%");
+                    sqlx::query(
+                        "UPDATE tasks SET refused_by = CASE WHEN refused_by = '' THEN '|' ELSE refused_by END || $3 || '|' \
+                         WHERE execution_id = $1 AND activity_id = $2 AND refused_by NOT LIKE $4",
+                    )
+                    .bind(execution_id)
+                    .bind(activity_id)
+                    .bind(fingerprint)
+                    .bind(pattern)
+                    .execute(&self.write)
+                    .await?;
+                    Ok(())
                 }
 
                 async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
