@@ -224,6 +224,30 @@ pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
         queue: view.queue.clone(),
         team_id: id_string(record.team_id),
         child_key: record.child_key.clone().unwrap_or_default(),
+        interactive: view.interactive,
+        waiting_for: view
+            .waiting_for
+            .map(|w| w.as_str().to_string())
+            .unwrap_or_default(),
+        approvals: view.approvals.iter().map(approval).collect(),
+    }
+}
+
+/// An approval as clients see it.
+fn approval(a: &crate::machine::Approval) -> pb::Approval {
+    use crate::domain::ApprovalDecision;
+    let (state, message) = match &a.decision {
+        None => ("pending", String::new()),
+        Some(ApprovalDecision::Allow { .. }) => ("allowed", String::new()),
+        Some(ApprovalDecision::Deny { message }) => ("denied", message.clone()),
+    };
+    pb::Approval {
+        approval_id: a.approval_id.clone(),
+        activity_id: a.activity_id.clone(),
+        tool: a.tool.clone(),
+        input_json: a.input.to_string(),
+        state: state.into(),
+        message,
     }
 }
 

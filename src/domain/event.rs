@@ -74,6 +74,38 @@ pub enum MemberSlot {
     Leader,
 }
 
+/// How long a conversation waits for its next message when its start names no idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The most turns a conversation takes (its first prompts and its messages together), as many
+/// as a start may give.
+pub const MAX_CONVERSATION_TURNS: usize = 1_000;
+
+/// What makes an agent execution a conversation: after each turn it waits for the next message
+/// instead of completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// How long it waits for a message before it closes (completes) on its own.
+    pub idle_timeout_ms: u64,
+}
+
+/// How a person answered a tool call a runtime asked about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// Run the tool, with `updated_input` instead of the input asked about when given.
+    Allow {
+        /// The input to run the tool with instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        updated_input: Option<serde_json::Value>,
+    },
+    /// Do not run it; the model receives `message` as the tool's result.
+    Deny {
+        /// What the person said, handed to the model.
+        message: String,
+    },
+}
+
 /// One turn of an agent execution, as handed to a runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
@@ -124,6 +156,47 @@ pub enum HistoryEvent {
         /// turn. Absent when the start came without trace context (and in older histories).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
+        /// Set for a conversation: it waits for messages after its turns (and may start with
+        /// no prompt at all). Absent for an execution that runs its prompts and completes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<Conversation>,
+    },
+    /// Input: a conversation received its next message, which becomes the prompt of the next
+    /// turn (run at once when it waits, after the turns before it otherwise).
+    MessageReceived {
+        /// The message.
+        text: String,
+        /// The sender's idempotency key: a message sent twice with it is received once.
+        request_id: String,
+    },
+    /// Input: a client closed a conversation; it completes after the turns it already received.
+    CloseRequested,
+    /// Input: a conversation waited for a message longer than its idle timeout.
+    IdleTimedOut {
+        /// The timeout that passed, as the conversation started with it.
+        idle_timeout_ms: u64,
+    },
+    /// Input: a running attempt asked whether a tool may run.
+    ApprovalRequested {
+        /// Unique within the execution; the same when an attempt resumed asks again.
+        approval_id: String,
+        /// The activity (`turn-N`) whose attempt asked.
+        activity_id: String,
+        /// The attempt that asked.
+        attempt: u32,
+        /// The tool, as the runtime names it (`Bash`, `mcp__files__write`).
+        tool: String,
+        /// The input the tool would run with.
+        input: serde_json::Value,
+    },
+    /// Input: a person answered an approval.
+    ApprovalResolved {
+        /// The approval answered.
+        approval_id: String,
+        /// The answer.
+        decision: ApprovalDecision,
+        /// The answerer's idempotency key: the same answer sent again is taken once.
+        request_id: String,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {
@@ -326,6 +399,11 @@ impl HistoryEvent {
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
             HistoryEvent::ExecutionCanceled { .. } => "ExecutionCanceled",
+            HistoryEvent::MessageReceived { .. } => "MessageReceived",
+            HistoryEvent::CloseRequested => "CloseRequested",
+            HistoryEvent::IdleTimedOut { .. } => "IdleTimedOut",
+            HistoryEvent::ApprovalRequested { .. } => "ApprovalRequested",
+            HistoryEvent::ApprovalResolved { .. } => "ApprovalResolved",
         }
     }
 

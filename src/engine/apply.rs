@@ -279,6 +279,7 @@ impl Engine {
                         // part of the team's start yet).
                         queue: crate::domain::DEFAULT_QUEUE.into(),
                         traceparent: None,
+                        conversation: None,
                     };
                     let plan = Plan {
                         inputs: vec![started],

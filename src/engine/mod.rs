@@ -12,6 +12,7 @@ pub mod catalog;
 mod changes;
 mod commands;
 mod commit;
+mod conversation;
 mod direct_worker;
 mod follow;
 mod notify;
@@ -40,6 +41,7 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
+pub use conversation::SentMessage;
 pub use direct_worker::DirectWorkerApi;
 pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
 pub use notify::{Notifier, PollStep, PollWaiter, Reservation, Wake, Watch};
@@ -99,8 +101,10 @@ pub struct StartRequest {
     pub agent: Option<AgentKey>,
     /// The team (or `agent`).
     pub team: Option<AgentKey>,
-    /// One prompt per turn (at least one).
+    /// One prompt per turn (at least one, unless it is a conversation).
     pub prompts: Vec<String>,
+    /// Set for a conversation: it waits for messages after its turns.
+    pub conversation: Option<crate::domain::Conversation>,
     /// Idempotency key.
     pub request_id: Option<String>,
     /// Free-form `key=value` tags, copied to a retry; `cairn exec list --label` filters on them.
@@ -267,6 +271,7 @@ impl Engine {
             resume: None,
             queue: queue.into(),
             traceparent: req.traceparent.clone(),
+            conversation: req.conversation,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),

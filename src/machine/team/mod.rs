@@ -89,6 +89,11 @@ macro_rules! agent_events {
             | HistoryEvent::TimerStarted { .. }
             | HistoryEvent::TimerFired { .. }
             | HistoryEvent::TimerCanceled { .. }
+            | HistoryEvent::MessageReceived { .. }
+            | HistoryEvent::CloseRequested
+            | HistoryEvent::IdleTimedOut { .. }
+            | HistoryEvent::ApprovalRequested { .. }
+            | HistoryEvent::ApprovalResolved { .. }
     };
 }
 
