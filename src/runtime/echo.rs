@@ -3,7 +3,8 @@
 //! It answers a prompt by sending it back in chunks. Its `runtime_config` can shape the output,
 //! slow it down, make given attempts fail, and make it ignore cancellation for a while. It saves a
 //! checkpoint after every chunk, so a resumed attempt continues where the last one stopped and no
-//! text is emitted twice. `repeat` and `chunk_bytes` make big outputs (for memory tests) from a
+//! text is emitted twice. The checkpoint also carries the prompts of the turns before, which the
+//! result gives back as `previous_prompts`: what a conversation's runtime knows of it. `repeat` and `chunk_bytes` make big outputs (for memory tests) from a
 //! small configuration.
 
 use std::time::Duration;
@@ -80,6 +81,10 @@ struct EchoCheckpoint {
     emitted: usize,
     /// How many turns have completed before this one.
     turns_completed: u32,
+    /// The prompts of the turns before this one, in order: the conversation so far, which a
+    /// turn reads from the checkpoint rather than from its own prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conversation: Vec<String>,
 }
 
 impl EchoRuntime {
@@ -199,7 +204,8 @@ impl AgentRuntime for EchoRuntime {
             .previous_checkpoint()
             .and_then(|c| serde_json::from_value(c.clone()).ok())
             .unwrap_or_default();
-        // A checkpoint of an earlier turn only tells how many turns came before.
+        // A checkpoint of an earlier turn only tells how many turns came before, and what
+        // they were asked.
         let (start, turns_completed) = if resumed.turn == turn.index {
             (resumed.emitted, resumed.turns_completed)
         } else {
@@ -208,6 +214,7 @@ impl AgentRuntime for EchoRuntime {
                 resumed.turns_completed + u32::from(io.previous_checkpoint().is_some()),
             )
         };
+        let conversation = resumed.conversation;
         let fails = config.fail_attempts.contains(&attempt)
             || config.fail_turns.contains(&(turn.index + 1));
         let stop_at = if fails {
@@ -235,6 +242,7 @@ impl AgentRuntime for EchoRuntime {
                     turn: turn.index,
                     emitted: i + 1,
                     turns_completed,
+                    conversation: conversation.clone(),
                 })
                 .expect("a checkpoint serializes"),
             );
@@ -259,6 +267,9 @@ impl AgentRuntime for EchoRuntime {
             "resumed_from_chunk": start,
             "turns_completed_before": turns_completed,
         });
+        if !conversation.is_empty() {
+            output["previous_prompts"] = json!(conversation);
+        }
         if config.sized() {
             output["chunks"] = json!(total);
             output["bytes"] = json!((0..total).map(|i| chunk(i).len()).sum::<usize>());
@@ -278,6 +289,11 @@ impl AgentRuntime for EchoRuntime {
                     turn: turn.index + 1,
                     emitted: 0,
                     turns_completed: turns_completed + 1,
+                    conversation: conversation
+                        .iter()
+                        .cloned()
+                        .chain([turn.prompt.clone()])
+                        .collect(),
                 })
                 .expect("a checkpoint serializes"),
             ),
