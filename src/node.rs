@@ -34,6 +34,9 @@ pub struct NodeOptions {
     pub runtime_settings: RuntimeSettings,
     /// How long the in-process worker gives a cancelled runtime before abandoning it.
     pub cancel_grace: std::time::Duration,
+    /// How long the in-process worker's attempts wait for an answer to a tool call before
+    /// they are held (checkpointed and stopped until the answer).
+    pub approval_hold: std::time::Duration,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -58,6 +61,7 @@ impl NodeOptions {
             worker_runtimes: Vec::new(),
             runtime_settings: RuntimeSettings::default(),
             cancel_grace: std::time::Duration::from_secs(5),
+            approval_hold: crate::worker::DEFAULT_APPROVAL_HOLD,
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
@@ -157,6 +161,7 @@ impl Node {
             let mut worker_options = WorkerOptions::new(worker_id, worker_runtimes);
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
+            worker_options.approval_hold = options.approval_hold;
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),
                 worker_options,

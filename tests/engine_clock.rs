@@ -133,6 +133,8 @@ async fn a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: Some(json!({ "next": 3 })),
+            asks: Vec::new(),
+            awaiting: false,
         })
         .await
         .unwrap();
@@ -295,6 +297,8 @@ async fn heartbeat(
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: None,
+            asks: Vec::new(),
+            awaiting: false,
         })
         .await
 }

@@ -217,6 +217,8 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
                     data: json!({ "text": format!("chunk {index}") }),
                 }],
                 checkpoint: None,
+                asks: Vec::new(),
+                awaiting: false,
             })
             .await
             .unwrap();

@@ -278,3 +278,42 @@ impl From<&StoredEvent> for pb::HistoryEvent {
         }
     }
 }
+
+/// A decision as a worker receives it.
+pub(crate) fn tool_decision(
+    approval_id: &str,
+    decision: &crate::domain::ApprovalDecision,
+) -> pb::ToolDecision {
+    use crate::domain::ApprovalDecision;
+    match decision {
+        ApprovalDecision::Allow { updated_input } => pb::ToolDecision {
+            approval_id: approval_id.into(),
+            allow: true,
+            message: String::new(),
+            updated_input_json: updated_input
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        },
+        ApprovalDecision::Deny { message } => pb::ToolDecision {
+            approval_id: approval_id.into(),
+            allow: false,
+            message: message.clone(),
+            updated_input_json: String::new(),
+        },
+    }
+}
+
+/// A decision the server sent; an updated input that is not JSON is dropped (the tool runs
+/// with the input asked about).
+pub(crate) fn decision_of(d: pb::ToolDecision) -> (String, crate::domain::ApprovalDecision) {
+    use crate::domain::ApprovalDecision;
+    let decision = if d.allow {
+        ApprovalDecision::Allow {
+            updated_input: serde_json::from_str(&d.updated_input_json).ok(),
+        }
+    } else {
+        ApprovalDecision::Deny { message: d.message }
+    };
+    (d.approval_id, decision)
+}

@@ -145,10 +145,17 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             checkpoint,
+            asks: validate::asks(r.asks)?,
+            awaiting: r.awaiting_decisions,
         };
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
             cancel_requested: reply.cancel_requested,
+            decisions: reply
+                .decisions
+                .iter()
+                .map(|(id, d)| super::convert::tool_decision(id, d))
+                .collect(),
         }))
     }
 

@@ -198,6 +198,24 @@ pub enum HistoryEvent {
         /// The answerer's idempotency key: the same answer sent again is taken once.
         request_id: String,
     },
+    /// Input: the attempt stopped at a tool call nobody answered within its worker's
+    /// `approval_hold`, with a checkpoint from which asking again is the next step. It ends
+    /// nothing: the task waits without a lease (and consumes no retry) until the answer.
+    ActivityHeld {
+        /// The activity (`turn-N`) whose attempt stopped.
+        activity_id: String,
+        /// The attempt, which resumes under the same number.
+        attempt: u32,
+        /// The approval it waits for.
+        approval_id: String,
+    },
+    /// Command: every approval a held attempt waited for is answered; it can be claimed again.
+    ActivityResumed {
+        /// The activity (`turn-N`).
+        activity_id: String,
+        /// The attempt, the same as held.
+        attempt: u32,
+    },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {
         /// `turn-N` for turn N (1-based); the same for every attempt of that turn.
@@ -404,6 +422,8 @@ impl HistoryEvent {
             HistoryEvent::IdleTimedOut { .. } => "IdleTimedOut",
             HistoryEvent::ApprovalRequested { .. } => "ApprovalRequested",
             HistoryEvent::ApprovalResolved { .. } => "ApprovalResolved",
+            HistoryEvent::ActivityHeld { .. } => "ActivityHeld",
+            HistoryEvent::ActivityResumed { .. } => "ActivityResumed",
         }
     }
 
@@ -412,6 +432,7 @@ impl HistoryEvent {
         matches!(
             self,
             HistoryEvent::ActivityScheduled { .. }
+                | HistoryEvent::ActivityResumed { .. }
                 | HistoryEvent::ActivityCancelRequested { .. }
                 | HistoryEvent::TimerStarted { .. }
                 | HistoryEvent::TimerCanceled { .. }

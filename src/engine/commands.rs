@@ -102,7 +102,18 @@ pub(crate) fn rows_for(
             E::ActivityCompleted { activity_id, .. } => tasks.push(TaskOp::Delete {
                 activity_id: activity_id.clone(),
             }),
+            // A held attempt's task waits without a lease, keeping its checkpoint, until the
+            // answer reschedules the same attempt.
+            E::ActivityResumed {
+                activity_id,
+                attempt,
+            } => tasks.push(TaskOp::Reschedule {
+                activity_id: activity_id.clone(),
+                attempt: *attempt,
+                schedule_deadline,
+            }),
             E::ActivityFailed { activity_id, .. }
+            | E::ActivityHeld { activity_id, .. }
             | E::ActivityTimedOut { activity_id, .. }
             | E::ActivityCanceled { activity_id, .. } => tasks.push(TaskOp::Park {
                 activity_id: activity_id.clone(),

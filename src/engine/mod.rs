@@ -7,6 +7,7 @@
 //! transaction.
 
 mod apply;
+mod approvals;
 mod cache;
 pub mod catalog;
 mod changes;
@@ -327,8 +328,17 @@ impl Engine {
                 reason: reason.clone(),
             }];
             let mut fences = Vec::new();
-            // An attempt no worker has claimed yet is cancelled on the spot.
+            // An attempt no worker has claimed yet is cancelled on the spot; so is one held at a
+            // tool call (its task has no lease, and the row's version guards its resumption).
             if let ExecutionState::Agent(agent) = &state
+                && let Some(activity) = agent.activity.as_ref().filter(|a| a.held)
+            {
+                inputs.push(HistoryEvent::ActivityCanceled {
+                    activity_id: activity.activity_id.clone(),
+                    attempt: activity.attempt,
+                    abandoned: false,
+                });
+            } else if let ExecutionState::Agent(agent) = &state
                 && let Some(activity) = &agent.activity
                 && activity.phase == crate::machine::ActivityPhase::Scheduled
             {

@@ -63,7 +63,7 @@ fn check_usage(usage: &Usage) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn stale(lease: &Lease) -> EngineError {
+pub(super) fn stale(lease: &Lease) -> EngineError {
     EngineError::Stale(format!(
         "attempt {} of {} in execution {} no longer holds its lease",
         lease.attempt, lease.activity_id, lease.execution_id
@@ -274,6 +274,8 @@ impl Engine {
             first_chunk,
             chunks,
             checkpoint,
+            asks,
+            awaiting,
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
@@ -302,6 +304,7 @@ impl Engine {
         }
         Ok(ProgressReply {
             cancel_requested: outcome.cancel_requested,
+            decisions: self.asked(lease, asks, awaiting).await?,
         })
     }
 
@@ -447,13 +450,7 @@ impl Engine {
                         retry_after_ms,
                         ..
                     } => (
-                        HistoryEvent::ActivityFailed {
-                            activity_id: lease.activity_id.clone(),
-                            attempt: lease.attempt,
-                            failure: failure.clone(),
-                            retry_after_ms: *retry_after_ms,
-                            at: now,
-                        },
+                        super::approvals::failed_or_held(state, lease, failure, *retry_after_ms, now),
                         encoded.value.clone(),
                     ),
                     ActivityOutcome::Canceled { abandoned } => (

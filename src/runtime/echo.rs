@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AgentRuntime, ConfigError, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
+    AgentRuntime, Answer, ConfigError, Decision, ToolAsk, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
     reject_unknown_keys, runtime_config,
 };
 use crate::domain::{AgentSpec, Turn, Usage};
@@ -59,6 +59,10 @@ struct EchoConfig {
     /// [`MAX_CHUNK_BYTES`]).
     #[serde(default)]
     chunk_bytes: usize,
+    /// A test aid: before its first chunk each turn asks whether this tool may run (see
+    /// `TurnIo::ask`), and says what it was told.
+    #[serde(default)]
+    ask_tool: Option<String>,
 }
 
 /// The largest `chunk_bytes` echo accepts.
@@ -166,6 +170,11 @@ impl AgentRuntime for EchoRuntime {
                     "send the chunk list this many times; the result then gives chunks and bytes instead of the text",
                 ),
                 key(
+                    "ask_tool",
+                    "string",
+                    "a test aid: each turn first asks a person whether this tool may run (an approval), then says the answer as its first chunk",
+                ),
+                key(
                     "chunk_bytes",
                     "integer",
                     "repeat each chunk's text to at least this many bytes (at most 16 MiB); the result then gives chunks and bytes instead of the text",
@@ -215,6 +224,18 @@ impl AgentRuntime for EchoRuntime {
             )
         };
         let conversation = resumed.conversation;
+        let approval = match &config.ask_tool {
+            Some(tool) if start == 0 => {
+                let checkpoint = EchoCheckpoint {
+                    turn: turn.index,
+                    emitted: 0,
+                    turns_completed,
+                    conversation: conversation.clone(),
+                };
+                Some(ask(&io, tool, &turn, checkpoint).await?)
+            }
+            _ => None,
+        };
         let fails = config.fail_attempts.contains(&attempt)
             || config.fail_turns.contains(&(turn.index + 1));
         let stop_at = if fails {
@@ -270,6 +291,9 @@ impl AgentRuntime for EchoRuntime {
         if !conversation.is_empty() {
             output["previous_prompts"] = json!(conversation);
         }
+        if let Some(approval) = approval {
+            output["approval"] = approval;
+        }
         if config.sized() {
             output["chunks"] = json!(total);
             output["bytes"] = json!((0..total).map(|i| chunk(i).len()).sum::<usize>());
@@ -299,6 +323,39 @@ impl AgentRuntime for EchoRuntime {
             ),
         })
     }
+}
+
+/// Asks whether `tool` may run, says the answer as a chunk and returns it for the result; on
+/// [`Answer::Hold`] saves `checkpoint` (asking again is where a resumed attempt starts) and
+/// stops with [`RuntimeError::held`].
+async fn ask(
+    io: &TurnIo,
+    tool: &str,
+    turn: &Turn,
+    checkpoint: EchoCheckpoint,
+) -> Result<serde_json::Value, RuntimeError> {
+    let id = format!("echo-{tool}-turn-{}", turn.index + 1);
+    let request = ToolAsk {
+        id: id.clone(),
+        tool: tool.to_string(),
+        input: json!({ "prompt": turn.prompt }),
+    };
+    let (text, approval) = match io.ask(request).await {
+        Answer::Decided(Decision::Allow { updated_input }) => (
+            format!("[{tool} allowed] "),
+            json!({ "tool": tool, "decision": "allowed", "input": updated_input }),
+        ),
+        Answer::Decided(Decision::Deny { message }) => (
+            format!("[{tool} denied: {message}] "),
+            json!({ "tool": tool, "decision": "denied", "message": message }),
+        ),
+        Answer::Hold => {
+            io.save_checkpoint(serde_json::to_value(checkpoint).expect("a checkpoint serializes"));
+            return Err(RuntimeError::held(id));
+        }
+    };
+    io.emit("text", json!({ "text": text }));
+    Ok(approval)
 }
 
 /// Honour a cancellation, late if configured to.

@@ -175,6 +175,8 @@ impl Sender<'_> {
                 first_chunk: Some(batch.first_chunk),
                 chunks: batch.chunks.clone(),
                 checkpoint: batch.checkpoint.clone(),
+                asks: Vec::new(),
+                awaiting: false,
             };
             // A cancellation requested now changes nothing: the runtime has stopped.
             match self.retrying(|| self.api.progress(&progress)).await {

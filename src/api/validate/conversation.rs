@@ -114,3 +114,35 @@ pub(crate) fn approval_id(s: &str) -> Result<String, Status> {
 pub(crate) fn request_id_or_new(s: &str) -> Result<String, Status> {
     Ok(super::request_id(s)?.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()))
 }
+
+/// The most tool calls one progress report may ask about.
+pub const MAX_ASKS: usize = 16;
+
+/// The tool calls a progress report asks about: ids and tools printable, inputs JSON.
+pub(crate) fn asks(asks: Vec<crate::api::pb::ToolAsk>) -> Result<Vec<crate::contract::Ask>, Status> {
+    use super::limits::{MAX_REPORT_JSON_BYTES, MAX_REQUEST_ID_BYTES};
+    if asks.len() > MAX_ASKS {
+        return Err(invalid(format!(
+            "{} asks given; a progress report carries at most {MAX_ASKS}",
+            asks.len()
+        )));
+    }
+    asks.into_iter()
+        .map(|a| {
+            if a.id.is_empty() || a.tool.is_empty() {
+                return Err(invalid("asks[].id and asks[].tool are required"));
+            }
+            super::plain("asks[].id", &a.id, MAX_REQUEST_ID_BYTES)?;
+            super::plain("asks[].tool", &a.tool, MAX_REQUEST_ID_BYTES)?;
+            let input = match a.input_json.trim() {
+                "" => serde_json::json!({}),
+                s => super::text::json("asks[].input_json", s, MAX_REPORT_JSON_BYTES)?,
+            };
+            Ok(crate::contract::Ask {
+                id: a.id,
+                tool: a.tool,
+                input,
+            })
+        })
+        .collect()
+}

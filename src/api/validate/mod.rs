@@ -20,7 +20,7 @@ use crate::store::AgentKey;
 use limits::*;
 
 pub(crate) use conversation::{
-    approval_id, conversation, decision, message, request_id_or_new, start_prompts,
+    approval_id, asks, conversation, decision, message, request_id_or_new, start_prompts,
 };
 pub(crate) use numbers::{duration_ms, seq, usage};
 pub(crate) use text::{no_nul, plain, quote, text};

@@ -164,15 +164,57 @@ impl AgentState {
                 approval.decision = Some(decision.clone());
                 approval.request_id = Some(request_id.clone());
             }
+            E::ActivityHeld {
+                activity_id,
+                attempt,
+                approval_id,
+            } => {
+                let asked = self.approval(approval_id).is_some();
+                let running = self.activity_running();
+                match self.activity.as_mut() {
+                    Some(a)
+                        if a.activity_id == *activity_id
+                            && a.attempt == *attempt
+                            && running
+                            && asked
+                            && !a.held =>
+                    {
+                        a.phase = ActivityPhase::Scheduled;
+                        a.held = true;
+                    }
+                    _ => return Err(invalid(self)),
+                }
+            }
+            E::ActivityResumed {
+                activity_id,
+                attempt,
+            } => match self.activity.as_mut() {
+                Some(a) if a.activity_id == *activity_id && a.attempt == *attempt && a.held => {
+                    a.held = false;
+                }
+                _ => return Err(invalid(self)),
+            },
             _ => return Err(invalid(self)),
         }
         Ok(())
     }
 
     /// The commands after a conversation or approval input: a message that arrives while the
-    /// conversation waits runs at once; a close or idle timeout with no turn open completes it.
+    /// conversation waits runs at once; a close or idle timeout with no turn open completes it;
+    /// a held attempt resumes once nothing it asked is unanswered.
     pub(super) fn decide_conversation(&self, input: &HistoryEvent) -> Vec<HistoryEvent> {
+        let held = self.activity.as_ref().filter(|a| a.held);
         match input {
+            HistoryEvent::ApprovalResolved { .. } | HistoryEvent::ActivityHeld { .. }
+                if self.waiting_for() != Some(WaitingFor::Approval) =>
+            {
+                held.map_or_else(Vec::new, |a| {
+                    vec![HistoryEvent::ActivityResumed {
+                        activity_id: a.activity_id.clone(),
+                        attempt: a.attempt,
+                    }]
+                })
+            }
             HistoryEvent::MessageReceived { .. }
             | HistoryEvent::CloseRequested
             | HistoryEvent::IdleTimedOut { .. }

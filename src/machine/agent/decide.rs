@@ -61,7 +61,9 @@ impl AgentState {
             | E::CloseRequested
             | E::IdleTimedOut { .. }
             | E::ApprovalRequested { .. }
-            | E::ApprovalResolved { .. } => self.decide_conversation(input),
+            | E::ApprovalResolved { .. }
+            | E::ActivityHeld { .. } => self.decide_conversation(input),
+            E::ActivityResumed { .. } => return Err(AgentState::invalid(Some(self), input)),
             E::ActivityCancelRequested { .. }
             | E::ExecutionCompleted { .. }
             | E::ExecutionFailed { .. }

@@ -65,6 +65,10 @@ pub struct OpenActivity {
     pub phase: ActivityPhase,
     /// Whether the running attempt was asked to stop.
     pub cancel_requested: bool,
+    /// Set while its attempt is held at an unanswered tool call (see `ActivityHeld`): scheduled,
+    /// but its task waits without a lease until the answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// The snapshot of an agent execution, stored with the execution row and rebuilt by replay.
@@ -233,6 +237,7 @@ impl AgentState {
                     attempt: *attempt,
                     phase: P::Scheduled,
                     cancel_requested: false,
+                    held: false,
                 });
             }
             E::ActivityStarted {
@@ -385,7 +390,9 @@ impl AgentState {
             | E::CloseRequested
             | E::IdleTimedOut { .. }
             | E::ApprovalRequested { .. }
-            | E::ApprovalResolved { .. } => s.apply_conversation(event)?,
+            | E::ApprovalResolved { .. }
+            | E::ActivityHeld { .. }
+            | E::ActivityResumed { .. } => s.apply_conversation(event)?,
         }
         s.refresh_waiting();
         Ok(s)

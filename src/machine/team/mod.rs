@@ -94,6 +94,8 @@ macro_rules! agent_events {
             | HistoryEvent::IdleTimedOut { .. }
             | HistoryEvent::ApprovalRequested { .. }
             | HistoryEvent::ApprovalResolved { .. }
+            | HistoryEvent::ActivityHeld { .. }
+            | HistoryEvent::ActivityResumed { .. }
     };
 }
 
