@@ -3,10 +3,14 @@
 //! command that writes a file; `cairn exec approve` runs it once, `cairn exec deny` gives the model
 //! the message; an ask held past `approval_hold` leaves no `claude` process, survives a restart of
 //! server and worker, and approving it then resumes the same session without a repeated model
-//! call. On both stores.
+//! call. On both stores; `approvals/default.rs` shows the same for the `default` runtime's
+//! `require_approval`.
 
 mod common;
+#[path = "approvals/default.rs"]
+mod default;
 mod fake_anthropic;
+mod fake_openai;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -63,6 +67,11 @@ fn cairn_exec(server: &Server, args: &[&str]) -> String {
 /// Waits until the execution waits for an approval; returns the pending approval's id, as
 /// `cairn exec approvals ID --json` lists it.
 async fn pending_approval(c: &mut TestClient, server: &Server, id: &str) -> String {
+    wait_for_pending(c, server, id, "Bash").await
+}
+
+/// [`pending_approval`] for a call of `tool`.
+async fn wait_for_pending(c: &mut TestClient, server: &Server, id: &str, tool: &str) -> String {
     c.wait_until(id, "a pending approval", |e| {
         e.approvals.iter().any(|a| a.state == "pending")
     })
@@ -71,7 +80,7 @@ async fn pending_approval(c: &mut TestClient, server: &Server, id: &str) -> Stri
         .expect("JSON from cairn exec approvals");
     let approvals = listed.as_array().expect("a list");
     assert_eq!(approvals.len(), 1, "{listed}");
-    assert_eq!(approvals[0]["approval"]["tool"], "Bash");
+    assert_eq!(approvals[0]["approval"]["tool"], tool);
     approvals[0]["approval"]["approval_id"]
         .as_str()
         .expect("an approval id")
