@@ -1,219 +1,206 @@
-//! Tool approvals end to end, through `cairn dev` processes and the `cairn exec` CLI: the real
-//! Claude Code CLI in `default` permission mode against the fake Messages API asks before a Bash
-//! command that writes a file; `cairn exec approve` runs it once, `cairn exec deny` gives the model
-//! the message; an ask held past `approval_hold` leaves no `claude` process, survives a restart of
-//! server and worker, and approving it then resumes the same session without a repeated model
-//! call. On both stores; `approvals/default.rs` shows the same for the `default` runtime's
-//! `require_approval`.
+//! Approvals, engine side, through `echo`'s `ask_tool` test aid: a running turn asks whether a
+//! tool may run, the execution is WAITING for `approval` with the ask recorded in its history,
+//! an answer is taken once (a second answer refused, the same request id idempotent), a denial's
+//! message reaches the runtime, and an attempt held past `approval_hold` frees its slot, keeps no
+//! lease and consumes no retry, then resumes from its checkpoint once approved, on a worker
+//! started after the hold.
 
 mod common;
-#[path = "approvals/default.rs"]
-mod default;
-mod fake_anthropic;
-mod fake_openai;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cairn::api::pb;
 use common::client::start_request;
-use common::server::cairn_bin;
+use common::fleet::{Proc, wait_for_workers};
 use common::{Db, Server, TestClient};
-use fake_anthropic::{CliSandbox, FakeAnthropic, Reply};
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// A fake model that asks to append a line to a file, then answers; a sandbox for the CLI.
-async fn model_and_sandbox() -> (FakeAnthropic, CliSandbox) {
-    let api = FakeAnthropic::start([
-        Reply::bash("echo ran >> approved.txt && echo appended-a-line"),
-        Reply::text("all done"),
-    ])
-    .await;
-    (api, CliSandbox::new())
+async fn answer(
+    c: &mut TestClient,
+    id: &str,
+    approval_id: &str,
+    allow: bool,
+    message: &str,
+    request_id: &str,
+) -> Result<pb::Execution, tonic::Status> {
+    c.executions
+        .resolve_approval(pb::ResolveApprovalRequest {
+            id: id.into(),
+            approval_id: approval_id.into(),
+            allow,
+            message: message.into(),
+            updated_input_json: String::new(),
+            request_id: request_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
 }
 
-/// `cairn dev` running `claude_code` against `api`, holding asks after `hold_ms`.
-fn dev(db: &Db, api: &FakeAnthropic, sandbox: &CliSandbox, hold_ms: &str) -> Server {
-    let cli = fake_anthropic::claude_cli().display().to_string();
-    let args = ["--claude-cli", &cli, "--approval-hold-ms", hold_ms];
-    Server::start_with_env(db, "dev", &args, &sandbox.env(api))
+async fn waiting_for_approval(c: &mut TestClient, id: &str) -> pb::Approval {
+    let waiting = c
+        .wait_until(id, "the ask", |e| e.waiting_for == "approval")
+        .await;
+    assert_eq!(waiting.status, "WAITING");
+    assert_eq!(waiting.approvals.len(), 1, "{waiting:?}");
+    waiting.approvals[0].clone()
 }
 
-/// Creates the agent and starts an execution of one turn; returns its id.
-async fn start(c: &mut TestClient, sandbox: &CliSandbox) -> String {
-    let config = json!({ "permission_mode": "default", "cwd": sandbox.cwd() });
-    c.create_agent("coder", "claude_code", config).await;
-    c.start(start_request("coder", &["append a line"])).await
+fn count(history: &[common::client::Event], kind: &str) -> usize {
+    history.iter().filter(|e| e.kind == kind).count()
 }
 
-/// `cairn exec ARGS...` against `server`; panics with its output if it fails.
-fn cairn_exec(server: &Server, args: &[&str]) -> String {
-    let output = Command::new(cairn_bin())
-        .arg("exec")
-        .args(args)
-        .env("CAIRN_SERVER", &server.url)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cairn exec");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "cairn exec {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+async fn approve_and_deny(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("careful", "echo", json!({ "ask_tool": "Bash" }))
+        .await;
+
+    let id = c.start_simple("careful", "list the files").await;
+    let ask = waiting_for_approval(&mut c, &id).await;
+    assert_eq!(
+        (ask.tool.as_str(), ask.state.as_str()),
+        ("Bash", "pending")
     );
-    stdout
+    let input: serde_json::Value = serde_json::from_str(&ask.input_json).unwrap();
+    assert_eq!(input["prompt"], "list the files");
+    answer(&mut c, &id, &ask.approval_id, true, "", "yes-1")
+        .await
+        .expect("approve");
+    answer(&mut c, &id, &ask.approval_id, true, "", "yes-1")
+        .await
+        .expect("the same answer again is taken as the same");
+    let second = answer(&mut c, &id, &ask.approval_id, false, "no", "no-1")
+        .await
+        .expect_err("a second answer is refused");
+    assert_eq!(second.code(), tonic::Code::FailedPrecondition);
+    assert!(second.message().contains("already answered"), "{second}");
+    let done = c.watch(&id, 0).await;
+    assert_eq!(done.closed.status, "COMPLETED");
+    assert_eq!(done.text(), "[Bash allowed] list the files");
+    let history = c.history(&id).await;
+    assert_eq!(count(&history, "ApprovalRequested"), 1);
+    assert_eq!(count(&history, "ApprovalResolved"), 1);
+
+    let id = c.start_simple("careful", "remove everything").await;
+    let ask = waiting_for_approval(&mut c, &id).await;
+    answer(&mut c, &id, &ask.approval_id, false, "not on my disk", "no-2")
+        .await
+        .expect("deny");
+    let done = c.watch(&id, 0).await;
+    assert_eq!(done.closed.status, "COMPLETED");
+    assert_eq!(
+        done.text(),
+        "[Bash denied: not on my disk] remove everything",
+        "the runtime received the denial's message"
+    );
+    let result: serde_json::Value = serde_json::from_str(&done.closed.result_json).unwrap();
+    assert_eq!(result["approval"]["decision"], "denied");
+
+    let replayed = c
+        .executions
+        .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(replayed.ok, "{replayed:?}");
 }
 
-/// Waits until the execution waits for an approval; returns the pending approval's id, as
-/// `cairn exec approvals ID --json` lists it.
-async fn pending_approval(c: &mut TestClient, server: &Server, id: &str) -> String {
-    wait_for_pending(c, server, id, "Bash").await
-}
-
-/// [`pending_approval`] for a call of `tool`.
-async fn wait_for_pending(c: &mut TestClient, server: &Server, id: &str, tool: &str) -> String {
-    c.wait_until(id, "a pending approval", |e| {
-        e.approvals.iter().any(|a| a.state == "pending")
+/// Held past a short `approval_hold`: the attempt ends, its worker's slot is free and its task
+/// holds no lease; approved after the worker was replaced, the same attempt resumes and the turn
+/// completes, with the ask recorded once.
+async fn held_then_approved_after_a_worker_restart(db: Db) {
+    let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
+    let hold = ["--approval-hold-ms", "100", "--concurrency", "1"];
+    let mut worker = Proc::worker("w-hold", &[&url], &hold, &[]);
+    let mut c = TestClient::connect(&url).await;
+    c.create_agent("careful", "echo", json!({ "ask_tool": "Write" }))
+        .await;
+    let id = c.start_simple("careful", "write the report").await;
+    let ask = waiting_for_approval(&mut c, &id).await;
+    c.wait_until(&id, "the attempt to be held", |e| {
+        e.activity
+            .as_ref()
+            .is_some_and(|a| a.worker.is_empty() && e.status == "WAITING")
+            && e.history_length >= 5
     })
     .await;
-    let listed: Value = serde_json::from_str(&cairn_exec(server, &["approvals", id, "--json"]))
-        .expect("JSON from cairn exec approvals");
-    let approvals = listed.as_array().expect("a list");
-    assert_eq!(approvals.len(), 1, "{listed}");
-    assert_eq!(approvals[0]["approval"]["tool"], tool);
-    approvals[0]["approval"]["approval_id"]
-        .as_str()
-        .expect("an approval id")
-        .to_owned()
-}
+    let history = c.history(&id).await;
+    assert_eq!(count(&history, "ActivityHeld"), 1, "{history:?}");
+    assert_eq!(count(&history, "ActivityFailed"), 0, "a hold is no failure");
+    let task = db
+        .store()
+        .await
+        .get_task(id.parse().unwrap(), "turn-1")
+        .await
+        .unwrap()
+        .expect("the task is kept");
+    assert_eq!(task.lease_owner, None, "no lease while held");
+    assert_eq!(task.attempt, 1);
+    let workers = wait_for_workers(&mut c, &["w-hold"]).await;
+    assert_eq!(workers[0].slots_in_use, 0, "the held attempt freed its slot");
 
-/// Live processes other than the server whose environment has the sandbox's `HOME`: the CLIs
-/// (and their tools) of this test.
-fn sandbox_processes(sandbox: &CliSandbox, server: &Server) -> Vec<String> {
-    let home = format!("HOME={}", sandbox.home.path().display());
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() || pid == server.pid().to_string() {
-            continue;
-        }
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| {
-                stat.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if !zombie && environ.split(|b| *b == 0).any(|var| var == home.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn tool_runs(sandbox: &CliSandbox) -> usize {
-    std::fs::read_to_string(sandbox.workdir.path().join("approved.txt"))
-        .map(|text| text.lines().count())
-        .unwrap_or(0)
-}
-
-async fn approving_runs_the_tool_once(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let server = dev(&db, &api, &sandbox, "600000");
-    let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-    assert_eq!(c.get(&id).await.status, "WAITING");
-    assert_eq!(tool_runs(&sandbox), 0, "nothing runs before the answer");
-
-    cairn_exec(&server, &["approve", &id, &approval]);
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    let result: Value = serde_json::from_str(&watched.closed.result_json).unwrap();
-    assert_eq!(result["text"], "all done");
-    assert_eq!(tool_runs(&sandbox), 1, "the tool ran once");
-    assert_eq!(api.message_requests().len(), 2);
+    worker.kill();
+    answer(&mut c, &id, &ask.approval_id, true, "", "later")
+        .await
+        .expect("approve while no worker runs it");
+    let _worker = Proc::worker("w-after", &[&url], &hold, &[]);
+    let done = c.watch(&id, 0).await;
+    assert_eq!(done.closed.status, "COMPLETED");
+    assert_eq!(done.text(), "[Write allowed] write the report");
+    let history = c.history(&id).await;
+    assert_eq!(count(&history, "ApprovalRequested"), 1, "asked again, recorded once");
+    assert_eq!(count(&history, "ActivityResumed"), 1);
     assert!(
-        api.message_requests()[1]
-            .transcript()
-            .contains("appended-a-line")
+        history
+            .iter()
+            .filter(|e| e.kind == "ActivityStarted")
+            .all(|e| e.payload["attempt"] == 1),
+        "no retry consumed"
     );
-    let kinds: Vec<String> = c.history(&id).await.into_iter().map(|e| e.kind).collect();
-    assert!(kinds.iter().any(|k| k == "ApprovalRequested"), "{kinds:?}");
+    let replayed = c
+        .executions
+        .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(replayed.ok, "{replayed:?}");
 }
 
-async fn denying_gives_the_model_the_message(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let server = dev(&db, &api, &sandbox, "600000");
+/// A held attempt can be cancelled: nothing runs it, so the cancel ends it at once.
+async fn a_held_attempt_is_cancelled_at_once(db: Db) {
+    let server = Server::dev(&db, &["--approval-hold-ms", "50"]);
     let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-
-    cairn_exec(
-        &server,
-        &[
-            "deny",
-            &id,
-            &approval,
-            "--message",
-            "not on my disk, thanks",
-        ],
-    );
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    assert_eq!(tool_runs(&sandbox), 0, "the tool did not run");
-    let requests = api.message_requests();
-    assert_eq!(requests.len(), 2);
-    assert!(requests[1].transcript().contains("not on my disk, thanks"));
-}
-
-async fn a_held_ask_survives_a_restart_and_resumes_without_a_repeated_model_call(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let mut server = dev(&db, &api, &sandbox, "500");
-    let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    pending_approval(&mut c, &server, &id).await;
-    // Past approval_hold the attempt is held: its CLI is gone and the task has no lease.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let history = loop {
-        let history = c.history(&id).await;
-        if history.iter().any(|e| e.kind == "ActivityHeld") {
-            break history;
+    c.create_agent("careful", "echo", json!({ "ask_tool": "Bash" }))
+        .await;
+    let id = c.start(start_request("careful", &["anything"])).await;
+    c.wait_until(&id, "the hold", |e| {
+        e.waiting_for == "approval" && e.activity.as_ref().is_some_and(|a| a.worker.is_empty())
+    })
+    .await;
+    let history = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let history = c.history(&id).await;
+            if count(&history, "ActivityHeld") == 1 {
+                return history;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the attempt was never held"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let left = sandbox_processes(&sandbox, &server);
-    assert!(left.is_empty(), "the held attempt's CLI is gone: {left:?}");
-    assert!(history.iter().all(|e| e.kind != "ActivityFailed"));
-    assert_eq!(api.message_requests().len(), 1);
-    assert_eq!(tool_runs(&sandbox), 0);
-
-    // Server and worker go away; the approval is answered after they come back.
-    server.kill();
-    let server = dev(&db, &api, &sandbox, "500");
-    let mut c = server.client().await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-    cairn_exec(&server, &["approve", &id, &approval]);
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    let result: Value = serde_json::from_str(&watched.closed.result_json).unwrap();
-    assert_eq!(result["text"], "all done");
-    assert_eq!(tool_runs(&sandbox), 1, "the held call ran once");
-    assert_eq!(
-        api.message_requests().len(),
-        2,
-        "no model call was made twice"
-    );
-    let kinds: Vec<String> = c.history(&id).await.into_iter().map(|e| e.kind).collect();
-    assert!(kinds.iter().any(|k| k == "ActivityResumed"), "{kinds:?}");
+    })
+    .await
+    .expect("held");
+    assert_eq!(count(&history, "ActivityHeld"), 1);
+    c.executions
+        .cancel_execution(pb::CancelExecutionRequest {
+            id: id.clone(),
+            reason: "never mind".into(),
+        })
+        .await
+        .expect("cancel");
+    assert_eq!(c.watch(&id, 0).await.closed.status, "CANCELED");
 }
 
 on_both_stores!(
-    approving_runs_the_tool_once,
-    denying_gives_the_model_the_message,
-    a_held_ask_survives_a_restart_and_resumes_without_a_repeated_model_call,
+    approve_and_deny,
+    held_then_approved_after_a_worker_restart,
+    a_held_attempt_is_cancelled_at_once,
 );
