@@ -174,6 +174,21 @@ async fn hold_then_resume(
     assert_eq!(asks.len(), 1, "asked again once: {asks:?}");
     assert_eq!(asks[0].id, asked[0].id, "with the same id");
     assert_eq!(output.output["session_id"], checkpoint["session_id"]);
+    // Until the held call has its result, a retry must resume it again: the checkpoints say so.
+    let checkpoints: Vec<&Value> = seen
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Checkpoint(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checkpoints[0]["held_tool_call"]["tool_use_id"],
+        asked[0].id.as_str(),
+        "the resumed attempt's first checkpoint still holds the call"
+    );
+    let last = output.checkpoint.as_ref().expect("a final checkpoint");
+    assert!(last.get("held_tool_call").is_none(), "{last}");
     assert_eq!(output.output["text"], "all done");
     let requests = setup.api.message_requests();
     assert_eq!(
