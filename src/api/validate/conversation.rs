@@ -104,7 +104,9 @@ pub(crate) fn decision(
 /// An approval id: printable, within the request id limit.
 pub(crate) fn approval_id(s: &str) -> Result<String, Status> {
     if s.is_empty() {
-        return Err(invalid("approval_id is required (see the execution's approvals)"));
+        return Err(invalid(
+            "approval_id is required (see the execution's approvals)",
+        ));
     }
     super::plain("approval_id", s, super::limits::MAX_REQUEST_ID_BYTES)?;
     Ok(s.into())
