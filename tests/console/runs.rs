@@ -300,3 +300,52 @@ pub async fn fix_an_agent_and_retry_its_failed_execution(b: &mut Browser, c: &mu
     b.screenshot("execution-retried").await;
     assert_eq!(c.get(&retry).await.retry_of, failed);
 }
+
+/// A chat from the console: a run kept open waits for the next message, which the message box
+/// sends (its answer streams into the same output), and the close button completes it.
+pub async fn chat_from_the_console(b: &mut Browser, c: &mut TestClient) {
+    nav(b, "executions", "Executions").await;
+    b.click("#new-run").await;
+    b.find("#start-target")
+        .await
+        .select_by_value("agent:writer")
+        .await
+        .expect("choose the agent");
+    b.fill("#start-prompt", "hello there").await;
+    b.click("#start-interactive").await;
+    b.click("#start-panel button[type=submit]").await;
+    let id = current_execution(b).await;
+    wait_status(b, "waiting").await;
+    b.find("#message-text").await;
+    b.fill("#message-text", "second question").await;
+    b.click("#send-message").await;
+    b.until(
+        "the answer to the message in the output",
+        "const t = [...document.querySelectorAll('#output .out-text')].map(e => e.textContent).join(''); \
+         return t.includes('hello there') && t.includes('second question');",
+    )
+    .await;
+    wait_status(b, "waiting").await;
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#output .out-prompt')].map(e => e.textContent);",
+            vec![],
+        )
+        .await,
+        json!(["› hello there", "› second question"]),
+        "each turn's output under the message it answers"
+    );
+    b.screenshot("execution-conversation").await;
+    b.click("#close-conversation").await;
+    wait_status(b, "completed").await;
+    let messages: Vec<Value> = c
+        .history(&id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "MessageReceived")
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(messages.len(), 1, "one message sent: {messages:?}");
+    assert_eq!(messages[0]["text"], "second question");
+    assert_eq!(c.get(&id).await.status, "COMPLETED");
+}
