@@ -349,3 +349,46 @@ pub async fn chat_from_the_console(b: &mut Browser, c: &mut TestClient) {
     assert_eq!(messages[0]["text"], "second question");
     assert_eq!(c.get(&id).await.status, "COMPLETED");
 }
+
+/// Approvals from the console: a turn that asks before a tool runs waits with the ask shown;
+/// Allow answers it and the turn goes on; Deny sends the person's reason to the agent.
+pub async fn answer_approvals(b: &mut Browser, c: &mut TestClient) {
+    c.create_agent("asker", "echo", json!({ "ask_tool": "Bash" }))
+        .await;
+    let origin = base(b).await;
+    for (allow, reason) in [(true, ""), (false, "not on a Sunday")] {
+        let id = c.start(start_request("asker", &["go on"])).await;
+        b.goto(&format!("{origin}#/executions/{id}")).await;
+        wait_status(b, "waiting").await;
+        b.find("[data-approval] [data-approve]").await;
+        assert!(
+            text(b, "[data-approval] .approval-head")
+                .await
+                .contains("Bash"),
+            "the ask names its tool"
+        );
+        if allow {
+            b.screenshot("execution-approval").await;
+            b.click("[data-approve]").await;
+        } else {
+            b.fill("[data-approval] input", reason).await;
+            b.click("[data-deny]").await;
+        }
+        wait_status(b, "completed").await;
+        let answers: Vec<Value> = c
+            .history(&id)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "ApprovalResolved")
+            .map(|e| e.payload)
+            .collect();
+        assert_eq!(answers.len(), 1, "answered once: {answers:?}");
+        let decision = &answers[0]["decision"];
+        if allow {
+            assert_eq!(decision["decision"], "allow", "{decision}");
+        } else {
+            assert_eq!(decision["decision"], "deny", "{decision}");
+            assert_eq!(decision["message"], reason, "{decision}");
+        }
+    }
+}
