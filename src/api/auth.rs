@@ -97,6 +97,7 @@ pub const METHODS: &[(&str, &str, Access)] = &[
     (EXECUTIONS, "ReplayExecution", Access::Client),
     (EXECUTIONS, "RetryExecution", Access::Client),
     (EXECUTIONS, "GetStats", Access::Client),
+    (EXECUTIONS, "DeleteExecution", Access::Admin),
     (WORKERS, "PollTasks", Access::Worker),
     (WORKERS, "ReportProgress", Access::Worker),
     (WORKERS, "CompleteTask", Access::Worker),

@@ -41,6 +41,11 @@ pub use validate::Limits;
 pub use worker_client::WorkerClient;
 pub use workers::Workers;
 
+/// Checks a namespace name as every request's namespace is checked (for settings that name one).
+pub fn check_namespace(namespace: &str) -> Result<String, tonic::Status> {
+    validate::namespace(namespace)
+}
+
 /// Types and services generated from `proto/cairn/v1/cairn.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, reason = "generated code")]
 pub mod pb {

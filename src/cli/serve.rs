@@ -95,6 +95,8 @@ pub(super) struct ServerArgs {
     /// and Kubernetes stop sending to it) before it stops accepting calls.
     #[arg(long, env = "CAIRN_DRAIN_DELAY_MS", default_value_t = 0)]
     drain_delay_ms: u64,
+    #[command(flatten)]
+    retention: super::retention::RetentionArgs,
 }
 
 /// Options of `cairn migrate`.
@@ -158,6 +160,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         0
     };
     options.worker_runtimes = args.runtimes;
+    (options.retention, options.retention_every) = args.retention.policy();
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.runtime_settings = args.runtime.settings();
     options.limits = Limits {

@@ -6,7 +6,7 @@ use serde_json::json;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use super::fixture::{ADMIN, Fixture, TOKEN_A, TOKEN_B, first_of_stream, unary};
+use super::fixture::{ADMIN, ADMIN_A, Fixture, TOKEN_A, TOKEN_B, first_of_stream, unary};
 
 /// What one check found wrong, if anything.
 type Verdict = Result<(), String>;
@@ -57,6 +57,7 @@ fn ok(got: Result<(), Status>) -> Verdict {
 /// NOT_FOUND, word for word, as an id that does not exist. The control: `b` gets it.
 async fn hidden<F, Q>(
     fx: &Fixture,
+    token: &str,
     method: &str,
     id: &str,
     control: bool,
@@ -67,7 +68,7 @@ where
     Q: prost::Message + Send + Sync + 'static,
 {
     let fresh = Uuid::now_v7().to_string();
-    let missing = send(fx, method, TOKEN_A, None, make(fresh.clone())).await;
+    let missing = send(fx, method, token, None, make(fresh.clone())).await;
     let missing = match missing {
         Err(s) if s.code() == Code::NotFound => s.message().replace(&fresh, id),
         other => {
@@ -79,7 +80,7 @@ where
     };
     let mut rows = Vec::new();
     for named in [None, Some("b")] {
-        let got = send(fx, method, TOKEN_A, named, make(id.to_string())).await;
+        let got = send(fx, method, token, named, make(id.to_string())).await;
         let verdict = match got {
             Err(s) if s.code() == Code::NotFound && s.message() == missing => Ok(()),
             Err(s) => Err(format!(
@@ -388,15 +389,17 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         "GetExecution" => {
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, method, id, true, |id| pb::GetExecutionRequest { id }).await,
+                    hidden(fx, TOKEN_A, method, id, true, |id| {
+                        pb::GetExecutionRequest { id }
+                    })
+                    .await,
                 );
             }
         }
         "GetHistory" => {
             rows.extend(
-                hidden(fx, method, &fx.done, true, |id| pb::GetHistoryRequest {
-                    id,
-                    after_seq: 0,
+                hidden(fx, TOKEN_A, method, &fx.done, true, |id| {
+                    pb::GetHistoryRequest { id, after_seq: 0 }
                 })
                 .await,
             );
@@ -404,10 +407,12 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         "StreamExecution" => {
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, method, id, true, |id| pb::StreamExecutionRequest {
-                        id,
-                        after_seq: 0,
-                        include_superseded: true,
+                    hidden(fx, TOKEN_A, method, id, true, |id| {
+                        pb::StreamExecutionRequest {
+                            id,
+                            after_seq: 0,
+                            include_superseded: true,
+                        }
                     })
                     .await,
                 );
@@ -415,7 +420,7 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         }
         "ReplayExecution" => {
             rows.extend(
-                hidden(fx, method, &fx.done, true, |id| {
+                hidden(fx, TOKEN_A, method, &fx.done, true, |id| {
                     pb::ReplayExecutionRequest { id }
                 })
                 .await,
@@ -425,9 +430,11 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
             // Closed or not, a's cancel must not even learn that it exists.
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, method, id, false, |id| pb::CancelExecutionRequest {
-                        id,
-                        reason: String::new(),
+                    hidden(fx, TOKEN_A, method, id, false, |id| {
+                        pb::CancelExecutionRequest {
+                            id,
+                            reason: String::new(),
+                        }
                     })
                     .await,
                 );
@@ -435,7 +442,7 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         }
         "RetryExecution" => {
             rows.extend(
-                hidden(fx, method, &fx.cancelled, false, |id| {
+                hidden(fx, TOKEN_A, method, &fx.cancelled, false, |id| {
                     pb::RetryExecutionRequest {
                         id,
                         force: true,
@@ -525,6 +532,27 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                     }
                 }),
             ));
+        }
+        "DeleteExecution" => {
+            // A client token deletes nothing; an admin of a alone cannot see b's.
+            let r = pb::DeleteExecutionRequest {
+                id: fx.done.clone(),
+            };
+            rows.push((
+                "a client deletes".into(),
+                code(
+                    send(fx, method, TOKEN_A, None, r).await,
+                    Code::PermissionDenied,
+                ),
+            ));
+            for id in [&fx.done, &fx.team_run] {
+                rows.extend(
+                    hidden(fx, ADMIN_A, method, id, false, |id| {
+                        pb::DeleteExecutionRequest { id }
+                    })
+                    .await,
+                );
+            }
         }
         "ListWorkers" => {
             // Workers serve every namespace: the list is an operator's, not a tenant's.
