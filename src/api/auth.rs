@@ -335,6 +335,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     tokens: Arc<Tokens>,
+    worker_certs: bool,
 }
 
 impl AuthLayer {
@@ -342,8 +343,26 @@ impl AuthLayer {
     pub fn new(tokens: Tokens) -> Self {
         AuthLayer {
             tokens: Arc::new(tokens),
+            worker_certs: false,
         }
     }
+
+    /// Also refuses worker calls over a connection that presented no client certificate (the
+    /// TLS handshake verified any it presented against the server's `--client-ca`).
+    pub fn with_worker_certs(mut self, required: bool) -> Self {
+        self.worker_certs = required;
+        self
+    }
+}
+
+/// Whether the call came over a TLS connection whose client presented a certificate.
+fn presented_certificate<B>(request: &http::Request<B>) -> bool {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .is_some_and(|certs| !certs.is_empty())
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
@@ -353,6 +372,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             tokens: self.tokens.clone(),
+            worker_certs: self.worker_certs,
         }
     }
 }
@@ -362,6 +382,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     tokens: Arc<Tokens>,
+    worker_certs: bool,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
@@ -378,10 +399,19 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let checked = self.tokens.check(
-            request.uri().path(),
-            request.headers().get(http::header::AUTHORIZATION),
-        );
+        let path = request.uri().path();
+        let checked = if self.worker_certs
+            && access(path) == Access::Worker
+            && !presented_certificate(&request)
+        {
+            Err(Status::unauthenticated(format!(
+                "{path} needs a client certificate signed by the server's --client-ca: start \
+                 the worker with --tls-cert and --tls-key"
+            )))
+        } else {
+            self.tokens
+                .check(path, request.headers().get(http::header::AUTHORIZATION))
+        };
         match checked {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);

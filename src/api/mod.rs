@@ -178,7 +178,12 @@ pub async fn serve(
         .prepare();
     let grpc = {
         use tower::Layer;
-        trace::TraceLayer.layer(AuthLayer::new(security.tokens.clone()).layer(grpc))
+        let worker_certs = security
+            .tls
+            .as_ref()
+            .is_some_and(ServerTls::verifies_workers);
+        let auth = AuthLayer::new(security.tokens.clone()).with_worker_certs(worker_certs);
+        trace::TraceLayer.layer(auth.layer(grpc))
     };
     let service = serve::ByContentType {
         grpc,
