@@ -34,6 +34,8 @@ pub struct NodeOptions {
     pub runtime_settings: RuntimeSettings,
     /// How long the in-process worker gives a cancelled runtime before abandoning it.
     pub cancel_grace: std::time::Duration,
+    /// What the in-process worker admits (restrictive unless the caller says otherwise).
+    pub worker_policy: crate::domain::WorkerPolicy,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -62,6 +64,7 @@ impl NodeOptions {
             worker_runtimes: Vec::new(),
             runtime_settings: RuntimeSettings::default(),
             cancel_grace: std::time::Duration::from_secs(5),
+            worker_policy: crate::domain::WorkerPolicy::default(),
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
@@ -170,6 +173,7 @@ impl Node {
             let mut worker_options = WorkerOptions::new(worker_id, worker_runtimes);
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
+            worker_options.policy = options.worker_policy.clone();
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),
                 worker_options,

@@ -8,6 +8,7 @@ use super::error::invalid;
 use super::pb::agent_service_server::AgentService;
 use super::tenancy::Scope;
 use super::{ApiState, pb, validate};
+use crate::domain::Agent;
 use crate::engine::catalog::{self, AgentChange, NewAgent};
 use crate::store::AgentKey;
 
@@ -20,6 +21,26 @@ impl Agents {
     /// A service over the shared API state.
     pub fn new(state: Arc<ApiState>) -> Self {
         Agents { state }
+    }
+}
+
+impl Agents {
+    /// The agent as a create or update answers it: with a warning when no connected worker of
+    /// its runtime has a policy that admits its configuration (the rule named).
+    async fn with_warnings(&self, agent: &Agent) -> Result<pb::Agent, Status> {
+        let config = agent
+            .configuration
+            .get("runtime_config")
+            .cloned()
+            .unwrap_or_default();
+        let mut reply = pb::Agent::from(agent);
+        let engine = &self.state.engine;
+        if let Some(why) = engine.unadmitted(&agent.runtime, None, &config).await? {
+            reply
+                .warnings
+                .push(format!("its executions will wait: {why}"));
+        }
+        Ok(reply)
     }
 }
 
@@ -56,7 +77,7 @@ impl AgentService for Agents {
         };
         let state = &self.state;
         let agent = state.engine.create_agent(&state.runtimes, new).await?;
-        Ok(Response::new((&agent).into()))
+        Ok(Response::new(self.with_warnings(&agent).await?))
     }
 
     async fn get_agent(
@@ -121,7 +142,7 @@ impl AgentService for Agents {
             .engine
             .update_agent(&state.runtimes, &namespace, &key, change)
             .await?;
-        Ok(Response::new((&agent).into()))
+        Ok(Response::new(self.with_warnings(&agent).await?))
     }
 
     async fn archive_agent(

@@ -51,11 +51,6 @@ impl ExecutionService for Executions {
             (true, false) => (None, Some(validate::agent_key(&r.team)?)),
             _ => (Some(validate::agent_key(&r.agent)?), None),
         };
-        if team.is_some() && !r.queue.is_empty() {
-            return Err(invalid(
-                "queue applies to agent executions; a team's children run on the default queue",
-            ));
-        }
         let namespace = scope.namespace(&r.namespace)?;
         if !r.runtime.is_empty() {
             validate::plain("runtime", &r.runtime, validate::limits::MAX_RUNTIME_BYTES)?;

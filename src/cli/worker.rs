@@ -13,6 +13,7 @@ use super::client::status_error;
 use super::host::{RuntimeArgs, signalled};
 use super::output::{Output, time};
 use crate::api::pb;
+use crate::domain::WorkerPolicy;
 use crate::runtime::RuntimeRegistry;
 use crate::worker::{GrpcWorkerApi, Worker, WorkerOptions};
 
@@ -112,6 +113,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     options.drain_timeout = Duration::from_millis(args.drain_timeout_ms);
     options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
     options.poll_wait = Duration::from_millis(args.poll_wait_ms);
+    options.policy = args.runtime.policy(WorkerPolicy::default())?;
     let shutdown = CancellationToken::new();
     if let Some(addr) = args.observability.metrics_listen {
         // Metrics stay up through the drain, until the process exits.
@@ -127,9 +129,10 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
         on_signal.cancel();
     });
     eprintln!(
-        "cairn worker {worker_id} serving queue `{}` from {}",
+        "cairn worker {worker_id} serving queue `{}` from {}; policy: {}",
         args.queue,
-        client.server_urls().join(", ")
+        client.server_urls().join(", "),
+        options.policy.summary()
     );
     Worker::new(Arc::new(api), options).run(shutdown).await;
     Ok(ExitCode::SUCCESS)

@@ -14,9 +14,11 @@ mod commands;
 mod commit;
 mod direct_worker;
 mod follow;
+mod limits;
 mod notify;
 mod objects;
 mod observe;
+mod policy;
 mod quarantine;
 mod replay;
 mod retention;
@@ -294,7 +296,12 @@ impl Engine {
         };
         // A poll waiting on this server for this runtime and queue gets the first task leased
         // in the start's own transaction (eager dispatch), without a claim.
-        let reserved = self.reserve_poll(&agent.runtime, queue);
+        let runtime_config = agent
+            .configuration
+            .get("runtime_config")
+            .cloned()
+            .unwrap_or_default();
+        let reserved = self.reserve_poll(&agent.runtime, queue, &runtime_config);
         let plan = apply::Plan {
             inputs: vec![started],
             eager: reserved.as_ref().map(|(_, offer)| offer.clone()),
