@@ -157,6 +157,7 @@ impl Rig {
                 max_tasks: 8,
                 slots: 8,
                 wait: Duration::ZERO,
+                policy: None,
             };
             let more = self
                 .engine

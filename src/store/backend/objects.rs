@@ -32,15 +32,18 @@ macro_rules! sql_objects {
             if objects.is_empty() {
                 return Ok(());
             }
-            // One row per id: an upsert may not touch a row twice in one statement.
-            let mut seen = std::collections::HashSet::new();
-            let rows = pack(objects.iter().filter(|(_, o)| seen.insert(o.id.as_str())).map(|(_, o)| serde_json::json!({
+            // One row per id (an upsert may not touch a row twice in one statement), in id
+            // order, so two transactions writing the same objects lock their rows in one order.
+            let unique: std::collections::BTreeMap<&str, &$crate::store::NewObject> =
+                objects.iter().map(|(_, o)| (o.id.as_str(), *o)).collect();
+            let rows = pack(unique.values().map(|o| serde_json::json!({
                 "id": o.id, "base": o.base, "data": o.data, "at": now,
             })))?;
             run_rows(tx, statements, INSERT_OBJECTS.as_str(), rows).await?;
-            let mut seen = std::collections::HashSet::new();
-            let refs = pack(objects.iter().filter(|(e, o)| seen.insert((*e, o.id.as_str()))).map(|(e, o)| serde_json::json!({
-                "id": o.id, "execution": e,
+            let refs: std::collections::BTreeSet<(&str, uuid::Uuid)> =
+                objects.iter().map(|(e, o)| (o.id.as_str(), *e)).collect();
+            let refs = pack(refs.iter().map(|(id, e)| serde_json::json!({
+                "id": id, "execution": e,
             })))?;
             run_rows(tx, statements, INSERT_OBJECT_REFS.as_str(), refs).await?;
             Ok(())
