@@ -13,6 +13,8 @@ mod common;
 
 #[path = "retention/rig.rs"]
 mod rig;
+#[path = "retention/server.rs"]
+mod server;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,7 +30,17 @@ crate::on_both_stores!(
     a_pass_deletes_exactly_the_closed_trees_past_the_window,
     a_pass_during_live_traffic_loses_nothing,
     delete_refuses_what_retention_keeps,
+    the_server_deletes_on_its_own_and_the_cli_deletes_one,
 );
+
+async fn the_server_deletes_on_its_own_and_the_cli_deletes_one(db: Db) {
+    server::the_server_deletes_on_its_own_and_the_cli_deletes_one(db).await;
+}
+
+#[test]
+fn a_bad_retention_flag_is_refused() {
+    server::a_bad_retention_flag_is_refused();
+}
 
 fn keep_for(window: Duration) -> RetentionPolicy {
     RetentionPolicy {
