@@ -5,7 +5,7 @@
 //! are open to client and admin tokens; operator calls (`ListWorkers`) to admin tokens and to
 //! client tokens bound to no namespace (what every client token could do before tokens had
 //! roles); admin calls (`DeleteExecution`) to admin tokens only; the worker calls (poll,
-//! progress, complete, fail, cancel, release, register) to worker tokens only. So a leaked
+//! progress, complete, fail, cancel, release, register, deregister) to worker tokens only. So a leaked
 //! worker token cannot start or cancel executions, and a client token cannot take work. A
 //! missing or unknown token is `UNAUTHENTICATED`; a known token without the role is
 //! `PERMISSION_DENIED`. Health checks need no token (load balancers probe them). With no tokens
@@ -74,8 +74,8 @@ const WORKERS: &str = "/cairn.v1.WorkerService/";
 /// The access rule of every RPC, one line each. A method of ours missing here needs an admin
 /// token (so a new RPC is never open by accident), and a unit test fails until it has its line.
 ///
-/// MERGE POINT for new RPCs (SendMessage, CloseExecution, ResolveApproval: `Access::Client`).
-/// One that takes an execution id also loads it through `Scope::execution` (see `tenancy.rs`).
+/// MERGE POINT for new RPCs. One that takes an execution id also loads it through
+/// `Scope::execution` (see `tenancy.rs`), one line.
 pub const METHODS: &[(&str, &str, Access)] = &[
     (AGENTS, "CreateAgent", Access::Client),
     (AGENTS, "GetAgent", Access::Client),
@@ -98,6 +98,9 @@ pub const METHODS: &[(&str, &str, Access)] = &[
     (EXECUTIONS, "RetryExecution", Access::Client),
     (EXECUTIONS, "GetStats", Access::Client),
     (EXECUTIONS, "DeleteExecution", Access::Admin),
+    (EXECUTIONS, "SendMessage", Access::Client),
+    (EXECUTIONS, "CloseExecution", Access::Client),
+    (EXECUTIONS, "ResolveApproval", Access::Client),
     (WORKERS, "PollTasks", Access::Worker),
     (WORKERS, "ReportProgress", Access::Worker),
     (WORKERS, "CompleteTask", Access::Worker),

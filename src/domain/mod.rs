@@ -16,8 +16,8 @@ mod team;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
-    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, MemberSlot, TimeoutKind,
-    TimerPurpose, Turn,
+    ActivityRef, ApprovalDecision, Command, Conversation, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_QUEUE,
+    EventType, HistoryEvent, MAX_CONVERSATION_TURNS, MemberSlot, TimeoutKind, TimerPurpose, Turn,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;

@@ -5,6 +5,7 @@
 use cairn::domain::{Failure, HistoryEvent, TimeoutKind};
 use serde_json::json;
 
+use crate::conversation;
 use crate::history::{
     History, T0, activity_cancel_requested, activity_canceled, activity_started, cancel_requested,
     completed, execution_canceled, execution_completed, execution_failed, failed, failure,
@@ -48,6 +49,17 @@ pub fn all() -> Vec<(&'static str, History)> {
             "stored_checkpoints_and_workspaces",
             stored_checkpoints_and_workspaces(),
         ),
+        (
+            "conversation_of_three_messages",
+            conversation::conversation_of_three_messages(),
+        ),
+        (
+            "conversation_idle_timeout",
+            conversation::conversation_idle_timeout(),
+        ),
+        ("approved_tool_call", conversation::approved_tool_call()),
+        ("denied_tool_call", conversation::denied_tool_call()),
+        ("held_and_resumed", conversation::held_and_resumed()),
     ]
 }
 

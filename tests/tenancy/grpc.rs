@@ -533,6 +533,27 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                 }),
             ));
         }
+        "SendMessage" => {
+            let r = |id| pb::SendMessageRequest {
+                id,
+                text: "hi".into(),
+                request_id: String::new(),
+            };
+            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
+        }
+        "CloseExecution" => {
+            let r = |id| pb::CloseExecutionRequest { id };
+            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
+        }
+        "ResolveApproval" => {
+            let r = |id| pb::ResolveApprovalRequest {
+                id,
+                approval_id: "approval-1".into(),
+                allow: true,
+                ..Default::default()
+            };
+            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
+        }
         "DeleteExecution" => {
             // A client token deletes nothing; an admin of a alone cannot see b's.
             let r = pb::DeleteExecutionRequest {

@@ -66,7 +66,8 @@ impl Route<'_> {
             .path
             .replace("{id}", value)
             .replace("{agent}", value)
-            .replace("{team}", value);
+            .replace("{team}", value)
+            .replace("{approval_id}", "approval-1");
         format!("{}{path}{query}", self.fx.server.url)
     }
 
@@ -205,6 +206,9 @@ fn rows(route: &Route, operation: &str) -> Vec<(String, Verdict)> {
             };
             vec![denied("stats", route.send("", "?namespace=b", TOKEN_A, None, None)), ("a's own stats".into(), own)]
         }
+        "SendMessage" => route.hidden(&fx.done, Some(r#"{"text":"hi"}"#), false),
+        "CloseExecution" => route.hidden(&fx.done, None, false),
+        "ResolveApproval" => route.hidden(&fx.done, Some(r#"{"allow":true}"#), false),
         "DeleteExecution" => {
             let mut rows = vec![(
                 "a client deletes".into(),
