@@ -57,6 +57,21 @@ fn ok(got: Result<(), Status>) -> Verdict {
 /// NOT_FOUND, word for word, as an id that does not exist. The control: `b` gets it.
 async fn hidden<F, Q>(
     fx: &Fixture,
+    method: &str,
+    id: &str,
+    control: bool,
+    make: F,
+) -> Vec<(String, Verdict)>
+where
+    F: Fn(String) -> Q,
+    Q: prost::Message + Send + Sync + 'static,
+{
+    hidden_as(fx, TOKEN_A, method, id, control, make).await
+}
+
+/// As `hidden`, asked with `token`.
+async fn hidden_as<F, Q>(
+    fx: &Fixture,
     token: &str,
     method: &str,
     id: &str,
@@ -389,17 +404,15 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         "GetExecution" => {
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, TOKEN_A, method, id, true, |id| {
-                        pb::GetExecutionRequest { id }
-                    })
-                    .await,
+                    hidden(fx, method, id, true, |id| pb::GetExecutionRequest { id }).await,
                 );
             }
         }
         "GetHistory" => {
             rows.extend(
-                hidden(fx, TOKEN_A, method, &fx.done, true, |id| {
-                    pb::GetHistoryRequest { id, after_seq: 0 }
+                hidden(fx, method, &fx.done, true, |id| pb::GetHistoryRequest {
+                    id,
+                    after_seq: 0,
                 })
                 .await,
             );
@@ -407,12 +420,10 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         "StreamExecution" => {
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, TOKEN_A, method, id, true, |id| {
-                        pb::StreamExecutionRequest {
-                            id,
-                            after_seq: 0,
-                            include_superseded: true,
-                        }
+                    hidden(fx, method, id, true, |id| pb::StreamExecutionRequest {
+                        id,
+                        after_seq: 0,
+                        include_superseded: true,
                     })
                     .await,
                 );
@@ -420,7 +431,7 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         }
         "ReplayExecution" => {
             rows.extend(
-                hidden(fx, TOKEN_A, method, &fx.done, true, |id| {
+                hidden(fx, method, &fx.done, true, |id| {
                     pb::ReplayExecutionRequest { id }
                 })
                 .await,
@@ -430,19 +441,50 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
             // Closed or not, a's cancel must not even learn that it exists.
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, TOKEN_A, method, id, false, |id| {
-                        pb::CancelExecutionRequest {
-                            id,
-                            reason: String::new(),
-                        }
+                    hidden(fx, method, id, false, |id| pb::CancelExecutionRequest {
+                        id,
+                        reason: String::new(),
                     })
                     .await,
                 );
             }
         }
+        // A person in the loop (issue 14): a's token can neither talk to b's execution nor answer
+        // its approvals, nor learn that it exists.
+        "SendMessage" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| pb::SendMessageRequest {
+                    id,
+                    text: "hello".into(),
+                    request_id: String::new(),
+                })
+                .await,
+            );
+        }
+        "CloseExecution" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| {
+                    pb::CloseExecutionRequest { id }
+                })
+                .await,
+            );
+        }
+        "ResolveApproval" => {
+            rows.extend(
+                hidden(fx, method, &fx.team_run, false, |id| {
+                    pb::ResolveApprovalRequest {
+                        id,
+                        approval_id: "turn-1:toolu_1".into(),
+                        allow: true,
+                        ..Default::default()
+                    }
+                })
+                .await,
+            );
+        }
         "RetryExecution" => {
             rows.extend(
-                hidden(fx, TOKEN_A, method, &fx.cancelled, false, |id| {
+                hidden(fx, method, &fx.cancelled, false, |id| {
                     pb::RetryExecutionRequest {
                         id,
                         force: true,
@@ -533,27 +575,6 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                 }),
             ));
         }
-        "SendMessage" => {
-            let r = |id| pb::SendMessageRequest {
-                id,
-                text: "hi".into(),
-                request_id: String::new(),
-            };
-            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
-        }
-        "CloseExecution" => {
-            let r = |id| pb::CloseExecutionRequest { id };
-            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
-        }
-        "ResolveApproval" => {
-            let r = |id| pb::ResolveApprovalRequest {
-                id,
-                approval_id: "approval-1".into(),
-                allow: true,
-                ..Default::default()
-            };
-            rows.extend(hidden(fx, TOKEN_A, method, &fx.done, false, r).await);
-        }
         "DeleteExecution" => {
             // A client token deletes nothing; an admin of a alone cannot see b's.
             let r = pb::DeleteExecutionRequest {
@@ -568,7 +589,7 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
             ));
             for id in [&fx.done, &fx.team_run] {
                 rows.extend(
-                    hidden(fx, ADMIN_A, method, id, false, |id| {
+                    hidden_as(fx, ADMIN_A, method, id, false, |id| {
                         pb::DeleteExecutionRequest { id }
                     })
                     .await,
