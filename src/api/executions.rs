@@ -261,6 +261,20 @@ impl ExecutionService for Executions {
         }))
     }
 
+    async fn delete_execution(
+        &self,
+        request: Request<pb::DeleteExecutionRequest>,
+    ) -> Result<Response<pb::DeleteExecutionResponse>, Status> {
+        let scope = Scope::of(&request)?;
+        let id = validate::id("id", &request.into_inner().id)?;
+        scope.execution(&self.state.engine, id).await?;
+        let deleted = self.state.engine.delete_execution(id).await?;
+        Ok(Response::new(pb::DeleteExecutionResponse {
+            executions: deleted.executions,
+            objects: deleted.objects,
+        }))
+    }
+
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,

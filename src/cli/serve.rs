@@ -104,6 +104,8 @@ pub(super) struct ServerArgs {
     /// and Kubernetes stop sending to it) before it stops accepting calls.
     #[arg(long, env = "CAIRN_DRAIN_DELAY_MS", default_value_t = 0)]
     drain_delay_ms: u64,
+    #[command(flatten)]
+    retention: super::retention::RetentionArgs,
 }
 
 /// Options of `cairn migrate`.
@@ -180,6 +182,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         0
     };
     options.worker_runtimes = args.runtimes;
+    (options.retention, options.retention_every) = args.retention.policy();
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
