@@ -108,8 +108,9 @@ struct LimitArgs {
     /// The most turns (prompts) one execution may have (at most 1000).
     #[arg(long, default_value_t = 1_000)]
     max_turns: usize,
-    /// The most attempts a retry policy may allow; a policy asking for no limit (0) gets this.
-    #[arg(long, default_value_t = 100)]
+    /// The most attempts a retry policy may allow (at most 10000); a policy asking for no limit
+    /// (0) gets this.
+    #[arg(long, default_value_t = crate::domain::MAX_ATTEMPTS)]
     max_attempts: u32,
     /// The largest output chunk a worker may send, in bytes.
     #[arg(long, default_value_t = crate::contract::MAX_DOCUMENT_BYTES)]
@@ -128,7 +129,7 @@ impl LimitArgs {
         Limits {
             max_prompt_bytes,
             max_turns: self.max_turns,
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts.min(crate::domain::MAX_ATTEMPTS),
             max_chunk_bytes: self.max_chunk_bytes,
             max_batch_bytes: self.max_batch_bytes,
             max_checkpoint_bytes: self.max_checkpoint_bytes,

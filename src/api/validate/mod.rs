@@ -51,7 +51,7 @@ impl Default for Limits {
             max_prompt_bytes: 1024 * 1024,
             max_page_size: 1000,
             max_turns: MAX_TURNS,
-            max_attempts: 100,
+            max_attempts: crate::domain::MAX_ATTEMPTS,
             max_chunk_bytes: crate::contract::MAX_DOCUMENT_BYTES,
             max_batch_bytes: crate::contract::MAX_REPORT_BYTES,
             max_checkpoint_bytes: crate::contract::MAX_DOCUMENT_BYTES,

@@ -106,6 +106,12 @@ impl<'a> Session<'a> {
                 line = self.process.next_line() => match line {
                     Ok(Some(line)) => self.handle(&line).await,
                     Ok(None) => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                        // The same run would print the same line again.
+                        self.process.group.kill_tree();
+                        let _ = self.process.wait_for(STOP_GRACE).await;
+                        return Err(RuntimeError::fatal("cli_line_too_long", error.to_string()));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "reading Claude Code's output failed");
                         break;
