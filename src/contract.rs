@@ -117,6 +117,9 @@ pub struct Progress {
     pub chunks: Vec<ChunkIn>,
     /// A checkpoint that covers every chunk sent so far, including these.
     pub checkpoint: Option<serde_json::Value>,
+    /// The directory the attempt works in, once its runtime named it: stored with the lease, so
+    /// an attempt that never reports (its worker died) still records where it ran.
+    pub workspace: Option<String>,
 }
 
 /// The engine's answer to [`Progress`].

@@ -134,6 +134,7 @@ async fn a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: Some(json!({ "next": 3 })),
+            workspace: None,
         })
         .await
         .unwrap();
@@ -296,6 +297,7 @@ async fn heartbeat(
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: None,
+            workspace: None,
         })
         .await
 }

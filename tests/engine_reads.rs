@@ -218,6 +218,7 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
                     data: json!({ "text": format!("chunk {index}") }),
                 }],
                 checkpoint: None,
+                workspace: None,
             })
             .await
             .unwrap();

@@ -26,6 +26,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         chunks: vec![text_chunk("a"), text_chunk("b")],
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
+        workspace: String::new(),
     };
     c.workers.report_progress(first).await.unwrap();
     let before = db.row_counts().await;
@@ -35,6 +36,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         chunks: vec![text_chunk("x")],
         checkpoint_json: json!({ "step": 9 }).to_string(),
         first_chunk_index: Some(7),
+        workspace: String::new(),
     };
     let err = c.workers.report_progress(gap).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::invalid;
 use super::pb::agent_service_server::AgentService;
+use super::tenancy::Scope;
 use super::{ApiState, pb, validate};
 use crate::domain::Agent;
 use crate::engine::catalog::{self, AgentChange, NewAgent};
@@ -65,9 +66,10 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::CreateAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let new = NewAgent {
-            namespace: validate::namespace(&r.namespace)?,
+            namespace: scope.namespace(&r.namespace)?,
             name: validate::agent_name(&r.name)?,
             runtime: validate::runtime(&r.runtime)?,
             model_id: validate::model_id(&r.model_id)?,
@@ -82,8 +84,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         let agent = self.state.engine.agent(&namespace, &key).await?;
         Ok(Response::new((&agent).into()))
@@ -93,8 +96,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let size = validate::page_size(r.page_size, &self.state.limits)?;
         let after = validate::page_token(&r.page_token)?;
         let agents = self
@@ -116,8 +120,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::UpdateAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         if let Some(runtime) = &r.runtime {
             validate::plain("runtime", runtime, validate::limits::MAX_RUNTIME_BYTES)?;
@@ -144,8 +149,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::ArchiveAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         let expected = expected_version(r.expected_version)?;
         let agent = self

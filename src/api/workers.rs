@@ -156,6 +156,7 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             checkpoint,
+            workspace: validate::workspace(&r.workspace)?,
         };
         let limits = &self.state.limits;
         validate::quota::report(limits, &progress.chunks, progress.checkpoint.as_ref())?;

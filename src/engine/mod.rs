@@ -79,6 +79,14 @@ pub enum EngineError {
     Internal(String),
 }
 
+impl EngineError {
+    /// The one way a missing execution is reported, so an execution hidden from a caller (of
+    /// another namespace) is reported in exactly the same words.
+    pub fn execution_not_found(id: Uuid) -> EngineError {
+        EngineError::NotFound(format!("no execution with id {id}"))
+    }
+}
+
 /// Engine-wide settings.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
@@ -210,7 +218,7 @@ impl Engine {
     pub async fn execution(&self, id: Uuid) -> Result<ExecutionRecord, EngineError> {
         self.read_execution(id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no execution with id {id}")))
+            .ok_or_else(|| EngineError::execution_not_found(id))
     }
 
     /// Starts an agent execution. Returns its id and whether it was created (false when

@@ -259,6 +259,7 @@ impl Engine {
             first_chunk,
             chunks,
             checkpoint,
+            workspace,
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
@@ -269,6 +270,7 @@ impl Engine {
             chunks: tag(lease, chunks),
             checkpoint: encoded.value.clone(),
             objects: encoded.objects.clone(),
+            workspace,
             now: self.clock.now_ms(),
         };
         let outcome = match self.store.record_progress(&record).await {
@@ -355,6 +357,9 @@ impl Engine {
                     && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
             })
             .ok_or_else(|| stale(lease))?;
+        // A report that names no directory (a release that found cancellation) records the one
+        // its progress did.
+        let workspace = workspace.or_else(|| task.workspace.clone());
         if let ActivityOutcome::Completed { usage, .. } = &outcome {
             check_usage(usage)?;
         }

@@ -117,6 +117,8 @@ pub struct TaskRecord {
     pub turn: serde_json::Value,
     /// The last saved checkpoint.
     pub checkpoint: Option<serde_json::Value>,
+    /// The directory the current lease's attempt works in, once its worker named it.
+    pub workspace: Option<String>,
 }
 
 /// A worker asking for work.
@@ -163,6 +165,8 @@ pub struct ProgressRecord {
     pub checkpoint: Option<serde_json::Value>,
     /// The stored objects the checkpoint refers to, written only if the lease holds.
     pub objects: Vec<super::NewObject>,
+    /// The directory the attempt works in, once named (kept when `None`).
+    pub workspace: Option<String>,
     /// The report time; the lease is extended by the task's heartbeat timeout from here.
     pub now: Millis,
 }

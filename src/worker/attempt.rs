@@ -21,7 +21,7 @@ use crate::contract::{
     Report, WorkerApi, WorkerApiError,
 };
 use crate::domain::Failure;
-use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput};
+use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput, Workspace};
 
 /// Runs one attempt to its end, in a span naming it, and then each next task the server leases
 /// to this worker in reply to the report (eager dispatch), on the same slot. When `release`
@@ -160,6 +160,7 @@ async fn run_attempt(
         stopping: Stopping::No,
         abandon_at: None,
         grace: options.cancel_grace,
+        workspace: workspace.clone(),
     };
     let stop = running.drive(handle, rx, release).await;
     // A runtime that names no directory works in the worker's own (where MCP servers start).
@@ -195,6 +196,8 @@ struct Running<'a> {
     /// When a runtime that ignores its token is abandoned.
     abandon_at: Option<Instant>,
     grace: Duration,
+    /// The directory the runtime named, sent with each progress report.
+    workspace: Workspace,
 }
 
 impl Running<'_> {
@@ -280,6 +283,7 @@ impl Running<'_> {
             first_chunk: Some(batch.first_chunk),
             chunks: batch.chunks.clone(),
             checkpoint: batch.checkpoint.clone(),
+            workspace: self.workspace.get(),
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {

@@ -175,6 +175,7 @@ impl Sender<'_> {
                 first_chunk: Some(batch.first_chunk),
                 chunks: batch.chunks.clone(),
                 checkpoint: batch.checkpoint.clone(),
+                workspace: self.workspace.clone(),
             };
             // A cancellation requested now changes nothing: the runtime has stopped.
             match self.retrying(|| self.api.progress(&progress)).await {

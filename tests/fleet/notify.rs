@@ -84,6 +84,7 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
                 }],
                 checkpoint_json: String::new(),
                 first_chunk_index: Some(i),
+                workspace: String::new(),
             })
             .await
             .unwrap();

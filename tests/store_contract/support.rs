@@ -197,6 +197,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
         checkpoint: None,
         objects: Vec::new(),
         first_chunk: None,
+        workspace: None,
         now,
     }
 }

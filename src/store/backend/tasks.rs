@@ -45,7 +45,7 @@ macro_rules! sql_tasks {
                     // Every task gets a token of its own, drawn by the database per row, so a
                     // report can never be mistaken for one about another task of the same poll.
                     let mut query = QueryBuilder::<Db>::new(concat!(
-                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ",
+                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, workspace = NULL, lease_token = ",
                         $new_token
                     ));
                     query
@@ -199,7 +199,8 @@ macro_rules! sql_tasks {
                     // A checkpoint covers every chunk sent so far: a retry resumes after them.
                     let cancel_requested: bool = sqlx::query_scalar(
                         "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
-                         chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END \
+                         chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END, \
+                         workspace = COALESCE($9, workspace) \
                          WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
                          AND lease_token = $4 RETURNING cancel_requested",
                     )
@@ -211,6 +212,7 @@ macro_rules! sql_tasks {
                     .bind(p.checkpoint.as_ref().map(Json))
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
                     .bind(output_seq as i64)
+                    .bind(p.workspace.as_deref())
                     .fetch_one(&mut *tx)
                     .await?;
                     // Only the commit path is counted (`Admin::statements_issued`).
