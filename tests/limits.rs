@@ -65,6 +65,7 @@ async fn limit_refusals_write_nothing(db: Db) {
         chunks,
         checkpoint_json: checkpoint,
         first_chunk_index: Some(0),
+        ..Default::default()
     };
     let big = json!({"state": "x".repeat(200)}).to_string();
     let w = &mut c.workers;

@@ -104,6 +104,7 @@ pub const METHODS: &[(&str, &str, Access)] = &[
     (WORKERS, "CancelTask", Access::Worker),
     (WORKERS, "ReleaseTask", Access::Worker),
     (WORKERS, "RegisterRuntimes", Access::Worker),
+    (WORKERS, "DeregisterWorker", Access::Worker),
     (WORKERS, "ListWorkers", Access::Operator),
 ];
 

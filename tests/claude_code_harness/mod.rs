@@ -70,6 +70,11 @@ impl Setup {
 
     /// Starts a turn in a task; returns it with its progress and its cancel token.
     pub fn start(&self, prompt: &str, checkpoint: Option<Value>) -> Running {
+        self.start_turn(self.turn(prompt), checkpoint)
+    }
+
+    /// Starts `turn` in a task, as [`Setup::start`] does.
+    pub fn start_turn(&self, turn: Turn, checkpoint: Option<Value>) -> Running {
         let cancel = CancellationToken::new();
         let attempt = AttemptInfo {
             execution_id: uuid::Uuid::now_v7(),
@@ -77,7 +82,7 @@ impl Setup {
             attempt: 1,
         };
         let (io, progress) = TurnIo::new(attempt, cancel.clone(), checkpoint);
-        let (runtime, turn) = (self.runtime.clone(), self.turn(prompt));
+        let runtime = self.runtime.clone();
         Running {
             task: tokio::spawn(async move { runtime.run(turn, io).await }),
             progress,

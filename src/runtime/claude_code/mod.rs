@@ -87,8 +87,8 @@ impl ClaudeCodeRuntime {
         }
     }
 
-    /// The working directory: the configured one, or a scratch directory per execution that
-    /// later turns on this worker share.
+    /// The working directory: the configured one, or a scratch directory of the execution's,
+    /// removed when the turn ends.
     async fn working_dir(
         &self,
         config: &ClaudeCodeConfig,
@@ -276,8 +276,18 @@ impl AgentRuntime for ClaudeCodeRuntime {
             "config_dir".into(),
             json!(self.effective_config_dir(&config)),
         );
-        Session::new(process, &io, checkpoint_base, config_root)
+        let result = Session::new(process, &io, checkpoint_base, config_root)
             .run(&turn.prompt)
-            .await
+            .await;
+        // A scratch directory lives as long as its turn: the session the next turn resumes is
+        // in the checkpoint and the config directory, not here, and the next turn may run on
+        // another worker anyway. The path is the execution's, so a resumed session finds the
+        // same `cwd` (created again, empty).
+        if config.cwd.is_none()
+            && let Err(error) = tokio::fs::remove_dir_all(&cwd).await
+        {
+            tracing::warn!(%error, cwd = %cwd.display(), "could not remove a scratch directory");
+        }
+        result
     }
 }
