@@ -69,11 +69,20 @@ async fn limit_refusals_write_nothing(db: Db) {
     };
     let big = json!({"state": "x".repeat(200)}).to_string();
     let w = &mut c.workers;
-    refused(w.report_progress(progress(vec![], big.clone())).await, "--max-checkpoint-bytes");
+    refused(
+        w.report_progress(progress(vec![], big.clone())).await,
+        "--max-checkpoint-bytes",
+    );
     let long = text_chunk(&"y".repeat(400));
-    refused(w.report_progress(progress(vec![long], String::new())).await, "--max-chunk-bytes");
+    refused(
+        w.report_progress(progress(vec![long], String::new())).await,
+        "--max-chunk-bytes",
+    );
     let many = vec![text_chunk(&"z".repeat(200)); 3];
-    refused(w.report_progress(progress(many, String::new())).await, "--max-batch-bytes");
+    refused(
+        w.report_progress(progress(many, String::new())).await,
+        "--max-batch-bytes",
+    );
     let complete = pb::CompleteTaskRequest {
         lease: lease(),
         output_json: json!({"text": "done"}).to_string(),
@@ -88,7 +97,11 @@ async fn limit_refusals_write_nothing(db: Db) {
     };
     refused(w.release_task(release).await, "--max-checkpoint-bytes");
 
-    assert_eq!(db.row_counts().await, before, "a refused request writes nothing");
+    assert_eq!(
+        db.row_counts().await,
+        before,
+        "a refused request writes nothing"
+    );
     assert_eq!(c.get(&id).await.history_length, started.len() as u64);
 }
 
@@ -97,23 +110,38 @@ async fn an_oversized_checkpoint_fails_the_attempt_once_for_good(db: Db) {
     let server = Server::start(
         &db,
         "server",
-        &["--worker", "--runtimes", "echo", "--max-checkpoint-bytes", "16"],
+        &[
+            "--worker",
+            "--runtimes",
+            "echo",
+            "--max-checkpoint-bytes",
+            "16",
+        ],
     );
     let mut c = server.client().await;
-    c.create_agent("e", "echo", json!({"chunks": ["a", "b"]})).await;
+    c.create_agent("e", "echo", json!({"chunks": ["a", "b"]}))
+        .await;
     let id = c
         .start(pb::StartExecutionRequest {
             retry_policy: Some(fast_retries(3)),
             ..start_request("e", &["go"])
         })
         .await;
-    let closed = c.wait_until(&id, "the execution to fail", |e| e.status == "FAILED").await;
+    let closed = c
+        .wait_until(&id, "the execution to fail", |e| e.status == "FAILED")
+        .await;
     let failure = closed.failure.expect("a failure");
     assert!(!failure.retryable, "{failure:?}");
-    assert!(failure.message.contains("--max-checkpoint-bytes"), "{failure:?}");
+    assert!(
+        failure.message.contains("--max-checkpoint-bytes"),
+        "{failure:?}"
+    );
     assert_eq!(failure.code, "output_too_large");
     let history = c.history(&id).await;
-    let failed: Vec<_> = history.iter().filter(|e| e.kind == "ActivityFailed").collect();
+    let failed: Vec<_> = history
+        .iter()
+        .filter(|e| e.kind == "ActivityFailed")
+        .collect();
     assert_eq!(failed.len(), 1, "one attempt, never retried: {history:?}");
     assert_eq!(failed[0].payload["failure"]["retryable"], false);
 }
@@ -125,18 +153,27 @@ async fn a_remote_worker_refused_for_a_checkpoint_fails_the_attempt_once(db: Db)
     let (_server, url) = common::fleet::Proc::server(&db, "127.0.0.1:0", &limit, &[]);
     let _worker = common::fleet::Proc::worker("w", &[&url], &["--runtimes", "echo"], &[]);
     let mut c = common::TestClient::connect(&url).await;
-    c.create_agent("e", "echo", json!({"chunks": ["a", "b"]})).await;
+    c.create_agent("e", "echo", json!({"chunks": ["a", "b"]}))
+        .await;
     let id = c
         .start(pb::StartExecutionRequest {
             retry_policy: Some(fast_retries(3)),
             ..start_request("e", &["go"])
         })
         .await;
-    let closed = c.wait_until(&id, "the execution to fail", |e| e.status == "FAILED").await;
+    let closed = c
+        .wait_until(&id, "the execution to fail", |e| e.status == "FAILED")
+        .await;
     let failure = closed.failure.expect("a failure");
     assert!(!failure.retryable, "{failure:?}");
-    assert!(failure.message.contains("--max-checkpoint-bytes"), "{failure:?}");
+    assert!(
+        failure.message.contains("--max-checkpoint-bytes"),
+        "{failure:?}"
+    );
     let history = c.history(&id).await;
-    let failed = history.iter().filter(|e| e.kind == "ActivityFailed").count();
+    let failed = history
+        .iter()
+        .filter(|e| e.kind == "ActivityFailed")
+        .count();
     assert_eq!(failed, 1, "one attempt, never retried: {history:?}");
 }

@@ -63,9 +63,8 @@ fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
 /// The checkpoint a report's outcome carries, held to the checkpoint limit.
 fn outcome_checkpoint(report: &Report) -> Option<&serde_json::Value> {
     match &report.outcome {
-        ActivityOutcome::Completed { checkpoint, .. } | ActivityOutcome::Failed { checkpoint, .. } => {
-            checkpoint.as_ref()
-        }
+        ActivityOutcome::Completed { checkpoint, .. }
+        | ActivityOutcome::Failed { checkpoint, .. } => checkpoint.as_ref(),
         ActivityOutcome::Canceled { .. } => None,
     }
 }
@@ -185,7 +184,11 @@ impl WorkerService for Workers {
             accept_next: r.accept_next_task,
             workspace: validate::workspace(&r.workspace)?,
         };
-        validate::quota::report(&self.state.limits, &report.chunks, outcome_checkpoint(&report))?;
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         let next = self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {
             next_task: next.as_ref().map(task),
@@ -213,7 +216,11 @@ impl WorkerService for Workers {
             accept_next: false,
             workspace: validate::workspace(&r.workspace)?,
         };
-        validate::quota::report(&self.state.limits, &report.chunks, outcome_checkpoint(&report))?;
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
     }
@@ -302,7 +309,11 @@ impl WorkerService for Workers {
             accept_next: false,
             workspace: validate::workspace(&r.workspace)?,
         };
-        validate::quota::report(&self.state.limits, &report.chunks, outcome_checkpoint(&report))?;
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
     }

@@ -95,7 +95,12 @@ impl Batcher {
                 }
                 if bytes > self.max_chunk {
                     let what = format!("a `{}` chunk", chunk.kind);
-                    return Err(over_limit(&what, bytes, self.max_chunk, "--max-chunk-bytes"));
+                    return Err(over_limit(
+                        &what,
+                        bytes,
+                        self.max_chunk,
+                        "--max-chunk-bytes",
+                    ));
                 }
                 self.chunks.push_back((chunk, bytes));
                 self.bytes += bytes;
@@ -110,7 +115,12 @@ impl Batcher {
             }
             if bytes > self.max_checkpoint {
                 let limit = self.max_checkpoint;
-                return Err(over_limit("a checkpoint", bytes, limit, "--max-checkpoint-bytes"));
+                return Err(over_limit(
+                    "a checkpoint",
+                    bytes,
+                    limit,
+                    "--max-checkpoint-bytes",
+                ));
             }
             self.generations += 1;
             self.checkpoint = Some(PendingCheckpoint {

@@ -120,7 +120,11 @@ pub fn worker_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
     let deregistrations = [
         ("empty", String::new(), "worker_id is required"),
         ("with NUL", NUL.to_string(), "worker_id contains a NUL"),
-        ("oversized", big(257), "worker_id is 257 bytes; the limit is 256 bytes"),
+        (
+            "oversized",
+            big(257),
+            "worker_id is 257 bytes; the limit is 256 bytes",
+        ),
     ];
     for (what, worker_id, hint) in deregistrations {
         let call = Call::Deregister(pb::DeregisterWorkerRequest { worker_id });

@@ -103,5 +103,8 @@ fn stdio_mcp_servers_start_through_env_with_only_what_they_are_given() {
         servers["files"],
         json!({"command": "env", "args": ["-i", "PATH=/usr/bin", "MY_FLAG=1", "/bin/fake-mcp", "--root", "/srv"]})
     );
-    assert_eq!(servers["remote"], json!({"type": "http", "url": "https://tools.internal/mcp"}));
+    assert_eq!(
+        servers["remote"],
+        json!({"type": "http", "url": "https://tools.internal/mcp"})
+    );
 }
