@@ -120,14 +120,33 @@ pub struct Progress {
     /// The directory the attempt works in, once its runtime named it: stored with the lease, so
     /// an attempt that never reports (its worker died) still records where it ran.
     pub workspace: Option<String>,
+    /// Tool calls the runtime asks a person about, recorded as `ApprovalRequested` (an ask
+    /// whose id the turn already has is recorded once).
+    pub asks: Vec<Ask>,
+    /// The runtime waits for answers: the reply carries every decision of this turn so far.
+    pub awaiting: bool,
+}
+
+/// A tool call a runtime asks about (see `runtime::ToolAsk`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    /// Stable across attempts: the approval's id.
+    pub id: String,
+    /// The tool.
+    pub tool: String,
+    /// The input it would run with.
+    pub input: serde_json::Value,
 }
 
 /// The engine's answer to [`Progress`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProgressReply {
     /// Cancellation of the execution was requested: stop the runtime and report
     /// [`ActivityOutcome::Canceled`].
     pub cancel_requested: bool,
+    /// When the progress was `awaiting` (or asked): the decisions made so far in this turn, by
+    /// approval id.
+    pub decisions: Vec<(String, crate::domain::ApprovalDecision)>,
 }
 
 /// How an attempt ended, with its last output.

@@ -36,6 +36,9 @@ pub struct NodeOptions {
     pub cancel_grace: std::time::Duration,
     /// What the in-process worker admits (restrictive unless the caller says otherwise).
     pub worker_policy: crate::domain::WorkerPolicy,
+    /// How long the in-process worker's attempts wait for an answer to a tool call before
+    /// they are held (checkpointed and stopped until the answer).
+    pub approval_hold: std::time::Duration,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -61,6 +64,7 @@ impl NodeOptions {
             runtime_settings: RuntimeSettings::default(),
             cancel_grace: std::time::Duration::from_secs(5),
             worker_policy: crate::domain::WorkerPolicy::default(),
+            approval_hold: crate::worker::DEFAULT_APPROVAL_HOLD,
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
@@ -168,6 +172,7 @@ impl Node {
             worker_options.max_batch_bytes = worker_options
                 .max_batch_bytes
                 .min(options.limits.max_batch_bytes);
+            worker_options.approval_hold = options.approval_hold;
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),
                 worker_options,

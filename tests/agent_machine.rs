@@ -3,6 +3,8 @@
 //! `replay`; altered histories that replay must reject with the exact seq; and histories
 //! read back from JSON, as the stores keep them.
 
+#[path = "agent_machine/conversation.rs"]
+mod conversation;
 #[path = "agent_machine/divergence.rs"]
 mod divergence;
 #[path = "agent_machine/effects.rs"]

@@ -289,7 +289,7 @@ async fn a_scratch_directory_is_removed_when_its_turn_ends() {
     .await;
     let mut turn = setup.turn("make a file");
     turn.agent.configuration = json!({"runtime_config": {"permission_mode": "bypassPermissions"}});
-    let mut run = setup.start_turn(turn, None);
+    let mut run = setup.start_turn(turn, None, None);
     let started = run.chunk("status", |d| d["event"] == "started").await;
     let cwd = std::path::PathBuf::from(started["cwd"].as_str().unwrap());
     assert!(cwd.ends_with(run_execution_dir(&cwd)), "{}", cwd.display());

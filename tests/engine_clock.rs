@@ -135,6 +135,8 @@ async fn a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried
             chunks: Vec::new(),
             checkpoint: Some(json!({ "next": 3 })),
             workspace: None,
+            asks: Vec::new(),
+            awaiting: false,
         })
         .await
         .unwrap();
@@ -298,6 +300,8 @@ async fn heartbeat(
             chunks: Vec::new(),
             checkpoint: None,
             workspace: None,
+            asks: Vec::new(),
+            awaiting: false,
         })
         .await
 }

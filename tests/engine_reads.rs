@@ -219,6 +219,8 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
                 }],
                 checkpoint: None,
                 workspace: None,
+                asks: Vec::new(),
+                awaiting: false,
             })
             .await
             .unwrap();

@@ -8,6 +8,8 @@ mod common;
 
 #[path = "hostile_input/calls.rs"]
 mod calls;
+#[path = "hostile_input/conversation_table.rs"]
+mod conversation_table;
 #[path = "hostile_input/table.rs"]
 mod table;
 #[path = "hostile_input/worker_table.rs"]

@@ -67,6 +67,7 @@ async fn wait_for_text(c: &mut TestClient, id: &str, needle: &str) {
                     }
                 }
                 Some(Event::Closed(closed)) => panic!("closed before `{needle}`: {closed:?}"),
+                Some(Event::Waiting(_)) => {}
                 None => {}
             }
         }

@@ -177,6 +177,7 @@ fn run(id: Uuid, case: &Case) -> (Vec<HistoryEvent>, ExecutionState) {
         resume: None,
         queue: "default".into(),
         traceparent: None,
+        conversation: None,
     };
     feed(started, &mut state);
     for turn in 0..2 {

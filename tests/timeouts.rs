@@ -35,6 +35,8 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         checkpoint_json: json!({ "step": 1 }).to_string(),
         first_chunk_index: Some(0),
         workspace: String::new(),
+        asks: Vec::new(),
+        awaiting_decisions: false,
     };
     let reply = c
         .workers
@@ -73,6 +75,8 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         checkpoint_json: String::new(),
         first_chunk_index: None,
         workspace: String::new(),
+        asks: Vec::new(),
+        awaiting_decisions: false,
     };
     assert_eq!(
         c.workers.report_progress(stale).await.unwrap_err().code(),
@@ -210,6 +214,8 @@ async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
         workspace: String::new(),
+        asks: Vec::new(),
+        awaiting_decisions: false,
     };
     c.workers.report_progress(progress).await.unwrap();
     // The worker never saw that reply, so its last report carries the chunk again.

@@ -27,6 +27,8 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
         workspace: String::new(),
+        asks: Vec::new(),
+        awaiting_decisions: false,
     };
     c.workers.report_progress(first).await.unwrap();
     let before = db.row_counts().await;
@@ -37,6 +39,8 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         checkpoint_json: json!({ "step": 9 }).to_string(),
         first_chunk_index: Some(7),
         workspace: String::new(),
+        asks: Vec::new(),
+        awaiting_decisions: false,
     };
     let err = c.workers.report_progress(gap).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

@@ -229,6 +229,30 @@ pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
         queue: view.queue.clone(),
         team_id: id_string(record.team_id),
         child_key: record.child_key.clone().unwrap_or_default(),
+        interactive: view.interactive,
+        waiting_for: view
+            .waiting_for
+            .map(|w| w.as_str().to_string())
+            .unwrap_or_default(),
+        approvals: view.approvals.iter().map(approval).collect(),
+    }
+}
+
+/// An approval as clients see it.
+fn approval(a: &crate::machine::Approval) -> pb::Approval {
+    use crate::domain::ApprovalDecision;
+    let (state, message) = match &a.decision {
+        None => ("pending", String::new()),
+        Some(ApprovalDecision::Allow { .. }) => ("allowed", String::new()),
+        Some(ApprovalDecision::Deny { message }) => ("denied", message.clone()),
+    };
+    pb::Approval {
+        approval_id: a.approval_id.clone(),
+        activity_id: a.activity_id.clone(),
+        tool: a.tool.clone(),
+        input_json: a.input.to_string(),
+        state: state.into(),
+        message,
     }
 }
 
@@ -258,4 +282,43 @@ impl From<&StoredEvent> for pb::HistoryEvent {
             created_at_ms: e.created_at,
         }
     }
+}
+
+/// A decision as a worker receives it.
+pub(crate) fn tool_decision(
+    approval_id: &str,
+    decision: &crate::domain::ApprovalDecision,
+) -> pb::ToolDecision {
+    use crate::domain::ApprovalDecision;
+    match decision {
+        ApprovalDecision::Allow { updated_input } => pb::ToolDecision {
+            approval_id: approval_id.into(),
+            allow: true,
+            message: String::new(),
+            updated_input_json: updated_input
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        },
+        ApprovalDecision::Deny { message } => pb::ToolDecision {
+            approval_id: approval_id.into(),
+            allow: false,
+            message: message.clone(),
+            updated_input_json: String::new(),
+        },
+    }
+}
+
+/// A decision the server sent; an updated input that is not JSON is dropped (the tool runs
+/// with the input asked about).
+pub(crate) fn decision_of(d: pb::ToolDecision) -> (String, crate::domain::ApprovalDecision) {
+    use crate::domain::ApprovalDecision;
+    let decision = if d.allow {
+        ApprovalDecision::Allow {
+            updated_input: serde_json::from_str(&d.updated_input_json).ok(),
+        }
+    } else {
+        ApprovalDecision::Deny { message: d.message }
+    };
+    (d.approval_id, decision)
 }

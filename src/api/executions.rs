@@ -69,11 +69,18 @@ impl ExecutionService for Executions {
                 )));
             }
         }
+        let conversation = validate::conversation(r.interactive, r.idle_timeout_ms, team.is_some())?;
         let start = StartRequest {
             namespace,
             agent,
             team,
-            prompts: validate::prompts(&r.prompt, &r.prompts, &self.state.limits)?,
+            prompts: validate::start_prompts(
+                &r.prompt,
+                &r.prompts,
+                r.interactive,
+                &self.state.limits,
+            )?,
+            conversation,
             request_id: validate::request_id(&r.request_id)?,
             labels: validate::labels(&r.labels)?,
             retry_policy: validate::quota::retry_policy(
@@ -256,6 +263,48 @@ impl ExecutionService for Executions {
         }))
     }
 
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let r = request.into_inner();
+        let id = validate::id("id", &r.id)?;
+        let text = validate::message(&r.text, &self.state.limits)?;
+        let request_id = validate::request_id_or_new(&r.request_id)?;
+        let sent = self.state.engine.send_message(id, text, request_id).await?;
+        Ok(Response::new(pb::SendMessageResponse {
+            turn: sent.turn + 1,
+            created: sent.created,
+            execution: Some(self.view(id).await?),
+        }))
+    }
+
+    async fn close_execution(
+        &self,
+        request: Request<pb::CloseExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let id = validate::id("id", &request.into_inner().id)?;
+        self.state.engine.close(id).await?;
+        Ok(Response::new(self.view(id).await?))
+    }
+
+    async fn resolve_approval(
+        &self,
+        request: Request<pb::ResolveApprovalRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let r = request.into_inner();
+        let id = validate::id("id", &r.id)?;
+        let approval_id = validate::approval_id(&r.approval_id)?;
+        let decision = validate::decision(r.allow, &r.message, &r.updated_input_json)?;
+        let request_id = validate::request_id_or_new(&r.request_id)?;
+        let answered = self
+            .state
+            .engine
+            .resolve_approval(id, approval_id, decision, request_id)
+            .await?;
+        Ok(Response::new(self.view(answered.id).await?))
+    }
+
     async fn get_stats(
         &self,
         request: Request<pb::GetStatsRequest>,
@@ -286,6 +335,10 @@ fn output_stream(
             .boxed(),
         Ok(OutputEvent::Closed(view)) => {
             stream::once(async move { Ok(response(Event::Closed(convert::execution(&view)))) })
+                .boxed()
+        }
+        Ok(OutputEvent::Waiting(view)) => {
+            stream::once(async move { Ok(response(Event::Waiting(convert::execution(&view)))) })
                 .boxed()
         }
         Ok(OutputEvent::Interrupted { after_seq }) => stream::once(async move {

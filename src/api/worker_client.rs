@@ -82,15 +82,31 @@ impl WorkerClient {
             checkpoint_json: json_or_empty(progress.checkpoint.as_ref()),
             first_chunk_index: progress.first_chunk,
             workspace: progress.workspace.clone().unwrap_or_default(),
+            asks: progress
+                .asks
+                .iter()
+                .map(|a| pb::ToolAsk {
+                    id: a.id.clone(),
+                    tool: a.tool.clone(),
+                    input_json: a.input.to_string(),
+                })
+                .collect(),
+            awaiting_decisions: progress.awaiting,
         });
         let reply = self
             .inner
             .clone()
             .report_progress(request)
             .await
-            .map_err(classify)?;
+            .map_err(classify)?
+            .into_inner();
         Ok(ProgressReply {
-            cancel_requested: reply.into_inner().cancel_requested,
+            cancel_requested: reply.cancel_requested,
+            decisions: reply
+                .decisions
+                .into_iter()
+                .map(super::convert::decision_of)
+                .collect(),
         })
     }
 

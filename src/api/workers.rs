@@ -156,12 +156,19 @@ impl WorkerService for Workers {
             chunks: chunks(r.chunks)?,
             checkpoint,
             workspace: validate::workspace(&r.workspace)?,
+            asks: validate::asks(r.asks)?,
+            awaiting: r.awaiting_decisions,
         };
         let limits = &self.state.limits;
         validate::quota::report(limits, &progress.chunks, progress.checkpoint.as_ref())?;
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
             cancel_requested: reply.cancel_requested,
+            decisions: reply
+                .decisions
+                .iter()
+                .map(|(id, d)| super::convert::tool_decision(id, d))
+                .collect(),
         }))
     }
 

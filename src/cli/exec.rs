@@ -15,7 +15,8 @@ use crate::api::pb;
 pub(super) enum ExecCommand {
     /// List executions, newest first.
     List {
-        /// Only these statuses (repeatable): pending, running, completed, failed, canceled.
+        /// Only these statuses (repeatable): pending, running, waiting, completed, failed,
+        /// canceled.
         #[arg(long)]
         status: Vec<String>,
         /// Only this agent (name or id).
@@ -64,6 +65,8 @@ pub(super) enum ExecCommand {
         #[arg(long)]
         raw: bool,
     },
+    #[command(flatten)]
+    Talk(super::conversation::TalkCommand),
     /// Cancel an execution.
     Cancel {
         /// The execution's id, as `cairn run` and `cairn exec list` print it.
@@ -232,6 +235,7 @@ pub(super) async fn run(
             return Ok(exit_code(&closed.status));
         }
         ExecCommand::Replay(args) => return super::replay::run(args, client, out).await,
+        ExecCommand::Talk(command) => super::conversation::run(command, client, out).await?,
         ExecCommand::Retry(args) => return super::retry::run(args, client, out).await,
         ExecCommand::Cancel { id, reason } => {
             let mut c = client.connect().await?;

@@ -53,7 +53,7 @@ enum Stop {
 }
 
 /// Whether a status says the transport broke rather than that the request was wrong.
-fn is_transport(status: &tonic::Status) -> bool {
+pub(super) fn is_transport(status: &tonic::Status) -> bool {
     match status.code() {
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => true,
         // A connection cut mid-stream (a killed server) surfaces as an h2 error.
@@ -71,7 +71,8 @@ fn stop(status: tonic::Status) -> Stop {
 }
 
 /// Follows `id` after `after_seq` on `client`, printing every chunk once, reconnecting through
-/// `servers` when the stream breaks; returns the closed execution.
+/// `servers` when the stream breaks; returns the closed execution. When the execution waits for
+/// a person, it says what for (and how to answer) and carries on.
 pub(super) async fn watch(
     servers: &Servers,
     client: Client,
@@ -81,8 +82,47 @@ pub(super) async fn watch(
     raw: bool,
     spinner: Option<&Spinner>,
 ) -> anyhow::Result<pb::Execution> {
+    let until = Until {
+        raw,
+        ..Default::default()
+    };
+    match watch_until(servers, client, out, id, after_seq, until, spinner).await? {
+        (Followed::Closed(closed), _) => Ok(closed),
+        (Followed::Waiting(_), _) => unreachable!("a watch that does not stop on a wait"),
+    }
+}
+
+/// Where [`watch_until`] stops besides the close.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Until {
+    /// Print superseded chunks too.
+    pub raw: bool,
+    /// Stop at a wait whose history is longer than this (a conversation's answer, an ask).
+    pub waiting_after: Option<u64>,
+}
+
+/// How a followed stream ended.
+pub(super) enum Followed {
+    /// The execution closed.
+    Closed(pb::Execution),
+    /// It waits (see [`Until::waiting_after`]).
+    Waiting(pb::Execution),
+}
+
+/// [`watch`], also stopping at a wait when `until` says so; returns how it ended and the last
+/// seq printed (where the next follow resumes).
+pub(super) async fn watch_until(
+    servers: &Servers,
+    client: Client,
+    out: &Output,
+    id: &str,
+    after_seq: u64,
+    until: Until,
+    spinner: Option<&Spinner>,
+) -> anyhow::Result<(Followed, u64)> {
     let mut printer = Printer::new(out, spinner, after_seq);
-    printer.raw = raw;
+    printer.raw = until.raw;
+    printer.waiting_after = until.waiting_after;
     let mut client = Some(client);
     let mut index = 0;
     let mut backoff = fresh_backoff();
@@ -101,7 +141,7 @@ pub(super) async fn watch(
             },
         };
         let reason = match stopped {
-            Ok(closed) => return Ok(closed),
+            Ok(ended) => return Ok((ended, printer.last_seq)),
             Err(Stop::Fatal(e)) => return Err(e),
             Err(Stop::Broken(reason)) => reason,
         };
@@ -160,7 +200,7 @@ pub(super) async fn follow(
 ) -> anyhow::Result<pb::Execution> {
     let mut printer = Printer::new(out, spinner, after_seq);
     match stream_once(client, id, &mut printer).await {
-        Ok(closed) => Ok(closed),
+        Ok(Followed::Closed(closed) | Followed::Waiting(closed)) => Ok(closed),
         Err(Stop::Fatal(e)) => Err(e),
         Err(Stop::Broken(reason)) => anyhow::bail!(
             "{reason}; resume with `cairn exec watch {id} --after-seq {}`",
@@ -174,7 +214,7 @@ async fn stream_once(
     client: &mut Client,
     id: &str,
     printer: &mut Printer<'_>,
-) -> Result<pb::Execution, Stop> {
+) -> Result<Followed, Stop> {
     use pb::stream_execution_response::Event;
     let mut stream = client
         .executions
@@ -191,7 +231,19 @@ async fn stream_once(
             Some(Event::Chunk(chunk)) => printer.chunk(&chunk),
             Some(Event::Closed(execution)) => {
                 printer.close();
-                return Ok(execution);
+                return Ok(Followed::Closed(execution));
+            }
+            Some(Event::Waiting(execution)) => {
+                let stop = printer
+                    .waiting_after
+                    .is_some_and(|after| execution.history_length > after);
+                if stop {
+                    printer.close();
+                    return Ok(Followed::Waiting(execution));
+                }
+                if printer.waiting_after.is_none() {
+                    printer.waiting(&execution);
+                }
             }
             None => {}
         }
@@ -211,6 +263,8 @@ struct Printer<'a> {
     reused_from: String,
     /// Print superseded chunks too (`cairn exec watch --raw`).
     raw: bool,
+    /// Stop at a wait whose history is longer than this.
+    waiting_after: Option<u64>,
 }
 
 impl<'a> Printer<'a> {
@@ -223,6 +277,20 @@ impl<'a> Printer<'a> {
             child: String::new(),
             reused_from: String::new(),
             raw: false,
+            waiting_after: None,
+        }
+    }
+
+    /// Says on stderr what the execution waits for, and how to answer.
+    fn waiting(&mut self, execution: &pb::Execution) {
+        if self.out.json {
+            self.out.print_json(execution);
+            return;
+        }
+        self.close();
+        self.at_line_start = true;
+        for line in super::ask::waiting_lines(execution) {
+            eprintln!("{}", self.out.paint("33", &line));
         }
     }
 

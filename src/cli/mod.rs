@@ -10,8 +10,11 @@
 
 mod agent;
 mod args;
+mod ask;
 mod bench;
+mod chat;
 mod client;
+mod conversation;
 mod demo;
 mod exec;
 mod execution;
@@ -73,6 +76,8 @@ enum Command {
     Team(team::TeamCommand),
     /// Start an execution of an agent or a team, stream its output, and exit with its outcome.
     Run(run::RunArgs),
+    /// A conversation on the terminal: each line a message, each answer streamed.
+    Chat(chat::ChatArgs),
     /// Inspect, watch, cancel, replay and retry executions.
     #[command(subcommand)]
     Exec(exec::ExecCommand),
@@ -97,6 +102,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Team(command) => team::run(command, cli.client, &out).await,
         Command::Run(args) => run::run(args, cli.client, &out).await,
         Command::Exec(command) => exec::run(command, cli.client, &out).await,
+        Command::Chat(args) => chat::run(args, cli.client, &out).await,
         Command::Stats(args) => stats::run(args, cli.client, &out).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args, &out).await,

@@ -15,8 +15,8 @@ use crate::api::pb;
 pub(super) struct RunArgs {
     /// The agent or team (name or id).
     agent: String,
-    /// The prompt (several words are joined with spaces).
-    #[arg(required_unless_present = "turn")]
+    /// The prompt (several words are joined with spaces); a conversation may start without.
+    #[arg(required_unless_present_any = ["turn", "interactive"])]
     prompt: Vec<String>,
     /// A prompt per turn, instead of one prompt (repeatable).
     #[arg(long, conflicts_with = "prompt")]
@@ -36,6 +36,14 @@ pub(super) struct RunArgs {
     /// Start and print the id, without waiting.
     #[arg(long)]
     detach: bool,
+    /// Start a conversation: after each answer it waits for the next message (typed here, or
+    /// sent with `cairn exec send`) until closed.
+    #[arg(long)]
+    interactive: bool,
+    /// How long a conversation waits for a message before it completes (e.g. 30m, 24h;
+    /// default 24h).
+    #[arg(long, requires = "interactive")]
+    idle_timeout: Option<String>,
 }
 
 /// Runs the command in a root span (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) whose
@@ -90,6 +98,8 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
         timeouts: None,
         queue: args.queue.clone(),
         runtime: String::new(),
+        interactive: args.interactive,
+        idle_timeout_ms: super::chat::idle_timeout_ms(args.idle_timeout.as_deref())?,
     };
     let started = client
         .executions
@@ -105,6 +115,9 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
             println!("{id}");
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.interactive {
+        return super::chat::converse(&flags.servers()?, client, out, &id).await;
     }
     if !out.json {
         let note = if started.created {

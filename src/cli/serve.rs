@@ -41,6 +41,10 @@ pub(super) struct DevArgs {
     /// How long a cancelled runtime may take to stop before the worker abandons it.
     #[arg(long, default_value_t = 5_000)]
     cancel_grace_ms: u64,
+    /// How long a running attempt waits for an answer to a tool call it asked about before it
+    /// checkpoints, stops and frees its slot (it resumes once answered).
+    #[arg(long, default_value_t = 30_000)]
+    approval_hold_ms: u64,
     #[command(flatten)]
     runtime: RuntimeArgs,
     /// The largest prompt accepted, in bytes.
@@ -78,6 +82,10 @@ pub(super) struct ServerArgs {
     /// How long a cancelled runtime may take to stop before the worker abandons it.
     #[arg(long, default_value_t = 5_000)]
     cancel_grace_ms: u64,
+    /// How long a running attempt waits for an answer to a tool call it asked about before it
+    /// checkpoints, stops and frees its slot (it resumes once answered).
+    #[arg(long, default_value_t = 30_000)]
+    approval_hold_ms: u64,
     #[command(flatten)]
     runtime: RuntimeArgs,
     /// Do not apply migrations at start (apply them with `cairn migrate`).
@@ -179,6 +187,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     options.security = args.security.load_for(args.listen)?;
     options.worker_concurrency = args.concurrency.max(1);
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
     // On loopback the one user who can reach the server is the operator: the in-process worker
     // admits what that user configures. Elsewhere it is as restrictive as any worker's.
@@ -209,6 +218,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     options.worker_runtimes = args.runtimes;
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
+    options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
     options.worker_policy = args.runtime.policy(WorkerPolicy::default())?;
     if args.worker {

@@ -55,6 +55,10 @@ struct RunArgs {
     /// How long a cancelled runtime may take to stop before the worker abandons it.
     #[arg(long, default_value_t = 5_000)]
     cancel_grace_ms: u64,
+    /// How long a running attempt waits for an answer to a tool call it asked about before it
+    /// checkpoints, stops and frees its slot (it resumes once answered).
+    #[arg(long, default_value_t = 30_000)]
+    approval_hold_ms: u64,
     /// How long one poll may wait on the server.
     #[arg(long, default_value_t = 20_000)]
     poll_wait_ms: u64,
@@ -101,6 +105,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     options.concurrency = args.concurrency.max(1);
     options.drain_timeout = Duration::from_millis(args.drain_timeout_ms);
     options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
+    options.approval_hold = Duration::from_millis(args.approval_hold_ms);
     options.poll_wait = Duration::from_millis(args.poll_wait_ms);
     options.policy = args.runtime.policy(WorkerPolicy::default())?;
     let shutdown = CancellationToken::new();

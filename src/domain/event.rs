@@ -74,6 +74,38 @@ pub enum MemberSlot {
     Leader,
 }
 
+/// How long a conversation waits for its next message when its start names no idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The most turns a conversation takes (its first prompts and its messages together), as many
+/// as a start may give.
+pub const MAX_CONVERSATION_TURNS: usize = 1_000;
+
+/// What makes an agent execution a conversation: after each turn it waits for the next message
+/// instead of completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// How long it waits for a message before it closes (completes) on its own.
+    pub idle_timeout_ms: u64,
+}
+
+/// How a person answered a tool call a runtime asked about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// Run the tool, with `updated_input` instead of the input asked about when given.
+    Allow {
+        /// The input to run the tool with instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        updated_input: Option<serde_json::Value>,
+    },
+    /// Do not run it; the model receives `message` as the tool's result.
+    Deny {
+        /// What the person said, handed to the model.
+        message: String,
+    },
+}
+
 /// One turn of an agent execution, as handed to a runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
@@ -124,6 +156,65 @@ pub enum HistoryEvent {
         /// turn. Absent when the start came without trace context (and in older histories).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
+        /// Set for a conversation: it waits for messages after its turns (and may start with
+        /// no prompt at all). Absent for an execution that runs its prompts and completes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<Conversation>,
+    },
+    /// Input: a conversation received its next message, which becomes the prompt of the next
+    /// turn (run at once when it waits, after the turns before it otherwise).
+    MessageReceived {
+        /// The message.
+        text: String,
+        /// The sender's idempotency key: a message sent twice with it is received once.
+        request_id: String,
+    },
+    /// Input: a client closed a conversation; it completes after the turns it already received.
+    CloseRequested,
+    /// Input: a conversation waited for a message longer than its idle timeout.
+    IdleTimedOut {
+        /// The timeout that passed, as the conversation started with it.
+        idle_timeout_ms: u64,
+    },
+    /// Input: a running attempt asked whether a tool may run.
+    ApprovalRequested {
+        /// Unique within the execution; the same when an attempt resumed asks again.
+        approval_id: String,
+        /// The activity (`turn-N`) whose attempt asked.
+        activity_id: String,
+        /// The attempt that asked.
+        attempt: u32,
+        /// The tool, as the runtime names it (`Bash`, `mcp__files__write`).
+        tool: String,
+        /// The input the tool would run with.
+        input: serde_json::Value,
+    },
+    /// Input: a person answered an approval.
+    ApprovalResolved {
+        /// The approval answered.
+        approval_id: String,
+        /// The answer.
+        decision: ApprovalDecision,
+        /// The answerer's idempotency key: the same answer sent again is taken once.
+        request_id: String,
+    },
+    /// Input: the attempt stopped at a tool call nobody answered within its worker's
+    /// `approval_hold`, with a checkpoint from which asking again is the next step. It ends
+    /// nothing: the task waits without a lease (and consumes no retry) until the answer.
+    ActivityHeld {
+        /// The activity (`turn-N`) whose attempt stopped.
+        activity_id: String,
+        /// The attempt, which resumes under the same number.
+        attempt: u32,
+        /// The approval it waits for.
+        approval_id: String,
+    },
+    /// Command: every approval a held attempt waited for is answered; it can be claimed again.
+    ActivityResumed {
+        /// The activity (`turn-N`).
+        activity_id: String,
+        /// The attempt, the same as held.
+        attempt: u32,
     },
     /// Command: run a turn (or the next attempt of one).
     ActivityScheduled {
@@ -330,6 +421,13 @@ impl HistoryEvent {
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
             HistoryEvent::ExecutionCanceled { .. } => "ExecutionCanceled",
+            HistoryEvent::MessageReceived { .. } => "MessageReceived",
+            HistoryEvent::CloseRequested => "CloseRequested",
+            HistoryEvent::IdleTimedOut { .. } => "IdleTimedOut",
+            HistoryEvent::ApprovalRequested { .. } => "ApprovalRequested",
+            HistoryEvent::ApprovalResolved { .. } => "ApprovalResolved",
+            HistoryEvent::ActivityHeld { .. } => "ActivityHeld",
+            HistoryEvent::ActivityResumed { .. } => "ActivityResumed",
         }
     }
 
@@ -338,6 +436,7 @@ impl HistoryEvent {
         matches!(
             self,
             HistoryEvent::ActivityScheduled { .. }
+                | HistoryEvent::ActivityResumed { .. }
                 | HistoryEvent::ActivityCancelRequested { .. }
                 | HistoryEvent::TimerStarted { .. }
                 | HistoryEvent::TimerCanceled { .. }

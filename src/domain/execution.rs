@@ -31,7 +31,8 @@ impl ExecutionKind {
     }
 }
 
-/// The lifecycle of an execution. `Pending` and `Running` are open; the rest are closed and final.
+/// The lifecycle of an execution. `Pending`, `Running` and `Waiting` are open; the rest are closed
+/// and final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionStatus {
@@ -39,6 +40,9 @@ pub enum ExecutionStatus {
     Pending,
     /// At least one attempt has started.
     Running,
+    /// Waiting for a person: a conversation for its next message, or a tool call for an
+    /// approval (see `AgentState::waiting_for`).
+    Waiting,
     /// Finished with a result.
     Completed,
     /// Finished with a failure.
@@ -49,9 +53,10 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [ExecutionStatus; 5] = [
+    pub const ALL: [ExecutionStatus; 6] = [
         ExecutionStatus::Pending,
         ExecutionStatus::Running,
+        ExecutionStatus::Waiting,
         ExecutionStatus::Completed,
         ExecutionStatus::Failed,
         ExecutionStatus::Canceled,
@@ -62,6 +67,7 @@ impl ExecutionStatus {
         match self {
             ExecutionStatus::Pending => "PENDING",
             ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Waiting => "WAITING",
             ExecutionStatus::Completed => "COMPLETED",
             ExecutionStatus::Failed => "FAILED",
             ExecutionStatus::Canceled => "CANCELED",

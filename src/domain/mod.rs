@@ -16,7 +16,8 @@ mod team;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
-    ActivityRef, Command, DEFAULT_QUEUE, EventType, HistoryEvent, MemberSlot, TimeoutKind,
+    ActivityRef, ApprovalDecision, Command, Conversation, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_QUEUE,
+    MAX_CONVERSATION_TURNS, EventType, HistoryEvent, MemberSlot, TimeoutKind,
     TimerPurpose, Turn,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};

@@ -278,6 +278,7 @@ impl Engine {
                         // Children run on the team execution's queue.
                         queue: team.queue.clone(),
                         traceparent: None,
+                        conversation: None,
                     };
                     let plan = Plan {
                         inputs: vec![started],

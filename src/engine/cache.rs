@@ -202,6 +202,10 @@ mod tests {
             usage: Default::default(),
             cancel_reason: None,
             queue: "default".into(),
+            conversation: None,
+            closing: false,
+            message_ids: Vec::new(),
+            approvals: Vec::new(),
         });
         let id = Uuid::now_v7();
         let json = state.to_json().unwrap();

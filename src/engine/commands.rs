@@ -102,7 +102,18 @@ pub(crate) fn rows_for(
             E::ActivityCompleted { activity_id, .. } => tasks.push(TaskOp::Delete {
                 activity_id: activity_id.clone(),
             }),
+            // A held attempt's task waits without a lease, keeping its checkpoint, until the
+            // answer reschedules the same attempt.
+            E::ActivityResumed {
+                activity_id,
+                attempt,
+            } => tasks.push(TaskOp::Reschedule {
+                activity_id: activity_id.clone(),
+                attempt: *attempt,
+                schedule_deadline,
+            }),
             E::ActivityFailed { activity_id, .. }
+            | E::ActivityHeld { activity_id, .. }
             | E::ActivityTimedOut { activity_id, .. }
             | E::ActivityCanceled { activity_id, .. } => tasks.push(TaskOp::Park {
                 activity_id: activity_id.clone(),
@@ -135,16 +146,50 @@ pub(crate) fn rows_for(
                 tasks.push(TaskOp::DeleteAll);
                 timers.push(TimerOp::DeleteAll);
             }
+            // A message ends the wait for it: its idle timer goes (none is left when the
+            // message queues behind a running turn, and deleting nothing costs nothing).
+            E::MessageReceived { .. } => timers.push(TimerOp::Delete {
+                timer_id: idle_timer_id(state.turns.len()),
+            }),
             E::ExecutionStarted { .. }
             | E::ActivityStarted { .. }
             | E::CancelRequested { .. }
             | E::TeamStarted { .. }
             | E::ChildScheduled { .. }
             | E::ChildCancelRequested { .. }
-            | E::ChildClosed { .. } => {}
+            | E::ChildClosed { .. }
+            | E::CloseRequested
+            | E::IdleTimedOut { .. }
+            | E::ApprovalRequested { .. }
+            | E::ApprovalResolved { .. } => {}
         }
     }
+    // A conversation that starts waiting for its next message gets its idle timer: a row that
+    // delivers `IdleTimedOut` when due, fenced by the row like any timer.
+    let began_waiting = events
+        .iter()
+        .any(|e| matches!(e, E::ExecutionStarted { .. } | E::ActivityCompleted { .. }));
+    if began_waiting
+        && state.awaits_message()
+        && let Some(conversation) = state.conversation
+    {
+        let idle = E::IdleTimedOut {
+            idle_timeout_ms: conversation.idle_timeout_ms,
+        };
+        timers.push(TimerOp::Insert {
+            timer_id: idle_timer_id(state.turns.len()),
+            fire_at: crate::domain::after(now, conversation.idle_timeout_ms),
+            kind: TimerKind::IdleTimeout,
+            payload: serde_json::to_value(&idle).unwrap_or_default(),
+        });
+    }
     (tasks, timers)
+}
+
+/// The idle timer of a conversation waiting after `turns` completed turns: one per wait, so a
+/// stale one can never fire into a later wait.
+fn idle_timer_id(turns: usize) -> String {
+    format!("idle-{turns}")
 }
 
 /// The long-polls to wake for the tasks the changes make claimable: one per task inserted

@@ -33,6 +33,9 @@ pub enum OutputEvent {
     Chunks(Vec<StoredChunk>),
     /// The execution closed and every chunk was sent; the last event.
     Closed(Box<ExecutionView>),
+    /// The execution waits (a conversation for its next message, a turn for an approval) and
+    /// every chunk was sent. Sent again each time what it waits for changes.
+    Waiting(Box<ExecutionView>),
     /// The server is shutting down; the reader resumes elsewhere after `after_seq`. The last
     /// event.
     Interrupted {
@@ -77,6 +80,7 @@ impl Engine {
             changes,
             tx,
             shutdown,
+            waited_at: None,
         };
         tokio::spawn(follower.run());
         Ok(rx)
@@ -92,6 +96,8 @@ struct Follower {
     changes: Watch,
     tx: mpsc::Sender<Result<OutputEvent, EngineError>>,
     shutdown: CancellationToken,
+    /// The history length of the last `Waiting` sent, so each wait is announced once.
+    waited_at: Option<u64>,
 }
 
 impl Follower {
@@ -167,6 +173,17 @@ impl Follower {
                     closed.map(|record| OutputEvent::Closed(Box::new(self.engine.summary(record))));
                 let _ = self.tx.send(event).await;
                 return;
+            }
+            if page.status == crate::domain::ExecutionStatus::Waiting
+                && let Ok(record) = self.engine.execution(self.id).await
+                && record.status == crate::domain::ExecutionStatus::Waiting
+                && self.waited_at != Some(record.next_seq)
+            {
+                self.waited_at = Some(record.next_seq);
+                let view = self.engine.summary(record);
+                if self.tx.send(Ok(OutputEvent::Waiting(Box::new(view)))).await.is_err() {
+                    return;
+                }
             }
             // Wait for a change to this execution, committed through this server or (through
             // the store's change feed) any other. The timeout is only a safety net.

@@ -7,11 +7,13 @@
 //! transaction.
 
 mod apply;
+mod approvals;
 mod cache;
 pub mod catalog;
 mod changes;
 mod commands;
 mod commit;
+mod conversation;
 mod direct_worker;
 mod follow;
 mod limits;
@@ -42,6 +44,7 @@ use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreE
 
 pub use crate::domain::DEFAULT_QUEUE;
 pub use apply::Applied;
+pub use conversation::SentMessage;
 pub use direct_worker::DirectWorkerApi;
 pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
 pub use notify::{Notifier, PollStep, PollWaiter, Reservation, Wake, Watch};
@@ -109,8 +112,10 @@ pub struct StartRequest {
     pub agent: Option<AgentKey>,
     /// The team (or `agent`).
     pub team: Option<AgentKey>,
-    /// One prompt per turn (at least one).
+    /// One prompt per turn (at least one, unless it is a conversation).
     pub prompts: Vec<String>,
+    /// Set for a conversation: it waits for messages after its turns.
+    pub conversation: Option<crate::domain::Conversation>,
     /// Idempotency key.
     pub request_id: Option<String>,
     /// Free-form `key=value` tags, copied to a retry; `cairn exec list --label` filters on them.
@@ -277,6 +282,7 @@ impl Engine {
             resume: None,
             queue: queue.into(),
             traceparent: req.traceparent.clone(),
+            conversation: req.conversation,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -337,8 +343,17 @@ impl Engine {
                 reason: reason.clone(),
             }];
             let mut fences = Vec::new();
-            // An attempt no worker has claimed yet is cancelled on the spot.
+            // An attempt no worker has claimed yet is cancelled on the spot; so is one held at a
+            // tool call (its task has no lease, and the row's version guards its resumption).
             if let ExecutionState::Agent(agent) = &state
+                && let Some(activity) = agent.activity.as_ref().filter(|a| a.held)
+            {
+                inputs.push(HistoryEvent::ActivityCanceled {
+                    activity_id: activity.activity_id.clone(),
+                    attempt: activity.attempt,
+                    abandoned: false,
+                });
+            } else if let ExecutionState::Agent(agent) = &state
                 && let Some(activity) = &agent.activity
                 && activity.phase == crate::machine::ActivityPhase::Scheduled
             {

@@ -93,6 +93,7 @@ impl Engine {
             retry_policy,
             timeouts,
             queue,
+            conversation,
             ..
         }) = events.first().cloned()
         else {
@@ -101,7 +102,12 @@ impl Engine {
                 original.id
             )));
         };
-        let prompts = edited(prompts, &req.prompts)?;
+        // A conversation's messages are turns like its first prompts: the retry has them all.
+        let messages = events.iter().filter_map(|e| match e {
+            HistoryEvent::MessageReceived { text, .. } => Some(text.clone()),
+            _ => None,
+        });
+        let prompts = edited(prompts.into_iter().chain(messages).collect(), &req.prompts)?;
         let before_seq = match req.from_seq {
             None => u64::MAX,
             Some(seq) if (1..=events.len() as u64).contains(&seq) => seq,
@@ -139,6 +145,7 @@ impl Engine {
             }),
             // A retry starts a trace of its own (its RPC's context is not carried yet).
             traceparent: None,
+            conversation,
         };
         let new = NewExecution {
             namespace: original.namespace.clone(),
@@ -252,7 +259,7 @@ fn retryable(original: &ExecutionRecord) -> Result<(), EngineError> {
                 "execution {id} is COMPLETED; only FAILED or CANCELED executions can be retried"
             )));
         }
-        open @ (ExecutionStatus::Pending | ExecutionStatus::Running) => {
+        open @ (ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Waiting) => {
             return Err(EngineError::FailedPrecondition(format!(
                 "execution {id} is {}; only FAILED or CANCELED executions can be retried \
                  (wait for it to close, or cancel it first)",

@@ -122,7 +122,7 @@ impl Engine {
     }
 
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        if timer.kind == TimerKind::Inbox {
+        if matches!(timer.kind, TimerKind::Inbox | TimerKind::IdleTimeout) {
             return self.deliver(timer).await;
         }
         let result = self

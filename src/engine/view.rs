@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{CONNECTED_WITHIN_MS, Engine, EngineError, execution_state};
 use crate::domain::Millis;
-use crate::machine::{ActivityPhase, ExecutionState};
+use crate::machine::{ActivityPhase, Approval, ExecutionState, WaitingFor};
 use crate::store::{ExecutionRecord, TaskRecord, TaskStatus};
 
 /// An execution as clients see it.
@@ -19,6 +19,25 @@ pub struct ExecutionView {
     pub activity: Option<ActivityView>,
     /// The task queue of an agent execution; empty for teams.
     pub queue: String,
+    /// Whether it is a conversation (takes messages after its turns).
+    pub interactive: bool,
+    /// What a `WAITING` execution waits for.
+    pub waiting_for: Option<WaitingFor>,
+    /// The approvals its current turn asked for, answered or not.
+    pub approvals: Vec<Approval>,
+}
+
+impl ExecutionView {
+    fn bare(record: ExecutionRecord) -> ExecutionView {
+        ExecutionView {
+            record,
+            activity: None,
+            queue: String::new(),
+            interactive: false,
+            waiting_for: None,
+            approvals: Vec::new(),
+        }
+    }
 }
 
 /// The open activity of an agent execution.
@@ -82,11 +101,7 @@ impl Engine {
                     record = self.execution(id).await?;
                 }
                 tracing::warn!(execution = %id, error = %e, "viewing an execution whose state cannot be read");
-                return Ok(ExecutionView {
-                    record,
-                    activity: None,
-                    queue: String::new(),
-                });
+                return Ok(ExecutionView::bare(record));
             }
         };
         let open = match &state {
@@ -132,11 +147,7 @@ impl Engine {
             Ok(state) => self.describe(record, &state, None),
             Err(e) => {
                 tracing::warn!(execution = %record.id, error = %e, "listing an execution whose state cannot be read");
-                ExecutionView {
-                    record,
-                    activity: None,
-                    queue: String::new(),
-                }
+                ExecutionView::bare(record)
             }
         }
     }
@@ -148,11 +159,7 @@ impl Engine {
         task: Option<&TaskRecord>,
     ) -> ExecutionView {
         let ExecutionState::Agent(agent) = state else {
-            return ExecutionView {
-                record,
-                activity: None,
-                queue: String::new(),
-            };
+            return ExecutionView::bare(record);
         };
         let activity = agent.activity.as_ref().map(|a| ActivityView {
             activity_id: a.activity_id.clone(),
@@ -179,6 +186,9 @@ impl Engine {
             record,
             activity,
             queue: agent.queue.clone(),
+            interactive: agent.conversation.is_some(),
+            waiting_for: agent.waiting_for(),
+            approvals: agent.approvals.clone(),
         }
     }
 }

@@ -52,7 +52,7 @@ fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
         .collect()
 }
 
-fn stale(lease: &Lease) -> EngineError {
+pub(super) fn stale(lease: &Lease) -> EngineError {
     EngineError::Stale(format!(
         "attempt {} of {} in execution {} no longer holds its lease",
         lease.attempt, lease.activity_id, lease.execution_id
@@ -260,6 +260,8 @@ impl Engine {
             chunks,
             checkpoint,
             workspace,
+            asks,
+            awaiting,
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
@@ -289,6 +291,7 @@ impl Engine {
         }
         Ok(ProgressReply {
             cancel_requested: outcome.cancel_requested,
+            decisions: self.asked(lease, asks, awaiting).await?,
         })
     }
 
@@ -437,13 +440,7 @@ impl Engine {
                         retry_after_ms,
                         ..
                     } => (
-                        HistoryEvent::ActivityFailed {
-                            activity_id: lease.activity_id.clone(),
-                            attempt: lease.attempt,
-                            failure: failure.clone(),
-                            retry_after_ms: *retry_after_ms,
-                            at: now,
-                        },
+                        super::approvals::failed_or_held(state, lease, failure, *retry_after_ms, now),
                         encoded.value.clone(),
                     ),
                     ActivityOutcome::Canceled { abandoned } => (

@@ -8,7 +8,9 @@ mod replay;
 mod resume;
 mod team;
 
-pub use agent::{ActivityPhase, AgentState, OpenActivity, activity_id_for_turn};
+pub use agent::{
+    ActivityPhase, AgentState, Approval, OpenActivity, WaitingFor, activity_id_for_turn,
+};
 pub use replay::{
     Nondeterminism, ReplayError, Replayed, replay, replay_any, replay_as, replay_kind,
 };

@@ -3,7 +3,8 @@
 //! It answers a prompt by sending it back in chunks. Its `runtime_config` can shape the output,
 //! slow it down, make given attempts fail, and make it ignore cancellation for a while. It saves a
 //! checkpoint after every chunk, so a resumed attempt continues where the last one stopped and no
-//! text is emitted twice. `repeat` and `chunk_bytes` make big outputs (for memory tests) from a
+//! text is emitted twice. The checkpoint also carries the prompts of the turns before, which the
+//! result gives back as `previous_prompts`: what a conversation's runtime knows of it. `repeat` and `chunk_bytes` make big outputs (for memory tests) from a
 //! small configuration.
 
 use std::time::Duration;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AgentRuntime, ConfigError, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
+    AgentRuntime, Answer, ConfigError, Decision, ToolAsk, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
     reject_unknown_keys, runtime_config,
 };
 use crate::domain::{AgentSpec, Turn, Usage};
@@ -58,6 +59,10 @@ struct EchoConfig {
     /// [`MAX_CHUNK_BYTES`]).
     #[serde(default)]
     chunk_bytes: usize,
+    /// A test aid: before its first chunk each turn asks whether this tool may run (see
+    /// `TurnIo::ask`), and says what it was told.
+    #[serde(default)]
+    ask_tool: Option<String>,
 }
 
 /// The largest `chunk_bytes` echo accepts.
@@ -80,6 +85,10 @@ struct EchoCheckpoint {
     emitted: usize,
     /// How many turns have completed before this one.
     turns_completed: u32,
+    /// The prompts of the turns before this one, in order: the conversation so far, which a
+    /// turn reads from the checkpoint rather than from its own prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conversation: Vec<String>,
 }
 
 impl EchoRuntime {
@@ -161,6 +170,11 @@ impl AgentRuntime for EchoRuntime {
                     "send the chunk list this many times; the result then gives chunks and bytes instead of the text",
                 ),
                 key(
+                    "ask_tool",
+                    "string",
+                    "a test aid: each turn first asks a person whether this tool may run (an approval), then says the answer as its first chunk",
+                ),
+                key(
                     "chunk_bytes",
                     "integer",
                     "repeat each chunk's text to at least this many bytes (at most 16 MiB); the result then gives chunks and bytes instead of the text",
@@ -199,7 +213,8 @@ impl AgentRuntime for EchoRuntime {
             .previous_checkpoint()
             .and_then(|c| serde_json::from_value(c.clone()).ok())
             .unwrap_or_default();
-        // A checkpoint of an earlier turn only tells how many turns came before.
+        // A checkpoint of an earlier turn only tells how many turns came before, and what
+        // they were asked.
         let (start, turns_completed) = if resumed.turn == turn.index {
             (resumed.emitted, resumed.turns_completed)
         } else {
@@ -207,6 +222,19 @@ impl AgentRuntime for EchoRuntime {
                 0,
                 resumed.turns_completed + u32::from(io.previous_checkpoint().is_some()),
             )
+        };
+        let conversation = resumed.conversation;
+        let approval = match &config.ask_tool {
+            Some(tool) if start == 0 => {
+                let checkpoint = EchoCheckpoint {
+                    turn: turn.index,
+                    emitted: 0,
+                    turns_completed,
+                    conversation: conversation.clone(),
+                };
+                Some(ask(&io, tool, &turn, checkpoint).await?)
+            }
+            _ => None,
         };
         let fails = config.fail_attempts.contains(&attempt)
             || config.fail_turns.contains(&(turn.index + 1));
@@ -235,6 +263,7 @@ impl AgentRuntime for EchoRuntime {
                     turn: turn.index,
                     emitted: i + 1,
                     turns_completed,
+                    conversation: conversation.clone(),
                 })
                 .expect("a checkpoint serializes"),
             );
@@ -259,6 +288,12 @@ impl AgentRuntime for EchoRuntime {
             "resumed_from_chunk": start,
             "turns_completed_before": turns_completed,
         });
+        if !conversation.is_empty() {
+            output["previous_prompts"] = json!(conversation);
+        }
+        if let Some(approval) = approval {
+            output["approval"] = approval;
+        }
         if config.sized() {
             output["chunks"] = json!(total);
             output["bytes"] = json!((0..total).map(|i| chunk(i).len()).sum::<usize>());
@@ -278,11 +313,49 @@ impl AgentRuntime for EchoRuntime {
                     turn: turn.index + 1,
                     emitted: 0,
                     turns_completed: turns_completed + 1,
+                    conversation: conversation
+                        .iter()
+                        .cloned()
+                        .chain([turn.prompt.clone()])
+                        .collect(),
                 })
                 .expect("a checkpoint serializes"),
             ),
         })
     }
+}
+
+/// Asks whether `tool` may run, says the answer as a chunk and returns it for the result; on
+/// [`Answer::Hold`] saves `checkpoint` (asking again is where a resumed attempt starts) and
+/// stops with [`RuntimeError::held`].
+async fn ask(
+    io: &TurnIo,
+    tool: &str,
+    turn: &Turn,
+    checkpoint: EchoCheckpoint,
+) -> Result<serde_json::Value, RuntimeError> {
+    let id = format!("echo-{tool}-turn-{}", turn.index + 1);
+    let request = ToolAsk {
+        id: id.clone(),
+        tool: tool.to_string(),
+        input: json!({ "prompt": turn.prompt }),
+    };
+    let (text, approval) = match io.ask(request).await {
+        Answer::Decided(Decision::Allow { updated_input }) => (
+            format!("[{tool} allowed] "),
+            json!({ "tool": tool, "decision": "allowed", "input": updated_input }),
+        ),
+        Answer::Decided(Decision::Deny { message }) => (
+            format!("[{tool} denied: {message}] "),
+            json!({ "tool": tool, "decision": "denied", "message": message }),
+        ),
+        Answer::Hold => {
+            io.save_checkpoint(serde_json::to_value(checkpoint).expect("a checkpoint serializes"));
+            return Err(RuntimeError::held(id));
+        }
+    };
+    io.emit("text", json!({ "text": text }));
+    Ok(approval)
 }
 
 /// Honour a cancellation, late if configured to.

@@ -1,7 +1,11 @@
 //! The runtime's side of a running attempt: cancellation, output, checkpoints.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use super::approval::{Answer, Approver, NoApprover, ToolAsk};
 
 /// What a runtime reports while it runs, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +44,7 @@ pub struct TurnIo {
     checkpoint: Option<serde_json::Value>,
     sink: mpsc::UnboundedSender<Progress>,
     workspace: Workspace,
+    approver: Arc<dyn Approver>,
 }
 
 /// The directory an attempt works in, as its runtime names it (see [`TurnIo::set_workspace`]);
@@ -70,9 +75,23 @@ impl TurnIo {
                 checkpoint,
                 sink,
                 workspace: Workspace::default(),
+                approver: Arc::new(NoApprover),
             },
             progress,
         )
+    }
+
+    /// Hands the runtime's asks about tool calls to `approver` (without one, every ask is
+    /// denied at once).
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> TurnIo {
+        self.approver = approver;
+        self
+    }
+
+    /// Asks whether a tool call may run. See [`Answer::Hold`] for what a runtime must do when
+    /// nobody answers in time.
+    pub async fn ask(&self, ask: ToolAsk) -> Answer {
+        self.approver.ask(ask).await
     }
 
     /// Names the directory the attempt works in (the files an agent writes stay there, on this

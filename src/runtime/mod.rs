@@ -8,6 +8,7 @@
 //! Adding a runtime is one module implementing [`AgentRuntime`] and one line in
 //! [`RuntimeRegistry::builtin`].
 
+mod approval;
 mod claude_code;
 mod default;
 mod echo;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 
 use crate::domain::{AgentSpec, Turn, Usage};
 
+pub use approval::{Answer, Approver, Decision, NO_APPROVER_MESSAGE, ToolAsk};
 pub use claude_code::ClaudeCodeRuntime;
 pub use default::{
     DEFAULT_OPENAI_API_KEY_ENV, DEFAULT_OPENAI_BASE_URL, DEFAULT_OPENAI_REQUEST_TIMEOUT,
@@ -99,6 +101,10 @@ pub struct RuntimeError {
 /// The code a runtime returns when it stopped because its token was cancelled.
 pub const CANCELED_CODE: &str = "canceled";
 
+/// The code a runtime returns when it stopped at a tool call nobody answered in time
+/// ([`Answer::Hold`]); the approval id is in `details.approval_id`.
+pub const HELD_CODE: &str = "held";
+
 impl RuntimeError {
     /// An error that another attempt may fix.
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -127,6 +133,26 @@ impl RuntimeError {
     /// Whether this is the answer to a cancellation.
     pub fn is_canceled(&self) -> bool {
         self.code == CANCELED_CODE
+    }
+
+    /// The runtime saved a checkpoint at the tool call `approval_id` and stopped, waiting for a
+    /// decision ([`Answer::Hold`]). Neither retryable nor fatal: the worker parks the task, and
+    /// consumes no retry.
+    pub fn held(approval_id: impl Into<String>) -> Self {
+        let approval_id = approval_id.into();
+        RuntimeError::fatal(
+            HELD_CODE,
+            format!("the tool call {approval_id} waits for a decision"),
+        )
+        .with_details(serde_json::json!({ "approval_id": approval_id }))
+    }
+
+    /// The approval id this attempt stopped at, if it stopped waiting for a decision.
+    pub fn is_held(&self) -> Option<&str> {
+        if self.code != HELD_CODE {
+            return None;
+        }
+        self.details.get("approval_id")?.as_str()
     }
 
     /// Sets the earliest retry time.

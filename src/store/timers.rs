@@ -26,6 +26,9 @@ pub enum TimerKind {
     RetryActivity,
     /// An input delivered from another execution (a parent or a child), due at once.
     Inbox,
+    /// A conversation's idle timeout: delivers its payload (`IdleTimedOut`) as an inbox row
+    /// does, when due.
+    IdleTimeout,
 }
 
 impl TimerKind {
@@ -34,6 +37,7 @@ impl TimerKind {
         match self {
             TimerKind::RetryActivity => "retry_activity",
             TimerKind::Inbox => "inbox",
+            TimerKind::IdleTimeout => "idle_timeout",
         }
     }
 
@@ -42,6 +46,7 @@ impl TimerKind {
         match s {
             "retry_activity" => Some(TimerKind::RetryActivity),
             "inbox" => Some(TimerKind::Inbox),
+            "idle_timeout" => Some(TimerKind::IdleTimeout),
             _ => None,
         }
     }
@@ -58,6 +63,6 @@ pub struct TimerRecord {
     pub fire_at: Millis,
     /// What it is for.
     pub kind: TimerKind,
-    /// For [`TimerKind::Inbox`]: the input.
+    /// For [`TimerKind::Inbox`] and [`TimerKind::IdleTimeout`]: the input.
     pub payload: serde_json::Value,
 }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::approve::WorkerApprover;
 use super::batch::Batcher;
 use super::cadence::{Cadence, heartbeat_interval};
 use super::finish::{self, refused};
@@ -136,7 +137,9 @@ async fn run_attempt(
         activity_id: lease.activity_id.clone(),
         attempt: lease.attempt,
     };
+    let approver = Arc::new(WorkerApprover::new(options.approval_hold));
     let (io, rx) = TurnIo::new(info, cancel.clone(), assignment.checkpoint.clone());
+    let io = io.with_approver(approver.clone());
     let workspace = io.workspace();
     let turn = assignment.turn.clone();
     // The runtime's spans (model and tool calls) are children of the attempt's.
@@ -161,6 +164,7 @@ async fn run_attempt(
         abandon_at: None,
         grace: options.cancel_grace,
         workspace: workspace.clone(),
+        approver,
     };
     let stop = running.drive(handle, rx, release).await;
     // A runtime that names no directory works in the worker's own (where MCP servers start).
@@ -198,6 +202,8 @@ struct Running<'a> {
     grace: Duration,
     /// The directory the runtime named, sent with each progress report.
     workspace: Workspace,
+    /// The runtime's asks about tool calls, sent with the progress reports.
+    approver: Arc<WorkerApprover>,
 }
 
 impl Running<'_> {
@@ -227,6 +233,8 @@ impl Running<'_> {
                     }
                 }
                 _ = tokio::time::sleep_until(send_at) => {}
+                // An ask goes to the server at once.
+                _ = self.approver.wake.notified() => {}
                 _ = release.cancelled(), if self.stopping == Stopping::No => {
                     tracing::info!("stopping the attempt to release it");
                     self.stop_runtime(Stopping::Draining);
@@ -278,15 +286,19 @@ impl Running<'_> {
     /// Sends the next batch, or a heartbeat when nothing waits, and acts on the answer.
     async fn send(&mut self) -> Result<(), LeaseLost> {
         let batch = self.batcher.next_batch();
+        let (asks, awaiting) = self.approver.take();
         let progress = Progress {
             lease: self.lease.clone(),
             first_chunk: Some(batch.first_chunk),
             chunks: batch.chunks.clone(),
             checkpoint: batch.checkpoint.clone(),
             workspace: self.workspace.get(),
+            asks,
+            awaiting,
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {
+                self.approver.decided(reply.decisions);
                 crate::telemetry::metrics::output_sent(
                     batch.chunks.len(),
                     batch
@@ -308,6 +320,7 @@ impl Running<'_> {
             }
             Err(WorkerApiError::Unavailable(message)) => {
                 // The batch stays queued, ahead of anything newer, for the next try.
+                self.approver.put_back(progress.asks);
                 tracing::warn!(%message, "progress report failed; will retry");
                 self.cadence.failed();
             }

@@ -176,6 +176,8 @@ impl Sender<'_> {
                 chunks: batch.chunks.clone(),
                 checkpoint: batch.checkpoint.clone(),
                 workspace: self.workspace.clone(),
+                asks: Vec::new(),
+                awaiting: false,
             };
             // A cancellation requested now changes nothing: the runtime has stopped.
             match self.retrying(|| self.api.progress(&progress)).await {

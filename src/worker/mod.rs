@@ -10,6 +10,7 @@
 //! waiting for the lease to expire. A release is not a failure: it consumes no retry, writes no
 //! history event, and the attempt's `ActivityStarted` names the worker that finishes it.
 
+mod approve;
 mod attempt;
 mod batch;
 mod cadence;
@@ -34,6 +35,9 @@ use crate::runtime::RuntimeRegistry;
 pub use crate::contract::{PollRequest, WorkerApi, WorkerApiError};
 pub use grpc::GrpcWorkerApi;
 
+/// How long an attempt waits for an answer to a tool call before it is held, by default.
+pub const DEFAULT_APPROVAL_HOLD: Duration = Duration::from_secs(30);
+
 /// How a worker runs.
 #[derive(Clone)]
 pub struct WorkerOptions {
@@ -49,6 +53,9 @@ pub struct WorkerOptions {
     pub poll_wait: Duration,
     /// How long a cancelled runtime gets to stop before it is abandoned.
     pub cancel_grace: Duration,
+    /// How long an attempt waits for an answer to a tool call its runtime asked about before
+    /// the runtime is told to hold: checkpoint, stop, and free the slot until the answer.
+    pub approval_hold: Duration,
     /// How long output may sit in the buffer before it is sent.
     pub flush_interval: Duration,
     /// How many chunks make a batch that is sent at once, without waiting for
@@ -80,6 +87,7 @@ impl WorkerOptions {
             concurrency: 32,
             poll_wait: Duration::from_secs(20),
             cancel_grace: Duration::from_secs(5),
+            approval_hold: DEFAULT_APPROVAL_HOLD,
             flush_interval: Duration::from_millis(50),
             max_batch: 64,
             max_batch_bytes: crate::contract::MAX_BATCH_BYTES,

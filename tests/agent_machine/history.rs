@@ -228,6 +228,7 @@ fn start_event(prompts: &[&str], resume: Option<Resume>) -> HistoryEvent {
         resume,
         queue: "default".into(),
         traceparent: None,
+        conversation: None,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::history::{
     completed, execution_canceled, execution_completed, execution_failed, failed, failure,
     scheduled, started, timed_out, timer_canceled, timer_fired, timer_started, usage,
 };
+use crate::conversation;
 use crate::retry;
 
 /// Every scenario by name; the name is also its recorded file's name.
@@ -48,6 +49,17 @@ pub fn all() -> Vec<(&'static str, History)> {
             "stored_checkpoints_and_workspaces",
             stored_checkpoints_and_workspaces(),
         ),
+        (
+            "conversation_of_three_messages",
+            conversation::conversation_of_three_messages(),
+        ),
+        (
+            "conversation_idle_timeout",
+            conversation::conversation_idle_timeout(),
+        ),
+        ("approved_tool_call", conversation::approved_tool_call()),
+        ("denied_tool_call", conversation::denied_tool_call()),
+        ("held_and_resumed", conversation::held_and_resumed()),
     ]
 }
 

@@ -172,6 +172,7 @@ impl TestClient {
             match message.event {
                 Some(Event::Chunk(chunk)) => chunks.push(chunk),
                 Some(Event::Closed(closed)) => return Watched { chunks, closed },
+                Some(Event::Waiting(_)) => {}
                 None => {}
             }
         }

@@ -799,5 +799,6 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
     );
 
     super::worker_table::worker_cases(f, &mut add);
+    super::conversation_table::conversation_cases(f, &mut add);
     cases
 }

@@ -27,6 +27,9 @@ enum Rpc {
     GetTeam(pb::GetTeamRequest),
     UpdateTeam(pb::UpdateTeamRequest),
     Stats(pb::GetStatsRequest),
+    Send(pb::SendMessageRequest),
+    Close(pb::CloseExecutionRequest),
+    Resolve(pb::ResolveApprovalRequest),
 }
 
 /// The status the gRPC call ends with (it must fail).
@@ -48,6 +51,9 @@ async fn grpc(c: &mut TestClient, rpc: Rpc) -> tonic::Status {
         Rpc::GetTeam(r) => teams.get_team(r).await.map(drop),
         Rpc::UpdateTeam(r) => teams.update_team(r).await.map(drop),
         Rpc::Stats(r) => c.executions.get_stats(r).await.map(drop),
+        Rpc::Send(r) => c.executions.send_message(r).await.map(drop),
+        Rpc::Close(r) => c.executions.close_execution(r).await.map(drop),
+        Rpc::Resolve(r) => c.executions.resolve_approval(r).await.map(drop),
     };
     result.expect_err("the table holds bad requests only")
 }
@@ -206,6 +212,20 @@ async fn bad_requests_get_the_same_errors_over_http_and_grpc(db: Db) {
             Rpc::UpdateTeam(pb::UpdateTeamRequest { team: "nobody".into(), ..Default::default() })),
         ("stats by an unknown grouping", "GET", "/api/v1/stats?by=colour".into(), None,
             Rpc::Stats(pb::GetStatsRequest { by: "colour".into(), ..Default::default() })),
+        ("message to a closed execution", "POST", format!("/api/v1/executions/{done}/messages"),
+            Some(json!({"text": "more", "request_id": "p-1"}).to_string()),
+            Rpc::Send(pb::SendMessageRequest {
+                id: done.clone(), text: "more".into(), request_id: "p-1".into() })),
+        ("empty message", "POST", format!("/api/v1/executions/{done}/messages"),
+            Some(json!({"text": ""}).to_string()),
+            Rpc::Send(pb::SendMessageRequest { id: done.clone(), ..Default::default() })),
+        ("close what is not a conversation", "POST", format!("/api/v1/executions/{done}/close"), None,
+            Rpc::Close(pb::CloseExecutionRequest { id: done.clone() })),
+        ("answer an unknown approval", "POST", format!("/api/v1/executions/{done}/approvals/a-1"),
+            Some(json!({"allow": true, "request_id": "p-2"}).to_string()),
+            Rpc::Resolve(pb::ResolveApprovalRequest {
+                id: done.clone(), approval_id: "a-1".into(), allow: true, request_id: "p-2".into(),
+                ..Default::default() })),
     ];
     let rows_before = db.row_counts().await;
     for (case, method, path, body, rpc) in table {

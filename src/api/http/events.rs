@@ -4,6 +4,8 @@
 //! Events, each with JSON data:
 //! - `status` (first, no id): the execution as it is when the stream opens;
 //! - `output` (id = the chunk's seq): one output chunk, in seq order, none skipped or repeated;
+//! - `waiting` (no id): the execution once it waits (a conversation for its next message, a
+//!   turn for an approval) and every chunk was sent; again each time what it waits for changes;
 //! - `closed` (last, no id): the execution once it has closed and every chunk was sent;
 //! - `error` (last, no id): `{"error": {"code", "message"}}` when the stream breaks (the server
 //!   stops); reconnect, and the stream resumes after the last chunk received.
@@ -81,7 +83,7 @@ fn json_event(name: &'static str, data: &impl serde::Serialize) -> Event {
     responses(
         (status = 200, content_type = "text/event-stream",
          description = "Events `status` (an Execution), `output` (an OutputChunk, id = its seq), \
-                        `closed` (an Execution, last) and `error` (an ErrorBody, last)"),
+                        `waiting` (an Execution), `closed` (an Execution, last) and `error` (an ErrorBody, last)"),
         (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
 pub(super) async fn events(
     State(h): State<Shared>,
@@ -110,6 +112,9 @@ pub(super) async fn events(
         Ok(pb::StreamExecutionResponse {
             event: Some(Streamed::Closed(execution)),
         }) => json_event("closed", &execution),
+        Ok(pb::StreamExecutionResponse {
+            event: Some(Streamed::Waiting(execution)),
+        }) => json_event("waiting", &execution),
         Ok(pb::StreamExecutionResponse { event: None }) => json_event(
             "error",
             &ErrorBody::of(&tonic::Status::internal("an empty event")),

@@ -51,6 +51,12 @@ pub(super) struct StartExecution {
     /// The task queue its activities wait in; empty means "default".
     #[serde(default)]
     queue: String,
+    /// Start a conversation: WAITING for input after its turns (it may start with no prompt).
+    #[serde(default)]
+    interactive: bool,
+    /// How long a conversation waits for a message; 0 or absent means 24 hours.
+    #[serde(default)]
+    idle_timeout_ms: u64,
 }
 
 impl StartExecution {
@@ -76,6 +82,8 @@ impl StartExecution {
             team: self.team,
             queue: self.queue,
             runtime: self.runtime,
+            interactive: self.interactive,
+            idle_timeout_ms: self.idle_timeout_ms,
         })
     }
 }
@@ -89,7 +97,7 @@ impl StartExecution {
 )]
 pub(super) struct ListExecutionsQuery {
     namespace: Option<String>,
-    /// PENDING, RUNNING, COMPLETED, FAILED or CANCELED; repeat it, or separate with commas.
+    /// PENDING, RUNNING, WAITING, COMPLETED, FAILED or CANCELED; repeat it, or separate with commas.
     status: Option<Vec<String>>,
     /// The agent's name or id.
     agent: Option<String>,

@@ -12,6 +12,7 @@
 
 mod agents;
 mod body;
+mod conversation;
 mod error;
 mod events;
 mod executions;
@@ -178,6 +179,9 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(executions::cancel))
         .routes(routes!(executions::retry))
         .routes(routes!(executions::replay))
+        .routes(routes!(conversation::send))
+        .routes(routes!(conversation::close))
+        .routes(routes!(conversation::resolve))
         .routes(routes!(events::events))
         .routes(routes!(operators::stats))
         .routes(routes!(operators::workers))

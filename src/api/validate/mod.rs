@@ -2,6 +2,7 @@
 //! every request passes through here before anything is written, so SQLite and PostgreSQL see
 //! the same values and answer alike; the bounds are listed in [`limits`].
 
+mod conversation;
 mod numbers;
 pub(crate) mod quota;
 mod text;
@@ -19,6 +20,9 @@ use crate::domain::DEFAULT_NAMESPACE;
 use crate::store::AgentKey;
 use limits::*;
 
+pub(crate) use conversation::{
+    approval_id, asks, conversation, decision, message, request_id_or_new, start_prompts,
+};
 pub(crate) use numbers::{duration_ms, seq, usage};
 pub(crate) use text::{no_nul, plain, quote, text};
 pub(crate) use worker::{

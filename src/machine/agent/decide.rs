@@ -57,6 +57,13 @@ impl AgentState {
                 },
                 None => vec![self.cancel_execution()],
             },
+            E::MessageReceived { .. }
+            | E::CloseRequested
+            | E::IdleTimedOut { .. }
+            | E::ApprovalRequested { .. }
+            | E::ApprovalResolved { .. }
+            | E::ActivityHeld { .. } => self.decide_conversation(input),
+            E::ActivityResumed { .. } => return Err(AgentState::invalid(Some(self), input)),
             E::ActivityCancelRequested { .. }
             | E::ExecutionCompleted { .. }
             | E::ExecutionFailed { .. }
@@ -72,13 +79,16 @@ impl AgentState {
     }
 
     /// After the start (which may bring reused turns) or a completed turn: run the next turn,
-    /// or stop when a cancel was asked for, or complete when no turn is left.
-    fn next_turn_or_end(&self) -> Vec<HistoryEvent> {
+    /// or stop when a cancel was asked for, or wait when an open conversation has run every
+    /// message, or complete when no turn is left.
+    pub(super) fn next_turn_or_end(&self) -> Vec<HistoryEvent> {
         let next = self.turns.len() as u32;
         if (next as usize) < self.prompts.len() && self.cancel_reason.is_none() {
             vec![self.schedule_turn(next)]
         } else if (next as usize) < self.prompts.len() {
             vec![self.cancel_execution()]
+        } else if self.awaits_message() {
+            vec![]
         } else {
             let last = self
                 .turns

@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::InvalidTransition;
 use crate::domain::{
-    AgentSpec, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts,
-    TimerPurpose, TurnResult, Usage,
+    AgentSpec, Conversation, ExecutionStatus, Failure, HistoryEvent, Millis,
+    RetryPolicy, TimeoutKind, Timeouts, TimerPurpose, TurnResult, Usage,
 };
 
+mod conversation;
 mod decide;
+
+pub use conversation::{Approval, WaitingFor};
 
 /// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
 pub fn activity_id_for_turn(index: u32) -> String {
@@ -62,6 +65,10 @@ pub struct OpenActivity {
     pub phase: ActivityPhase,
     /// Whether the running attempt was asked to stop.
     pub cancel_requested: bool,
+    /// Set while its attempt is held at an unanswered tool call (see `ActivityHeld`): scheduled,
+    /// but its task waits without a lease until the answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// The snapshot of an agent execution, stored with the execution row and rebuilt by replay.
@@ -93,6 +100,19 @@ pub struct AgentState {
     /// The trace its attempts join (see `ExecutionStarted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Set for a conversation (see `ExecutionStarted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    /// Set once a conversation was closed (by a client or its idle timeout): it takes no more
+    /// messages and completes after the turns it has.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
+    /// The request ids of the messages received, in order (so a message sent again is found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
+    /// The approvals the current turn asked for, answered or not, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
 }
 
 fn default_queue() -> String {
@@ -141,6 +161,7 @@ impl AgentState {
                     resume,
                     queue,
                     traceparent,
+                    conversation,
                 } => {
                     // A retry starts with the turns it reuses already completed, as if they
                     // had run here; it cannot reuse more turns than it has prompts.
@@ -151,7 +172,7 @@ impl AgentState {
                         Some(r) => (r.turns.clone(), r.checkpoint.clone()),
                         None => (Vec::new(), None),
                     };
-                    Ok(AgentState {
+                    let mut s = AgentState {
                         agent: agent.clone(),
                         prompts: prompts.clone(),
                         retry_policy: retry_policy.clone(),
@@ -164,7 +185,13 @@ impl AgentState {
                         cancel_reason: None,
                         queue: queue.clone(),
                         traceparent: traceparent.clone(),
-                    })
+                        conversation: *conversation,
+                        closing: false,
+                        message_ids: Vec::new(),
+                        approvals: Vec::new(),
+                    };
+                    s.refresh_waiting();
+                    Ok(s)
                 }
                 _ => Err(AgentState::invalid(None, event)),
             };
@@ -201,12 +228,16 @@ impl AgentState {
                 if !ok {
                     return Err(invalid(&s));
                 }
+                if *attempt == 1 {
+                    s.approvals.clear();
+                }
                 s.activity = Some(OpenActivity {
                     activity_id: activity_id.clone(),
                     turn: *turn,
                     attempt: *attempt,
                     phase: P::Scheduled,
                     cancel_requested: false,
+                    held: false,
                 });
             }
             E::ActivityStarted {
@@ -247,6 +278,7 @@ impl AgentState {
                 s.usage = s.usage + *usage;
                 s.checkpoint = checkpoint.clone();
                 s.status = ExecutionStatus::Running;
+                s.approvals.clear();
             }
             E::ActivityFailed {
                 activity_id,
@@ -354,7 +386,15 @@ impl AgentState {
                 s.status = ExecutionStatus::Canceled;
                 s.activity = None;
             }
+            E::MessageReceived { .. }
+            | E::CloseRequested
+            | E::IdleTimedOut { .. }
+            | E::ApprovalRequested { .. }
+            | E::ApprovalResolved { .. }
+            | E::ActivityHeld { .. }
+            | E::ActivityResumed { .. } => s.apply_conversation(event)?,
         }
+        s.refresh_waiting();
         Ok(s)
     }
 

@@ -97,6 +97,13 @@ macro_rules! agent_events {
             | HistoryEvent::TimerStarted { .. }
             | HistoryEvent::TimerFired { .. }
             | HistoryEvent::TimerCanceled { .. }
+            | HistoryEvent::MessageReceived { .. }
+            | HistoryEvent::CloseRequested
+            | HistoryEvent::IdleTimedOut { .. }
+            | HistoryEvent::ApprovalRequested { .. }
+            | HistoryEvent::ApprovalResolved { .. }
+            | HistoryEvent::ActivityHeld { .. }
+            | HistoryEvent::ActivityResumed { .. }
     };
 }
 

@@ -129,7 +129,8 @@ macro_rules! sql_stats {
                         let n = count("n")?;
                         match status {
                             ExecutionStatus::Pending => group.pending += n,
-                            ExecutionStatus::Running => group.running += n,
+                            // A waiting execution is open and counted with the running ones.
+                            ExecutionStatus::Running | ExecutionStatus::Waiting => group.running += n,
                             ExecutionStatus::Completed => group.completed += n,
                             ExecutionStatus::Failed => group.failed += n,
                             ExecutionStatus::Canceled => group.canceled += n,

@@ -135,6 +135,7 @@ impl WorkerApi for FakeApi {
         let reply = self.progress_replies.lock().unwrap().pop_front();
         let reply = reply.unwrap_or(Ok(ProgressReply {
             cancel_requested: false,
+            ..Default::default()
         }));
         self.record(Call::Progress(progress.clone()), reply.is_ok());
         reply

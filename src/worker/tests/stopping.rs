@@ -14,6 +14,7 @@ async fn a_cancel_in_a_progress_reply_fires_the_token_and_ends_canceled() {
     let api = Arc::new(FakeApi::default());
     api.answer_progress(Ok(ProgressReply {
         cancel_requested: true,
+        ..Default::default()
     }));
     let options = options(until_cancelled(api.clone()));
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
@@ -44,6 +45,7 @@ async fn a_runtime_that_ignores_its_token_is_abandoned_after_the_grace() {
     let api = Arc::new(FakeApi::default());
     api.answer_progress(Ok(ProgressReply {
         cancel_requested: true,
+        ..Default::default()
     }));
     let options = options(stubborn());
     let api_dyn: Arc<dyn WorkerApi> = api.clone();
