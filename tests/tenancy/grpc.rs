@@ -433,6 +433,39 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                 );
             }
         }
+        // A person in the loop (issue 14): a's token can neither talk to b's execution nor answer
+        // its approvals, nor learn that it exists.
+        "SendMessage" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| pb::SendMessageRequest {
+                    id,
+                    text: "hello".into(),
+                    request_id: String::new(),
+                })
+                .await,
+            );
+        }
+        "CloseExecution" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| {
+                    pb::CloseExecutionRequest { id }
+                })
+                .await,
+            );
+        }
+        "ResolveApproval" => {
+            rows.extend(
+                hidden(fx, method, &fx.team_run, false, |id| {
+                    pb::ResolveApprovalRequest {
+                        id,
+                        approval_id: "turn-1:toolu_1".into(),
+                        allow: true,
+                        ..Default::default()
+                    }
+                })
+                .await,
+            );
+        }
         "RetryExecution" => {
             rows.extend(
                 hidden(fx, method, &fx.cancelled, false, |id| {

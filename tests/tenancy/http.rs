@@ -66,7 +66,8 @@ impl Route<'_> {
             .path
             .replace("{id}", value)
             .replace("{agent}", value)
-            .replace("{team}", value);
+            .replace("{team}", value)
+            .replace("{approval_id}", "turn-1:toolu_1");
         format!("{}{path}{query}", self.fx.server.url)
     }
 
@@ -185,6 +186,11 @@ fn rows(route: &Route, operation: &str) -> Vec<(String, Verdict)> {
             rows
         }
         "CancelExecution" => route.hidden(&fx.team_run, None, false),
+        // A person in the loop: a's token can neither talk to b's execution nor answer its
+        // approvals, nor learn that it exists.
+        "SendMessage" => route.hidden(&fx.done, Some(r#"{"text":"hello"}"#), false),
+        "CloseExecution" => route.hidden(&fx.done, None, false),
+        "ResolveApproval" => route.hidden(&fx.team_run, Some(r#"{"allow":true}"#), false),
         "RetryExecution" => route.hidden(&fx.cancelled, Some(r#"{"force":true}"#), false),
         "GetStats" => {
             let (code, body) = route.send("", "", TOKEN_A, None, None);

@@ -32,7 +32,7 @@ pub(super) fn config_keys() -> Vec<ConfigKeyInfo> {
         key(
             "permission_mode",
             "string",
-            "how tool use is approved: default, acceptEdits, plan or bypassPermissions",
+            "how tool use is approved: default (the CLI's asks become Cairn approvals; also when unset), acceptEdits, plan or bypassPermissions",
         ),
         key(
             "cwd",

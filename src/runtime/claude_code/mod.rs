@@ -289,6 +289,12 @@ impl AgentRuntime for ClaudeCodeRuntime {
             Some(_) => Opening::HeldToolCall,
             None => Opening::Prompt(&turn.prompt),
         };
+        if let Some(tool_use_id) = &held {
+            checkpoint_base.insert(
+                approve::HELD_KEY.into(),
+                json!({"tool_use_id": tool_use_id, "turn": turn.index}),
+            );
+        }
         let result = Session::new(process, &io, checkpoint_base, config_root, turn.index)
             .run(opening)
             .await;
