@@ -178,6 +178,13 @@ impl Node {
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
             worker_options.policy = options.worker_policy.clone();
+            // The in-process worker reaches the engine without crossing the API's edge, so it
+            // holds its runtimes' output to the server's limits itself.
+            worker_options.max_chunk_bytes = options.limits.max_chunk_bytes;
+            worker_options.max_checkpoint_bytes = options.limits.max_checkpoint_bytes;
+            worker_options.max_batch_bytes = worker_options
+                .max_batch_bytes
+                .min(options.limits.max_batch_bytes);
             worker_options.approval_hold = options.approval_hold;
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),

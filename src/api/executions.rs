@@ -84,7 +84,10 @@ impl ExecutionService for Executions {
             conversation,
             request_id: validate::request_id(&r.request_id)?,
             labels: validate::labels(&r.labels)?,
-            retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
+            retry_policy: validate::quota::retry_policy(
+                &self.state.limits,
+                r.retry_policy.map(TryInto::try_into).transpose()?,
+            )?,
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
             queue: validate::queue("queue", &r.queue)?,
             traceparent,

@@ -39,6 +39,7 @@ pub enum Call {
     CancelTask(pb::CancelTaskRequest),
     Release(pb::ReleaseTaskRequest),
     Register(pb::RegisterRuntimesRequest),
+    Deregister(pb::DeregisterWorkerRequest),
 }
 
 /// Sends `call`; the reply's content does not matter here, only whether it was refused.
@@ -81,5 +82,6 @@ pub async fn send(c: &mut TestClient, call: Call) -> Result<(), Status> {
         Call::CancelTask(r) => w.cancel_task(r).await.map(drop),
         Call::Release(r) => w.release_task(r).await.map(drop),
         Call::Register(r) => w.register_runtimes(r).await.map(drop),
+        Call::Deregister(r) => w.deregister_worker(r).await.map(drop),
     }
 }

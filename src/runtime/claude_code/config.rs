@@ -37,7 +37,7 @@ pub(super) fn config_keys() -> Vec<ConfigKeyInfo> {
         key(
             "cwd",
             "string",
-            "absolute working directory of the CLI on the worker (default: a scratch directory per execution)",
+            "absolute working directory of the CLI on the worker, under a root the worker policy admits (default: a scratch directory of the execution, removed when each turn ends)",
         ),
         key(
             "allowed_tools",

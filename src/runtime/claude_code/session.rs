@@ -146,6 +146,12 @@ impl<'a> Session<'a> {
                         }
                     }
                     Ok(None) => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                        // The same run would print the same line again.
+                        self.process.group.kill_tree();
+                        let _ = self.process.wait_for(STOP_GRACE).await;
+                        return Err(RuntimeError::fatal("cli_line_too_long", error.to_string()));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "reading Claude Code's output failed");
                         break;
