@@ -178,6 +178,12 @@ impl Node {
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
             worker_options.policy = options.worker_policy.clone();
+            // Said at start, so the one user of `cairn dev` knows what its worker admits.
+            tracing::info!(
+                worker = %worker_options.worker_id,
+                policy = %options.worker_policy.summary(),
+                "the in-process worker's policy"
+            );
             // The in-process worker reaches the engine without crossing the API's edge, so it
             // holds its runtimes' output to the server's limits itself.
             worker_options.max_chunk_bytes = options.limits.max_chunk_bytes;

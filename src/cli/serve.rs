@@ -199,10 +199,6 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     } else {
         WorkerPolicy::default()
     })?;
-    eprintln!(
-        "cairn dev: the in-process worker's policy: {}",
-        options.worker_policy.summary()
-    );
     options.limits = args.limits.limits(args.max_prompt_bytes);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
@@ -224,12 +220,6 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
     options.worker_policy = args.runtime.policy(WorkerPolicy::default())?;
-    if args.worker {
-        eprintln!(
-            "cairn server: the in-process worker's policy: {}",
-            options.worker_policy.summary()
-        );
-    }
     options.limits = args.limits.limits(args.max_prompt_bytes);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
