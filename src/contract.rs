@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Failure, Turn, Usage};
+use crate::domain::{Failure, Turn, Usage, WorkerPolicy};
 
 pub use crate::domain::Lease;
 
@@ -66,6 +66,9 @@ pub struct PollRequest {
     pub slots: u32,
     /// How long the server may hold the call when there is nothing to do.
     pub wait: Duration,
+    /// The worker's policy: it is handed only tasks whose agent the policy admits. `None` for
+    /// a worker that advertises none (an older or external worker), which is handed any.
+    pub policy: Option<WorkerPolicy>,
 }
 
 /// A claimed attempt, handed to a worker.
@@ -114,6 +117,9 @@ pub struct Progress {
     pub chunks: Vec<ChunkIn>,
     /// A checkpoint that covers every chunk sent so far, including these.
     pub checkpoint: Option<serde_json::Value>,
+    /// The directory the attempt works in, once its runtime named it: stored with the lease, so
+    /// an attempt that never reports (its worker died) still records where it ran.
+    pub workspace: Option<String>,
     /// Tool calls the runtime asks a person about, recorded as `ApprovalRequested` (an ask
     /// whose id the turn already has is recorded once).
     pub asks: Vec<Ask>,
@@ -297,6 +303,9 @@ pub trait WorkerApi: Send + Sync + 'static {
     async fn report(&self, report: &Report) -> Result<Option<Assignment>, WorkerApiError>;
     /// Hands a running attempt back (graceful drain).
     async fn release(&self, release: &Release) -> Result<(), WorkerApiError>;
+    /// Says the worker stopped cleanly (after its attempts were reported or released), so it
+    /// leaves the list of workers at once.
+    async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError>;
 }
 
 /// The length of `value` encoded as JSON, without building the string.

@@ -37,6 +37,8 @@ pub struct NodeOptions {
     /// How long the in-process worker's attempts wait for an answer to a tool call before
     /// they are held (checkpointed and stopped until the answer).
     pub approval_hold: std::time::Duration,
+    /// What the in-process worker admits (restrictive unless the caller says otherwise).
+    pub worker_policy: crate::domain::WorkerPolicy,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -62,6 +64,7 @@ impl NodeOptions {
             runtime_settings: RuntimeSettings::default(),
             cancel_grace: std::time::Duration::from_secs(5),
             approval_hold: crate::worker::DEFAULT_APPROVAL_HOLD,
+            worker_policy: crate::domain::WorkerPolicy::default(),
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
@@ -162,6 +165,7 @@ impl Node {
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
             worker_options.approval_hold = options.approval_hold;
+            worker_options.policy = options.worker_policy.clone();
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),
                 worker_options,

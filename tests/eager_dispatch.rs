@@ -109,6 +109,7 @@ fn poll_request(worker: &str, wait: Duration) -> PollRequest {
         max_tasks: 1,
         slots: 1,
         wait,
+        policy: None,
     }
 }
 
@@ -271,6 +272,7 @@ async fn a_report_without_a_free_slot_leaves_the_next_task_to_the_queue(db: Db) 
             runtimes: vec!["echo".into()],
             max_tasks: 1,
             wait_ms: 0,
+            policy_json: String::new(),
             ..Default::default()
         })
         .await

@@ -78,6 +78,7 @@ async fn claim(engine: &Engine) -> Vec<Assignment> {
         max_tasks: 8,
         slots: 8,
         wait: Duration::ZERO,
+        policy: None,
     };
     engine
         .poll(&request, &CancellationToken::new())
@@ -135,6 +136,7 @@ async fn a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried
             checkpoint: Some(json!({ "next": 3 })),
             asks: Vec::new(),
             awaiting: false,
+            workspace: None,
         })
         .await
         .unwrap();
@@ -299,6 +301,7 @@ async fn heartbeat(
             checkpoint: None,
             asks: Vec::new(),
             awaiting: false,
+            workspace: None,
         })
         .await
 }

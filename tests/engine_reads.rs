@@ -74,6 +74,7 @@ async fn claim_one(engine: &Engine) -> Assignment {
         max_tasks: 8,
         slots: 8,
         wait: Duration::ZERO,
+        policy: None,
     };
     let mut claimed = engine
         .poll(&request, &CancellationToken::new())
@@ -219,6 +220,7 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
                 checkpoint: None,
                 asks: Vec::new(),
                 awaiting: false,
+                workspace: None,
             })
             .await
             .unwrap();

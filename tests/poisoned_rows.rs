@@ -54,6 +54,7 @@ async fn poll_until(c: &mut TestClient, want: &[&str]) -> Vec<pb::Task> {
             queue: String::new(),
             max_tasks: 10,
             wait_ms: 1_000,
+            policy_json: String::new(),
         };
         let reply = c
             .workers

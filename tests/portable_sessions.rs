@@ -27,6 +27,7 @@ fn worker(id: &str, url: &str, sandbox: &CliSandbox, api: &FakeAnthropic) -> Pro
     let cli = claude_cli().display().to_string();
     let env = sandbox.env(api);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let policy = common::fleet::open_policy();
     Proc::worker(
         id,
         &[url],
@@ -37,6 +38,8 @@ fn worker(id: &str, url: &str, sandbox: &CliSandbox, api: &FakeAnthropic) -> Pro
             "1",
             "--drain-timeout-ms",
             "120000",
+            "--policy",
+            &policy,
         ],
         &env,
     )
@@ -298,5 +301,20 @@ async fn a_turn_killed_with_its_worker_resumes_its_session_on_another_worker() {
             .last()
             .map(String::as_str),
         Some("worker-b")
+    );
+    // The killed attempt never reported, yet its start records where it ran: the directory its
+    // progress named, kept with the lease.
+    let history = c.history(&id).await;
+    let started: Vec<&Value> = history
+        .iter()
+        .filter(|e| e.kind == "ActivityStarted")
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(started[0]["worker"], "worker-a");
+    let dir = started[0]["workspace"].as_str().unwrap_or_default();
+    assert!(
+        std::path::Path::new(dir).is_absolute(),
+        "attempt 1 on the killed worker records its directory: {:?}",
+        started[0]
     );
 }

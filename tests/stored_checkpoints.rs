@@ -1,7 +1,8 @@
 //! Checkpoints as stored objects, through the whole engine with the `default` runtime against a
 //! fake OpenAI-compatible server: a long conversation keeps its history linear in its turns and
 //! stores its transcript about once; after a SIGKILL of the server every stored reference still
-//! reads back.
+//! reads back; and an object whose transaction dies with the server (killed while that
+//! transaction is open, PostgreSQL) is not there.
 
 mod common;
 mod fake_openai;
@@ -154,6 +155,121 @@ async fn after_a_sigkill_every_stored_checkpoint_reads_back(db: Db) {
     }
     assert!(!referenced.is_empty());
     assert_resolvable(&*store, &referenced).await;
+}
+
+/// Kill -9 the server while a transaction that has inserted a checkpoint object is still open:
+/// the object must not be there afterwards. A trigger the test installs on `objects` holds each
+/// inserting transaction inside the insert, after the row is written: it first takes a shared
+/// advisory lock keyed by the row's id (which the test reads from `pg_locks`), then waits for an
+/// advisory lock the test holds. PostgreSQL only: SQLite offers no way to hold a server's
+/// transaction open from outside it (the SQL is the same macro for both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_transaction_dies_with_the_server_is_not_stored() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let model = FakeOpenAi::start().await;
+    push_answers(&model, 0..100);
+    let mut server = Server::dev_with_model(&db, &model.base_url());
+    let mut c = server.client().await;
+    c.create_model_agent("talker", "gpt-test", json!({})).await;
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION cairn_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           PERFORM pg_advisory_xact_lock_shared(7, hashtext(NEW.id)); \
+           PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$; \
+         CREATE TRIGGER cairn_test_stall AFTER INSERT ON objects \
+           FOR EACH ROW EXECUTE FUNCTION cairn_test_stall();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Held by this connection until it is released below.
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let prompts: Vec<String> = (0..6).map(|t| format!("question {t}?")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let mut request = start_request("talker", &prompts);
+    request.retry_policy = Some(fast_retries(10));
+    request.timeouts = Some(cairn::api::pb::Timeouts {
+        heartbeat_ms: 1_000,
+        ..Default::default()
+    });
+    let id = c.start(request).await;
+
+    // Wait for a transaction to be held inside its object insert.
+    let key: i64 = common::wait_for("an object insert held open", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' \
+             AND classid = 7 AND granted LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    let stored_before: i64 = sqlx::query_scalar("SELECT count(*) FROM objects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    server.kill();
+    // Let the held insert finish: its backend then finds its client gone and rolls the
+    // transaction back (a backend waiting for a lock does not notice a closed socket).
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    common::wait_for("the held transaction to end", || async {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (held == 0).then_some(())
+    })
+    .await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM objects WHERE hashtext(id)::oid::bigint = $1")
+            .bind(key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, 0,
+        "the object of a transaction that never committed is not stored"
+    );
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM objects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(after, stored_before, "no object appeared with the crash");
+
+    // The retry stores its checkpoints, and every one it refers to reads back.
+    sqlx::raw_sql("DROP TRIGGER cairn_test_stall ON objects; DROP FUNCTION cairn_test_stall();")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let server = Server::dev_with_model(&db, &model.base_url());
+    let mut c = server.client().await;
+    let watched = c
+        .watch_within(&id, 0, std::time::Duration::from_secs(120))
+        .await;
+    assert_eq!(watched.closed.status, "COMPLETED");
+    let mut referenced = Vec::new();
+    for event in c.history(&id).await {
+        references(&event.payload, &mut referenced);
+    }
+    assert!(
+        !referenced.is_empty(),
+        "the conversation stored checkpoints"
+    );
+    assert_resolvable(&*db.store().await, &referenced).await;
 }
 
 on_both_stores!(

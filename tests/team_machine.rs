@@ -60,6 +60,7 @@ fn started(team: TeamSpec) -> HistoryEvent {
         retry_policy: RetryPolicy::default(),
         timeouts: Timeouts::default(),
         reused: vec![],
+        queue: "default".into(),
     }
 }
 
@@ -279,6 +280,7 @@ fn retried_sequential_reuses_the_completed_prefix() -> Run {
         retry_policy,
         timeouts,
         reused,
+        queue: "default".into(),
     };
     assert_eq!(
         run.input(retry),

@@ -519,7 +519,44 @@ async fn retrying_a_team_reruns_only_the_children_that_did_not_complete(db: Db) 
     }
 }
 
+/// A team started on a queue runs its children there: only a worker of that queue serves them.
+async fn a_team_started_on_a_queue_runs_its_children_there(db: Db) {
+    let server = Server::start(&db, "server", &[]);
+    let _gpu = common::fleet::Proc::worker(
+        "gpu-worker",
+        &[&server.url],
+        &["--runtimes", "echo", "--queue", "gpu"],
+        &[],
+    );
+    let mut c = server.client().await;
+    c.create_agent("drafter", "echo", json!({ "chunks": ["draft "] }))
+        .await;
+    c.create_agent("editor", "echo", json!({})).await;
+    let pair = [("drafter", "writes"), ("editor", "edits")];
+    create_team(&c, team("writers", "sequential", &pair)).await;
+    let request = pb::StartExecutionRequest {
+        queue: "gpu".into(),
+        ..start_team("writers", "write it")
+    };
+    let id = c.start(request).await;
+    let watched = c.watch(&id, 0).await;
+
+    assert_eq!(watched.closed.status, "COMPLETED");
+    let kids = children(&mut c, &id).await;
+    assert_eq!(kids.len(), 2);
+    assert!(kids.iter().all(|k| k.queue == "gpu"), "{kids:?}");
+    let started: Vec<String> = c
+        .history(&kids[0].id)
+        .await
+        .iter()
+        .filter(|e| e.kind == "ActivityStarted")
+        .map(|e| e.payload["worker"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(started, ["gpu-worker"]);
+}
+
 on_both_stores!(
+    a_team_started_on_a_queue_runs_its_children_there,
     retrying_a_team_reruns_only_the_children_that_did_not_complete,
     a_sequential_team_hands_each_result_to_the_next_member,
     a_parallel_team_gathers_results_for_its_aggregator,

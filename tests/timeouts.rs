@@ -36,6 +36,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         first_chunk_index: Some(0),
         asks: Vec::new(),
         awaiting_decisions: false,
+        workspace: String::new(),
     };
     let reply = c
         .workers
@@ -75,6 +76,7 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         first_chunk_index: None,
         asks: Vec::new(),
         awaiting_decisions: false,
+        workspace: String::new(),
     };
     assert_eq!(
         c.workers.report_progress(stale).await.unwrap_err().code(),
@@ -213,6 +215,7 @@ async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db
         first_chunk_index: Some(0),
         asks: Vec::new(),
         awaiting_decisions: false,
+        workspace: String::new(),
     };
     c.workers.report_progress(progress).await.unwrap();
     // The worker never saw that reply, so its last report carries the chunk again.

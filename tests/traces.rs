@@ -312,7 +312,15 @@ async fn one_trace_with_a_separate_worker_process() {
     let env = otel_env(&endpoint);
     let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &borrowed(&env));
     let base_url = fake.base_url();
-    let model = ["--openai-base-url", &base_url, "--openai-api-key-env", ""];
+    let policy = common::fleet::open_policy();
+    let model = [
+        "--openai-base-url",
+        &base_url,
+        "--openai-api-key-env",
+        "",
+        "--policy",
+        &policy,
+    ];
     let _worker = Proc::worker("traced", &[&url], &model, &borrowed(&env));
     let mut c = TestClient::connect(&url).await;
     let _dir = reader(&mut c, &fake).await;

@@ -28,6 +28,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         first_chunk_index: Some(0),
         asks: Vec::new(),
         awaiting_decisions: false,
+        workspace: String::new(),
     };
     c.workers.report_progress(first).await.unwrap();
     let before = db.row_counts().await;
@@ -39,6 +40,7 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         first_chunk_index: Some(7),
         asks: Vec::new(),
         awaiting_decisions: false,
+        workspace: String::new(),
     };
     let err = c.workers.report_progress(gap).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

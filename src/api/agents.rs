@@ -6,7 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::error::invalid;
 use super::pb::agent_service_server::AgentService;
+use super::tenancy::Scope;
 use super::{ApiState, pb, validate};
+use crate::domain::Agent;
 use crate::engine::catalog::{self, AgentChange, NewAgent};
 use crate::store::AgentKey;
 
@@ -19,6 +21,26 @@ impl Agents {
     /// A service over the shared API state.
     pub fn new(state: Arc<ApiState>) -> Self {
         Agents { state }
+    }
+}
+
+impl Agents {
+    /// The agent as a create or update answers it: with a warning when no connected worker of
+    /// its runtime has a policy that admits its configuration (the rule named).
+    async fn with_warnings(&self, agent: &Agent) -> Result<pb::Agent, Status> {
+        let config = agent
+            .configuration
+            .get("runtime_config")
+            .cloned()
+            .unwrap_or_default();
+        let mut reply = pb::Agent::from(agent);
+        let engine = &self.state.engine;
+        if let Some(why) = engine.unadmitted(&agent.runtime, None, &config).await? {
+            reply
+                .warnings
+                .push(format!("its executions will wait: {why}"));
+        }
+        Ok(reply)
     }
 }
 
@@ -44,9 +66,10 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::CreateAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let new = NewAgent {
-            namespace: validate::namespace(&r.namespace)?,
+            namespace: scope.namespace(&r.namespace)?,
             name: validate::agent_name(&r.name)?,
             runtime: validate::runtime(&r.runtime)?,
             model_id: validate::model_id(&r.model_id)?,
@@ -54,15 +77,16 @@ impl AgentService for Agents {
         };
         let state = &self.state;
         let agent = state.engine.create_agent(&state.runtimes, new).await?;
-        Ok(Response::new((&agent).into()))
+        Ok(Response::new(self.with_warnings(&agent).await?))
     }
 
     async fn get_agent(
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         let agent = self.state.engine.agent(&namespace, &key).await?;
         Ok(Response::new((&agent).into()))
@@ -72,8 +96,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let size = validate::page_size(r.page_size, &self.state.limits)?;
         let after = validate::page_token(&r.page_token)?;
         let agents = self
@@ -95,8 +120,9 @@ impl AgentService for Agents {
         &self,
         request: Request<pb::UpdateAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         if let Some(runtime) = &r.runtime {
             validate::plain("runtime", runtime, validate::limits::MAX_RUNTIME_BYTES)?;
@@ -116,15 +142,16 @@ impl AgentService for Agents {
             .engine
             .update_agent(&state.runtimes, &namespace, &key, change)
             .await?;
-        Ok(Response::new((&agent).into()))
+        Ok(Response::new(self.with_warnings(&agent).await?))
     }
 
     async fn archive_agent(
         &self,
         request: Request<pb::ArchiveAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = validate::agent_key(&r.agent)?;
         let expected = expected_version(r.expected_version)?;
         let agent = self

@@ -28,6 +28,7 @@ impl From<&Agent> for pb::Agent {
             created_at_ms: a.created_at,
             updated_at_ms: a.updated_at,
             version: a.version,
+            warnings: Vec::new(),
         }
     }
 }
@@ -164,6 +165,7 @@ pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
                 runtime,
                 queue,
                 unserved,
+                refused,
             } => {
                 let mut waiting =
                     format!("waiting for a worker with runtime `{runtime}` on queue `{queue}`");
@@ -173,6 +175,9 @@ pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
                     waiting.push_str(&format!(
                         ": no connected worker offers runtime `{runtime}` on queue `{queue}`"
                     ));
+                }
+                if let Some(why) = refused {
+                    waiting.push_str(&format!(": {why}"));
                 }
                 (waiting, String::new())
             }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::agents::not_found;
 use super::error::invalid;
 use super::pb::execution_service_server::ExecutionService;
+use super::tenancy::Scope;
 use super::{ApiState, convert, pb, retry, validate};
 use crate::domain::ExecutionStatus;
 use crate::engine::{OutputEvent, OutputFollower, StartRequest};
@@ -43,18 +44,14 @@ impl ExecutionService for Executions {
         request: Request<pb::StartExecutionRequest>,
     ) -> Result<Response<pb::StartExecutionResponse>, Status> {
         let traceparent = super::trace::traceparent(request.metadata());
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let (agent, team) = match (r.agent.is_empty(), r.team.is_empty()) {
             (false, false) => return Err(invalid("give agent or team, not both")),
             (true, false) => (None, Some(validate::agent_key(&r.team)?)),
             _ => (Some(validate::agent_key(&r.agent)?), None),
         };
-        if team.is_some() && !r.queue.is_empty() {
-            return Err(invalid(
-                "queue applies to agent executions; a team's children run on the default queue",
-            ));
-        }
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         if !r.runtime.is_empty() {
             validate::plain("runtime", &r.runtime, validate::limits::MAX_RUNTIME_BYTES)?;
             let Some(key) = &agent else {
@@ -102,7 +99,9 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
+        let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
+        scope.execution(&self.state.engine, id).await?;
         Ok(Response::new(self.view(id).await?))
     }
 
@@ -110,8 +109,9 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let statuses = r
             .status
             .iter()
@@ -184,9 +184,11 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         validate::text("reason", &r.reason, validate::limits::MAX_REASON_BYTES)?;
+        scope.execution(&self.state.engine, id).await?;
         let reason = if r.reason.is_empty() {
             "cancelled by a client".to_string()
         } else {
@@ -202,9 +204,11 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::StreamExecutionRequest>,
     ) -> Result<Response<OutputStream>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
+        scope.execution(&self.state.engine, id).await?;
         let shutdown = self.state.shutdown.clone();
         let follower = self
             .state
@@ -218,11 +222,12 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
         let engine = &self.state.engine;
-        engine.execution(id).await?;
+        scope.execution(engine, id).await?;
         let events = engine.history_after(id, after_seq).await?;
         Ok(Response::new(pb::GetHistoryResponse {
             events: events.iter().map(pb::HistoryEvent::from).collect(),
@@ -233,7 +238,9 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::ReplayExecutionRequest>,
     ) -> Result<Response<pb::ReplayExecutionResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
+        scope.execution(&self.state.engine, id).await?;
         let report = self.state.engine.replay(id).await?;
         Ok(Response::new(retry::replay_response(report)?))
     }
@@ -242,7 +249,9 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::RetryExecutionRequest>,
     ) -> Result<Response<pb::RetryExecutionResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let retry = retry::retry_request(request.into_inner(), &self.state.limits)?;
+        scope.execution(&self.state.engine, retry.id).await?;
         let retried = self.state.engine.retry(retry).await?;
         Ok(Response::new(pb::RetryExecutionResponse {
             execution_id: retried.id.to_string(),
@@ -297,7 +306,8 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
-        let stats = super::stats::get_stats(&self.state, request.into_inner()).await?;
+        let scope = Scope::of(&request)?;
+        let stats = super::stats::get_stats(&self.state, &scope, request.into_inner()).await?;
         Ok(Response::new(stats))
     }
 }

@@ -4,6 +4,7 @@
 use tonic::Status;
 
 use super::error::invalid;
+use super::tenancy::Scope;
 use super::{ApiState, pb, validate};
 use crate::engine::StatsReport;
 use crate::store::StatsGroup;
@@ -11,9 +12,10 @@ use crate::store::StatsGroup;
 /// Validates the request, asks the engine, converts the report.
 pub(super) async fn get_stats(
     state: &ApiState,
+    scope: &Scope,
     r: pb::GetStatsRequest,
 ) -> Result<pb::GetStatsResponse, Status> {
-    let namespace = validate::namespace(&r.namespace)?;
+    let namespace = scope.namespace(&r.namespace)?;
     let window = match validate::duration_ms("window_ms", r.window_ms)? {
         0 => None,
         ms => Some(std::time::Duration::from_millis(ms)),

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::agents::expected_version;
 use super::error::invalid;
 use super::pb::team_service_server::TeamService;
+use super::tenancy::Scope;
 use super::{ApiState, convert, pb, validate};
 use crate::domain::{Team, TeamConfig, TeamStrategy};
 use crate::engine::catalog::{MemberRef, TeamDefinition};
@@ -147,8 +148,9 @@ impl TeamService for Teams {
         &self,
         request: Request<pb::CreateTeamRequest>,
     ) -> Result<Response<pb::Team>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let name = validate::agent_name(&r.name)?;
         let definition = definition(&r)?;
         let engine = &self.state.engine;
@@ -160,8 +162,9 @@ impl TeamService for Teams {
         &self,
         request: Request<pb::GetTeamRequest>,
     ) -> Result<Response<pb::Team>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let team = self
             .state
             .engine
@@ -174,8 +177,9 @@ impl TeamService for Teams {
         &self,
         request: Request<pb::ListTeamsRequest>,
     ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let size = validate::page_size(r.page_size, &self.state.limits)?;
         let after = validate::page_token(&r.page_token)?;
         let engine = &self.state.engine;
@@ -197,8 +201,9 @@ impl TeamService for Teams {
         &self,
         request: Request<pb::UpdateTeamRequest>,
     ) -> Result<Response<pb::Team>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = team_key(&r.team)?;
         let d = r
             .definition
@@ -216,8 +221,9 @@ impl TeamService for Teams {
         &self,
         request: Request<pb::ArchiveTeamRequest>,
     ) -> Result<Response<pb::Team>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
-        let namespace = validate::namespace(&r.namespace)?;
+        let namespace = scope.namespace(&r.namespace)?;
         let key = team_key(&r.team)?;
         let expected = expected_version(r.expected_version)?;
         let team = self

@@ -54,6 +54,11 @@ impl WorkerClient {
             queue: request.queue.clone(),
             max_tasks: request.max_tasks,
             wait_ms: request.wait.as_millis() as u64,
+            policy_json: request
+                .policy
+                .as_ref()
+                .map(|p| p.to_json())
+                .unwrap_or_default(),
         });
         call.set_timeout(request.wait + POLL_SLACK);
         call.metadata_mut()
@@ -86,6 +91,7 @@ impl WorkerClient {
                 })
                 .collect(),
             awaiting_decisions: progress.awaiting,
+            workspace: progress.workspace.clone().unwrap_or_default(),
         });
         let reply = self
             .inner
@@ -174,6 +180,19 @@ impl WorkerClient {
         self.inner
             .clone()
             .release_task(request)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Says the worker stopped cleanly, so it leaves `ListWorkers` at once.
+    pub async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError> {
+        let request = timed(pb::DeregisterWorkerRequest {
+            worker_id: worker_id.to_owned(),
+        });
+        self.inner
+            .clone()
+            .deregister_worker(request)
             .await
             .map_err(classify)?;
         Ok(())

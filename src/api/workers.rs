@@ -124,6 +124,7 @@ impl WorkerService for Workers {
             max_tasks: r.max_tasks.clamp(1, 256),
             slots,
             wait: Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT),
+            policy: validate::policy(&r.policy_json)?,
         };
         // A server that is shutting down answers polls at once (with nothing), so the graceful
         // stop does not wait out long-polls and the worker moves on to another server.
@@ -147,6 +148,7 @@ impl WorkerService for Workers {
             checkpoint,
             asks: validate::asks(r.asks)?,
             awaiting: r.awaiting_decisions,
+            workspace: validate::workspace(&r.workspace)?,
         };
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
@@ -225,6 +227,16 @@ impl WorkerService for Workers {
         Ok(Response::new(pb::TaskReportResponse::default()))
     }
 
+    async fn deregister_worker(
+        &self,
+        request: Request<pb::DeregisterWorkerRequest>,
+    ) -> Result<Response<pb::DeregisterWorkerResponse>, Status> {
+        let r = request.into_inner();
+        validate::worker_id(&r.worker_id)?;
+        self.state.engine.deregister(&r.worker_id).await?;
+        Ok(Response::new(pb::DeregisterWorkerResponse {}))
+    }
+
     async fn list_workers(
         &self,
         _request: Request<pb::ListWorkersRequest>,
@@ -243,6 +255,7 @@ impl WorkerService for Workers {
                     slots_in_use: w.slots_in_use,
                     first_seen_ms: w.first_seen,
                     last_seen_ms: w.last_seen,
+                    policy_json: w.policy.as_ref().map(|p| p.to_json()).unwrap_or_default(),
                 })
                 .collect(),
         }))

@@ -91,6 +91,9 @@ fn show(out: &Output, agent: &pb::Agent) {
     println!("  created        {}", time(agent.created_at_ms));
     println!("  updated        {}", time(agent.updated_at_ms));
     println!("  version        {}", agent.version);
+    for warning in &agent.warnings {
+        eprintln!("warning: {warning}");
+    }
 }
 
 pub(super) async fn run(

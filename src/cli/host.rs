@@ -1,6 +1,7 @@
 //! What server and worker processes both take: the settings of the runtimes they host, and the
 //! signal that stops them.
 
+use crate::domain::WorkerPolicy;
 use crate::runtime::{OpenAiSettings, RuntimeSettings};
 
 /// Worker-side runtime settings. Secrets are never flags: the `default` runtime reads its API key
@@ -23,6 +24,12 @@ pub(super) struct RuntimeArgs {
     /// worker can resume any session.
     #[arg(long, env = "CAIRN_CLAUDE_CONFIG_DIR")]
     claude_config_dir: Option<std::path::PathBuf>,
+    /// The worker policy, a JSON file: {"permission_modes": [...], "cwd_roots": [...],
+    /// "mcp_commands": [...], "mcp_urls": [...], "env": [...]} (each optional). The worker takes
+    /// only agents it admits. Default: no bypassPermissions, no cwd, no MCP server, no env
+    /// (`cairn dev` on a loopback address: everything).
+    #[arg(long, env = "CAIRN_WORKER_POLICY", value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
 }
 
 impl RuntimeArgs {
@@ -37,6 +44,19 @@ impl RuntimeArgs {
             claude_cli: self.claude_cli.clone(),
             claude_config_dir: self.claude_config_dir.clone(),
         }
+    }
+}
+
+impl RuntimeArgs {
+    /// The policy of `--policy FILE`, or `default` without one.
+    pub(super) fn policy(&self, default: WorkerPolicy) -> anyhow::Result<WorkerPolicy> {
+        let Some(path) = &self.policy else {
+            return Ok(default);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the policy {}: {e}", path.display()))?;
+        WorkerPolicy::from_json(&text)
+            .map_err(|e| anyhow::anyhow!("the policy {} is invalid: {e}", path.display()))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::api::{ConnectOptions, Security, ServerTls, Tokens};
+use crate::api::{ConnectOptions, Security, ServerTls, TokenKind, Tokens};
 
 /// The token clients and workers send: `CAIRN_TOKEN`, or the first token in `--token-file`.
 const TOKEN_ENV: &str = "CAIRN_TOKEN";
@@ -20,6 +20,8 @@ const WORKER_TOKENS_ENV: &str = "CAIRN_WORKER_TOKENS";
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct SecurityArgs {
     /// A file of client tokens, one per line (`#` starts a comment); also CAIRN_CLIENT_TOKENS.
+    /// A line may bind its token: `TOKEN namespace=a,b role=client|admin` (a plain token is a
+    /// client of every namespace; an admin may also list workers and delete executions).
     #[arg(long, env = "CAIRN_CLIENT_TOKENS_FILE")]
     client_tokens_file: Option<PathBuf>,
     /// A file of worker tokens, one per line; also CAIRN_WORKER_TOKENS.
@@ -65,27 +67,45 @@ impl SecurityArgs {
 
     /// Reads the files and the environment.
     fn load(&self) -> anyhow::Result<Security> {
-        let tokens = |file: &Option<PathBuf>, env: &str| -> anyhow::Result<Vec<String>> {
-            let mut tokens = match file {
-                Some(path) => read_tokens(path)?,
-                None => Vec::new(),
-            };
-            if let Ok(list) = std::env::var(env) {
-                tokens.extend(list.split(',').map(str::to_string));
+        let mut tokens = Tokens::default();
+        for (file, env, kind) in [
+            (
+                &self.client_tokens_file,
+                CLIENT_TOKENS_ENV,
+                TokenKind::Client,
+            ),
+            (
+                &self.worker_tokens_file,
+                WORKER_TOKENS_ENV,
+                TokenKind::Worker,
+            ),
+        ] {
+            if let Some(path) = file {
+                tokens
+                    .add_lines(&read_tokens(path)?, kind)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
-            Ok(tokens)
-        };
+            if let Ok(list) = std::env::var(env) {
+                tokens
+                    .add_lines(&env_tokens(&list), kind)
+                    .map_err(|e| anyhow::anyhow!("{env}: {e}"))?;
+            }
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
             _ => None,
         };
-        Ok(Security {
-            tokens: Tokens::new(
-                tokens(&self.client_tokens_file, CLIENT_TOKENS_ENV)?,
-                tokens(&self.worker_tokens_file, WORKER_TOKENS_ENV)?,
-            ),
-            tls,
-        })
+        Ok(Security { tokens, tls })
+    }
+}
+
+/// The token lines of an environment variable: comma-separated plain tokens, or, once any
+/// token has attributes (`namespace=a,b` holds a comma of its own), one per line.
+fn env_tokens(list: &str) -> Vec<String> {
+    if list.contains('=') {
+        list.lines().map(str::to_string).collect()
+    } else {
+        list.split(',').map(str::to_string).collect()
     }
 }
 
@@ -111,6 +131,8 @@ impl ConnectArgs {
                 read_tokens(path)?
                     .into_iter()
                     .next()
+                    // The token alone, should the line be copied from a server's file.
+                    .and_then(|line| line.split_whitespace().next().map(str::to_string))
                     .with_context(|| format!("{} holds no token", path.display()))?,
             ),
             None => std::env::var(TOKEN_ENV)

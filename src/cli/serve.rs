@@ -7,6 +7,7 @@ use super::args::{DEFAULT_DATABASE, DEFAULT_LISTEN, ObservabilityArgs};
 use super::host::{RuntimeArgs, signalled};
 use super::secrets::SecurityArgs;
 use crate::api::Limits;
+use crate::domain::WorkerPolicy;
 use crate::node::{Node, NodeOptions};
 use crate::store::{self, Durability};
 
@@ -148,6 +149,18 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
+    // On loopback the one user who can reach the server is the operator: the in-process worker
+    // admits what that user configures. Elsewhere it is as restrictive as any worker's.
+    let open = args.listen.ip().is_loopback();
+    options.worker_policy = args.runtime.policy(if open {
+        WorkerPolicy::unrestricted()
+    } else {
+        WorkerPolicy::default()
+    })?;
+    eprintln!(
+        "cairn dev: the in-process worker's policy: {}",
+        options.worker_policy.summary()
+    );
     options.limits = Limits {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()
@@ -170,6 +183,13 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
+    options.worker_policy = args.runtime.policy(WorkerPolicy::default())?;
+    if args.worker {
+        eprintln!(
+            "cairn server: the in-process worker's policy: {}",
+            options.worker_policy.summary()
+        );
+    }
     options.limits = Limits {
         max_prompt_bytes: args.max_prompt_bytes,
         ..Limits::default()

@@ -13,6 +13,7 @@ use super::client::status_error;
 use super::host::{RuntimeArgs, signalled};
 use super::output::{Output, time};
 use crate::api::pb;
+use crate::domain::WorkerPolicy;
 use crate::runtime::RuntimeRegistry;
 use crate::worker::{GrpcWorkerApi, Worker, WorkerOptions};
 
@@ -106,6 +107,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = Duration::from_millis(args.approval_hold_ms);
     options.poll_wait = Duration::from_millis(args.poll_wait_ms);
+    options.policy = args.runtime.policy(WorkerPolicy::default())?;
     let shutdown = CancellationToken::new();
     if let Some(addr) = args.observability.metrics_listen {
         // Metrics stay up through the drain, until the process exits.
@@ -121,9 +123,10 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
         on_signal.cancel();
     });
     eprintln!(
-        "cairn worker {worker_id} serving queue `{}` from {}",
+        "cairn worker {worker_id} serving queue `{}` from {}; policy: {}",
         args.queue,
-        client.server_urls().join(", ")
+        client.server_urls().join(", "),
+        options.policy.summary()
     );
     Worker::new(Arc::new(api), options).run(shutdown).await;
     Ok(ExitCode::SUCCESS)

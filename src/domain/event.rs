@@ -339,6 +339,10 @@ pub enum HistoryEvent {
         /// For a retry: the failed team execution's completed children, reused, not run again.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reused: Vec<ReusedChild>,
+        /// The task queue every child's activities wait in. Omitted when it is the default, so
+        /// histories written before teams had queues read and replay unchanged.
+        #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
+        queue: String,
     },
     /// Command: start a child execution for a member step.
     ChildScheduled {

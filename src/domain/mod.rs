@@ -9,6 +9,7 @@ mod execution;
 mod failure;
 pub mod float;
 mod history;
+mod policy;
 mod resume;
 mod retry;
 mod team;
@@ -22,6 +23,9 @@ pub use event::{
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
 pub use history::{NumberedEvent, RecordedHistory};
+pub use policy::{
+    DEFAULT_PERMISSION_MODES, Refusal, WorkerPolicy, env_never_allowed, normalise as normalise_path,
+};
 pub use resume::{Resume, TurnResult};
 pub use retry::{
     MAX_ATTEMPTS, MAX_CODE_BYTES, MAX_DURATION_MS, MAX_NON_RETRYABLE_CODES, RetryPolicy, Timeouts,

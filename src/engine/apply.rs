@@ -275,9 +275,8 @@ impl Engine {
                         retry_policy: team.retry_policy.clone(),
                         timeouts: team.timeouts.clone(),
                         resume: None,
-                        // Team children run on the default queue (a team-wide queue is not
-                        // part of the team's start yet).
-                        queue: crate::domain::DEFAULT_QUEUE.into(),
+                        // Children run on the team execution's queue.
+                        queue: team.queue.clone(),
                         traceparent: None,
                         conversation: None,
                     };

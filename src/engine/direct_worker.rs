@@ -64,4 +64,7 @@ impl WorkerApi for DirectWorkerApi {
             .await
             .map_err(to_worker)
     }
+    async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError> {
+        self.engine.deregister(worker_id).await.map_err(to_worker)
+    }
 }

@@ -69,7 +69,7 @@ impl Engine {
             .await?
             .is_none()
         {
-            return Err(EngineError::NotFound(format!("no execution with id {id}")));
+            return Err(EngineError::execution_not_found(id));
         }
         let (tx, rx) = mpsc::channel(1);
         let follower = Follower {
@@ -137,7 +137,7 @@ impl Follower {
             {
                 Ok(Some(page)) => page,
                 Ok(None) => {
-                    let e = EngineError::NotFound(format!("no execution with id {}", self.id));
+                    let e = EngineError::execution_not_found(self.id);
                     permit.send(Err(e));
                     return;
                 }

@@ -16,9 +16,11 @@ mod commit;
 mod conversation;
 mod direct_worker;
 mod follow;
+mod limits;
 mod notify;
 mod objects;
 mod observe;
+mod policy;
 mod quarantine;
 mod replay;
 mod retry;
@@ -78,6 +80,14 @@ pub enum EngineError {
     /// The stored state and the machine disagree (a bug, or history written by other code).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// The one way a missing execution is reported, so an execution hidden from a caller (of
+    /// another namespace) is reported in exactly the same words.
+    pub fn execution_not_found(id: Uuid) -> EngineError {
+        EngineError::NotFound(format!("no execution with id {id}"))
+    }
 }
 
 /// Engine-wide settings.
@@ -213,7 +223,7 @@ impl Engine {
     pub async fn execution(&self, id: Uuid) -> Result<ExecutionRecord, EngineError> {
         self.read_execution(id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no execution with id {id}")))
+            .ok_or_else(|| EngineError::execution_not_found(id))
     }
 
     /// Starts an agent execution. Returns its id and whether it was created (false when
@@ -290,7 +300,12 @@ impl Engine {
         };
         // A poll waiting on this server for this runtime and queue gets the first task leased
         // in the start's own transaction (eager dispatch), without a claim.
-        let reserved = self.reserve_poll(&agent.runtime, queue);
+        let runtime_config = agent
+            .configuration
+            .get("runtime_config")
+            .cloned()
+            .unwrap_or_default();
+        let reserved = self.reserve_poll(&agent.runtime, queue, &runtime_config);
         let plan = apply::Plan {
             inputs: vec![started],
             eager: reserved.as_ref().map(|(_, offer)| offer.clone()),

@@ -219,7 +219,7 @@ impl Engine {
                 attempt: task.attempt,
                 worker: task.lease_owner.clone().unwrap_or_default(),
                 started_at: task.leased_at.unwrap_or(now),
-                workspace: None,
+                workspace: task.workspace.clone(),
             });
         }
         inputs.push(HistoryEvent::ActivityTimedOut {

@@ -121,6 +121,10 @@ impl Engine {
                 .timeouts
                 .clone()
                 .unwrap_or_else(|| self.options.default_timeouts.clone()),
+            queue: match req.queue.as_str() {
+                "" => crate::domain::DEFAULT_QUEUE.into(),
+                queue => queue.into(),
+            },
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -223,6 +227,8 @@ impl Engine {
                 .unwrap_or(failed.retry_policy.clone()),
             timeouts: failed.timeouts.clone(),
             reused,
+            // A retry runs where the failed execution ran.
+            queue: failed.queue.clone(),
         };
         let new = NewExecution {
             namespace: original.namespace.clone(),

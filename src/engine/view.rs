@@ -77,6 +77,10 @@ pub enum ActivityState {
         /// True when no connected worker offers that runtime on that queue, so it waits for
         /// the fleet to change rather than for a free slot. Known only in [`Engine::view`].
         unserved: bool,
+        /// Why no connected worker that offers the runtime on the queue takes it: none of
+        /// their policies admits the agent (each refusal names its rule). Known only in
+        /// [`Engine::view`].
+        refused: Option<String>,
     },
     /// Scheduled, with no task row to say more (it is being written or was just taken down).
     Scheduled,
@@ -115,6 +119,7 @@ impl Engine {
                     runtime,
                     queue,
                     unserved,
+                    refused,
                 },
             ..
         }) = view.activity.as_mut()
@@ -124,6 +129,12 @@ impl Engine {
             *unserved = !workers
                 .iter()
                 .any(|w| &w.queue == queue && w.runtimes.contains(runtime));
+            if let Some(task) = &task
+                && !*unserved
+            {
+                let config = super::policy::runtime_config(task);
+                *refused = self.unadmitted(runtime, Some(queue), &config).await?;
+            }
         }
         Ok(view)
     }
@@ -166,6 +177,7 @@ impl Engine {
                     runtime: t.runtime.clone(),
                     queue: t.queue.clone(),
                     unserved: false,
+                    refused: None,
                 },
                 (_, None) => ActivityState::Scheduled,
             },

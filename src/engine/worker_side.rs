@@ -4,12 +4,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::apply::{Applied, ApplyError, Plan};
 use super::commands::EagerOffer;
+use super::limits::check_usage;
 use super::notify::{PollStep, Reservation, Wake};
 use super::{Engine, EngineError};
 use crate::contract::{
     ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, ProgressReply, Release, Report,
 };
-use crate::domain::{HistoryEvent, Lease, Turn, Usage};
+use crate::domain::{HistoryEvent, Lease, Turn, WorkerPolicy};
 use crate::machine::ActivityPhase;
 use crate::store::{
     ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, StoreError,
@@ -51,18 +52,6 @@ fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
         .collect()
 }
 
-/// A reported usage the store can keep and sum: a cost that is not a finite, non-negative number
-/// would make every later transition of the execution unreadable or meaningless.
-fn check_usage(usage: &Usage) -> Result<(), EngineError> {
-    if !usage.cost_usd.is_finite() || usage.cost_usd < 0.0 {
-        return Err(EngineError::InvalidArgument(format!(
-            "usage.cost_usd is {}; it must be a finite number of US dollars, 0 or more",
-            usage.cost_usd
-        )));
-    }
-    Ok(())
-}
-
 pub(super) fn stale(lease: &Lease) -> EngineError {
     EngineError::Stale(format!(
         "attempt {} of {} in execution {} no longer holds its lease",
@@ -82,12 +71,15 @@ impl Engine {
     ) -> Result<Vec<Assignment>, EngineError> {
         let now = self.clock.now_ms();
         let (slots, wait) = (request.slots, request.wait);
+        // An unrestricted policy admits every task: nothing to check, nothing to skip.
+        let restrictive = request.policy.as_ref().filter(|p| !p.unrestricted);
         let mut claim = ClaimRequest {
             worker_id: request.worker_id.clone(),
             runtimes: request.runtimes.clone(),
             queue: request.queue.clone(),
             max: request.max_tasks,
             now,
+            policy: restrictive.map(WorkerPolicy::fingerprint),
         };
         let persist = self.workers.saw(super::WorkerSeen {
             worker_id: claim.worker_id.clone(),
@@ -95,6 +87,7 @@ impl Engine {
             queue: claim.queue.clone(),
             slots,
             last_seen: now,
+            policy: request.policy.clone(),
         });
         if persist {
             let upsert = WorkerUpsert {
@@ -102,6 +95,7 @@ impl Engine {
                 runtimes: claim.runtimes.clone(),
                 queue: claim.queue.clone(),
                 slots,
+                policy: request.policy.clone(),
                 now,
             };
             if let Err(e) = self.store.upsert_worker(&upsert).await {
@@ -114,6 +108,7 @@ impl Engine {
             &claim.runtimes,
             &claim.queue,
             claim.max,
+            restrictive,
             self.orphan_handler(),
         );
         let deadline = tokio::time::Instant::now() + wait;
@@ -121,7 +116,13 @@ impl Engine {
         loop {
             waiter.arm();
             claim.now = self.clock.now_ms();
-            let tasks = self.store.claim_tasks(&claim).await?;
+            if let Some(policy) = restrictive {
+                self.refuse_unadmitted(&claim, policy).await?;
+            }
+            let mut tasks = self.store.claim_tasks(&claim).await?;
+            if let Some(policy) = restrictive {
+                tasks = self.admitted(&claim, policy, tasks).await?;
+            }
             if !tasks.is_empty() {
                 let assignments = self.assignments(tasks).await;
                 if assignments.is_empty() {
@@ -225,22 +226,6 @@ impl Engine {
         })
     }
 
-    /// Leases the first task of a start to a poll waiting on this server, if one sleeps that
-    /// takes `runtime` in `queue` (eager dispatch on start).
-    pub(crate) fn reserve_poll(
-        &self,
-        runtime: &str,
-        queue: &str,
-    ) -> Option<(Reservation, EagerOffer)> {
-        let reservation = self.notifier.reserve(runtime, queue)?;
-        let offer = EagerOffer::new(
-            reservation.worker_id.clone(),
-            reservation.runtimes.clone(),
-            reservation.queue.clone(),
-        );
-        Some((reservation, offer))
-    }
-
     /// Gives the task a start leased to `reservation` to its poll; when the poll has gone, the
     /// lease is released at once.
     pub(crate) async fn hand_over(
@@ -276,6 +261,7 @@ impl Engine {
             checkpoint,
             asks,
             awaiting,
+            workspace,
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
@@ -286,6 +272,7 @@ impl Engine {
             chunks: tag(lease, chunks),
             checkpoint: encoded.value.clone(),
             objects: encoded.objects.clone(),
+            workspace,
             now: self.clock.now_ms(),
         };
         let outcome = match self.store.record_progress(&record).await {
@@ -373,6 +360,9 @@ impl Engine {
                     && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
             })
             .ok_or_else(|| stale(lease))?;
+        // A report that names no directory (a release that found cancellation) records the one
+        // its progress did.
+        let workspace = workspace.or_else(|| task.workspace.clone());
         if let ActivityOutcome::Completed { usage, .. } = &outcome {
             check_usage(usage)?;
         }

@@ -24,6 +24,8 @@ pub struct WorkerSeen {
     pub slots: u32,
     /// When it last polled.
     pub last_seen: Millis,
+    /// The policy it advertised (`None`: none, it admits everything).
+    pub policy: Option<crate::domain::WorkerPolicy>,
 }
 
 /// How often a polling worker's row is refreshed at most (unless what it announces changes).
@@ -53,6 +55,7 @@ impl WorkerDirectory {
                     || old.runtimes != worker.runtimes
                     || old.queue != worker.queue
                     || old.slots != worker.slots
+                    || old.policy != worker.policy
             }
             None => true,
         };

@@ -13,6 +13,7 @@ mod claude_code;
 mod default;
 mod echo;
 mod io;
+pub mod policy;
 mod registry;
 
 use std::time::Duration;

@@ -34,6 +34,18 @@ pub trait TaskQueue: Send + Sync {
     ) -> Result<Option<ReleaseOutcome>, StoreError>;
     /// Tasks whose schedule-to-start, start-to-close or heartbeat deadline passed at `now`.
     async fn expired_tasks(&self, now: Millis, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
+    /// The tasks `claim` would lease, without leasing them: the first `claim.max` ready ones
+    /// of its runtimes and queue that its policy has not refused, so a worker's policy can be
+    /// checked against them before the claim.
+    async fn claimable_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Records that the policy with `fingerprint` refuses a task, so claims under that policy
+    /// skip it from now on (others still take it).
+    async fn refuse_task(
+        &self,
+        execution_id: Uuid,
+        activity_id: &str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// Where a task row stands; stored as its [`TaskStatus::as_str`] text.
@@ -105,6 +117,8 @@ pub struct TaskRecord {
     pub turn: serde_json::Value,
     /// The last saved checkpoint.
     pub checkpoint: Option<serde_json::Value>,
+    /// The directory the current lease's attempt works in, once its worker named it.
+    pub workspace: Option<String>,
 }
 
 /// A worker asking for work.
@@ -120,6 +134,20 @@ pub struct ClaimRequest {
     pub max: u32,
     /// The claim time.
     pub now: Millis,
+    /// The fingerprint of the worker's policy: tasks that policy refused are not claimed.
+    /// `None` for a worker that advertises no policy.
+    pub policy: Option<String>,
+}
+
+impl ClaimRequest {
+    /// The `LIKE` pattern a task's `refused_by` matches when this claim's policy refused it
+    /// (fingerprints are hex, so hold no `LIKE` wildcard); one no task matches without a policy.
+    pub fn refused_pattern(&self) -> String {
+        match &self.policy {
+            Some(fingerprint) => format!("%|{fingerprint}|%"),
+            None => "|".into(),
+        }
+    }
 }
 
 /// Progress of a leased attempt.
@@ -137,6 +165,8 @@ pub struct ProgressRecord {
     pub checkpoint: Option<serde_json::Value>,
     /// The stored objects the checkpoint refers to, written only if the lease holds.
     pub objects: Vec<super::NewObject>,
+    /// The directory the attempt works in, once named (kept when `None`).
+    pub workspace: Option<String>,
     /// The report time; the lease is extended by the task's heartbeat timeout from here.
     pub now: Millis,
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::Millis;
+use crate::domain::{Millis, WorkerPolicy};
 
 /// The `workers` table.
 #[async_trait]
@@ -13,6 +13,9 @@ pub trait Workers: Send + Sync {
     /// Workers last seen (polling or heartbeating, on any server) at or after `seen_since`,
     /// ordered by id.
     async fn list_workers(&self, seen_since: Millis) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// Removes a worker's row (it stopped cleanly), so it leaves `ListWorkers` at once. Returns
+    /// whether there was one. Leases it still holds are untouched: they expire or are released.
+    async fn delete_worker(&self, worker_id: &str) -> Result<bool, StoreError>;
 }
 
 /// A worker as its poll announces it; upserted into `workers`.
@@ -26,6 +29,8 @@ pub struct WorkerUpsert {
     pub queue: String,
     /// How many attempts it runs at once (0 when it did not say).
     pub slots: u32,
+    /// The policy it advertised; `None` for a worker that advertises none (it admits all).
+    pub policy: Option<WorkerPolicy>,
     /// When it polled.
     pub now: Millis,
 }
@@ -47,4 +52,6 @@ pub struct WorkerRecord {
     pub first_seen: Millis,
     /// Its latest poll or heartbeat, on any server.
     pub last_seen: Millis,
+    /// The policy it advertised in its latest recorded poll; `None`: it admits everything.
+    pub policy: Option<WorkerPolicy>,
 }

@@ -22,7 +22,7 @@ use crate::contract::{
     Report, WorkerApi, WorkerApiError,
 };
 use crate::domain::Failure;
-use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput};
+use crate::runtime::{self, AttemptInfo, RuntimeError, TurnIo, TurnOutput, Workspace};
 
 /// Runs one attempt to its end, in a span naming it, and then each next task the server leases
 /// to this worker in reply to the report (eager dispatch), on the same slot. When `release`
@@ -61,6 +61,25 @@ pub(super) async fn run(
     }
 }
 
+/// Reports an attempt failed before its runtime started.
+async fn fail_at_once(api: &dyn WorkerApi, lease: Lease, failure: Failure) {
+    let report = Report {
+        lease,
+        first_chunk: Some(0),
+        chunks: Vec::new(),
+        outcome: ActivityOutcome::Failed {
+            failure,
+            retry_after_ms: None,
+            checkpoint: None,
+        },
+        accept_next: false,
+        workspace: None,
+    };
+    if let Err(error) = api.report(&report).await {
+        tracing::warn!(%error, "could not report an attempt that failed before it started");
+    }
+}
+
 /// Releases a task leased to this worker that it will not run (it is draining), so another
 /// worker takes it at once.
 async fn hand_back(api: &dyn WorkerApi, assignment: &Assignment) {
@@ -92,21 +111,26 @@ async fn run_attempt(
             ),
             true,
         );
-        let report = Report {
-            lease,
-            first_chunk: Some(0),
-            chunks: Vec::new(),
-            outcome: ActivityOutcome::Failed {
-                failure,
-                retry_after_ms: None,
-                checkpoint: None,
-            },
-            accept_next: false,
-            workspace: None,
-        };
-        let _ = api.report(&report).await;
+        fail_at_once(api, lease, failure).await;
         return None;
     };
+    // The server routes by the policy this worker advertised; this is the same check, plus
+    // what only the worker sees (a `cwd` through symbolic links). A refusal will not change on
+    // another attempt here, so it is final, and names the rule.
+    if let Err(refusal) =
+        runtime::policy::admits_here(&options.policy, &assignment.runtime, &assignment.turn.agent)
+    {
+        let failure = Failure {
+            details: serde_json::json!({"rule": refusal.rule}),
+            ..Failure::new(
+                "policy_refused",
+                format!("worker {}: {refusal}", options.worker_id),
+                false,
+            )
+        };
+        fail_at_once(api, lease, failure).await;
+        return None;
+    }
     let cancel = CancellationToken::new();
     let info = AttemptInfo {
         execution_id: lease.execution_id,
@@ -139,6 +163,7 @@ async fn run_attempt(
         abandon_at: None,
         grace: options.cancel_grace,
         approver,
+        workspace: workspace.clone(),
     };
     let stop = running.drive(handle, rx, release).await;
     // A runtime that names no directory works in the worker's own (where MCP servers start).
@@ -176,6 +201,8 @@ struct Running<'a> {
     grace: Duration,
     /// The runtime's asks about tool calls, sent with the progress reports.
     approver: Arc<WorkerApprover>,
+    /// The directory the runtime named, sent with each progress report.
+    workspace: Workspace,
 }
 
 impl Running<'_> {
@@ -266,6 +293,7 @@ impl Running<'_> {
             checkpoint: batch.checkpoint.clone(),
             asks,
             awaiting,
+            workspace: self.workspace.get(),
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {

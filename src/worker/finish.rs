@@ -177,6 +177,7 @@ impl Sender<'_> {
                 checkpoint: batch.checkpoint.clone(),
                 asks: Vec::new(),
                 awaiting: false,
+                workspace: self.workspace.clone(),
             };
             // A cancellation requested now changes nothing: the runtime has stopped.
             match self.retrying(|| self.api.progress(&progress)).await {

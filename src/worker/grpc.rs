@@ -93,6 +93,13 @@ impl WorkerApi for GrpcWorkerApi {
             .await
             .map_err(|e| self.failed(index, e))
     }
+    async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError> {
+        let (index, server) = self.pick();
+        server
+            .deregister(worker_id)
+            .await
+            .map_err(|e| self.failed(index, e))
+    }
 }
 
 #[cfg(test)]

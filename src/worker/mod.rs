@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::WorkerPolicy;
 use crate::runtime::RuntimeRegistry;
 
 pub use crate::contract::{PollRequest, WorkerApi, WorkerApiError};
@@ -66,6 +67,9 @@ pub struct WorkerOptions {
     /// On shutdown, how long running attempts may take to finish before they are stopped and
     /// released to other workers.
     pub drain_timeout: Duration,
+    /// What the operator lets agents do here. Advertised in every poll, so the server hands
+    /// this worker only tasks it admits, and checked again before each turn runs.
+    pub policy: WorkerPolicy,
 }
 
 impl WorkerOptions {
@@ -83,6 +87,7 @@ impl WorkerOptions {
             max_batch: 64,
             max_batch_bytes: crate::contract::MAX_BATCH_BYTES,
             drain_timeout: Duration::from_secs(10),
+            policy: WorkerPolicy::default(),
         }
     }
 }
@@ -159,7 +164,7 @@ impl Worker {
             .into_iter()
             .map(String::from)
             .collect();
-        tracing::info!(worker = %options.worker_id, ?runtimes, concurrency = options.concurrency, "worker started");
+        tracing::info!(worker = %options.worker_id, ?runtimes, concurrency = options.concurrency, policy = %options.policy.summary(), "worker started");
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -176,6 +181,7 @@ impl Worker {
                 max_tasks: permits.len() as u32,
                 slots: options.concurrency.max(1) as u32,
                 wait: options.poll_wait,
+                policy: Some(options.policy.clone()),
             };
             self.stats.polls.fetch_add(1, Ordering::Relaxed);
             let polled = tokio::select! {
@@ -241,6 +247,11 @@ impl Worker {
                 running.abort_all();
                 while running.join_next().await.is_some() {}
             }
+        }
+        // Every attempt was reported or released: leave the list of workers now rather than
+        // when the servers stop hearing from this one.
+        if let Err(error) = self.api.deregister(&options.worker_id).await {
+            tracing::warn!(%error, "could not deregister; the worker leaves the list when it is no longer seen");
         }
         let (polls, polled, eager) = self.stats.snapshot();
         tracing::info!(worker = %options.worker_id, polls, polled_tasks = polled, eager_tasks = eager, "worker stopped");

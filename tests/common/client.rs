@@ -271,6 +271,7 @@ pub async fn poll_one(c: &mut TestClient) -> pb::Task {
         queue: String::new(),
         max_tasks: 1,
         wait_ms: 20_000,
+        policy_json: String::new(),
     };
     let mut tasks = c
         .workers

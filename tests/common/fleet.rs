@@ -161,6 +161,15 @@ impl Drop for Proc {
     }
 }
 
+/// A worker policy file that admits everything (`--policy`), for tests whose agents use what a
+/// worker's default policy refuses (bypassPermissions, MCP servers) and whose subject is not
+/// the policy.
+pub fn open_policy() -> String {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("open-policy.json");
+    std::fs::write(&path, r#"{"unrestricted": true}"#).expect("write the policy file");
+    path.display().to_string()
+}
+
 /// Waits (polling `ListWorkers`, 60 s at most) until every worker in `ids` is listed.
 pub async fn wait_for_workers(c: &mut TestClient, ids: &[&str]) -> Vec<cairn::api::pb::WorkerInfo> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -29,6 +29,25 @@ pub fn filesystem_server() -> std::path::PathBuf {
     path
 }
 
+/// Waits (up to a minute) until `check` returns something, and returns it; panics naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what} after a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Generates one test per store for each named `async fn(Db)`: `sqlite::<name>` always, and
 /// `postgres::<name>` on the suite's PostgreSQL server ([`postgres`] says which; the variant passes,
 /// saying so, only when the run opted out with `CAIRN_TEST_POSTGRES=skip`).

@@ -182,3 +182,50 @@ async fn cancellation_abandons_a_running_tool_call() {
     assert!(result.unwrap_err().is_canceled());
     assert_eq!(fake.request_count(), 1);
 }
+
+/// The MCP server records the environment it was started with before it starts serving, and the
+/// model reads that record through the server's own tool: the server sees the worker's `PATH`
+/// and what its configuration gives it, and none of the worker's environment besides (here
+/// `CARGO_PKG_NAME`, the variable that holds the endpoint's key in these tests).
+#[tokio::test]
+async fn an_mcp_server_sees_none_of_the_workers_environment() {
+    let server = filesystem_server();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().canonicalize().unwrap();
+    let record = dir_path.join("env.txt");
+    assert!(std::env::var(KEY_ENV).is_ok(), "the worker holds a key");
+    let fake = FakeOpenAi::start().await;
+    let path_json = serde_json::to_string(record.to_str().unwrap()).unwrap();
+    fake.push(Reply::tool_call(
+        "call_1",
+        "read_text_file",
+        &["{\"path\":", &path_json, "}"],
+    ));
+    fake.push(Reply::text(&["Read."]));
+    let script = format!(
+        "env > '{}' && exec node '{}' '{}'",
+        record.display(),
+        server.display(),
+        dir_path.display()
+    );
+    let config = json!({"mcp_servers": {"files": {
+        "command": "sh", "args": ["-c", script], "env": {"MY_FLAG": "given"}
+    }}});
+
+    let (result, progress) = run(&runtime(&fake), turn(0, "env?", config), 1, None).await;
+    result.expect("the turn succeeds");
+
+    let tool_result = chunks(&progress, "tool_result");
+    let seen = tool_result[0]["content"].as_str().unwrap();
+    assert!(seen.contains("MY_FLAG=given"), "{seen}");
+    assert!(seen.contains("PATH="), "{seen}");
+    assert!(!seen.contains(KEY_ENV), "the server saw the key's variable: {seen}");
+    let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
+    for name in &names {
+        assert!(
+            ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM", "MY_FLAG", "PWD", "SHLVL", "_"]
+                .contains(name),
+            "the server saw `{name}` of the worker's environment: {seen}"
+        );
+    }
+}

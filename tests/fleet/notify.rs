@@ -30,6 +30,7 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
                 runtimes: vec!["echo".into()],
                 max_tasks: 1,
                 wait_ms: 30_000,
+                policy_json: String::new(),
                 ..Default::default()
             })
             .await
@@ -85,6 +86,7 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
                 first_chunk_index: Some(i),
                 asks: Vec::new(),
                 awaiting_decisions: false,
+                workspace: String::new(),
             })
             .await
             .unwrap();

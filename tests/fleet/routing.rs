@@ -40,6 +40,7 @@ async fn tasks_reach_only_workers_with_their_runtime_and_queue(db: Db) {
             runtimes: vec!["echo".into()],
             max_tasks: 8,
             wait_ms: 100,
+            policy_json: String::new(),
             ..Default::default()
         })
         .await

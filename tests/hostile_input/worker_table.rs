@@ -308,6 +308,26 @@ pub fn worker_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
             "first_chunk_index",
         );
     }
+    for (value, name) in [(NUL.to_string(), "with NUL"), (big(4097), "over 4 KiB")] {
+        add(
+            &format!("progress: workspace {name}"),
+            Call::Progress(pb::ReportProgressRequest {
+                lease: lease(),
+                workspace: value.clone(),
+                ..Default::default()
+            }),
+            "workspace",
+        );
+        add(
+            &format!("complete: workspace {name}"),
+            Call::Complete(pb::CompleteTaskRequest {
+                lease: lease(),
+                workspace: value,
+                ..Default::default()
+            }),
+            "workspace",
+        );
+    }
     let complete = |usage: pb::Usage| {
         Call::Complete(pb::CompleteTaskRequest {
             lease: lease(),

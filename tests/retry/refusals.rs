@@ -14,6 +14,7 @@ async fn claim(c: &mut TestClient) -> pb::Task {
         runtimes: vec!["echo".into()],
         max_tasks: 1,
         wait_ms: 20_000,
+        policy_json: String::new(),
         ..Default::default()
     };
     let mut tasks = c

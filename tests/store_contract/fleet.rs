@@ -125,6 +125,7 @@ async fn workers_are_listed_with_their_leases_and_latest_heartbeat(db: Db) {
         runtimes: vec!["echo".into()],
         queue: queue.into(),
         slots: 4,
+        policy: None,
         now,
     };
     store

@@ -157,6 +157,7 @@ pub fn claim(worker: &str, runtimes: &[&str], now: Millis) -> ClaimRequest {
         queue: "default".into(),
         max: 10,
         now,
+        policy: None,
     }
 }
 
@@ -196,6 +197,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
         checkpoint: None,
         objects: Vec::new(),
         first_chunk: None,
+        workspace: None,
         now,
     }
 }

@@ -196,6 +196,7 @@ async fn progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_le
     let first = cairn::store::ProgressRecord {
         checkpoint: Some(json!({ "session": "s-1" })),
         objects: Vec::new(),
+        workspace: Some("/work/agents/one".into()),
         ..progress(&lease, &["a", "b"], T0 + 500)
     };
     let outcome = store.record_progress(&first).await.unwrap();
@@ -231,6 +232,11 @@ async fn progress_appends_gapless_output_saves_the_checkpoint_and_extends_the_le
         t.checkpoint,
         Some(json!({ "session": "s-1" })),
         "no new checkpoint keeps the last"
+    );
+    assert_eq!(
+        t.workspace.as_deref(),
+        Some("/work/agents/one"),
+        "the lease's directory is kept until the next claim"
     );
 
     let output = store.output(id, 0, 100).await.unwrap();

@@ -61,15 +61,17 @@ impl Http {
         method: &str,
         message: Result<T, ApiError>,
     ) -> Result<tonic::Request<T>, ApiError> {
-        self.authorize(headers, method)?;
+        let caller = self.authorize(headers, method)?;
+        let mut extensions = tonic::Extensions::new();
+        extensions.insert(caller);
         Ok(tonic::Request::from_parts(
             MetadataMap::from_headers(headers.clone()),
-            Default::default(),
+            extensions,
             message?,
         ))
     }
 
-    fn authorize(&self, headers: &HeaderMap, method: &str) -> Result<(), ApiError> {
+    fn authorize(&self, headers: &HeaderMap, method: &str) -> Result<super::Caller, ApiError> {
         self.tokens
             .check(method, headers.get(axum::http::header::AUTHORIZATION))
             .map_err(ApiError)

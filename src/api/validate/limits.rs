@@ -77,3 +77,6 @@ pub const MAX_COST_USD: f64 = 1_000_000_000.0;
 
 /// The highest seq a request may name: seqs are stored as BIGINT.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// The most bytes of a worker's policy document (`PollTasks.policy_json`).
+pub const MAX_POLICY_BYTES: usize = 64 << 10;

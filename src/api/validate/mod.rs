@@ -24,7 +24,9 @@ pub(crate) use conversation::{
 };
 pub(crate) use numbers::{duration_ms, seq, usage};
 pub(crate) use text::{no_nul, plain, quote, text};
-pub(crate) use worker::{chunk, failure, lease_part, poller, registration, report_json, workspace};
+pub(crate) use worker::{
+    chunk, failure, lease_part, policy, poller, registration, report_json, worker_id, workspace,
+};
 
 /// Limits the API enforces.
 #[derive(Debug, Clone)]

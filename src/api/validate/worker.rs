@@ -7,19 +7,24 @@ use super::super::error::invalid;
 use super::super::pb;
 use super::limits::{
     MAX_CHUNK_KIND_BYTES, MAX_CODE_BYTES, MAX_CONFIG_SCHEMA_BYTES, MAX_FAILURE_MESSAGE_BYTES,
-    MAX_POLL_RUNTIMES, MAX_REPORT_JSON_BYTES, MAX_RUNTIME_BYTES, MAX_RUNTIME_DESCRIPTION_BYTES,
-    MAX_WORKER_ID_BYTES,
+    MAX_POLICY_BYTES, MAX_POLL_RUNTIMES, MAX_REPORT_JSON_BYTES, MAX_RUNTIME_BYTES,
+    MAX_RUNTIME_DESCRIPTION_BYTES, MAX_WORKER_ID_BYTES,
 };
 use super::text::{json, plain, quote, text};
 use crate::contract::{Registration, RuntimeSpec};
-use crate::domain::Failure;
+use crate::domain::{Failure, WorkerPolicy};
 
-/// A poll's worker id and runtimes.
-pub(crate) fn poller(worker_id: &str, runtimes: &[String]) -> Result<(), Status> {
+/// A worker id: required, plain text within its limit.
+pub(crate) fn worker_id(worker_id: &str) -> Result<(), Status> {
     if worker_id.is_empty() {
         return Err(invalid("worker_id is required"));
     }
-    plain("worker_id", worker_id, MAX_WORKER_ID_BYTES)?;
+    plain("worker_id", worker_id, MAX_WORKER_ID_BYTES)
+}
+
+/// A poll's worker id and runtimes.
+pub(crate) fn poller(worker_id: &str, runtimes: &[String]) -> Result<(), Status> {
+    self::worker_id(worker_id)?;
     if runtimes.is_empty() {
         return Err(invalid(
             "runtimes is required: name the runtimes this worker has",
@@ -38,6 +43,18 @@ pub(crate) fn poller(worker_id: &str, runtimes: &[String]) -> Result<(), Status>
         plain("a runtime name", runtime, MAX_RUNTIME_BYTES)?;
     }
     Ok(())
+}
+
+/// A poll's `policy_json`: empty (no policy), or a worker policy document within
+/// [`MAX_POLICY_BYTES`] that could hold.
+pub(crate) fn policy(policy_json: &str) -> Result<Option<WorkerPolicy>, Status> {
+    if policy_json.is_empty() {
+        return Ok(None);
+    }
+    text("policy_json", policy_json, MAX_POLICY_BYTES)?;
+    WorkerPolicy::from_json(policy_json)
+        .map(Some)
+        .map_err(|e| invalid(format!("policy_json: {e}")))
 }
 
 /// A registration of external runtimes: the worker id and runtime names as a poll's, each

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use super::Notifier;
 use crate::contract::Assignment;
+use crate::domain::WorkerPolicy;
 
 /// Why a waiter is woken: a task of this runtime and queue became ready, or a task of unknown
 /// kind did.
@@ -35,6 +36,8 @@ pub(super) struct Polls {
 #[derive(Debug)]
 struct Entry {
     runtimes: Vec<String>,
+    /// The worker's policy, when it restricts what it takes, and its fingerprint.
+    policy: Option<(WorkerPolicy, String)>,
     queue: String,
     worker_id: String,
     max_tasks: u32,
@@ -68,9 +71,14 @@ impl Entry {
             }
     }
 
-    /// The kind of waiter, for wake-ups that do not name a runtime and queue.
-    fn kind(&self) -> (&str, &[String]) {
-        (&self.queue, &self.runtimes)
+    /// The kind of waiter, for wake-ups that do not name a runtime and queue: a task one
+    /// policy refuses may suit a worker of another, so the policy is part of the kind.
+    fn kind(&self) -> (&str, &[String], Option<&str>) {
+        (
+            &self.queue,
+            &self.runtimes,
+            self.policy.as_ref().map(|(_, f)| f.as_str()),
+        )
     }
 }
 
@@ -101,17 +109,27 @@ impl Polls {
 
     /// Wakes one waiter of each kind (queue and runtimes) for a task of unknown kind.
     fn wake_each_kind(&mut self) -> Vec<Arc<Notify>> {
-        let mut kinds: Vec<(String, Vec<String>)> = Vec::new();
+        type Kind = (String, Vec<String>, Option<String>);
+        let mut kinds: Vec<Kind> = Vec::new();
         for entry in self.waiters.values() {
-            let (queue, runtimes) = entry.kind();
-            if entry.max_tasks > 0 && !kinds.iter().any(|(q, r)| q == queue && r == runtimes) {
-                kinds.push((queue.to_string(), runtimes.to_vec()));
+            let (queue, runtimes, policy) = entry.kind();
+            if entry.max_tasks > 0
+                && !kinds
+                    .iter()
+                    .any(|(q, r, p)| q == queue && r == runtimes && p.as_deref() == policy)
+            {
+                kinds.push((
+                    queue.to_string(),
+                    runtimes.to_vec(),
+                    policy.map(String::from),
+                ));
             }
         }
         let mut fire = Vec::new();
-        for (queue, runtimes) in kinds {
-            let of_kind =
-                |e: &Entry| e.max_tasks > 0 && e.kind() == (queue.as_str(), &runtimes[..]);
+        for (queue, runtimes, policy) in kinds {
+            let of_kind = |e: &Entry| {
+                e.max_tasks > 0 && e.kind() == (queue.as_str(), &runtimes[..], policy.as_deref())
+            };
             let room = self.waiters.values_mut().find(|e| {
                 of_kind(e)
                     && matches!(&e.state, PollState::Woken(w) if w.len() < e.max_tasks as usize)
@@ -326,6 +344,7 @@ impl Notifier {
         runtimes: &[String],
         queue: &str,
         max_tasks: u32,
+        policy: Option<&WorkerPolicy>,
         orphaned: Box<dyn FnOnce(Assignment) + Send + Sync>,
     ) -> PollWaiter {
         let notify = Arc::new(Notify::new());
@@ -336,6 +355,7 @@ impl Notifier {
             id,
             Entry {
                 runtimes: runtimes.to_vec(),
+                policy: policy.map(|p| (p.clone(), p.fingerprint())),
                 queue: queue.to_string(),
                 worker_id: worker_id.to_string(),
                 max_tasks,
@@ -354,15 +374,27 @@ impl Notifier {
     /// Sets aside the longest-sleeping long-poll that takes tasks of `runtime` in `queue`, for a
     /// start to lease its first task to (eager dispatch).
     pub fn reserve(self: &Arc<Self>, runtime: &str, queue: &str) -> Option<Reservation> {
+        self.reserve_admitted(runtime, queue, &|_| true)
+    }
+
+    /// [`Notifier::reserve`] among the polls whose policy `admits` the task (those without a
+    /// restrictive policy always do).
+    pub fn reserve_admitted(
+        self: &Arc<Self>,
+        runtime: &str,
+        queue: &str,
+        admits: &dyn Fn(&WorkerPolicy) -> bool,
+    ) -> Option<Reservation> {
         let wake = Wake::Task {
             runtime: runtime.to_string(),
             queue: queue.to_string(),
         };
         let mut polls = self.lock_polls();
-        let (id, entry) = polls
-            .waiters
-            .iter_mut()
-            .find(|(_, e)| e.serves(&wake) && matches!(e.state, PollState::Sleeping))?;
+        let (id, entry) = polls.waiters.iter_mut().find(|(_, e)| {
+            e.serves(&wake)
+                && matches!(e.state, PollState::Sleeping)
+                && e.policy.as_ref().is_none_or(|(p, _)| admits(p))
+        })?;
         entry.state = PollState::Reserved;
         Some(Reservation {
             notifier: self.clone(),

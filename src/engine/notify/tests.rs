@@ -17,7 +17,7 @@ fn echo() -> Wake {
 /// A poll of `echo` (and `other`) in `queue` that claimed, found nothing and sleeps.
 fn sleeping(notifier: &Arc<Notifier>, queue: &str, max_tasks: u32) -> PollWaiter {
     let runtimes = ["echo".to_string(), "other".to_string()];
-    let poll = notifier.register_poll("w", &runtimes, queue, max_tasks, Box::new(|_| {}));
+    let poll = notifier.register_poll("w", &runtimes, queue, max_tasks, None, Box::new(|_| {}));
     poll.arm();
     assert!(matches!(poll.sleep(), PollStep::Wait));
     poll
@@ -92,7 +92,7 @@ fn a_woken_poll_with_room_takes_the_next_task_along_instead_of_waking_another() 
 fn a_task_readied_while_a_poll_claims_wakes_it_to_claim_again() {
     let notifier = Arc::new(Notifier::default());
     let runtimes = ["echo".to_string()];
-    let poll = notifier.register_poll("w", &runtimes, "default", 1, Box::new(|_| {}));
+    let poll = notifier.register_poll("w", &runtimes, "default", 1, None, Box::new(|_| {}));
     poll.arm();
     notifier.task_ready(echo());
     assert!(matches!(poll.sleep(), PollStep::Claim));
@@ -157,6 +157,7 @@ fn a_task_handed_to_a_poll_that_left_comes_back_to_be_released() {
         &runtimes,
         "default",
         1,
+        None,
         Box::new(move |a| sink.lock().unwrap().push(a)),
     );
     poll.arm();

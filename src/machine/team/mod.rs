@@ -55,6 +55,14 @@ pub struct TeamState {
     /// Supervisor: a failure of the leader's protocol (an unparseable reply twice, the round
     /// limit), which fails the team.
     pub leader_failure: Option<Failure>,
+    /// The task queue of every child's activities (states from before teams had queues: the
+    /// default).
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+fn default_queue() -> String {
+    crate::domain::DEFAULT_QUEUE.into()
 }
 
 /// What a supervisor's leader asked for.
@@ -136,8 +144,10 @@ impl TeamState {
                     retry_policy,
                     timeouts,
                     reused,
+                    queue,
                 } => Ok(TeamState {
                     team: (**team).clone(),
+                    queue: queue.clone(),
                     prompt: prompt.clone(),
                     retry_policy: retry_policy.clone(),
                     timeouts: timeouts.clone(),

@@ -189,6 +189,51 @@ impl ClaudeCodeConfig {
     }
 }
 
+impl ClaudeCodeConfig {
+    /// This configuration with every stdio MCP server started through `env -i`, with `base`
+    /// and the server's own `env` as its whole environment: the CLI starts MCP servers with its
+    /// own environment added, which holds the provider's credentials.
+    pub fn with_isolated_servers(&self, base: &[(String, String)]) -> Self {
+        let mut config = self.clone();
+        let Some(servers) = &mut config.mcp_servers else {
+            return config;
+        };
+        for server in servers.values_mut() {
+            let Some(server) = server.as_object_mut() else {
+                continue;
+            };
+            let Some(command) = server
+                .get("command")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let mut args = vec![Value::from("-i")];
+            let own = server.remove("env");
+            let own = own.as_ref().and_then(Value::as_object);
+            for (name, value) in base {
+                if !own.is_some_and(|o| o.contains_key(name)) {
+                    args.push(Value::from(format!("{name}={value}")));
+                }
+            }
+            for (name, value) in own.into_iter().flatten() {
+                args.push(Value::from(format!(
+                    "{name}={}",
+                    value.as_str().unwrap_or_default()
+                )));
+            }
+            args.push(Value::from(command));
+            if let Some(Value::Array(given)) = server.get("args") {
+                args.extend(given.iter().cloned());
+            }
+            server.insert("command".into(), Value::from("env"));
+            server.insert("args".into(), Value::Array(args));
+        }
+        config
+    }
+}
+
 /// An optional string key.
 fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
     match map.get(key) {

@@ -10,7 +10,10 @@
 //! Checkpoints carry the session's file from the CLI's config directory, restored before
 //! `--resume` on whichever worker runs the next turn or the retry (`portable.rs`).
 //!
-//! The provider's credentials come from the worker's environment, which the CLI inherits.
+//! The CLI starts with a clean environment: the worker's `PATH`, `HOME` and locale, the
+//! variables the CLI itself reads from the worker's environment (`cli_env`: the provider's
+//! endpoint and credentials, its switches), and the agent's admitted `env`. MCP servers it
+//! starts get none of the CLI's: each runs through `env -i` (`with_isolated_servers`).
 
 mod chunks;
 mod config;
@@ -129,16 +132,19 @@ impl ClaudeCodeRuntime {
     ) -> Command {
         let mut command = Command::new(&self.cli);
         command.args(["--output-format", "stream-json", "--verbose"]);
-        command.args(config.flags(agent));
+        let base = super::policy::base_env();
+        command.args(config.with_isolated_servers(&base).flags(agent));
         if let Some(session_id) = resume {
             // The `=` form keeps an id that starts with a dash from being read as a flag.
             command.arg(format!("--resume={session_id}"));
         }
         command.args(["--input-format", "stream-json"]);
+        // A clean environment: what every process the worker starts gets, what the CLI needs
+        // from the worker's (its provider, credentials and switches), then the agent's `env`.
+        // `CLAUDECODE`, set when the worker itself runs inside Claude Code, is not passed, so
+        // the child does not believe it is nested.
+        command.env_clear().envs(base).envs(cli_env());
         command.current_dir(cwd).env("PWD", cwd);
-        // Set when the worker itself runs inside Claude Code; the SDK removes it too, so that the
-        // child does not believe it is nested.
-        command.env_remove("CLAUDECODE");
         if let Some(dir) = &self.config_dir {
             command.env("CLAUDE_CONFIG_DIR", dir);
         }
@@ -188,6 +194,29 @@ impl ClaudeCodeRuntime {
         }
         .with_details(details)
     }
+}
+
+/// The variables of the worker's environment the CLI reads: its provider's endpoint and
+/// credentials (`ANTHROPIC_*`, `CLAUDE_CODE_*`), its config directory, its switches
+/// (`DISABLE_*`, `IS_SANDBOX`, `MCP_*`) and how the worker reaches the network.
+fn cli_env() -> Vec<(String, String)> {
+    const PREFIXES: [&str; 4] = ["ANTHROPIC_", "CLAUDE_", "DISABLE_", "MCP_"];
+    const NAMES: [&str; 8] = [
+        "IS_SANDBOX",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "NODE_EXTRA_CA_CERTS",
+    ];
+    std::env::vars()
+        .filter(|(name, _)| {
+            name != "CLAUDECODE"
+                && (PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name.as_str()))
+        })
+        .collect()
 }
 
 #[async_trait]

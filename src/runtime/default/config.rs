@@ -42,7 +42,8 @@ pub(super) enum McpServerConfig {
         command: String,
         /// Its arguments.
         args: Vec<String>,
-        /// Extra environment variables (the worker's environment is inherited).
+        /// Its environment besides what the worker passes to every process it starts
+        /// (`runtime::policy::base_env`); nothing else of the worker's is inherited.
         env: BTreeMap<String, String>,
     },
     /// A remote server speaking streamable HTTP.

@@ -41,7 +41,12 @@ pub(super) async fn connect(
     match config {
         McpServerConfig::Stdio { command, args, env } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
+            // A clean environment: the worker's credentials stay the worker's. The server gets
+            // what the worker chooses (`base_env`) and what its configuration gives it.
+            cmd.args(args)
+                .env_clear()
+                .envs(crate::runtime::policy::base_env())
+                .envs(env);
             let mut cmd = CommandWrap::from(cmd);
             // Its own process group, so shutting it down also ends what it spawned (npx, shells).
             cmd.wrap(ProcessGroup::leader());

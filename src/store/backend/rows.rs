@@ -23,7 +23,7 @@ macro_rules! task_columns {
     () => {
         "execution_id, activity_id, attempt, runtime, queue, status, lease_token, \
      lease_owner, leased_at, lease_expires_at, attempt_deadline, schedule_deadline, heartbeat_ms, \
-     cancel_requested, turn, checkpoint, chunks_sent"
+     cancel_requested, turn, checkpoint, chunks_sent, workspace"
     };
 }
 
@@ -172,6 +172,7 @@ macro_rules! sql_rows {
                 heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
                 cancel_requested: row.try_get("cancel_requested")?,
                 chunks_sent: row.try_get::<i64, _>("chunks_sent")? as u64,
+                workspace: row.try_get("workspace")?,
                 // A turn that is not even JSON (SQLite keeps text) reads as null rather than
                 // failing the whole claim, and with it every poll: the engine then quarantines
                 // its execution as it does any unreadable turn.

@@ -45,7 +45,7 @@ macro_rules! sql_tasks {
                     // Every task gets a token of its own, drawn by the database per row, so a
                     // report can never be mistaken for one about another task of the same poll.
                     let mut query = QueryBuilder::<Db>::new(concat!(
-                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, lease_token = ",
+                        "UPDATE tasks SET status = 'leased', chunks_sent = 0, workspace = NULL, lease_token = ",
                         $new_token
                     ));
                     query
@@ -68,7 +68,9 @@ macro_rules! sql_tasks {
                         // of them without reaching the bind-parameter limit.
                         .push(concat!(" AND runtime IN (", $json_texts_open))
                         .push_bind(Json(&claim.runtimes))
-                        .push(concat!($json_texts_close, ")"));
+                        .push(concat!($json_texts_close, ")"))
+                        .push(" AND refused_by NOT LIKE ")
+                        .push_bind(claim.refused_pattern());
                     query
                         .push(" ORDER BY visible_at LIMIT ")
                         .push_bind(i64::from(claim.max))
@@ -132,6 +134,41 @@ macro_rules! sql_tasks {
                     Ok(tasks)
                 }
 
+                async fn claimable_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError> {
+                    if claim.runtimes.is_empty() || claim.max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    // The same rows, in the same order, as the claim's inner SELECT.
+                    let rows = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), " FROM tasks WHERE status = 'ready' AND cancel_requested = $1 \
+                         AND queue = $2 AND runtime IN (", $json_texts_open, "$3", $json_texts_close, ") \
+                         AND refused_by NOT LIKE $4 ORDER BY visible_at LIMIT $5"
+                    ))
+                    .bind(false)
+                    .bind(&claim.queue)
+                    .bind(Json(&claim.runtimes))
+                    .bind(claim.refused_pattern())
+                    .bind(i64::from(claim.max))
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(task_from_row).collect()
+                }
+
+                async fn refuse_task(&self, execution_id: Uuid, activity_id: &str, fingerprint: &str) -> Result<(), StoreError> {
+                    let pattern = format!("%|{fingerprint}|%");
+                    sqlx::query(
+                        "UPDATE tasks SET refused_by = CASE WHEN refused_by = '' THEN '|' ELSE refused_by END || $3 || '|' \
+                         WHERE execution_id = $1 AND activity_id = $2 AND refused_by NOT LIKE $4",
+                    )
+                    .bind(execution_id)
+                    .bind(activity_id)
+                    .bind(fingerprint)
+                    .bind(pattern)
+                    .execute(&self.write)
+                    .await?;
+                    Ok(())
+                }
+
                 async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
                     let mut tx = self.write.begin().await?;
                     // How many of this lease's chunks are stored already: a batch the worker sent
@@ -162,7 +199,8 @@ macro_rules! sql_tasks {
                     // A checkpoint covers every chunk sent so far: a retry resumes after them.
                     let cancel_requested: bool = sqlx::query_scalar(
                         "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
-                         chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END \
+                         chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END, \
+                         workspace = COALESCE($9, workspace) \
                          WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
                          AND lease_token = $4 RETURNING cancel_requested",
                     )
@@ -174,6 +212,7 @@ macro_rules! sql_tasks {
                     .bind(p.checkpoint.as_ref().map(Json))
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
                     .bind(output_seq as i64)
+                    .bind(p.workspace.as_deref())
                     .fetch_one(&mut *tx)
                     .await?;
                     // Only the commit path is counted (`Admin::statements_issued`).

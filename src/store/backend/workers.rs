@@ -4,22 +4,24 @@
 macro_rules! sql_workers {
     ($store:ident) => {
         const _: () = {
+            use $crate::domain::WorkerPolicy;
             use $crate::store::{WorkerRecord, WorkerUpsert, Workers};
 
             #[async_trait]
             impl Workers for $store {
                 async fn upsert_worker(&self, w: &WorkerUpsert) -> Result<(), StoreError> {
                     sqlx::query(
-                        "INSERT INTO workers (worker_id, runtimes, queue, slots, first_seen, last_seen) \
-                         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (worker_id) DO UPDATE SET \
+                        "INSERT INTO workers (worker_id, runtimes, queue, slots, first_seen, last_seen, policy) \
+                         VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (worker_id) DO UPDATE SET \
                          runtimes = excluded.runtimes, queue = excluded.queue, slots = excluded.slots, \
-                         last_seen = excluded.last_seen",
+                         last_seen = excluded.last_seen, policy = excluded.policy",
                     )
                     .bind(&w.worker_id)
                     .bind(Json(&w.runtimes))
                     .bind(&w.queue)
                     .bind(i64::from(w.slots))
                     .bind(w.now)
+                    .bind(w.policy.as_ref().map(WorkerPolicy::to_json))
                     .execute(&self.write)
                     .await?;
                     Ok(())
@@ -29,10 +31,10 @@ macro_rules! sql_workers {
                     // Slots in use and the latest heartbeat come from the leases the worker holds,
                     // which every progress report keeps current on whichever server it reaches.
                     let rows = sqlx::query(
-                        "SELECT w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen, \
+                        "SELECT w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen, w.policy, \
                          COUNT(t.activity_id) AS in_use, MAX(t.lease_expires_at - t.heartbeat_ms) AS heartbeat \
                          FROM workers w LEFT JOIN tasks t ON t.lease_owner = w.worker_id AND t.status = 'leased' \
-                         GROUP BY w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen \
+                         GROUP BY w.worker_id, w.runtimes, w.queue, w.slots, w.first_seen, w.last_seen, w.policy \
                          ORDER BY w.worker_id",
                     )
                     .fetch_all(&self.read)
@@ -53,9 +55,23 @@ macro_rules! sql_workers {
                             slots_in_use: row.try_get::<i64, _>("in_use")? as u32,
                             first_seen: row.try_get("first_seen")?,
                             last_seen,
+                            policy: match row.try_get::<Option<String>, _>("policy")? {
+                                None => None,
+                                Some(text) => Some(WorkerPolicy::from_json(&text).map_err(|e| {
+                                    StoreError::Corrupt(format!("worker policy: {e}"))
+                                })?),
+                            },
                         });
                     }
                     Ok(workers)
+                }
+
+                async fn delete_worker(&self, worker_id: &str) -> Result<bool, StoreError> {
+                    let deleted = sqlx::query("DELETE FROM workers WHERE worker_id = $1")
+                        .bind(worker_id)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(deleted.rows_affected() > 0)
                 }
             }
         };

@@ -152,6 +152,9 @@ impl WorkerApi for FakeApi {
         self.record(Call::Release(release.clone()), true);
         Ok(())
     }
+    async fn deregister(&self, _worker_id: &str) -> Result<(), WorkerApiError> {
+        Ok(())
+    }
 }
 
 type Script =

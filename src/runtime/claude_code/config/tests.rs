@@ -89,3 +89,19 @@ fn bad_keys_and_types_are_named() {
     assert!(error(json!({"mcp_servers": {"x": {}}})).contains("mcp_servers.x needs"));
     assert!(error(json!({"mcp_servers": []})).contains("mcp_servers must be an object"));
 }
+
+#[test]
+fn stdio_mcp_servers_start_through_env_with_only_what_they_are_given() {
+    let config = ClaudeCodeConfig::from_agent(&agent(json!({"mcp_servers": {
+        "files": {"command": "/bin/fake-mcp", "args": ["--root", "/srv"], "env": {"MY_FLAG": "1"}},
+        "remote": {"type": "http", "url": "https://tools.internal/mcp"},
+    }})))
+    .unwrap();
+    let base = [("PATH".to_string(), "/usr/bin".to_string())];
+    let servers = config.with_isolated_servers(&base).mcp_servers.unwrap();
+    assert_eq!(
+        servers["files"],
+        json!({"command": "env", "args": ["-i", "PATH=/usr/bin", "MY_FLAG=1", "/bin/fake-mcp", "--root", "/srv"]})
+    );
+    assert_eq!(servers["remote"], json!({"type": "http", "url": "https://tools.internal/mcp"}));
+}
