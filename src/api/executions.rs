@@ -264,10 +264,12 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let text = validate::message(&r.text, &self.state.limits)?;
         let request_id = validate::request_id_or_new(&r.request_id)?;
+        scope.execution(&self.state.engine, id).await?;
         let sent = self.state.engine.send_message(id, text, request_id).await?;
         Ok(Response::new(pb::SendMessageResponse {
             turn: sent.turn + 1,
@@ -280,7 +282,9 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::CloseExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
+        let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
+        scope.execution(&self.state.engine, id).await?;
         self.state.engine.close(id).await?;
         Ok(Response::new(self.view(id).await?))
     }
@@ -289,11 +293,13 @@ impl ExecutionService for Executions {
         &self,
         request: Request<pb::ResolveApprovalRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
+        let scope = Scope::of(&request)?;
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let approval_id = validate::approval_id(&r.approval_id)?;
         let decision = validate::decision(r.allow, &r.message, &r.updated_input_json)?;
         let request_id = validate::request_id_or_new(&r.request_id)?;
+        scope.execution(&self.state.engine, id).await?;
         let answered = self
             .state
             .engine

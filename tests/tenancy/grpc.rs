@@ -433,6 +433,36 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                 );
             }
         }
+        "SendMessage" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| pb::SendMessageRequest {
+                    id,
+                    text: "hello".into(),
+                    request_id: "t-1".into(),
+                })
+                .await,
+            );
+        }
+        "CloseExecution" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| pb::CloseExecutionRequest { id })
+                    .await,
+            );
+        }
+        "ResolveApproval" => {
+            rows.extend(
+                hidden(fx, method, &fx.done, false, |id| {
+                    pb::ResolveApprovalRequest {
+                        id,
+                        approval_id: "a-1".into(),
+                        allow: true,
+                        request_id: "t-2".into(),
+                        ..Default::default()
+                    }
+                })
+                .await,
+            );
+        }
         "RetryExecution" => {
             rows.extend(
                 hidden(fx, method, &fx.cancelled, false, |id| {

@@ -66,7 +66,8 @@ impl Route<'_> {
             .path
             .replace("{id}", value)
             .replace("{agent}", value)
-            .replace("{team}", value);
+            .replace("{team}", value)
+            .replace("{approval_id}", "a-1");
         format!("{}{path}{query}", self.fx.server.url)
     }
 
@@ -185,6 +186,10 @@ fn rows(route: &Route, operation: &str) -> Vec<(String, Verdict)> {
             rows
         }
         "CancelExecution" => route.hidden(&fx.team_run, None, false),
+        // A message, a close or an answer to b's execution: NOT_FOUND, as for a missing one.
+        "SendMessage" => route.hidden(&fx.done, Some(r#"{"text":"hello","request_id":"t-1"}"#), false),
+        "CloseExecution" => route.hidden(&fx.done, None, false),
+        "ResolveApproval" => route.hidden(&fx.done, Some(r#"{"allow":true,"request_id":"t-2"}"#), false),
         "RetryExecution" => route.hidden(&fx.cancelled, Some(r#"{"force":true}"#), false),
         "GetStats" => {
             let (code, body) = route.send("", "", TOKEN_A, None, None);
