@@ -34,11 +34,11 @@ pub struct NodeOptions {
     pub runtime_settings: RuntimeSettings,
     /// How long the in-process worker gives a cancelled runtime before abandoning it.
     pub cancel_grace: std::time::Duration,
+    /// What the in-process worker admits (restrictive unless the caller says otherwise).
+    pub worker_policy: crate::domain::WorkerPolicy,
     /// How long the in-process worker's attempts wait for an answer to a tool call before
     /// they are held (checkpointed and stopped until the answer).
     pub approval_hold: std::time::Duration,
-    /// What the in-process worker admits (restrictive unless the caller says otherwise).
-    pub worker_policy: crate::domain::WorkerPolicy,
     /// Request limits.
     pub limits: Limits,
     /// Engine defaults.
@@ -63,8 +63,8 @@ impl NodeOptions {
             worker_runtimes: Vec::new(),
             runtime_settings: RuntimeSettings::default(),
             cancel_grace: std::time::Duration::from_secs(5),
-            approval_hold: crate::worker::DEFAULT_APPROVAL_HOLD,
             worker_policy: crate::domain::WorkerPolicy::default(),
+            approval_hold: crate::worker::DEFAULT_APPROVAL_HOLD,
             limits: Limits::default(),
             engine: EngineOptions::default(),
             security: Security::default(),
@@ -164,8 +164,8 @@ impl Node {
             let mut worker_options = WorkerOptions::new(worker_id, worker_runtimes);
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
-            worker_options.approval_hold = options.approval_hold;
             worker_options.policy = options.worker_policy.clone();
+            worker_options.approval_hold = options.approval_hold;
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),
                 worker_options,

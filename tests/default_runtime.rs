@@ -1,9 +1,12 @@
 //! The `default` runtime against a fake OpenAI-compatible server over real HTTP and SSE, and a
 //! real MCP server from npm.
 
+#[path = "default_runtime/approvals.rs"]
+mod approvals;
 mod fake_openai;
 #[path = "default_runtime/resume.rs"]
 mod resume;
+mod test_approver;
 #[path = "default_runtime/tools.rs"]
 mod tools;
 
@@ -293,7 +296,9 @@ fn validate_checks_the_model_and_each_key() {
             "temperature",
             "max_tokens",
             "max_tool_calls",
-            "mcp_servers"
+            "mcp_servers",
+            "require_approval",
+            "auto_approve"
         ]
     );
     let mut agent = turn(0, "", json!({"instructions": "x", "max_tool_calls": 2})).agent;

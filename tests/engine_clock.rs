@@ -134,9 +134,9 @@ async fn a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: Some(json!({ "next": 3 })),
+            workspace: None,
             asks: Vec::new(),
             awaiting: false,
-            workspace: None,
         })
         .await
         .unwrap();
@@ -299,9 +299,9 @@ async fn heartbeat(
             first_chunk: Some(0),
             chunks: Vec::new(),
             checkpoint: None,
+            workspace: None,
             asks: Vec::new(),
             awaiting: false,
-            workspace: None,
         })
         .await
 }

@@ -218,9 +218,9 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
                     data: json!({ "text": format!("chunk {index}") }),
                 }],
                 checkpoint: None,
+                workspace: None,
                 asks: Vec::new(),
                 awaiting: false,
-                workspace: None,
             })
             .await
             .unwrap();

@@ -34,9 +34,9 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         chunks: vec![text_chunk("from attempt 1 ")],
         checkpoint_json: json!({ "step": 1 }).to_string(),
         first_chunk_index: Some(0),
+        workspace: String::new(),
         asks: Vec::new(),
         awaiting_decisions: false,
-        workspace: String::new(),
     };
     let reply = c
         .workers
@@ -74,9 +74,9 @@ async fn an_attempt_past_start_to_close_is_timed_out_and_retried(db: Db) {
         chunks: vec![text_chunk("late")],
         checkpoint_json: String::new(),
         first_chunk_index: None,
+        workspace: String::new(),
         asks: Vec::new(),
         awaiting_decisions: false,
-        workspace: String::new(),
     };
     assert_eq!(
         c.workers.report_progress(stale).await.unwrap_err().code(),
@@ -213,9 +213,9 @@ async fn a_final_report_skips_chunks_a_lost_progress_reply_already_stored(db: Db
         chunks: vec![text_chunk("a ")],
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
+        workspace: String::new(),
         asks: Vec::new(),
         awaiting_decisions: false,
-        workspace: String::new(),
     };
     c.workers.report_progress(progress).await.unwrap();
     // The worker never saw that reply, so its last report carries the chunk again.

@@ -49,7 +49,8 @@ fn poll(worker: &str, policy: WorkerPolicy) -> PollRequest {
 
 async fn a_task_waits_for_a_worker_whose_policy_admits_it(db: Db) {
     let clock = ManualClock::new(T0);
-    let engine: Arc<Engine> = Engine::new(db.store().await, clock.clone(), EngineOptions::default());
+    let engine: Arc<Engine> =
+        Engine::new(db.store().await, clock.clone(), EngineOptions::default());
     let runtimes = RuntimeRegistry::builtin(&RuntimeSettings::default());
     let config = json!({"permission_mode": "bypassPermissions"});
     engine
@@ -85,8 +86,14 @@ async fn a_task_waits_for_a_worker_whose_policy_admits_it(db: Db) {
         panic!("the task waits for a worker");
     };
     let why = refused.expect("the view says why no worker takes it");
-    assert!(why.contains("strict") && why.contains("`permission_modes`"), "{why}");
-    let warning = engine.unadmitted("claude_code", None, &config).await.unwrap();
+    assert!(
+        why.contains("strict") && why.contains("`permission_modes`"),
+        "{why}"
+    );
+    let warning = engine
+        .unadmitted("claude_code", None, &config)
+        .await
+        .unwrap();
     assert!(warning.is_some_and(|w| w.contains("bypassPermissions")));
 
     // A worker whose policy admits bypassPermissions takes it.
@@ -101,7 +108,13 @@ async fn a_task_waits_for_a_worker_whose_policy_admits_it(db: Db) {
     assert!(
         matches!(view.activity.map(|a| a.state), Some(ActivityState::Running { worker }) if worker == "open")
     );
-    assert_eq!(engine.unadmitted("claude_code", None, &config).await.unwrap(), None);
+    assert_eq!(
+        engine
+            .unadmitted("claude_code", None, &config)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// `cairn exec get ID` against `url`: its standard output.
@@ -118,23 +131,37 @@ fn exec_get(url: &str, id: &str) -> String {
 async fn a_fleet_routes_by_policy_and_a_stopped_worker_leaves_the_list(db: Db) {
     let (_server, url) = Proc::server(&db, "127.0.0.1:0", &[], &[]);
     // The CLI cannot start here: a turn that reaches a worker fails at once, naming that worker.
-    let no_cli = ["--runtimes", "claude_code", "--claude-cli", "/nonexistent/claude"];
+    let no_cli = [
+        "--runtimes",
+        "claude_code",
+        "--claude-cli",
+        "/nonexistent/claude",
+    ];
     let _strict = Proc::worker("strict", &[&url], &no_cli, &[]);
     let mut c = common::TestClient::connect(&url).await;
     wait_for_workers(&mut c, &["strict"]).await;
 
     let agent = c
-        .create_agent("coder", "claude_code", json!({"permission_mode": "bypassPermissions"}))
+        .create_agent(
+            "coder",
+            "claude_code",
+            json!({"permission_mode": "bypassPermissions"}),
+        )
         .await;
     assert!(
-        agent.warnings.iter().any(|w| w.contains("`permission_modes`")),
+        agent
+            .warnings
+            .iter()
+            .any(|w| w.contains("`permission_modes`")),
         "CreateAgent warns that no worker admits the agent: {:?}",
         agent.warnings
     );
     let id = c.start_simple("coder", "hi").await;
     let shown = c
         .wait_until(&id, "the refusal to be recorded", |e| {
-            e.activity.as_ref().is_some_and(|a| a.state.contains("admits"))
+            e.activity
+                .as_ref()
+                .is_some_and(|a| a.state.contains("admits"))
         })
         .await;
     assert_eq!(shown.status, "PENDING");
@@ -152,7 +179,9 @@ async fn a_fleet_routes_by_policy_and_a_stopped_worker_leaves_the_list(db: Db) {
     open_args.extend(["--policy", policy.as_str()]);
     let mut open = Proc::worker("open", &[&url], &open_args, &[]);
     let failed = c
-        .wait_until(&id, "the admitting worker to run it", |e| e.status == "FAILED")
+        .wait_until(&id, "the admitting worker to run it", |e| {
+            e.status == "FAILED"
+        })
         .await;
     let failure = failed.failure.expect("a failure");
     assert_eq!(failure.code, "cli_not_found", "{failure:?}");

@@ -26,9 +26,9 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         chunks: vec![text_chunk("a"), text_chunk("b")],
         checkpoint_json: String::new(),
         first_chunk_index: Some(0),
+        workspace: String::new(),
         asks: Vec::new(),
         awaiting_decisions: false,
-        workspace: String::new(),
     };
     c.workers.report_progress(first).await.unwrap();
     let before = db.row_counts().await;
@@ -38,9 +38,9 @@ async fn gaps_and_unstorable_usage_are_refused_and_write_nothing(db: Db) {
         chunks: vec![text_chunk("x")],
         checkpoint_json: json!({ "step": 9 }).to_string(),
         first_chunk_index: Some(7),
+        workspace: String::new(),
         asks: Vec::new(),
         awaiting_decisions: false,
-        workspace: String::new(),
     };
     let err = c.workers.report_progress(gap).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");

@@ -5,7 +5,7 @@
 //! are open to client and admin tokens; operator calls (`ListWorkers`) to admin tokens and to
 //! client tokens bound to no namespace (what every client token could do before tokens had
 //! roles); admin calls (`DeleteExecution`) to admin tokens only; the worker calls (poll,
-//! progress, complete, fail, cancel, release, register) to worker tokens only. So a leaked
+//! progress, complete, fail, cancel, release, register, deregister) to worker tokens only. So a leaked
 //! worker token cannot start or cancel executions, and a client token cannot take work. A
 //! missing or unknown token is `UNAUTHENTICATED`; a known token without the role is
 //! `PERMISSION_DENIED`. Health checks need no token (load balancers probe them). With no tokens
@@ -107,6 +107,7 @@ pub const METHODS: &[(&str, &str, Access)] = &[
     (WORKERS, "CancelTask", Access::Worker),
     (WORKERS, "ReleaseTask", Access::Worker),
     (WORKERS, "RegisterRuntimes", Access::Worker),
+    (WORKERS, "DeregisterWorker", Access::Worker),
     (WORKERS, "ListWorkers", Access::Operator),
 ];
 

@@ -81,6 +81,7 @@ impl WorkerClient {
             chunks: chunks_of(&progress.chunks),
             checkpoint_json: json_or_empty(progress.checkpoint.as_ref()),
             first_chunk_index: progress.first_chunk,
+            workspace: progress.workspace.clone().unwrap_or_default(),
             asks: progress
                 .asks
                 .iter()
@@ -91,7 +92,6 @@ impl WorkerClient {
                 })
                 .collect(),
             awaiting_decisions: progress.awaiting,
-            workspace: progress.workspace.clone().unwrap_or_default(),
         });
         let reply = self
             .inner

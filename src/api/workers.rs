@@ -146,9 +146,9 @@ impl WorkerService for Workers {
             first_chunk: first_chunk_index(r.first_chunk_index, r.chunks.len())?,
             chunks: chunks(r.chunks)?,
             checkpoint,
+            workspace: validate::workspace(&r.workspace)?,
             asks: validate::asks(r.asks)?,
             awaiting: r.awaiting_decisions,
-            workspace: validate::workspace(&r.workspace)?,
         };
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {

@@ -259,9 +259,9 @@ impl Engine {
             first_chunk,
             chunks,
             checkpoint,
+            workspace,
             asks,
             awaiting,
-            workspace,
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();

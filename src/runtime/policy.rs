@@ -91,7 +91,12 @@ mod tests {
             cwd_roots: vec![root.path().display().to_string()],
             ..WorkerPolicy::default()
         };
-        admits_here(&policy, "claude_code", &agent(&inside.display().to_string())).unwrap();
+        admits_here(
+            &policy,
+            "claude_code",
+            &agent(&inside.display().to_string()),
+        )
+        .unwrap();
         // Lexically under the root, so the server's check passes; the worker's does not.
         let link = link.display().to_string();
         policy

@@ -162,8 +162,8 @@ async fn run_attempt(
         stopping: Stopping::No,
         abandon_at: None,
         grace: options.cancel_grace,
-        approver,
         workspace: workspace.clone(),
+        approver,
     };
     let stop = running.drive(handle, rx, release).await;
     // A runtime that names no directory works in the worker's own (where MCP servers start).
@@ -199,10 +199,10 @@ struct Running<'a> {
     /// When a runtime that ignores its token is abandoned.
     abandon_at: Option<Instant>,
     grace: Duration,
-    /// The runtime's asks about tool calls, sent with the progress reports.
-    approver: Arc<WorkerApprover>,
     /// The directory the runtime named, sent with each progress report.
     workspace: Workspace,
+    /// The runtime's asks about tool calls, sent with the progress reports.
+    approver: Arc<WorkerApprover>,
 }
 
 impl Running<'_> {
@@ -291,9 +291,9 @@ impl Running<'_> {
             first_chunk: Some(batch.first_chunk),
             chunks: batch.chunks.clone(),
             checkpoint: batch.checkpoint.clone(),
+            workspace: self.workspace.get(),
             asks,
             awaiting,
-            workspace: self.workspace.get(),
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {

@@ -175,9 +175,9 @@ impl Sender<'_> {
                 first_chunk: Some(batch.first_chunk),
                 chunks: batch.chunks.clone(),
                 checkpoint: batch.checkpoint.clone(),
+                workspace: self.workspace.clone(),
                 asks: Vec::new(),
                 awaiting: false,
-                workspace: self.workspace.clone(),
             };
             // A cancellation requested now changes nothing: the runtime has stopped.
             match self.retrying(|| self.api.progress(&progress)).await {

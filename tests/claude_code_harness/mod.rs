@@ -5,12 +5,13 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::domain::{AgentSpec, Turn};
 use cairn::runtime::{
-    AgentRuntime, AttemptInfo, ClaudeCodeRuntime, Progress, RuntimeError, RuntimeSettings, TurnIo,
-    TurnOutput,
+    AgentRuntime, Approver, AttemptInfo, ClaudeCodeRuntime, Progress, RuntimeError,
+    RuntimeSettings, TurnIo, TurnOutput,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -51,6 +52,11 @@ impl Setup {
     }
 
     pub fn turn(&self, prompt: &str) -> Turn {
+        self.turn_in_mode(prompt, "bypassPermissions")
+    }
+
+    /// A turn in permission mode `mode` (`default` asks before tools that change things).
+    pub fn turn_in_mode(&self, prompt: &str, mode: &str) -> Turn {
         Turn {
             agent: AgentSpec {
                 id: uuid::Uuid::nil(),
@@ -58,7 +64,7 @@ impl Setup {
                 runtime: "claude_code".into(),
                 model_id: "claude-sonnet-4-5".into(),
                 configuration: json!({"runtime_config": {
-                    "permission_mode": "bypassPermissions",
+                    "permission_mode": mode,
                     "cwd": self.sandbox.cwd(),
                 }}),
             },
@@ -70,14 +76,27 @@ impl Setup {
 
     /// Starts a turn in a task; returns it with its progress and its cancel token.
     pub fn start(&self, prompt: &str, checkpoint: Option<Value>) -> Running {
+        self.start_turn(self.turn(prompt), checkpoint, None)
+    }
+
+    /// Starts `turn` in a task, its tool asks answered by `approver` (none: denied at once).
+    pub fn start_turn(
+        &self,
+        turn: Turn,
+        checkpoint: Option<Value>,
+        approver: Option<Arc<dyn Approver>>,
+    ) -> Running {
         let cancel = CancellationToken::new();
         let attempt = AttemptInfo {
             execution_id: uuid::Uuid::now_v7(),
             activity_id: "turn-1".into(),
             attempt: 1,
         };
-        let (io, progress) = TurnIo::new(attempt, cancel.clone(), checkpoint);
-        let (runtime, turn) = (self.runtime.clone(), self.turn(prompt));
+        let (mut io, progress) = TurnIo::new(attempt, cancel.clone(), checkpoint);
+        if let Some(approver) = approver {
+            io = io.with_approver(approver);
+        }
+        let runtime = self.runtime.clone();
         Running {
             task: tokio::spawn(async move { runtime.run(turn, io).await }),
             progress,

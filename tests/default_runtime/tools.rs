@@ -219,12 +219,18 @@ async fn an_mcp_server_sees_none_of_the_workers_environment() {
     let seen = tool_result[0]["content"].as_str().unwrap();
     assert!(seen.contains("MY_FLAG=given"), "{seen}");
     assert!(seen.contains("PATH="), "{seen}");
-    assert!(!seen.contains(KEY_ENV), "the server saw the key's variable: {seen}");
+    assert!(
+        !seen.contains(KEY_ENV),
+        "the server saw the key's variable: {seen}"
+    );
     let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
     for name in &names {
         assert!(
-            ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM", "MY_FLAG", "PWD", "SHLVL", "_"]
-                .contains(name),
+            [
+                "PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM", "MY_FLAG", "PWD",
+                "SHLVL", "_"
+            ]
+            .contains(name),
             "the server saw `{name}` of the worker's environment: {seen}"
         );
     }

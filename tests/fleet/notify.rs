@@ -84,9 +84,9 @@ async fn polls_and_streams_wake_for_changes_committed_through_another_server() {
                 }],
                 checkpoint_json: String::new(),
                 first_chunk_index: Some(i),
+                workspace: String::new(),
                 asks: Vec::new(),
                 awaiting_decisions: false,
-                workspace: String::new(),
             })
             .await
             .unwrap();

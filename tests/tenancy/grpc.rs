@@ -571,7 +571,7 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
             ));
         }
         "PollTasks" | "ReportProgress" | "CompleteTask" | "FailTask" | "CancelTask"
-        | "ReleaseTask" | "RegisterRuntimes" => {
+        | "ReleaseTask" | "RegisterRuntimes" | "DeregisterWorker" => {
             // A client token takes no work, whatever its namespace; the message is not read.
             rows.push((
                 "a worker call".into(),

@@ -42,6 +42,8 @@ pub(super) struct LineOutcome {
     pub reply: Option<Value>,
     /// Set when this line revealed the session id: the moment to save a checkpoint.
     pub session_started: Option<String>,
+    /// A permission ask of the CLI (`can_use_tool`), to answer after asking the approver.
+    pub ask: Option<super::approve::PermissionAsk>,
 }
 
 /// Tool results and the CLI's own user-side notes ("[Request interrupted by user]").
@@ -76,9 +78,9 @@ pub(super) fn user(message: &Map<String, Value>, outcome: &mut LineOutcome) {
     }
 }
 
-/// The answer to a control request from the CLI. This runtime registers no hooks, no permission
-/// prompt tool and no in-process MCP servers, so a request means a mismatch; answering with an
-/// error (rather than not at all) keeps the CLI from waiting forever.
+/// The answer to a control request from the CLI other than a permission ask (`approve.rs`).
+/// This runtime registers no hooks and no in-process MCP servers, so such a request means a
+/// mismatch; answering with an error (rather than not at all) keeps the CLI from waiting forever.
 pub(super) fn refuse_control_request(message: &Map<String, Value>) -> Value {
     let request_id = message.get("request_id").cloned().unwrap_or_default();
     let subtype = message

@@ -152,6 +152,14 @@ impl ClaudeCodeConfig {
             .filter(|m| !m.is_empty())
     }
 
+    /// Whether the CLI asks before running a tool: in `default` permission mode (also the
+    /// CLI's mode when none is given), and only then.
+    pub fn asks_permission(&self) -> bool {
+        self.permission_mode
+            .as_deref()
+            .is_none_or(|m| m == "default")
+    }
+
     /// The CLI flags this configuration maps to, before `--resume` and the stream-json flags.
     pub fn flags(&self, agent: &AgentSpec) -> Vec<String> {
         let mut args = Vec::new();
@@ -180,6 +188,11 @@ impl ClaudeCodeConfig {
         }
         if let Some(mode) = &self.permission_mode {
             flag("--permission-mode", mode.clone());
+        }
+        if self.asks_permission() {
+            // The CLI's permission asks then arrive on stdout as `can_use_tool` control
+            // requests, which the runtime turns into approvals (`approve.rs`).
+            flag("--permission-prompt-tool", "stdio".to_owned());
         }
         if let Some(servers) = &self.mcp_servers {
             let config = serde_json::json!({ "mcpServers": servers });

@@ -10,11 +10,16 @@
 //! Checkpoints carry the session's file from the CLI's config directory, restored before
 //! `--resume` on whichever worker runs the next turn or the retry (`portable.rs`).
 //!
+//! In `default` permission mode the CLI's permission asks become approvals (`approve.rs`); an
+//! ask nobody answers in time is held: the CLI is killed, the call marked deferred in the
+//! session, and the next attempt resumes the session so the call runs (or is denied) once.
+//!
 //! The CLI starts with a clean environment: the worker's `PATH`, `HOME` and locale, the
 //! variables the CLI itself reads from the worker's environment (`cli_env`: the provider's
 //! endpoint and credentials, its switches), and the agent's admitted `env`. MCP servers it
 //! starts get none of the CLI's: each runs through `env -i` (`with_isolated_servers`).
 
+mod approve;
 mod chunks;
 mod config;
 mod group;
@@ -37,7 +42,7 @@ use tokio::process::Command;
 
 use self::config::ClaudeCodeConfig;
 use self::process::CliProcess;
-use self::session::Session;
+use self::session::{Opening, Session};
 use super::{
     AgentRuntime, ConfigError, RuntimeDescription, RuntimeError, RuntimeSettings, TurnIo,
     TurnOutput,
@@ -244,6 +249,9 @@ impl AgentRuntime for ClaudeCodeRuntime {
             .and_then(|c| c.get("session_id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        // A tool call held in this turn is resumed, not the prompt sent again (`approve.rs`).
+        let held = approve::held_in_turn(io.previous_checkpoint(), turn.index)
+            .filter(|_| resume.is_some());
         let cwd = self.working_dir(&config, &io).await?;
         io.set_workspace(cwd.display().to_string());
         let config_root = portable::config_root(self.effective_config_dir(&config).as_deref());
@@ -268,6 +276,7 @@ impl AgentRuntime for ClaudeCodeRuntime {
                 "process_group": process.group.id(),
                 "cwd": cwd.display().to_string(),
                 "resume_session_id": resume,
+                "resume_held_tool_call": held,
             }),
         );
         let mut checkpoint_base = serde_json::Map::new();
@@ -276,8 +285,12 @@ impl AgentRuntime for ClaudeCodeRuntime {
             "config_dir".into(),
             json!(self.effective_config_dir(&config)),
         );
-        Session::new(process, &io, checkpoint_base, config_root)
-            .run(&turn.prompt)
+        let opening = match held {
+            Some(_) => Opening::HeldToolCall,
+            None => Opening::Prompt(&turn.prompt),
+        };
+        Session::new(process, &io, checkpoint_base, config_root, turn.index)
+            .run(opening)
             .await
     }
 }

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::approve::PermissionAsk;
 use super::chunks::{
     Chunk, LineOutcome, content_blocks, pick_fields, refuse_control_request, status_code,
     str_field, user,
@@ -102,7 +103,10 @@ impl StreamState {
             "assistant" => self.assistant(&message, &mut outcome),
             "user" => user(&message, &mut outcome),
             "result" => self.result(&message, &mut outcome),
-            "control_request" => outcome.reply = Some(refuse_control_request(&message)),
+            "control_request" => match PermissionAsk::from_request(&message) {
+                Some(ask) => outcome.ask = Some(ask),
+                None => outcome.reply = Some(refuse_control_request(&message)),
+            },
             "control_response" => {
                 let response = message.get("response").cloned().unwrap_or(Value::Null);
                 let status = json!({

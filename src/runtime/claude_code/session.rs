@@ -7,12 +7,13 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::approve::{self, HELD_KEY, PermissionAsk};
 use super::outcome::{self, ExitFacts};
 use super::parse::StreamState;
 use super::portable;
 use super::process::CliProcess;
 use super::spans::GenAiSpans;
-use crate::runtime::{RuntimeError, TurnIo, TurnOutput};
+use crate::runtime::{Answer, Decision, RuntimeError, TurnIo, TurnOutput};
 
 /// How long the CLI gets to exit after printing its result and seeing stdin close.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -23,6 +24,25 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How often the session file is looked at while the CLI runs: it writes the file on its own
 /// schedule, possibly after the stdout line of a step, and a long tool call prints nothing.
 const CAPTURE_EVERY: Duration = Duration::from_secs(1);
+
+/// How a run begins.
+pub(super) enum Opening<'p> {
+    /// Send the turn's prompt.
+    Prompt(&'p str),
+    /// The turn's prompt was sent by an attempt that held a tool call (`approve.rs`): the resumed
+    /// session runs that call first, so nothing is sent but the handshake.
+    HeldToolCall,
+}
+
+/// What became of a permission ask.
+enum Settled {
+    /// The CLI has its answer; the run goes on.
+    Answered,
+    /// The attempt was cancelled while waiting.
+    Canceled,
+    /// Nobody answered in time: the run stopped (see [`Session::hold`]).
+    Held(RuntimeError),
+}
 
 /// A running CLI and what it has said so far.
 pub(super) struct Session<'a> {
@@ -39,6 +59,8 @@ pub(super) struct Session<'a> {
     session_id: Option<String>,
     /// The last checkpoint saved.
     checkpoint: Option<Value>,
+    /// The turn's index, recorded with a held tool call.
+    turn_index: u32,
 }
 
 impl<'a> Session<'a> {
@@ -49,6 +71,7 @@ impl<'a> Session<'a> {
         io: &'a TurnIo,
         checkpoint_base: serde_json::Map<String, Value>,
         config_root: Option<PathBuf>,
+        turn_index: u32,
     ) -> Self {
         Session {
             process,
@@ -59,6 +82,7 @@ impl<'a> Session<'a> {
             config_root,
             session_id: None,
             checkpoint: None,
+            turn_index,
         }
     }
 
@@ -82,15 +106,24 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends the prompt and runs the turn to its end, or to cancellation.
-    pub async fn run(mut self, prompt: &str) -> Result<TurnOutput, RuntimeError> {
-        // A stream-json user message, as the Agent SDK writes it; the CLI fills in the session.
-        let message = json!({
-            "type": "user",
-            "session_id": "",
-            "message": {"role": "user", "content": prompt},
-            "parent_tool_use_id": null,
-        });
+    /// Sends the prompt and runs the turn to its end, to cancellation, or to a held ask.
+    pub async fn run(mut self, opening: Opening<'_>) -> Result<TurnOutput, RuntimeError> {
+        let message = match opening {
+            // A stream-json user message, as the Agent SDK writes it; the CLI fills in the
+            // session.
+            Opening::Prompt(prompt) => json!({
+                "type": "user",
+                "session_id": "",
+                "message": {"role": "user", "content": prompt},
+                "parent_tool_use_id": null,
+            }),
+            // The CLI reads stdin before it starts; the handshake is what the SDK sends first.
+            Opening::HeldToolCall => json!({
+                "type": "control_request",
+                "request_id": format!("cairn_initialize_{}", self.process.pid()),
+                "request": {"subtype": "initialize", "hooks": null},
+            }),
+        };
         if let Err(error) = self.process.send(&message).await {
             // The CLI is already gone; its exit status and stderr say why.
             tracing::warn!(%error, "could not send the prompt to Claude Code");
@@ -104,7 +137,14 @@ impl<'a> Session<'a> {
                 // Saved only when the file changed (see `save_checkpoint`).
                 _ = capture.tick() => self.save_checkpoint().await,
                 line = self.process.next_line() => match line {
-                    Ok(Some(line)) => self.handle(&line).await,
+                    Ok(Some(line)) => {
+                        let Some(ask) = self.handle(&line).await else { continue };
+                        match self.settle(ask).await {
+                            Settled::Answered => {}
+                            Settled::Canceled => return self.cancel().await,
+                            Settled::Held(held) => return Err(held),
+                        }
+                    }
                     Ok(None) => break,
                     Err(error) => {
                         tracing::warn!(%error, "reading Claude Code's output failed");
@@ -130,7 +170,8 @@ impl<'a> Session<'a> {
 
     /// Takes one stdout line: emits its chunks, saves a checkpoint once the session id is
     /// known, answers control requests, and closes stdin after the result so the CLI exits.
-    async fn handle(&mut self, line: &str) {
+    /// Returns a permission ask for the caller to settle.
+    async fn handle(&mut self, line: &str) -> Option<PermissionAsk> {
         let outcome = self.state.accept(line);
         self.spans.observe(line);
         // A tool call or its result is a step of the turn the session file now records: a
@@ -156,6 +197,77 @@ impl<'a> Session<'a> {
         if self.state.result.is_some() && self.process.stdin_open() {
             self.process.close_stdin();
         }
+        outcome.ask
+    }
+
+    /// Asks the approver about a tool call the CLI waits on, and answers the CLI. Output the CLI
+    /// prints meanwhile waits in the pipe: the CLI itself waits for this answer.
+    async fn settle(&mut self, ask: PermissionAsk) -> Settled {
+        self.io.emit(
+            "status",
+            json!({
+                "event": "approval_requested",
+                "tool_use_id": ask.tool_use_id,
+                "tool": ask.tool_name,
+                "input": ask.input,
+            }),
+        );
+        let answer = tokio::select! {
+            answer = self.io.ask(ask.to_tool_ask()) => answer,
+            _ = self.io.cancel.cancelled() => return Settled::Canceled,
+        };
+        let decision = match answer {
+            Answer::Decided(decision) => decision,
+            Answer::Hold => return Settled::Held(self.hold(&ask).await),
+        };
+        let (event, message) = match &decision {
+            Decision::Allow { .. } => ("approval_allowed", None),
+            Decision::Deny { message } => ("approval_denied", Some(message.clone())),
+        };
+        self.io.emit(
+            "status",
+            json!({"event": event, "tool_use_id": ask.tool_use_id, "message": message}),
+        );
+        if let Err(error) = self.process.send(&ask.reply(&decision)).await {
+            tracing::warn!(%error, "could not answer a permission ask of Claude Code");
+        }
+        Settled::Answered
+    }
+
+    /// Stops at a tool call nobody answered in time, so that a later attempt runs it exactly
+    /// once without repeating a model call (`approve.rs` says why this way): waits until the
+    /// session file records the call, SIGKILLs the CLI's group while the ask is pending (so it
+    /// writes no answer), marks the call deferred in the file, and checkpoints the file with the
+    /// held call. Returns the error that ends the attempt.
+    async fn hold(&mut self, ask: &PermissionAsk) -> RuntimeError {
+        let recorded = match (&self.config_root, &self.session_id) {
+            (Some(root), Some(session_id)) => {
+                approve::wait_recorded(root, session_id, &ask.tool_use_id).await
+            }
+            _ => None,
+        };
+        self.process.group.kill_tree();
+        let _ = self.process.wait_for(STOP_GRACE).await;
+        let Some((path, row)) = recorded else {
+            // Without the call in the session, a resume could not run it: a retry starts the
+            // turn over instead, and asks again when the model calls the tool again.
+            return RuntimeError::retryable(
+                "held_call_not_recorded",
+                format!(
+                    "the Claude Code session does not record the tool call {} that waits for approval",
+                    ask.tool_use_id
+                ),
+            );
+        };
+        if let Err(error) = approve::defer_in_session(&path, &row, ask).await {
+            return error;
+        }
+        self.checkpoint_base.insert(
+            HELD_KEY.into(),
+            json!({"tool_use_id": ask.tool_use_id, "turn": self.turn_index}),
+        );
+        self.save_checkpoint().await;
+        RuntimeError::held(ask.tool_use_id.clone())
     }
 
     /// Stops the run: an interrupt first, so the CLI stops its tool and records the interruption
@@ -198,7 +310,8 @@ impl<'a> Session<'a> {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return false,
                 line = self.process.next_line() => match line {
-                    Ok(Some(line)) => self.handle(&line).await,
+                    // An ask that comes while stopping goes unanswered: the CLI is killed.
+                    Ok(Some(line)) => drop(self.handle(&line).await),
                     Ok(None) | Err(_) => return false,
                 },
             }

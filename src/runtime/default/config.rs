@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::approval::ApprovalRules;
 use crate::domain::AgentSpec;
 use crate::runtime::{
     ConfigError, ConfigKeyInfo, RuntimeDescription, reject_unknown_keys, runtime_config,
@@ -31,6 +32,8 @@ pub(super) struct AgentConfig {
     pub max_tool_calls: u32,
     /// MCP servers by name; sorted so tool naming is deterministic.
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    /// Which tool calls wait for a person's decision.
+    pub approvals: ApprovalRules,
 }
 
 /// How to reach one MCP server.
@@ -78,6 +81,16 @@ pub(super) fn config_keys() -> Vec<ConfigKeyInfo> {
             "object",
             "MCP servers by name: {command, args, env} for stdio or {url} for streamable HTTP",
         ),
+        key(
+            "require_approval",
+            "array<string>",
+            "MCP tools (`server__tool`, `*` for any run of characters) whose calls wait for a person's approval",
+        ),
+        key(
+            "auto_approve",
+            "array<string>",
+            "MCP tool patterns approved without asking, even when require_approval matches",
+        ),
     ]
 }
 
@@ -123,6 +136,7 @@ impl AgentConfig {
             max_tokens,
             max_tool_calls: max_tool_calls.unwrap_or(DEFAULT_MAX_TOOL_CALLS),
             mcp_servers,
+            approvals: ApprovalRules::parse(&map)?,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! The endpoint and the key's environment variable are worker settings ([`OpenAiSettings`]);
 //! agents choose only the model and the loop's options.
 
+mod approval;
 mod client;
 mod completion;
 mod config;

@@ -8,10 +8,11 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::client::ChatClient;
+use super::completion::ToolCall;
 use super::config::AgentConfig;
 use super::tools::{ToolOutcome, Toolbox};
 use super::transcript::{Step, Transcript};
-use crate::runtime::{RuntimeError, TurnIo};
+use crate::runtime::{Answer, Decision, RuntimeError, ToolAsk, TurnIo};
 
 /// Model calls allowed beyond `max_tool_calls`: one to answer after the last tool result, and a
 /// little slack for a model that keeps asking for tools after it was told the limit is reached.
@@ -81,8 +82,29 @@ pub(super) async fn run_loop(
                         "server": server, "tool": tool,
                     }),
                 );
-                let ran = !limit_reached(transcript);
-                let outcome = if ran {
+                let mut ran = !limit_reached(transcript);
+                let mut arguments_text = call.arguments.clone();
+                let mut denial = None;
+                if ran && config.approvals.needs_approval(server, tool) {
+                    let name = format!("{server}__{tool}");
+                    match decide(io, &call, name, arguments).await? {
+                        Decision::Allow { updated_input } => {
+                            if let Some(input) = updated_input {
+                                arguments_text = input.to_string();
+                            }
+                        }
+                        Decision::Deny { message } => {
+                            ran = false;
+                            denial = Some(message);
+                        }
+                    }
+                }
+                let outcome = if let Some(message) = denial {
+                    ToolOutcome {
+                        content: message,
+                        is_error: true,
+                    }
+                } else if ran {
                     let span = tracing::info_span!(
                         "execute_tool",
                         otel.name = %format!("execute_tool {}", call.name),
@@ -95,7 +117,7 @@ pub(super) async fn run_loop(
                     let outcome = tokio::select! {
                         // Dropping the call abandons it; the servers are shut down by the caller.
                         _ = io.cancel.cancelled() => return Err(RuntimeError::canceled()),
-                        outcome = toolbox.call(&call.name, &call.arguments).instrument(span.clone()) => outcome,
+                        outcome = toolbox.call(&call.name, &arguments_text).instrument(span.clone()) => outcome,
                     };
                     if outcome.is_error {
                         span.record("error.type", "tool_error");
@@ -123,6 +145,43 @@ pub(super) async fn run_loop(
             }
         }
     }
+}
+
+/// Asks whether `call` may run. A held ask ends the attempt: the transcript saved after the model
+/// call holds the tool call, so the next attempt resumes right here and asks again with the same
+/// id (see `approval.rs`).
+async fn decide(
+    io: &TurnIo,
+    call: &ToolCall,
+    name: String,
+    input: Value,
+) -> Result<Decision, RuntimeError> {
+    io.emit(
+        "status",
+        json!({"event": "approval_requested", "tool_use_id": call.id, "tool": name, "input": input}),
+    );
+    let ask = ToolAsk {
+        id: call.id.clone(),
+        tool: name,
+        input,
+    };
+    let answer = tokio::select! {
+        _ = io.cancel.cancelled() => return Err(RuntimeError::canceled()),
+        answer = io.ask(ask) => answer,
+    };
+    let decision = match answer {
+        Answer::Decided(decision) => decision,
+        Answer::Hold => return Err(RuntimeError::held(call.id.clone())),
+    };
+    let (event, message) = match &decision {
+        Decision::Allow { .. } => ("approval_allowed", None),
+        Decision::Deny { message } => ("approval_denied", Some(message.clone())),
+    };
+    io.emit(
+        "status",
+        json!({"event": event, "tool_use_id": call.id, "message": message}),
+    );
+    Ok(decision)
 }
 
 /// The request for the next model call.

@@ -68,11 +68,19 @@ fn the_agent_model_is_used_unless_overridden() {
     let config = ClaudeCodeConfig::from_agent(&agent(json!({}))).expect("valid");
     assert_eq!(
         config.flags(&agent(json!({}))),
-        vec!["--model", "claude-agent-model"]
+        vec![
+            "--model",
+            "claude-agent-model",
+            "--permission-prompt-tool",
+            "stdio"
+        ]
     );
     let mut unnamed = agent(json!({}));
     unnamed.model_id.clear();
-    assert!(config.flags(&unnamed).is_empty());
+    assert_eq!(
+        config.flags(&unnamed),
+        vec!["--permission-prompt-tool", "stdio"]
+    );
 }
 
 #[test]
@@ -103,5 +111,8 @@ fn stdio_mcp_servers_start_through_env_with_only_what_they_are_given() {
         servers["files"],
         json!({"command": "env", "args": ["-i", "PATH=/usr/bin", "MY_FLAG=1", "/bin/fake-mcp", "--root", "/srv"]})
     );
-    assert_eq!(servers["remote"], json!({"type": "http", "url": "https://tools.internal/mcp"}));
+    assert_eq!(
+        servers["remote"],
+        json!({"type": "http", "url": "https://tools.internal/mcp"})
+    );
 }
