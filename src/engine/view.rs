@@ -25,6 +25,8 @@ pub struct ExecutionView {
     pub waiting_for: Option<WaitingFor>,
     /// The approvals its current turn asked for, answered or not.
     pub approvals: Vec<Approval>,
+    /// How many turns it has completed.
+    pub turns: u32,
 }
 
 impl ExecutionView {
@@ -36,6 +38,7 @@ impl ExecutionView {
             interactive: false,
             waiting_for: None,
             approvals: Vec::new(),
+            turns: 0,
         }
     }
 }
@@ -189,6 +192,7 @@ impl Engine {
             interactive: agent.conversation.is_some(),
             waiting_for: agent.waiting_for(),
             approvals: agent.approvals.clone(),
+            turns: agent.turns.len() as u32,
         }
     }
 }
