@@ -57,10 +57,7 @@ async fn approve_and_deny(db: Db) {
 
     let id = c.start_simple("careful", "list the files").await;
     let ask = waiting_for_approval(&mut c, &id).await;
-    assert_eq!(
-        (ask.tool.as_str(), ask.state.as_str()),
-        ("Bash", "pending")
-    );
+    assert_eq!((ask.tool.as_str(), ask.state.as_str()), ("Bash", "pending"));
     let input: serde_json::Value = serde_json::from_str(&ask.input_json).unwrap();
     assert_eq!(input["prompt"], "list the files");
     answer(&mut c, &id, &ask.approval_id, true, "", "yes-1")
@@ -83,9 +80,16 @@ async fn approve_and_deny(db: Db) {
 
     let id = c.start_simple("careful", "remove everything").await;
     let ask = waiting_for_approval(&mut c, &id).await;
-    answer(&mut c, &id, &ask.approval_id, false, "not on my disk", "no-2")
-        .await
-        .expect("deny");
+    answer(
+        &mut c,
+        &id,
+        &ask.approval_id,
+        false,
+        "not on my disk",
+        "no-2",
+    )
+    .await
+    .expect("deny");
     let done = c.watch(&id, 0).await;
     assert_eq!(done.closed.status, "COMPLETED");
     assert_eq!(
@@ -137,7 +141,10 @@ async fn held_then_approved_after_a_worker_restart(db: Db) {
     assert_eq!(task.lease_owner, None, "no lease while held");
     assert_eq!(task.attempt, 1);
     let workers = wait_for_workers(&mut c, &["w-hold"]).await;
-    assert_eq!(workers[0].slots_in_use, 0, "the held attempt freed its slot");
+    assert_eq!(
+        workers[0].slots_in_use, 0,
+        "the held attempt freed its slot"
+    );
 
     worker.kill();
     answer(&mut c, &id, &ask.approval_id, true, "", "later")
@@ -148,7 +155,11 @@ async fn held_then_approved_after_a_worker_restart(db: Db) {
     assert_eq!(done.closed.status, "COMPLETED");
     assert_eq!(done.text(), "[Write allowed] write the report");
     let history = c.history(&id).await;
-    assert_eq!(count(&history, "ApprovalRequested"), 1, "asked again, recorded once");
+    assert_eq!(
+        count(&history, "ApprovalRequested"),
+        1,
+        "asked again, recorded once"
+    );
     assert_eq!(count(&history, "ActivityResumed"), 1);
     assert!(
         history

@@ -55,7 +55,10 @@ async fn chat_send_close_and_approve(db: Db) {
         "hello there\nsecond words\n/close\n",
     );
     let stdout = ok(&chat);
-    assert_eq!(stdout, "hello there\nsecond words\n", "each answer once, in order");
+    assert_eq!(
+        stdout, "hello there\nsecond words\n",
+        "each answer once, in order"
+    );
     assert!(
         String::from_utf8_lossy(&chat.stderr).contains("COMPLETED"),
         "{}",
@@ -116,7 +119,10 @@ async fn chat_send_close_and_approve(db: Db) {
         &["exec", "deny", &other, &approval, "--message", "not that"],
         "",
     ));
-    assert_eq!(c.watch(&other, 0).await.text(), "[Bash denied: not that] rm");
+    assert_eq!(
+        c.watch(&other, 0).await.text(),
+        "[Bash denied: not that] rm"
+    );
 }
 
 on_both_stores!(chat_send_close_and_approve);

@@ -38,7 +38,12 @@ async fn until_waiting(
     }
 }
 
-async fn send(c: &mut TestClient, id: &str, text: &str, request_id: &str) -> pb::SendMessageResponse {
+async fn send(
+    c: &mut TestClient,
+    id: &str,
+    text: &str,
+    request_id: &str,
+) -> pb::SendMessageResponse {
     c.executions
         .send_message(pb::SendMessageRequest {
             id: id.into(),
@@ -116,7 +121,11 @@ async fn three_message_conversation(db: Db) {
     assert_eq!(closed.text(), "hello therehow are yougoodbye now");
     let history = c.history(&id).await;
     let count = |kind: &str| history.iter().filter(|e| e.kind == kind).count();
-    assert_eq!(count("MessageReceived"), 2, "the duplicate appended nothing");
+    assert_eq!(
+        count("MessageReceived"),
+        2,
+        "the duplicate appended nothing"
+    );
     assert_eq!(count("CloseRequested"), 1);
     assert_eq!(count("ActivityCompleted"), 3);
     let replayed = c
@@ -133,7 +142,8 @@ async fn three_message_conversation(db: Db) {
 async fn messages_queue_behind_a_running_turn(db: Db) {
     let server = Server::dev(&db, &[]);
     let mut c = server.client().await;
-    c.create_agent("slow", "echo", json!({ "delay_ms": 30 })).await;
+    c.create_agent("slow", "echo", json!({ "delay_ms": 30 }))
+        .await;
     let id = c
         .start(interactive("slow", &["one two three four five"]))
         .await;
@@ -241,7 +251,11 @@ async fn idle_timeout_closes_and_closed_refuses(db: Db) {
             .expect_err("refused");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     }
-    assert_eq!(db.row_counts().await, before, "a refused message writes nothing");
+    assert_eq!(
+        db.row_counts().await,
+        before,
+        "a refused message writes nothing"
+    );
 }
 
 /// A conversation may start with no prompt: it waits for its first message at once, and a

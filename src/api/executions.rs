@@ -69,7 +69,8 @@ impl ExecutionService for Executions {
                 )));
             }
         }
-        let conversation = validate::conversation(r.interactive, r.idle_timeout_ms, team.is_some())?;
+        let conversation =
+            validate::conversation(r.interactive, r.idle_timeout_ms, team.is_some())?;
         let start = StartRequest {
             namespace,
             agent,

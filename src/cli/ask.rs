@@ -32,10 +32,7 @@ pub(super) fn waiting_lines(execution: &pb::Execution) -> Vec<String> {
 
 /// The approvals of `execution` nobody answered yet.
 pub(super) fn pending(execution: &pb::Execution) -> impl Iterator<Item = &pb::Approval> {
-    execution
-        .approvals
-        .iter()
-        .filter(|a| a.state == "pending")
+    execution.approvals.iter().filter(|a| a.state == "pending")
 }
 
 /// On a terminal, asks about each pending approval of `execution` and sends the answers;

@@ -33,7 +33,11 @@ pub(super) struct ChatArgs {
 }
 
 /// Starts (or reattaches to) a conversation and talks until `/close` or the end of input.
-pub(super) async fn run(args: ChatArgs, flags: ClientArgs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    args: ChatArgs,
+    flags: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
     let servers = flags.servers()?;
     let (_, mut client) = servers.connect(0).await?;
     let id = match &args.execution {
@@ -77,7 +81,9 @@ pub(super) async fn converse(
             "{}",
             out.paint(
                 "2",
-                &format!("conversation {id}: type a message; /close ends it, Ctrl-D leaves it open")
+                &format!(
+                    "conversation {id}: type a message; /close ends it, Ctrl-D leaves it open"
+                )
             )
         );
     }

@@ -51,7 +51,11 @@ pub(super) enum TalkCommand {
     },
 }
 
-pub(super) async fn run(command: TalkCommand, flags: ClientArgs, out: &Output) -> anyhow::Result<()> {
+pub(super) async fn run(
+    command: TalkCommand,
+    flags: ClientArgs,
+    out: &Output,
+) -> anyhow::Result<()> {
     let mut c = flags.connect().await?;
     match command {
         TalkCommand::Send {
@@ -73,7 +77,11 @@ pub(super) async fn run(command: TalkCommand, flags: ClientArgs, out: &Output) -
             if out.json {
                 out.print_json(&sent);
             } else {
-                let note = if sent.created { "" } else { " (already sent with this request id)" };
+                let note = if sent.created {
+                    ""
+                } else {
+                    " (already sent with this request id)"
+                };
                 println!("turn {}{note}", sent.turn);
             }
         }

@@ -17,8 +17,7 @@ mod team;
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
     ActivityRef, ApprovalDecision, Command, Conversation, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_QUEUE,
-    MAX_CONVERSATION_TURNS, EventType, HistoryEvent, MemberSlot, TimeoutKind,
-    TimerPurpose, Turn,
+    EventType, HistoryEvent, MAX_CONVERSATION_TURNS, MemberSlot, TimeoutKind, TimerPurpose, Turn,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;

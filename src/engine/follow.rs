@@ -181,7 +181,12 @@ impl Follower {
             {
                 self.waited_at = Some(record.next_seq);
                 let view = self.engine.summary(record);
-                if self.tx.send(Ok(OutputEvent::Waiting(Box::new(view)))).await.is_err() {
+                if self
+                    .tx
+                    .send(Ok(OutputEvent::Waiting(Box::new(view))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

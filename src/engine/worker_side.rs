@@ -440,7 +440,13 @@ impl Engine {
                         retry_after_ms,
                         ..
                     } => (
-                        super::approvals::failed_or_held(state, lease, failure, *retry_after_ms, now),
+                        super::approvals::failed_or_held(
+                            state,
+                            lease,
+                            failure,
+                            *retry_after_ms,
+                            now,
+                        ),
                         encoded.value.clone(),
                     ),
                     ActivityOutcome::Canceled { abandoned } => (

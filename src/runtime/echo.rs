@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AgentRuntime, Answer, ConfigError, Decision, ToolAsk, ConfigKeyInfo, RuntimeDescription, RuntimeError, TurnIo, TurnOutput,
-    reject_unknown_keys, runtime_config,
+    AgentRuntime, Answer, ConfigError, ConfigKeyInfo, Decision, RuntimeDescription, RuntimeError,
+    ToolAsk, TurnIo, TurnOutput, reject_unknown_keys, runtime_config,
 };
 use crate::domain::{AgentSpec, Turn, Usage};
 

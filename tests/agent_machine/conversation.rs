@@ -194,7 +194,10 @@ fn a_conversation_waits_for_input_between_turns_and_completes_when_closed() {
 fn a_repeated_message_or_one_after_the_close_is_no_transition() {
     let history = conversation_of_three_messages();
     let repeated = history.prefix(8).with_inserted(9, message("again", "m-2"));
-    assert!(repeated.replay().is_err(), "the engine sends a repeat nowhere");
+    assert!(
+        repeated.replay().is_err(),
+        "the engine sends a repeat nowhere"
+    );
     let closed = history.prefix(14).with_inserted(15, message("late", "m-9"));
     assert!(closed.replay().is_err());
 }

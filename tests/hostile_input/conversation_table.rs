@@ -256,7 +256,11 @@ pub fn conversation_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
             }],
             "asks[].input_json",
         ),
-        ("17 asks", vec![ask(); 17], "17 asks given; a progress report carries at most 16"),
+        (
+            "17 asks",
+            vec![ask(); 17],
+            "17 asks given; a progress report carries at most 16",
+        ),
     ];
     for (what, asks, hint) in asks {
         add(

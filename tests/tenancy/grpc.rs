@@ -445,8 +445,10 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         }
         "CloseExecution" => {
             rows.extend(
-                hidden(fx, method, &fx.done, false, |id| pb::CloseExecutionRequest { id })
-                    .await,
+                hidden(fx, method, &fx.done, false, |id| {
+                    pb::CloseExecutionRequest { id }
+                })
+                .await,
             );
         }
         "ResolveApproval" => {

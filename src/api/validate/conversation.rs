@@ -104,7 +104,9 @@ pub(crate) fn decision(
 /// An approval id: printable, within the request id limit.
 pub(crate) fn approval_id(s: &str) -> Result<String, Status> {
     if s.is_empty() {
-        return Err(invalid("approval_id is required (see the execution's approvals)"));
+        return Err(invalid(
+            "approval_id is required (see the execution's approvals)",
+        ));
     }
     super::plain("approval_id", s, super::limits::MAX_REQUEST_ID_BYTES)?;
     Ok(s.into())
@@ -119,7 +121,9 @@ pub(crate) fn request_id_or_new(s: &str) -> Result<String, Status> {
 pub const MAX_ASKS: usize = 16;
 
 /// The tool calls a progress report asks about: ids and tools printable, inputs JSON.
-pub(crate) fn asks(asks: Vec<crate::api::pb::ToolAsk>) -> Result<Vec<crate::contract::Ask>, Status> {
+pub(crate) fn asks(
+    asks: Vec<crate::api::pb::ToolAsk>,
+) -> Result<Vec<crate::contract::Ask>, Status> {
     use super::limits::{MAX_REPORT_JSON_BYTES, MAX_REQUEST_ID_BYTES};
     if asks.len() > MAX_ASKS {
         return Err(invalid(format!(

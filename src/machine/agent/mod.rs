@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::InvalidTransition;
 use crate::domain::{
-    AgentSpec, Conversation, ExecutionStatus, Failure, HistoryEvent, Millis,
-    RetryPolicy, TimeoutKind, Timeouts, TimerPurpose, TurnResult, Usage,
+    AgentSpec, Conversation, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy,
+    TimeoutKind, Timeouts, TimerPurpose, TurnResult, Usage,
 };
 
 mod conversation;
