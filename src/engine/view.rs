@@ -116,6 +116,14 @@ impl Engine {
             None => None,
         };
         let mut view = self.describe(record, &state, task.as_ref());
+        // A team shows what its members ask, and waits while one does.
+        if let ExecutionState::Team(_) = &state {
+            let asked = self.member_approvals(id).await?;
+            if asked.iter().any(|(_, a)| a.decision.is_none()) {
+                view.waiting_for = Some(WaitingFor::Approval);
+            }
+            view.approvals = asked.into_iter().map(|(_, a)| a).collect();
+        }
         if let Some(ActivityView {
             state:
                 ActivityState::Waiting {
