@@ -49,6 +49,10 @@ pub struct NodeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// How long a stopping node answers with health `NOT_SERVING` before it stops accepting.
     pub drain_delay: std::time::Duration,
+    /// How long closed executions are kept (for good by default).
+    pub retention: crate::engine::RetentionPolicy,
+    /// How often retention looks for closed executions past their window.
+    pub retention_every: std::time::Duration,
 }
 
 impl NodeOptions {
@@ -70,6 +74,8 @@ impl NodeOptions {
             security: Security::default(),
             metrics_listen: None,
             drain_delay: std::time::Duration::ZERO,
+            retention: crate::engine::RetentionPolicy::default(),
+            retention_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -151,6 +157,13 @@ impl Node {
         // Wake-ups for changes committed through other servers (PostgreSQL only).
         tasks.spawn(engine.clone().follow_changes(shutdown.clone()));
         tasks.spawn(Sweeper::new(engine.clone(), SweeperOptions::default()).run(shutdown.clone()));
+        if options.retention.deletes() {
+            tasks.spawn(engine.clone().run_retention(
+                options.retention.clone(),
+                options.retention_every,
+                shutdown.clone(),
+            ));
+        }
 
         if options.worker_concurrency > 0 {
             let worker_runtimes = if options.worker_runtimes.is_empty() {
@@ -165,6 +178,13 @@ impl Node {
             worker_options.concurrency = options.worker_concurrency;
             worker_options.cancel_grace = options.cancel_grace;
             worker_options.policy = options.worker_policy.clone();
+            // The in-process worker reaches the engine without crossing the API's edge, so it
+            // holds its runtimes' output to the server's limits itself.
+            worker_options.max_chunk_bytes = options.limits.max_chunk_bytes;
+            worker_options.max_checkpoint_bytes = options.limits.max_checkpoint_bytes;
+            worker_options.max_batch_bytes = worker_options
+                .max_batch_bytes
+                .min(options.limits.max_batch_bytes);
             worker_options.approval_hold = options.approval_hold;
             let worker = Worker::new(
                 Arc::new(DirectWorkerApi::new(engine.clone())),

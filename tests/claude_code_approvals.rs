@@ -1,210 +1,240 @@
-//! Tool approvals end to end, through `cairn dev` processes and the `cairn exec` CLI: the real
-//! Claude Code CLI in `default` permission mode against the fake Messages API asks before a Bash
-//! command that writes a file; `cairn exec approve` runs it once, `cairn exec deny` gives the model
-//! the message; an ask held past `approval_hold` leaves no `claude` process, survives a restart of
-//! server and worker, and approving it then resumes the same session without a repeated model
-//! call. On both stores.
+//! Tool approvals in the `claude_code` runtime, with the real Claude Code CLI in `default`
+//! permission mode against the fake Messages API: the CLI's `can_use_tool` asks reach the
+//! approver; allow runs the tool, deny gives the model the message, and a held ask stops the CLI
+//! and resumes in a later attempt that runs the call exactly once, with no model call repeated.
+//! Needs the CLI: `npm ci --prefix tests/npm` (or `CAIRN_TEST_CLAUDE_CLI`).
 
-mod common;
+mod claude_code_harness;
 mod fake_anthropic;
+mod test_approver;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use cairn::runtime::{Answer, Decision, Progress};
+use claude_code_harness::{Setup, chunks_of, live_processes};
+use fake_anthropic::Reply;
+use serde_json::Value;
+use test_approver::TestApprover;
 
-use common::client::start_request;
-use common::server::cairn_bin;
-use common::{Db, Server, TestClient};
-use fake_anthropic::{CliSandbox, FakeAnthropic, Reply};
-use serde_json::{Value, json};
-
-/// A fake model that asks to append a line to a file, then answers; a sandbox for the CLI.
-async fn model_and_sandbox() -> (FakeAnthropic, CliSandbox) {
-    let api = FakeAnthropic::start([
+/// The model asks to run a command that appends a line to a file (not read-only, so the CLI
+/// asks), then answers with text.
+async fn setup() -> Setup {
+    Setup::new(vec![
         Reply::bash("echo ran >> approved.txt && echo appended-a-line"),
         Reply::text("all done"),
     ])
-    .await;
-    (api, CliSandbox::new())
+    .await
 }
 
-/// `cairn dev` running `claude_code` against `api`, holding asks after `hold_ms`.
-fn dev(db: &Db, api: &FakeAnthropic, sandbox: &CliSandbox, hold_ms: &str) -> Server {
-    let cli = fake_anthropic::claude_cli().display().to_string();
-    let args = ["--claude-cli", &cli, "--approval-hold-ms", hold_ms];
-    Server::start_with_env(db, "dev", &args, &sandbox.env(api))
-}
-
-/// Creates the agent and starts an execution of one turn; returns its id.
-async fn start(c: &mut TestClient, sandbox: &CliSandbox) -> String {
-    let config = json!({ "permission_mode": "default", "cwd": sandbox.cwd() });
-    c.create_agent("coder", "claude_code", config).await;
-    c.start(start_request("coder", &["append a line"])).await
-}
-
-/// `cairn exec ARGS...` against `server`; panics with its output if it fails.
-fn cairn_exec(server: &Server, args: &[&str]) -> String {
-    let output = Command::new(cairn_bin())
-        .arg("exec")
-        .args(args)
-        .env("CAIRN_SERVER", &server.url)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cairn exec");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "cairn exec {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// Waits until the execution waits for an approval; returns the pending approval's id, as
-/// `cairn exec approvals ID --json` lists it.
-async fn pending_approval(c: &mut TestClient, server: &Server, id: &str) -> String {
-    c.wait_until(id, "a pending approval", |e| {
-        e.approvals.iter().any(|a| a.state == "pending")
-    })
-    .await;
-    let listed: Value = serde_json::from_str(&cairn_exec(server, &["approvals", id, "--json"]))
-        .expect("JSON from cairn exec approvals");
-    let approvals = listed.as_array().expect("a list");
-    assert_eq!(approvals.len(), 1, "{listed}");
-    assert_eq!(approvals[0]["approval"]["tool"], "Bash");
-    approvals[0]["approval"]["approval_id"]
-        .as_str()
-        .expect("an approval id")
-        .to_owned()
-}
-
-/// Live processes other than the server whose environment has the sandbox's `HOME`: the CLIs
-/// (and their tools) of this test.
-fn sandbox_processes(sandbox: &CliSandbox, server: &Server) -> Vec<String> {
-    let home = format!("HOME={}", sandbox.home.path().display());
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() || pid == server.pid().to_string() {
-            continue;
-        }
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| {
-                stat.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if !zombie && environ.split(|b| *b == 0).any(|var| var == home.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn tool_runs(sandbox: &CliSandbox) -> usize {
-    std::fs::read_to_string(sandbox.workdir.path().join("approved.txt"))
+/// The lines of the file the tool appends to (none if it never ran).
+fn tool_runs(setup: &Setup) -> usize {
+    std::fs::read_to_string(setup.sandbox.workdir.path().join("approved.txt"))
         .map(|text| text.lines().count())
         .unwrap_or(0)
 }
 
-async fn approving_runs_the_tool_once(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let server = dev(&db, &api, &sandbox, "600000");
-    let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-    assert_eq!(c.get(&id).await.status, "WAITING");
-    assert_eq!(tool_runs(&sandbox), 0, "nothing runs before the answer");
+/// The last checkpoint the run saved.
+fn last_checkpoint(seen: &[Progress]) -> Value {
+    seen.iter()
+        .rev()
+        .find_map(|p| match p {
+            Progress::Checkpoint(c) => Some(c.clone()),
+            Progress::Chunk {
+                checkpoint: Some(c),
+                ..
+            } => Some(c.clone()),
+            _ => None,
+        })
+        .expect("a checkpoint was saved")
+}
 
-    cairn_exec(&server, &["approve", &id, &approval]);
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    let result: Value = serde_json::from_str(&watched.closed.result_json).unwrap();
-    assert_eq!(result["text"], "all done");
-    assert_eq!(tool_runs(&sandbox), 1, "the tool ran once");
-    assert_eq!(api.message_requests().len(), 2);
+#[tokio::test]
+async fn an_allowed_tool_call_runs_once_and_the_turn_completes() {
+    let setup = setup().await;
+    let approver = TestApprover::allowing();
+    let turn = setup.turn_in_mode("append a line", "default");
+    let run = setup.start_turn(turn, None, Some(approver.clone()));
+    let (result, seen) = run.finish().await;
+    let output = result.expect("the turn succeeds");
+
+    let asks = approver.asks();
+    assert_eq!(asks.len(), 1, "one ask: {asks:?}");
+    assert_eq!(asks[0].tool, "Bash");
     assert!(
-        api.message_requests()[1]
-            .transcript()
-            .contains("appended-a-line")
+        asks[0].input["command"]
+            .as_str()
+            .unwrap()
+            .contains("approved.txt")
     );
-    let kinds: Vec<String> = c.history(&id).await.into_iter().map(|e| e.kind).collect();
-    assert!(kinds.iter().any(|k| k == "ApprovalRequested"), "{kinds:?}");
-}
-
-async fn denying_gives_the_model_the_message(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let server = dev(&db, &api, &sandbox, "600000");
-    let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-
-    cairn_exec(
-        &server,
-        &[
-            "deny",
-            &id,
-            &approval,
-            "--message",
-            "not on my disk, thanks",
-        ],
-    );
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    assert_eq!(tool_runs(&sandbox), 0, "the tool did not run");
-    let requests = api.message_requests();
-    assert_eq!(requests.len(), 2);
-    assert!(requests[1].transcript().contains("not on my disk, thanks"));
-}
-
-async fn a_held_ask_survives_a_restart_and_resumes_without_a_repeated_model_call(db: Db) {
-    let (api, sandbox) = model_and_sandbox().await;
-    let mut server = dev(&db, &api, &sandbox, "500");
-    let mut c = server.client().await;
-    let id = start(&mut c, &sandbox).await;
-    pending_approval(&mut c, &server, &id).await;
-    // Past approval_hold the attempt is held: its CLI is gone and the task has no lease.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let history = loop {
-        let history = c.history(&id).await;
-        if history.iter().any(|e| e.kind == "ActivityHeld") {
-            break history;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the attempt was never held"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let left = sandbox_processes(&sandbox, &server);
-    assert!(left.is_empty(), "the held attempt's CLI is gone: {left:?}");
-    assert!(history.iter().all(|e| e.kind != "ActivityFailed"));
-    assert_eq!(api.message_requests().len(), 1);
-    assert_eq!(tool_runs(&sandbox), 0);
-
-    // Server and worker go away; the approval is answered after they come back.
-    server.kill();
-    let server = dev(&db, &api, &sandbox, "500");
-    let mut c = server.client().await;
-    let approval = pending_approval(&mut c, &server, &id).await;
-    cairn_exec(&server, &["approve", &id, &approval]);
-    let watched = c.watch_within(&id, 0, Duration::from_secs(90)).await;
-    assert_eq!(watched.closed.status, "COMPLETED", "{}", server.log());
-    let result: Value = serde_json::from_str(&watched.closed.result_json).unwrap();
-    assert_eq!(result["text"], "all done");
-    assert_eq!(tool_runs(&sandbox), 1, "the held call ran once");
+    let tool_use = chunks_of(&seen, "tool_use")[0];
     assert_eq!(
-        api.message_requests().len(),
-        2,
-        "no model call was made twice"
+        tool_use["id"],
+        asks[0].id.as_str(),
+        "the ask is named by its tool_use id"
     );
-    let kinds: Vec<String> = c.history(&id).await.into_iter().map(|e| e.kind).collect();
-    assert!(kinds.iter().any(|k| k == "ActivityResumed"), "{kinds:?}");
+    assert_eq!(tool_runs(&setup), 1, "the tool ran once");
+    let result_chunk = chunks_of(&seen, "tool_result")[0];
+    assert_eq!(result_chunk["is_error"], false);
+    assert_eq!(output.output["text"], "all done");
+
+    let requests = setup.api.message_requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one model call before the tool, one after"
+    );
+    assert!(requests[1].transcript().contains("appended-a-line"));
 }
 
-on_both_stores!(
-    approving_runs_the_tool_once,
-    denying_gives_the_model_the_message,
-    a_held_ask_survives_a_restart_and_resumes_without_a_repeated_model_call,
-);
+#[tokio::test]
+async fn a_denied_tool_call_gives_the_model_the_message_and_the_turn_completes() {
+    let setup = setup().await;
+    let approver = TestApprover::denying("no appending today, says the reviewer");
+    let turn = setup.turn_in_mode("append a line", "default");
+    let (result, seen) = setup
+        .start_turn(turn, None, Some(approver.clone()))
+        .finish()
+        .await;
+    let output = result.expect("a denial is not a failure");
+
+    assert_eq!(approver.asks().len(), 1);
+    assert_eq!(tool_runs(&setup), 0, "the tool did not run");
+    let result_chunk = chunks_of(&seen, "tool_result")[0];
+    assert_eq!(result_chunk["is_error"], true);
+    assert!(
+        result_chunk["content"]
+            .to_string()
+            .contains("no appending today")
+    );
+    assert_eq!(output.output["text"], "all done");
+    let requests = setup.api.message_requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests[1]
+            .transcript()
+            .contains("no appending today, says the reviewer"),
+        "the model receives the denial as the tool's result"
+    );
+}
+
+#[tokio::test]
+async fn without_an_approver_tool_calls_are_denied_and_nothing_waits() {
+    let setup = setup().await;
+    let turn = setup.turn_in_mode("append a line", "default");
+    let (result, _) = setup.start_turn(turn, None, None).finish().await;
+    result.expect("the turn completes");
+    assert_eq!(tool_runs(&setup), 0);
+    let requests = setup.api.message_requests();
+    assert!(
+        requests[1]
+            .transcript()
+            .contains(cairn::runtime::NO_APPROVER_MESSAGE)
+    );
+}
+
+/// Holds the ask in a first attempt, then resumes from its checkpoint in a second one whose
+/// approver gives `decision`. Returns the second attempt's output and progress.
+async fn hold_then_resume(
+    setup: &Setup,
+    decision: Decision,
+) -> (cairn::runtime::TurnOutput, Vec<Progress>) {
+    let holding = TestApprover::holding();
+    let turn = setup.turn_in_mode("append a line", "default");
+    let mut first = setup.start_turn(turn.clone(), None, Some(holding.clone()));
+    let started = first.chunk("status", |d| d["event"] == "started").await;
+    let group = started["process_group"].as_i64().unwrap() as i32;
+    let (held, seen) = first.finish().await;
+    let held = held.expect_err("a held ask ends the attempt");
+    let asked = holding.asks();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(held.is_held(), Some(asked[0].id.as_str()), "{held:?}");
+    assert!(!held.retryable, "a hold is not a failure to retry");
+    // Only the group's processes: no command line contains this.
+    let left = live_processes("\u{1}", Some(group));
+    assert!(
+        left.is_empty(),
+        "no process of the held attempt is left: {left:?}"
+    );
+    assert_eq!(tool_runs(setup), 0, "nothing ran while waiting");
+    assert_eq!(setup.api.message_requests().len(), 1);
+    let checkpoint = last_checkpoint(&seen);
+    assert_eq!(
+        checkpoint["held_tool_call"]["tool_use_id"],
+        asked[0].id.as_str()
+    );
+
+    // The second attempt, on a fresh config directory as on another worker: the session file
+    // comes from the checkpoint.
+    std::fs::remove_dir_all(setup.sandbox.config_dir().join("projects")).unwrap();
+    let deciding = TestApprover::new([Answer::Decided(decision)]);
+    let (resumed, seen) = setup
+        .start_turn(turn, Some(checkpoint.clone()), Some(deciding.clone()))
+        .finish()
+        .await;
+    let output = resumed.expect("the resumed turn completes");
+    let asks = deciding.asks();
+    assert_eq!(asks.len(), 1, "asked again once: {asks:?}");
+    assert_eq!(asks[0].id, asked[0].id, "with the same id");
+    assert_eq!(output.output["session_id"], checkpoint["session_id"]);
+    // Until the held call has its result, a retry must resume it again: the checkpoints say so.
+    let checkpoints: Vec<&Value> = seen
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Checkpoint(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checkpoints[0]["held_tool_call"]["tool_use_id"],
+        asked[0].id.as_str(),
+        "the resumed attempt's first checkpoint still holds the call"
+    );
+    let last = output.checkpoint.as_ref().expect("a final checkpoint");
+    assert!(last.get("held_tool_call").is_none(), "{last}");
+    assert_eq!(output.output["text"], "all done");
+    let requests = setup.api.message_requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the model call that asked for the tool is not made again"
+    );
+    assert_eq!(
+        requests[1].transcript().matches("append a line").count(),
+        1,
+        "the prompt is not sent again"
+    );
+    (output, seen)
+}
+
+#[tokio::test]
+async fn a_held_ask_stops_the_cli_and_an_allow_later_runs_the_call_exactly_once() {
+    let setup = setup().await;
+    let (_, seen) = hold_then_resume(
+        &setup,
+        Decision::Allow {
+            updated_input: None,
+        },
+    )
+    .await;
+    assert_eq!(tool_runs(&setup), 1, "the held call ran once");
+    let result_chunk = chunks_of(&seen, "tool_result")[0];
+    assert_eq!(result_chunk["is_error"], false);
+    let requests = setup.api.message_requests();
+    assert!(requests[1].transcript().contains("appended-a-line"));
+}
+
+#[tokio::test]
+async fn a_held_ask_denied_later_gives_the_model_the_message_once() {
+    let setup = setup().await;
+    hold_then_resume(
+        &setup,
+        Decision::Deny {
+            message: "denied after a night's sleep".into(),
+        },
+    )
+    .await;
+    assert_eq!(tool_runs(&setup), 0);
+    let transcript = setup.api.message_requests()[1].transcript();
+    assert_eq!(
+        transcript.matches("denied after a night's sleep").count(),
+        1
+    );
+}

@@ -277,3 +277,32 @@ async fn a_missing_cli_says_how_to_install_it() {
         .collect();
     assert!(keys.contains(&"permission_mode") && keys.contains(&"mcp_servers"));
 }
+
+/// A turn without a `cwd` works in a scratch directory of its execution, which is gone when the
+/// turn ends (what the next turn resumes is in the checkpoint and the config directory).
+#[tokio::test]
+async fn a_scratch_directory_is_removed_when_its_turn_ends() {
+    let setup = Setup::new(vec![
+        Reply::bash("touch made-here.txt && echo made"),
+        Reply::text("done"),
+    ])
+    .await;
+    let mut turn = setup.turn("make a file");
+    turn.agent.configuration = json!({"runtime_config": {"permission_mode": "bypassPermissions"}});
+    let mut run = setup.start_turn(turn, None, None);
+    let started = run.chunk("status", |d| d["event"] == "started").await;
+    let cwd = std::path::PathBuf::from(started["cwd"].as_str().unwrap());
+    assert!(cwd.ends_with(run_execution_dir(&cwd)), "{}", cwd.display());
+    let result = run.chunk("tool_result", |_| true).await;
+    assert!(result.to_string().contains("made"), "{result}");
+    let (outcome, _) = run.finish().await;
+    outcome.expect("the turn succeeds");
+    assert!(!cwd.exists(), "{} is left behind", cwd.display());
+}
+
+/// The last component of a scratch directory: the execution id under `cairn-claude-code`.
+fn run_execution_dir(cwd: &std::path::Path) -> std::path::PathBuf {
+    let parent = cwd.parent().expect("a scratch directory has a parent");
+    assert!(parent.ends_with("cairn-claude-code"), "{}", cwd.display());
+    std::path::PathBuf::from(cwd.file_name().unwrap())
+}

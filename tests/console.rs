@@ -1,7 +1,8 @@
 //! The web console in a real browser: headless Chromium (Debian's `chromium`, driven through its
 //! `chromedriver` over WebDriver) against a real `cairn dev`. A user creates an agent with the
 //! runtime selector, starts a run and watches its output arrive, cancels a running execution,
-//! fixes a failing agent and retries its failed execution, opens a team's tree, the dashboard and
+//! fixes a failing agent and retries its failed execution, chats with an agent (message box,
+//! close), allows and denies a tool call a turn asks about, opens a team's tree, the dashboard and
 //! the workers, on a laptop's window and a phone's; every page is saved as a screenshot under
 //! `target/console-screenshots/`, and the browser's console must hold no error.
 //!
@@ -40,6 +41,8 @@ async fn a_user_runs_agents_from_the_console_in_a_real_browser() {
     runs::the_output_resumes_after_a_broken_stream(&mut b, &mut c).await;
     runs::cancel_a_running_execution(&mut b, &mut c).await;
     runs::fix_an_agent_and_retry_its_failed_execution(&mut b, &mut c).await;
+    runs::chat_from_the_console(&mut b, &mut c).await;
+    runs::answer_approvals(&mut b, &mut c).await;
     pages::open_a_team_execution(&mut b, &mut c).await;
     pages::open_the_dashboard_and_workers(&mut b).await;
     pages::work_in_another_namespace(&mut b, &mut c).await;

@@ -14,6 +14,8 @@ mod auth;
 mod chaos;
 #[path = "fleet/handover.rs"]
 mod handover;
+#[path = "fleet/mtls.rs"]
+mod mtls;
 #[path = "fleet/notify.rs"]
 mod notify;
 #[path = "fleet/routing.rs"]

@@ -74,8 +74,8 @@ const WORKERS: &str = "/cairn.v1.WorkerService/";
 /// The access rule of every RPC, one line each. A method of ours missing here needs an admin
 /// token (so a new RPC is never open by accident), and a unit test fails until it has its line.
 ///
-/// MERGE POINT for new RPCs (SendMessage, CloseExecution, ResolveApproval: `Access::Client`).
-/// One that takes an execution id also loads it through `Scope::execution` (see `tenancy.rs`).
+/// MERGE POINT for new RPCs. One that takes an execution id also loads it through
+/// `Scope::execution` (see `tenancy.rs`), one line.
 pub const METHODS: &[(&str, &str, Access)] = &[
     (AGENTS, "CreateAgent", Access::Client),
     (AGENTS, "GetAgent", Access::Client),
@@ -97,6 +97,7 @@ pub const METHODS: &[(&str, &str, Access)] = &[
     (EXECUTIONS, "ReplayExecution", Access::Client),
     (EXECUTIONS, "RetryExecution", Access::Client),
     (EXECUTIONS, "GetStats", Access::Client),
+    (EXECUTIONS, "DeleteExecution", Access::Admin),
     (EXECUTIONS, "SendMessage", Access::Client),
     (EXECUTIONS, "CloseExecution", Access::Client),
     (EXECUTIONS, "ResolveApproval", Access::Client),
@@ -338,6 +339,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     tokens: Arc<Tokens>,
+    worker_certs: bool,
 }
 
 impl AuthLayer {
@@ -345,8 +347,26 @@ impl AuthLayer {
     pub fn new(tokens: Tokens) -> Self {
         AuthLayer {
             tokens: Arc::new(tokens),
+            worker_certs: false,
         }
     }
+
+    /// Also refuses worker calls over a connection that presented no client certificate (the
+    /// TLS handshake verified any it presented against the server's `--client-ca`).
+    pub fn with_worker_certs(mut self, required: bool) -> Self {
+        self.worker_certs = required;
+        self
+    }
+}
+
+/// Whether the call came over a TLS connection whose client presented a certificate.
+fn presented_certificate<B>(request: &http::Request<B>) -> bool {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .is_some_and(|certs| !certs.is_empty())
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
@@ -356,6 +376,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             tokens: self.tokens.clone(),
+            worker_certs: self.worker_certs,
         }
     }
 }
@@ -365,6 +386,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     tokens: Arc<Tokens>,
+    worker_certs: bool,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
@@ -381,10 +403,19 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let checked = self.tokens.check(
-            request.uri().path(),
-            request.headers().get(http::header::AUTHORIZATION),
-        );
+        let path = request.uri().path();
+        let checked = if self.worker_certs
+            && access(path) == Access::Worker
+            && !presented_certificate(&request)
+        {
+            Err(Status::unauthenticated(format!(
+                "{path} needs a client certificate signed by the server's --client-ca: start \
+                 the worker with --tls-cert and --tls-key"
+            )))
+        } else {
+            self.tokens
+                .check(path, request.headers().get(http::header::AUTHORIZATION))
+        };
         match checked {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);

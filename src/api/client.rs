@@ -17,6 +17,9 @@ pub struct ConnectOptions {
     pub ca_cert: Option<Vec<u8>>,
     /// The name to check the server certificate against, when the URL's host is not it.
     pub tls_domain: Option<String>,
+    /// A PEM client certificate and its key, presented to servers that verify workers'
+    /// certificates (`--client-ca`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -25,6 +28,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("ca_cert", &self.ca_cert.is_some())
             .field("tls_domain", &self.tls_domain)
+            .field("identity", &self.identity.is_some())
             .finish()
     }
 }
@@ -112,6 +116,9 @@ impl ConnectOptions {
             }
             if let Some(domain) = &self.tls_domain {
                 tls = tls.domain_name(domain.clone());
+            }
+            if let Some((cert, key)) = &self.identity {
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| ConnectError::Tls {
                 url: url.to_string(),

@@ -84,7 +84,10 @@ impl ExecutionService for Executions {
             conversation,
             request_id: validate::request_id(&r.request_id)?,
             labels: validate::labels(&r.labels)?,
-            retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
+            retry_policy: validate::quota::retry_policy(
+                &self.state.limits,
+                r.retry_policy.map(TryInto::try_into).transpose()?,
+            )?,
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
             queue: validate::queue("queue", &r.queue)?,
             traceparent,
@@ -258,6 +261,20 @@ impl ExecutionService for Executions {
             execution_id: retried.id.to_string(),
             created: retried.created,
             reused_turns: retried.reused_turns,
+        }))
+    }
+
+    async fn delete_execution(
+        &self,
+        request: Request<pb::DeleteExecutionRequest>,
+    ) -> Result<Response<pb::DeleteExecutionResponse>, Status> {
+        let scope = Scope::of(&request)?;
+        let id = validate::id("id", &request.into_inner().id)?;
+        scope.execution(&self.state.engine, id).await?;
+        let deleted = self.state.engine.delete_execution(id).await?;
+        Ok(Response::new(pb::DeleteExecutionResponse {
+            executions: deleted.executions,
+            objects: deleted.objects,
         }))
     }
 

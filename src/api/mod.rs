@@ -41,6 +41,11 @@ pub use validate::Limits;
 pub use worker_client::WorkerClient;
 pub use workers::Workers;
 
+/// Checks a namespace name as every request's namespace is checked (for settings that name one).
+pub fn check_namespace(namespace: &str) -> Result<String, tonic::Status> {
+    validate::namespace(namespace)
+}
+
 /// Types and services generated from `proto/cairn/v1/cairn.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, reason = "generated code")]
 pub mod pb {
@@ -173,7 +178,12 @@ pub async fn serve(
         .prepare();
     let grpc = {
         use tower::Layer;
-        trace::TraceLayer.layer(AuthLayer::new(security.tokens.clone()).layer(grpc))
+        let worker_certs = security
+            .tls
+            .as_ref()
+            .is_some_and(ServerTls::verifies_workers);
+        let auth = AuthLayer::new(security.tokens.clone()).with_worker_certs(worker_certs);
+        trace::TraceLayer.layer(auth.layer(grpc))
     };
     let service = serve::ByContentType {
         grpc,

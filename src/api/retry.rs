@@ -38,7 +38,10 @@ pub(crate) fn retry_request(
         id,
         from_seq: (from_seq > 0).then_some(from_seq),
         prompts: r.prompts.into_iter().collect(),
-        retry_policy: r.retry_policy.map(TryInto::try_into).transpose()?,
+        retry_policy: validate::quota::retry_policy(
+            limits,
+            r.retry_policy.map(TryInto::try_into).transpose()?,
+        )?,
         force: r.force,
     })
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,10 +23,13 @@ use tokio_stream::wrappers::ReceiverStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server's TLS identity, checked when it is read (a bad certificate or key is refused at
-/// start-up, not at the first connection).
+/// start-up, not at the first connection), and optionally the CA its workers' client
+/// certificates must be signed by.
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<ServerConfig>,
+    /// Whether the worker service needs a client certificate (`--client-ca`).
+    verifies_workers: bool,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -37,6 +41,18 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// Reads the PEM certificate chain and private key files.
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<ServerTls> {
+        ServerTls::load_with_client_ca(cert, key, None)
+    }
+
+    /// Reads the PEM certificate chain and private key files, and the PEM CA certificates that
+    /// sign workers' client certificates. With a CA, a client may still connect without a
+    /// certificate (clients of the other services have none), but one it presents must verify,
+    /// and the worker service refuses calls over a connection that presented none.
+    pub fn load_with_client_ca(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> std::io::Result<ServerTls> {
         let invalid = |path: &std::path::Path, what: &str, e: &dyn std::fmt::Display| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -60,14 +76,40 @@ impl ServerTls {
         }
         let private = PrivateKeyDer::from_pem_slice(&read(key)?)
             .map_err(|e| invalid(key, "private key", &e))?;
-        let mut config = ServerConfig::builder()
-            .with_no_client_auth()
+        let builder = ServerConfig::builder();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for certificate in CertificateDer::pem_slice_iter(&read(ca)?) {
+                    let certificate = certificate.map_err(|e| invalid(ca, "CA certificate", &e))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|e| invalid(ca, "CA certificate", &e))?;
+                }
+                if roots.is_empty() {
+                    return Err(invalid(ca, "CA certificate", &"it holds no certificate"));
+                }
+                let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| invalid(ca, "CA certificate", &e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
             .with_single_cert(chain, private)
             .map_err(|e| invalid(key, "key for that certificate", &e))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(ServerTls {
             config: Arc::new(config),
+            verifies_workers: client_ca.is_some(),
         })
+    }
+
+    /// Whether the worker service needs a verified client certificate.
+    pub fn verifies_workers(&self) -> bool {
+        self.verifies_workers
     }
 
     /// The connections of `tcp` after their handshakes, each done in a task of its own so a

@@ -60,6 +60,15 @@ fn lease(lease: Option<pb::Lease>) -> Result<Lease, Status> {
     })
 }
 
+/// The checkpoint a report's outcome carries, held to the checkpoint limit.
+fn outcome_checkpoint(report: &Report) -> Option<&serde_json::Value> {
+    match &report.outcome {
+        ActivityOutcome::Completed { checkpoint, .. }
+        | ActivityOutcome::Failed { checkpoint, .. } => checkpoint.as_ref(),
+        ActivityOutcome::Canceled { .. } => None,
+    }
+}
+
 fn chunks(chunks: Vec<pb::ChunkIn>) -> Result<Vec<ChunkIn>, Status> {
     chunks
         .into_iter()
@@ -150,6 +159,8 @@ impl WorkerService for Workers {
             asks: validate::asks(r.asks)?,
             awaiting: r.awaiting_decisions,
         };
+        let limits = &self.state.limits;
+        validate::quota::report(limits, &progress.chunks, progress.checkpoint.as_ref())?;
         let reply = self.state.engine.progress(progress).await?;
         Ok(Response::new(pb::ReportProgressResponse {
             cancel_requested: reply.cancel_requested,
@@ -180,6 +191,11 @@ impl WorkerService for Workers {
             accept_next: r.accept_next_task,
             workspace: validate::workspace(&r.workspace)?,
         };
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         let next = self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse {
             next_task: next.as_ref().map(task),
@@ -207,6 +223,11 @@ impl WorkerService for Workers {
             accept_next: false,
             workspace: validate::workspace(&r.workspace)?,
         };
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
     }
@@ -223,6 +244,8 @@ impl WorkerService for Workers {
             chunks: chunks(r.chunks)?,
             checkpoint,
         };
+        let limits = &self.state.limits;
+        validate::quota::report(limits, &release.chunks, release.checkpoint.as_ref())?;
         self.state.engine.release(release).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
     }
@@ -293,6 +316,11 @@ impl WorkerService for Workers {
             accept_next: false,
             workspace: validate::workspace(&r.workspace)?,
         };
+        validate::quota::report(
+            &self.state.limits,
+            &report.chunks,
+            outcome_checkpoint(&report),
+        )?;
         self.state.engine.report(report).await?;
         Ok(Response::new(pb::TaskReportResponse::default()))
     }

@@ -65,6 +65,12 @@ pub(super) enum ExecCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Delete a closed execution (with its members, if it is a team's) and everything only it
+    /// refers to; the server's `--retention` does this by age.
+    Delete {
+        /// The execution's id, as `cairn run` and `cairn exec list` print it.
+        id: String,
+    },
     #[command(flatten)]
     Talk(super::conversation::TalkCommand),
     /// Cancel an execution.
@@ -247,6 +253,7 @@ pub(super) async fn run(
                 .into_inner();
             show(out, &e);
         }
+        ExecCommand::Delete { id } => return super::retention::delete(&client, &id).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@ mod follow;
 mod host;
 mod output;
 mod replay;
+mod retention;
 mod retry;
 mod run;
 mod secrets;

@@ -33,6 +33,10 @@ pub(super) struct SecurityArgs {
     /// The server's PEM private key.
     #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificates that sign workers' client certificates: the worker service then
+    /// refuses connections without one (mutual TLS; other services take any client).
+    #[arg(long, env = "CAIRN_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     /// Serve a non-loopback address with no tokens, so anyone who can reach the port can run
     /// agents and claim their tasks. Without it such a server refuses to start.
     #[arg(long, env = "CAIRN_INSECURE_NO_AUTH")]
@@ -92,7 +96,11 @@ impl SecurityArgs {
             }
         }
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+            (Some(cert), Some(key)) => Some(ServerTls::load_with_client_ca(
+                cert,
+                key,
+                self.client_ca.as_deref(),
+            )?),
             _ => None,
         };
         Ok(Security { tokens, tls })
@@ -150,6 +158,7 @@ impl ConnectArgs {
             token,
             ca_cert,
             tls_domain: self.tls_domain.clone(),
+            identity: None,
         })
     }
 }
@@ -164,4 +173,12 @@ fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect())
+}
+
+/// A worker's client certificate and key (mutual TLS), read from their PEM files.
+pub(super) fn read_identity(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok((read(cert)?, read(key)?))
 }

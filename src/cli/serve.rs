@@ -51,6 +51,8 @@ pub(super) struct DevArgs {
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
     observability: ObservabilityArgs,
@@ -97,6 +99,8 @@ pub(super) struct ServerArgs {
     #[arg(long, default_value_t = 1024 * 1024)]
     max_prompt_bytes: usize,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
     observability: ObservabilityArgs,
@@ -104,6 +108,44 @@ pub(super) struct ServerArgs {
     /// and Kubernetes stop sending to it) before it stops accepting calls.
     #[arg(long, env = "CAIRN_DRAIN_DELAY_MS", default_value_t = 0)]
     drain_delay_ms: u64,
+    #[command(flatten)]
+    retention: super::retention::RetentionArgs,
+}
+
+/// The limits on what clients and workers send, checked before anything is written.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// The most turns (prompts) one execution may have (at most 1000).
+    #[arg(long, default_value_t = 1_000)]
+    max_turns: usize,
+    /// The most attempts a retry policy may allow (at most 10000); a policy asking for no limit
+    /// (0) gets this.
+    #[arg(long, default_value_t = crate::domain::MAX_ATTEMPTS)]
+    max_attempts: u32,
+    /// The largest output chunk a worker may send, in bytes.
+    #[arg(long, default_value_t = crate::contract::MAX_DOCUMENT_BYTES)]
+    max_chunk_bytes: usize,
+    /// The most bytes of chunks one worker message may carry.
+    #[arg(long, default_value_t = crate::contract::MAX_REPORT_BYTES)]
+    max_batch_bytes: usize,
+    /// The largest checkpoint a worker may send, in bytes; an attempt whose checkpoint is larger
+    /// fails once, for good, with this limit named.
+    #[arg(long, default_value_t = crate::contract::MAX_DOCUMENT_BYTES)]
+    max_checkpoint_bytes: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self, max_prompt_bytes: usize) -> Limits {
+        Limits {
+            max_prompt_bytes,
+            max_turns: self.max_turns,
+            max_attempts: self.max_attempts.min(crate::domain::MAX_ATTEMPTS),
+            max_chunk_bytes: self.max_chunk_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+            max_checkpoint_bytes: self.max_checkpoint_bytes,
+            ..Limits::default()
+        }
+    }
 }
 
 /// Options of `cairn migrate`.
@@ -161,10 +203,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         "cairn dev: the in-process worker's policy: {}",
         options.worker_policy.summary()
     );
-    options.limits = Limits {
-        max_prompt_bytes: args.max_prompt_bytes,
-        ..Limits::default()
-    };
+    options.limits = args.limits.limits(args.max_prompt_bytes);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
 
@@ -180,6 +219,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         0
     };
     options.worker_runtimes = args.runtimes;
+    (options.retention, options.retention_every) = args.retention.policy();
     options.cancel_grace = std::time::Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = std::time::Duration::from_millis(args.approval_hold_ms);
     options.runtime_settings = args.runtime.settings();
@@ -190,10 +230,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             options.worker_policy.summary()
         );
     }
-    options.limits = Limits {
-        max_prompt_bytes: args.max_prompt_bytes,
-        ..Limits::default()
-    };
+    options.limits = args.limits.limits(args.max_prompt_bytes);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
 

@@ -45,6 +45,13 @@ struct RunArgs {
     /// How many attempts it runs at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// A PEM client certificate to present, for servers that verify workers' certificates
+    /// (`cairn server --client-ca`); with --tls-key.
+    #[arg(long, env = "CAIRN_WORKER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CAIRN_WORKER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Its identity (default: host name, process id and a random suffix).
     #[arg(long, env = "CAIRN_WORKER_ID")]
     worker_id: Option<String>,
@@ -99,7 +106,11 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
             &suffix[..6]
         )
     });
-    let api = GrpcWorkerApi::new(&client.server_urls(), &client.connect.load()?)?;
+    let mut connect = client.connect.load()?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        connect.identity = Some(super::secrets::read_identity(cert, key)?);
+    }
+    let api = GrpcWorkerApi::new(&client.server_urls(), &connect)?;
     let mut options = WorkerOptions::new(worker_id.clone(), runtimes);
     options.queue = args.queue.clone();
     options.concurrency = args.concurrency.max(1);

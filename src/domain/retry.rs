@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// computed from it can neither overflow nor wrap.
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
-/// The most attempts a retry policy may allow (0 still means unlimited).
+/// The most attempts a retry policy may allow. A policy of 0 ("unlimited") that a client
+/// sends is given the server's `--max-attempts`, at most this, before it is stored.
 pub const MAX_ATTEMPTS: u32 = 10_000;
 
 /// The most failure codes a retry policy may list as non-retryable.

@@ -23,6 +23,7 @@ mod executions;
 mod metrics;
 mod objects;
 mod output_page;
+mod retention;
 mod runtimes;
 mod stats;
 mod tasks;
@@ -39,6 +40,7 @@ pub use executions::{
 pub use metrics::{Gauges, TasksWaiting};
 pub use objects::{NewObject, Objects, StoredObject};
 pub use output_page::{OutputPage, OutputReads};
+pub use retention::{Deleted, NamespaceFilter, Retention};
 pub use runtimes::{RuntimeRecord, RuntimeUpsert, Runtimes};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
@@ -68,6 +70,7 @@ pub const TABLES: &[&str] = &[
     "team_members",
     "runtimes",
     "objects",
+    "object_refs",
 ];
 
 /// What went wrong in storage.
@@ -139,6 +142,7 @@ pub trait Store:
     + Gauges
     + Stats
     + Objects
+    + Retention
     + Send
     + Sync
     + 'static
@@ -157,6 +161,7 @@ impl<T> Store for T where
         + Gauges
         + Stats
         + Objects
+        + Retention
         + Send
         + Sync
         + 'static

@@ -153,7 +153,8 @@ async fn run_attempt(
         batcher: Batcher::new(
             options.max_batch.min(MAX_BATCH_CHUNKS),
             options.max_batch_bytes.min(MAX_BATCH_BYTES),
-        ),
+        )
+        .with_limits(options.max_chunk_bytes, options.max_checkpoint_bytes),
         cadence: Cadence::new(
             options.flush_interval,
             heartbeat_interval(assignment.heartbeat_ms),

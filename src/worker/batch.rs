@@ -48,6 +48,10 @@ pub(super) struct Batcher {
     sent: u64,
     max_chunks: usize,
     max_bytes: usize,
+    /// The largest chunk and checkpoint the server takes (its `--max-chunk-bytes` and
+    /// `--max-checkpoint-bytes`), when the worker knows them: an in-process worker does.
+    max_chunk: usize,
+    max_checkpoint: usize,
 }
 
 impl Batcher {
@@ -62,7 +66,17 @@ impl Batcher {
             sent: 0,
             max_chunks: max_chunks.max(1),
             max_bytes: max_bytes.min(MAX_REPORT_BYTES),
+            max_chunk: MAX_REPORT_BYTES,
+            max_checkpoint: MAX_DOCUMENT_BYTES,
         }
+    }
+
+    /// Holds chunks and checkpoints to the server's limits: one over them ends the attempt,
+    /// for good, with the limit named, instead of being refused at every send.
+    pub fn with_limits(mut self, max_chunk: usize, max_checkpoint: usize) -> Self {
+        self.max_chunk = max_chunk.min(MAX_REPORT_BYTES);
+        self.max_checkpoint = max_checkpoint.min(MAX_DOCUMENT_BYTES);
+        self
     }
 
     /// Queues what the runtime sent. A chunk or checkpoint too large for any report is dropped
@@ -79,6 +93,15 @@ impl Batcher {
                 if bytes > MAX_REPORT_BYTES || encoded_len(&chunk.data) > MAX_DOCUMENT_BYTES {
                     return Err(too_large(&format!("a `{}` chunk", chunk.kind), bytes));
                 }
+                if bytes > self.max_chunk {
+                    let what = format!("a `{}` chunk", chunk.kind);
+                    return Err(over_limit(
+                        &what,
+                        bytes,
+                        self.max_chunk,
+                        "--max-chunk-bytes",
+                    ));
+                }
                 self.chunks.push_back((chunk, bytes));
                 self.bytes += bytes;
                 checkpoint
@@ -89,6 +112,15 @@ impl Batcher {
             let bytes = encoded_len(&value);
             if bytes > MAX_DOCUMENT_BYTES {
                 return Err(too_large("a checkpoint", bytes));
+            }
+            if bytes > self.max_checkpoint {
+                let limit = self.max_checkpoint;
+                return Err(over_limit(
+                    "a checkpoint",
+                    bytes,
+                    limit,
+                    "--max-checkpoint-bytes",
+                ));
             }
             self.generations += 1;
             self.checkpoint = Some(PendingCheckpoint {
@@ -203,6 +235,22 @@ impl Batcher {
         self.bytes = 0;
         let chunks = self.chunks.drain(..).map(|(c, _)| c).collect();
         (chunks, self.checkpoint.take().map(|c| c.value))
+    }
+}
+
+/// The failure of an attempt whose runtime produced `what`, of `bytes` bytes, over the server's
+/// `limit` (the setting named). No retry can fix it: the runtime would produce the same.
+fn over_limit(what: &str, bytes: usize, limit: usize, setting: &str) -> Failure {
+    Failure {
+        details: serde_json::json!({"limit": setting, "bytes": bytes, "max": limit}),
+        ..Failure::new(
+            TOO_LARGE_CODE,
+            format!(
+                "the runtime produced {what} of {bytes} bytes; the server takes at most {limit} \
+                 (server setting {setting}), so it cannot be stored"
+            ),
+            false,
+        )
     }
 }
 

@@ -67,6 +67,11 @@ pub struct WorkerOptions {
     /// On shutdown, how long running attempts may take to finish before they are stopped and
     /// released to other workers.
     pub drain_timeout: Duration,
+    /// The largest chunk the server takes (its `--max-chunk-bytes`); a larger one fails the
+    /// attempt for good. A remote worker learns it from the server's refusal instead.
+    pub max_chunk_bytes: usize,
+    /// The largest checkpoint the server takes (its `--max-checkpoint-bytes`), likewise.
+    pub max_checkpoint_bytes: usize,
     /// What the operator lets agents do here. Advertised in every poll, so the server hands
     /// this worker only tasks it admits, and checked again before each turn runs.
     pub policy: WorkerPolicy,
@@ -87,6 +92,8 @@ impl WorkerOptions {
             max_batch: 64,
             max_batch_bytes: crate::contract::MAX_BATCH_BYTES,
             drain_timeout: Duration::from_secs(10),
+            max_chunk_bytes: crate::contract::MAX_REPORT_BYTES,
+            max_checkpoint_bytes: crate::contract::MAX_DOCUMENT_BYTES,
             policy: WorkerPolicy::default(),
         }
     }

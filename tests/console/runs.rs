@@ -300,3 +300,95 @@ pub async fn fix_an_agent_and_retry_its_failed_execution(b: &mut Browser, c: &mu
     b.screenshot("execution-retried").await;
     assert_eq!(c.get(&retry).await.retry_of, failed);
 }
+
+/// A chat from the console: a run kept open waits for the next message, which the message box
+/// sends (its answer streams into the same output), and the close button completes it.
+pub async fn chat_from_the_console(b: &mut Browser, c: &mut TestClient) {
+    nav(b, "executions", "Executions").await;
+    b.click("#new-run").await;
+    b.find("#start-target")
+        .await
+        .select_by_value("agent:writer")
+        .await
+        .expect("choose the agent");
+    b.fill("#start-prompt", "hello there").await;
+    b.click("#start-interactive").await;
+    b.click("#start-panel button[type=submit]").await;
+    let id = current_execution(b).await;
+    wait_status(b, "waiting").await;
+    b.find("#message-text").await;
+    b.fill("#message-text", "second question").await;
+    b.click("#send-message").await;
+    b.until(
+        "the answer to the message in the output",
+        "const t = [...document.querySelectorAll('#output .out-text')].map(e => e.textContent).join(''); \
+         return t.includes('hello there') && t.includes('second question');",
+    )
+    .await;
+    wait_status(b, "waiting").await;
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#output .out-prompt')].map(e => e.textContent);",
+            vec![],
+        )
+        .await,
+        json!(["› hello there", "› second question"]),
+        "each turn's output under the message it answers"
+    );
+    b.screenshot("execution-conversation").await;
+    b.click("#close-conversation").await;
+    wait_status(b, "completed").await;
+    let messages: Vec<Value> = c
+        .history(&id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "MessageReceived")
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(messages.len(), 1, "one message sent: {messages:?}");
+    assert_eq!(messages[0]["text"], "second question");
+    assert_eq!(c.get(&id).await.status, "COMPLETED");
+}
+
+/// Approvals from the console: a turn that asks before a tool runs waits with the ask shown;
+/// Allow answers it and the turn goes on; Deny sends the person's reason to the agent.
+pub async fn answer_approvals(b: &mut Browser, c: &mut TestClient) {
+    c.create_agent("asker", "echo", json!({ "ask_tool": "Bash" }))
+        .await;
+    let origin = base(b).await;
+    for (allow, reason) in [(true, ""), (false, "not on a Sunday")] {
+        let id = c.start(start_request("asker", &["go on"])).await;
+        b.goto(&format!("{origin}#/executions/{id}")).await;
+        wait_status(b, "waiting").await;
+        b.find("[data-approval] [data-approve]").await;
+        assert!(
+            text(b, "[data-approval] .approval-head")
+                .await
+                .contains("Bash"),
+            "the ask names its tool"
+        );
+        if allow {
+            b.screenshot("execution-approval").await;
+            b.click("[data-approve]").await;
+        } else {
+            b.fill("[data-approval] input", reason).await;
+            b.click("[data-deny]").await;
+        }
+        wait_status(b, "completed").await;
+        let answers: Vec<Value> = c
+            .history(&id)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "ApprovalResolved")
+            .map(|e| e.payload)
+            .collect();
+        assert_eq!(answers.len(), 1, "answered once: {answers:?}");
+        let decision = &answers[0]["decision"];
+        if allow {
+            assert_eq!(decision["decision"], "allow", "{decision}");
+        } else {
+            assert_eq!(decision["decision"], "deny", "{decision}");
+            assert_eq!(decision["message"], reason, "{decision}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ use crate::common::server::cairn_bin;
 
 const CLIENT_TOKEN: &str = "client-secret-1";
 const WORKER_TOKEN: &str = "worker-secret-1";
+const ADMIN_TOKEN: &str = "admin-secret-1";
 
 /// Every RPC of the Cairn services, as `/package.Service/Method`, read from the descriptor so a
 /// new RPC is covered without touching this test.
@@ -34,6 +35,11 @@ fn every_rpc() -> Vec<String> {
 /// The token kind an RPC needs, as the README states it.
 fn worker_only(path: &str) -> bool {
     path.starts_with("/cairn.v1.WorkerService/") && !path.ends_with("/ListWorkers")
+}
+
+/// RPCs that destroy data: admin tokens only.
+fn admin_only(path: &str) -> bool {
+    path.ends_with("/DeleteExecution")
 }
 
 /// Calls `path` with an empty request and `token`; returns the status code.
@@ -64,7 +70,11 @@ async fn tokens_are_checked_on_every_rpc_and_tls_works_end_to_end() {
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     let client_tokens = dir.path().join("client-tokens");
-    std::fs::write(&client_tokens, format!("# operators\n{CLIENT_TOKEN}\n")).unwrap();
+    std::fs::write(
+        &client_tokens,
+        format!("# operators\n{CLIENT_TOKEN}\n{ADMIN_TOKEN} role=admin\n"),
+    )
+    .unwrap();
     let (_server, url) = Proc::server(
         &db,
         "127.0.0.1:0",
@@ -94,6 +104,8 @@ async fn tokens_are_checked_on_every_rpc_and_tls_works_end_to_end() {
     for path in every_rpc() {
         let (right, wrong) = if worker_only(&path) {
             (WORKER_TOKEN, CLIENT_TOKEN)
+        } else if admin_only(&path) {
+            (ADMIN_TOKEN, CLIENT_TOKEN)
         } else {
             (CLIENT_TOKEN, WORKER_TOKEN)
         };

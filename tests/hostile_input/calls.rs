@@ -28,6 +28,7 @@ pub enum Call {
     Replay(pb::ReplayExecutionRequest),
     Retry(pb::RetryExecutionRequest),
     Stats(pb::GetStatsRequest),
+    Delete(pb::DeleteExecutionRequest),
     Send(pb::SendMessageRequest),
     Close(pb::CloseExecutionRequest),
     Resolve(pb::ResolveApprovalRequest),
@@ -38,6 +39,7 @@ pub enum Call {
     CancelTask(pb::CancelTaskRequest),
     Release(pb::ReleaseTaskRequest),
     Register(pb::RegisterRuntimesRequest),
+    Deregister(pb::DeregisterWorkerRequest),
 }
 
 /// Sends `call`; the reply's content does not matter here, only whether it was refused.
@@ -69,6 +71,7 @@ pub async fn send(c: &mut TestClient, call: Call) -> Result<(), Status> {
         Call::Replay(r) => e.replay_execution(r).await.map(drop),
         Call::Retry(r) => e.retry_execution(r).await.map(drop),
         Call::Stats(r) => e.get_stats(r).await.map(drop),
+        Call::Delete(r) => e.delete_execution(r).await.map(drop),
         Call::Send(r) => e.send_message(r).await.map(drop),
         Call::Close(r) => e.close_execution(r).await.map(drop),
         Call::Resolve(r) => e.resolve_approval(r).await.map(drop),
@@ -79,5 +82,6 @@ pub async fn send(c: &mut TestClient, call: Call) -> Result<(), Status> {
         Call::CancelTask(r) => w.cancel_task(r).await.map(drop),
         Call::Release(r) => w.release_task(r).await.map(drop),
         Call::Register(r) => w.register_runtimes(r).await.map(drop),
+        Call::Deregister(r) => w.deregister_worker(r).await.map(drop),
     }
 }

@@ -616,6 +616,16 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
         Call::Get(pb::GetExecutionRequest { id: big(10_000) }),
         "(10000 bytes)",
     );
+    add(
+        "delete: id with NUL",
+        Call::Delete(pb::DeleteExecutionRequest { id: NUL.into() }),
+        "id `a\\0b` is not a valid id",
+    );
+    add(
+        "delete: 10,000-character id",
+        Call::Delete(pb::DeleteExecutionRequest { id: big(10_000) }),
+        "(10000 bytes)",
+    );
     let list = pb::ListExecutionsRequest::default;
     let lists: Vec<(&str, pb::ListExecutionsRequest, &str)> = vec![
         (

@@ -72,11 +72,64 @@ pub fn worker_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
             },
             "queue `a\\0b`",
         ),
+        (
+            "policy_json not JSON",
+            pb::PollTasksRequest {
+                policy_json: "{".into(),
+                ..poll()
+            },
+            "policy_json: not a worker policy",
+        ),
+        (
+            "policy_json admitting LD_PRELOAD",
+            pb::PollTasksRequest {
+                policy_json: r#"{"env": ["LD_PRELOAD"]}"#.into(),
+                ..poll()
+            },
+            "LD_PRELOAD, which no policy may admit",
+        ),
+        (
+            "policy_json with an unknown rule",
+            pb::PollTasksRequest {
+                policy_json: r#"{"mcp_command": []}"#.into(),
+                ..poll()
+            },
+            "unknown field `mcp_command`",
+        ),
+        (
+            "policy_json oversized",
+            pb::PollTasksRequest {
+                policy_json: big(65 * 1024 + 1),
+                ..poll()
+            },
+            "policy_json is",
+        ),
+        (
+            "policy_json with NUL",
+            pb::PollTasksRequest {
+                policy_json: NUL.into(),
+                ..poll()
+            },
+            "policy_json contains a NUL",
+        ),
     ];
     for (what, request, hint) in polls {
         add(&format!("poll: {what}"), Call::Poll(request), hint);
     }
     registrations(add);
+    let deregistrations = [
+        ("empty", String::new(), "worker_id is required"),
+        ("with NUL", NUL.to_string(), "worker_id contains a NUL"),
+        (
+            "oversized",
+            big(257),
+            "worker_id is 257 bytes; the limit is 256 bytes",
+        ),
+    ];
+    for (what, worker_id, hint) in deregistrations {
+        let call = Call::Deregister(pb::DeregisterWorkerRequest { worker_id });
+        add(&format!("deregister: worker_id {what}"), call, hint);
+    }
 
     let lease = || Some(f.lease.clone());
     let text = |s: &str| pb::ChunkIn {

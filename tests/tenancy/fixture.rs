@@ -14,6 +14,8 @@ use crate::common::{Db, Server};
 pub const TOKEN_A: &str = "token-of-a";
 pub const TOKEN_B: &str = "token-of-b";
 pub const ADMIN: &str = "token-of-the-operator";
+/// An admin of namespace `a` only.
+pub const ADMIN_A: &str = "token-of-a-s-operator";
 
 pub struct Fixture {
     pub server: Server,
@@ -112,7 +114,7 @@ impl Fixture {
             &tokens,
             format!(
                 "# tenants\n{TOKEN_A} namespace=a\n{TOKEN_B} namespace=b role=client\n\
-                 {ADMIN} role=admin\n"
+                 {ADMIN} role=admin\n{ADMIN_A} role=admin namespace=a\n"
             ),
         )
         .unwrap();

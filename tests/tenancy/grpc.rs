@@ -6,7 +6,7 @@ use serde_json::json;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use super::fixture::{ADMIN, Fixture, TOKEN_A, TOKEN_B, first_of_stream, unary};
+use super::fixture::{ADMIN, ADMIN_A, Fixture, TOKEN_A, TOKEN_B, first_of_stream, unary};
 
 /// What one check found wrong, if anything.
 type Verdict = Result<(), String>;
@@ -66,8 +66,24 @@ where
     F: Fn(String) -> Q,
     Q: prost::Message + Send + Sync + 'static,
 {
+    hidden_as(fx, TOKEN_A, method, id, control, make).await
+}
+
+/// As `hidden`, asked with `token`.
+async fn hidden_as<F, Q>(
+    fx: &Fixture,
+    token: &str,
+    method: &str,
+    id: &str,
+    control: bool,
+    make: F,
+) -> Vec<(String, Verdict)>
+where
+    F: Fn(String) -> Q,
+    Q: prost::Message + Send + Sync + 'static,
+{
     let fresh = Uuid::now_v7().to_string();
-    let missing = send(fx, method, TOKEN_A, None, make(fresh.clone())).await;
+    let missing = send(fx, method, token, None, make(fresh.clone())).await;
     let missing = match missing {
         Err(s) if s.code() == Code::NotFound => s.message().replace(&fresh, id),
         other => {
@@ -79,7 +95,7 @@ where
     };
     let mut rows = Vec::new();
     for named in [None, Some("b")] {
-        let got = send(fx, method, TOKEN_A, named, make(id.to_string())).await;
+        let got = send(fx, method, token, named, make(id.to_string())).await;
         let verdict = match got {
             Err(s) if s.code() == Code::NotFound && s.message() == missing => Ok(()),
             Err(s) => Err(format!(
@@ -433,12 +449,14 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                 );
             }
         }
+        // A person in the loop (issue 14): a's token can neither talk to b's execution nor answer
+        // its approvals, nor learn that it exists.
         "SendMessage" => {
             rows.extend(
                 hidden(fx, method, &fx.done, false, |id| pb::SendMessageRequest {
                     id,
                     text: "hello".into(),
-                    request_id: "t-1".into(),
+                    request_id: String::new(),
                 })
                 .await,
             );
@@ -453,12 +471,11 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
         }
         "ResolveApproval" => {
             rows.extend(
-                hidden(fx, method, &fx.done, false, |id| {
+                hidden(fx, method, &fx.team_run, false, |id| {
                     pb::ResolveApprovalRequest {
                         id,
-                        approval_id: "a-1".into(),
+                        approval_id: "turn-1:toolu_1".into(),
                         allow: true,
-                        request_id: "t-2".into(),
                         ..Default::default()
                     }
                 })
@@ -557,6 +574,27 @@ async fn rows(fx: &Fixture, method: &str) -> Vec<(String, Verdict)> {
                     }
                 }),
             ));
+        }
+        "DeleteExecution" => {
+            // A client token deletes nothing; an admin of a alone cannot see b's.
+            let r = pb::DeleteExecutionRequest {
+                id: fx.done.clone(),
+            };
+            rows.push((
+                "a client deletes".into(),
+                code(
+                    send(fx, method, TOKEN_A, None, r).await,
+                    Code::PermissionDenied,
+                ),
+            ));
+            for id in [&fx.done, &fx.team_run] {
+                rows.extend(
+                    hidden_as(fx, ADMIN_A, method, id, false, |id| {
+                        pb::DeleteExecutionRequest { id }
+                    })
+                    .await,
+                );
+            }
         }
         "ListWorkers" => {
             // Workers serve every namespace: the list is an operator's, not a tenant's.

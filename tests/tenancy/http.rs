@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::fixture::{ADMIN, Fixture, TOKEN_A, TOKEN_B};
+use super::fixture::{ADMIN, ADMIN_A, Fixture, TOKEN_A, TOKEN_B};
 
 type Verdict = Result<(), String>;
 
@@ -67,7 +67,7 @@ impl Route<'_> {
             .replace("{id}", value)
             .replace("{agent}", value)
             .replace("{team}", value)
-            .replace("{approval_id}", "a-1");
+            .replace("{approval_id}", "turn-1:toolu_1");
         format!("{}{path}{query}", self.fx.server.url)
     }
 
@@ -85,8 +85,19 @@ impl Route<'_> {
     /// `b`'s `id` asked for by `a`: 404 with the body a missing id gets, word for word, by id
     /// alone and naming `b`; with b's token (the control, for reads) it is there.
     fn hidden(&self, id: &str, body: Option<&str>, control: bool) -> Vec<(String, Verdict)> {
+        self.hidden_from(TOKEN_A, id, body, control)
+    }
+
+    /// As `hidden`, with `token` instead of a's client token.
+    fn hidden_from(
+        &self,
+        token: &str,
+        id: &str,
+        body: Option<&str>,
+        control: bool,
+    ) -> Vec<(String, Verdict)> {
         let fresh = Uuid::now_v7().to_string();
-        let (code, missing) = self.send(&fresh, "", TOKEN_A, None, body);
+        let (code, missing) = self.send(&fresh, "", token, None, body);
         if code != 404 {
             return vec![(
                 "a missing id".into(),
@@ -96,7 +107,7 @@ impl Route<'_> {
         let missing = missing.replace(&fresh, id);
         let mut rows = Vec::new();
         for named in [None, Some("b")] {
-            let (code, got) = self.send(id, "", TOKEN_A, named, body);
+            let (code, got) = self.send(id, "", token, named, body);
             let verdict = if code == 404 && got == missing {
                 Ok(())
             } else {
@@ -186,10 +197,11 @@ fn rows(route: &Route, operation: &str) -> Vec<(String, Verdict)> {
             rows
         }
         "CancelExecution" => route.hidden(&fx.team_run, None, false),
-        // A message, a close or an answer to b's execution: NOT_FOUND, as for a missing one.
-        "SendMessage" => route.hidden(&fx.done, Some(r#"{"text":"hello","request_id":"t-1"}"#), false),
+        // A person in the loop: a's token can neither talk to b's execution nor answer its
+        // approvals, nor learn that it exists.
+        "SendMessage" => route.hidden(&fx.done, Some(r#"{"text":"hello"}"#), false),
         "CloseExecution" => route.hidden(&fx.done, None, false),
-        "ResolveApproval" => route.hidden(&fx.done, Some(r#"{"allow":true,"request_id":"t-2"}"#), false),
+        "ResolveApproval" => route.hidden(&fx.team_run, Some(r#"{"allow":true}"#), false),
         "RetryExecution" => route.hidden(&fx.cancelled, Some(r#"{"force":true}"#), false),
         "GetStats" => {
             let (code, body) = route.send("", "", TOKEN_A, None, None);
@@ -198,6 +210,15 @@ fn rows(route: &Route, operation: &str) -> Vec<(String, Verdict)> {
                 _ => Err(format!("{code} {body}")),
             };
             vec![denied("stats", route.send("", "?namespace=b", TOKEN_A, None, None)), ("a's own stats".into(), own)]
+        }
+        "DeleteExecution" => {
+            let mut rows = vec![(
+                "a client deletes".into(),
+                status(route.send(&fx.done, "", TOKEN_A, None, None), 403),
+            )];
+            rows.extend(route.hidden_from(ADMIN_A, &fx.done, None, false));
+            rows.extend(route.hidden_from(ADMIN_A, &fx.team_run, None, false));
+            rows
         }
         "ListWorkers" => vec![
             ("list workers".into(), status(route.send("", "", TOKEN_A, None, None), 403)),

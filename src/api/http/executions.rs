@@ -198,6 +198,7 @@ const CANCEL: &str = "/cairn.v1.ExecutionService/CancelExecution";
 const HISTORY: &str = "/cairn.v1.ExecutionService/GetHistory";
 const REPLAY: &str = "/cairn.v1.ExecutionService/ReplayExecution";
 const RETRY: &str = "/cairn.v1.ExecutionService/RetryExecution";
+const DELETE: &str = "/cairn.v1.ExecutionService/DeleteExecution";
 
 /// Start an execution (`StartExecution`).
 #[utoipa::path(post, operation_id = "StartExecution", path = "/executions", tag = "executions", request_body = StartExecution,
@@ -318,5 +319,21 @@ pub(super) async fn replay(
     let request = h.request(&headers, REPLAY, Ok(pb::ReplayExecutionRequest { id }))?;
     Ok(Json(
         h.executions.replay_execution(request).await?.into_inner(),
+    ))
+}
+
+/// Delete a closed execution, with its members and what only it refers to
+/// (`DeleteExecution`; admin tokens only).
+#[utoipa::path(delete, operation_id = "DeleteExecution", path = "/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id")),
+    responses((status = 200, description = "Done", body = pb::DeleteExecutionResponse), (status = "4XX", description = "Refused: the gRPC code's name and message, with the matching HTTP status", body = ErrorBody)))]
+pub(super) async fn delete(
+    State(h): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<pb::DeleteExecutionResponse>, ApiError> {
+    let request = h.request(&headers, DELETE, Ok(pb::DeleteExecutionRequest { id }))?;
+    Ok(Json(
+        h.executions.delete_execution(request).await?.into_inner(),
     ))
 }

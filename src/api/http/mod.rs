@@ -174,7 +174,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(teams::create, teams::list))
         .routes(routes!(teams::get, teams::update, teams::archive))
         .routes(routes!(executions::start, executions::list))
-        .routes(routes!(executions::get))
+        .routes(routes!(executions::get, executions::delete))
         .routes(routes!(executions::history))
         .routes(routes!(executions::cancel))
         .routes(routes!(executions::retry))

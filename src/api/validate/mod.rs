@@ -4,6 +4,7 @@
 
 mod conversation;
 mod numbers;
+pub(crate) mod quota;
 mod text;
 mod worker;
 
@@ -28,13 +29,24 @@ pub(crate) use worker::{
     chunk, failure, lease_part, policy, poller, registration, report_json, worker_id, workspace,
 };
 
-/// Limits the API enforces.
+/// Limits the API enforces, set per server (`quota.rs` checks the ones on what workers send
+/// and on retry policies).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// The largest prompt (all turns together), in bytes.
     pub max_prompt_bytes: usize,
     /// The largest page a list returns.
     pub max_page_size: u32,
+    /// The most turns (prompts) one execution may have; at most [`MAX_TURNS`].
+    pub max_turns: usize,
+    /// The most attempts a retry policy may allow; 0 ("unlimited") is given this.
+    pub max_attempts: u32,
+    /// The largest output chunk a worker may send (its kind and JSON data), in bytes.
+    pub max_chunk_bytes: usize,
+    /// The most bytes of chunks one worker message may carry.
+    pub max_batch_bytes: usize,
+    /// The largest checkpoint a worker may send, as JSON, in bytes.
+    pub max_checkpoint_bytes: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +54,11 @@ impl Default for Limits {
         Limits {
             max_prompt_bytes: 1024 * 1024,
             max_page_size: 1000,
+            max_turns: MAX_TURNS,
+            max_attempts: crate::domain::MAX_ATTEMPTS,
+            max_chunk_bytes: crate::contract::MAX_DOCUMENT_BYTES,
+            max_batch_bytes: crate::contract::MAX_REPORT_BYTES,
+            max_checkpoint_bytes: crate::contract::MAX_DOCUMENT_BYTES,
         }
     }
 }
@@ -222,9 +239,11 @@ pub(crate) fn prompts(
         (false, true) => vec![prompt.to_string()],
         (true, false) => prompts.to_vec(),
     };
-    if all.len() > MAX_TURNS {
+    let max_turns = limits.max_turns.min(MAX_TURNS);
+    if all.len() > max_turns {
         return Err(invalid(format!(
-            "{} prompts given; an execution has at most {MAX_TURNS} turns",
+            "{} prompts given; an execution has at most {max_turns} turns (server setting \
+             --max-turns)",
             all.len()
         )));
     }

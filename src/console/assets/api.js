@@ -107,6 +107,12 @@ export const api = {
   cancel: (id, reason) => post(`/executions/${encodeURIComponent(id)}/cancel`, { reason }),
   retry: (id) => post(`/executions/${encodeURIComponent(id)}/retry`, {}),
   replay: (id) => post(`/executions/${encodeURIComponent(id)}/replay`, {}),
+  // A person in the loop: the next message of a conversation, its close, and answers to the
+  // tool calls a turn asks about. Each carries a request id, so a resend is one message or answer.
+  send: (id, text, requestId) => post(`/executions/${encodeURIComponent(id)}/messages`, { text, request_id: requestId }),
+  close: (id) => post(`/executions/${encodeURIComponent(id)}/close`, {}),
+  resolve: (id, approvalId, body) => post(
+    `/executions/${encodeURIComponent(id)}/approvals/${encodeURIComponent(approvalId)}`, body),
   stats: (query, signal) => get('/stats', { ...ns(), ...query }, signal),
   workers: (signal) => get('/workers', {}, signal),
 };

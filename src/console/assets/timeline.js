@@ -141,6 +141,13 @@ function describe(type, p) {
     case 'ChildScheduled': return [`Started child ${p.key}`, 'info'];
     case 'ChildCancelRequested': return [`Asked child ${p.key} to stop`, 'warn'];
     case 'ChildClosed': return [`Child ${p.key} ${String(p.status || '').toLowerCase()}`, p.status === 'COMPLETED' ? 'ok' : 'bad'];
+    case 'MessageReceived': return [`Message: ${clip(p.text)}`, 'info'];
+    case 'CloseRequested': return ['Conversation closed: it completes after the turns it has', 'info'];
+    case 'IdleTimedOut': return [`No message for ${fmtDuration(p.idle_timeout_ms)}: the conversation closes`, 'warn'];
+    case 'ApprovalRequested': return [`${p.activity_id} asks to run ${p.tool}`, 'warn'];
+    case 'ApprovalResolved': return p.decision?.decision === 'deny'
+      ? [`Denied ${p.approval_id}${p.decision.message ? `: ${clip(p.decision.message)}` : ''}`, 'bad']
+      : [`Allowed ${p.approval_id}`, 'ok'];
     case 'ExecutionCompleted': return ['Execution completed', 'ok'];
     case 'ExecutionFailed': return [`Execution failed: ${p.failure?.code || ''}`, 'bad'];
     case 'ExecutionCanceled': return [`Execution canceled${p.reason ? `: ${p.reason}` : ''}`, 'warn'];
@@ -158,4 +165,10 @@ function detail(type, p) {
   }
   if (type === 'ChildScheduled' && p.prompt) return h('p', { class: 'tl-detail muted' }, p.prompt.slice(0, 200));
   return null;
+}
+
+/** At most 80 characters of a person's text, for a one-line title. */
+function clip(text) {
+  const t = String(text || '');
+  return t.length > 80 ? `${t.slice(0, 79)}…` : t;
 }

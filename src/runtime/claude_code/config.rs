@@ -32,12 +32,12 @@ pub(super) fn config_keys() -> Vec<ConfigKeyInfo> {
         key(
             "permission_mode",
             "string",
-            "how tool use is approved: default, acceptEdits, plan or bypassPermissions",
+            "how tool use is approved: default (the CLI's asks become Cairn approvals; also when unset), acceptEdits, plan or bypassPermissions",
         ),
         key(
             "cwd",
             "string",
-            "absolute working directory of the CLI on the worker (default: a scratch directory per execution)",
+            "absolute working directory of the CLI on the worker, under a root the worker policy admits (default: a scratch directory of the execution, removed when each turn ends)",
         ),
         key(
             "allowed_tools",

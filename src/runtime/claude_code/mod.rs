@@ -92,8 +92,8 @@ impl ClaudeCodeRuntime {
         }
     }
 
-    /// The working directory: the configured one, or a scratch directory per execution that
-    /// later turns on this worker share.
+    /// The working directory: the configured one, or a scratch directory of the execution's,
+    /// removed when the turn ends.
     async fn working_dir(
         &self,
         config: &ClaudeCodeConfig,
@@ -289,8 +289,27 @@ impl AgentRuntime for ClaudeCodeRuntime {
             Some(_) => Opening::HeldToolCall,
             None => Opening::Prompt(&turn.prompt),
         };
-        Session::new(process, &io, checkpoint_base, config_root, turn.index)
+        if let Some(tool_use_id) = &held {
+            checkpoint_base.insert(
+                approve::HELD_KEY.into(),
+                json!({"tool_use_id": tool_use_id, "turn": turn.index}),
+            );
+        }
+        let result = Session::new(process, &io, checkpoint_base, config_root, turn.index)
             .run(opening)
-            .await
+            .await;
+        // A scratch directory lives as long as its turn: the session the next turn resumes is
+        // in the checkpoint and the config directory, not here, and the next turn may run on
+        // another worker anyway. The path is the execution's, so a resumed session finds the
+        // same `cwd` (created again, empty). A turn held at a tool call is not over: the
+        // attempt that runs the call after its decision may need what the turn wrote so far.
+        let held = matches!(&result, Err(error) if error.is_held().is_some());
+        if config.cwd.is_none()
+            && !held
+            && let Err(error) = tokio::fs::remove_dir_all(&cwd).await
+        {
+            tracing::warn!(%error, cwd = %cwd.display(), "could not remove a scratch directory");
+        }
+        result
     }
 }

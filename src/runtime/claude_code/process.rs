@@ -14,6 +14,11 @@ use super::group::ProcessGroup;
 /// How much of the end of stderr is kept for error details.
 const STDERR_TAIL_BYTES: usize = 4096;
 
+/// The longest line of stdout kept: the CLI decides how long its lines are (a tool result holds
+/// a whole file), and a line held whole must not grow the worker without bound. Far above
+/// what a chunk may carry to the server.
+pub(super) const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// A spawned `claude` process speaking stream-json on stdin and stdout.
 #[derive(Debug)]
 pub(super) struct CliProcess {
@@ -84,14 +89,36 @@ impl CliProcess {
     }
 
     /// The next line of stdout, without its newline; `None` at end of output. Bytes that are not
-    /// UTF-8 are replaced rather than fatal: one bad line must not end the run.
+    /// UTF-8 are replaced rather than fatal: one bad line must not end the run. A line over
+    /// [`MAX_LINE_BYTES`] is an `InvalidData` error (its bytes so far are dropped).
     pub async fn next_line(&mut self) -> io::Result<Option<String>> {
-        let read = self
-            .stdout
-            .read_until(b'\n', &mut self.partial_line)
-            .await?;
-        if read == 0 && self.partial_line.is_empty() {
-            return Ok(None);
+        loop {
+            // `fill_buf` is cancel safe and what follows it does not wait, so a read cut short
+            // in `select!` loses nothing.
+            let available = self.stdout.fill_buf().await?;
+            if available.is_empty() {
+                if self.partial_line.is_empty() {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (take, complete) = match available.iter().position(|b| *b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (available.len(), false),
+            };
+            if self.partial_line.len() + take > MAX_LINE_BYTES + 1 {
+                self.partial_line.clear();
+                self.stdout.consume(take);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a line of the CLI's output is over {MAX_LINE_BYTES} bytes"),
+                ));
+            }
+            self.partial_line.extend_from_slice(&available[..take]);
+            self.stdout.consume(take);
+            if complete {
+                break;
+            }
         }
         let line = String::from_utf8_lossy(&self.partial_line)
             .trim_end()
@@ -135,4 +162,24 @@ async fn tail(mut stream: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_bound_is_an_error_not_a_bigger_buffer() {
+        let mut command = Command::new("sh");
+        let script = format!(
+            "echo short; head -c {} /dev/zero | tr '\\0' x; echo",
+            MAX_LINE_BYTES + 10
+        );
+        command.args(["-c", &script]);
+        let mut process = CliProcess::spawn(command).unwrap();
+        assert_eq!(process.next_line().await.unwrap().as_deref(), Some("short"));
+        let error = process.next_line().await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(process.partial_line.capacity() <= 2 * MAX_LINE_BYTES + 1);
+    }
 }

@@ -146,6 +146,12 @@ impl<'a> Session<'a> {
                         }
                     }
                     Ok(None) => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                        // The same run would print the same line again.
+                        self.process.group.kill_tree();
+                        let _ = self.process.wait_for(STOP_GRACE).await;
+                        return Err(RuntimeError::fatal("cli_line_too_long", error.to_string()));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "reading Claude Code's output failed");
                         break;
@@ -180,6 +186,19 @@ impl<'a> Session<'a> {
             .chunks
             .iter()
             .any(|c| c.kind == "tool_use" || c.kind == "tool_result");
+        // A resumed held call stays in the checkpoints until its result is in the session: a
+        // retry before that must resume it again rather than send the prompt.
+        if let Some(held) = self
+            .checkpoint_base
+            .get(HELD_KEY)
+            .map(|h| h["tool_use_id"].clone())
+            && outcome
+                .chunks
+                .iter()
+                .any(|c| c.kind == "tool_result" && c.data["tool_use_id"] == held)
+        {
+            self.checkpoint_base.remove(HELD_KEY);
+        }
         for chunk in outcome.chunks {
             self.io.emit(chunk.kind, chunk.data);
         }

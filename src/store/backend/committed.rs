@@ -113,9 +113,9 @@ macro_rules! sql_committed {
 
             // The objects of every committed transition (and of the children it starts) in one
             // statement: a refused transition's objects are not written.
-            let objects: Vec<crate::store::NewObject> = committed
+            let objects: Vec<(uuid::Uuid, &crate::store::NewObject)> = committed
                 .iter()
-                .flat_map(|it| it.t.objects.iter().cloned())
+                .flat_map(|it| it.t.objects.iter().map(|o| (it.t.execution_id, o)))
                 .collect();
             if let Some(first) = committed.first() {
                 insert_objects(tx, statements, &objects, first.t.now).await?;

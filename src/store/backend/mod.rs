@@ -7,7 +7,8 @@
 //! `runtimes.rs` (registrations of external runtimes), `objects.rs` (stored checkpoints: one
 //! insert per write, chains read back), `admin.rs` (migrations, row counts, change feed),
 //! `metrics.rs` (gauges read at scrape time),
-//! `stats.rs` (grouped counts and percentiles for `GetStats`), with the shared columns and row decoders in
+//! `stats.rs` (grouped counts and percentiles for `GetStats`), `retention.rs` (deleting closed
+//! trees and the objects only they referred to), with the shared columns and row decoders in
 //! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
 //! (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its single writer instead), in how
 //! a statement reads the rows of a JSON array parameter (`json_each` / `jsonb_array_elements`)
@@ -42,6 +43,8 @@ mod catalog;
 mod metrics;
 #[macro_use]
 mod stats;
+#[macro_use]
+mod retention;
 mod notify;
 mod output_page;
 mod plan;
@@ -217,6 +220,11 @@ mod sqlite {
     sql_catalog!(SqliteStore);
     sql_metrics!(SqliteStore);
     sql_stats!(SqliteStore, percentiles = super::stats::SQLITE_PERCENTILES);
+    sql_retention!(
+        SqliteStore,
+        skip_locked = "",
+        texts = "SELECT value FROM json_each($1)"
+    );
 }
 
 /// The PostgreSQL store's queries: every concern's macro, expanded with PostgreSQL's dialect
@@ -260,4 +268,9 @@ mod postgres {
     sql_catalog!(PgStore);
     sql_metrics!(PgStore);
     sql_stats!(PgStore, percentiles = super::stats::PG_PERCENTILES);
+    sql_retention!(
+        PgStore,
+        skip_locked = " FOR UPDATE SKIP LOCKED",
+        texts = "SELECT jsonb_array_elements_text(CAST($1 AS JSONB))"
+    );
 }

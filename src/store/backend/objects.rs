@@ -5,27 +5,47 @@
 
 macro_rules! sql_objects {
     ($store:ident, octets = $octets:literal) => {
-        /// Content-addressed: a row that exists already is left as it is.
+        /// Content-addressed: a row that exists already keeps its content, but is written again
+        /// (the same values), so the writer holds its row lock to the end of the transaction:
+        /// retention (`retention.rs`) skips a locked object, and one it deleted meanwhile is
+        /// inserted again. Either way an object a transaction refers to exists when it commits.
         static INSERT_OBJECTS: LazyLock<String> = LazyLock::new(|| sql(
             "INSERT INTO objects (id, base, data, created_at) \
              SELECT value->>'id', value->>'base', value->>'data', CAST(value->>'at' AS BIGINT) \
-             FROM {rows} WHERE TRUE ON CONFLICT (id) DO NOTHING",
+             FROM {rows} WHERE TRUE ON CONFLICT (id) DO UPDATE SET created_at = objects.created_at",
         ));
 
-        /// Writes `objects` in one statement (more only past the parameter's byte budget).
+        /// Which execution wrote which object, for retention.
+        static INSERT_OBJECT_REFS: LazyLock<String> = LazyLock::new(|| sql(
+            "INSERT INTO object_refs (object_id, execution_id) \
+             SELECT value->>'id', {u:execution} FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING",
+        ));
+
+        /// Writes `objects`, each with the execution it is written for, in one statement (more
+        /// only past the parameter's byte budget), and their references in one more.
         async fn insert_objects(
             tx: &mut Tx<'_>,
             statements: &AtomicU64,
-            objects: &[$crate::store::NewObject],
+            objects: &[(uuid::Uuid, &$crate::store::NewObject)],
             now: Millis,
         ) -> Result<(), StoreError> {
             if objects.is_empty() {
                 return Ok(());
             }
-            let rows = pack(objects.iter().map(|o| serde_json::json!({
+            // One row per id (an upsert may not touch a row twice in one statement), in id
+            // order, so two transactions writing the same objects lock their rows in one order.
+            let unique: std::collections::BTreeMap<&str, &$crate::store::NewObject> =
+                objects.iter().map(|(_, o)| (o.id.as_str(), *o)).collect();
+            let rows = pack(unique.values().map(|o| serde_json::json!({
                 "id": o.id, "base": o.base, "data": o.data, "at": now,
             })))?;
             run_rows(tx, statements, INSERT_OBJECTS.as_str(), rows).await?;
+            let refs: std::collections::BTreeSet<(&str, uuid::Uuid)> =
+                objects.iter().map(|(e, o)| (o.id.as_str(), *e)).collect();
+            let refs = pack(refs.iter().map(|(id, e)| serde_json::json!({
+                "id": id, "execution": e,
+            })))?;
+            run_rows(tx, statements, INSERT_OBJECT_REFS.as_str(), refs).await?;
             Ok(())
         }
 

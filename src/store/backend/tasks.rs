@@ -216,7 +216,8 @@ macro_rules! sql_tasks {
                     .fetch_one(&mut *tx)
                     .await?;
                     // Only the commit path is counted (`Admin::statements_issued`).
-                    insert_objects(&mut tx, &AtomicU64::new(0), &p.objects, p.now).await?;
+                    let objects: Vec<_> = p.objects.iter().map(|o| (p.lease.execution_id, o)).collect();
+                    insert_objects(&mut tx, &AtomicU64::new(0), &objects, p.now).await?;
                     if !chunks.is_empty() {
                         let mut notes = Notes::default();
                         notes.execution(p.lease.execution_id);
@@ -276,7 +277,8 @@ macro_rules! sql_tasks {
                     .bind(output_seq as i64)
                     .execute(&mut *tx)
                     .await?;
-                    insert_objects(&mut tx, &AtomicU64::new(0), &r.objects, r.now).await?;
+                    let objects: Vec<_> = r.objects.iter().map(|o| (r.lease.execution_id, o)).collect();
+                    insert_objects(&mut tx, &AtomicU64::new(0), &objects, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
                     notes.execution(r.lease.execution_id);

@@ -1,5 +1,6 @@
 // One execution: its live output (Server-Sent Events), facts, usage and cost, the team tree,
-// the history as a timeline, and the cancel / retry / replay actions.
+// the history as a timeline, the cancel / retry / replay actions, and a person's part: the next
+// message of a conversation and answers to the tool calls a turn asks about.
 
 import { api } from '../api.js';
 import { follow } from '../sse.js';
@@ -8,9 +9,9 @@ import {
   prettyJson,
   put, redraw,
 } from '../ui.js';
-import { chart, eventList } from '../timeline.js';
+import { chart, eventList, payloadOf } from '../timeline.js';
 
-const OPEN = new Set(['PENDING', 'RUNNING']);
+const OPEN = new Set(['PENDING', 'RUNNING', 'WAITING']);
 
 export async function render({ main, params, signal, navigate }) {
   const [id] = params;
@@ -22,6 +23,7 @@ export async function render({ main, params, signal, navigate }) {
   const summary = h('section', { class: 'card', 'aria-labelledby': 'h-summary' });
   const usage = h('section', { class: 'card', 'aria-labelledby': 'h-usage' });
   const replayBox = h('div', { 'aria-live': 'polite' });
+  const loop = h('section', { class: 'card loop-card', 'aria-labelledby': 'h-loop', id: 'loop', hidden: true });
   const streamState = h('span', { class: 'live', id: 'stream-state' });
   const output = h('div', { class: 'output', id: 'output', role: 'log', 'aria-live': 'polite', tabindex: '0' });
   const children = h('section', { class: 'card', 'aria-labelledby': 'h-children', hidden: true });
@@ -32,6 +34,7 @@ export async function render({ main, params, signal, navigate }) {
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/executions' }, 'Executions'), ' / ', shortId(id)),
     h('div', { class: 'page-header' }, h('div', { class: 'title-row' }, title, badge), actions),
     replayBox,
+    loop,
     h('div', { class: 'grid-2' }, summary, usage),
     h('section', { class: 'card', 'aria-labelledby': 'h-output' },
       h('div', { class: 'card-header' }, h('h2', { id: 'h-output' }, 'Output'), streamState),
@@ -41,6 +44,10 @@ export async function render({ main, params, signal, navigate }) {
     timeline);
 
   let names = new Map();
+  // The prompt of each turn, in order (the start's, then each message), for the output's turn
+  // headings in a conversation.
+  let prompts = [];
+  let writer = null;
   const refresh = async () => {
     execution = await api.execution(id, signal);
     const [history, kids, agents, teams] = await Promise.all([
@@ -54,7 +61,12 @@ export async function render({ main, params, signal, navigate }) {
     }
     // Children in the order the team started them.
     const children = kids ? [...(kids.executions || [])].sort((a, b) => Number(a.created_at_ms) - Number(b.created_at_ms)) : [];
-    draw(history.events || [], children);
+    const events = history.events || [];
+    if (execution.interactive) {
+      prompts = promptsOf(events);
+      if (writer) writer.relabel();
+    }
+    draw(events, children);
   };
 
   function draw(events, kids) {
@@ -70,6 +82,7 @@ export async function render({ main, params, signal, navigate }) {
         ? h('a', { href: `#/teams/${e.team_id}`, dataset: { key: 'owner' } }, names.get(e.team_id) || shortId(e.team_id))
         : h('a', { href: `#/agents/${e.agent_id}`, dataset: { key: 'owner' } }, names.get(e.agent_id) || shortId(e.agent_id))],
       ['Runtime', e.runtime || '—'],
+      e.interactive ? ['Conversation', e.waiting_for === 'input' ? 'waiting for the next message' : 'open'] : null,
       ['Queue', e.queue || 'default'],
       ['Activity', e.activity ? `${e.activity.activity_id} · attempt ${e.activity.attempt} · ${e.activity.state}` : '—'],
       ['Created', fmtTime(e.created_at_ms)],
@@ -94,6 +107,7 @@ export async function render({ main, params, signal, navigate }) {
     e.failure ? h('div', { class: 'alert alert-error', role: 'alert' },
       h('strong', {}, `${e.failure.code}: `), e.failure.message,
       e.failure.retryable ? h('span', { class: 'tag' }, 'retryable') : null) : null);
+    drawLoop(e);
     if (e.result_json || e.result) {
       result.hidden = false;
       put(result, h('h2', { id: 'h-result' }, 'Result'), h('pre', { class: 'json' }, prettyJson(e.result ?? e.result_json)));
@@ -104,6 +118,87 @@ export async function render({ main, params, signal, navigate }) {
     }
     redraw(timeline, () => put(timeline, h('h2', { id: 'h-timeline' }, 'History'),
       chart(events, Date.now(), Math.max(280, timeline.clientWidth - 42)), eventList(events)));
+  }
+
+  // The conversation's message box and the approvals. Redrawn only when what it shows changes,
+  // so a person typing a message or a denial is not interrupted by a refresh.
+  function drawLoop(e) {
+    const approvals = e.approvals || [];
+    const chatting = e.interactive && OPEN.has(e.status);
+    const key = JSON.stringify([chatting, e.waiting_for, approvals.map((a) => [a.approval_id, a.state])]);
+    if (loop.dataset.key === key) return;
+    loop.dataset.key = key;
+    loop.hidden = !chatting && !approvals.length;
+    if (loop.hidden) return;
+    const pending = approvals.filter((a) => a.state === 'pending');
+    put(loop,
+      h('h2', { id: 'h-loop' }, pending.length ? 'Waiting for you' : 'Conversation'),
+      approvals.length ? h('div', { class: 'approvals' }, approvals.map(approvalBox)) : null,
+      chatting ? messageForm() : null);
+  }
+
+  function approvalBox(a) {
+    let input = a.input_json;
+    try { input = JSON.stringify(JSON.parse(a.input_json), null, 2); } catch { /* shown as sent */ }
+    const head = h('div', { class: 'approval-head' },
+      h('strong', {}, a.tool), h('span', { class: 'muted' }, `asked by ${a.activity_id}`),
+      h('span', { class: `badge status-${a.state === 'pending' ? 'waiting' : a.state === 'allowed' ? 'completed' : 'failed'}` }, a.state));
+    const body = [head, h('pre', { class: 'json' }, input)];
+    if (a.state === 'denied' && a.message) body.push(h('p', { class: 'muted' }, `Denied: ${a.message}`));
+    if (a.state === 'pending') {
+      const requestId = crypto.randomUUID();
+      const reason = h('input', {
+        id: `deny-message-${a.approval_id}`, 'aria-label': `Why ${a.tool} is denied (sent to the agent)`,
+        placeholder: 'Why not? (the agent reads this)', autocomplete: 'off',
+      });
+      body.push(h('div', { class: 'approval-actions' },
+        h('button', {
+          type: 'button', class: 'btn btn-primary', dataset: { approve: a.approval_id },
+          onclick: act('Allowed', () => api.resolve(id, a.approval_id, { allow: true, request_id: requestId })),
+        }, 'Allow'),
+        reason,
+        h('button', {
+          type: 'button', class: 'btn btn-danger', dataset: { deny: a.approval_id },
+          onclick: act('Denied', () => api.resolve(id, a.approval_id, {
+            allow: false, message: reason.value.trim() || 'denied from the console', request_id: requestId,
+          })),
+        }, 'Deny')));
+    }
+    return h('div', { class: 'approval', dataset: { approval: a.approval_id } }, body);
+  }
+
+  function messageForm() {
+    const text = h('textarea', {
+      id: 'message-text', rows: 2, required: true, 'aria-label': 'Next message',
+      placeholder: execution.waiting_for === 'input' ? 'Your next message…' : 'Queued after the running turn…',
+    });
+    // One request id per message: sending it again (a lost reply) appends it once.
+    let requestId = crypto.randomUUID();
+    const send = h('button', { type: 'submit', class: 'btn btn-primary', id: 'send-message' }, 'Send');
+    const close = h('button', {
+      type: 'button', class: 'btn', id: 'close-conversation',
+      onclick: act('Conversation closed', () => api.close(id)),
+    }, 'Close conversation');
+    return h('form', {
+      class: 'message-form',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const message = text.value.trim();
+        if (!message) return;
+        send.disabled = true;
+        try {
+          await api.send(id, message, requestId);
+          requestId = crypto.randomUUID();
+          text.value = '';
+          toast('Message sent');
+          await refresh();
+        } catch (error) {
+          if (!signal.aborted) put(replayBox, errorBox(error));
+        } finally {
+          send.disabled = false;
+        }
+      },
+    }, text, send, close);
   }
 
   function buttons(e) {
@@ -169,7 +264,7 @@ export async function render({ main, params, signal, navigate }) {
 
   // The output, live: chunks as they are stored, then the closing event. History and facts are
   // read again (at most every 700 ms) while chunks arrive, and once more at the close.
-  const writer = outputWriter(output);
+  writer = outputWriter(output, () => prompts);
   let pending = null;
   const soon = () => {
     if (pending) return;
@@ -202,14 +297,41 @@ export async function render({ main, params, signal, navigate }) {
         soon();
       } else if (ev.event === 'status') {
         soon();
+      } else if (ev.event === 'waiting') {
+        // Waiting for a message or an answer: show it now, not after the refresh delay.
+        clearTimeout(pending);
+        pending = null;
+        refresh().catch((error) => { if (!signal.aborted) put(replayBox, errorBox(error)); });
       }
       return undefined;
     },
   });
 }
 
-/** Appends chunks to the output box: text as text, other kinds as tagged lines. */
-function outputWriter(box) {
+/** The prompts of a conversation's turns: the start's, then each message received. */
+function promptsOf(events) {
+  const list = [];
+  for (const e of events) {
+    const p = payloadOf(e);
+    if (e.type === 'ExecutionStarted') list.push(...(p.prompts || []));
+    if (e.type === 'MessageReceived') list.push(p.text);
+  }
+  return list;
+}
+
+/**
+ * Appends chunks to the output box: text as text, other kinds as tagged lines. In a conversation
+ * (`prompts()` returns its turns' prompts) each turn starts under the message it answers.
+ */
+function outputWriter(box, prompts) {
+  let turn = null;
+  // Headings whose message the page had not read yet when their turn's output arrived.
+  const headings = [];
+  const label = (heading) => {
+    const n = Number(String(heading.dataset.turn).replace(/^turn-/, ''));
+    const said = Number.isInteger(n) && n >= 1 ? prompts()[n - 1] : undefined;
+    heading.textContent = said === undefined ? heading.dataset.turn : `› ${said}`;
+  };
   let child = null;
   let reused = '';
   let text = null;
@@ -231,6 +353,15 @@ function outputWriter(box) {
         box.append(h('div', { class: 'out-note' }, reused ? `Output reused from ${shortId(reused)}` : 'Output of this execution'));
         text = null;
       }
+      const turns = prompts();
+      if (turns.length && !c.child_key && c.activity_id && c.activity_id !== turn) {
+        turn = c.activity_id;
+        const heading = h('div', { class: 'out-prompt', dataset: { turn } });
+        headings.push(heading);
+        box.append(heading);
+        label(heading);
+        text = null;
+      }
       if ((c.child_key || '') !== (child || '')) {
         child = c.child_key || '';
         box.append(h('div', { class: 'out-child' }, child ? `── ${child} ──` : '──'));
@@ -248,6 +379,10 @@ function outputWriter(box) {
         box.append(h('div', { class: `out-other kind-${c.kind}` }, h('span', { class: 'tag' }, c.kind), JSON.stringify(data).slice(0, 400)));
       }
       if (atBottom) box.scrollTop = box.scrollHeight;
+    },
+    /** Names the turns whose message is known by now. */
+    relabel() {
+      for (const heading of headings) if (!heading.textContent.startsWith('›')) label(heading);
     },
     note(message) {
       empty.remove();

@@ -9,7 +9,7 @@ import {
   put, redraw,
 } from '../ui.js';
 
-const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELED'];
+const STATUSES = ['PENDING', 'RUNNING', 'WAITING', 'COMPLETED', 'FAILED', 'CANCELED'];
 const REFRESH_MS = 2000;
 
 export async function renderList({ main, query, signal, navigate }) {
@@ -168,6 +168,7 @@ function startForm(agents, teams, preselected, navigate) {
   const prompt = h('textarea', { id: 'start-prompt', name: 'prompt', rows: 3, required: true, placeholder: 'What should it do?' });
   const labels = h('input', { id: 'start-labels', name: 'labels', placeholder: 'user_id=42, session=abc', autocomplete: 'off' });
   const turns = h('input', { type: 'checkbox', id: 'start-turns', name: 'turns' });
+  const interactive = h('input', { type: 'checkbox', id: 'start-interactive', name: 'interactive' });
   const message = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Start');
   return h('form', {
@@ -182,6 +183,8 @@ function startForm(agents, teams, preselected, navigate) {
         // Several turns: one conversation, each line a turn's prompt.
         if (turns.checked) body.turns = prompt.value.split('\n').map((s) => s.trim()).filter(Boolean);
         else body.prompt = prompt.value;
+        // A chat: it waits for the next message after its turns (agents only).
+        if (interactive.checked) body.interactive = true;
         if (kind === 'team') body.team = name; else body.agent = name;
         const started = await api.start(body);
         toast('Execution started');
@@ -197,7 +200,8 @@ function startForm(agents, teams, preselected, navigate) {
   field('Agent or team', target),
   field('Labels', labels, 'Optional: key=value pairs, separated by commas.'),
   h('div', { class: 'prompt-field' }, field('Prompt', prompt),
-    h('div', { class: 'check' }, turns, h('label', { for: 'start-turns' }, 'One turn per line (a conversation)'))),
+    h('div', { class: 'check' }, turns, h('label', { for: 'start-turns' }, 'One turn per line (a conversation)')),
+    h('div', { class: 'check' }, interactive, h('label', { for: 'start-interactive' }, 'Keep it open for more messages (a chat)'))),
   message,
   h('div', { class: 'form-actions' }, submit));
 }
