@@ -210,7 +210,53 @@ async fn a_held_attempt_is_cancelled_at_once(db: Db) {
     assert_eq!(c.watch(&id, 0).await.closed.status, "CANCELED");
 }
 
+/// A team member's ask shows on the team execution and is answered there.
+async fn a_members_approval_is_answered_on_the_team(db: Db) {
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    c.create_agent("careful", "echo", json!({ "ask_tool": "Bash" }))
+        .await;
+    pb::team_service_client::TeamServiceClient::new(c.channel.clone())
+        .create_team(pb::CreateTeamRequest {
+            name: "crew".into(),
+            strategy: "sequential".into(),
+            members: vec![pb::TeamMember {
+                agent: "careful".into(),
+                role: "doer".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("create team");
+    let team = c
+        .start(pb::StartExecutionRequest {
+            team: "crew".into(),
+            prompt: "tidy up".into(),
+            ..Default::default()
+        })
+        .await;
+    let waiting = c
+        .wait_until(&team, "the member's ask on the team", |e| {
+            e.waiting_for == "approval"
+        })
+        .await;
+    assert_eq!(waiting.approvals.len(), 1, "{waiting:?}");
+    let approval = waiting.approvals[0].approval_id.clone();
+    answer(&mut c, &team, &approval, true, "", "team-yes")
+        .await
+        .expect("answered on the team");
+    let done = c.watch(&team, 0).await;
+    assert_eq!(done.closed.status, "COMPLETED");
+    assert!(
+        done.text().contains("[Bash allowed] tidy up"),
+        "{}",
+        done.text()
+    );
+}
+
 on_both_stores!(
+    a_members_approval_is_answered_on_the_team,
     approve_and_deny,
     held_then_approved_after_a_worker_restart,
     a_held_attempt_is_cancelled_at_once,

@@ -14,11 +14,11 @@ use common::fleet::Proc;
 use common::{Db, Server, TestClient};
 use serde_json::json;
 
-/// Reads the stream until a `waiting` event whose history is longer than `after`; returns the
-/// chunks before it and the waiting execution.
+/// Reads the stream until a `waiting` event after `turns` completed turns; returns the chunks
+/// before it and the waiting execution.
 async fn until_waiting(
     stream: &mut tonic::Streaming<pb::StreamExecutionResponse>,
-    after: u64,
+    turns: u32,
 ) -> (Vec<pb::OutputChunk>, pb::Execution) {
     use pb::stream_execution_response::Event;
     let mut chunks = Vec::new();
@@ -30,7 +30,7 @@ async fn until_waiting(
             .expect("the stream ended while the conversation is open");
         match message.event {
             Some(Event::Chunk(chunk)) => chunks.push(chunk),
-            Some(Event::Waiting(e)) if e.history_length > after => return (chunks, e),
+            Some(Event::Waiting(e)) if e.turns >= turns => return (chunks, e),
             Some(Event::Waiting(_)) => {}
             Some(Event::Closed(e)) => panic!("closed while a turn was expected: {e:?}"),
             None => {}
@@ -79,7 +79,7 @@ async fn three_message_conversation(db: Db) {
     let id = c.start(interactive("talker", &["hello there"])).await;
 
     let mut stream = c.output_stream(&id, 0).await;
-    let (chunks, waiting) = until_waiting(&mut stream, 0).await;
+    let (chunks, waiting) = until_waiting(&mut stream, 1).await;
     assert_eq!(text_of(&chunks), "hello there", "the first answer streams");
     assert!(chunks.len() >= 2, "in several chunks: {chunks:?}");
     assert_eq!(waiting.status, "WAITING");
@@ -94,13 +94,12 @@ async fn three_message_conversation(db: Db) {
         (2, false),
         "the same request id appends once"
     );
-    let after = sent.execution.unwrap().history_length;
-    let (chunks, _) = until_waiting(&mut stream, after).await;
+    let (chunks, _) = until_waiting(&mut stream, 2).await;
     assert_eq!(text_of(&chunks), "how are you");
 
     let sent = send(&mut c, &id, "goodbye now", "m-3").await;
     assert_eq!(sent.turn, 3);
-    let (chunks, _) = until_waiting(&mut stream, sent.execution.unwrap().history_length).await;
+    let (chunks, _) = until_waiting(&mut stream, 3).await;
     assert_eq!(text_of(&chunks), "goodbye now");
 
     let outputs = turn_outputs(&mut c, &id).await;
@@ -151,8 +150,8 @@ async fn messages_queue_behind_a_running_turn(db: Db) {
     send(&mut c, &id, "six", "q-1").await;
     let sent = send(&mut c, &id, "seven", "q-2").await;
     let mut stream = c.output_stream(&id, 0).await;
-    let (chunks, waiting) =
-        until_waiting(&mut stream, sent.execution.unwrap().history_length).await;
+    assert_eq!(sent.turn, 3);
+    let (chunks, waiting) = until_waiting(&mut stream, 3).await;
     assert_eq!(text_of(&chunks), "one two three four fivesixseven");
     assert_eq!(waiting.waiting_for, "input");
     let outputs = turn_outputs(&mut c, &id).await;
@@ -179,9 +178,8 @@ async fn kill_between_messages_loses_nothing(db: Db) {
     let sent = send(&mut c, &id, "second message", "k-2").await;
     assert!(sent.created);
     let _worker = Proc::worker("w-2", &[&url], &[], &[]);
-    let after = sent.execution.unwrap().history_length;
     c.wait_until(&id, "the second answer", |e| {
-        e.waiting_for == "input" && e.history_length > after
+        e.waiting_for == "input" && e.turns == 2
     })
     .await;
 
@@ -189,9 +187,9 @@ async fn kill_between_messages_loses_nothing(db: Db) {
     let (_server, url) = Proc::server(&db, &listen, &["--no-migrate"], &[]);
     let mut c = TestClient::connect(&url).await;
     let sent = send(&mut c, &id, "third message", "k-3").await;
-    let after = sent.execution.unwrap().history_length;
+    assert_eq!(sent.turn, 3);
     c.wait_until(&id, "the third answer", |e| {
-        e.waiting_for == "input" && e.history_length > after
+        e.waiting_for == "input" && e.turns == 3
     })
     .await;
 
@@ -202,7 +200,7 @@ async fn kill_between_messages_loses_nothing(db: Db) {
         json!(["first message", "second message"])
     );
     let mut stream = c.output_stream(&id, 0).await;
-    let (chunks, _) = until_waiting(&mut stream, 0).await;
+    let (chunks, _) = until_waiting(&mut stream, 3).await;
     assert_eq!(
         text_of(&chunks),
         "first messagesecond messagethird message",

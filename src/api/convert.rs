@@ -235,6 +235,7 @@ pub(crate) fn execution(view: &ExecutionView) -> pb::Execution {
             .map(|w| w.as_str().to_string())
             .unwrap_or_default(),
         approvals: view.approvals.iter().map(approval).collect(),
+        turns: view.turns,
     }
 }
 

@@ -91,10 +91,12 @@ pub(super) async fn converse(
     let mut last_seq = 0;
     // Any wait stops the first follow: the conversation as it is now.
     let mut waiting_after = 0;
+    let mut turns = 0;
     loop {
         let until = Until {
             raw: false,
             waiting_after: Some(waiting_after),
+            turns,
         };
         let (followed, seq) =
             watch_until(servers, client.clone(), out, id, last_seq, until, None).await?;
@@ -125,11 +127,12 @@ pub(super) async fn converse(
         }
         if text == "/close" {
             send_retrying(servers, id, Message::Close).await?;
-            waiting_after = u64::MAX;
+            (waiting_after, turns) = (u64::MAX, u32::MAX);
             continue;
         }
+        // The answer to this message is in once its turn completed.
         let sent = send_retrying(servers, id, Message::Text(text.to_string())).await?;
-        waiting_after = sent.execution.map_or(waiting_after, |e| e.history_length);
+        turns = sent.turn;
     }
 }
 

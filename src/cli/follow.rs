@@ -97,8 +97,11 @@ pub(super) async fn watch(
 pub(super) struct Until {
     /// Print superseded chunks too.
     pub raw: bool,
-    /// Stop at a wait whose history is longer than this (a conversation's answer, an ask).
+    /// Stop at a wait: for an approval asked after this history length, or (see `turns`) for
+    /// a conversation's next message.
     pub waiting_after: Option<u64>,
+    /// With `waiting_after`: stop at a wait for input only once this many turns completed.
+    pub turns: u32,
 }
 
 /// How a followed stream ended.
@@ -123,6 +126,7 @@ pub(super) async fn watch_until(
     let mut printer = Printer::new(out, spinner, after_seq);
     printer.raw = until.raw;
     printer.waiting_after = until.waiting_after;
+    printer.turns = until.turns;
     let mut client = Some(client);
     let mut index = 0;
     let mut backoff = fresh_backoff();
@@ -234,9 +238,12 @@ async fn stream_once(
                 return Ok(Followed::Closed(execution));
             }
             Some(Event::Waiting(execution)) => {
-                let stop = printer
-                    .waiting_after
-                    .is_some_and(|after| execution.history_length > after);
+                let stop = printer.waiting_after.is_some_and(|after| {
+                    match execution.waiting_for.as_str() {
+                        "input" => execution.turns >= printer.turns,
+                        _ => execution.history_length > after,
+                    }
+                });
                 if stop {
                     printer.close();
                     return Ok(Followed::Waiting(execution));
@@ -263,8 +270,13 @@ struct Printer<'a> {
     reused_from: String,
     /// Print superseded chunks too (`cairn exec watch --raw`).
     raw: bool,
-    /// Stop at a wait whose history is longer than this.
+    /// Stop at a wait (see [`Until`]).
     waiting_after: Option<u64>,
+    /// Turns completed before a wait for input stops the follow (see [`Until`]).
+    turns: u32,
+    /// The activity of the last chunk printed: in a conversation each turn's answer starts on
+    /// a line of its own.
+    activity: String,
 }
 
 impl<'a> Printer<'a> {
@@ -278,6 +290,8 @@ impl<'a> Printer<'a> {
             reused_from: String::new(),
             raw: false,
             waiting_after: None,
+            turns: 0,
+            activity: String::new(),
         }
     }
 
@@ -319,6 +333,13 @@ impl<'a> Printer<'a> {
             };
             eprintln!("{}", out.paint("2", &note));
             self.reused_from = chunk.reused_from.clone();
+        }
+        if self.waiting_after.is_some() && chunk.activity_id != self.activity {
+            if !self.at_line_start {
+                println!();
+                self.at_line_start = true;
+            }
+            self.activity = chunk.activity_id.clone();
         }
         // A team's stream interleaves its children: say whose output follows.
         if chunk.child_key != self.child {

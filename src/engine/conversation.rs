@@ -100,11 +100,17 @@ impl Engine {
         decision: ApprovalDecision,
         request_id: String,
     ) -> Result<ExecutionRecord, EngineError> {
+        // A team's members ask on their own executions: the team passes the answer on.
+        if let Some(member) = self.member_asking(id, &approval_id).await? {
+            self.resolve_member(member, approval_id, decision, request_id)
+                .await?;
+            return self.execution(id).await;
+        }
         let applied = self
             .apply_with(id, |state| {
                 let ExecutionState::Agent(agent) = state else {
-                    return Err(EngineError::FailedPrecondition(format!(
-                        "execution {id} is a team; answer its member's approval on the member execution"
+                    return Err(EngineError::NotFound(format!(
+                        "no member of team execution {id} asked for approval `{approval_id}`"
                     )));
                 };
                 let Some(approval) = agent.approval(&approval_id) else {
@@ -136,6 +142,59 @@ impl Engine {
             .await;
         settled(id, applied)?;
         self.execution(id).await
+    }
+}
+
+impl Engine {
+    /// The waiting members of team execution `id` with the approvals they asked for (none when
+    /// `id` is not a team).
+    pub(crate) async fn member_approvals(
+        &self,
+        id: Uuid,
+    ) -> Result<Vec<(Uuid, crate::machine::Approval)>, EngineError> {
+        let record = self.execution(id).await?;
+        if record.kind != crate::domain::ExecutionKind::Team {
+            return Ok(Vec::new());
+        }
+        let filter = crate::store::ExecutionFilter {
+            namespace: record.namespace.clone(),
+            statuses: vec![crate::domain::ExecutionStatus::Waiting],
+            parent_id: Some(id),
+            ..Default::default()
+        };
+        let mut asked = Vec::new();
+        for child in self.store.list_executions(&filter, None, 1000).await? {
+            if let Ok(ExecutionState::Agent(agent)) = super::execution_state(&child) {
+                asked.extend(agent.approvals.into_iter().map(|a| (child.id, a)));
+            }
+        }
+        Ok(asked)
+    }
+
+    /// The member of team execution `id` that asked for `approval_id`, if `id` is a team.
+    async fn member_asking(
+        &self,
+        id: Uuid,
+        approval_id: &str,
+    ) -> Result<Option<Uuid>, EngineError> {
+        let members = self.member_approvals(id).await?;
+        Ok(members
+            .into_iter()
+            .find(|(_, a)| a.approval_id == approval_id)
+            .map(|(member, _)| member))
+    }
+
+    /// [`Engine::resolve_approval`] on a team's member (boxed: it recurses).
+    fn resolve_member(
+        &self,
+        member: Uuid,
+        approval_id: String,
+        decision: ApprovalDecision,
+        request_id: String,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<ExecutionRecord, EngineError>> + Send + '_>,
+    > {
+        Box::pin(self.resolve_approval(member, approval_id, decision, request_id))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct ExecutionView {
     pub waiting_for: Option<WaitingFor>,
     /// The approvals its current turn asked for, answered or not.
     pub approvals: Vec<Approval>,
+    /// How many turns it has completed.
+    pub turns: u32,
 }
 
 impl ExecutionView {
@@ -36,6 +38,7 @@ impl ExecutionView {
             interactive: false,
             waiting_for: None,
             approvals: Vec::new(),
+            turns: 0,
         }
     }
 }
@@ -113,6 +116,14 @@ impl Engine {
             None => None,
         };
         let mut view = self.describe(record, &state, task.as_ref());
+        // A team shows what its members ask, and waits while one does.
+        if let ExecutionState::Team(_) = &state {
+            let asked = self.member_approvals(id).await?;
+            if asked.iter().any(|(_, a)| a.decision.is_none()) {
+                view.waiting_for = Some(WaitingFor::Approval);
+            }
+            view.approvals = asked.into_iter().map(|(_, a)| a).collect();
+        }
         if let Some(ActivityView {
             state:
                 ActivityState::Waiting {
@@ -189,6 +200,7 @@ impl Engine {
             interactive: agent.conversation.is_some(),
             waiting_for: agent.waiting_for(),
             approvals: agent.approvals.clone(),
+            turns: agent.turns.len() as u32,
         }
     }
 }

@@ -217,4 +217,60 @@ pub fn conversation_cases(f: &Fixture, add: &mut impl FnMut(&str, Call, &str)) {
     for (what, request, hint) in resolves {
         add(&format!("resolve: {what}"), Call::Resolve(request), hint);
     }
+
+    let ask = || pb::ToolAsk {
+        id: "toolu_1".into(),
+        tool: "Bash".into(),
+        input_json: "{}".into(),
+    };
+    let asks: Vec<(&str, Vec<pb::ToolAsk>, &str)> = vec![
+        (
+            "id with NUL",
+            vec![pb::ToolAsk {
+                id: NUL.into(),
+                ..ask()
+            }],
+            "asks[].id contains a NUL",
+        ),
+        (
+            "tool empty",
+            vec![pb::ToolAsk {
+                tool: String::new(),
+                ..ask()
+            }],
+            "asks[].id and asks[].tool are required",
+        ),
+        (
+            "tool oversized",
+            vec![pb::ToolAsk {
+                tool: big(300),
+                ..ask()
+            }],
+            "asks[].tool is 300 bytes; the limit is 256 bytes",
+        ),
+        (
+            "input_json not JSON",
+            vec![pb::ToolAsk {
+                input_json: "{".into(),
+                ..ask()
+            }],
+            "asks[].input_json",
+        ),
+        (
+            "17 asks",
+            vec![ask(); 17],
+            "17 asks given; a progress report carries at most 16",
+        ),
+    ];
+    for (what, asks, hint) in asks {
+        add(
+            &format!("progress: asks {what}"),
+            Call::Progress(pb::ReportProgressRequest {
+                lease: Some(f.lease.clone()),
+                asks,
+                ..Default::default()
+            }),
+            hint,
+        );
+    }
 }
