@@ -3,8 +3,11 @@
 //! previous prompts its checkpoint carried), a message sent twice with one request id is one
 //! turn, nothing is lost when the worker or the server is killed between messages, the idle
 //! timeout closes a conversation, and a closed one refuses messages without writing anything.
+//! With the `default` runtime against a fake OpenAI-compatible server, each model request
+//! carries the conversation so far.
 
 mod common;
+mod fake_openai;
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use cairn::api::pb;
 use common::client::{start_request, text_of};
 use common::fleet::Proc;
 use common::{Db, Server, TestClient};
+use fake_openai::{FakeOpenAi, Reply};
 use serde_json::json;
 
 /// Reads the stream until a `waiting` event after `turns` completed turns; returns the chunks
@@ -136,6 +140,62 @@ async fn three_message_conversation(db: Db) {
         .into_inner();
     assert!(replayed.ok, "the conversation replays: {replayed:?}");
     assert_eq!(replayed.status, "COMPLETED");
+}
+
+/// The `default` runtime in a conversation: each answer streams from the model, and each model
+/// request carries every message and answer before it (the transcript the turns checkpointed),
+/// with one model call per message; the history replays.
+async fn a_default_conversation_sends_the_model_the_turns_before(db: Db) {
+    let model = FakeOpenAi::start().await;
+    for answer in [
+        ["Hi, ", "I am fine."],
+        ["Paris ", "is the capital."],
+        ["Good", "bye!"],
+    ] {
+        model.push(Reply::text(&answer));
+    }
+    let server = Server::dev_with_model(&db, &model.base_url());
+    let mut c = server.client().await;
+    c.create_model_agent("assistant", "gpt-test", json!({}))
+        .await;
+    let id = c.start(interactive("assistant", &["how are you?"])).await;
+    let mut stream = c.output_stream(&id, 0).await;
+    let (chunks, _) = until_waiting(&mut stream, 1).await;
+    assert_eq!(text_of(&chunks), "Hi, I am fine.");
+    send(&mut c, &id, "capital of France?", "m-2").await;
+    let (chunks, _) = until_waiting(&mut stream, 2).await;
+    assert_eq!(text_of(&chunks), "Paris is the capital.");
+    send(&mut c, &id, "thanks, bye", "m-3").await;
+    let (chunks, _) = until_waiting(&mut stream, 3).await;
+    assert_eq!(text_of(&chunks), "Goodbye!");
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3, "one model call per message");
+    let last = requests[2].body["messages"].to_string();
+    for said in [
+        "how are you?",
+        "Hi, I am fine.",
+        "capital of France?",
+        "Paris is the capital.",
+        "thanks, bye",
+    ] {
+        assert!(
+            last.contains(said),
+            "the third request carries `{said}`: {last}"
+        );
+    }
+    c.executions
+        .close_execution(pb::CloseExecutionRequest { id: id.clone() })
+        .await
+        .expect("close");
+    assert_eq!(c.watch(&id, 0).await.closed.status, "COMPLETED");
+    let replayed = c
+        .executions
+        .replay_execution(pb::ReplayExecutionRequest { id: id.clone() })
+        .await
+        .expect("replay")
+        .into_inner();
+    assert!(replayed.ok, "the conversation replays: {replayed:?}");
 }
 
 /// A message that arrives while a turn runs waits behind it; the turns run in the order sent.
@@ -331,6 +391,7 @@ async fn retry_reuses_turns_and_messages(db: Db) {
 
 on_both_stores!(
     three_message_conversation,
+    a_default_conversation_sends_the_model_the_turns_before,
     messages_queue_behind_a_running_turn,
     kill_between_messages_loses_nothing,
     idle_timeout_closes_and_closed_refuses,
