@@ -119,31 +119,8 @@ async fn an_oversized_checkpoint_fails_the_attempt_once_for_good(db: Db) {
         ],
     );
     let mut c = server.client().await;
-    c.create_agent("e", "echo", json!({"chunks": ["a", "b"]}))
-        .await;
-    let id = c
-        .start(pb::StartExecutionRequest {
-            retry_policy: Some(fast_retries(3)),
-            ..start_request("e", &["go"])
-        })
-        .await;
-    let closed = c
-        .wait_until(&id, "the execution to fail", |e| e.status == "FAILED")
-        .await;
-    let failure = closed.failure.expect("a failure");
-    assert!(!failure.retryable, "{failure:?}");
-    assert!(
-        failure.message.contains("--max-checkpoint-bytes"),
-        "{failure:?}"
-    );
+    let failure = fails_once_for_its_checkpoint(&mut c).await;
     assert_eq!(failure.code, "output_too_large");
-    let history = c.history(&id).await;
-    let failed: Vec<_> = history
-        .iter()
-        .filter(|e| e.kind == "ActivityFailed")
-        .collect();
-    assert_eq!(failed.len(), 1, "one attempt, never retried: {history:?}");
-    assert_eq!(failed[0].payload["failure"]["retryable"], false);
 }
 
 /// A `cairn worker` process does not know the server's limits: the server refuses its progress,
@@ -153,6 +130,12 @@ async fn a_remote_worker_refused_for_a_checkpoint_fails_the_attempt_once(db: Db)
     let (_server, url) = common::fleet::Proc::server(&db, "127.0.0.1:0", &limit, &[]);
     let _worker = common::fleet::Proc::worker("w", &[&url], &["--runtimes", "echo"], &[]);
     let mut c = common::TestClient::connect(&url).await;
+    fails_once_for_its_checkpoint(&mut c).await;
+}
+
+/// Starts an echo execution (whose checkpoints are over 16 bytes) with retries to spare, and
+/// checks it failed for its checkpoint in one attempt, never retried; returns the failure.
+async fn fails_once_for_its_checkpoint(c: &mut common::TestClient) -> pb::Failure {
     c.create_agent("e", "echo", json!({"chunks": ["a", "b"]}))
         .await;
     let id = c
@@ -171,9 +154,11 @@ async fn a_remote_worker_refused_for_a_checkpoint_fails_the_attempt_once(db: Db)
         "{failure:?}"
     );
     let history = c.history(&id).await;
-    let failed = history
+    let failed: Vec<_> = history
         .iter()
         .filter(|e| e.kind == "ActivityFailed")
-        .count();
-    assert_eq!(failed, 1, "one attempt, never retried: {history:?}");
+        .collect();
+    assert_eq!(failed.len(), 1, "one attempt, never retried: {history:?}");
+    assert_eq!(failed[0].payload["failure"]["retryable"], false);
+    failure
 }

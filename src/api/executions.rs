@@ -105,8 +105,9 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::Execution>, Status> {
         let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
-        scope.execution(&self.state.engine, id).await?;
-        Ok(Response::new(self.view(id).await?))
+        let record = scope.execution(&self.state.engine, id).await?;
+        let view = self.state.engine.view_of(record).await?;
+        Ok(Response::new(convert::execution(&view)))
     }
 
     async fn list_executions(

@@ -95,7 +95,13 @@ impl Engine {
     /// the reader sees why it stopped; a closed one, whose state nothing reads any more, is shown
     /// from its row without an activity, and the unreadable state is logged.
     pub async fn view(&self, id: Uuid) -> Result<ExecutionView, EngineError> {
-        let mut record = self.execution(id).await?;
+        self.view_of(self.execution(id).await?).await
+    }
+
+    /// [`Engine::view`] of a row the caller has just read (to check its namespace, say), so it
+    /// is not read twice.
+    pub async fn view_of(&self, mut record: ExecutionRecord) -> Result<ExecutionView, EngineError> {
+        let id = record.id;
         let state = match execution_state(&record) {
             Ok(state) => state,
             Err(e) => {

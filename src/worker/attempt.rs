@@ -164,6 +164,7 @@ async fn run_attempt(
         abandon_at: None,
         grace: options.cancel_grace,
         workspace: workspace.clone(),
+        workspace_sent: None,
         approver,
     };
     let stop = running.drive(handle, rx, release).await;
@@ -200,8 +201,11 @@ struct Running<'a> {
     /// When a runtime that ignores its token is abandoned.
     abandon_at: Option<Instant>,
     grace: Duration,
-    /// The directory the runtime named, sent with each progress report.
+    /// The directory the runtime named, sent with the progress reports until one carrying it is
+    /// acknowledged.
     workspace: Workspace,
+    /// The directory the server last acknowledged.
+    workspace_sent: Option<String>,
     /// The runtime's asks about tool calls, sent with the progress reports.
     approver: Arc<WorkerApprover>,
 }
@@ -292,12 +296,19 @@ impl Running<'_> {
             first_chunk: Some(batch.first_chunk),
             chunks: batch.chunks.clone(),
             checkpoint: batch.checkpoint.clone(),
-            workspace: self.workspace.get(),
+            // Named once: the task row keeps it for the lease.
+            workspace: self
+                .workspace
+                .get()
+                .filter(|w| self.workspace_sent.as_ref() != Some(w)),
             asks,
             awaiting,
         };
         match self.api.progress(&progress).await {
             Ok(reply) => {
+                if progress.workspace.is_some() {
+                    self.workspace_sent = progress.workspace;
+                }
                 self.approver.decided(reply.decisions);
                 crate::telemetry::metrics::output_sent(
                     batch.chunks.len(),

@@ -8,18 +8,12 @@ use serde_json::{Value, json};
 use super::browser::Browser;
 use super::common::TestClient;
 use super::common::client::{fast_retries, kinds, start_request};
-use super::steps::{base, current_execution, nav, text, wait_status};
+use super::steps::{base, current_execution, nav, new_run, text, wait_status};
 
 /// New run → the agent, a prompt → the execution page, where the output arrives chunk by chunk
 /// (a MutationObserver records every text the output box showed).
 pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestClient) {
-    nav(b, "executions", "Executions").await;
-    b.click("#new-run").await;
-    b.find("#start-target")
-        .await
-        .select_by_value("agent:writer")
-        .await
-        .expect("choose the agent");
+    new_run(b, "agent:writer").await;
     let prompt = "alpha beta gamma delta epsilon zeta eta theta";
     b.fill("#start-prompt", prompt).await;
     b.fill("#start-labels", "suite=console").await;
@@ -72,13 +66,7 @@ pub async fn run_it_and_watch_the_output_arrive(b: &mut Browser, c: &mut TestCli
 
     // The list, filtered by the label and the runtime, holds that run alone; another label, none.
     // A conversation from the same form: one turn per line.
-    nav(b, "executions", "Executions").await;
-    b.click("#new-run").await;
-    b.find("#start-target")
-        .await
-        .select_by_value("agent:writer")
-        .await
-        .expect("choose the agent");
+    new_run(b, "agent:writer").await;
     b.fill("#start-prompt", "first turn\nsecond turn").await;
     b.click("#start-turns").await;
     b.screenshot("executions-new-run").await;
@@ -304,13 +292,7 @@ pub async fn fix_an_agent_and_retry_its_failed_execution(b: &mut Browser, c: &mu
 /// A chat from the console: a run kept open waits for the next message, which the message box
 /// sends (its answer streams into the same output), and the close button completes it.
 pub async fn chat_from_the_console(b: &mut Browser, c: &mut TestClient) {
-    nav(b, "executions", "Executions").await;
-    b.click("#new-run").await;
-    b.find("#start-target")
-        .await
-        .select_by_value("agent:writer")
-        .await
-        .expect("choose the agent");
+    new_run(b, "agent:writer").await;
     b.fill("#start-prompt", "hello there").await;
     b.click("#start-interactive").await;
     b.click("#start-panel button[type=submit]").await;

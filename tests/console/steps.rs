@@ -78,6 +78,17 @@ pub async fn nav(b: &Browser, page: &str, heading: &str) {
     .await;
 }
 
+/// Opens the executions page's start form with `target` (`agent:NAME` or `team:NAME`) chosen.
+pub async fn new_run(b: &Browser, target: &str) {
+    nav(b, "executions", "Executions").await;
+    b.click("#new-run").await;
+    b.find("#start-target")
+        .await
+        .select_by_value(target)
+        .await
+        .expect("choose the agent or team");
+}
+
 /// The server's base URL, from the page's own location.
 pub async fn base(b: &Browser) -> String {
     b.js("return location.origin + '/';", vec![])
