@@ -23,7 +23,9 @@ impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
-            e @ StoreError::ChunkGap { .. } => Status::invalid_argument(e.to_string()),
+            e @ (StoreError::ChunkGap { .. } | StoreError::OutputLimit { .. }) => {
+                Status::invalid_argument(e.to_string())
+            }
             e @ StoreError::VersionConflict { .. } => Status::aborted(e.to_string()),
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database error");

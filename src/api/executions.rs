@@ -91,6 +91,13 @@ impl ExecutionService for Executions {
             timeouts: r.timeouts.map(TryInto::try_into).transpose()?,
             queue: validate::queue("queue", &r.queue)?,
             traceparent,
+            execution_timeout_ms: match validate::duration_ms(
+                "execution_timeout_ms",
+                r.execution_timeout_ms,
+            )? {
+                0 => None,
+                ms => Some(ms),
+            },
         };
         let (id, created) = self.state.engine.start(start).await?;
         Ok(Response::new(pb::StartExecutionResponse {

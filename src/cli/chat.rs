@@ -47,7 +47,7 @@ pub(super) async fn run(
                 namespace: flags.namespace.clone(),
                 agent: args.agent.clone().unwrap_or_default(),
                 interactive: true,
-                idle_timeout_ms: idle_timeout_ms(args.idle_timeout.as_deref())?,
+                idle_timeout_ms: duration_flag_ms(args.idle_timeout.as_deref())?,
                 queue: args.queue.clone(),
                 ..Default::default()
             };
@@ -63,8 +63,9 @@ pub(super) async fn run(
     converse(&servers, client, out, &id).await
 }
 
-/// `--idle-timeout` in milliseconds; 0 (the server's default) when not given.
-pub(super) fn idle_timeout_ms(given: Option<&str>) -> anyhow::Result<u64> {
+/// A duration flag (`--idle-timeout`, `--execution-timeout`) in milliseconds; 0 when not
+/// given, which the server reads as its default (no limit for an execution timeout).
+pub(super) fn duration_flag_ms(given: Option<&str>) -> anyhow::Result<u64> {
     Ok(given.map(parse_age).transpose()?.unwrap_or(0).max(0) as u64)
 }
 

@@ -44,6 +44,10 @@ pub(super) struct RunArgs {
     /// default 24h).
     #[arg(long, requires = "interactive")]
     idle_timeout: Option<String>,
+    /// How long the whole execution may run before it fails with `execution_timeout` (e.g.
+    /// 90s, 30m, 2h; default: no limit). A team's stops its members.
+    #[arg(long)]
+    execution_timeout: Option<String>,
 }
 
 /// Runs the command in a root span (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) whose
@@ -99,7 +103,8 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
         queue: args.queue.clone(),
         runtime: String::new(),
         interactive: args.interactive,
-        idle_timeout_ms: super::chat::idle_timeout_ms(args.idle_timeout.as_deref())?,
+        idle_timeout_ms: super::chat::duration_flag_ms(args.idle_timeout.as_deref())?,
+        execution_timeout_ms: super::chat::duration_flag_ms(args.execution_timeout.as_deref())?,
     };
     let started = client
         .executions

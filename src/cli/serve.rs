@@ -132,6 +132,15 @@ struct LimitArgs {
     /// fails once, for good, with this limit named.
     #[arg(long, default_value_t = crate::contract::MAX_DOCUMENT_BYTES)]
     max_checkpoint_bytes: usize,
+    /// The most bytes of output one execution may store (its chunks' kinds and JSON data);
+    /// output past it is refused and the attempt fails once, for good, naming this limit.
+    #[arg(long, default_value_t = crate::engine::DEFAULT_MAX_OUTPUT_BYTES)]
+    max_output_bytes: u64,
+    /// The most events one execution's history may hold (at least 100): a client's message
+    /// past it is refused, anything else fails the execution, naming this limit.
+    #[arg(long, default_value_t = crate::engine::DEFAULT_MAX_HISTORY_EVENTS,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    max_history_events: u64,
 }
 
 impl LimitArgs {
@@ -145,6 +154,12 @@ impl LimitArgs {
             max_checkpoint_bytes: self.max_checkpoint_bytes,
             ..Limits::default()
         }
+    }
+
+    /// Sets the limits the engine holds whole executions to (it alone knows their totals).
+    fn apply_to_engine(&self, engine: &mut crate::engine::EngineOptions) {
+        engine.max_output_bytes = Some(self.max_output_bytes);
+        engine.max_history_events = Some(self.max_history_events);
     }
 }
 
@@ -200,6 +215,7 @@ pub(super) async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         WorkerPolicy::default()
     })?;
     options.limits = args.limits.limits(args.max_prompt_bytes);
+    args.limits.apply_to_engine(&mut options.engine);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
 
@@ -221,6 +237,7 @@ pub(super) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     options.runtime_settings = args.runtime.settings();
     options.worker_policy = args.runtime.policy(WorkerPolicy::default())?;
     options.limits = args.limits.limits(args.max_prompt_bytes);
+    args.limits.apply_to_engine(&mut options.engine);
     serve(options, &args.observability, args.drain_delay_ms).await
 }
 

@@ -160,6 +160,11 @@ pub enum HistoryEvent {
         /// no prompt at all). Absent for an execution that runs its prompts and completes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conversation: Option<Conversation>,
+        /// How long the whole execution may run, from this start, before it fails with
+        /// `execution_timeout` (a durable timer row). Absent when it has no such limit (and in
+        /// histories written before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution_timeout_ms: Option<u64>,
     },
     /// Input: a conversation received its next message, which becomes the prompt of the next
     /// turn (run at once when it waits, after the turns before it otherwise).
@@ -175,6 +180,20 @@ pub enum HistoryEvent {
     IdleTimedOut {
         /// The timeout that passed, as the conversation started with it.
         idle_timeout_ms: u64,
+    },
+    /// Input: the execution ran longer than the `execution_timeout_ms` it started with (its
+    /// timer fired). It fails at once, naming `execution_timeout`; a running attempt loses its
+    /// task (its next report is fenced, which stops it) and a team asks its children to stop.
+    ExecutionTimedOut {
+        /// The limit that passed, as the start recorded it.
+        execution_timeout_ms: u64,
+    },
+    /// Input: the execution's next transition would have taken its history past the server's
+    /// `--max-history-events`. It fails at once, naming `max_history_events`, instead: the few
+    /// events of this failure are the only ones written past the limit.
+    HistoryLimitReached {
+        /// The server's limit when it was reached.
+        max_history_events: u64,
     },
     /// Input: a running attempt asked whether a tool may run.
     ApprovalRequested {
@@ -343,6 +362,10 @@ pub enum HistoryEvent {
         /// histories written before teams had queues read and replay unchanged.
         #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
         queue: String,
+        /// How long the team may run, from this start, before it fails with
+        /// `execution_timeout` and stops its children. Absent when it has no such limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution_timeout_ms: Option<u64>,
     },
     /// Command: start a child execution for a member step.
     ChildScheduled {
@@ -424,6 +447,8 @@ impl HistoryEvent {
             HistoryEvent::MessageReceived { .. } => "MessageReceived",
             HistoryEvent::CloseRequested => "CloseRequested",
             HistoryEvent::IdleTimedOut { .. } => "IdleTimedOut",
+            HistoryEvent::ExecutionTimedOut { .. } => "ExecutionTimedOut",
+            HistoryEvent::HistoryLimitReached { .. } => "HistoryLimitReached",
             HistoryEvent::ApprovalRequested { .. } => "ApprovalRequested",
             HistoryEvent::ApprovalResolved { .. } => "ApprovalResolved",
             HistoryEvent::ActivityHeld { .. } => "ActivityHeld",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::cache::{Versioned, state_bytes};
-use super::{Engine, EngineError, commands};
+use super::{Engine, EngineError, commands, limits};
 use crate::contract::Assignment;
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
@@ -33,6 +33,9 @@ pub(crate) struct Plan {
     pub objects: Vec<crate::store::NewObject>,
 }
 
+/// A transition computed and not yet committed: its rows, its events, the state after it.
+pub(crate) type Computed = (Transition, Vec<HistoryEvent>, ExecutionState);
+
 /// A committed transition.
 #[derive(Debug)]
 pub enum Applied {
@@ -52,6 +55,10 @@ pub(crate) enum ApplyError {
     Fenced,
     /// Anything else.
     Engine(EngineError),
+    /// Refused for good, after this version was committed in its place (the execution failed
+    /// at its history limit): a fresh read would only find it closed, so nobody retries.
+    /// `apply_with` hands it on as `Engine`.
+    Final(EngineError),
 }
 
 impl From<EngineError> for ApplyError {
@@ -141,24 +148,69 @@ impl Engine {
 
     /// Applies `plan` to the execution as it was at `current.next_seq`. Whatever the outcome,
     /// the cache is left holding the committed version or nothing.
+    ///
+    /// A transition that would take the history past `--max-history-events` is not written:
+    /// a client's input is refused, anything else fails the execution instead (`limits.rs`).
     pub(crate) async fn apply_to(
         &self,
         current: &Versioned,
         plan: Plan,
     ) -> Result<Applied, ApplyError> {
-        let id = current.id;
+        let refusable = limits::refusable_at_history_limit(&plan.inputs);
+        let computed = self.transition_from(current, plan)?;
+        // `next_seq` is one past the last event's seq: the history holds `next_seq - 1`.
+        let held = current.next_seq.saturating_sub(1);
+        let limit = self.max_history_events();
+        if held.saturating_add(computed.1.len() as u64) <= limit {
+            return self.commit_to(current, computed).await;
+        }
+        if refusable {
+            return Err(limits::history_limit_refusal(current.id, held, limit).into());
+        }
+        let fail = Plan {
+            inputs: vec![HistoryEvent::HistoryLimitReached {
+                max_history_events: limit,
+            }],
+            ..Default::default()
+        };
+        let computed = self.transition_from(current, fail)?;
+        self.commit_to(current, computed).await?;
+        tracing::warn!(execution = %current.id, limit, "execution failed at its history limit");
+        Err(ApplyError::Final(limits::failed_at_history_limit(
+            current.id, limit,
+        )))
+    }
+
+    /// The history limit this engine holds executions to.
+    pub(crate) fn max_history_events(&self) -> u64 {
+        self.options
+            .max_history_events
+            .unwrap_or(limits::DEFAULT_MAX_HISTORY_EVENTS)
+    }
+
+    /// Computes `plan` over the execution as it was at `current.next_seq`, dropping it from the
+    /// cache when the machine refuses (a fresh read decides again).
+    fn transition_from(&self, current: &Versioned, plan: Plan) -> Result<Computed, ApplyError> {
         let row_write = RowWrite::Update {
             expected_next_seq: current.next_seq,
         };
+        let state = Some(current.state.clone());
+        self.transition(current.id, &current.scope, state, row_write, plan)
+            .map_err(|e| {
+                self.cache.remove(current.id);
+                e.into()
+            })
+    }
+
+    /// Commits a computed transition of `current`, leaving the cache holding the committed
+    /// version or nothing.
+    async fn commit_to(
+        &self,
+        current: &Versioned,
+        (transition, events, state): Computed,
+    ) -> Result<Applied, ApplyError> {
+        let id = current.id;
         let scope = &current.scope;
-        let (transition, events, state) =
-            match self.transition(id, scope, Some(current.state.clone()), row_write, plan) {
-                Ok(computed) => computed,
-                Err(e) => {
-                    self.cache.remove(id);
-                    return Err(e.into());
-                }
-            };
         let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
         let bytes = state_bytes(&transition.row.state);
         let outcome = self.commit(transition, scope).await;
@@ -214,6 +266,7 @@ impl Engine {
             match result {
                 Ok(Some(applied)) => return Ok(Some(applied)),
                 Err(ApplyError::Conflict) => continue,
+                Err(ApplyError::Final(e)) => return Err(ApplyError::Engine(e)),
                 _ if from_cache => {
                     self.cache.remove(id);
                     continue;
@@ -232,7 +285,7 @@ impl Engine {
         mut state: Option<ExecutionState>,
         row_write: RowWrite,
         plan: Plan,
-    ) -> Result<(Transition, Vec<HistoryEvent>, ExecutionState), EngineError> {
+    ) -> Result<Computed, EngineError> {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
         for input in &plan.inputs {
@@ -251,7 +304,7 @@ impl Engine {
                 (tasks, timers, Vec::new())
             }
             ExecutionState::Team(team) => {
-                let (timers, starts) = commands::team_rows_for(id, team, &events);
+                let (timers, starts) = commands::team_rows_for(id, team, &events, now);
                 let mut children = Vec::new();
                 for start in starts {
                     let new = NewExecution {
@@ -279,6 +332,8 @@ impl Engine {
                         queue: team.queue.clone(),
                         traceparent: None,
                         conversation: None,
+                        // The team's own timeout stops its children.
+                        execution_timeout_ms: None,
                     };
                     let plan = Plan {
                         inputs: vec![started],

@@ -63,7 +63,7 @@ impl Engine {
                         "conflict escaped the apply loop".into(),
                     ));
                 }
-                Err(ApplyError::Engine(e)) => return Err(e),
+                Err(ApplyError::Engine(e) | ApplyError::Final(e)) => return Err(e),
             }
         }
         let current = self.load(lease.execution_id).await?;

@@ -151,7 +151,13 @@ pub(crate) fn rows_for(
             E::MessageReceived { .. } => timers.push(TimerOp::Delete {
                 timer_id: idle_timer_id(state.turns.len()),
             }),
+            E::ExecutionStarted {
+                execution_timeout_ms: Some(ms),
+                ..
+            } => timers.push(execution_timer(now, *ms)),
             E::ExecutionStarted { .. }
+            | E::ExecutionTimedOut { .. }
+            | E::HistoryLimitReached { .. }
             | E::ActivityStarted { .. }
             | E::CancelRequested { .. }
             | E::TeamStarted { .. }
@@ -184,6 +190,21 @@ pub(crate) fn rows_for(
         });
     }
     (tasks, timers)
+}
+
+/// The timer row of an execution's `execution_timeout`, set as it starts (a retry is a new
+/// execution, so it gets the whole timeout again): when due it delivers `ExecutionTimedOut`, as
+/// an inbox row delivers its input, fenced by the row. Closing deletes it with the other timers.
+fn execution_timer(now: Millis, execution_timeout_ms: u64) -> TimerOp {
+    let input = HistoryEvent::ExecutionTimedOut {
+        execution_timeout_ms,
+    };
+    TimerOp::Insert {
+        timer_id: "execution-timeout".into(),
+        fire_at: crate::domain::after(now, execution_timeout_ms),
+        kind: TimerKind::ExecutionTimeout,
+        payload: serde_json::to_value(&input).unwrap_or_default(),
+    }
 }
 
 /// The idle timer of a conversation waiting after `turns` completed turns: one per wait, so a
@@ -278,11 +299,16 @@ pub(crate) fn team_rows_for(
     id: Uuid,
     state: &TeamState,
     events: &[HistoryEvent],
+    now: Millis,
 ) -> (Vec<TimerOp>, Vec<ChildStart>) {
     let mut timers = Vec::new();
     let mut starts = Vec::new();
     for event in events {
         match event {
+            HistoryEvent::TeamStarted {
+                execution_timeout_ms: Some(ms),
+                ..
+            } => timers.push(execution_timer(now, *ms)),
             HistoryEvent::ChildScheduled { key, slot, prompt } => {
                 if let Some(member) = state.member(slot) {
                     starts.push(ChildStart {

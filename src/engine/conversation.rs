@@ -223,7 +223,7 @@ fn refused(id: Uuid, agent: &AgentState, what: &str) -> EngineError {
 fn settled<T>(id: Uuid, applied: Result<T, ApplyError>) -> Result<(), EngineError> {
     match applied {
         Ok(_) => Ok(()),
-        Err(ApplyError::Engine(e)) => Err(e),
+        Err(ApplyError::Engine(e) | ApplyError::Final(e)) => Err(e),
         Err(ApplyError::Fenced | ApplyError::Conflict) => Err(EngineError::Internal(format!(
             "an unfenced input to {id} was fenced"
         ))),

@@ -48,6 +48,7 @@ pub use apply::Applied;
 pub use conversation::SentMessage;
 pub use direct_worker::DirectWorkerApi;
 pub use follow::{OutputEvent, OutputFollower, PAGE_BYTES, PAGE_CHUNKS};
+pub use limits::{DEFAULT_MAX_HISTORY_EVENTS, DEFAULT_MAX_OUTPUT_BYTES};
 pub use notify::{Notifier, PollStep, PollWaiter, Reservation, Wake, Watch};
 pub use quarantine::CORRUPT_STATE;
 pub use replay::ReplayReport;
@@ -103,6 +104,12 @@ pub struct EngineOptions {
     /// next transition reads no row (`cache.rs`); `None` is the default of 4096, `Some(0)` turns
     /// the cache off (to measure what it saves).
     pub execution_cache: Option<usize>,
+    /// The most events one execution's history may hold (`--max-history-events`); `None` is
+    /// [`DEFAULT_MAX_HISTORY_EVENTS`]. See `limits.rs`.
+    pub max_history_events: Option<u64>,
+    /// The most bytes of output one execution may store (`--max-output-bytes`); `None` is
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`]. See `limits.rs`.
+    pub max_output_bytes: Option<u64>,
 }
 
 /// What starting an execution takes (already validated at the edge).
@@ -131,6 +138,9 @@ pub struct StartRequest {
     /// The W3C `traceparent` of the span that accepted the request, recorded in
     /// `ExecutionStarted` so the execution's attempts join its trace.
     pub traceparent: Option<String>,
+    /// How long the whole execution (agent or team) may run before it fails with
+    /// `execution_timeout`; `None` for no limit.
+    pub execution_timeout_ms: Option<u64>,
 }
 
 /// The engine. Cheap to share (`Arc`); stateless over the store.
@@ -285,6 +295,7 @@ impl Engine {
             queue: queue.into(),
             traceparent: req.traceparent.clone(),
             conversation: req.conversation,
+            execution_timeout_ms: req.execution_timeout_ms,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -384,7 +395,7 @@ impl Engine {
                 Ok(_) => return self.execution(id).await,
                 // The task was claimed (or the row moved) meanwhile: look again.
                 Err(apply::ApplyError::Conflict | apply::ApplyError::Fenced) => continue,
-                Err(apply::ApplyError::Engine(e)) => return Err(e),
+                Err(apply::ApplyError::Engine(e) | apply::ApplyError::Final(e)) => return Err(e),
             }
         }
     }

@@ -80,6 +80,8 @@ impl Engine {
                 checkpoint: None,
                 objects: Vec::new(),
                 now: self.clock.now_ms(),
+                // Hands back no chunks: no output limit to hold them to.
+                max_output_bytes: u64::MAX,
             };
             self.store.release_task(&release).await?;
             self.notifier.task_ready(Wake::Any);

@@ -94,6 +94,7 @@ impl Engine {
             timeouts,
             queue,
             conversation,
+            execution_timeout_ms,
             ..
         }) = events.first().cloned()
         else {
@@ -146,6 +147,8 @@ impl Engine {
             // A retry starts a trace of its own (its RPC's context is not carried yet).
             traceparent: None,
             conversation,
+            // A retry is a new execution: its timer runs the whole timeout again from now.
+            execution_timeout_ms,
         };
         let new = NewExecution {
             namespace: original.namespace.clone(),

@@ -122,7 +122,10 @@ impl Engine {
     }
 
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        if matches!(timer.kind, TimerKind::Inbox | TimerKind::IdleTimeout) {
+        if matches!(
+            timer.kind,
+            TimerKind::Inbox | TimerKind::IdleTimeout | TimerKind::ExecutionTimeout
+        ) {
             return self.deliver(timer).await;
         }
         let result = self
@@ -251,6 +254,6 @@ fn settle<T>(result: Result<T, ApplyError>) -> Result<(), EngineError> {
             tracing::debug!(%message, "sweep found nothing to apply");
             Ok(())
         }
-        Err(ApplyError::Engine(e)) => Err(e),
+        Err(ApplyError::Engine(e) | ApplyError::Final(e)) => Err(e),
     }
 }

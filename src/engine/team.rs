@@ -125,6 +125,7 @@ impl Engine {
                 "" => crate::domain::DEFAULT_QUEUE.into(),
                 queue => queue.into(),
             },
+            execution_timeout_ms: req.execution_timeout_ms,
         };
         let new = NewExecution {
             namespace: req.namespace.clone(),
@@ -229,6 +230,8 @@ impl Engine {
             reused,
             // A retry runs where the failed execution ran.
             queue: failed.queue.clone(),
+            // A retry is a new execution: its timer runs the whole timeout again from now.
+            execution_timeout_ms: failed.execution_timeout_ms,
         };
         let new = NewExecution {
             namespace: original.namespace.clone(),

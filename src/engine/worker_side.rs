@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::apply::{Applied, ApplyError, Plan};
 use super::commands::EagerOffer;
-use super::limits::check_usage;
+use super::limits::{check_usage, output_limit};
 use super::notify::{PollStep, Reservation, Wake};
 use super::{Engine, EngineError};
 use crate::contract::{
@@ -209,6 +209,8 @@ impl Engine {
                 checkpoint: None,
                 objects: Vec::new(),
                 now,
+                // Hands back no chunks: no output limit to hold them to.
+                max_output_bytes: u64::MAX,
             };
             // Dropped outside a runtime only at process exit, when the lease may expire instead.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -274,13 +276,11 @@ impl Engine {
             objects: encoded.objects.clone(),
             workspace,
             now: self.clock.now_ms(),
+            max_output_bytes: self.max_output_bytes(),
         };
         let outcome = match self.store.record_progress(&record).await {
             Ok(outcome) => outcome.ok_or_else(|| stale(lease))?,
-            Err(e @ StoreError::ChunkGap { .. }) => {
-                return Err(EngineError::InvalidArgument(e.to_string()));
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(output_limit(e)),
         };
         self.checkpoints.committed(lease.execution_id, &encoded);
         if has_chunks {
@@ -313,8 +313,14 @@ impl Engine {
             checkpoint: encoded.value.clone(),
             objects: encoded.objects.clone(),
             now: self.clock.now_ms(),
+            max_output_bytes: self.max_output_bytes(),
         };
-        match self.store.release_task(&record).await? {
+        match self
+            .store
+            .release_task(&record)
+            .await
+            .map_err(output_limit)?
+        {
             None => Err(stale(lease)),
             Some(ReleaseOutcome::Released) => {
                 self.checkpoints.committed(lease.execution_id, &encoded);
@@ -383,6 +389,8 @@ impl Engine {
         // them, and it waits for each reply, so the count cannot move meanwhile.
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
+        self.check_report_output(lease.execution_id, &chunks)
+            .await?;
         // The outcome's checkpoint is encoded once, whatever the apply loop recomputes.
         let encoded = self.checkpoints.encode(
             lease.execution_id,
@@ -486,7 +494,7 @@ impl Engine {
             Err(ApplyError::Conflict) => Err(EngineError::Internal(
                 "conflict escaped the apply loop".into(),
             )),
-            Err(ApplyError::Engine(e)) => Err(e),
+            Err(ApplyError::Engine(e) | ApplyError::Final(e)) => Err(e),
         }
     }
 }

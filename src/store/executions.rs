@@ -19,6 +19,8 @@ pub trait Executions: Send + Sync {
     async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
     /// One execution row.
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// The bytes of output stored for an execution (see `chunk_bytes`); 0 when there is none.
+    async fn output_bytes(&self, id: Uuid) -> Result<u64, StoreError>;
     /// The id of the execution started with `request_id` in `namespace`.
     async fn find_request(
         &self,

@@ -50,7 +50,7 @@ pub use tasks::{
 pub use timers::{TimerKind, TimerRecord, Timers};
 pub use transition::{
     CommitOutcome, Fence, NewChunk, NewExecution, NewLease, NewTask, RowState, RowWrite, TaskOp,
-    TimerOp, Transition,
+    TimerOp, Transition, chunk_bytes,
 };
 pub use workers::{WorkerRecord, WorkerUpsert, Workers};
 
@@ -96,6 +96,18 @@ pub enum StoreError {
         first: u64,
         /// How many chunks of the lease are stored.
         stored: u64,
+    },
+    /// Progress or a release whose chunks would take the execution's stored output past the
+    /// server's `--max-output-bytes`. Nothing was written.
+    #[error(
+        "these chunks would bring the execution's output to {total} bytes; the limit is {limit} \
+         bytes per execution (server setting --max-output-bytes); nothing was written"
+    )]
+    OutputLimit {
+        /// The execution's output in bytes with these chunks.
+        total: u64,
+        /// The limit.
+        limit: u64,
     },
     /// An update of an agent or team was made from a version that is no longer the stored one
     /// (someone changed it meanwhile). Nothing was written.

@@ -169,6 +169,9 @@ pub struct ProgressRecord {
     pub workspace: Option<String>,
     /// The report time; the lease is extended by the task's heartbeat timeout from here.
     pub now: Millis,
+    /// Chunks that would take the execution's output past this many bytes are refused
+    /// (`StoreError::OutputLimit`) and nothing is written.
+    pub max_output_bytes: u64,
 }
 
 /// What a progress report learns.
@@ -196,6 +199,8 @@ pub struct ReleaseRecord {
     pub objects: Vec<super::NewObject>,
     /// The release time.
     pub now: Millis,
+    /// As for progress: chunks over the execution's output limit are refused.
+    pub max_output_bytes: u64,
 }
 
 /// How a release ended.

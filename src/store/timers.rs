@@ -29,6 +29,9 @@ pub enum TimerKind {
     /// A conversation's idle timeout: delivers its payload (`IdleTimedOut`) as an inbox row
     /// does, when due.
     IdleTimeout,
+    /// An execution's `execution_timeout`: delivers its payload (`ExecutionTimedOut`) as an
+    /// inbox row does, when due.
+    ExecutionTimeout,
 }
 
 impl TimerKind {
@@ -38,6 +41,7 @@ impl TimerKind {
             TimerKind::RetryActivity => "retry_activity",
             TimerKind::Inbox => "inbox",
             TimerKind::IdleTimeout => "idle_timeout",
+            TimerKind::ExecutionTimeout => "execution_timeout",
         }
     }
 
@@ -47,6 +51,7 @@ impl TimerKind {
             "retry_activity" => Some(TimerKind::RetryActivity),
             "inbox" => Some(TimerKind::Inbox),
             "idle_timeout" => Some(TimerKind::IdleTimeout),
+            "execution_timeout" => Some(TimerKind::ExecutionTimeout),
             _ => None,
         }
     }
@@ -63,6 +68,7 @@ pub struct TimerRecord {
     pub fire_at: Millis,
     /// What it is for.
     pub kind: TimerKind,
-    /// For [`TimerKind::Inbox`] and [`TimerKind::IdleTimeout`]: the input.
+    /// For [`TimerKind::Inbox`], [`TimerKind::IdleTimeout`] and
+    /// [`TimerKind::ExecutionTimeout`]: the input.
     pub payload: serde_json::Value,
 }

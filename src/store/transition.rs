@@ -112,6 +112,16 @@ pub struct NewChunk {
     pub source: Option<(Uuid, String)>,
 }
 
+/// The bytes `chunks` add to their execution's `output_bytes` (held to `--max-output-bytes`):
+/// each one's kind and its data as JSON, as a worker's batch weighs them.
+pub fn chunk_bytes(chunks: &[NewChunk]) -> i64 {
+    let bytes: usize = chunks
+        .iter()
+        .map(|c| c.kind.len() + crate::contract::encoded_len(&c.data))
+        .sum();
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
 /// A new task row: the first attempt of an activity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {

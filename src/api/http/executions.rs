@@ -57,6 +57,10 @@ pub(super) struct StartExecution {
     /// How long a conversation waits for a message; 0 or absent means 24 hours.
     #[serde(default)]
     idle_timeout_ms: u64,
+    /// How long the whole execution may run before it fails with `execution_timeout`; 0 or
+    /// absent means no limit.
+    #[serde(default)]
+    execution_timeout_ms: u64,
 }
 
 impl StartExecution {
@@ -84,6 +88,7 @@ impl StartExecution {
             runtime: self.runtime,
             interactive: self.interactive,
             idle_timeout_ms: self.idle_timeout_ms,
+            execution_timeout_ms: self.execution_timeout_ms,
         })
     }
 }

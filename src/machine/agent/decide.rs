@@ -63,6 +63,14 @@ impl AgentState {
             | E::ApprovalRequested { .. }
             | E::ApprovalResolved { .. }
             | E::ActivityHeld { .. } => self.decide_conversation(input),
+            E::ExecutionTimedOut { .. } | E::HistoryLimitReached { .. } => {
+                // Reached in any phase: the execution fails at once, and the closing transition
+                // deletes its task and timers (a running attempt's next report is fenced).
+                let failure = input
+                    .limit_failure()
+                    .ok_or_else(|| AgentState::invalid(Some(self), input))?;
+                vec![E::ExecutionFailed { failure }]
+            }
             E::ActivityResumed { .. } => return Err(AgentState::invalid(Some(self), input)),
             E::ActivityCancelRequested { .. }
             | E::ExecutionCompleted { .. }

@@ -162,6 +162,7 @@ impl AgentState {
                     queue,
                     traceparent,
                     conversation,
+                    execution_timeout_ms: _,
                 } => {
                     // A retry starts with the turns it reuses already completed, as if they
                     // had run here; it cannot reuse more turns than it has prompts.
@@ -382,6 +383,8 @@ impl AgentState {
                 s.status = ExecutionStatus::Failed;
                 s.activity = None;
             }
+            // An open execution takes its own limits in any phase; `decide` fails it.
+            E::ExecutionTimedOut { .. } | E::HistoryLimitReached { .. } => {}
             E::ExecutionCanceled { .. } => {
                 s.status = ExecutionStatus::Canceled;
                 s.activity = None;

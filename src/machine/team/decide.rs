@@ -15,6 +15,12 @@ impl TeamState {
             E::TeamStarted { .. } => Ok(self.advance()),
             E::ChildScheduled { .. } | E::ChildCancelRequested { .. } => Ok(vec![]),
             E::ChildClosed { .. } | E::CancelRequested { .. } => Ok(self.advance()),
+            E::ExecutionTimedOut { .. } | E::HistoryLimitReached { .. } => {
+                let failure = input
+                    .limit_failure()
+                    .ok_or_else(|| TeamState::invalid(Some(self), input))?;
+                Ok(self.fail_now(failure))
+            }
             // Closing events are the machine's own commands, never inputs.
             agent_events!()
             | E::ExecutionCompleted { .. }
@@ -33,6 +39,18 @@ impl TeamState {
         if self.running().next().is_none() {
             commands.push(close);
         }
+        commands
+    }
+
+    /// At a limit of the team's own: asks its running children to stop and fails at once,
+    /// without waiting for them (their closing notices find it closed and are dropped).
+    fn fail_now(&self, failure: crate::domain::Failure) -> Vec<HistoryEvent> {
+        let mut commands: Vec<HistoryEvent> = self
+            .running()
+            .filter(|c| !c.cancel_requested)
+            .map(|c| HistoryEvent::ChildCancelRequested { key: c.key.clone() })
+            .collect();
+        commands.push(HistoryEvent::ExecutionFailed { failure });
         commands
     }
 

@@ -59,6 +59,9 @@ pub struct TeamState {
     /// default).
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// The team's `execution_timeout` (see `TeamStarted`), which its retry gets again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_timeout_ms: Option<u64>,
 }
 
 fn default_queue() -> String {
@@ -145,7 +148,9 @@ impl TeamState {
                     timeouts,
                     reused,
                     queue,
+                    execution_timeout_ms,
                 } => Ok(TeamState {
+                    execution_timeout_ms: *execution_timeout_ms,
                     team: (**team).clone(),
                     queue: queue.clone(),
                     prompt: prompt.clone(),
@@ -174,6 +179,8 @@ impl TeamState {
                 | E::ChildCancelRequested { .. }
                 | E::ChildClosed { .. }
                 | E::CancelRequested { .. }
+                | E::ExecutionTimedOut { .. }
+                | E::HistoryLimitReached { .. }
                 | E::ExecutionCompleted { .. }
                 | E::ExecutionFailed { .. }
                 | E::ExecutionCanceled { .. } => Err(TeamState::invalid(None, event)),
@@ -240,6 +247,8 @@ impl TeamState {
             E::ExecutionCompleted { .. } => s.status = ExecutionStatus::Completed,
             E::ExecutionFailed { .. } => s.status = ExecutionStatus::Failed,
             E::ExecutionCanceled { .. } => s.status = ExecutionStatus::Canceled,
+            // An open team takes its own limits at any point; `decide` fails it.
+            E::ExecutionTimedOut { .. } | E::HistoryLimitReached { .. } => {}
             agent_events!() | E::TeamStarted { .. } => {
                 return Err(TeamState::invalid(Some(&s), event));
             }

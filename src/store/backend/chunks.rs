@@ -7,21 +7,31 @@ macro_rules! sql_chunks {
 
         /// Appends chunks after the execution's last output seq; returns the new last seq and
         /// the execution's parent. A child's chunks are appended to its parent's output too,
-        /// tagged with the child, so a team's stream interleaves its children's.
+        /// tagged with the child, so a team's stream interleaves its children's. Chunks that
+        /// would take the execution's `output_bytes` past `max_output_bytes` are refused
+        /// (`OutputLimit`) before any is inserted; the caller drops the transaction.
         async fn append_chunks(
             tx: &mut Tx<'_>,
             execution_id: Uuid,
             chunks: &[NewChunk],
             now: Millis,
+            max_output_bytes: u64,
         ) -> Result<(u64, Option<Uuid>), StoreError> {
             let row = sqlx::query(
-                "UPDATE executions SET output_seq = output_seq + $2 WHERE id = $1 \
-                 RETURNING output_seq, parent_id, child_key",
+                "UPDATE executions SET output_seq = output_seq + $2, output_bytes = output_bytes + $3 \
+                 WHERE id = $1 RETURNING output_seq, output_bytes, parent_id, child_key",
             )
             .bind(execution_id)
             .bind(chunks.len() as i64)
+            .bind(chunk_bytes(chunks))
             .fetch_one(&mut **tx)
             .await?;
+            // The row's update holds its lock to the commit, so the total read back is the one
+            // this write makes: no concurrent writer can slip in under the limit with it.
+            let total = row.try_get::<i64, _>("output_bytes")?.max(0) as u64;
+            if !chunks.is_empty() && total > max_output_bytes {
+                return Err(StoreError::OutputLimit { total, limit: max_output_bytes });
+            }
             let last: i64 = row.try_get("output_seq")?;
             let parent_id: Option<Uuid> = row.try_get("parent_id")?;
             let child_key: Option<String> = row.try_get("child_key")?;

@@ -65,6 +65,14 @@ macro_rules! sql_executions {
                     Ok(Some(record))
                 }
 
+                async fn output_bytes(&self, id: Uuid) -> Result<u64, StoreError> {
+                    let bytes: Option<i64> = sqlx::query_scalar("SELECT output_bytes FROM executions WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    Ok(bytes.unwrap_or(0).max(0) as u64)
+                }
+
                 async fn find_request(&self, namespace: &str, request_id: &str) -> Result<Option<Uuid>, StoreError> {
                     Ok(sqlx::query_scalar("SELECT id FROM executions WHERE namespace = $1 AND request_id = $2")
                         .bind(namespace)

@@ -277,6 +277,8 @@ pub(super) struct UpdateRow<'a> {
     pub tool_calls: i64,
     pub closed_at: Option<i64>,
     pub chunks: i64,
+    /// The bytes of those chunks, added to the row's `output_bytes`.
+    pub bytes: i64,
 }
 
 /// A new execution row.
@@ -296,6 +298,7 @@ pub(super) struct CreateRow<'a> {
     pub state: &'a serde_json::Value,
     pub next_seq: i64,
     pub output_seq: i64,
+    pub output_bytes: i64,
     pub created_at: i64,
     pub team_id: Option<Uuid>,
     pub child_key: Option<&'a str>,

@@ -84,7 +84,7 @@ macro_rules! sql_rows {
         use $crate::store::backend::rows::{rows_per_statement, stored_count, stored_duration};
         use $crate::store::{
             CommitOutcome, ExecutionRecord, Fence, NewChunk, RowWrite, StoreError, TaskOp, TaskRecord,
-            TaskStatus, TimerOp, Transition,
+            TaskStatus, TimerOp, Transition, chunk_bytes,
         };
 
         type Db = $db;

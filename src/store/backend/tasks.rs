@@ -195,7 +195,7 @@ macro_rules! sql_tasks {
                     }
                     let skip = stored.saturating_sub(first).min(p.chunks.len() as u64) as usize;
                     let chunks = &p.chunks[skip..];
-                    let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now).await?;
+                    let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now, p.max_output_bytes).await?;
                     // A checkpoint covers every chunk sent so far: a retry resumes after them.
                     let cancel_requested: bool = sqlx::query_scalar(
                         "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
@@ -262,7 +262,7 @@ macro_rules! sql_tasks {
                     }
                     // The schedule-to-start deadline is over (the attempt started); the attempt
                     // deadline stays, so start-to-close bounds the attempt across workers.
-                    let (output_seq, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now).await?;
+                    let (output_seq, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now, r.max_output_bytes).await?;
                     sqlx::query(
                         "UPDATE tasks SET status = 'ready', visible_at = $3, schedule_deadline = NULL, \
                          lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \

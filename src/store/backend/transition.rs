@@ -51,7 +51,7 @@ macro_rules! sql_transition {
              tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
              duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
                                 ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
-             output_seq = e.output_seq + r.x_chunks \
+             output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
              FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
                    CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
                    value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
@@ -60,14 +60,16 @@ macro_rules! sql_transition {
                    CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
                    CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
                    CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
-                   CAST(value->>'chunks' AS BIGINT) AS x_chunks FROM {rows}) AS r \
+                   CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
+                   CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
              WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
              RETURNING id, output_seq, parent_id, child_key",
         ));
         static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
             "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, parent_id, \
              root_id, retry_of, request_id, state, next_seq, output_seq, created_at, team_id, child_key, \
-             result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at) \
+             result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at, \
+             output_bytes) \
              SELECT {u:id}, value->>'namespace', value->>'kind', {u:agent_id}, value->>'runtime', \
              value->>'status', value->'input', {u:parent_id}, {u:root_id}, {u:retry_of}, \
              value->>'request_id', value->'state', CAST(value->>'next_seq' AS BIGINT), \
@@ -76,7 +78,8 @@ macro_rules! sql_transition {
              CAST(value->>'input_tokens' AS BIGINT), CAST(value->>'output_tokens' AS BIGINT), \
              CAST(value->>'cost' AS DOUBLE PRECISION), CAST(value->>'tool_calls' AS BIGINT), \
              CAST(value->>'closed_at' AS BIGINT), \
-             CASE WHEN value->>'status' = 'RUNNING' THEN CAST(value->>'created_at' AS BIGINT) END \
+             CASE WHEN value->>'status' = 'RUNNING' THEN CAST(value->>'created_at' AS BIGINT) END, \
+             CAST(value->>'output_bytes' AS BIGINT) \
              FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING RETURNING id",
         ));
         static FIND_REQUESTS: LazyLock<String> = LazyLock::new(|| sql(
@@ -261,6 +264,7 @@ macro_rules! sql_transition {
                         tool_calls: stored_count(t.row.usage.tool_calls),
                         closed_at: t.row.closed_at,
                         chunks: t.chunks.len() as i64,
+                        bytes: crate::store::chunk_bytes(&t.chunks),
                     }
                 });
                 let mut moved = HashMap::new();
@@ -353,6 +357,7 @@ macro_rules! sql_transition {
                     state: &t.row.state,
                     next_seq: (1 + t.events.len()) as i64,
                     output_seq: t.chunks.len() as i64,
+                    output_bytes: crate::store::chunk_bytes(&t.chunks),
                     created_at: t.now,
                     team_id: new.team_id,
                     child_key: new.child_key.as_deref(),
