@@ -11,6 +11,8 @@ mod divergence;
 mod effects;
 #[path = "agent_machine/history.rs"]
 mod history;
+#[path = "agent_machine/limits.rs"]
+mod limits;
 #[path = "agent_machine/recorded.rs"]
 mod recorded;
 #[path = "agent_machine/retry.rs"]

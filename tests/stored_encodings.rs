@@ -178,6 +178,7 @@ fn run(id: Uuid, case: &Case) -> (Vec<HistoryEvent>, ExecutionState) {
         queue: "default".into(),
         traceparent: None,
         conversation: None,
+        execution_timeout_ms: None,
     };
     feed(started, &mut state);
     for turn in 0..2 {

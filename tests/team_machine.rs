@@ -61,6 +61,7 @@ fn started(team: TeamSpec) -> HistoryEvent {
         timeouts: Timeouts::default(),
         reused: vec![],
         queue: "default".into(),
+        execution_timeout_ms: None,
     }
 }
 
@@ -281,6 +282,7 @@ fn retried_sequential_reuses_the_completed_prefix() -> Run {
         timeouts,
         reused,
         queue: "default".into(),
+        execution_timeout_ms: None,
     };
     assert_eq!(
         run.input(retry),
@@ -299,6 +301,47 @@ fn retried_sequential_reuses_the_completed_prefix() -> Run {
     run
 }
 
+/// The team's `execution_timeout` passes with two children running: both are asked to stop and
+/// the team fails at once, naming the limit, without waiting for them.
+fn timed_out_mid_run() -> Run {
+    let mut run = Run::new();
+    let HistoryEvent::TeamStarted {
+        team,
+        prompt,
+        retry_policy,
+        timeouts,
+        reused,
+        queue,
+        ..
+    } = started(team(TeamStrategy::Parallel))
+    else {
+        unreachable!("started() is a TeamStarted")
+    };
+    let started = HistoryEvent::TeamStarted {
+        team,
+        prompt,
+        retry_policy,
+        timeouts,
+        reused,
+        queue,
+        execution_timeout_ms: Some(60_000),
+    };
+    assert_eq!(run.input(started), ["start 1-scout", "start 2-analyst"]);
+    assert_eq!(run.input(completed("1-scout", "A")), ["start 3-coder"]);
+    assert_eq!(
+        run.input(HistoryEvent::ExecutionTimedOut {
+            execution_timeout_ms: 60_000
+        }),
+        ["cancel 2-analyst", "cancel 3-coder", "ExecutionFailed"]
+    );
+    assert_eq!(run.status(), ExecutionStatus::Failed);
+    let Some(HistoryEvent::ExecutionFailed { failure }) = run.events.last() else {
+        unreachable!("the last command closes the team")
+    };
+    assert_eq!(failure.code, "execution_timeout");
+    run
+}
+
 fn scenarios() -> Vec<(&'static str, Run)> {
     vec![
         ("sequential", sequential()),
@@ -313,6 +356,7 @@ fn scenarios() -> Vec<(&'static str, Run)> {
             "retried_sequential_reuses_the_completed_prefix",
             retried_sequential_reuses_the_completed_prefix(),
         ),
+        ("timed_out_mid_run", timed_out_mid_run()),
     ]
 }
 

@@ -36,6 +36,7 @@ fn conversation(prompts: &[&str]) -> HistoryEvent {
         conversation: Some(Conversation {
             idle_timeout_ms: 3_600_000,
         }),
+        execution_timeout_ms: None,
     }
 }
 

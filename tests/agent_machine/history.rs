@@ -229,6 +229,7 @@ fn start_event(prompts: &[&str], resume: Option<Resume>) -> HistoryEvent {
         queue: "default".into(),
         traceparent: None,
         conversation: None,
+        execution_timeout_ms: None,
     }
 }
 

@@ -6,6 +6,7 @@ use cairn::domain::{Failure, HistoryEvent, TimeoutKind};
 use serde_json::json;
 
 use crate::conversation;
+use crate::limits;
 use crate::history::{
     History, T0, activity_cancel_requested, activity_canceled, activity_started, cancel_requested,
     completed, execution_canceled, execution_completed, execution_failed, failed, failure,
@@ -60,6 +61,14 @@ pub fn all() -> Vec<(&'static str, History)> {
         ("approved_tool_call", conversation::approved_tool_call()),
         ("denied_tool_call", conversation::denied_tool_call()),
         ("held_and_resumed", conversation::held_and_resumed()),
+        (
+            "execution_timed_out_while_backing_off",
+            limits::execution_timed_out_while_backing_off(),
+        ),
+        (
+            "history_limit_reached_while_running",
+            limits::history_limit_reached_while_running(),
+        ),
     ]
 }
 

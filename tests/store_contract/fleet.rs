@@ -20,6 +20,7 @@ fn release(lease: &TaskRecord, texts: &[&str], now: i64) -> ReleaseRecord {
         checkpoint: Some(json!({ "emitted": 2 })),
         objects: Vec::new(),
         now,
+        max_output_bytes: u64::MAX,
     }
 }
 

@@ -113,6 +113,7 @@ async fn a_release_of_ten_thousand_chunks_is_stored_gapless(db: Db) {
         checkpoint: None,
         objects: Vec::new(),
         now: T0 + 2,
+        max_output_bytes: u64::MAX,
     };
     assert_eq!(
         store.release_task(&release).await.unwrap(),

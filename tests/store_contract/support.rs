@@ -199,6 +199,7 @@ pub fn progress(lease: &TaskRecord, texts: &[&str], now: Millis) -> ProgressReco
         first_chunk: None,
         workspace: None,
         now,
+        max_output_bytes: u64::MAX,
     }
 }
 
