@@ -129,7 +129,10 @@ impl Sender<'_> {
         };
         tracing::warn!(%message, "report refused");
         let already_refused = matches!(&report.outcome, ActivityOutcome::Failed { failure, .. } if failure.code == REPORT_REFUSED_CODE);
-        if already_refused {
+        // A refused failure report is sent once more only when its chunks may be why (output
+        // past the execution's limit): without them it is taken, instead of the attempt
+        // waiting out its lease to be retried.
+        if already_refused && report.chunks.is_empty() {
             return None;
         }
         // End the attempt rather than leave it running until its lease expires; the output

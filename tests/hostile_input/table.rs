@@ -528,6 +528,14 @@ pub fn cases(f: &Fixture) -> Vec<Case> {
                 &format!("timeouts.{field} is {value} ms; the limit is 31536000000 ms (365 days)"),
             );
         }
+        add(
+            &format!("execution_timeout_ms {name}"),
+            Call::Start(pb::StartExecutionRequest {
+                execution_timeout_ms: value,
+                ..start()
+            }),
+            &format!("execution_timeout_ms is {value} ms; the limit is 31536000000 ms (365 days)"),
+        );
     }
     let policy = |p: pb::RetryPolicy| {
         Call::Start(pb::StartExecutionRequest {
