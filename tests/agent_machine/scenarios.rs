@@ -6,12 +6,12 @@ use cairn::domain::{Failure, HistoryEvent, TimeoutKind};
 use serde_json::json;
 
 use crate::conversation;
-use crate::limits;
 use crate::history::{
     History, T0, activity_cancel_requested, activity_canceled, activity_started, cancel_requested,
     completed, execution_canceled, execution_completed, execution_failed, failed, failure,
     scheduled, started, timed_out, timer_canceled, timer_fired, timer_started, usage,
 };
+use crate::limits;
 use crate::retry;
 
 /// Every scenario by name; the name is also its recorded file's name.

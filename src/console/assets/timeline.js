@@ -143,6 +143,8 @@ function describe(type, p) {
     case 'ChildClosed': return [`Child ${p.key} ${String(p.status || '').toLowerCase()}`, p.status === 'COMPLETED' ? 'ok' : 'bad'];
     case 'MessageReceived': return [`Message: ${clip(p.text)}`, 'info'];
     case 'CloseRequested': return ['Conversation closed: it completes after the turns it has', 'info'];
+    case 'ExecutionTimedOut': return [`Ran past its execution timeout of ${fmtDuration(p.execution_timeout_ms)}: the execution fails`, 'bad'];
+    case 'HistoryLimitReached': return [`History reached ${p.max_history_events} events, the server's limit: the execution fails`, 'bad'];
     case 'IdleTimedOut': return [`No message for ${fmtDuration(p.idle_timeout_ms)}: the conversation closes`, 'warn'];
     case 'ApprovalRequested': return [`${p.activity_id} asks to run ${p.tool}`, 'warn'];
     case 'ApprovalResolved': return p.decision?.decision === 'deny'
