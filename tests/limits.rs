@@ -20,6 +20,7 @@ crate::on_both_stores!(
     a_remote_worker_refused_for_a_checkpoint_fails_the_attempt_once,
     output_over_the_limit_fails_the_attempt_once_for_good,
     an_execution_timeout_fails_a_slow_run_naming_the_limit,
+    a_team_execution_timeout_stops_its_children,
 );
 
 const LIMITS: [&str; 12] = [
@@ -236,4 +237,59 @@ async fn fails_once_naming(c: &mut common::TestClient, setting: &str) -> pb::Fai
     assert_eq!(failed.len(), 1, "one attempt, never retried: {history:?}");
     assert_eq!(failed[0].payload["failure"]["retryable"], false);
     failure
+}
+
+/// A parallel team of two slow members, started with a 1 s `execution_timeout`: the team fails
+/// naming it as the timer fires, and both children are asked to stop and end CANCELED.
+async fn a_team_execution_timeout_stops_its_children(db: Db) {
+    let server = Server::start(&db, "server", &["--worker", "--runtimes", "echo"]);
+    let mut c = server.client().await;
+    let slow = json!({"chunks": ["a", "b", "c", "d"], "delay_ms": 2_000});
+    c.create_agent("slow", "echo", slow).await;
+    let member = |role: &str| pb::TeamMember {
+        agent: "slow".into(),
+        role: role.into(),
+        agent_id: String::new(),
+    };
+    let team = pb::CreateTeamRequest {
+        name: "crew".into(),
+        strategy: "parallel".into(),
+        members: vec![member("one"), member("two")],
+        ..Default::default()
+    };
+    pb::team_service_client::TeamServiceClient::new(c.channel.clone())
+        .create_team(team)
+        .await
+        .expect("create team");
+    let id = c
+        .start(pb::StartExecutionRequest {
+            team: "crew".into(),
+            prompt: "go".into(),
+            execution_timeout_ms: 1_000,
+            ..Default::default()
+        })
+        .await;
+    let closed = c
+        .wait_until(&id, "the team to fail", |e| e.status == "FAILED")
+        .await;
+    assert_eq!(closed.failure.expect("a failure").code, "execution_timeout");
+    let children = pb::ListExecutionsRequest {
+        parent_id: id.clone(),
+        ..Default::default()
+    };
+    let kids = common::wait_for("both children to stop", || {
+        let mut executions = c.executions.clone();
+        let children = children.clone();
+        async move {
+            let kids = executions
+                .list_executions(children)
+                .await
+                .unwrap()
+                .into_inner()
+                .executions;
+            (kids.len() == 2 && kids.iter().all(|k| k.status == "CANCELED")).then_some(kids)
+        }
+    })
+    .await;
+    assert!(kids.iter().all(|k| k.parent_id == id), "{kids:?}");
 }
