@@ -122,6 +122,7 @@ pub(super) async fn watch_until(
             Err(Stop::Fatal(e)) => return Err(e),
             Err(Stop::Broken(reason)) => reason,
         };
+        printer.broken = true;
         let since = match failing_since {
             Some((since, seq)) if seq == printer.last_seq => since,
             _ => {
@@ -208,6 +209,7 @@ async fn stream_once(
         .map_err(stop)?
         .into_inner();
     while let Some(message) = stream.message().await.map_err(stop)? {
+        printer.resumed();
         match message.event {
             Some(Event::Chunk(chunk)) => printer.chunk(&chunk),
             Some(Event::Closed(execution)) => {
@@ -254,6 +256,8 @@ struct Printer<'a> {
     /// The activity of the last chunk printed: in a conversation each turn's answer starts on
     /// a line of its own.
     activity: String,
+    /// A stream broke since the last message: the next one says that the stream resumed.
+    broken: bool,
 }
 
 impl<'a> Printer<'a> {
@@ -269,6 +273,16 @@ impl<'a> Printer<'a> {
             waiting_after: None,
             turns: 0,
             activity: String::new(),
+            broken: false,
+        }
+    }
+
+    /// After "stream broke" lines, says that a stream delivers again (and from where), before
+    /// what it delivers: a wait announced again, or the next chunk.
+    fn resumed(&mut self) {
+        if std::mem::take(&mut self.broken) && !self.out.json {
+            let note = format!("[stream resumed after seq {}]", self.last_seq);
+            eprintln!("{}", self.out.paint("2", &note));
         }
     }
 
