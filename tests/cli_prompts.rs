@@ -64,6 +64,13 @@ fn exit_code(session: &mut PtySession) -> i32 {
     }
 }
 
+/// Waits for `cairn exec watch` to print that the execution completed, and to exit; what it
+/// printed before, and its exit code.
+fn closed(session: &mut PtySession) -> (String, i32) {
+    let before = expect(session, "execution closed: COMPLETED");
+    (before, exit_code(session))
+}
+
 /// The one approval `id` waits for, once it asked.
 async fn asked(c: &mut TestClient, id: &str) -> pb::Approval {
     let waiting = c
@@ -285,11 +292,7 @@ async fn no_terminal_no_question(db: Db) {
     let (session, shown) = talk(session, |s| expect(s, "--message WHY`]")).await;
     assert!(shown.contains("cairn exec approve"), "{shown}");
     approve(&mut c, &id, &ask.approval_id).await;
-    let (_, (rest, code)) = talk(session, |s| {
-        let rest = expect(s, "execution closed: COMPLETED");
-        (rest, exit_code(s))
-    })
-    .await;
+    let (_, (rest, code)) = talk(session, closed).await;
     assert_eq!(code, 0);
     assert!(rest.contains("[Bash allowed] hostname"), "{rest}");
     assert!(!shown.contains(QUESTION) && !rest.contains(QUESTION));
@@ -318,11 +321,7 @@ async fn answered_across_a_server_restart(db: Db) {
     })
     .await;
     let (mut server, url) = Proc::server(&db, &listen, &["--no-migrate"], &[]);
-    let (_, (rest, code)) = talk(session, |s| {
-        let rest = expect(s, "execution closed: COMPLETED");
-        (rest, exit_code(s))
-    })
-    .await;
+    let (_, (rest, code)) = talk(session, closed).await;
     assert_eq!(code, 0);
     let transcript = format!("{first}{QUESTION}{broke}{rest}");
     assert_eq!(
@@ -358,11 +357,7 @@ async fn answered_across_a_server_restart(db: Db) {
     let (session, resumed) = talk(session, |s| expect(s, "[stream resumed")).await;
     let mut c = TestClient::connect(&url).await;
     approve(&mut c, &id, &ask.approval_id).await;
-    let (_, (rest, code)) = talk(session, |s| {
-        let rest = expect(s, "execution closed: COMPLETED");
-        (rest, exit_code(s))
-    })
-    .await;
+    let (_, (rest, code)) = talk(session, closed).await;
     assert_eq!(code, 0);
     let transcript = format!("{first}{QUESTION}{broke}{resumed}{rest}");
     assert_eq!(
