@@ -5,17 +5,14 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::server::cairn_bin;
 use common::{Db, Server};
 use serde_json::json;
 
 fn cairn(server: &Server, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(cairn_bin())
-        .args(args)
-        .env("CAIRN_SERVER", &server.url)
-        .env("NO_COLOR", "1")
+    let mut child = server
+        .cairn(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

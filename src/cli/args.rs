@@ -2,7 +2,7 @@
 //! borrows them from another.
 
 use super::client::Client;
-use super::follow::Servers;
+use super::client::Servers;
 use super::secrets::ConnectArgs;
 use crate::api::pb;
 

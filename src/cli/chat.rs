@@ -4,14 +4,11 @@
 //! reattaches to a conversation started elsewhere.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
 
 use super::args::{ClientArgs, parse_age};
-use super::client::{Client, status_error};
+use super::client::{Client, Servers, status_error};
 use super::execution::exit_code;
-use super::follow::{Followed, Servers, Until, is_transport, watch_until};
+use super::follow::{Followed, Tty, Until, watch_until};
 use super::output::Output;
 use crate::api::pb;
 
@@ -88,7 +85,6 @@ pub(super) async fn converse(
             )
         );
     }
-    let mut lines = stdin_lines();
     let mut last_seq = 0;
     // Any wait stops the first follow: the conversation as it is now.
     let mut waiting_after = 0;
@@ -99,8 +95,16 @@ pub(super) async fn converse(
             waiting_after: Some(waiting_after),
             turns,
         };
-        let (followed, seq) =
-            watch_until(servers, client.clone(), out, id, last_seq, until, None).await?;
+        let (followed, seq) = watch_until(
+            servers,
+            client.clone(),
+            out,
+            id,
+            last_seq,
+            until,
+            Tty::default(),
+        )
+        .await?;
         last_seq = seq;
         let execution = match followed {
             Followed::Closed(closed) => {
@@ -113,12 +117,11 @@ pub(super) async fn converse(
         };
         waiting_after = execution.history_length;
         if execution.waiting_for == "approval" {
-            let mut c = client.clone();
-            super::ask::answer_on_terminal(&mut c, &execution).await?;
+            super::ask::answer_on_terminal(servers, out, &execution).await?;
             continue;
         }
         eprint!("{}", out.paint("1;36", "> "));
-        let Some(line) = lines.recv().await else {
+        let Some(line) = super::terminal::read_line().await else {
             eprintln!("\nleft conversation {id} open; reattach with `cairn chat --execution {id}`");
             return Ok(ExitCode::SUCCESS);
         };
@@ -138,6 +141,7 @@ pub(super) async fn converse(
 }
 
 /// What a line asks for.
+#[derive(Clone)]
 enum Message {
     Text(String),
     Close,
@@ -152,25 +156,23 @@ async fn send_retrying(
     message: Message,
 ) -> anyhow::Result<pb::SendMessageResponse> {
     let request_id = format!("chat-{}", uuid::Uuid::now_v7());
-    let since = Instant::now();
-    let mut index = 0;
-    loop {
-        let result = match servers.connect(index).await {
-            Ok((i, mut client)) => {
-                index = i;
-                match &message {
+    servers
+        .call(|mut client| {
+            let (id, request_id, message) = (id.to_string(), request_id.clone(), message.clone());
+            async move {
+                match message {
                     Message::Text(text) => client
                         .executions
                         .send_message(pb::SendMessageRequest {
-                            id: id.to_string(),
-                            text: text.clone(),
-                            request_id: request_id.clone(),
+                            id,
+                            text,
+                            request_id,
                         })
                         .await
                         .map(|r| r.into_inner()),
                     Message::Close => client
                         .executions
-                        .close_execution(pb::CloseExecutionRequest { id: id.to_string() })
+                        .close_execution(pb::CloseExecutionRequest { id })
                         .await
                         .map(|r| pb::SendMessageResponse {
                             execution: Some(r.into_inner()),
@@ -178,31 +180,7 @@ async fn send_retrying(
                         }),
                 }
             }
-            Err(e) => Err(tonic::Status::unavailable(e.root_cause().to_string())),
-        };
-        match result {
-            Ok(sent) => return Ok(sent),
-            Err(status) if is_transport(&status) && since.elapsed() < servers.give_up_after => {
-                index = (index + 1) % servers.urls.len().max(1);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(status) => return Err(status_error(status)),
-        }
-    }
-}
-
-/// The lines of stdin, read on a thread of their own so the conversation's streams go on
-/// while nobody types. The channel ends with the input.
-fn stdin_lines() -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel(16);
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+        })
+        .await
+        .map_err(status_error)
 }

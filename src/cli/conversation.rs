@@ -145,7 +145,9 @@ pub(super) async fn run(
             }
         }
         TalkCommand::Approve { id, approval } => {
-            let e = resolve(&mut c, &id, &approval, true, String::new()).await?;
+            let e = resolve(&flags.servers()?, &id, &approval, true, String::new())
+                .await
+                .map_err(status_error)?;
             show(out, &e);
         }
         TalkCommand::Deny {
@@ -153,7 +155,9 @@ pub(super) async fn run(
             approval,
             message,
         } => {
-            let e = resolve(&mut c, &id, &approval, false, message).await?;
+            let e = resolve(&flags.servers()?, &id, &approval, false, message)
+                .await
+                .map_err(status_error)?;
             show(out, &e);
         }
     }

@@ -7,8 +7,9 @@ use clap::Subcommand;
 use super::args::{ClientArgs, parse_age, parse_label};
 use super::client::status_error;
 use super::execution::{exit_code, show};
-use super::follow::watch;
+use super::follow::{Tty, watch};
 use super::output::{Output, cut, time};
+use super::prompter::Prompter;
 use crate::api::pb;
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +65,10 @@ pub(super) enum ExecCommand {
         /// again (by default each is printed once, as the retry emitted it).
         #[arg(long)]
         raw: bool,
+        /// Never ask on the terminal about an approval; print the ask and the commands that
+        /// answer it, as without a terminal.
+        #[arg(long)]
+        no_prompt: bool,
     },
     /// Delete a closed execution (with its members, if it is a team's) and everything only it
     /// refers to; the server's `--retention` does this by age.
@@ -228,9 +233,20 @@ pub(super) async fn run(
                 );
             }
         }
-        ExecCommand::Watch { id, after_seq, raw } => {
+        ExecCommand::Watch {
+            id,
+            after_seq,
+            raw,
+            no_prompt,
+        } => {
             let c = client.connect().await?;
-            let closed = watch(&client.servers()?, c, out, &id, after_seq, raw, None).await?;
+            let servers = client.servers()?;
+            let prompter = Prompter::start(&servers, out, !no_prompt);
+            let tty = Tty {
+                spinner: None,
+                prompter: prompter.as_ref(),
+            };
+            let closed = watch(&servers, c, out, &id, after_seq, raw, tty).await?;
             if !out.json {
                 eprintln!(
                     "{} {}",

@@ -10,38 +10,21 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use tonic::Code;
 
-use super::client::{Client, status_error};
+use super::client::{Client, Servers, is_transport, status_error};
 use super::output::{Output, cut};
+use super::prompter::Prompter;
 use super::spinner::Spinner;
-use crate::api::ConnectOptions;
 use crate::api::pb;
 
-/// The servers a client command may use, and how long it keeps trying to reach one.
-#[derive(Debug, Clone)]
-pub struct Servers {
-    /// The URLs, tried in order.
-    pub urls: Vec<String>,
-    /// Token and TLS settings.
-    pub options: ConnectOptions,
-    /// How long to keep reconnecting without progress before giving up.
-    pub give_up_after: Duration,
-}
-
-impl Servers {
-    /// Connects to the first URL, from `start` on (wrapping), that answers.
-    pub async fn connect(&self, start: usize) -> anyhow::Result<(usize, Client)> {
-        let mut last = None;
-        for k in 0..self.urls.len() {
-            let index = (start + k) % self.urls.len();
-            match Client::connect_with(&self.urls[index], &self.options).await {
-                Ok(client) => return Ok((index, client)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no --server given")))
-    }
+/// What a follow does on a terminal besides printing the output.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Tty<'a> {
+    /// A progress line, retired before the first chunk is printed.
+    pub spinner: Option<&'a Spinner>,
+    /// Asks the person about each approval the execution waits for; without one, the ask is
+    /// printed with the commands that answer it.
+    pub prompter: Option<&'a Prompter>,
 }
 
 /// Why one stream stopped before the execution closed.
@@ -50,16 +33,6 @@ enum Stop {
     Broken(String),
     /// Anything else (no such execution, bad request): final.
     Fatal(anyhow::Error),
-}
-
-/// Whether a status says the transport broke rather than that the request was wrong.
-pub(super) fn is_transport(status: &tonic::Status) -> bool {
-    match status.code() {
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => true,
-        // A connection cut mid-stream (a killed server) surfaces as an h2 error.
-        Code::Internal => status.message().contains("h2 protocol error"),
-        _ => false,
-    }
 }
 
 fn stop(status: tonic::Status) -> Stop {
@@ -72,7 +45,7 @@ fn stop(status: tonic::Status) -> Stop {
 
 /// Follows `id` after `after_seq` on `client`, printing every chunk once, reconnecting through
 /// `servers` when the stream breaks; returns the closed execution. When the execution waits for
-/// a person, it says what for (and how to answer) and carries on.
+/// a person, it says what for (and how to answer, or asks through `tty`'s prompter) and carries on.
 pub(super) async fn watch(
     servers: &Servers,
     client: Client,
@@ -80,13 +53,13 @@ pub(super) async fn watch(
     id: &str,
     after_seq: u64,
     raw: bool,
-    spinner: Option<&Spinner>,
+    tty: Tty<'_>,
 ) -> anyhow::Result<pb::Execution> {
     let until = Until {
         raw,
         ..Default::default()
     };
-    match watch_until(servers, client, out, id, after_seq, until, spinner).await? {
+    match watch_until(servers, client, out, id, after_seq, until, tty).await? {
         (Followed::Closed(closed), _) => Ok(closed),
         (Followed::Waiting(_), _) => unreachable!("a watch that does not stop on a wait"),
     }
@@ -121,9 +94,9 @@ pub(super) async fn watch_until(
     id: &str,
     after_seq: u64,
     until: Until,
-    spinner: Option<&Spinner>,
+    tty: Tty<'_>,
 ) -> anyhow::Result<(Followed, u64)> {
-    let mut printer = Printer::new(out, spinner, after_seq);
+    let mut printer = Printer::new(out, tty, after_seq);
     printer.raw = until.raw;
     printer.waiting_after = until.waiting_after;
     printer.turns = until.turns;
@@ -149,6 +122,7 @@ pub(super) async fn watch_until(
             Err(Stop::Fatal(e)) => return Err(e),
             Err(Stop::Broken(reason)) => reason,
         };
+        printer.broken = true;
         let since = match failing_since {
             Some((since, seq)) if seq == printer.last_seq => since,
             _ => {
@@ -202,7 +176,11 @@ pub(super) async fn follow(
     after_seq: u64,
     spinner: Option<&Spinner>,
 ) -> anyhow::Result<pb::Execution> {
-    let mut printer = Printer::new(out, spinner, after_seq);
+    let tty = Tty {
+        spinner,
+        prompter: None,
+    };
+    let mut printer = Printer::new(out, tty, after_seq);
     match stream_once(client, id, &mut printer).await {
         Ok(Followed::Closed(closed) | Followed::Waiting(closed)) => Ok(closed),
         Err(Stop::Fatal(e)) => Err(e),
@@ -231,6 +209,7 @@ async fn stream_once(
         .map_err(stop)?
         .into_inner();
     while let Some(message) = stream.message().await.map_err(stop)? {
+        printer.resumed();
         match message.event {
             Some(Event::Chunk(chunk)) => printer.chunk(&chunk),
             Some(Event::Closed(execution)) => {
@@ -263,7 +242,7 @@ async fn stream_once(
 /// Prints chunks as text (or JSON lines), remembering the last seq printed.
 struct Printer<'a> {
     out: &'a Output,
-    spinner: Option<&'a Spinner>,
+    tty: Tty<'a>,
     last_seq: u64,
     at_line_start: bool,
     child: String,
@@ -277,13 +256,15 @@ struct Printer<'a> {
     /// The activity of the last chunk printed: in a conversation each turn's answer starts on
     /// a line of its own.
     activity: String,
+    /// A stream broke since the last message: the next one says that the stream resumed.
+    broken: bool,
 }
 
 impl<'a> Printer<'a> {
-    fn new(out: &'a Output, spinner: Option<&'a Spinner>, after_seq: u64) -> Self {
+    fn new(out: &'a Output, tty: Tty<'a>, after_seq: u64) -> Self {
         Printer {
             out,
-            spinner,
+            tty,
             last_seq: after_seq,
             at_line_start: true,
             child: String::new(),
@@ -292,10 +273,21 @@ impl<'a> Printer<'a> {
             waiting_after: None,
             turns: 0,
             activity: String::new(),
+            broken: false,
         }
     }
 
-    /// Says on stderr what the execution waits for, and how to answer.
+    /// After "stream broke" lines, says that a stream delivers again (and from where), before
+    /// what it delivers: a wait announced again, or the next chunk.
+    fn resumed(&mut self) {
+        if std::mem::take(&mut self.broken) && !self.out.json {
+            let note = format!("[stream resumed after seq {}]", self.last_seq);
+            eprintln!("{}", self.out.paint("2", &note));
+        }
+    }
+
+    /// Says on stderr what the execution waits for, and how to answer; an approval goes to the
+    /// prompter, if there is one, which asks about it.
     fn waiting(&mut self, execution: &pb::Execution) {
         if self.out.json {
             self.out.print_json(execution);
@@ -303,6 +295,12 @@ impl<'a> Printer<'a> {
         }
         self.close();
         self.at_line_start = true;
+        if let Some(prompter) = self.tty.prompter
+            && execution.waiting_for == "approval"
+            && prompter.offer(execution)
+        {
+            return;
+        }
         for line in super::ask::waiting_lines(execution) {
             eprintln!("{}", self.out.paint("33", &line));
         }
@@ -314,7 +312,7 @@ impl<'a> Printer<'a> {
             return;
         }
         self.last_seq = chunk.seq;
-        if let Some(spinner) = self.spinner {
+        if let Some(spinner) = self.tty.spinner {
             spinner.retire();
         }
         let out = self.out;
@@ -374,7 +372,7 @@ impl<'a> Printer<'a> {
     }
 
     fn close(&mut self) {
-        if let Some(spinner) = self.spinner {
+        if let Some(spinner) = self.tty.spinner {
             spinner.retire();
         }
         if !self.at_line_start && !self.out.json {

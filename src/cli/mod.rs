@@ -4,8 +4,10 @@
 //! One module per command (`agent`, `team`, `run`, `exec` with its `replay` and `retry`
 //! subcommands, `stats`, `worker`, `serve`, `bench`, `demo`), and below them the pieces they share:
 //! `args` (option groups and flag parsers), `client`, `output`, `execution` (printing an
-//! execution, exit codes), `follow` (streaming output across reconnects), `spinner`, `host`
-//! (runtime settings and the stop signal) and `secrets`. A command module uses shared modules
+//! execution, exit codes), `follow` (streaming output across reconnects), `spinner`, `ask`,
+//! `prompter` and `terminal` (what an execution asks, answering it on a terminal while the
+//! output streams, and the one reader of stdin), `host` (runtime settings and the stop signal)
+//! and `secrets`. A command module uses shared modules
 //! only, never another command (`tests/cli_modules.rs` checks it).
 
 mod agent;
@@ -21,6 +23,7 @@ mod execution;
 mod follow;
 mod host;
 mod output;
+mod prompter;
 mod replay;
 mod retention;
 mod retry;
@@ -30,6 +33,7 @@ mod serve;
 mod spinner;
 mod stats;
 mod team;
+mod terminal;
 mod worker;
 
 use std::process::ExitCode;

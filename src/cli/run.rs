@@ -1,13 +1,14 @@
 //! `cairn run AGENT PROMPT`: start, stream live, exit with the execution's outcome.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use super::args::{ClientArgs, parse_label, policy_with_attempts};
 use super::client::{Client, status_error};
 use super::execution::exit_code;
-use super::follow::watch;
+use super::follow::{Tty, watch};
 use super::output::Output;
+use super::prompter::Prompter;
 use super::spinner::Spinner;
 use crate::api::pb;
 
@@ -48,6 +49,11 @@ pub(super) struct RunArgs {
     /// 90s, 30m, 2h; default: no limit). A team's stops its members.
     #[arg(long)]
     execution_timeout: Option<String>,
+    /// Never ask on the terminal about an approval; print the ask and the commands that
+    /// answer it, as without a terminal. (A conversation's approvals come between its messages,
+    /// so `--interactive` always asks.)
+    #[arg(long, conflicts_with = "interactive")]
+    no_prompt: bool,
 }
 
 /// Runs the command in a root span (exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) whose
@@ -144,17 +150,14 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
     let servers = flags.servers()?;
     let spinner = (!out.json && std::io::stderr().is_terminal()).then(Spinner::new);
     let follow_spinner = spinner.clone();
+    let prompter = Prompter::start(&servers, out, !args.no_prompt);
+    let stop_prompting = prompter.as_ref().map(Prompter::stopper);
     let mut follow_task = tokio::spawn(async move {
-        watch(
-            &servers,
-            watcher,
-            &out_copy,
-            &watched,
-            0,
-            false,
-            follow_spinner.as_ref(),
-        )
-        .await
+        let tty = Tty {
+            spinner: follow_spinner.as_ref(),
+            prompter: prompter.as_ref(),
+        };
+        watch(&servers, watcher, &out_copy, &watched, 0, false, tty).await
     });
     let progress =
         spinner.map(|spinner| tokio::spawn(show_progress(client.clone(), id.clone(), spinner)));
@@ -176,7 +179,11 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
                 return Ok(exit_code(&closed.status));
             }
             _ = tokio::signal::ctrl_c() => {
-                if ask_cancel(&id)? {
+                // The question below takes the next line typed, not a pending approval's prompt.
+                if let Some(stop) = &stop_prompting {
+                    stop.abort();
+                }
+                if ask_cancel(&id).await {
                     let request = pb::CancelExecutionRequest { id: id.clone(), reason: "cancelled from cairn run".into() };
                     client.executions.cancel_execution(request).await.map_err(status_error)?;
                     eprintln!("cancel requested; waiting for the execution to stop…");
@@ -191,14 +198,14 @@ async fn run_in_span(args: RunArgs, flags: ClientArgs, out: &Output) -> anyhow::
 }
 
 /// Asks on the terminal whether to cancel; without a terminal, cancels.
-fn ask_cancel(id: &str) -> anyhow::Result<bool> {
+async fn ask_cancel(id: &str) -> bool {
     if !std::io::stdin().is_terminal() {
-        return Ok(true);
+        return true;
     }
     eprint!("\ncancel execution {id}? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    let _ = std::io::stderr().flush();
+    let answer = super::terminal::read_line().await.unwrap_or_default();
+    matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 /// On a terminal, while the execution has produced no output yet, shows what it waits for

@@ -12,6 +12,16 @@ pub fn cairn_bin() -> &'static str {
     env!("CARGO_BIN_EXE_cairn")
 }
 
+/// `cairn ARGS` as a client of the server at `url`, without colours; stdio left to the caller.
+pub fn cairn_client(url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(cairn_bin());
+    command
+        .args(args)
+        .env("CAIRN_SERVER", url)
+        .env("NO_COLOR", "1");
+    command
+}
+
 /// A running `cairn` server process; killed when dropped.
 pub struct Server {
     child: Child,
@@ -96,6 +106,11 @@ impl Server {
     /// A client of this server.
     pub async fn client(&self) -> TestClient {
         TestClient::connect(&self.url).await
+    }
+
+    /// `cairn ARGS` as a client of this server (see [`cairn_client`]).
+    pub fn cairn(&self, args: &[&str]) -> Command {
+        cairn_client(&self.url, args)
     }
 
     /// What the process logged so far.
