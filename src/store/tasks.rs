@@ -140,12 +140,14 @@ pub struct ClaimRequest {
 }
 
 impl ClaimRequest {
-    /// The `LIKE` pattern a task's `refused_by` matches when this claim's policy refused it
-    /// (fingerprints are hex, so hold no `LIKE` wildcard); one no task matches without a policy.
-    pub fn refused_pattern(&self) -> String {
+    /// What a task's `refused_by` (`|fp|fp|...`) contains when this claim's policy refused it;
+    /// empty without a policy, which matches no task. It is found with `instr`/`strpos`, not
+    /// `LIKE`: SQLite re-prepares a statement whose `LIKE` pattern is a bound parameter every
+    /// time the parameter is bound again, which made every claim parse and plan its SQL anew.
+    pub fn refused_marker(&self) -> String {
         match &self.policy {
-            Some(fingerprint) => format!("%|{fingerprint}|%"),
-            None => "|".into(),
+            Some(fingerprint) => format!("|{fingerprint}|"),
+            None => String::new(),
         }
     }
 }

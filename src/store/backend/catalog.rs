@@ -257,7 +257,7 @@ macro_rules! sql_catalog {
                     if let Some(after) = after {
                         query.push(" AND id > ").push_bind(after);
                     }
-                    query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                    query.push(" ORDER BY id LIMIT CAST(").push_bind(i64::from(limit)).push(" AS BIGINT)");
                     let rows = query.build().fetch_all(&self.read).await?;
                     rows.iter().map(agent_from_row).collect()
                 }
@@ -360,7 +360,7 @@ macro_rules! sql_catalog {
                     if let Some(after) = after {
                         query.push(" AND id > ").push_bind(after);
                     }
-                    query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                    query.push(" ORDER BY id LIMIT CAST(").push_bind(i64::from(limit)).push(" AS BIGINT)");
                     let rows = query.build().fetch_all(&self.read).await?;
                     let mut teams = rows.iter().map(team_from_row).collect::<Result<Vec<_>, _>>()?;
                     self.load_members(&mut teams).await?;

@@ -129,7 +129,7 @@ macro_rules! sql_executions {
                     if let Some(before) = before {
                         query.push(" AND id < ").push_bind(before);
                     }
-                    query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+                    query.push(" ORDER BY id DESC LIMIT CAST(").push_bind(i64::from(limit)).push(" AS BIGINT)");
                     let rows = query.build().fetch_all(&self.read).await?;
                     let mut records = rows.iter().map(execution_from_row).collect::<Result<Vec<_>, _>>()?;
                     self.load_labels(&mut records).await?;
@@ -139,7 +139,7 @@ macro_rules! sql_executions {
                 async fn history(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
                     let rows = sqlx::query(
                         "SELECT seq, payload, created_at FROM history_events WHERE execution_id = $1 AND seq > $2 \
-                         ORDER BY seq LIMIT $3",
+                         ORDER BY seq LIMIT CAST($3 AS BIGINT)",
                     )
                     .bind(id)
                     .bind(after_seq as i64)
@@ -163,7 +163,7 @@ macro_rules! sql_executions {
                 async fn output(&self, id: Uuid, after_seq: u64, limit: u32) -> Result<Vec<StoredChunk>, StoreError> {
                     let rows = sqlx::query(
                         "SELECT seq, activity_id, attempt, kind, data, created_at, source_id, source_key, \
-                         reused_from, superseded FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                         reused_from, superseded FROM output_chunks WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT CAST($3 AS BIGINT)",
                     )
                     .bind(id)
                     .bind(after_seq as i64)

@@ -206,7 +206,8 @@ mod sqlite {
         skip_locked = "",
         notify = notify::send_sqlite,
         json_texts = ("SELECT value FROM json_each(", ")"),
-        new_token = "lower(hex(randomblob(16)))"
+        new_token = "lower(hex(randomblob(16)))",
+        instr = "instr"
     );
     sql_timers!(SqliteStore);
     sql_workers!(SqliteStore);
@@ -254,7 +255,8 @@ mod postgres {
         skip_locked = " FOR UPDATE SKIP LOCKED",
         notify = notify::send_pg,
         json_texts = ("SELECT jsonb_array_elements_text(", ")"),
-        new_token = "replace(gen_random_uuid()::text, '-', '')"
+        new_token = "replace(gen_random_uuid()::text, '-', '')",
+        instr = "strpos"
     );
     sql_timers!(PgStore);
     sql_workers!(PgStore);

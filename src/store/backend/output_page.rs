@@ -23,7 +23,7 @@ macro_rules! page_query {
             $size,
             " AS size FROM output_chunks \
                WHERE execution_id = $1 AND seq > $2 AND (superseded = FALSE OR $5) \
-               ORDER BY seq LIMIT $3), \
+               ORDER BY seq LIMIT CAST($3 AS BIGINT)), \
              page AS (SELECT seq FROM (SELECT seq, size, SUM(size) OVER (ORDER BY seq) AS upto \
                FROM sizes) w WHERE upto <= $4 OR upto = size) \
              SELECT e.status, e.output_seq, c.seq, c.activity_id, c.attempt, c.kind, c.data, \

@@ -85,7 +85,7 @@ macro_rules! sql_retention {
                          AND (e.namespace = CAST($3 AS TEXT) OR (CAST($3 AS TEXT) IS NULL \
                               AND e.namespace NOT IN (", $texts, "))) AND ",
                         deletable!(),
-                        " ORDER BY e.closed_at LIMIT $4"
+                        " ORDER BY e.closed_at LIMIT CAST($4 AS BIGINT)"
                     ))
                     .bind(serde_json::to_string(&except).map_err(|e| StoreError::Corrupt(e.to_string()))?)
                     .bind(cutoff)

@@ -18,7 +18,8 @@ macro_rules! held_lease {
 
 macro_rules! sql_tasks {
     ($store:ident, lock = $lock:literal, skip_locked = $skip_locked:literal, notify = $notify:path,
-     json_texts = ($json_texts_open:literal, $json_texts_close:literal), new_token = $new_token:literal) => {
+     json_texts = ($json_texts_open:literal, $json_texts_close:literal), new_token = $new_token:literal,
+     instr = $instr:literal) => {
         const _: () = {
             use $crate::store::{
                 ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
@@ -69,11 +70,15 @@ macro_rules! sql_tasks {
                         .push(concat!(" AND runtime IN (", $json_texts_open))
                         .push_bind(Json(&claim.runtimes))
                         .push(concat!($json_texts_close, ")"))
-                        .push(" AND refused_by NOT LIKE ")
-                        .push_bind(claim.refused_pattern());
+                        .push(" AND (")
+                        .push_bind(claim.refused_marker())
+                        .push(concat!(" = '' OR ", $instr, "(refused_by, "))
+                        .push_bind(claim.refused_marker())
+                        .push(") = 0)");
                     query
-                        .push(" ORDER BY visible_at LIMIT ")
+                        .push(" ORDER BY visible_at LIMIT CAST(")
                         .push_bind(i64::from(claim.max))
+                        .push(" AS BIGINT)")
                         .push($skip_locked)
                         .push(") RETURNING ")
                         .push(task_columns!());
@@ -109,7 +114,7 @@ macro_rules! sql_tasks {
                                  AND seq IN (SELECT seq FROM output_chunks \
                                  WHERE execution_id = (SELECT parent_id FROM executions WHERE id = $1) \
                                  AND source_id = $1 AND activity_id = $2 AND superseded = FALSE \
-                                 AND reused_from IS NULL ORDER BY seq DESC LIMIT $3)",
+                                 AND reused_from IS NULL ORDER BY seq DESC LIMIT CAST($3 AS BIGINT))",
                             )
                             .bind(child)
                             .bind(activity)
@@ -142,12 +147,12 @@ macro_rules! sql_tasks {
                     let rows = sqlx::query(concat!(
                         "SELECT ", task_columns!(), " FROM tasks WHERE status = 'ready' AND cancel_requested = $1 \
                          AND queue = $2 AND runtime IN (", $json_texts_open, "$3", $json_texts_close, ") \
-                         AND refused_by NOT LIKE $4 ORDER BY visible_at LIMIT $5"
+                         AND ($4 = '' OR ", $instr, "(refused_by, $4) = 0) ORDER BY visible_at LIMIT CAST($5 AS BIGINT)"
                     ))
                     .bind(false)
                     .bind(&claim.queue)
                     .bind(Json(&claim.runtimes))
-                    .bind(claim.refused_pattern())
+                    .bind(claim.refused_marker())
                     .bind(i64::from(claim.max))
                     .fetch_all(&self.read)
                     .await?;
@@ -155,15 +160,15 @@ macro_rules! sql_tasks {
                 }
 
                 async fn refuse_task(&self, execution_id: Uuid, activity_id: &str, fingerprint: &str) -> Result<(), StoreError> {
-                    let pattern = format!("%|{fingerprint}|%");
-                    sqlx::query(
+                    let marker = format!("|{fingerprint}|");
+                    sqlx::query(concat!(
                         "UPDATE tasks SET refused_by = CASE WHEN refused_by = '' THEN '|' ELSE refused_by END || $3 || '|' \
-                         WHERE execution_id = $1 AND activity_id = $2 AND refused_by NOT LIKE $4",
-                    )
+                         WHERE execution_id = $1 AND activity_id = $2 AND ", $instr, "(refused_by, $4) = 0",
+                    ))
                     .bind(execution_id)
                     .bind(activity_id)
                     .bind(fingerprint)
-                    .bind(pattern)
+                    .bind(marker)
                     .execute(&self.write)
                     .await?;
                     Ok(())
@@ -234,7 +239,7 @@ macro_rules! sql_tasks {
                     let rows = sqlx::query(concat!(
                         "SELECT ", task_columns!(), " FROM tasks WHERE \
                          (status = 'leased' AND (lease_expires_at <= $1 OR attempt_deadline <= $1)) \
-                         OR (status = 'ready' AND schedule_deadline <= $1) LIMIT $2"
+                         OR (status = 'ready' AND schedule_deadline <= $1) LIMIT CAST($2 AS BIGINT)"
                     ))
                     .bind(now)
                     .bind(i64::from(limit))

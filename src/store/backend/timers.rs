@@ -12,7 +12,7 @@ macro_rules! sql_timers {
                 async fn due_timers(&self, now: Millis, limit: u32) -> Result<Vec<TimerRecord>, StoreError> {
                     let rows = sqlx::query(
                         "SELECT execution_id, timer_id, fire_at, kind, payload FROM timers WHERE fire_at <= $1 \
-                         ORDER BY fire_at LIMIT $2",
+                         ORDER BY fire_at LIMIT CAST($2 AS BIGINT)",
                     )
                     .bind(now)
                     .bind(i64::from(limit))
