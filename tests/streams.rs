@@ -381,8 +381,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn three_watchers_of_100_mib_keep_server_memory_bounded() {
     let db = Db::sqlite().await;
     // The output is written through `cairn dev` (its in-process worker), which then stops, so
-    // the server measured below does nothing but serve the watchers.
-    let mut writer = Server::dev(&db, &[]);
+    // the server measured below does nothing but serve the watchers. Its output is past the
+    // default --max-output-bytes (64 MiB), so the writer allows more.
+    let mut writer = Server::dev(&db, &["--max-output-bytes", "268435456"]);
     let mut c = writer.client().await;
     c.create_agent(
         "big",

@@ -200,7 +200,7 @@ impl ExecutionService for Executions {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         validate::text("reason", &r.reason, validate::limits::MAX_REASON_BYTES)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let reason = if r.reason.is_empty() {
             "cancelled by a client".to_string()
         } else {
@@ -220,7 +220,7 @@ impl ExecutionService for Executions {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let shutdown = self.state.shutdown.clone();
         let follower = self
             .state
@@ -239,7 +239,7 @@ impl ExecutionService for Executions {
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
         let engine = &self.state.engine;
-        scope.execution(engine, id).await?;
+        scope.admit(engine, id).await?;
         let events = engine.history_after(id, after_seq).await?;
         Ok(Response::new(pb::GetHistoryResponse {
             events: events.iter().map(pb::HistoryEvent::from).collect(),
@@ -252,7 +252,7 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::ReplayExecutionResponse>, Status> {
         let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let report = self.state.engine.replay(id).await?;
         Ok(Response::new(retry::replay_response(report)?))
     }
@@ -263,7 +263,7 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::RetryExecutionResponse>, Status> {
         let scope = Scope::of(&request)?;
         let retry = retry::retry_request(request.into_inner(), &self.state.limits)?;
-        scope.execution(&self.state.engine, retry.id).await?;
+        scope.admit(&self.state.engine, retry.id).await?;
         let retried = self.state.engine.retry(retry).await?;
         Ok(Response::new(pb::RetryExecutionResponse {
             execution_id: retried.id.to_string(),
@@ -278,7 +278,7 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::DeleteExecutionResponse>, Status> {
         let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let deleted = self.state.engine.delete_execution(id).await?;
         Ok(Response::new(pb::DeleteExecutionResponse {
             executions: deleted.executions,
@@ -295,7 +295,7 @@ impl ExecutionService for Executions {
         let id = validate::id("id", &r.id)?;
         let text = validate::message(&r.text, &self.state.limits)?;
         let request_id = validate::request_id_or_new(&r.request_id)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let sent = self.state.engine.send_message(id, text, request_id).await?;
         Ok(Response::new(pb::SendMessageResponse {
             turn: sent.turn + 1,
@@ -310,7 +310,7 @@ impl ExecutionService for Executions {
     ) -> Result<Response<pb::Execution>, Status> {
         let scope = Scope::of(&request)?;
         let id = validate::id("id", &request.into_inner().id)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         self.state.engine.close(id).await?;
         Ok(Response::new(self.view(id).await?))
     }
@@ -325,7 +325,7 @@ impl ExecutionService for Executions {
         let approval_id = validate::approval_id(&r.approval_id)?;
         let decision = validate::decision(r.allow, &r.message, &r.updated_input_json)?;
         let request_id = validate::request_id_or_new(&r.request_id)?;
-        scope.execution(&self.state.engine, id).await?;
+        scope.admit(&self.state.engine, id).await?;
         let answered = self
             .state
             .engine

@@ -126,6 +126,17 @@ impl Scope {
         Ok(namespace)
     }
 
+    /// Whether the call may touch execution `id`: `NOT_FOUND`, word for word as for an id that
+    /// does not exist, when it may not. For calls that need no more of the execution than that
+    /// (the check then costs no read for an execution this server runs).
+    pub(crate) async fn admit(&self, engine: &Engine, id: Uuid) -> Result<(), Status> {
+        if self.admits(&engine.namespace_of(id).await?) {
+            Ok(())
+        } else {
+            Err(EngineError::execution_not_found(id).into())
+        }
+    }
+
     /// The execution `id`, when the call may see it; `NOT_FOUND`, word for word as for an id
     /// that does not exist, when it may not.
     pub(crate) async fn execution(

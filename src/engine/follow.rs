@@ -5,16 +5,18 @@
 //! reader has taken the previous one (a channel of one page, reserved before the read), so a
 //! slow reader slows its follower down instead of making the server buffer the output.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::view::ExecutionView;
 use super::{Engine, EngineError, Watch};
-use crate::store::StoredChunk;
+use crate::store::{OutputPage, StoredChunk};
 
 /// How many chunks one page takes at most.
 pub const PAGE_CHUNKS: u32 = 512;
@@ -58,19 +60,14 @@ impl Engine {
         include_superseded: bool,
         shutdown: CancellationToken,
     ) -> Result<OutputFollower, EngineError> {
-        // Registered before the first read, so no change after it is missed.
+        // Registered and armed before the first read, so no change after it is missed.
         let changes = self.notifier.watch(id);
-        self.reads
-            .output_pages
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self
-            .store
-            .output_page(id, after_seq, 0, 0, true)
+        let mut armed = changes.arm();
+        armed.as_mut().enable();
+        // The first page is also what says the execution exists: one read, not two.
+        let first = read_page(self, id, after_seq, PAGE_CHUNKS, include_superseded)
             .await?
-            .is_none()
-        {
-            return Err(EngineError::execution_not_found(id));
-        }
+            .ok_or_else(|| EngineError::execution_not_found(id))?;
         let (tx, rx) = mpsc::channel(1);
         let follower = Follower {
             engine: self.clone(),
@@ -81,6 +78,7 @@ impl Engine {
             tx,
             shutdown,
             waited_at: None,
+            first: Some((first, armed)),
         };
         tokio::spawn(follower.run());
         Ok(rx)
@@ -93,11 +91,33 @@ struct Follower {
     after: u64,
     /// Whether superseded chunks are sent too (raw readers); by default they are skipped.
     include_superseded: bool,
+    /// The page `follow_output` read to learn the execution exists, with the wake-up it armed
+    /// before that read. (Before `changes`: fields drop in order, and a watch that drops while
+    /// a wake-up still refers to it stays registered.)
+    first: Option<(OutputPage, Pin<Box<OwnedNotified>>)>,
     changes: Watch,
     tx: mpsc::Sender<Result<OutputEvent, EngineError>>,
     shutdown: CancellationToken,
     /// The history length of the last `Waiting` sent, so each wait is announced once.
     waited_at: Option<u64>,
+}
+
+/// One page of `id` after `after`, counted in the engine's reads.
+async fn read_page(
+    engine: &Engine,
+    id: Uuid,
+    after: u64,
+    limit: u32,
+    include_superseded: bool,
+) -> Result<Option<OutputPage>, EngineError> {
+    engine
+        .reads
+        .output_pages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(engine
+        .store
+        .output_page(id, after, limit, PAGE_BYTES, include_superseded)
+        .await?)
 }
 
 impl Follower {
@@ -107,9 +127,14 @@ impl Follower {
         let mut limit = PAGE_CHUNKS;
         loop {
             // Armed before the read, so a change between the read and the wait is not lost.
-            let changed = self.changes.notify().notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            let (first, mut changed) = match self.first.take() {
+                Some((page, armed)) => (Some(page), armed),
+                None => {
+                    let mut armed = self.changes.arm();
+                    armed.as_mut().enable();
+                    (None, armed)
+                }
+            };
             // Back-pressure: wait until the reader has taken the previous page.
             let permit = tokio::select! {
                 permit = self.tx.reserve() => match permit {
@@ -119,22 +144,20 @@ impl Follower {
                 // The reader is not taking pages; it resumes elsewhere from what it got.
                 _ = self.shutdown.cancelled() => return,
             };
-            self.engine
-                .reads
-                .output_pages
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let page = match self
-                .engine
-                .store
-                .output_page(
-                    self.id,
-                    self.after,
-                    limit,
-                    PAGE_BYTES,
-                    self.include_superseded,
-                )
-                .await
-            {
+            let read = match first {
+                Some(page) => Ok(Some(page)),
+                None => {
+                    read_page(
+                        &self.engine,
+                        self.id,
+                        self.after,
+                        limit,
+                        self.include_superseded,
+                    )
+                    .await
+                }
+            };
+            let page = match read {
                 Ok(Some(page)) => page,
                 Ok(None) => {
                     let e = EngineError::execution_not_found(self.id);
@@ -142,7 +165,7 @@ impl Follower {
                     return;
                 }
                 Err(e) => {
-                    permit.send(Err(e.into()));
+                    permit.send(Err(e));
                     return;
                 }
             };
@@ -193,7 +216,7 @@ impl Follower {
             // Wait for a change to this execution, committed through this server or (through
             // the store's change feed) any other. The timeout is only a safety net.
             tokio::select! {
-                _ = changed => {}
+                _ = changed.as_mut() => {}
                 _ = tokio::time::sleep(SAFETY_NET) => {}
                 _ = self.tx.closed() => return,
                 _ = self.shutdown.cancelled() => {

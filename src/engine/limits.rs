@@ -66,16 +66,15 @@ impl super::Engine {
 
     /// Refuses a report whose chunks would take the execution's stored output past
     /// `--max-output-bytes`, before anything is written (see the module comment for why reading
-    /// the total first is enough). A report without chunks reads nothing.
-    pub(super) async fn check_report_output(
+    /// the total first is enough): `stored` is the execution's total, read with the task.
+    pub(super) fn check_report_output(
         &self,
-        execution_id: uuid::Uuid,
+        stored: u64,
         chunks: &[NewChunk],
     ) -> Result<(), EngineError> {
         if chunks.is_empty() {
             return Ok(());
         }
-        let stored = self.store.output_bytes(execution_id).await?;
         let total = stored.saturating_add(chunk_bytes(chunks).max(0) as u64);
         let limit = self.max_output_bytes();
         if total > limit {

@@ -238,6 +238,16 @@ impl Engine {
             .ok_or_else(|| EngineError::execution_not_found(id))
     }
 
+    /// The namespace of execution `id` (it never changes): from the execution cache when this
+    /// server holds it open, else read; `NotFound` if there is none. A namespace check before a
+    /// stream or a command thereby costs no read for the executions this server runs.
+    pub async fn namespace_of(&self, id: Uuid) -> Result<String, EngineError> {
+        if let Some(cached) = self.cache.get(id) {
+            return Ok(cached.scope.namespace.clone());
+        }
+        Ok(self.execution(id).await?.namespace)
+    }
+
     /// Starts an agent execution. Returns its id and whether it was created (false when
     /// `request_id` matched an existing execution).
     pub async fn start(&self, req: StartRequest) -> Result<(Uuid, bool), EngineError> {

@@ -357,11 +357,11 @@ impl Engine {
             workspace,
         } = report;
         let lease = &lease;
-        let task = self
+        let (task, output_bytes) = self
             .store
-            .get_task(lease.execution_id, &lease.activity_id)
+            .get_task_for_report(lease.execution_id, &lease.activity_id)
             .await?
-            .filter(|t| {
+            .filter(|(t, _)| {
                 t.attempt == lease.attempt
                     && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
             })
@@ -389,8 +389,7 @@ impl Engine {
         // them, and it waits for each reply, so the count cannot move meanwhile.
         let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
         let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
-        self.check_report_output(lease.execution_id, &chunks)
-            .await?;
+        self.check_report_output(output_bytes, &chunks)?;
         // The outcome's checkpoint is encoded once, whatever the apply loop recomputes.
         let encoded = self.checkpoints.encode(
             lease.execution_id,

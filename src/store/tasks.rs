@@ -11,6 +11,15 @@ use crate::domain::{Lease, Millis};
 /// Claims, leases and the reads of task rows.
 #[async_trait]
 pub trait TaskQueue: Send + Sync {
+    /// The task row of an execution's activity, with the bytes of output its execution has
+    /// stored (`executions.output_bytes`), read together: what a worker's report is checked
+    /// against before its transition, in one round trip.
+    async fn get_task_for_report(
+        &self,
+        execution_id: Uuid,
+        activity_id: &str,
+    ) -> Result<Option<(TaskRecord, u64)>, StoreError>;
+
     /// The task row of an execution's activity.
     async fn get_task(
         &self,

@@ -44,6 +44,12 @@ impl Watch {
     pub fn notify(&self) -> &Notify {
         &self.notify
     }
+
+    /// A wake-up for the next change, not yet enabled: enable it *before* reading, so a change
+    /// between the read and the wait is not lost. Owned, so it can outlive a borrow of the watch.
+    pub fn arm(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        Box::pin(self.notify.clone().notified_owned())
+    }
 }
 
 impl Drop for Watch {

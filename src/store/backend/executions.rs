@@ -3,7 +3,8 @@
 //! ids, lists, history, output, and the quarantine of an unreadable execution.
 
 macro_rules! sql_executions {
-    ($store:ident, lock = $lock:literal, notify = $notify:path, notify_after = $notify_after:path) => {
+    ($store:ident, lock = $lock:literal, notify = $notify:path, notify_after = $notify_after:path,
+     object_agg = $object_agg:literal) => {
         const _: () = {
             use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
 
@@ -54,14 +55,22 @@ macro_rules! sql_executions {
                 }
 
                 async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
-                    let row = sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE id = $1"))
-                        .bind(id)
-                        .fetch_optional(&self.read)
-                        .await?;
+                    // The row and its labels (as one JSON object) in one statement: a view, a
+                    // namespace check and a stream's last event each cost one round trip.
+                    let row = sqlx::query(concat!(
+                        "SELECT ", execution_columns!(), ", (SELECT ", $object_agg, "(key, value) \
+                         FROM execution_labels WHERE execution_id = $1) AS labels_json \
+                         FROM executions WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?;
                     let Some(row) = row else { return Ok(None) };
-                    let mut records = [execution_from_row(&row)?];
-                    self.load_labels(&mut records).await?;
-                    let [record] = records;
+                    let mut record = execution_from_row(&row)?;
+                    let labels: Option<Json<BTreeMap<String, String>>> = row
+                        .try_get("labels_json")
+                        .map_err(|e| corrupt("an execution's labels", e))?;
+                    record.labels = labels.map(|l| l.0).unwrap_or_default();
                     Ok(Some(record))
                 }
 

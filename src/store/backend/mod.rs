@@ -198,7 +198,8 @@ mod sqlite {
         SqliteStore,
         lock = "",
         notify = notify::send_sqlite,
-        notify_after = notify::after_sqlite
+        notify_after = notify::after_sqlite,
+        object_agg = "json_group_object"
     );
     sql_tasks!(
         SqliteStore,
@@ -247,7 +248,8 @@ mod postgres {
         PgStore,
         lock = " FOR UPDATE",
         notify = notify::send_pg,
-        notify_after = notify::after_pg
+        notify_after = notify::after_pg,
+        object_agg = "jsonb_object_agg"
     );
     sql_tasks!(
         PgStore,

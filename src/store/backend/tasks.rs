@@ -38,6 +38,20 @@ macro_rules! sql_tasks {
                     row.as_ref().map(task_from_row).transpose()
                 }
 
+                async fn get_task_for_report(&self, execution_id: Uuid, activity_id: &str) -> Result<Option<(TaskRecord, u64)>, StoreError> {
+                    let row = sqlx::query(concat!(
+                        "SELECT ", task_columns!(), ", (SELECT output_bytes FROM executions WHERE id = $1) AS x_output_bytes \
+                         FROM tasks WHERE execution_id = $1 AND activity_id = $2"
+                    ))
+                    .bind(execution_id)
+                    .bind(activity_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    let Some(row) = row else { return Ok(None) };
+                    let bytes: Option<i64> = row.try_get("x_output_bytes")?;
+                    Ok(Some((task_from_row(&row)?, bytes.unwrap_or(0).max(0) as u64)))
+                }
+
                 async fn claim_tasks(&self, claim: &ClaimRequest) -> Result<Vec<TaskRecord>, StoreError> {
                     if claim.runtimes.is_empty() || claim.max == 0 {
                         return Ok(Vec::new());
