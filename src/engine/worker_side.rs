@@ -171,7 +171,8 @@ impl Engine {
         for task in &tasks {
             self.notifier.execution_changed(task.execution_id);
         }
-        self.notifier.deadline_added();
+        self.notifier
+            .deadline_written(TaskRecord::earliest_lease_deadline(&tasks));
         let mut assignments = Vec::with_capacity(tasks.len());
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());
