@@ -165,3 +165,30 @@ pub(crate) async fn pg_changes(pool: &PgPool) -> Result<ChangeFeed, StoreError> 
     });
     Ok(Box::pin(feed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_announces_one_deadline_the_earliest() {
+        let mut notes = Notes::default();
+        notes.deadline_added(5_000);
+        notes.deadline_added(2_000);
+        notes.deadline_added(9_000);
+        notes.task_ready();
+        let (channels, payloads) = notes.columns();
+        assert_eq!(channels, [TASKS, DEADLINES]);
+        assert_eq!(payloads, ["", "2000"]);
+    }
+
+    #[test]
+    fn a_deadline_without_a_readable_time_wakes_as_before() {
+        assert_eq!(
+            parse(DEADLINES, "2000"),
+            Some(Change::DeadlineAdded(Some(2_000)))
+        );
+        assert_eq!(parse(DEADLINES, ""), Some(Change::DeadlineAdded(None)));
+        assert_eq!(parse(DEADLINES, "soon"), Some(Change::DeadlineAdded(None)));
+    }
+}
