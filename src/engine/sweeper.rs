@@ -81,6 +81,10 @@ impl Engine {
     /// Fires due timers and applies passed deadlines once; returns the next deadline, or `None`
     /// when some row failed (the caller looks again after its usual pause, not at once).
     ///
+    /// Run by the sweeper loop after [`Notifier::sweeper_reading`](super::Notifier::sweeper_reading): right
+    /// before it reads the next deadline it drops a pending wake-up, which that read covers (so
+    /// run it from one sweeper per engine).
+    ///
     /// Each timer and each expired task is handled on its own: an error on one is logged (once
     /// while it keeps failing, with its id) and the others proceed, so one bad row cannot stop
     /// every other timeout.
@@ -110,6 +114,7 @@ impl Engine {
         if failed {
             return Ok(None);
         }
+        self.notifier.sweeper_reads_next_deadline();
         Ok(self.store.next_deadline().await?)
     }
 

@@ -118,6 +118,17 @@ impl Notifier {
         self.sweeper.planned.store(NO_PLAN, Ordering::SeqCst);
     }
 
+    /// The sweeper is about to read the next deadline (armed since before its look): a wake-up
+    /// pending now is for a deadline committed before that read, which finds it, so it is
+    /// dropped. (The timers and timeouts a look applies write deadlines of their own; each would
+    /// otherwise cost one more look.) One sent after this stays and wakes the sweeper.
+    pub fn sweeper_reads_next_deadline(&self) {
+        use futures::FutureExt;
+        // A wake-up that arrives between this poll and the drop is passed back by `Notified`'s
+        // drop, as a permit: never lost.
+        let _ = self.sweeper.notify.notified().now_or_never();
+    }
+
     /// The sweeper read and will sleep until `wake_at` (or a wake-up). A deadline committed
     /// after its read began either loads this plan and compares, or loads [`NO_PLAN`] and wakes.
     pub fn sweeper_plans(&self, wake_at: Millis) {

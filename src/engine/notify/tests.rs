@@ -235,3 +235,20 @@ fn before_its_first_plan_and_without_a_time_every_deadline_wakes_the_sweeper() {
         "wake_all wakes it whatever its plan"
     );
 }
+
+#[test]
+fn a_wake_up_the_sweepers_next_read_covers_is_dropped_and_a_later_one_kept() {
+    let notifier = Notifier::default();
+    notifier.sweeper_reading();
+    // Written while the sweeper applied due timers: its next-deadline read will see it.
+    notifier.deadline_added(2_000);
+    notifier.sweeper_reads_next_deadline();
+    notifier.sweeper_plans(2_000);
+    assert!(!sweeper_woken(&notifier));
+    // Written after that read began: it may be missed, so it wakes.
+    notifier.sweeper_reading();
+    notifier.sweeper_reads_next_deadline();
+    notifier.deadline_added(3_000);
+    notifier.sweeper_plans(10_000);
+    assert!(sweeper_woken(&notifier));
+}
