@@ -1,7 +1,8 @@
 //! What the engine reads, in-process on a manual clock (a real store, no network): a transition
 //! of an execution this engine committed last reads nothing; a cached state another engine has
 //! moved past is caught by the commit's version check, read again, and never written over; and
-//! an output follower coalesces the wake-ups that arrive while its reader is slow.
+//! an output follower coalesces the wake-ups that arrive while its reader is slow; and claims
+//! and reports do not wake (and so make read) a sweeper that already plans to wake sooner.
 
 #[allow(
     unused_imports,
@@ -28,6 +29,7 @@ crate::on_both_stores!(
     a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_the_newer_row,
     what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read,
     wakes_during_a_slow_send_coalesce_into_one_read,
+    claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines,
 );
 
 const T0: Millis = 1_800_000_000_000;
@@ -282,4 +284,41 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
         "{N} notifications during one slow send: {after} reads, expected the page, at most one \
          coalesced wake-up and the close"
     );
+}
+
+/// Whether the sweeper's wait would return at once (a wake-up is pending), taking it.
+fn sweeper_woken(engine: &Engine) -> bool {
+    use futures::FutureExt;
+    engine.notifier().deadline().now_or_never().is_some()
+}
+
+async fn claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines(db: Db) {
+    let clock = setup(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    // What a sweeper with the default longest sleep (500 ms) publishes before it sleeps.
+    engine.notifier().sweeper_reading();
+    engine.notifier().sweeper_plans(T0 + 500);
+    let id = start(&engine, &["one", "two"], Timeouts::default()).await;
+    for turn in 0..2 {
+        let attempt = claim_one(&engine).await;
+        engine.report(completed(&attempt)).await.unwrap();
+        assert!(
+            !sweeper_woken(&engine),
+            "turn {turn}: a 30 s lease is not due before the sweeper's next look"
+        );
+    }
+    let record = engine.execution(id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Completed);
+    // A lease that expires before the planned look does wake it.
+    let timeouts = Timeouts {
+        heartbeat_ms: 100,
+        ..Timeouts::default()
+    };
+    start(&engine, &["short"], timeouts).await;
+    assert!(
+        !sweeper_woken(&engine),
+        "no deadline yet: the task waits unclaimed"
+    );
+    claim_one(&engine).await;
+    assert!(sweeper_woken(&engine), "a lease due at T0 + 100 wakes it");
 }

@@ -415,21 +415,20 @@ impl Engine {
             changed.push(*parent_id);
         }
         let mut wakes = commands::wakes(&transition.tasks);
-        // A task leased as it is inserted brings a lease deadline the sweeper must know of.
-        let mut sets_timer =
-            !transition.timers.is_empty() || commands::leases_task(&transition.tasks);
+        // Timers, schedule deadlines and the lease of a task inserted leased: the sweeper hears
+        // of the earliest, and wakes only if it is earlier than its plan.
+        let deadline = transition.earliest_deadline();
         for child in &transition.children {
             changed.push(child.execution_id);
             wakes.extend(commands::wakes(&child.tasks));
-            sets_timer |= !child.timers.is_empty();
         }
         let outcome = self.committer.commit(transition).await?;
         if outcome == CommitOutcome::Committed {
             for wake in wakes {
                 self.notifier.task_ready(wake);
             }
-            if sets_timer {
-                self.notifier.deadline_added();
+            if let Some(at) = deadline {
+                self.notifier.deadline_added(at);
             }
             for id in changed {
                 self.notifier.execution_changed(id);

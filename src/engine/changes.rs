@@ -48,7 +48,7 @@ impl Engine {
                     // kind claims. (This server's own commits come back here too; their polls
                     // were woken already, so this costs at most one claim per kind.)
                     Some(Change::TaskReady) => self.notifier.task_ready(Wake::Any),
-                    Some(Change::DeadlineAdded) => self.notifier.deadline_added(),
+                    Some(Change::DeadlineAdded(at)) => self.notifier.deadline_written(at),
                     Some(Change::Execution(id)) => self.notifier.execution_changed(id),
                     Some(Change::Missed) => self.notifier.wake_all(),
                     None => break,

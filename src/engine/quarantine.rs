@@ -82,7 +82,8 @@ impl Engine {
             Ok(true) => {
                 tracing::error!(execution = %id, error = %why, "execution quarantined: its stored state cannot be read; failed with corrupt_state");
                 self.notifier.execution_changed(id);
-                self.notifier.deadline_added();
+                // The parent's inbox row (if any) is due now.
+                self.notifier.deadline_added(q.now);
                 EngineError::FailedPrecondition(format!(
                     "execution {id} has a corrupt stored state and was failed with code \
                      {CORRUPT_STATE}"

@@ -45,11 +45,17 @@ impl Sweeper {
 
     /// Sweeps until `shutdown` fires. Errors are logged and retried: a database blip must not
     /// stop timers for good.
+    ///
+    /// Armed before each sweep's reads, it publishes when it will wake before it sleeps, so a
+    /// deadline written meanwhile wakes it only when it is earlier than that (see `notify`).
     pub async fn run(self, shutdown: CancellationToken) {
+        let notifier = self.engine.notifier.clone();
         loop {
-            let sleep = match self.engine.sweep(self.options.batch).await {
+            notifier.sweeper_reading();
+            let next = self.engine.sweep(self.options.batch).await;
+            let now = self.engine.now();
+            let sleep = match next {
                 Ok(next) => {
-                    let now = self.engine.now();
                     let until = next.map(|at| Duration::from_millis((at - now).max(0) as u64));
                     until
                         .unwrap_or(self.options.max_sleep)
@@ -60,10 +66,12 @@ impl Sweeper {
                     self.options.max_sleep
                 }
             };
+            let millis = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
+            notifier.sweeper_plans(crate::domain::after(now, millis));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.engine.notifier.deadline() => {}
+                _ = notifier.deadline() => {}
             }
         }
     }
@@ -72,6 +80,10 @@ impl Sweeper {
 impl Engine {
     /// Fires due timers and applies passed deadlines once; returns the next deadline, or `None`
     /// when some row failed (the caller looks again after its usual pause, not at once).
+    ///
+    /// Run by the sweeper loop after [`Notifier::sweeper_reading`](super::Notifier::sweeper_reading): right
+    /// before it reads the next deadline it drops a pending wake-up, which that read covers (so
+    /// run it from one sweeper per engine).
     ///
     /// Each timer and each expired task is handled on its own: an error on one is logged (once
     /// while it keeps failing, with its id) and the others proceed, so one bad row cannot stop
@@ -102,6 +114,7 @@ impl Engine {
         if failed {
             return Ok(None);
         }
+        self.notifier.sweeper_reads_next_deadline();
         Ok(self.store.next_deadline().await?)
     }
 

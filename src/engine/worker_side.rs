@@ -14,7 +14,7 @@ use crate::domain::{HistoryEvent, Lease, Turn, WorkerPolicy};
 use crate::machine::ActivityPhase;
 use crate::store::{
     ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, StoreError,
-    TaskRecord, WorkerUpsert,
+    TaskRecord, WorkerUpsert, lease_deadline,
 };
 
 fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
@@ -171,7 +171,7 @@ impl Engine {
         for task in &tasks {
             self.notifier.execution_changed(task.execution_id);
         }
-        self.notifier.deadline_added();
+        self.notifier.deadline_written(lease_deadline(&tasks));
         let mut assignments = Vec::with_capacity(tasks.len());
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());

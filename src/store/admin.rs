@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::Millis;
 
 /// Migrations, commit concurrency, row counts and the change feed.
 #[async_trait]
@@ -35,8 +36,9 @@ pub type ChangeFeed = std::pin::Pin<Box<dyn futures::Stream<Item = Change> + Sen
 pub enum Change {
     /// A task became claimable.
     TaskReady,
-    /// A timer or deadline was written.
-    DeadlineAdded,
+    /// A timer or deadline was written, due at the time given (epoch milliseconds; the earliest
+    /// of its transaction), or `None` when the sender did not say.
+    DeadlineAdded(Option<Millis>),
     /// An execution's row, history or output changed.
     Execution(Uuid),
     /// The feed lost its connection: changes may have been missed, so wake everything.

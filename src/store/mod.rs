@@ -45,7 +45,7 @@ pub use runtimes::{RuntimeRecord, RuntimeUpsert, Runtimes};
 pub use stats::{AgentCounts, ExecutionStats, Stats, StatsGroup};
 pub use tasks::{
     ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
-    TaskRecord, TaskStatus,
+    TaskRecord, TaskStatus, lease_deadline,
 };
 pub use timers::{TimerKind, TimerRecord, Timers};
 pub use transition::{

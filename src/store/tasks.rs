@@ -148,6 +148,18 @@ pub struct ClaimRequest {
     pub policy: Option<String>,
 }
 
+/// The earliest deadline of claimed (leased) tasks: a lease expiry or an attempt deadline.
+/// `None` when one has no lease expiry (a claim always writes one) or there are none: then the
+/// caller cannot say when, and wakes the sweeper.
+pub fn lease_deadline(tasks: &[TaskRecord]) -> Option<Millis> {
+    let each = tasks.iter().map(|task| {
+        let expires = task.lease_expires_at?;
+        Some(task.attempt_deadline.map_or(expires, |d| d.min(expires)))
+    });
+    // `None` sorts first, so one unknown deadline makes the whole unknown.
+    each.min().flatten()
+}
+
 impl ClaimRequest {
     /// What a task's `refused_by` (`|fp|fp|...`) contains when this claim's policy refused it;
     /// empty without a policy, which matches no task. It is found with `instr`/`strpos`, not

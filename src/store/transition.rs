@@ -264,3 +264,51 @@ pub enum CommitOutcome {
     /// A `Create` found an execution with the same `request_id`: this one.
     Duplicate(Uuid),
 }
+
+impl Transition {
+    /// The earliest deadline this transition writes (its children's included): a timer's
+    /// `fire_at`, an inbox row's (`now`), a task's schedule deadline, and the lease expiry and
+    /// attempt deadline of a task inserted leased (as `committed.rs` writes them, which caps the
+    /// durations at ten years: a later estimate than the stored value only for deadlines years
+    /// away, which no sweeper's plan reaches). `None` when it writes none. The sweeper is woken
+    /// only when this is earlier than the wake-up it planned.
+    pub fn earliest_deadline(&self) -> Option<Millis> {
+        let timers = self.timers.iter().filter_map(|op| match op {
+            TimerOp::Insert { fire_at, .. } => Some(*fire_at),
+            TimerOp::Inbox { .. } => Some(self.now),
+            TimerOp::Delete { .. } | TimerOp::DeleteAll => None,
+        });
+        let tasks = self
+            .tasks
+            .iter()
+            .flat_map(|op| task_deadlines(op, self.now));
+        let children = self
+            .children
+            .iter()
+            .filter_map(Transition::earliest_deadline);
+        timers.chain(tasks).chain(children).min()
+    }
+}
+
+/// The deadlines one task change writes, at a transition's `now`.
+fn task_deadlines(op: &TaskOp, now: Millis) -> Vec<Millis> {
+    match op {
+        TaskOp::Insert(task) => {
+            let mut at: Vec<Millis> = task.schedule_deadline.into_iter().collect();
+            if task.lease.is_some() {
+                at.push(crate::domain::after(now, task.heartbeat_ms));
+                if task.start_to_close_ms > 0 {
+                    at.push(crate::domain::after(now, task.start_to_close_ms));
+                }
+            }
+            at
+        }
+        TaskOp::Reschedule {
+            schedule_deadline, ..
+        } => schedule_deadline.iter().copied().collect(),
+        TaskOp::Park { .. }
+        | TaskOp::RequestCancel { .. }
+        | TaskOp::Delete { .. }
+        | TaskOp::DeleteAll => Vec::new(),
+    }
+}

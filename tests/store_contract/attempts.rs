@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use cairn::domain::Millis;
-use cairn::store::{NewTask, TaskOp, TimerKind, TimerOp, Transition};
+use cairn::store::{Change, NewTask, TaskOp, TimerKind, TimerOp, Transition};
+use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ crate::on_both_stores!(
     an_activity_keeps_its_checkpoint_from_attempt_to_attempt,
     expired_tasks_are_those_whose_lease_attempt_or_schedule_deadline_passed,
     timers_fall_due_in_fire_order_and_bound_the_next_deadline,
+    a_commit_that_writes_timers_announces_its_earliest_deadline,
 );
 
 async fn an_activity_keeps_its_checkpoint_from_attempt_to_attempt(db: Db) {
@@ -266,4 +268,53 @@ async fn timers_fall_due_in_fire_order_and_bound_the_next_deadline(db: Db) {
         [("middle".to_string(), T0 + 3_000)],
         "another execution's timer stays"
     );
+}
+
+/// PostgreSQL's change feed says when the earliest deadline a group commit wrote is due (one
+/// notification, the minimum), so another server's sweeper wakes only if that is before its
+/// planned look. SQLite has one server and no feed.
+async fn a_commit_that_writes_timers_announces_its_earliest_deadline(db: Db) {
+    let store = db.store().await;
+    let Some(mut feed) = store.changes().await.unwrap() else {
+        assert!(db.url.starts_with("sqlite"), "PostgreSQL has a change feed");
+        return;
+    };
+    let timer = |timer_id: &str, fire_at| TimerOp::Insert {
+        timer_id: timer_id.into(),
+        fire_at,
+        kind: TimerKind::RetryActivity,
+        payload: json!({}),
+    };
+    let group = [
+        Transition {
+            timers: vec![timer("late", T0 + 5_000), timer("early", T0 + 2_000)],
+            ..create(Uuid::now_v7())
+        },
+        Transition {
+            timers: vec![timer("middle", T0 + 3_000)],
+            ..create(Uuid::now_v7())
+        },
+    ];
+    store.commit(&group).await.unwrap();
+    // A third commit, after the group: its notification arrives after the group's.
+    commit_one(
+        &*store,
+        Transition {
+            timers: vec![timer("last", T0 + 9_000)],
+            ..create(Uuid::now_v7())
+        },
+    )
+    .await;
+    let mut deadlines = Vec::new();
+    while deadlines.len() < 2 {
+        // A hang guard, not a time bound: the feed delivers within milliseconds.
+        let change = tokio::time::timeout(std::time::Duration::from_secs(60), feed.next())
+            .await
+            .expect("the feed delivers the commits' notifications")
+            .expect("the feed stays open");
+        if let Change::DeadlineAdded(at) = change {
+            deadlines.push(at);
+        }
+    }
+    assert_eq!(deadlines, [Some(T0 + 2_000), Some(T0 + 9_000)]);
 }

@@ -9,15 +9,21 @@
 //! say which runtime and queue (another server's, through the change feed) wakes one waiter of
 //! each kind. A start may also *reserve* a sleeping waiter and hand it the first task, leased to
 //! it in the start's own transition (eager dispatch), so the poll returns without a claim.
+//!
+//! The sweeper is woken only by a deadline earlier than the wake-up it planned: a new lease's
+//! expiry (tens of seconds away) almost never is, so claims and reports do not make it read.
+//! It is armed before it reads: from then until it publishes its plan every deadline wakes it.
 
 mod polls;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::domain::Millis;
 
 pub use polls::{PollStep, PollWaiter, Reservation, Wake};
 
@@ -27,8 +33,30 @@ pub use polls::{PollStep, PollWaiter, Reservation, Wake};
 pub struct Notifier {
     polls: Mutex<polls::Polls>,
     claims: AtomicU64,
-    timers: Notify,
+    sweeper: SweeperWake,
     watched: Mutex<HashMap<Uuid, Arc<Notify>>>,
+}
+
+/// When the sweeper plans to wake, and the wake-up that cuts its sleep short.
+#[derive(Debug)]
+struct SweeperWake {
+    /// The planned wake-up (epoch milliseconds, the engine's clock); [`NO_PLAN`] while the
+    /// sweeper reads, or before it first planned, so that then every deadline wakes it.
+    planned: AtomicI64,
+    /// Holds a permit when nobody waits, so a wake-up sent before the sweeper sleeps still counts.
+    notify: Notify,
+}
+
+/// "No plan": every deadline is earlier, so every deadline wakes the sweeper.
+const NO_PLAN: Millis = Millis::MAX;
+
+impl Default for SweeperWake {
+    fn default() -> Self {
+        SweeperWake {
+            planned: AtomicI64::new(NO_PLAN),
+            notify: Notify::new(),
+        }
+    }
 }
 
 /// Interest in one execution; dropping it unregisters.
@@ -67,14 +95,56 @@ impl Drop for Watch {
 }
 
 impl Notifier {
-    /// A timer or deadline was written that may be earlier than the sweeper's next wake-up.
-    pub fn deadline_added(&self) {
-        self.timers.notify_one();
+    /// A timer or deadline due `at` was committed (call it after the commit): wakes the sweeper
+    /// if that is earlier than the wake-up it planned. One at or after it wakes nobody: the
+    /// sweeper reads again then, after this commit, and finds it.
+    pub fn deadline_added(&self, at: Millis) {
+        if at < self.sweeper.planned.load(Ordering::SeqCst) {
+            self.sweeper.notify.notify_one();
+        }
     }
 
-    /// Waits for [`Notifier::deadline_added`].
+    /// A deadline was committed whose time the caller does not know: wakes the sweeper.
+    pub fn wake_sweeper(&self) {
+        self.sweeper.notify.notify_one();
+    }
+
+    /// [`Notifier::deadline_added`] when the caller knows when, else [`Notifier::wake_sweeper`].
+    pub fn deadline_written(&self, at: Option<Millis>) {
+        match at {
+            Some(at) => self.deadline_added(at),
+            None => self.wake_sweeper(),
+        }
+    }
+
+    /// The sweeper is about to read due rows and the next deadline. Until it plans again, every
+    /// deadline wakes it (a permit its next wait takes at once), so one committed while it
+    /// reads, which its read may have missed, is not lost.
+    pub fn sweeper_reading(&self) {
+        self.sweeper.planned.store(NO_PLAN, Ordering::SeqCst);
+    }
+
+    /// The sweeper is about to read the next deadline (armed since before its look): a wake-up
+    /// pending now is for a deadline committed before that read, which finds it, so it is
+    /// dropped. (The timers and timeouts a look applies write deadlines of their own; each would
+    /// otherwise cost one more look.) One sent after this stays and wakes the sweeper.
+    pub fn sweeper_reads_next_deadline(&self) {
+        use futures::FutureExt;
+        // A wake-up that arrives between this poll and the drop is passed back by `Notified`'s
+        // drop, as a permit: never lost.
+        let _ = self.sweeper.notify.notified().now_or_never();
+    }
+
+    /// The sweeper read and will sleep until `wake_at` (or a wake-up). A deadline committed
+    /// after its read began either loads this plan and compares, or loads [`NO_PLAN`] and wakes.
+    pub fn sweeper_plans(&self, wake_at: Millis) {
+        self.sweeper.planned.store(wake_at, Ordering::SeqCst);
+    }
+
+    /// Waits for a wake-up of the sweeper ([`Notifier::deadline_added`] with an earlier
+    /// deadline, [`Notifier::wake_sweeper`], [`Notifier::wake_all`]).
     pub async fn deadline(&self) {
-        self.timers.notified().await;
+        self.sweeper.notify.notified().await;
     }
 
     /// An execution's row, history or output changed.
@@ -89,7 +159,7 @@ impl Notifier {
     /// notifications from other servers may have been missed.
     pub fn wake_all(&self) {
         self.wake_all_polls();
-        self.timers.notify_one();
+        self.wake_sweeper();
         let watched = self.watched.lock().expect("the lock is never poisoned");
         for notify in watched.values() {
             notify.notify_waiters();

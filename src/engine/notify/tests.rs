@@ -1,5 +1,6 @@
 //! The long-poll registry on its own: which poll a ready task wakes, and that no wake-up is
-//! lost when a woken poll leaves or a reservation falls through.
+//! lost when a woken poll leaves or a reservation falls through; and when a deadline wakes the
+//! sweeper (only before its planned wake-up, never lost while it reads).
 
 use std::sync::Mutex;
 
@@ -178,4 +179,76 @@ fn a_task_handed_to_a_poll_that_left_comes_back_to_be_released() {
         reservation.hand(Box::new(assignment())),
         Err(Box::new(assignment()))
     );
+}
+
+/// Whether the sweeper's wait would return at once (a wake-up is pending), taking it.
+fn sweeper_woken(notifier: &Notifier) -> bool {
+    use futures::FutureExt;
+    notifier.deadline().now_or_never().is_some()
+}
+
+#[test]
+fn a_deadline_at_or_after_the_sweepers_plan_wakes_nobody() {
+    let notifier = Notifier::default();
+    notifier.sweeper_reading();
+    notifier.sweeper_plans(1_000);
+    notifier.deadline_added(1_000);
+    notifier.deadline_added(30_000);
+    assert!(!sweeper_woken(&notifier));
+}
+
+#[test]
+fn a_deadline_before_the_sweepers_plan_wakes_it() {
+    let notifier = Notifier::default();
+    notifier.sweeper_reading();
+    notifier.sweeper_plans(1_000);
+    notifier.deadline_added(999);
+    assert!(sweeper_woken(&notifier));
+    assert!(!sweeper_woken(&notifier), "one wake-up, taken once");
+}
+
+#[test]
+fn a_deadline_written_while_the_sweeper_reads_is_not_lost() {
+    let notifier = Notifier::default();
+    notifier.sweeper_plans(1_000);
+    // Armed, then reading: the read may miss this deadline, committed after it began.
+    notifier.sweeper_reading();
+    notifier.deadline_added(30_000);
+    // What it read says "nothing before 60 000": it must not sleep through 30 000.
+    notifier.sweeper_plans(60_000);
+    assert!(sweeper_woken(&notifier));
+}
+
+#[test]
+fn before_its_first_plan_and_without_a_time_every_deadline_wakes_the_sweeper() {
+    let notifier = Notifier::default();
+    notifier.deadline_added(Millis::MAX - 1);
+    assert!(sweeper_woken(&notifier), "no plan yet");
+    notifier.sweeper_plans(1_000);
+    notifier.deadline_written(None);
+    assert!(sweeper_woken(&notifier), "when is unknown");
+    notifier.deadline_written(Some(5_000));
+    assert!(!sweeper_woken(&notifier));
+    notifier.wake_all();
+    assert!(
+        sweeper_woken(&notifier),
+        "wake_all wakes it whatever its plan"
+    );
+}
+
+#[test]
+fn a_wake_up_the_sweepers_next_read_covers_is_dropped_and_a_later_one_kept() {
+    let notifier = Notifier::default();
+    notifier.sweeper_reading();
+    // Written while the sweeper applied due timers: its next-deadline read will see it.
+    notifier.deadline_added(2_000);
+    notifier.sweeper_reads_next_deadline();
+    notifier.sweeper_plans(2_000);
+    assert!(!sweeper_woken(&notifier));
+    // Written after that read began: it may be missed, so it wakes.
+    notifier.sweeper_reading();
+    notifier.sweeper_reads_next_deadline();
+    notifier.deadline_added(3_000);
+    notifier.sweeper_plans(10_000);
+    assert!(sweeper_woken(&notifier));
 }

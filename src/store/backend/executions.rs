@@ -264,7 +264,7 @@ macro_rules! sql_executions {
                         };
                         let payload = serde_json::to_value(closed).map_err(|e| corrupt("child close", e))?;
                         insert_inbox(&mut tx, parent_id, &format!("inbox-child-{key}"), &payload, q.now).await?;
-                        notes.deadline_added();
+                        notes.deadline_added(q.now);
                     }
                     $notify(&mut tx, &notes).await?;
                     tx.commit().await?;

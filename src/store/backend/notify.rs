@@ -20,33 +20,54 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
+use crate::domain::Millis;
 use crate::store::{Change, ChangeFeed, StoreError};
 
 /// A task became claimable (payload: empty).
 const TASKS: &str = "cairn_tasks";
-/// A timer or deadline was written (payload: empty).
+/// A timer or deadline was written (payload: the earliest one, epoch milliseconds; an empty
+/// payload, from a server before this one, means "when is unknown").
 const DEADLINES: &str = "cairn_deadlines";
 /// An execution changed (payload: its id).
 const EXECUTIONS: &str = "cairn_executions";
 
-/// The notifications one transaction sends, without duplicates.
+/// The notifications one transaction sends, without duplicates. The deadlines it wrote go out
+/// as one notification, carrying the earliest: a sweeper that plans to wake before it sleeps on.
 #[derive(Debug, Default)]
-pub(crate) struct Notes(BTreeSet<(&'static str, String)>);
+pub(crate) struct Notes {
+    others: BTreeSet<(&'static str, String)>,
+    deadline: Option<Millis>,
+}
 
 impl Notes {
     /// A task became claimable.
     pub(crate) fn task_ready(&mut self) {
-        self.0.insert((TASKS, String::new()));
+        self.others.insert((TASKS, String::new()));
     }
 
-    /// A timer or deadline was written.
-    pub(crate) fn deadline_added(&mut self) {
-        self.0.insert((DEADLINES, String::new()));
+    /// A timer or deadline was written, due `at`; of several, the earliest is sent.
+    pub(crate) fn deadline_added(&mut self, at: Millis) {
+        self.deadline = Some(self.deadline.map_or(at, |known| known.min(at)));
     }
 
     /// An execution's row, history or output changed.
     pub(crate) fn execution(&mut self, id: Uuid) {
-        self.0.insert((EXECUTIONS, id.to_string()));
+        self.others.insert((EXECUTIONS, id.to_string()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.others.is_empty() && self.deadline.is_none()
+    }
+
+    /// The channels and payloads, as two arrays for `UNNEST`.
+    fn columns(&self) -> (Vec<String>, Vec<String>) {
+        let deadline = self.deadline.map(|at| (DEADLINES, at.to_string()));
+        self.others
+            .iter()
+            .cloned()
+            .chain(deadline)
+            .map(|(channel, payload)| (channel.to_string(), payload))
+            .unzip()
     }
 }
 
@@ -55,14 +76,10 @@ pub(crate) async fn send_pg(
     tx: &mut Transaction<'_, Postgres>,
     notes: &Notes,
 ) -> Result<(), StoreError> {
-    if notes.0.is_empty() {
+    if notes.is_empty() {
         return Ok(());
     }
-    let (channels, payloads): (Vec<String>, Vec<String>) = notes
-        .0
-        .iter()
-        .map(|(channel, payload)| (channel.to_string(), payload.clone()))
-        .unzip();
+    let (channels, payloads) = notes.columns();
     sqlx::query("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS n(c, p)")
         .bind(channels)
         .bind(payloads)
@@ -79,14 +96,10 @@ pub(crate) async fn after_pg(
     notes: &Notes,
     statements: &AtomicU64,
 ) {
-    if notes.0.is_empty() {
+    if notes.is_empty() {
         return;
     }
-    let (channels, payloads): (Vec<String>, Vec<String>) = notes
-        .0
-        .iter()
-        .map(|(channel, payload)| (channel.to_string(), payload.clone()))
-        .unzip();
+    let (channels, payloads) = notes.columns();
     statements.fetch_add(1, Ordering::Relaxed);
     let sent = sqlx::query(
         "SELECT set_config('synchronous_commit', 'off', true), pg_notify(c, p) \
@@ -120,7 +133,8 @@ pub(crate) async fn send_sqlite(
 fn parse(channel: &str, payload: &str) -> Option<Change> {
     match channel {
         TASKS => Some(Change::TaskReady),
-        DEADLINES => Some(Change::DeadlineAdded),
+        // Unparseable (or empty, from an older server): when is unknown, so the sweeper wakes.
+        DEADLINES => Some(Change::DeadlineAdded(payload.parse().ok())),
         EXECUTIONS => payload.parse().ok().map(Change::Execution),
         _ => None,
     }
@@ -150,4 +164,31 @@ pub(crate) async fn pg_changes(pool: &PgPool) -> Result<ChangeFeed, StoreError> 
         }
     });
     Ok(Box::pin(feed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_announces_one_deadline_the_earliest() {
+        let mut notes = Notes::default();
+        notes.deadline_added(5_000);
+        notes.deadline_added(2_000);
+        notes.deadline_added(9_000);
+        notes.task_ready();
+        let (channels, payloads) = notes.columns();
+        assert_eq!(channels, [TASKS, DEADLINES]);
+        assert_eq!(payloads, ["", "2000"]);
+    }
+
+    #[test]
+    fn a_deadline_without_a_readable_time_wakes_as_before() {
+        assert_eq!(
+            parse(DEADLINES, "2000"),
+            Some(Change::DeadlineAdded(Some(2_000)))
+        );
+        assert_eq!(parse(DEADLINES, ""), Some(Change::DeadlineAdded(None)));
+        assert_eq!(parse(DEADLINES, "soon"), Some(Change::DeadlineAdded(None)));
+    }
 }

@@ -159,8 +159,12 @@ macro_rules! sql_transition {
                     if t.tasks.iter().any(|op| matches!(op, TaskOp::Reschedule { .. }) || matches!(op, TaskOp::Insert(task) if task.lease.is_none())) {
                         notes.task_ready();
                     }
-                    if !t.timers.is_empty() {
-                        notes.deadline_added();
+                    // Another server's sweeper hears of timers (leases and schedule deadlines it
+                    // finds within its longest sleep); the note says when the earliest is due.
+                    if !t.timers.is_empty()
+                        && let Some(at) = t.earliest_deadline()
+                    {
+                        notes.deadline_added(at);
                     }
                 }
             }
