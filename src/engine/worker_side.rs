@@ -168,9 +168,8 @@ impl Engine {
     /// The assignments of claimed tasks; a task whose turn cannot be read would fail this poll,
     /// and every later one, so its execution is quarantined and the others go out.
     async fn assignments(&self, tasks: Vec<TaskRecord>) -> Vec<Assignment> {
-        for task in &tasks {
-            self.notifier.execution_changed(task.execution_id);
-        }
+        // No execution watcher is woken: a claim adds no output and changes no status a
+        // follower reports (it sends chunks, waits and the close), so waking one cost a read.
         self.notifier.deadline_written(lease_deadline(&tasks));
         let mut assignments = Vec::with_capacity(tasks.len());
         for task in tasks {
