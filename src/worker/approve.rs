@@ -1,10 +1,11 @@
 //! The worker's [`Approver`]: a runtime's ask goes to the server with the attempt's next
 //! progress report (recorded there as `ApprovalRequested`), and the replies to the reports
 //! that follow bring the turn's decisions. An ask whose id already has a decision (made in an
-//! earlier attempt) is answered with the first reply. After `approval_hold` without an answer the
-//! runtime is told to hold.
+//! earlier attempt) is answered with the first reply. After `approval_hold` without an answer,
+//! counted from the reply that acknowledged the ask (so a slow server never makes an attempt hold
+//! an ask whose answer was already recorded), the runtime is told to hold.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub(super) struct WorkerApprover {
     /// Wakes the attempt's loop to send an ask at once.
     pub(super) wake: Notify,
     decisions: watch::Sender<HashMap<String, ApprovalDecision>>,
+    /// The asks a progress reply acknowledged (the server recorded them).
+    delivered: watch::Sender<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +42,7 @@ impl WorkerApprover {
             asks: Mutex::default(),
             wake: Notify::new(),
             decisions: watch::Sender::new(HashMap::new()),
+            delivered: watch::Sender::new(HashSet::new()),
         }
     }
 
@@ -59,12 +63,17 @@ impl WorkerApprover {
         asks.unsent = unsent;
     }
 
-    /// The decisions a progress reply brought.
-    pub(super) fn decided(&self, decisions: Vec<(String, ApprovalDecision)>) {
-        if decisions.is_empty() {
-            return;
+    /// A progress reply: it acknowledged the asks its report carried, and brought decisions.
+    /// The decisions are known before the asks count as delivered, so an ask answered in the
+    /// reply that acknowledges it is never held.
+    pub(super) fn replied(&self, sent: &[Ask], decisions: Vec<(String, ApprovalDecision)>) {
+        if !decisions.is_empty() {
+            self.decisions.send_modify(|known| known.extend(decisions));
         }
-        self.decisions.send_modify(|known| known.extend(decisions));
+        if !sent.is_empty() {
+            self.delivered
+                .send_modify(|ids| ids.extend(sent.iter().map(|a| a.id.clone())));
+        }
     }
 }
 
@@ -72,6 +81,7 @@ impl WorkerApprover {
 impl Approver for WorkerApprover {
     async fn ask(&self, ask: ToolAsk) -> Answer {
         let mut decisions = self.decisions.subscribe();
+        let mut delivered = self.delivered.subscribe();
         {
             let mut asks = self.asks();
             asks.unsent.push(Ask {
@@ -92,14 +102,93 @@ impl Approver for WorkerApprover {
                 }
             }
         };
-        let answer = match tokio::time::timeout(self.hold, answered).await {
-            Ok(ApprovalDecision::Allow { updated_input }) => {
-                Answer::Decided(Decision::Allow { updated_input })
+        // The hold counts from the reply that acknowledged the ask: until then the server may
+        // hold a decision this attempt has not heard of.
+        let held = async {
+            loop {
+                if delivered.borrow_and_update().contains(&ask.id) {
+                    break;
+                }
+                if delivered.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
-            Ok(ApprovalDecision::Deny { message }) => Answer::Decided(Decision::Deny { message }),
-            Err(_) => Answer::Hold,
+            tokio::time::sleep(self.hold).await;
+        };
+        let answer = tokio::select! {
+            biased;
+            decision = answered => match decision {
+                ApprovalDecision::Allow { updated_input } => {
+                    Answer::Decided(Decision::Allow { updated_input })
+                }
+                ApprovalDecision::Deny { message } => Answer::Decided(Decision::Deny { message }),
+            },
+            () = held => Answer::Hold,
         };
         self.asks().waiting -= 1;
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ask(id: &str) -> ToolAsk {
+        ToolAsk {
+            id: id.into(),
+            tool: "Write".into(),
+            input: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ask_is_not_held_before_a_reply_acknowledged_it() {
+        let approver = Arc::new(WorkerApprover::new(Duration::from_millis(20)));
+        let asking = tokio::spawn({
+            let approver = approver.clone();
+            async move { approver.ask(ask("a1")).await }
+        });
+        // The server is slow: its reply comes long after the hold, and brings the decision
+        // recorded in an earlier attempt.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (sent, awaiting) = approver.take();
+        assert!(awaiting);
+        approver.replied(
+            &sent,
+            vec![(
+                "a1".into(),
+                ApprovalDecision::Allow {
+                    updated_input: None,
+                },
+            )],
+        );
+        let answer = asking.await.expect("the ask ends");
+        assert!(
+            matches!(answer, Answer::Decided(Decision::Allow { .. })),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_ask_without_an_answer_is_held() {
+        let approver = Arc::new(WorkerApprover::new(Duration::from_millis(20)));
+        let asking = tokio::spawn({
+            let approver = approver.clone();
+            async move { approver.ask(ask("a2")).await }
+        });
+        tokio::task::yield_now().await;
+        let (sent, _) = loop {
+            let (sent, awaiting) = approver.take();
+            if !sent.is_empty() {
+                break (sent, awaiting);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        approver.replied(&sent, Vec::new());
+        let answer = asking.await.expect("the ask ends");
+        assert!(matches!(answer, Answer::Hold), "{answer:?}");
     }
 }

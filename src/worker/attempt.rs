@@ -309,7 +309,7 @@ impl Running<'_> {
                 if progress.workspace.is_some() {
                     self.workspace_sent = progress.workspace;
                 }
-                self.approver.decided(reply.decisions);
+                self.approver.replied(&progress.asks, reply.decisions);
                 crate::telemetry::metrics::output_sent(
                     batch.chunks.len(),
                     batch
