@@ -44,6 +44,16 @@ pub enum Applied {
     Committed(Vec<HistoryEvent>, Option<Box<Assignment>>),
     /// A start whose `request_id` belonged to this existing execution; nothing was written.
     Duplicate(Uuid),
+    /// A start whose fence no longer holds (the agent it was made from changed); nothing was
+    /// written.
+    Fenced,
+}
+
+/// The error of a start that carried no fence and yet was fenced: a store that broke its contract.
+pub(crate) fn unfenced_start_fenced(id: Uuid) -> EngineError {
+    EngineError::Internal(format!(
+        "the start of execution {id} carried no fence and was refused as fenced"
+    ))
 }
 
 /// Why a transition did not commit.
@@ -133,7 +143,8 @@ impl Engine {
                 Ok(Applied::Committed(events, eager))
             }
             CommitOutcome::Duplicate(existing) => Ok(Applied::Duplicate(existing)),
-            CommitOutcome::Conflict | CommitOutcome::Fenced => Err(EngineError::Internal(format!(
+            CommitOutcome::Fenced => Ok(Applied::Fenced),
+            CommitOutcome::Conflict => Err(EngineError::Internal(format!(
                 "a new execution {id} conflicted with an existing row"
             ))),
         }

@@ -6,6 +6,7 @@
 //! transaction), retrying on a concurrent change. Architecture invariant: one transition, one
 //! transaction.
 
+mod agent_cache;
 mod apply;
 mod approvals;
 mod cache;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{AgentStatus, ExecutionKind, HistoryEvent, RetryPolicy, Timeouts};
+use crate::domain::{ExecutionKind, HistoryEvent, RetryPolicy, Timeouts};
 use crate::machine::{ExecutionState, MachineContext};
 use crate::store::{AgentKey, ExecutionRecord, Fence, NewExecution, Store, StoreError, TaskStatus};
 
@@ -155,6 +156,8 @@ pub struct Engine {
     sweep_failures: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Executions at the version this engine last committed (see `cache.rs`).
     cache: cache::ExecutionCache,
+    /// Agents this engine started executions of (see `agent_cache.rs`).
+    agents: agent_cache::AgentCache,
     /// What the engine has read, for tests and `cairn bench` to see where reads go.
     reads: Reads,
     /// Stored checkpoints: encoding before a write, reading back before a resume.
@@ -182,6 +185,7 @@ pub struct ReadCounts {
 impl Engine {
     /// An engine over `store`. Must be called inside a tokio runtime (it starts the committer).
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, options: EngineOptions) -> Arc<Engine> {
+        let agents = agent_cache::AgentCache::new(options.execution_cache != Some(0));
         let cache = cache::ExecutionCache::new(
             options.execution_cache.unwrap_or(cache::MAX_ENTRIES),
             cache::MAX_BYTES,
@@ -194,6 +198,7 @@ impl Engine {
             workers: WorkerDirectory::default(),
             options,
             sweep_failures: Default::default(),
+            agents,
             cache,
             reads: Reads::default(),
             checkpoints: objects::Checkpoints::default(),
@@ -262,29 +267,7 @@ impl Engine {
         let key = req.agent.clone().ok_or_else(|| {
             EngineError::InvalidArgument("agent is required: give its name or id".into())
         })?;
-        let agent = self
-            .store
-            .get_agent(&req.namespace, &key)
-            .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(match &key {
-                    AgentKey::Id(id) => {
-                        format!("no agent with id {id} in namespace `{}`", req.namespace)
-                    }
-                    AgentKey::Name(name) => {
-                        format!(
-                            "no active agent named `{name}` in namespace `{}`",
-                            req.namespace
-                        )
-                    }
-                })
-            })?;
-        if agent.status != AgentStatus::Active {
-            return Err(EngineError::FailedPrecondition(format!(
-                "agent `{}` is archived; archived agents cannot be started",
-                agent.name
-            )));
-        }
+        let (agent, fence) = self.agent_to_start(&req.namespace, &key).await?;
         let id = Uuid::now_v7();
         let queue = match req.queue.as_str() {
             "" => DEFAULT_QUEUE,
@@ -331,6 +314,7 @@ impl Engine {
         let reserved = self.reserve_poll(&agent.runtime, queue, &runtime_config);
         let plan = apply::Plan {
             inputs: vec![started],
+            fences: fence.into_iter().collect(),
             eager: reserved.as_ref().map(|(_, offer)| offer.clone()),
             ..Default::default()
         };
@@ -345,6 +329,12 @@ impl Engine {
         match applied? {
             Applied::Committed(..) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
+            // The remembered agent changed since: start again from a fresh read (which carries
+            // no fence, so this happens once).
+            Applied::Fenced => {
+                self.agents.forget(&req.namespace, &key);
+                Box::pin(self.start(req)).await
+            }
         }
     }
 

@@ -176,6 +176,7 @@ impl Engine {
                 reused_turns,
             }),
             Applied::Duplicate(existing) => self.existing_retry(existing).await,
+            Applied::Fenced => Err(super::apply::unfenced_start_fenced(id)),
         }
     }
 

@@ -148,6 +148,7 @@ impl Engine {
         match self.apply_new(id, new, plan).await? {
             Applied::Committed(..) => Ok((id, true)),
             Applied::Duplicate(existing) => Ok((existing, false)),
+            Applied::Fenced => Err(super::apply::unfenced_start_fenced(id)),
         }
     }
 }
@@ -263,6 +264,7 @@ impl Engine {
                 created: false,
                 reused_turns: reused_count,
             }),
+            Applied::Fenced => Err(super::apply::unfenced_start_fenced(id)),
         }
     }
 

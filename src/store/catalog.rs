@@ -7,7 +7,7 @@ use super::StoreError;
 use crate::domain::{Agent, Team};
 
 /// How an agent is named in a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AgentKey {
     /// By id.
     Id(Uuid),

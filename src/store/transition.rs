@@ -91,6 +91,14 @@ pub enum Fence {
         /// The timer.
         timer_id: String,
     },
+    /// The agent a start was made from is still active at this version: a start made from an
+    /// agent the engine remembered is refused when the agent changed since, through any server.
+    Agent {
+        /// The agent.
+        agent_id: Uuid,
+        /// Its version the start was made from.
+        version: u64,
+    },
 }
 
 /// An output chunk to append; it gets the execution's next output seq.

@@ -1,8 +1,8 @@
 //! The SQLite and PostgreSQL stores. Both run the same SQL text (`$1..$N` placeholders,
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
-//! rows, history, output, quarantine), `transition.rs` and `committed.rs` (what a group commit
-//! writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
+//! rows, history, output, quarantine), `transition.rs`, `fences.rs` and `committed.rs` (what a group
+//! commit checks and writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
 //! `runtimes.rs` (registrations of external runtimes), `objects.rs` (stored checkpoints: one
 //! insert per write, chains read back), `admin.rs` (migrations, row counts, change feed),
@@ -21,6 +21,8 @@ mod rows;
 mod chunks;
 #[macro_use]
 mod transition;
+#[macro_use]
+mod fences;
 #[macro_use]
 mod committed;
 #[macro_use]
@@ -192,6 +194,7 @@ mod sqlite {
         uuid = ("unhex(", ", '-')"),
         infinity = ("9e999", "-9e999")
     );
+    sql_fences!(lock = "");
     sql_committed!();
     sql_objects!(SqliteStore, octets = "length(CAST(data AS BLOB))");
     sql_executions!(
@@ -242,6 +245,7 @@ mod postgres {
         uuid = ("CAST(", " AS UUID)"),
         infinity = ("Infinity", "-Infinity")
     );
+    sql_fences!(lock = " FOR UPDATE");
     sql_committed!();
     sql_objects!(PgStore, octets = "octet_length(data)");
     sql_executions!(

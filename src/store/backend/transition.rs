@@ -28,17 +28,6 @@ macro_rules! sql_transition {
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
 
-        static READ_TASKS: LazyLock<String> = LazyLock::new(|| sql(concat!(
-            "SELECT execution_id, activity_id, attempt, status, lease_token FROM tasks \
-             WHERE execution_id IN (SELECT {u:id} FROM {rows}) ORDER BY execution_id, activity_id",
-            $lock
-        )));
-        static READ_TIMERS: LazyLock<String> = LazyLock::new(|| sql(concat!(
-            "SELECT execution_id, timer_id FROM timers \
-             WHERE (execution_id, timer_id) IN (SELECT {u:id}, value->>'key' FROM {rows}) \
-             ORDER BY execution_id, timer_id",
-            $lock
-        )));
         static LOCK_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(concat!(
             "SELECT id FROM executions WHERE id IN (SELECT {u:id} FROM {rows}) ORDER BY id",
             $lock
@@ -137,7 +126,7 @@ macro_rules! sql_transition {
 
         /// Whether a transition's fences name task rows.
         fn has_task_fence(t: &Transition) -> bool {
-            t.fences.iter().any(|f| !matches!(f, Fence::Timer { .. }))
+            t.fences.iter().any(|f| matches!(f, Fence::Lease { .. } | Fence::Unclaimed { .. }))
         }
 
         /// Writes a whole group commit inside `tx`: round by round, each a fixed number of
@@ -189,58 +178,8 @@ macro_rules! sql_transition {
                 .collect();
             let top = items.len();
 
-            // Fences: the task rows and timers they name, read (and locked) at once.
-            let task_ids: Vec<Uuid> = {
-                let mut seen = HashSet::new();
-                items
-                    .iter()
-                    .filter(|it| has_task_fence(it.t) || (ROW_LOCKS && touches_tasks(it.t)))
-                    .map(|it| it.t.execution_id)
-                    .filter(|id| seen.insert(*id))
-                    .collect()
-            };
-            let mut tasks: HashMap<(Uuid, String), (i64, String, Option<String>)> = HashMap::new();
-            if !task_ids.is_empty() {
-                let rows = run_rows(tx, statements, READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
-                for row in rows {
-                    tasks.insert(
-                        (row.try_get("execution_id")?, row.try_get("activity_id")?),
-                        (row.try_get("attempt")?, row.try_get("status")?, row.try_get("lease_token")?),
-                    );
-                }
-            }
-            let timer_fences: Vec<plan::KeyRow<'_>> = items
-                .iter()
-                .flat_map(|it| it.t.fences.iter().map(move |f| (it.t.execution_id, f)))
-                .filter_map(|(id, f)| match f {
-                    Fence::Timer { timer_id } => Some(plan::KeyRow { id, key: timer_id }),
-                    _ => None,
-                })
-                .collect();
-            let mut timers: HashSet<(Uuid, String)> = HashSet::new();
-            if !timer_fences.is_empty() {
-                for row in run_rows(tx, statements, READ_TIMERS.as_str(), pack(timer_fences)?).await? {
-                    timers.insert((row.try_get("execution_id")?, row.try_get("timer_id")?));
-                }
-            }
-            let holds = |t: &Transition| {
-                t.fences.iter().all(|f| match f {
-                    Fence::Lease { activity_id, attempt, lease_token } => tasks
-                        .get(&(t.execution_id, activity_id.clone()))
-                        .is_some_and(|(a, status, token)| {
-                            *a == i64::from(*attempt) && status == "leased" && token.as_deref() == Some(lease_token)
-                        }),
-                    Fence::Unclaimed { activity_id, attempt } => tasks
-                        .get(&(t.execution_id, activity_id.clone()))
-                        .is_some_and(|(a, status, _)| *a == i64::from(*attempt) && status == "ready"),
-                    Fence::Timer { timer_id } => timers.contains(&(t.execution_id, timer_id.clone())),
-                })
-            };
-            for it in &mut items {
-                if !holds(it.t) {
-                    it.outcome = Some(CommitOutcome::Fenced);
-                }
-            }
+            // Fences: the task rows, timers and agents they name, read (and locked) at once.
+            check_fences(tx, statements, &mut items).await?;
 
             // Execution rows moved forward by their versions, in one statement.
             let updates: Vec<usize> = (0..top)
