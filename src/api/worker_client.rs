@@ -228,9 +228,13 @@ pub(crate) fn classify(status: Status) -> WorkerApiError {
     match status.code() {
         // The lease is gone (stale report), or the execution moved past the attempt.
         Code::FailedPrecondition | Code::NotFound => WorkerApiError::LeaseLost(message),
+        // `Internal` too: a server that dies mid-call reaches tonic as an HTTP/2 protocol
+        // error, which it reports as `Internal`; refusing for good would fail an attempt that
+        // the next server takes gladly. A server that keeps failing is bounded by the lease.
         Code::Unavailable
         | Code::DeadlineExceeded
         | Code::Unknown
+        | Code::Internal
         | Code::Cancelled
         | Code::Aborted
         | Code::ResourceExhausted => WorkerApiError::Unavailable(message),
@@ -309,6 +313,7 @@ mod tests {
         assert_eq!(kind(Code::NotFound), "fenced");
         assert_eq!(kind(Code::Unavailable), "retry");
         assert_eq!(kind(Code::DeadlineExceeded), "retry");
+        assert_eq!(kind(Code::Internal), "retry");
         assert_eq!(kind(Code::InvalidArgument), "refused");
         assert_eq!(kind(Code::OutOfRange), "refused");
         assert_eq!(kind(Code::Unauthenticated), "refused");
