@@ -11,10 +11,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cairn::clock::ManualClock;
-use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, Report};
+use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, Progress, Report};
 use cairn::domain::{ExecutionStatus, HistoryEvent, Millis, RetryPolicy, Timeouts, Usage};
 use cairn::engine::{Engine, EngineOptions, OutputEvent, StartRequest};
 use cairn::store::AgentKey;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::Db;
+use common::engine::claim_one;
 
 crate::on_both_stores!(
     the_second_transition_of_an_execution_reads_nothing,
@@ -65,25 +65,6 @@ async fn start(engine: &Engine, prompts: &[&str], timeouts: Timeouts) -> Uuid {
         .unwrap();
     assert!(created);
     id
-}
-
-/// Claims the one ready task, as a worker `w` of `echo` would.
-async fn claim_one(engine: &Engine) -> Assignment {
-    let request = PollRequest {
-        worker_id: "w".into(),
-        runtimes: vec!["echo".into()],
-        queue: "default".into(),
-        max_tasks: 8,
-        slots: 8,
-        wait: Duration::ZERO,
-        policy: None,
-    };
-    let mut claimed = engine
-        .poll(&request, &CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1, "one task is ready");
-    claimed.pop().unwrap()
 }
 
 fn completed(attempt: &Assignment) -> Report {

@@ -12,18 +12,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cairn::clock::ManualClock;
-use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, Report};
+use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, Progress, Report};
 use cairn::domain::{Conversation, ExecutionStatus, Millis, Usage};
 use cairn::engine::{Engine, EngineError, EngineOptions, RetryRequest, StartRequest};
 use cairn::store::AgentKey;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::Db;
+use common::engine::claim_one;
 
 crate::on_both_stores!(
     an_execution_timeout_fails_the_execution_when_its_timer_fires,
@@ -58,24 +57,6 @@ async fn start(engine: &Engine, request: StartRequest) -> Uuid {
 
 fn prompts(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("turn {i}")).collect()
-}
-
-async fn claim_one(engine: &Engine) -> Assignment {
-    let request = PollRequest {
-        worker_id: "w".into(),
-        runtimes: vec!["echo".into()],
-        queue: "default".into(),
-        max_tasks: 1,
-        slots: 1,
-        wait: Duration::ZERO,
-        policy: None,
-    };
-    let mut claimed = engine
-        .poll(&request, &CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1, "one task is ready");
-    claimed.pop().unwrap()
 }
 
 fn completed(attempt: &Assignment, chunks: Vec<ChunkIn>) -> Report {

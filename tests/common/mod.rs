@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod db;
+pub mod engine;
 pub mod fleet;
 pub mod postgres;
 pub mod server;
