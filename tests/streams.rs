@@ -217,11 +217,15 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
     ];
     c.create_agent("sized", "echo", json!({ "chunks": texts }))
         .await;
-    let id = c.start_simple("sized", "go").await;
+    let mut request = common::client::start_request("sized", &["go"]);
+    request.labels = [("team".to_string(), "search".to_string())].into();
+    let id = c.start(request).await;
     c.wait_until(&id, "completed", |e| e.status == "COMPLETED")
         .await;
     let id: uuid::Uuid = id.parse().unwrap();
     let store = db.store().await;
+    let row = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!(row.labels.get("team").map(String::as_str), Some("search"));
     let seqs =
         |page: &cairn::store::OutputPage| page.chunks.iter().map(|c| c.seq).collect::<Vec<_>>();
 
@@ -237,6 +241,10 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
         [1, 2],
         "1,000 + 2,000 bytes fit in 3,050, the third does not"
     );
+    assert_eq!(
+        page.execution, None,
+        "a page that leaves chunks to read does not bring the row"
+    );
     let page = store
         .output_page(id, 0, 512, 2_990, false)
         .await
@@ -251,6 +259,14 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
         .unwrap();
     assert_eq!(seqs(&page), [4]);
     assert_eq!(page.chunks[0].data, json!({ "text": texts[3] }));
+    // PostgreSQL's page brings the row at the end of a closed execution's output (a round trip
+    // saved); SQLite's page never does (a read of the row is a call into the process).
+    let at_the_end = (!db.url.starts_with("sqlite:")).then_some(&row);
+    assert_eq!(
+        page.execution.as_deref(),
+        at_the_end,
+        "the page that reaches the end of a closed execution brings its whole row, labels too"
+    );
     let page = store
         .output_page(id, 0, 2, u64::MAX, false)
         .await
@@ -266,6 +282,7 @@ async fn output_pages_are_bounded_by_bytes(db: Db) {
             .unwrap();
         assert!(page.chunks.is_empty());
         assert_eq!(page.output_seq, 4);
+        assert_eq!(page.execution.as_deref(), at_the_end);
     }
     assert!(
         store

@@ -220,12 +220,13 @@ impl ExecutionService for Executions {
         let r = request.into_inner();
         let id = validate::id("id", &r.id)?;
         let after_seq = validate::seq("after_seq", r.after_seq)?;
-        scope.admit(&self.state.engine, id).await?;
         let shutdown = self.state.shutdown.clone();
+        // The follower's first page says which namespace the execution is in: no read of its own.
+        let admits = |namespace: &str| scope.admits(namespace);
         let follower = self
             .state
             .engine
-            .follow_output(id, after_seq, r.include_superseded, shutdown)
+            .follow_output(id, after_seq, r.include_superseded, admits, shutdown)
             .await?;
         Ok(Response::new(Box::pin(output_stream(follower))))
     }

@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use super::cache::{Versioned, state_bytes};
 use super::{Engine, EngineError, commands, limits};
-use crate::contract::Assignment;
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
 use crate::store::{
@@ -41,7 +40,7 @@ pub(crate) type Computed = (Transition, Vec<HistoryEvent>, ExecutionState);
 pub enum Applied {
     /// Written; these events were appended, and this task was leased to the plan's eager
     /// worker.
-    Committed(Vec<HistoryEvent>, Option<Box<Assignment>>),
+    Committed(Vec<HistoryEvent>, Option<Box<commands::Eager>>),
     /// A start whose `request_id` belonged to this existing execution; nothing was written.
     Duplicate(Uuid),
     /// A start whose fence no longer holds (the agent it was made from changed); nothing was
@@ -127,7 +126,7 @@ impl Engine {
         let scope = Scope::of_new(&new);
         let (transition, events, state) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
-        let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
+        let eager = commands::eager_assignment(&transition).map(Box::new);
         let bytes = state_bytes(&transition.row.state);
         match self.commit(transition, &scope).await? {
             CommitOutcome::Committed => {
@@ -222,7 +221,7 @@ impl Engine {
     ) -> Result<Applied, ApplyError> {
         let id = current.id;
         let scope = &current.scope;
-        let eager = commands::eager_assignment(id, &transition.tasks).map(Box::new);
+        let eager = commands::eager_assignment(&transition).map(Box::new);
         let bytes = state_bytes(&transition.row.state);
         let outcome = self.commit(transition, scope).await;
         if !matches!(outcome, Ok(CommitOutcome::Committed)) {

@@ -45,8 +45,8 @@ impl Engine {
                 };
                 match change {
                     // The notification does not say which runtime and queue: one poll of each
-                    // kind claims. (This server's own commits come back here too; their polls
-                    // were woken already, so this costs at most one claim per kind.)
+                    // kind claims. (The store's feed skips this server's own notifications:
+                    // it woke its waiters in-process when it committed.)
                     Some(Change::TaskReady) => self.notifier.task_ready(Wake::Any),
                     Some(Change::DeadlineAdded(at)) => self.notifier.deadline_written(at),
                     Some(Change::Execution(id)) => self.notifier.execution_changed(id),

@@ -237,25 +237,45 @@ pub(crate) fn leases_task(tasks: &[TaskOp]) -> bool {
         .any(|op| matches!(op, TaskOp::Insert(task) if task.lease.is_some()))
 }
 
-/// The assignment of the task the changes insert leased (eager dispatch), as a poll would have
-/// handed it out.
-pub(crate) fn eager_assignment(execution_id: Uuid, tasks: &[TaskOp]) -> Option<Assignment> {
-    tasks.iter().find_map(|op| match op {
+/// A task a transition inserted leased (eager dispatch): its assignment, as a poll would have
+/// handed it out, and what the engine knows of the task without reading it back.
+#[derive(Debug, Clone)]
+pub struct Eager {
+    /// What the worker is handed.
+    pub assignment: Assignment,
+    /// The task as the transition wrote it.
+    pub(crate) task: super::leases::KnownTask,
+}
+
+/// The task `transition` inserts leased (eager dispatch), if it does.
+pub(crate) fn eager_assignment(transition: &crate::store::Transition) -> Option<Eager> {
+    transition.tasks.iter().find_map(|op| match op {
         TaskOp::Insert(task) => {
             let lease = task.lease.as_ref()?;
             // The turn was serialized from a `Turn` by `rows_for` a moment ago.
             let turn: Turn = serde_json::from_value(task.turn.clone()).ok()?;
-            Some(Assignment {
-                lease: Lease {
-                    execution_id,
-                    activity_id: task.activity_id.clone(),
-                    attempt: 1,
-                    lease_token: lease.token.clone(),
+            Some(Eager {
+                assignment: Assignment {
+                    lease: Lease {
+                        execution_id: transition.execution_id,
+                        activity_id: task.activity_id.clone(),
+                        attempt: 1,
+                        lease_token: lease.token.clone(),
+                    },
+                    runtime: task.runtime.clone(),
+                    turn,
+                    checkpoint: task.checkpoint.clone(),
+                    heartbeat_ms: task.heartbeat_ms,
                 },
-                runtime: task.runtime.clone(),
-                turn,
-                checkpoint: task.checkpoint.clone(),
-                heartbeat_ms: task.heartbeat_ms,
+                task: super::leases::KnownTask {
+                    runtime: task.runtime.clone(),
+                    queue: task.queue.clone(),
+                    owner: lease.owner.clone(),
+                    // As the store writes an eager lease: at the transition's time.
+                    leased_at: transition.now,
+                    chunks_sent: 0,
+                    workspace: None,
+                },
             })
         }
         _ => None,

@@ -52,21 +52,24 @@ pub type OutputFollower = mpsc::Receiver<Result<OutputEvent, EngineError>>;
 impl Engine {
     /// Follows the output of `id` after `after_seq` until the execution has closed and every
     /// chunk was handed over, or until `shutdown`. `NotFound` at once when there is no such
-    /// execution.
+    /// execution, or when `admits` refuses its namespace (word for word the same).
     pub async fn follow_output(
         self: &Arc<Self>,
         id: Uuid,
         after_seq: u64,
         include_superseded: bool,
+        admits: impl FnOnce(&str) -> bool,
         shutdown: CancellationToken,
     ) -> Result<OutputFollower, EngineError> {
         // Registered and armed before the first read, so no change after it is missed.
         let changes = self.notifier.watch(id);
         let mut armed = changes.arm();
         armed.as_mut().enable();
-        // The first page is also what says the execution exists: one read, not two.
+        // The first page is also what says the execution exists, and in which namespace: one
+        // read, not two (or three).
         let first = read_page(self, id, after_seq, PAGE_CHUNKS, include_superseded)
             .await?
+            .filter(|page| admits(&page.namespace))
             .ok_or_else(|| EngineError::execution_not_found(id))?;
         let (tx, rx) = mpsc::channel(1);
         let follower = Follower {
@@ -190,15 +193,25 @@ impl Follower {
                 continue;
             }
             // The page and the status come from one snapshot: closed and caught up means done.
+            // Such a page brings the execution's row with it (a read of its own only if not).
             if page.status.is_closed() {
-                let closed = self.engine.execution(self.id).await;
+                let closed = match page.execution {
+                    Some(record) => Ok(*record),
+                    None => self.engine.execution(self.id).await,
+                };
                 let event =
                     closed.map(|record| OutputEvent::Closed(Box::new(self.engine.summary(record))));
                 let _ = self.tx.send(event).await;
                 return;
             }
-            if page.status == crate::domain::ExecutionStatus::Waiting
-                && let Ok(record) = self.engine.execution(self.id).await
+            let waiting = match page.execution {
+                Some(record) => Some(*record),
+                None if page.status == crate::domain::ExecutionStatus::Waiting => {
+                    self.engine.execution(self.id).await.ok()
+                }
+                None => None,
+            };
+            if let Some(record) = waiting
                 && record.status == crate::domain::ExecutionStatus::Waiting
                 && self.waited_at != Some(record.next_seq)
             {

@@ -17,6 +17,7 @@ mod commit;
 mod conversation;
 mod direct_worker;
 mod follow;
+mod leases;
 mod limits;
 mod notify;
 mod objects;
@@ -24,6 +25,7 @@ mod observe;
 mod policy;
 mod quarantine;
 mod replay;
+mod report;
 mod retention;
 mod retry;
 mod runtimes;
@@ -160,6 +162,8 @@ pub struct Engine {
     agents: agent_cache::AgentCache,
     /// What the engine has read, for tests and `cairn bench` to see where reads go.
     reads: Reads,
+    /// The leases this engine granted in its own transitions, until their attempts report.
+    leases: leases::LeaseBook,
     /// Stored checkpoints: encoding before a write, reading back before a resume.
     checkpoints: objects::Checkpoints,
 }
@@ -169,6 +173,7 @@ pub struct Engine {
 struct Reads {
     executions: std::sync::atomic::AtomicU64,
     output_pages: std::sync::atomic::AtomicU64,
+    tasks: std::sync::atomic::AtomicU64,
 }
 
 /// How many reads of each kind an engine has made since it started (see [`Engine::reads`]).
@@ -178,6 +183,8 @@ pub struct ReadCounts {
     pub executions: u64,
     /// Pages of output read by stream followers (`output_page`).
     pub output_pages: u64,
+    /// Task rows read by reports (`get_task_for_report`).
+    pub tasks: u64,
     /// How many executions the transition cache holds now.
     pub cached_executions: usize,
 }
@@ -201,6 +208,7 @@ impl Engine {
             agents,
             cache,
             reads: Reads::default(),
+            leases: leases::LeaseBook::default(),
             checkpoints: objects::Checkpoints::default(),
         })
     }
@@ -211,6 +219,7 @@ impl Engine {
         ReadCounts {
             executions: self.reads.executions.load(Relaxed),
             output_pages: self.reads.output_pages.load(Relaxed),
+            tasks: self.reads.tasks.load(Relaxed),
             cached_executions: self.cache.len(),
         }
     }
@@ -320,7 +329,12 @@ impl Engine {
         };
         let applied = self.apply_new(id, new, plan).await;
         let eager = match &applied {
-            Ok(Applied::Committed(_, eager)) => eager.clone(),
+            Ok(Applied::Committed(_, Some(eager))) => {
+                // Remembered before the hand-over, so the attempt's report finds it.
+                let lease = eager.assignment.lease.clone();
+                self.leases.granted(lease, eager.task.clone());
+                Some(Box::new(eager.assignment.clone()))
+            }
             _ => None,
         };
         if let Some((reservation, _)) = reserved {

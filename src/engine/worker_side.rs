@@ -1,20 +1,18 @@
-//! What workers call: claim tasks, report progress, report how an attempt ended.
+//! What workers call: claim tasks, report progress, hand an attempt back. How an attempt ended is
+//! recorded in `report.rs`.
 
 use tokio_util::sync::CancellationToken;
 
-use super::apply::{Applied, ApplyError, Plan};
-use super::commands::EagerOffer;
-use super::limits::{check_usage, output_limit};
+use super::limits::output_limit;
 use super::notify::{PollStep, Reservation, Wake};
 use super::{Engine, EngineError};
 use crate::contract::{
     ActivityOutcome, Assignment, ChunkIn, PollRequest, Progress, ProgressReply, Release, Report,
 };
-use crate::domain::{HistoryEvent, Lease, Turn, WorkerPolicy};
-use crate::machine::ActivityPhase;
+use crate::domain::{Lease, Turn, WorkerPolicy};
 use crate::store::{
-    ClaimRequest, Fence, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, StoreError,
-    TaskRecord, WorkerUpsert, lease_deadline,
+    ClaimRequest, NewChunk, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskRecord,
+    WorkerUpsert, lease_deadline,
 };
 
 fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
@@ -38,7 +36,7 @@ fn assignment(task: TaskRecord) -> Result<Assignment, EngineError> {
     })
 }
 
-fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
+pub(super) fn tag(lease: &Lease, chunks: Vec<ChunkIn>) -> Vec<NewChunk> {
     chunks
         .into_iter()
         .map(|c| NewChunk {
@@ -174,6 +172,7 @@ impl Engine {
         let mut assignments = Vec::with_capacity(tasks.len());
         for task in tasks {
             let (id, activity) = (task.execution_id, task.activity_id.clone());
+            self.remember_claimed(&task);
             match assignment(task) {
                 Ok(a) => match self.resolved(a).await {
                     Ok(a) => assignments.push(a),
@@ -193,6 +192,29 @@ impl Engine {
             }
         }
         assignments
+    }
+
+    /// Remembers a lease a poll through this engine claimed, so its report reads no task row.
+    fn remember_claimed(&self, task: &TaskRecord) {
+        if let (Some(token), Some(owner), Some(leased_at)) =
+            (&task.lease_token, &task.lease_owner, task.leased_at)
+        {
+            let lease = Lease {
+                execution_id: task.execution_id,
+                activity_id: task.activity_id.clone(),
+                attempt: task.attempt,
+                lease_token: token.clone(),
+            };
+            let known = super::leases::KnownTask {
+                runtime: task.runtime.clone(),
+                queue: task.queue.clone(),
+                owner: owner.clone(),
+                leased_at,
+                chunks_sent: task.chunks_sent,
+                workspace: task.workspace.clone(),
+            };
+            self.leases.granted(lease, known);
+        }
     }
 
     /// What becomes of a task a start leased to a poll that left before returning it: it is
@@ -266,6 +288,7 @@ impl Engine {
         } = progress;
         let lease = &lease;
         let has_chunks = !chunks.is_empty();
+        let named = workspace.clone();
         let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ProgressRecord {
             lease: lease.clone(),
@@ -282,6 +305,7 @@ impl Engine {
             Err(e) => return Err(output_limit(e)),
         };
         self.checkpoints.committed(lease.execution_id, &encoded);
+        self.leases.progressed(lease, has_chunks, named.as_deref());
         if has_chunks {
             self.notifier.execution_changed(lease.execution_id);
             if let Some(parent) = outcome.parent_id {
@@ -305,6 +329,7 @@ impl Engine {
             checkpoint,
         } = release;
         let lease = &lease;
+        self.leases.forget(lease);
         let encoded = self.checkpoints.encode(lease.execution_id, checkpoint);
         let record = ReleaseRecord {
             lease: lease.clone(),
@@ -339,160 +364,6 @@ impl Engine {
                 })
                 .await
                 .map(|_| ()),
-        }
-    }
-
-    /// Records how an attempt ended, with its last output, in one transition. When the report
-    /// accepts it and the transition schedules the execution's next turn, that task is leased to
-    /// the reporting worker in the same transition and returned (eager dispatch): the worker
-    /// runs it without a poll, and nothing else can claim it.
-    pub async fn report(&self, report: Report) -> Result<Option<Assignment>, EngineError> {
-        let Report {
-            lease,
-            first_chunk,
-            chunks,
-            outcome,
-            accept_next,
-            workspace,
-        } = report;
-        let lease = &lease;
-        let (task, output_bytes) = self
-            .store
-            .get_task_for_report(lease.execution_id, &lease.activity_id)
-            .await?
-            .filter(|(t, _)| {
-                t.attempt == lease.attempt
-                    && t.lease_token.as_deref() == Some(lease.lease_token.as_str())
-            })
-            .ok_or_else(|| stale(lease))?;
-        // A report that names no directory (a release that found cancellation) records the one
-        // its progress did.
-        let workspace = workspace.or_else(|| task.workspace.clone());
-        if let ActivityOutcome::Completed { usage, .. } = &outcome {
-            check_usage(usage)?;
-        }
-        if let Some(first) = first_chunk
-            && first > task.chunks_sent
-        {
-            return Err(EngineError::InvalidArgument(
-                StoreError::ChunkGap {
-                    first,
-                    stored: task.chunks_sent,
-                }
-                .to_string(),
-            ));
-        }
-        let now = self.clock.now_ms();
-        // Chunks a progress report already stored (its reply was lost, so the worker sends them
-        // again with its last report) are not stored twice. Only this lease's worker writes
-        // them, and it waits for each reply, so the count cannot move meanwhile.
-        let skip = first_chunk.map_or(0, |first| task.chunks_sent.saturating_sub(first) as usize);
-        let chunks = tag(lease, chunks.into_iter().skip(skip).collect());
-        self.check_report_output(output_bytes, &chunks)?;
-        // The outcome's checkpoint is encoded once, whatever the apply loop recomputes.
-        let encoded = self.checkpoints.encode(
-            lease.execution_id,
-            match &outcome {
-                ActivityOutcome::Completed { checkpoint, .. }
-                | ActivityOutcome::Failed { checkpoint, .. } => checkpoint.clone(),
-                ActivityOutcome::Canceled { .. } => None,
-            },
-        );
-        // Only a completed turn schedules another; the worker serves this task's runtime and
-        // queue, which are those of every task of the execution.
-        let eager = match (&outcome, &task.lease_owner) {
-            (ActivityOutcome::Completed { .. }, Some(owner)) if accept_next => {
-                Some(EagerOffer::new(
-                    owner.clone(),
-                    vec![task.runtime.clone()],
-                    task.queue.clone(),
-                ))
-            }
-            _ => None,
-        };
-        let result = self
-            .apply_with(lease.execution_id, |state| {
-                let crate::machine::ExecutionState::Agent(state) = state else {
-                    return Err(stale(lease));
-                };
-                let open = state.activity.as_ref().is_some_and(|a| {
-                    a.activity_id == lease.activity_id
-                        && a.attempt == lease.attempt
-                        && a.phase == ActivityPhase::Scheduled
-                });
-                if !open {
-                    return Err(stale(lease));
-                }
-                let started = HistoryEvent::ActivityStarted {
-                    activity_id: lease.activity_id.clone(),
-                    attempt: lease.attempt,
-                    worker: task.lease_owner.clone().unwrap_or_default(),
-                    started_at: task.leased_at.unwrap_or(now),
-                    workspace: workspace.clone(),
-                };
-                let (ended, checkpoint) = match &outcome {
-                    ActivityOutcome::Completed { output, usage, .. } => (
-                        HistoryEvent::ActivityCompleted {
-                            activity_id: lease.activity_id.clone(),
-                            attempt: lease.attempt,
-                            output: output.clone(),
-                            usage: *usage,
-                            checkpoint: encoded.value.clone(),
-                        },
-                        None,
-                    ),
-                    ActivityOutcome::Failed {
-                        failure,
-                        retry_after_ms,
-                        ..
-                    } => (
-                        super::approvals::failed_or_held(
-                            state,
-                            lease,
-                            failure,
-                            *retry_after_ms,
-                            now,
-                        ),
-                        encoded.value.clone(),
-                    ),
-                    ActivityOutcome::Canceled { abandoned } => (
-                        HistoryEvent::ActivityCanceled {
-                            activity_id: lease.activity_id.clone(),
-                            attempt: lease.attempt,
-                            abandoned: *abandoned,
-                        },
-                        None,
-                    ),
-                };
-                Ok(Some(Plan {
-                    inputs: vec![started, ended],
-                    fences: vec![Fence::Lease {
-                        activity_id: lease.activity_id.clone(),
-                        attempt: lease.attempt,
-                        lease_token: lease.lease_token.clone(),
-                    }],
-                    chunks: chunks.clone(),
-                    checkpoint,
-                    consume_timer: None,
-                    eager: eager.clone(),
-                    objects: encoded.objects.clone(),
-                }))
-            })
-            .await;
-        match result {
-            Ok(Some(Applied::Committed(_, next))) => {
-                self.checkpoints.committed(lease.execution_id, &encoded);
-                match next {
-                    Some(next) => Ok(Some(self.resolved(*next).await?)),
-                    None => Ok(None),
-                }
-            }
-            Ok(_) => Ok(None),
-            Err(ApplyError::Fenced) => Err(stale(lease)),
-            Err(ApplyError::Conflict) => Err(EngineError::Internal(
-                "conflict escaped the apply loop".into(),
-            )),
-            Err(ApplyError::Engine(e) | ApplyError::Final(e)) => Err(e),
         }
     }
 }

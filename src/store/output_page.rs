@@ -1,16 +1,20 @@
 //! The read that follows an execution's output: the next page of chunks, bounded by count and by
 //! bytes, together with the execution's status and output length, in one statement. A follower
-//! wakes, makes this one read, and knows both what to send and whether more is coming.
+//! wakes, makes this one read, and knows both what to send and whether more is coming — and, when
+//! the execution has closed or waits and nothing more is to come, the whole execution to say so.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreError, StoredChunk};
+use super::{ExecutionRecord, StoreError, StoredChunk};
 use crate::domain::ExecutionStatus;
 
 /// One page of an execution's output and where the execution stands, read together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputPage {
+    /// The execution's namespace (it never changes): a stream's first page is also its
+    /// namespace check.
+    pub namespace: String,
     /// The execution's status when the page was read.
     pub status: ExecutionStatus,
     /// The seq of the execution's last chunk when the page was read (0: none yet).
@@ -18,6 +22,10 @@ pub struct OutputPage {
     /// The chunks after the asked seq, in order: at most the asked count, and no more than the
     /// asked bytes of chunk data except that the first chunk always comes, whatever its size.
     pub chunks: Vec<StoredChunk>,
+    /// The execution's whole row (labels included), from the same snapshot, when the page
+    /// reaches the end of the output (its last chunk, or no chunk after the asked seq) of an
+    /// execution that has closed or waits: what a follower says next, without a read of its own.
+    pub execution: Option<Box<ExecutionRecord>>,
 }
 
 /// Paged reads of output for followers (a trait of its own so the store's other traits stay

@@ -79,6 +79,23 @@ pub enum Fence {
         /// The token handed out with the lease.
         lease_token: String,
     },
+    /// The activity's task row still holds what the engine remembered of it instead of reading
+    /// it: how many chunks its lease has stored and the working directory its progress named;
+    /// and the execution's stored output is at most `output_bytes_at_most` (what the transition's
+    /// chunks leave of the output limit). A report made from a lease the engine handed out itself
+    /// carries it beside `Lease`: a progress through another server since (which would change
+    /// what the report writes), or output that the report would take past the limit, fences it,
+    /// and the engine makes it again from a read (which refuses the latter, naming the limit).
+    TaskAsKnown {
+        /// The activity.
+        activity_id: String,
+        /// The chunks its lease has stored.
+        chunks_sent: u64,
+        /// The working directory its progress named.
+        workspace: Option<String>,
+        /// The most output bytes the execution may have stored.
+        output_bytes_at_most: u64,
+    },
     /// The attempt is still waiting for a worker (for timeouts and cancels of unclaimed tasks).
     Unclaimed {
         /// The activity.

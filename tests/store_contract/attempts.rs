@@ -272,19 +272,33 @@ async fn timers_fall_due_in_fire_order_and_bound_the_next_deadline(db: Db) {
 
 /// PostgreSQL's change feed says when the earliest deadline a group commit wrote is due (one
 /// notification, the minimum), so another server's sweeper wakes only if that is before its
-/// planned look. SQLite has one server and no feed.
+/// planned look; and it skips what the listening server's own connections sent (that server woke
+/// its waiters in-process when it committed). SQLite has one server and no feed.
 async fn a_commit_that_writes_timers_announces_its_earliest_deadline(db: Db) {
     let store = db.store().await;
     let Some(mut feed) = store.changes().await.unwrap() else {
         assert!(db.url.starts_with("sqlite"), "PostgreSQL has a change feed");
         return;
     };
+    // Another server, on the same database.
+    let other = db.store().await;
     let timer = |timer_id: &str, fire_at| TimerOp::Insert {
         timer_id: timer_id.into(),
         fire_at,
         kind: TimerKind::RetryActivity,
         payload: json!({}),
     };
+    // The listening server's own commit: not heard back.
+    commit_one(
+        &*store,
+        Transition {
+            timers: vec![timer("own", T0 + 1_000)],
+            ..create(Uuid::now_v7())
+        },
+    )
+    .await;
+    // Its notifications go out after the commit; let them reach the feed first.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let group = [
         Transition {
             timers: vec![timer("late", T0 + 5_000), timer("early", T0 + 2_000)],
@@ -295,10 +309,10 @@ async fn a_commit_that_writes_timers_announces_its_earliest_deadline(db: Db) {
             ..create(Uuid::now_v7())
         },
     ];
-    store.commit(&group).await.unwrap();
+    other.commit(&group).await.unwrap();
     // A third commit, after the group: its notification arrives after the group's.
     commit_one(
-        &*store,
+        &*other,
         Transition {
             timers: vec![timer("last", T0 + 9_000)],
             ..create(Uuid::now_v7())
@@ -316,5 +330,9 @@ async fn a_commit_that_writes_timers_announces_its_earliest_deadline(db: Db) {
             deadlines.push(at);
         }
     }
-    assert_eq!(deadlines, [Some(T0 + 2_000), Some(T0 + 9_000)]);
+    assert_eq!(
+        deadlines,
+        [Some(T0 + 2_000), Some(T0 + 9_000)],
+        "the other server's two commits, and not the listening server's own (T0 + 1000)"
+    );
 }

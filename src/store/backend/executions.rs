@@ -43,14 +43,12 @@ macro_rules! sql_executions {
                     let mut order: Vec<usize> = (0..transitions.len()).collect();
                     order.sort_by_key(|&i| transitions[i].execution_id);
                     let statements = &*self.statements;
-                    // One connection for the data transaction and the notifications after it.
-                    let mut conn = self.write.acquire().await?;
                     statements.fetch_add(1, Ordering::Relaxed);
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let mut tx = self.write.begin().await?;
                     let (outcomes, notes) = write_batch(&mut tx, statements, transitions, &order).await?;
                     statements.fetch_add(1, Ordering::Relaxed);
                     tx.commit().await?;
-                    $notify_after(&mut conn, &notes, statements).await;
+                    $notify_after(self, notes);
                     Ok(outcomes)
                 }
 

@@ -8,7 +8,8 @@
 macro_rules! sql_fences {
     (lock = $lock:literal) => {
         static READ_TASKS: LazyLock<String> = LazyLock::new(|| sql(concat!(
-            "SELECT execution_id, activity_id, attempt, status, lease_token FROM tasks \
+            "SELECT execution_id, activity_id, attempt, status, lease_token, chunks_sent, workspace, \
+             (SELECT e.output_bytes FROM executions e WHERE e.id = tasks.execution_id) AS output_bytes FROM tasks \
              WHERE execution_id IN (SELECT {u:id} FROM {rows}) ORDER BY execution_id, activity_id",
             $lock
         )));
@@ -24,6 +25,17 @@ macro_rules! sql_fences {
             "SELECT id, version FROM agents WHERE id IN (SELECT {u:id} FROM {rows}) AND status = 'active'",
         ));
 
+        /// What a task fence compares, as the round read it.
+        struct FencedTask {
+            attempt: i64,
+            status: String,
+            lease_token: Option<String>,
+            chunks_sent: i64,
+            workspace: Option<String>,
+            /// The execution's stored output bytes.
+            output_bytes: i64,
+        }
+
         /// Marks `Fenced` the items of a round whose fences no longer hold.
         async fn check_fences(tx: &mut Tx<'_>, statements: &AtomicU64, items: &mut [Item<'_>]) -> Result<(), StoreError> {
             let task_ids: Vec<Uuid> = {
@@ -35,13 +47,20 @@ macro_rules! sql_fences {
                     .filter(|id| seen.insert(*id))
                     .collect()
             };
-            let mut tasks: HashMap<(Uuid, String), (i64, String, Option<String>)> = HashMap::new();
+            let mut tasks: HashMap<(Uuid, String), FencedTask> = HashMap::new();
             if !task_ids.is_empty() {
                 let rows = run_rows(tx, statements, READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
                 for row in rows {
                     tasks.insert(
                         (row.try_get("execution_id")?, row.try_get("activity_id")?),
-                        (row.try_get("attempt")?, row.try_get("status")?, row.try_get("lease_token")?),
+                        FencedTask {
+                            attempt: row.try_get("attempt")?,
+                            status: row.try_get("status")?,
+                            lease_token: row.try_get("lease_token")?,
+                            chunks_sent: row.try_get("chunks_sent")?,
+                            workspace: row.try_get("workspace")?,
+                            output_bytes: row.try_get::<Option<i64>, _>("output_bytes")?.unwrap_or(0),
+                        },
                     );
                 }
             }
@@ -82,12 +101,21 @@ macro_rules! sql_fences {
                 t.fences.iter().all(|f| match f {
                     Fence::Lease { activity_id, attempt, lease_token } => tasks
                         .get(&(t.execution_id, activity_id.clone()))
-                        .is_some_and(|(a, status, token)| {
-                            *a == i64::from(*attempt) && status == "leased" && token.as_deref() == Some(lease_token)
+                        .is_some_and(|task| {
+                            task.attempt == i64::from(*attempt)
+                                && task.status == "leased"
+                                && task.lease_token.as_deref() == Some(lease_token)
+                        }),
+                    Fence::TaskAsKnown { activity_id, chunks_sent, workspace, output_bytes_at_most } => tasks
+                        .get(&(t.execution_id, activity_id.clone()))
+                        .is_some_and(|task| {
+                            u64::try_from(task.chunks_sent).ok() == Some(*chunks_sent)
+                                && task.workspace == *workspace
+                                && u64::try_from(task.output_bytes).is_ok_and(|b| b <= *output_bytes_at_most)
                         }),
                     Fence::Unclaimed { activity_id, attempt } => tasks
                         .get(&(t.execution_id, activity_id.clone()))
-                        .is_some_and(|(a, status, _)| *a == i64::from(*attempt) && status == "ready"),
+                        .is_some_and(|task| task.attempt == i64::from(*attempt) && task.status == "ready"),
                     Fence::Timer { timer_id } => timers.contains(&(t.execution_id, timer_id.clone())),
                     Fence::Agent { agent_id, version } => {
                         agents.get(agent_id).is_some_and(|v| u64::try_from(*v).ok() == Some(*version))

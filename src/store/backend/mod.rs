@@ -47,8 +47,9 @@ mod metrics;
 mod stats;
 #[macro_use]
 mod retention;
-mod notify;
+#[macro_use]
 mod output_page;
+mod notify;
 mod plan;
 
 use std::str::FromStr;
@@ -104,8 +105,13 @@ pub struct SqliteStore {
 pub struct PgStore {
     write: PgPool,
     read: PgPool,
-    /// Statements the commit path has sent (BEGIN, COMMIT and notifications included).
+    /// Statements the commit path has sent (BEGIN and COMMIT included; notifications go out
+    /// after it, through `outbox`).
     statements: Arc<AtomicU64>,
+    /// Sends the change notifications of committed group commits.
+    outbox: notify::Outbox,
+    /// The backends of this store's connections, whose notifications its change feed skips.
+    own: notify::OwnBackends,
 }
 
 impl SqliteStore {
@@ -147,15 +153,29 @@ impl PgStore {
         if durability == Durability::Relaxed {
             options = options.options([("synchronous_commit", "off")]);
         }
+        let own = notify::OwnBackends::default();
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            // Connections are kept (the pool is small), so the backends the change feed knows
+            // as this store's own stay its own.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .after_connect({
+                let own = own.clone();
+                move |conn, _| {
+                    let own = own.clone();
+                    Box::pin(async move { own.add(conn).await })
+                }
+            })
             .connect_with(options)
             .await?;
         Ok(PgStore {
+            outbox: notify::Outbox::start(pool.clone()),
             write: pool.clone(),
             read: pool,
             statements: Arc::default(),
+            own,
         })
     }
 }
@@ -178,7 +198,9 @@ async fn no_changes(_store: &SqliteStore) -> Result<Option<ChangeFeed>, StoreErr
 
 /// PostgreSQL's change feed: `LISTEN` on a connection of its own.
 async fn pg_changes(store: &PgStore) -> Result<Option<ChangeFeed>, StoreError> {
-    Ok(Some(notify::pg_changes(&store.write).await?))
+    Ok(Some(
+        notify::pg_changes(&store.write, store.own.clone()).await?,
+    ))
 }
 
 /// The SQLite store's queries: every concern's macro, expanded with SQLite's dialect (no row
@@ -197,6 +219,13 @@ mod sqlite {
     sql_fences!(lock = "");
     sql_committed!();
     sql_objects!(SqliteStore, octets = "length(CAST(data AS BLOB))");
+    // SQLite keeps `data` as TEXT; its length in bytes is that of the same value as a BLOB. The
+    // narrow page: a follower's read of the row is a call into this process, cheaper than
+    // the wide page's columns on every page.
+    sql_output_reads!(
+        SqliteStore,
+        query = narrow_page_query!("length(CAST(data AS BLOB))")
+    );
     sql_executions!(
         SqliteStore,
         lock = "",
@@ -248,6 +277,12 @@ mod postgres {
     sql_fences!(lock = " FOR UPDATE");
     sql_committed!();
     sql_objects!(PgStore, octets = "octet_length(data)");
+    // PostgreSQL keeps `data` as JSONB; the size that matters is that of the JSON text sent on.
+    // The wide page: the row at the end of the output saves a follower a round trip.
+    sql_output_reads!(
+        PgStore,
+        query = wide_page_query!("octet_length(data::text)", "jsonb_object_agg")
+    );
     sql_executions!(
         PgStore,
         lock = " FOR UPDATE",

@@ -101,19 +101,33 @@ macro_rules! sql_tasks {
                     // The attempt a claim starts resumes from the task's checkpoint, so it emits
                     // again what an earlier lease of the task emitted after that checkpoint.
                     if !tasks.is_empty() {
-                        let tokens: Vec<&str> = tasks.iter().filter_map(|t| t.lease_token.as_deref()).collect();
-                        let superseded = sqlx::query(concat!(
-                            "UPDATE output_chunks SET superseded = TRUE WHERE execution_id IN \
-                             (SELECT execution_id FROM tasks WHERE lease_token IN (", $json_texts_open, "$1", $json_texts_close, ")) \
-                             AND superseded = FALSE AND source_id IS NULL AND reused_from IS NULL \
-                             AND EXISTS (SELECT 1 FROM tasks t WHERE t.execution_id = output_chunks.execution_id \
-                             AND t.activity_id = output_chunks.activity_id AND output_chunks.seq > t.checkpoint_seq \
-                             AND t.lease_token IN (", $json_texts_open, "$1", $json_texts_close, ")) \
-                             RETURNING execution_id, activity_id"
-                        ))
-                        .bind(Json(&tokens))
-                        .fetch_all(&mut *tx)
-                        .await?;
+                        // The claimed tasks by key (an index lookup each, however many dead
+                        // rows a busy tasks table holds), joined to their chunks after the
+                        // checkpoint through the chunks' primary key.
+                        let mut superseded = Vec::new();
+                        for batch in tasks.chunks(rows_per_statement(2)) {
+                            let mut query = QueryBuilder::<Db>::new(
+                                "UPDATE output_chunks SET superseded = TRUE FROM tasks t \
+                                 WHERE (t.execution_id, t.activity_id) IN (",
+                            );
+                            for (i, task) in batch.iter().enumerate() {
+                                query
+                                    .push(if i == 0 { "(" } else { ", (" })
+                                    .push_bind(task.execution_id)
+                                    .push(", ")
+                                    .push_bind(task.activity_id.clone())
+                                    .push(")");
+                            }
+                            query.push(
+                                ") AND output_chunks.execution_id = t.execution_id \
+                                 AND output_chunks.activity_id = t.activity_id \
+                                 AND output_chunks.seq > t.checkpoint_seq \
+                                 AND output_chunks.superseded = FALSE AND output_chunks.source_id IS NULL \
+                                 AND output_chunks.reused_from IS NULL \
+                                 RETURNING output_chunks.execution_id, output_chunks.activity_id",
+                            );
+                            superseded.extend(query.build().fetch_all(&mut *tx).await?);
+                        }
                         // A team's output holds a copy of each of its children's chunks, written
                         // in the child's order: the last k copies of a child's activity are the k
                         // chunks just marked, so the team's stream reads the text once as well.

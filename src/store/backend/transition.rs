@@ -126,7 +126,9 @@ macro_rules! sql_transition {
 
         /// Whether a transition's fences name task rows.
         fn has_task_fence(t: &Transition) -> bool {
-            t.fences.iter().any(|f| matches!(f, Fence::Lease { .. } | Fence::Unclaimed { .. }))
+            t.fences.iter().any(|f| {
+                matches!(f, Fence::Lease { .. } | Fence::TaskAsKnown { .. } | Fence::Unclaimed { .. })
+            })
         }
 
         /// Writes a whole group commit inside `tx`: round by round, each a fixed number of
