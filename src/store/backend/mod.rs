@@ -11,7 +11,7 @@
 //! trees and the objects only they referred to), with the shared columns and row decoders in
 //! `rows.rs` and the paged output read in `output_page.rs`. The dialects differ in row locks
 //! (`FOR UPDATE [SKIP LOCKED]` in PostgreSQL, where SQLite has its single writer instead), in how
-//! a statement reads the rows of a JSON array parameter (`json_each` / `jsonb_array_elements`)
+//! a statement reads the rows of a JSON array parameter (`jsonb_each` / `jsonb_array_elements`)
 //! and spells a UUID, in how many commits may run at once, in the change feed (PostgreSQL
 //! `LISTEN`/`NOTIFY`) and in the column types of the migrations.
 
@@ -210,9 +210,11 @@ mod sqlite {
 
     sql_rows!(sqlx::Sqlite, row_locks = false);
     sql_chunks!();
+    // `jsonb_each`: each row's object is handed to `->>` as JSONB, not printed back to JSON text
+    // and parsed again for every field a statement reads (which `json_each` did).
     sql_transition!(
         lock = "",
-        rows = "json_each($1)",
+        rows = "jsonb_each($1)",
         uuid = ("unhex(", ", '-')"),
         infinity = ("9e999", "-9e999")
     );
