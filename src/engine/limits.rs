@@ -13,9 +13,12 @@
 //! not counted again, each child is held to the limit itself). Progress and releases check it
 //! inside their write (the row's update returns the new total, and a total over the limit rolls
 //! the transaction back). A report's chunks, written by a group commit, are checked before the
-//! write against the stored total: only the attempt holding the execution's lease writes its
-//! output, and it sends its progress and report one after the other, so nothing can slip in
-//! between the check and the write.
+//! write against the stored total read with its task: only the attempt holding the execution's
+//! lease writes its output, and it sends its progress and report one after the other, so nothing
+//! can slip in between the check and the write. A report made from a remembered lease (no read,
+//! see `leases.rs`) leaves the check to its commit: `Fence::TaskAsKnown` holds the stored total
+//! to what its chunks leave of the limit, and a report fenced by it is made again from a read,
+//! which refuses it here.
 
 use super::EngineError;
 use crate::domain::{HistoryEvent, Usage};
