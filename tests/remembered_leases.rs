@@ -28,12 +28,18 @@ crate::on_both_stores!(
     a_report_of_a_lease_this_engine_granted_reads_no_task_row,
     a_progress_through_another_server_fences_the_remembered_report,
     a_batch_after_a_progress_through_another_server_is_not_refused_as_a_gap,
+    a_remembered_report_past_the_output_limit_is_refused_from_a_read,
 );
 
 const T0: Millis = 1_800_000_000_000;
 
 async fn engine_on(db: &Db, clock: &Arc<ManualClock>) -> Arc<Engine> {
     Engine::new(db.store().await, clock.clone(), EngineOptions::default())
+}
+
+/// A chunk of exactly `bytes` toward the output limit (`text` and `{"text":""}` are 15).
+fn chunk_of(bytes: usize) -> String {
+    "x".repeat(bytes - 15)
 }
 
 async fn setup(db: &Db) -> Arc<ManualClock> {
@@ -227,4 +233,48 @@ async fn a_batch_after_a_progress_through_another_server_is_not_refused_as_a_gap
         a.execution(id).await.unwrap().status,
         ExecutionStatus::Completed
     );
+}
+
+/// The output limit of a report made from memory is its commit's fence: one over the limit is
+/// fenced, made again from a read, and refused naming the limit, with nothing written; one up to
+/// the limit exactly is taken without a read.
+async fn a_remembered_report_past_the_output_limit_is_refused_from_a_read(db: Db) {
+    let clock = setup(&db).await;
+    let options = EngineOptions {
+        max_output_bytes: Some(100),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(db.store().await, clock.clone(), options);
+    start(&engine, &["one"]).await;
+    let attempt = claim_one(&engine).await;
+    let rows = db.row_counts().await;
+    let reads = engine.reads().tasks;
+    let over = chunk_of(101);
+    match engine
+        .report(completed(&attempt, 0, &[over.as_str()]))
+        .await
+    {
+        Err(cairn::engine::EngineError::InvalidArgument(message)) => {
+            assert!(message.contains("--max-output-bytes"), "{message}");
+            assert!(message.contains("101 bytes"), "{message}");
+        }
+        other => panic!("output over the limit is refused: {other:?}"),
+    }
+    assert_eq!(db.row_counts().await, rows, "a refusal writes nothing");
+    assert_eq!(
+        engine.reads().tasks,
+        reads + 1,
+        "fenced, then refused from a read"
+    );
+
+    let id = start(&engine, &["two"]).await;
+    let attempt = claim_one(&engine).await;
+    let reads = engine.reads().tasks;
+    let exact = chunk_of(100);
+    engine
+        .report(completed(&attempt, 0, &[exact.as_str()]))
+        .await
+        .expect("up to the limit exactly is taken");
+    assert_eq!(engine.reads().tasks, reads, "taken from memory");
+    assert_eq!(engine.store().output_bytes(id).await.unwrap(), 100);
 }
