@@ -17,15 +17,15 @@ use cairn::api::pb;
 use cairn::clock::{Clock, SystemClock};
 use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Report};
 use cairn::domain::{ExecutionStatus, HistoryEvent, Usage};
-use cairn::engine::{DirectWorkerApi, Engine, EngineOptions, StartRequest};
+use cairn::engine::{DirectWorkerApi, Engine, EngineOptions};
 use cairn::runtime::{RuntimeRegistry, RuntimeSettings};
-use cairn::store::AgentKey;
 use cairn::worker::{Worker, WorkerOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::client::{fast_retries, kinds, lease_of, poll_one, start_request};
+use common::engine::start_echo;
 use common::fleet::{Proc, wait_for_workers};
 use common::{Db, TestClient};
 
@@ -46,20 +46,6 @@ async fn engine(db: &Db) -> Arc<Engine> {
     let now = SystemClock.now_ms();
     common::db::insert_echo_agent(&*store, "e", now).await;
     Engine::new(store, Arc::new(SystemClock), EngineOptions::default())
-}
-
-async fn start(engine: &Engine, prompts: &[&str]) -> Uuid {
-    let (id, created) = engine
-        .start(StartRequest {
-            namespace: "default".into(),
-            agent: Some(AgentKey::Name("e".into())),
-            prompts: prompts.iter().map(|p| p.to_string()).collect(),
-            ..StartRequest::default()
-        })
-        .await
-        .unwrap();
-    assert!(created);
-    id
 }
 
 /// Waits (at most 60 s) until `check` holds; for states that other tasks reach.
@@ -146,7 +132,7 @@ async fn a_ten_turn_execution_runs_turns_two_to_ten_without_a_poll_in_process(db
     })
     .await;
 
-    let id = start(&engine, &PROMPTS).await;
+    let id = start_echo(&engine, &PROMPTS).await;
     assert_eq!(closed(&engine, id).await, ExecutionStatus::Completed);
     // The poll that took turn 1 and the one the worker sent next, both sleeping now.
     wait_for("the worker's next poll to sleep", || {
@@ -375,7 +361,7 @@ async fn a_ready_task_wakes_one_of_many_idle_polls_and_a_start_hands_its_task_to
     let engine = engine(&db).await;
     let notifier = engine.notifier().clone();
     // Turn 1 is claimed by a worker that will not take turn 2.
-    let id = start(&engine, &["1", "2"]).await;
+    let id = start_echo(&engine, &["1", "2"]).await;
     let mut first = engine
         .poll(
             &poll_request("first", Duration::ZERO),
@@ -420,7 +406,7 @@ async fn a_ready_task_wakes_one_of_many_idle_polls_and_a_start_hands_its_task_to
 
     // A start with polls sleeping leases its first task to one of them: no claim at all.
     let claims = notifier.claim_attempts();
-    let second = start(&engine, &["1"]).await;
+    let second = start_echo(&engine, &["1"]).await;
     let (got, _, rest) = futures::future::select_all(polls).await;
     let got = got.unwrap();
     assert_eq!(got.len(), 1);

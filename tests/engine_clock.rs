@@ -9,20 +9,19 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cairn::clock::{Clock, ManualClock};
-use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Progress, Report};
+use cairn::contract::{ActivityOutcome, Assignment, Progress, Report};
 use cairn::domain::{
     ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy, TimeoutKind, Timeouts, Usage,
 };
 use cairn::engine::{Engine, EngineOptions, StartRequest};
 use cairn::store::AgentKey;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::Db;
+use common::engine::{claim, claim_one};
 
 crate::on_both_stores!(
     a_heartbeat_timeout_fires_exactly_when_the_lease_expires_and_is_retried_from_the_checkpoint,
@@ -67,29 +66,6 @@ async fn start(engine: &Engine, timeouts: Timeouts, retry: RetryPolicy) -> Uuid 
         .unwrap();
     assert!(created);
     id
-}
-
-/// Claims what is ready for a worker `w` of `echo`, without waiting.
-async fn claim(engine: &Engine) -> Vec<Assignment> {
-    let request = PollRequest {
-        worker_id: "w".into(),
-        runtimes: vec!["echo".into()],
-        queue: "default".into(),
-        max_tasks: 8,
-        slots: 8,
-        wait: Duration::ZERO,
-        policy: None,
-    };
-    engine
-        .poll(&request, &CancellationToken::new())
-        .await
-        .unwrap()
-}
-
-async fn claim_one(engine: &Engine) -> Assignment {
-    let mut claimed = claim(engine).await;
-    assert_eq!(claimed.len(), 1, "one task is ready");
-    claimed.pop().unwrap()
 }
 
 async fn history(engine: &Engine, id: Uuid) -> Vec<HistoryEvent> {

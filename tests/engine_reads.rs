@@ -10,19 +10,16 @@
 )]
 mod common;
 
-use std::sync::Arc;
-
-use cairn::clock::ManualClock;
 use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, Progress, Report};
-use cairn::domain::{ExecutionStatus, HistoryEvent, Millis, RetryPolicy, Timeouts, Usage};
-use cairn::engine::{Engine, EngineOptions, OutputEvent, StartRequest};
+use cairn::domain::{ExecutionStatus, HistoryEvent, RetryPolicy, Timeouts, Usage};
+use cairn::engine::{Engine, OutputEvent, StartRequest};
 use cairn::store::AgentKey;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::Db;
-use common::engine::claim_one;
+use common::engine::{T0, claim_one, echo_agent_at_t0, engine_on};
 
 crate::on_both_stores!(
     the_second_transition_of_an_execution_reads_nothing,
@@ -31,19 +28,6 @@ crate::on_both_stores!(
     wakes_during_a_slow_send_coalesce_into_one_read,
     claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines,
 );
-
-const T0: Millis = 1_800_000_000_000;
-
-/// An engine on its own connection to `db` (as a server of its own would have), on `clock`.
-async fn engine_on(db: &Db, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    Engine::new(db.store().await, clock.clone(), EngineOptions::default())
-}
-
-/// A manual clock at [`T0`] and an `echo` agent `e` in `db`.
-async fn setup(db: &Db) -> Arc<ManualClock> {
-    common::db::insert_echo_agent(&*db.store().await, "e", T0).await;
-    ManualClock::new(T0)
-}
 
 async fn start(engine: &Engine, prompts: &[&str], timeouts: Timeouts) -> Uuid {
     let (id, created) = engine
@@ -88,7 +72,7 @@ fn kinds(events: &[HistoryEvent]) -> Vec<&'static str> {
 }
 
 async fn the_second_transition_of_an_execution_reads_nothing(db: Db) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let engine = engine_on(&db, &clock).await;
     let id = start(&engine, &["one", "two", "three"], Timeouts::default()).await;
     assert_eq!(engine.reads().cached_executions, 1, "the start is cached");
@@ -119,7 +103,7 @@ async fn the_second_transition_of_an_execution_reads_nothing(db: Db) {
 async fn a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_the_newer_row(
     db: Db,
 ) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let a = engine_on(&db, &clock).await;
     let b = engine_on(&db, &clock).await;
     let id = start(&a, &["one", "two"], Timeouts::default()).await;
@@ -157,7 +141,7 @@ async fn a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_th
 }
 
 async fn what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read(db: Db) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let a = engine_on(&db, &clock).await;
     let b = engine_on(&db, &clock).await;
     let timeouts = Timeouts {
@@ -186,7 +170,7 @@ async fn what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read(db
 
 async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
     const N: usize = 20;
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let engine = engine_on(&db, &clock).await;
     let id = start(&engine, &["one"], Timeouts::default()).await;
     let attempt = claim_one(&engine).await;
@@ -284,7 +268,7 @@ fn sweeper_woken(engine: &Engine) -> bool {
 }
 
 async fn claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines(db: Db) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let engine = engine_on(&db, &clock).await;
     // What a sweeper with the default longest sleep (500 ms) publishes before it sleeps.
     engine.notifier().sweeper_reading();

@@ -13,16 +13,14 @@ mod common;
 
 use std::sync::Arc;
 
-use cairn::clock::ManualClock;
 use cairn::contract::{ActivityOutcome, Assignment, ChunkIn, Progress, Report};
 use cairn::domain::{ExecutionStatus, HistoryEvent, Millis, Usage};
-use cairn::engine::{Engine, EngineOptions, StartRequest};
-use cairn::store::AgentKey;
+use cairn::engine::{Engine, EngineOptions};
 use serde_json::json;
 use uuid::Uuid;
 
 use common::Db;
-use common::engine::claim_one;
+use common::engine::{T0, claim_one, echo_agent_at_t0, engine_on, start_echo};
 
 crate::on_both_stores!(
     a_report_of_a_lease_this_engine_granted_reads_no_task_row,
@@ -31,34 +29,9 @@ crate::on_both_stores!(
     a_remembered_report_past_the_output_limit_is_refused_from_a_read,
 );
 
-const T0: Millis = 1_800_000_000_000;
-
-async fn engine_on(db: &Db, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    Engine::new(db.store().await, clock.clone(), EngineOptions::default())
-}
-
 /// A chunk of exactly `bytes` toward the output limit (`text` and `{"text":""}` are 15).
 fn chunk_of(bytes: usize) -> String {
     "x".repeat(bytes - 15)
-}
-
-async fn setup(db: &Db) -> Arc<ManualClock> {
-    common::db::insert_echo_agent(&*db.store().await, "e", T0).await;
-    ManualClock::new(T0)
-}
-
-async fn start(engine: &Engine, prompts: &[&str]) -> Uuid {
-    let (id, created) = engine
-        .start(StartRequest {
-            namespace: "default".into(),
-            agent: Some(AgentKey::Name("e".into())),
-            prompts: prompts.iter().map(|p| p.to_string()).collect(),
-            ..StartRequest::default()
-        })
-        .await
-        .unwrap();
-    assert!(created);
-    id
 }
 
 fn text(s: &str) -> ChunkIn {
@@ -118,9 +91,9 @@ async fn starts(engine: &Engine, id: Uuid) -> Vec<(String, String, Millis, Optio
 }
 
 async fn a_report_of_a_lease_this_engine_granted_reads_no_task_row(db: Db) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let engine = engine_on(&db, &clock).await;
-    let id = start(&engine, &["one", "two", "three"]).await;
+    let id = start_echo(&engine, &["one", "two", "three"]).await;
     // Turn 1 is claimed by a poll through this engine; turns 2 and 3 are leased by its own
     // transitions (eager dispatch). No report reads a task row.
     let first = claim_one(&engine).await;
@@ -153,25 +126,25 @@ async fn a_report_of_a_lease_this_engine_granted_reads_no_task_row(db: Db) {
     assert!(engine.replay(id).await.unwrap().verdict.is_ok());
 }
 
-/// Turn 2 of a two-turn execution, leased eagerly by `a` to worker `w` after turn 1's report.
-async fn second_turn_on(a: &Engine, id: Uuid) -> Assignment {
-    let first = claim_one(a).await;
+/// A two-turn execution on engine `a` whose turn 2 was leased eagerly to worker `w` after turn
+/// 1's report, and then stored chunks `x` and `y` (and its directory) through engine `b`, as a
+/// worker that failed over to another server would. Returns `a`, the execution and turn 2.
+async fn turn_two_progressed_through_another_server(db: &Db) -> (Arc<Engine>, Uuid, Assignment) {
+    let clock = echo_agent_at_t0(db).await;
+    let a = engine_on(db, &clock).await;
+    let b = engine_on(db, &clock).await;
+    let id = start_echo(&a, &["one", "two"]).await;
+    let first = claim_one(&a).await;
     let second = a
         .report(completed(&first, 0, &["one"]))
         .await
         .unwrap()
         .expect("turn 2 is leased to the reporting worker");
     assert_eq!(second.lease.execution_id, id);
-    second
-}
-
-/// Stores `chunks` of turn 2 (and its directory) through `b`, as a worker that failed over to
-/// another server would.
-async fn progress_through(b: &Engine, attempt: &Assignment, chunks: &[&str]) {
     b.progress(Progress {
-        lease: attempt.lease.clone(),
+        lease: second.lease.clone(),
         first_chunk: Some(0),
-        chunks: chunks.iter().map(|c| text(c)).collect(),
+        chunks: vec![text("x"), text("y")],
         checkpoint: None,
         workspace: Some("/work/turn-2".into()),
         asks: Vec::new(),
@@ -179,15 +152,11 @@ async fn progress_through(b: &Engine, attempt: &Assignment, chunks: &[&str]) {
     })
     .await
     .unwrap();
+    (a, id, second)
 }
 
 async fn a_progress_through_another_server_fences_the_remembered_report(db: Db) {
-    let clock = setup(&db).await;
-    let a = engine_on(&db, &clock).await;
-    let b = engine_on(&db, &clock).await;
-    let id = start(&a, &["one", "two"]).await;
-    let second = second_turn_on(&a, id).await;
-    progress_through(&b, &second, &["x", "y"]).await;
+    let (a, id, second) = turn_two_progressed_through_another_server(&db).await;
     // The worker did not hear back from b, so it sends x and y again with its last chunk, to a.
     // a remembers no chunks stored: made from memory, it would store x and y twice.
     let reads = a.reads().tasks;
@@ -218,12 +187,7 @@ async fn a_progress_through_another_server_fences_the_remembered_report(db: Db) 
 }
 
 async fn a_batch_after_a_progress_through_another_server_is_not_refused_as_a_gap(db: Db) {
-    let clock = setup(&db).await;
-    let a = engine_on(&db, &clock).await;
-    let b = engine_on(&db, &clock).await;
-    let id = start(&a, &["one", "two"]).await;
-    let second = second_turn_on(&a, id).await;
-    progress_through(&b, &second, &["x", "y"]).await;
+    let (a, id, second) = turn_two_progressed_through_another_server(&db).await;
     // The worker heard back from b: its last batch starts at chunk 2, which a never saw stored.
     a.report(completed(&second, 2, &["z"]))
         .await
@@ -239,13 +203,13 @@ async fn a_batch_after_a_progress_through_another_server_is_not_refused_as_a_gap
 /// fenced, made again from a read, and refused naming the limit, with nothing written; one up to
 /// the limit exactly is taken without a read.
 async fn a_remembered_report_past_the_output_limit_is_refused_from_a_read(db: Db) {
-    let clock = setup(&db).await;
+    let clock = echo_agent_at_t0(&db).await;
     let options = EngineOptions {
         max_output_bytes: Some(100),
         ..EngineOptions::default()
     };
     let engine = Engine::new(db.store().await, clock.clone(), options);
-    start(&engine, &["one"]).await;
+    start_echo(&engine, &["one"]).await;
     let attempt = claim_one(&engine).await;
     let rows = db.row_counts().await;
     let reads = engine.reads().tasks;
@@ -267,7 +231,7 @@ async fn a_remembered_report_past_the_output_limit_is_refused_from_a_read(db: Db
         "fenced, then refused from a read"
     );
 
-    let id = start(&engine, &["two"]).await;
+    let id = start_echo(&engine, &["two"]).await;
     let attempt = claim_one(&engine).await;
     let reads = engine.reads().tasks;
     let exact = chunk_of(100);

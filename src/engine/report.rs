@@ -29,7 +29,7 @@ struct TaskFacts {
 }
 
 impl TaskFacts {
-    fn read(task: TaskRecord, output_bytes: u64) -> TaskFacts {
+    fn from_read(task: TaskRecord, output_bytes: u64) -> TaskFacts {
         TaskFacts {
             runtime: task.runtime,
             queue: task.queue,
@@ -41,7 +41,7 @@ impl TaskFacts {
         }
     }
 
-    fn remembered(task: KnownTask) -> TaskFacts {
+    fn from_memory(task: KnownTask) -> TaskFacts {
         TaskFacts {
             runtime: task.runtime,
             queue: task.queue,
@@ -51,6 +51,11 @@ impl TaskFacts {
             workspace: task.workspace,
             output_bytes: None,
         }
+    }
+
+    /// Made from memory, not read: the commit's fence checks it.
+    fn is_remembered(&self) -> bool {
+        self.output_bytes.is_none()
     }
 }
 
@@ -69,7 +74,7 @@ impl Engine {
         let lease = &report.lease;
         if let Some(known) = self.leases.take(lease)
             && let Ok(made) = self
-                .report_from(&report, TaskFacts::remembered(known))
+                .report_from(&report, TaskFacts::from_memory(known))
                 .await
         {
             return made;
@@ -87,7 +92,7 @@ impl Engine {
             })
             .ok_or_else(|| stale(lease))?;
         match self
-            .report_from(&report, TaskFacts::read(task, output_bytes))
+            .report_from(&report, TaskFacts::from_read(task, output_bytes))
             .await
         {
             Ok(made) => made,
@@ -107,7 +112,7 @@ impl Engine {
         if let Some(first) = report.first_chunk
             && first > task.chunks_sent
         {
-            if task.output_bytes.is_none() {
+            if task.is_remembered() {
                 return Err(OutOfDate); // its progress went through another server
             }
             return Ok(Err(EngineError::InvalidArgument(
@@ -255,7 +260,7 @@ impl Engine {
                 }
             }
             Ok(_) => Ok(None),
-            Err(ApplyError::Fenced) if output_bytes_at_most.is_some() => return Err(OutOfDate),
+            Err(ApplyError::Fenced) if task.is_remembered() => return Err(OutOfDate),
             Err(ApplyError::Fenced) => Err(stale(lease)),
             Err(ApplyError::Conflict) => Err(EngineError::Internal(
                 "conflict escaped the apply loop".into(),

@@ -144,13 +144,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_ask_is_not_held_before_a_reply_acknowledged_it() {
+    /// An approver holding asks 20 ms after their acknowledgement, and an ask `id` under way.
+    fn asking(id: &str) -> (Arc<WorkerApprover>, tokio::task::JoinHandle<Answer>) {
         let approver = Arc::new(WorkerApprover::new(Duration::from_millis(20)));
         let asking = tokio::spawn({
             let approver = approver.clone();
-            async move { approver.ask(ask("a1")).await }
+            let ask = ask(id);
+            async move { approver.ask(ask).await }
         });
+        (approver, asking)
+    }
+
+    #[tokio::test]
+    async fn an_ask_is_not_held_before_a_reply_acknowledged_it() {
+        let (approver, asking) = asking("a1");
         // The server is slow: its reply comes long after the hold, and brings the decision
         // recorded in an earlier attempt.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -174,11 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_acknowledged_ask_without_an_answer_is_held() {
-        let approver = Arc::new(WorkerApprover::new(Duration::from_millis(20)));
-        let asking = tokio::spawn({
-            let approver = approver.clone();
-            async move { approver.ask(ask("a2")).await }
-        });
+        let (approver, asking) = asking("a2");
         tokio::task::yield_now().await;
         let (sent, _) = loop {
             let (sent, awaiting) = approver.take();

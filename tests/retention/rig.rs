@@ -3,10 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cairn::clock::ManualClock;
-use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Report};
+use cairn::contract::{ActivityOutcome, Assignment, Report};
 use cairn::domain::{
     Agent, AgentStatus, ExecutionStatus, Failure, HistoryEvent, Millis, TeamStrategy, Timeouts,
     Usage,
@@ -15,7 +14,6 @@ use cairn::engine::catalog::{MemberRef, TeamDefinition};
 use cairn::engine::{Engine, EngineOptions, StartRequest};
 use cairn::store::{AgentKey, Store};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::common::Db;
@@ -150,20 +148,7 @@ impl Rig {
                     return a;
                 }
             }
-            let request = PollRequest {
-                worker_id: "w".into(),
-                runtimes: vec!["echo".into()],
-                queue: "default".into(),
-                max_tasks: 8,
-                slots: 8,
-                wait: Duration::ZERO,
-                policy: None,
-            };
-            let more = self
-                .engine
-                .poll(&request, &CancellationToken::new())
-                .await
-                .unwrap();
+            let more = crate::common::engine::claim(&self.engine).await;
             self.claimed.lock().unwrap().extend(more);
             self.deliver().await;
         }

@@ -288,37 +288,22 @@ async fn a_commit_that_writes_timers_announces_its_earliest_deadline(db: Db) {
         kind: TimerKind::RetryActivity,
         payload: json!({}),
     };
+    // A new execution's transition that writes `timers`.
+    let with_timers = |timers| Transition {
+        timers,
+        ..create(Uuid::now_v7())
+    };
     // The listening server's own commit: not heard back.
-    commit_one(
-        &*store,
-        Transition {
-            timers: vec![timer("own", T0 + 1_000)],
-            ..create(Uuid::now_v7())
-        },
-    )
-    .await;
+    commit_one(&*store, with_timers(vec![timer("own", T0 + 1_000)])).await;
     // Its notifications go out after the commit; let them reach the feed first.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let group = [
-        Transition {
-            timers: vec![timer("late", T0 + 5_000), timer("early", T0 + 2_000)],
-            ..create(Uuid::now_v7())
-        },
-        Transition {
-            timers: vec![timer("middle", T0 + 3_000)],
-            ..create(Uuid::now_v7())
-        },
+        with_timers(vec![timer("late", T0 + 5_000), timer("early", T0 + 2_000)]),
+        with_timers(vec![timer("middle", T0 + 3_000)]),
     ];
     other.commit(&group).await.unwrap();
     // A third commit, after the group: its notification arrives after the group's.
-    commit_one(
-        &*other,
-        Transition {
-            timers: vec![timer("last", T0 + 9_000)],
-            ..create(Uuid::now_v7())
-        },
-    )
-    .await;
+    commit_one(&*other, with_timers(vec![timer("last", T0 + 9_000)])).await;
     let mut deadlines = Vec::new();
     while deadlines.len() < 2 {
         // A hang guard, not a time bound: the feed delivers within milliseconds.
