@@ -1,8 +1,10 @@
 //! What the engine reads, in-process on a manual clock (a real store, no network): a transition
 //! of an execution this engine committed last reads nothing; a cached state another engine has
 //! moved past is caught by the commit's version check, read again, and never written over; and
-//! an output follower coalesces the wake-ups that arrive while its reader is slow; and claims
-//! and reports do not wake (and so make read) a sweeper that already plans to wake sooner.
+//! an output follower coalesces the wake-ups that arrive while its reader is slow, and takes what
+//! a commit on its own server made of the row instead of reading it (unless that commit does not
+//! continue what it saw); and claims and reports do not wake (and so make read) a sweeper that
+//! already plans to wake sooner.
 
 #[allow(
     unused_imports,
@@ -26,6 +28,8 @@ crate::on_both_stores!(
     a_stale_cached_state_conflicts_and_is_read_again_without_overwriting_the_newer_row,
     what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read,
     wakes_during_a_slow_send_coalesce_into_one_read,
+    a_follower_takes_its_own_servers_commits_without_reading,
+    a_commit_that_does_not_continue_what_a_follower_saw_is_read,
     claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines,
 );
 
@@ -64,6 +68,34 @@ fn completed(attempt: &Assignment) -> Report {
         // These tests count reads of the queue path; eager dispatch has its own tests.
         accept_next: false,
         workspace: None,
+    }
+}
+
+/// `attempt` completed, with `texts` as its last output.
+fn completed_with(attempt: &Assignment, texts: &[&str]) -> Report {
+    Report {
+        chunks: texts
+            .iter()
+            .map(|t| ChunkIn {
+                kind: "text".into(),
+                data: json!({ "text": t }),
+            })
+            .collect(),
+        ..completed(attempt)
+    }
+}
+
+/// The next event of `follower`: the chunks' texts, or `None` for `Closed` (with its view).
+async fn next_texts(
+    follower: &mut cairn::engine::OutputFollower,
+) -> Result<Vec<String>, Box<cairn::engine::ExecutionView>> {
+    match follower.recv().await.unwrap().unwrap() {
+        OutputEvent::Chunks(chunks) => Ok(chunks
+            .iter()
+            .map(|c| c.data["text"].as_str().unwrap().to_string())
+            .collect()),
+        OutputEvent::Closed(view) => Err(view),
+        other => panic!("unexpected {other:?}"),
     }
 }
 
@@ -228,10 +260,9 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
         (1..=(N as u64 + 2)).collect::<Vec<_>>(),
         "every chunk once, in order"
     );
-    // Closing wakes it once more; the page it reads then says the execution closed. The report
-    // reads no row (cached); on PostgreSQL that page also brings the row the last event
-    // describes (a round trip saved), while on SQLite, where a read is a call into this process,
-    // the follower reads it.
+    // Closing wakes it once more. The report is committed by this engine, which hands the
+    // follower what it made of the row (closed, with the whole row): no row read on either
+    // store, and no page (`a_follower_takes_its_own_servers_commits_without_reading`).
     let rows_read = engine.reads().executions;
     engine.report(completed(&attempt)).await.unwrap();
     loop {
@@ -245,19 +276,18 @@ async fn wakes_during_a_slow_send_coalesce_into_one_read(db: Db) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let follower_reads = u64::from(db.url.starts_with("sqlite"));
     assert_eq!(
         engine.reads().executions,
-        rows_read + follower_reads,
-        "the report reads no row, and the follower reads one only on SQLite"
+        rows_read,
+        "the report reads no row, nor does the follower"
     );
     let after = engine.reads().output_pages - reads;
-    // The page blocked on the reader, at most one for all N wakes that came while it waited,
-    // and the one after the close: N notifications cost at most one read of their own.
+    // The page of everything written while it waited, and at most one coalesced wake-up: N
+    // notifications cost at most one read of their own.
     assert!(
-        (2..=3).contains(&after),
-        "{N} notifications during one slow send: {after} reads, expected the page, at most one \
-         coalesced wake-up and the close"
+        (1..=2).contains(&after),
+        "{N} notifications during one slow send: {after} reads, expected the page and at most \
+         one coalesced wake-up"
     );
 }
 
@@ -296,4 +326,97 @@ async fn claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadli
     );
     claim_one(&engine).await;
     assert!(sweeper_woken(&engine), "a lease due at T0 + 100 wakes it");
+}
+
+async fn a_follower_takes_its_own_servers_commits_without_reading(db: Db) {
+    let clock = echo_agent_at_t0(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one", "two"], Timeouts::default()).await;
+    let mut follower = engine
+        .follow_output(id, 0, false, |_| true, CancellationToken::new())
+        .await
+        .unwrap();
+    let (pages, rows) = (engine.reads().output_pages, engine.reads().executions);
+    let first = claim_one(&engine).await;
+    engine
+        .report(completed_with(&first, &["a", "b"]))
+        .await
+        .unwrap();
+    let mut handed = chunks_of(follower.recv().await.unwrap().unwrap());
+    let second = claim_one(&engine).await;
+    engine
+        .report(completed_with(&second, &["c"]))
+        .await
+        .unwrap();
+    handed.extend(chunks_of(follower.recv().await.unwrap().unwrap()));
+    let Ok(OutputEvent::Closed(closed)) = follower.recv().await.unwrap() else {
+        panic!("the execution closed");
+    };
+    assert_eq!(
+        (engine.reads().output_pages, engine.reads().executions),
+        (pages, rows),
+        "after its first page, the follower read neither a page nor the row"
+    );
+    // What it was handed is what a read finds: the closed row, and the chunks as stored.
+    assert_eq!(closed.record.status, ExecutionStatus::Completed);
+    assert_eq!(*closed, engine.summary(engine.execution(id).await.unwrap()));
+    let mut fresh = engine
+        .follow_output(id, 0, false, |_| true, CancellationToken::new())
+        .await
+        .unwrap();
+    let read = chunks_of(fresh.recv().await.unwrap().unwrap());
+    assert_eq!(handed.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(handed, read);
+}
+
+/// The chunks of a follower's event.
+fn chunks_of(event: OutputEvent) -> Vec<cairn::store::StoredChunk> {
+    match event {
+        OutputEvent::Chunks(chunks) => chunks,
+        other => panic!("chunks expected, got {other:?}"),
+    }
+}
+
+async fn a_commit_that_does_not_continue_what_a_follower_saw_is_read(db: Db) {
+    let clock = echo_agent_at_t0(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one"], Timeouts::default()).await;
+    let attempt = claim_one(&engine).await;
+    let mut follower = engine
+        .follow_output(id, 0, false, |_| true, CancellationToken::new())
+        .await
+        .unwrap();
+    // A progress (which hands no tail) and then the report, while the follower waits: the
+    // report's tail starts after the progress's chunk, which the follower has not seen.
+    engine
+        .progress(Progress {
+            lease: attempt.lease.clone(),
+            first_chunk: Some(0),
+            chunks: vec![ChunkIn {
+                kind: "text".into(),
+                data: json!({ "text": "p" }),
+            }],
+            checkpoint: None,
+            workspace: None,
+            asks: Vec::new(),
+            awaiting: false,
+        })
+        .await
+        .unwrap();
+    let report = Report {
+        first_chunk: Some(1),
+        ..completed_with(&attempt, &["r"])
+    };
+    engine.report(report).await.unwrap();
+    let mut texts = Vec::new();
+    loop {
+        match next_texts(&mut follower).await {
+            Ok(chunk_texts) => texts.extend(chunk_texts),
+            Err(closed) => {
+                assert_eq!(closed.record.status, ExecutionStatus::Completed);
+                break;
+            }
+        }
+    }
+    assert_eq!(texts, ["p", "r"], "every chunk once, in order");
 }

@@ -432,13 +432,41 @@ impl Engine {
             changed.push(child.execution_id);
             wakes.extend(commands::wakes(&child.tasks));
         }
-        let outcome = self.committer.commit(transition).await?;
+        // Followers on this server take what an update made of the row from the commit itself.
+        let id = transition.execution_id;
+        let tail = match transition.row_write {
+            RowWrite::Update { expected_next_seq } if self.notifier.is_watched(id) => {
+                let next_seq = expected_next_seq + transition.events.len() as u64;
+                Some((expected_next_seq, next_seq, transition.stored_chunks()))
+            }
+            _ => None,
+        };
+        let (outcome, after) = self.committer.commit(transition, tail.is_some()).await?;
         if outcome == CommitOutcome::Committed {
             for wake in wakes {
                 self.notifier.task_ready(wake);
             }
             if let Some(at) = deadline {
                 self.notifier.deadline_added(at);
+            }
+            let mut changed = changed.into_iter();
+            if let (Some((expected, next_seq, mut chunks)), Some(after)) = (tail, after) {
+                changed.next(); // this execution's own
+                let first = after.output_seq + 1 - chunks.len() as u64;
+                for (i, chunk) in chunks.iter_mut().enumerate() {
+                    chunk.seq = first + i as u64;
+                }
+                let page = crate::store::OutputPage {
+                    namespace: scope.namespace.clone(),
+                    status: after.status,
+                    next_seq,
+                    output_seq: after.output_seq,
+                    chunks,
+                    execution: after.record,
+                };
+                let before = (expected, first - 1);
+                self.notifier
+                    .execution_committed(id, super::notify::Tail { before, page });
             }
             for id in changed {
                 self.notifier.execution_changed(id);

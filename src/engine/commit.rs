@@ -10,14 +10,21 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::EngineError;
-use crate::store::{CommitOutcome, Store, Transition};
+use crate::store::{CommitOutcome, RowAfter, Store, Transition};
 
 /// The most transitions one commit takes.
 const MAX_BATCH: usize = 256;
 
+/// What a committed transition's caller learns: its outcome and, for an update, what it made of
+/// the row (see [`RowAfter`]).
+pub(crate) type Outcome = (CommitOutcome, Option<RowAfter>);
+
 struct Request {
     transition: Transition,
-    reply: oneshot::Sender<Result<CommitOutcome, EngineError>>,
+    /// Whether followers on this server watch the execution (they take the whole row if it
+    /// closes or waits).
+    watched: bool,
+    reply: oneshot::Sender<Result<Outcome, EngineError>>,
 }
 
 /// A handle to the committer task.
@@ -38,16 +45,21 @@ impl Committer {
     pub(crate) async fn commit(
         &self,
         transition: Transition,
-    ) -> Result<CommitOutcome, EngineError> {
+        watched: bool,
+    ) -> Result<Outcome, EngineError> {
         let observed = super::observe::Observed::of(&transition);
         let (reply, outcome) = oneshot::channel();
         self.requests
-            .send(Request { transition, reply })
+            .send(Request {
+                transition,
+                watched,
+                reply,
+            })
             .map_err(|_| EngineError::Internal("the committer has stopped".into()))?;
         let outcome = outcome
             .await
             .map_err(|_| EngineError::Internal("the committer dropped a transition".into()))?;
-        if let Ok(CommitOutcome::Committed) = &outcome {
+        if let Ok((CommitOutcome::Committed, _)) = &outcome {
             observed.record();
         }
         outcome
@@ -79,11 +91,15 @@ async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
     let started = std::time::Instant::now();
     let size = requests.len();
     {
-        let (transitions, replies): (Vec<Transition>, Vec<_>) = requests
-            .into_iter()
-            .map(|r| (r.transition, r.reply))
-            .unzip();
-        match store.commit(&transitions).await {
+        let mut transitions = Vec::with_capacity(size);
+        let mut watched = Vec::with_capacity(size);
+        let mut replies = Vec::with_capacity(size);
+        for r in requests {
+            transitions.push(r.transition);
+            watched.push(r.watched);
+            replies.push(r.reply);
+        }
+        match store.commit_watched(&transitions, &watched).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -92,8 +108,10 @@ async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
             // One bad transition must not fail the others: commit them one by one.
             Err(e) if transitions.len() > 1 => {
                 tracing::warn!(error = %e, size = transitions.len(), "group commit failed; committing one by one");
-                for (transition, reply) in transitions.iter().zip(replies) {
-                    let outcome = store.commit(std::slice::from_ref(transition)).await;
+                for ((transition, watched), reply) in transitions.iter().zip(watched).zip(replies) {
+                    let outcome = store
+                        .commit_watched(std::slice::from_ref(transition), &[watched])
+                        .await;
                     let _ = reply.send(outcome.map_err(EngineError::from).and_then(|mut o| {
                         o.pop().ok_or_else(|| {
                             EngineError::Internal("the store returned no outcome".into())

@@ -1,5 +1,12 @@
 //! Following an execution's output: live, in pages bounded by count and bytes, with
-//! back-pressure, one store read per wake-up.
+//! back-pressure, at most one store read per wake-up.
+//!
+//! A wake-up from a commit made on this server needs no read at all when the follower saw the
+//! row just as that commit found it (its version and output length): the commit hands over what
+//! it made of the row — status, the chunks it appended, and the whole row if the execution closed
+//! or waits — as the page the follower would have read (`notify::Tail`). Any other wake-up
+//! (another server's commit, a progress report, a tail that does not continue what the follower
+//! saw) reads.
 //!
 //! Memory per follower is bounded by about two pages: the next page is read only once the
 //! reader has taken the previous one (a channel of one page, reserved before the read), so a
@@ -81,6 +88,7 @@ impl Engine {
             tx,
             shutdown,
             waited_at: None,
+            known: None,
             first: Some((first, armed)),
         };
         tokio::spawn(follower.run());
@@ -103,6 +111,9 @@ struct Follower {
     shutdown: CancellationToken,
     /// The history length of the last `Waiting` sent, so each wait is announced once.
     waited_at: Option<u64>,
+    /// The row's version and output length in the last page taken, once every chunk up to
+    /// there was sent: a commit's tail that starts there continues it exactly.
+    known: Option<(u64, u64)>,
 }
 
 /// One page of `id` after `after`, counted in the engine's reads.
@@ -124,6 +135,14 @@ async fn read_page(
 }
 
 impl Follower {
+    /// The page the last commit on this server made, if it continues exactly what this follower
+    /// saw last and fits a page of `limit` chunks (a report's chunks are within a page's bytes).
+    fn tail_page(&self, limit: u32) -> Option<OutputPage> {
+        let tail = self.changes.tail()?;
+        (Some(tail.before) == self.known && tail.page.chunks.len() <= limit as usize)
+            .then(|| tail.page.clone())
+    }
+
     async fn run(mut self) {
         // The count asked for adapts to the chunks' sizes: after a page cut short by bytes, ask
         // for about twice what fitted, so the store sizes few chunks it will not return.
@@ -149,16 +168,19 @@ impl Follower {
             };
             let read = match first {
                 Some(page) => Ok(Some(page)),
-                None => {
-                    read_page(
-                        &self.engine,
-                        self.id,
-                        self.after,
-                        limit,
-                        self.include_superseded,
-                    )
-                    .await
-                }
+                None => match self.tail_page(limit) {
+                    Some(page) => Ok(Some(page)),
+                    None => {
+                        read_page(
+                            &self.engine,
+                            self.id,
+                            self.after,
+                            limit,
+                            self.include_superseded,
+                        )
+                        .await
+                    }
+                },
             };
             let page = match read {
                 Ok(Some(page)) => page,
@@ -172,6 +194,7 @@ impl Follower {
                     return;
                 }
             };
+            let seen = (page.next_seq, page.output_seq);
             let caught_up = match page.chunks.last() {
                 Some(last) => {
                     let got = page.chunks.len() as u32;
@@ -189,6 +212,8 @@ impl Follower {
                     true
                 }
             };
+            // Only a follower that sent everything up to there is continued by a tail.
+            self.known = caught_up.then_some(seen);
             if !caught_up {
                 continue;
             }

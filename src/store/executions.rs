@@ -16,7 +16,19 @@ pub trait Executions: Send + Sync {
     /// Writes transitions; each gets its own outcome, in the order given. Transitions of one
     /// execution apply in their order; those of different executions are independent. See the
     /// module comment of [`crate::store`].
-    async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError>;
+    async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+        let watched = vec![false; transitions.len()];
+        let outcomes = self.commit_watched(transitions, &watched).await?;
+        Ok(outcomes.into_iter().map(|(outcome, _)| outcome).collect())
+    }
+    /// [`Executions::commit`], also saying what each committed update made of its execution's
+    /// row ([`RowAfter`]), for the followers on the committing server: with the whole row when
+    /// `watched[i]` and the row closed or waits, so that their last event needs no read.
+    async fn commit_watched(
+        &self,
+        transitions: &[Transition],
+        watched: &[bool],
+    ) -> Result<Vec<(CommitOutcome, Option<RowAfter>)>, StoreError>;
     /// One execution row.
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
     /// The bytes of output stored for an execution (see `chunk_bytes`); 0 when there is none.
@@ -54,6 +66,19 @@ pub trait Executions: Send + Sync {
     /// (so polls and sweeps never meet it again) and tells its parent, if any, that it closed.
     /// False when the execution is missing or already closed (nothing is written).
     async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError>;
+}
+
+/// What a committed update made of its execution's row, as the commit's own statement returned
+/// it: the followers on the committing server take it instead of reading a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowAfter {
+    /// The row's status after the commit.
+    pub status: ExecutionStatus,
+    /// The seq of the execution's last chunk after the commit.
+    pub output_seq: u64,
+    /// The whole row (labels included) when the commit was asked for it and the execution
+    /// closed or waits.
+    pub record: Option<Box<ExecutionRecord>>,
 }
 
 /// A stored execution row.

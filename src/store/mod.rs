@@ -35,7 +35,7 @@ pub use admin::{Admin, Change, ChangeFeed};
 pub use backend::{Durability, PgStore, SqliteStore, open};
 pub use catalog::{AgentKey, Catalog};
 pub use executions::{
-    ExecutionFilter, ExecutionRecord, Executions, Quarantine, StoredChunk, StoredEvent,
+    ExecutionFilter, ExecutionRecord, Executions, Quarantine, RowAfter, StoredChunk, StoredEvent,
 };
 pub use metrics::{Gauges, TasksWaiting};
 pub use objects::{NewObject, Objects, StoredObject};

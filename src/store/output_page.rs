@@ -17,6 +17,8 @@ pub struct OutputPage {
     pub namespace: String,
     /// The execution's status when the page was read.
     pub status: ExecutionStatus,
+    /// The row's version (`next_seq`) when the page was read.
+    pub next_seq: u64,
     /// The seq of the execution's last chunk when the page was read (0: none yet).
     pub output_seq: u64,
     /// The chunks after the asked seq, in order: at most the asked count, and no more than the

@@ -291,6 +291,27 @@ pub enum CommitOutcome {
 }
 
 impl Transition {
+    /// The chunks this transition appends, as they are stored once committed, their seqs left
+    /// 0 (the commit's [`super::RowAfter`] says where the output ends).
+    pub fn stored_chunks(&self) -> Vec<super::StoredChunk> {
+        self.chunks
+            .iter()
+            .map(|chunk| super::StoredChunk {
+                execution_id: self.execution_id,
+                seq: 0,
+                activity_id: chunk.activity_id.clone(),
+                attempt: chunk.attempt,
+                kind: chunk.kind.clone(),
+                data: chunk.data.clone(),
+                reused_from: chunk.reused_from,
+                created_at: self.now,
+                source_id: chunk.source.as_ref().map(|s| s.0),
+                source_key: chunk.source.as_ref().map(|s| s.1.clone()),
+                superseded: false,
+            })
+            .collect()
+    }
+
     /// The earliest deadline this transition writes (its children's included): a timer's
     /// `fire_at`, an inbox row's (`now`), a task's schedule deadline, and the lease expiry and
     /// attempt deadline of a task inserted leased (as `committed.rs` writes them, which caps the

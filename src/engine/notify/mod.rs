@@ -34,7 +34,26 @@ pub struct Notifier {
     polls: Mutex<polls::Polls>,
     claims: AtomicU64,
     sweeper: SweeperWake,
-    watched: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    watched: Mutex<HashMap<Uuid, Arc<Watched>>>,
+}
+
+/// The followers of one execution: their wake-up, and the last commit this server made of it.
+#[derive(Debug, Default)]
+struct Watched {
+    notify: Arc<Notify>,
+    tail: Mutex<Option<Arc<Tail>>>,
+}
+
+/// What a commit on this server made of an execution that followers watch: the page they would
+/// read next, handed to them instead of a read (see `follow.rs`), when they saw the row just as
+/// the commit found it.
+#[derive(Debug)]
+pub struct Tail {
+    /// The row's version (`next_seq`) and output length the commit moved it forward from.
+    pub before: (u64, u64),
+    /// The page after the commit: the row's status, version and output length, the chunks the
+    /// commit appended, and the whole row when the execution closed or waits.
+    pub page: crate::store::OutputPage,
 }
 
 /// When the sweeper plans to wake, and the wake-up that cuts its sleep short.
@@ -63,20 +82,29 @@ impl Default for SweeperWake {
 pub struct Watch {
     notifier: Arc<Notifier>,
     id: Uuid,
-    notify: Arc<Notify>,
+    watched: Arc<Watched>,
 }
 
 impl Watch {
     /// The `Notify` to wait on. Create its `notified()` future *before* reading, so a change
     /// between the read and the wait is not lost.
     pub fn notify(&self) -> &Notify {
-        &self.notify
+        &self.watched.notify
+    }
+
+    /// The last commit this server made of the execution, if one was made while watched.
+    pub fn tail(&self) -> Option<Arc<Tail>> {
+        self.watched
+            .tail
+            .lock()
+            .expect("the lock is never poisoned")
+            .clone()
     }
 
     /// A wake-up for the next change, not yet enabled: enable it *before* reading, so a change
     /// between the read and the wait is not lost. Owned, so it can outlive a borrow of the watch.
     pub fn arm(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
-        Box::pin(self.notify.clone().notified_owned())
+        Box::pin(self.watched.notify.clone().notified_owned())
     }
 }
 
@@ -88,7 +116,7 @@ impl Drop for Watch {
             .lock()
             .expect("the lock is never poisoned");
         // Two references left: the map's and ours. Then nobody else watches this execution.
-        if Arc::strong_count(&self.notify) <= 2 {
+        if Arc::strong_count(&self.watched) <= 2 {
             watched.remove(&self.id);
         }
     }
@@ -150,8 +178,26 @@ impl Notifier {
     /// An execution's row, history or output changed.
     pub fn execution_changed(&self, id: Uuid) {
         let watched = self.watched.lock().expect("the lock is never poisoned");
-        if let Some(notify) = watched.get(&id) {
-            notify.notify_waiters();
+        if let Some(w) = watched.get(&id) {
+            w.notify.notify_waiters();
+        }
+    }
+
+    /// Whether anyone on this server follows execution `id`.
+    pub fn is_watched(&self, id: Uuid) -> bool {
+        self.watched
+            .lock()
+            .expect("the lock is never poisoned")
+            .contains_key(&id)
+    }
+
+    /// A commit on this server changed execution `id` into `tail`: kept for its followers (the
+    /// newest only), who are then woken.
+    pub fn execution_committed(&self, id: Uuid, tail: Tail) {
+        let watched = self.watched.lock().expect("the lock is never poisoned");
+        if let Some(w) = watched.get(&id) {
+            *w.tail.lock().expect("the lock is never poisoned") = Some(Arc::new(tail));
+            w.notify.notify_waiters();
         }
     }
 
@@ -161,24 +207,24 @@ impl Notifier {
         self.wake_all_polls();
         self.wake_sweeper();
         let watched = self.watched.lock().expect("the lock is never poisoned");
-        for notify in watched.values() {
-            notify.notify_waiters();
+        for w in watched.values() {
+            w.notify.notify_waiters();
         }
     }
 
     /// Registers interest in one execution.
     pub fn watch(self: &Arc<Self>, id: Uuid) -> Watch {
-        let notify = self
+        let watched = self
             .watched
             .lock()
             .expect("the lock is never poisoned")
             .entry(id)
-            .or_insert_with(|| Arc::new(Notify::new()))
+            .or_default()
             .clone();
         Watch {
             notifier: self.clone(),
             id,
-            notify,
+            watched,
         }
     }
 }

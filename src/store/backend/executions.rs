@@ -34,7 +34,11 @@ macro_rules! sql_executions {
 
             #[async_trait]
             impl Executions for $store {
-                async fn commit(&self, transitions: &[Transition]) -> Result<Vec<CommitOutcome>, StoreError> {
+                async fn commit_watched(
+                    &self,
+                    transitions: &[Transition],
+                    watched: &[bool],
+                ) -> Result<Vec<(CommitOutcome, Option<$crate::store::RowAfter>)>, StoreError> {
                     // Lock order across transactions: executions by id. Two group commits that
                     // name the same executions in different orders would otherwise each hold an
                     // execution row the other waits for. Transitions of different executions are
@@ -45,7 +49,7 @@ macro_rules! sql_executions {
                     let statements = &*self.statements;
                     statements.fetch_add(1, Ordering::Relaxed);
                     let mut tx = self.write.begin().await?;
-                    let (outcomes, notes) = write_batch(&mut tx, statements, transitions, &order).await?;
+                    let (outcomes, notes) = write_batch(&mut tx, statements, transitions, watched, &order).await?;
                     statements.fetch_add(1, Ordering::Relaxed);
                     tx.commit().await?;
                     $notify_after(self, notes);

@@ -216,7 +216,8 @@ mod sqlite {
         lock = "",
         rows = "jsonb_each($1)",
         uuid = ("unhex(", ", '-')"),
-        infinity = ("9e999", "-9e999")
+        infinity = ("9e999", "-9e999"),
+        object_agg = "json_group_object"
     );
     sql_fences!(lock = "");
     sql_committed!();
@@ -274,7 +275,8 @@ mod postgres {
         lock = " FOR UPDATE",
         rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)",
         uuid = ("CAST(", " AS UUID)"),
-        infinity = ("Infinity", "-Infinity")
+        infinity = ("Infinity", "-Infinity"),
+        object_agg = "jsonb_object_agg"
     );
     sql_fences!(lock = " FOR UPDATE");
     sql_committed!();

@@ -40,7 +40,7 @@ macro_rules! narrow_page_query {
     ($size:literal) => {
         concat!(
             page_seqs!($size),
-            "SELECT e.namespace, e.status, e.output_seq, FALSE AS whole, ",
+            "SELECT e.namespace, e.status, e.next_seq, e.output_seq, FALSE AS whole, ",
             page_chunks!()
         )
     };
@@ -147,6 +147,7 @@ macro_rules! sql_output_reads {
                 Ok(Some($crate::store::OutputPage {
                     namespace: first.try_get("namespace")?,
                     status,
+                    next_seq: first.try_get::<i64, _>("next_seq")? as u64,
                     output_seq,
                     chunks,
                     execution,

@@ -13,9 +13,43 @@
 //! `write_timer_op`) are here too; the queue's own statements (claim, progress, release,
 //! expiry) are in `tasks.rs`.
 
+/// Moves execution rows forward from their versions (the round's updates, in one statement),
+/// returning what the commit hands on, then `$returning`.
+macro_rules! update_executions {
+    ($returning:expr) => { concat!(
+    "UPDATE executions AS e SET next_seq = r.x_next_seq, \
+     status = CASE WHEN r.x_status = 'PENDING' THEN e.status ELSE r.x_status END, \
+     state = r.x_state, result = r.x_result, failure = r.x_failure, \
+     input_tokens = r.x_input_tokens, output_tokens = r.x_output_tokens, cost_usd = r.x_cost, \
+     tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
+     duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
+                        ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
+     output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
+     FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
+           CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
+           value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
+           CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
+           CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
+           CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
+           CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
+           CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
+           CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
+           CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
+     WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
+     RETURNING id, output_seq, parent_id, child_key, status, ", $returning) };
+}
+
+/// Whether a row (as `UPDATE ... RETURNING` sees it) is of an execution that closed or waits:
+/// then its followers' next event describes the whole row.
+macro_rules! whole_row {
+    () => {
+        "(status IN ('COMPLETED', 'FAILED', 'CANCELED', 'WAITING'))"
+    };
+}
+
 macro_rules! sql_transition {
     (lock = $lock:literal, rows = $rows:literal, uuid = ($uuid_open:literal, $uuid_close:literal),
-     infinity = ($inf:literal, $neg_inf:literal)) => {
+     infinity = ($inf:literal, $neg_inf:literal), object_agg = $object_agg:literal) => {
         use std::collections::{HashMap, HashSet};
         use std::sync::LazyLock;
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,28 +66,20 @@ macro_rules! sql_transition {
             "SELECT id FROM executions WHERE id IN (SELECT {u:id} FROM {rows}) ORDER BY id",
             $lock
         )));
-        static UPDATE_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
-            "UPDATE executions AS e SET next_seq = r.x_next_seq, \
-             status = CASE WHEN r.x_status = 'PENDING' THEN e.status ELSE r.x_status END, \
-             state = r.x_state, result = r.x_result, failure = r.x_failure, \
-             input_tokens = r.x_input_tokens, output_tokens = r.x_output_tokens, cost_usd = r.x_cost, \
-             tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
-             duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
-                                ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
-             output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
-             FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
-                   CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
-                   value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
-                   CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
-                   CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
-                   CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
-                   CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
-                   CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
-                   CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
-                   CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
-             WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
-             RETURNING id, output_seq, parent_id, child_key",
-        ));
+        static UPDATE_EXECUTIONS: LazyLock<String> =
+            LazyLock::new(|| sql(update_executions!("FALSE AS whole")));
+        /// The same, with the whole row (and its labels) of each execution that closed or waits:
+        /// for a commit whose followers on this server take it instead of reading.
+        static UPDATE_EXECUTIONS_WHOLE: LazyLock<String> = LazyLock::new(|| sql(update_executions!(concat!(
+            "namespace, kind, agent_id, runtime, root_id, retry_of, request_id, next_seq, \
+             input_tokens, output_tokens, cost_usd, tool_calls, created_at, started_at, closed_at, team_id, ",
+            whole_row!(), " AS whole, CASE WHEN ", whole_row!(), " THEN input END AS input, \
+             CASE WHEN ", whole_row!(), " THEN result END AS result, \
+             CASE WHEN ", whole_row!(), " THEN failure END AS failure, \
+             CASE WHEN ", whole_row!(), " THEN state END AS state, \
+             CASE WHEN ", whole_row!(), " THEN (SELECT ", $object_agg,
+            "(key, value) FROM execution_labels WHERE execution_id = id) END AS labels_json"
+        ))));
         static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
             "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, parent_id, \
              root_id, retry_of, request_id, state, next_seq, output_seq, created_at, team_id, child_key, \
@@ -107,6 +133,10 @@ macro_rules! sql_transition {
             outcome: Option<CommitOutcome>,
             /// Output seq of the last chunk after the row write, and the row's parent and key.
             output: Option<(i64, Option<Uuid>, Option<String>)>,
+            /// Whether the commit hands on the whole row if it closes or waits.
+            watched: bool,
+            /// What an update made of the row, as its statement returned it.
+            after: Option<$crate::store::RowAfter>,
         }
 
         /// Whether a transition reads or changes existing task rows, so that PostgreSQL must
@@ -137,12 +167,14 @@ macro_rules! sql_transition {
             tx: &mut Tx<'_>,
             statements: &AtomicU64,
             transitions: &[Transition],
+            watched: &[bool],
             order: &[usize],
-        ) -> Result<(Vec<CommitOutcome>, Notes), StoreError> {
+        ) -> Result<(Vec<(CommitOutcome, Option<$crate::store::RowAfter>)>, Notes), StoreError> {
             let mut outcomes = vec![None; transitions.len()];
+            let mut afters: Vec<Option<$crate::store::RowAfter>> = vec![None; transitions.len()];
             let mut notes = Notes::default();
             for round in plan::rounds(transitions, order) {
-                write_round(tx, statements, transitions, &round, &mut outcomes).await?;
+                write_round(tx, statements, transitions, watched, &round, &mut outcomes, &mut afters).await?;
             }
             for (t, outcome) in transitions.iter().zip(&outcomes) {
                 if *outcome == Some(CommitOutcome::Committed) {
@@ -161,7 +193,11 @@ macro_rules! sql_transition {
             }
             let outcomes = outcomes
                 .into_iter()
-                .map(|o| o.ok_or_else(|| StoreError::Corrupt("a transition got no outcome".into())))
+                .zip(afters)
+                .map(|(o, after)| match o {
+                    Some(o) => Ok((o, after)),
+                    None => Err(StoreError::Corrupt("a transition got no outcome".into())),
+                })
                 .collect::<Result<_, _>>()?;
             Ok((outcomes, notes))
         }
@@ -171,12 +207,21 @@ macro_rules! sql_transition {
             tx: &mut Tx<'_>,
             statements: &AtomicU64,
             transitions: &[Transition],
+            watched: &[bool],
             round: &[usize],
             outcomes: &mut [Option<CommitOutcome>],
+            afters: &mut [Option<$crate::store::RowAfter>],
         ) -> Result<(), StoreError> {
             let mut items: Vec<Item<'_>> = round
                 .iter()
-                .map(|&i| Item { t: &transitions[i], slot: Some(i), outcome: None, output: None })
+                .map(|&i| Item {
+                    t: &transitions[i],
+                    slot: Some(i),
+                    outcome: None,
+                    output: None,
+                    watched: watched.get(i).copied().unwrap_or(false),
+                    after: None,
+                })
                 .collect();
             let top = items.len();
 
@@ -212,16 +257,36 @@ macro_rules! sql_transition {
                         bytes: crate::store::chunk_bytes(&t.chunks),
                     }
                 });
+                let whole = updates.iter().any(|&k| items[k].watched);
+                let statement = if whole { UPDATE_EXECUTIONS_WHOLE.as_str() } else { UPDATE_EXECUTIONS.as_str() };
                 let mut moved = HashMap::new();
-                for row in run_rows(tx, statements, UPDATE_EXECUTIONS.as_str(), pack(rows)?).await? {
+                for row in run_rows(tx, statements, statement, pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
-                    moved.insert(id, (row.try_get("output_seq")?, row.try_get("parent_id")?, row.try_get("child_key")?));
+                    let output_seq: i64 = row.try_get("output_seq")?;
+                    let status: String = row.try_get("status")?;
+                    let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?;
+                    // A row that does not decode is left to the followers' own reads.
+                    let record = if row.try_get::<bool, _>("whole")? {
+                        execution_from_row(&row).ok().and_then(|mut record| {
+                            let labels: Option<Json<BTreeMap<String, String>>> = row.try_get("labels_json").ok()?;
+                            record.labels = labels.map(|l| l.0).unwrap_or_default();
+                            Some(Box::new(record))
+                        })
+                    } else {
+                        None
+                    };
+                    let after = $crate::store::RowAfter { status, output_seq: output_seq as u64, record };
+                    moved.insert(id, ((output_seq, row.try_get("parent_id")?, row.try_get("child_key")?), after));
                 }
                 for &k in &updates {
                     let it = &mut items[k];
                     match moved.remove(&it.t.execution_id) {
-                        Some(output) => {
+                        Some((output, mut after)) => {
+                            if !it.watched {
+                                after.record = None;
+                            }
                             it.output = Some(output);
+                            it.after = Some(after);
                             it.outcome = Some(CommitOutcome::Committed);
                         }
                         None => it.outcome = Some(CommitOutcome::Conflict),
@@ -253,6 +318,7 @@ macro_rules! sql_transition {
             for it in items {
                 if let (Some(slot), Some(outcome)) = (it.slot, it.outcome) {
                     outcomes[slot] = Some(outcome);
+                    afters[slot] = it.after;
                 }
             }
             Ok(())
@@ -271,7 +337,7 @@ macro_rules! sql_transition {
                     )));
                 }
                 added.push(items.len());
-                items.push(Item { t: child, slot: None, outcome: None, output: None });
+                items.push(Item { t: child, slot: None, outcome: None, output: None, watched: false, after: None });
             }
             Ok(added)
         }
