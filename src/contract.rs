@@ -306,6 +306,34 @@ pub trait WorkerApi: Send + Sync + 'static {
     /// Says the worker stopped cleanly (after its attempts were reported or released), so it
     /// leaves the list of workers at once.
     async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError>;
+    /// Gives the engine an inbox through which it hands this worker the first tasks of new
+    /// executions while it has free slots (the in-process worker only); `false` where there is
+    /// none (over gRPC).
+    fn attach_inbox(&self, _inbox: Inbox) -> bool {
+        false
+    }
+    /// Takes the inbox back (the worker is stopping).
+    fn detach_inbox(&self, _worker_id: &str) {}
+}
+
+/// A task handed to a worker through its inbox, with the slot it takes.
+pub type Delivery = (Assignment, tokio::sync::OwnedSemaphorePermit);
+
+/// An in-process worker's inbox (see `engine/inbox.rs`): who it is, what it takes, its slots,
+/// and where tasks go.
+pub struct Inbox {
+    /// The worker, recorded as the lease owner.
+    pub worker_id: String,
+    /// The runtimes it has.
+    pub runtimes: Vec<String>,
+    /// The queue it serves.
+    pub queue: String,
+    /// What it admits.
+    pub policy: crate::domain::WorkerPolicy,
+    /// Its slots: a task is handed over only with one of their permits.
+    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Where handed tasks go.
+    pub deliver: tokio::sync::mpsc::UnboundedSender<Delivery>,
 }
 
 /// The length of `value` encoded as JSON, without building the string.

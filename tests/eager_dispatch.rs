@@ -1,8 +1,9 @@
 //! Eager dispatch and wake-one, on both stores: a worker that reports a turn with a slot to spare
 //! gets the next turn leased in the same transition (in-process and as a `cairn worker` process
 //! over gRPC), a report without a free slot leaves it to the queue, a killed worker's eager task
-//! is retried after its lease like any other, a start hands its first task to a sleeping poll,
-//! and a ready task wakes exactly one of many idle long-polls.
+//! is retried after its lease like any other, a start hands its first task to a sleeping poll
+//! (or, with every poll away, to a free slot of the in-process worker's inbox, never to a full
+//! one), and a ready task wakes exactly one of many idle long-polls.
 
 #[allow(
     unused_imports,
@@ -11,12 +12,13 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cairn::api::pb;
 use cairn::clock::{Clock, SystemClock};
-use cairn::contract::{ActivityOutcome, Assignment, PollRequest, Report};
-use cairn::domain::{ExecutionStatus, HistoryEvent, Usage};
+use cairn::contract::{ActivityOutcome, Assignment, Inbox, PollRequest, Report};
+use cairn::domain::{ExecutionStatus, HistoryEvent, Usage, WorkerPolicy};
 use cairn::engine::{DirectWorkerApi, Engine, EngineOptions};
 use cairn::runtime::{RuntimeRegistry, RuntimeSettings};
 use cairn::worker::{Worker, WorkerOptions};
@@ -35,6 +37,7 @@ crate::on_both_stores!(
     a_report_without_a_free_slot_leaves_the_next_task_to_the_queue,
     a_killed_worker_loses_its_eager_task_to_lease_expiry_and_it_is_retried,
     a_ready_task_wakes_one_of_many_idle_polls_and_a_start_hands_its_task_to_one,
+    a_start_hands_its_first_task_to_a_free_slot_of_the_in_process_worker,
 );
 
 const PROMPTS: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
@@ -121,6 +124,8 @@ async fn a_ten_turn_execution_runs_turns_two_to_ten_without_a_poll_in_process(db
         RuntimeRegistry::builtin(&RuntimeSettings::default()),
     );
     options.concurrency = 4;
+    // One poller, so the polls are counted one at a time.
+    options.pollers = 1;
     options.poll_wait = Duration::from_secs(60);
     let worker = Worker::new(Arc::new(DirectWorkerApi::new(engine.clone())), options);
     let stats = worker.stats();
@@ -134,21 +139,24 @@ async fn a_ten_turn_execution_runs_turns_two_to_ten_without_a_poll_in_process(db
 
     let id = start_echo(&engine, &PROMPTS).await;
     assert_eq!(closed(&engine, id).await, ExecutionStatus::Completed);
-    // The poll that took turn 1 and the one the worker sent next, both sleeping now.
-    wait_for("the worker's next poll to sleep", || {
-        notifier.sleeping_polls() == 1
-    })
-    .await;
+    // Turn 1 went to the worker's inbox (a free slot), turns 2-10 came with reports, and the
+    // one poll sleeps on.
+    assert_eq!(notifier.sleeping_polls(), 1);
     let (polls, polled, eager) = stats.snapshot();
     assert_eq!(
-        (polls, polled, eager),
-        (2, 1, 9),
-        "turn 1 came with the first poll, turns 2-10 with reports"
+        (
+            polls,
+            polled,
+            eager,
+            stats.inbox_tasks.load(Ordering::Relaxed)
+        ),
+        (1, 0, 9, 1),
+        "turn 1 came through the inbox, turns 2-10 with reports"
     );
     assert_eq!(
         notifier.claim_attempts(),
-        2,
-        "one claim per poll, none for the start (it handed turn 1 to the sleeping poll)"
+        1,
+        "the poll's one claim, before anything was ready; none for the start"
     );
     assert_eq!(started_by(&engine, id).await, vec!["inproc"; 10]);
     let row = engine.execution(id).await.unwrap();
@@ -434,4 +442,79 @@ async fn a_ready_task_wakes_one_of_many_idle_polls_and_a_start_hands_its_task_to
     engine.report(completed(&got[0], false)).await.unwrap();
     assert_eq!(closed(&engine, second).await, ExecutionStatus::Completed);
     let _ = id;
+}
+
+async fn a_start_hands_its_first_task_to_a_free_slot_of_the_in_process_worker(db: Db) {
+    let clock = common::engine::echo_agent_at_t0(&db).await;
+    let engine = common::engine::engine_on(&db, &clock).await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let (deliver, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    engine.attach_inbox(Inbox {
+        worker_id: "inproc".into(),
+        runtimes: vec!["echo".into()],
+        queue: "default".into(),
+        policy: WorkerPolicy::default(),
+        slots: slots.clone(),
+        deliver,
+    });
+    let claims = engine.notifier().claim_attempts();
+
+    // No poll sleeps, the worker has a free slot: the first task is leased in the start's own
+    // transaction and handed over with the slot.
+    let first = start_echo(&engine, &["1"]).await;
+    let (handed, slot) = inbox.try_recv().expect("handed to the inbox");
+    assert_eq!(handed.lease.execution_id, first);
+    assert_eq!(slots.available_permits(), 0, "it took the free slot");
+    assert_eq!(
+        engine.execution(first).await.unwrap().status,
+        ExecutionStatus::Running
+    );
+
+    // No free slot: the next start's task goes to the queue, where a poll claims it.
+    let second = start_echo(&engine, &["2"]).await;
+    assert!(inbox.try_recv().is_err(), "a full worker gets nothing");
+    assert_eq!(
+        engine.execution(second).await.unwrap().status,
+        ExecutionStatus::Pending
+    );
+    assert_eq!(
+        engine.notifier().claim_attempts(),
+        claims,
+        "the handed task was not claimed"
+    );
+    let claimed = common::engine::claim_one(&engine).await;
+    assert_eq!(claimed.lease.execution_id, second);
+
+    // The worker dies with the handed task: it is retried after its lease, like any other.
+    drop(slot);
+    drop(inbox);
+    clock.advance(30_000);
+    engine.sweep(64).await.unwrap();
+    let events = engine.full_history(first).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HistoryEvent::ActivityTimedOut { attempt: 1, .. })),
+        "{events:?}"
+    );
+    clock.advance(60_000);
+    engine.sweep(64).await.unwrap();
+    // A start while the worker no longer listens: its task is released at once, not lost.
+    let third = start_echo(&engine, &["3"]).await;
+    let mut ready: Vec<Uuid> = common::engine::claim(&engine)
+        .await
+        .into_iter()
+        .map(|a| {
+            if a.lease.execution_id != third {
+                assert_eq!(a.lease.attempt, 2, "the retry of a lost attempt");
+            }
+            a.lease.execution_id
+        })
+        .collect();
+    ready.sort();
+    // The first (lost with the worker) and the second (claimed by `w`, which never reported)
+    // are retried; the third was released.
+    let mut expected = vec![first, second, third];
+    expected.sort();
+    assert_eq!(ready, expected);
 }

@@ -331,7 +331,21 @@ async fn claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadli
 async fn a_follower_takes_its_own_servers_commits_without_reading(db: Db) {
     let clock = echo_agent_at_t0(&db).await;
     let engine = engine_on(&db, &clock).await;
-    let id = start(&engine, &["one", "two"], Timeouts::default()).await;
+    // Labels, so the row handed over must carry them as a read would.
+    let (id, _) = engine
+        .start(StartRequest {
+            namespace: "default".into(),
+            agent: Some(AgentKey::Name("e".into())),
+            prompts: vec!["one".into(), "two".into()],
+            labels: [
+                ("team".to_string(), "a".to_string()),
+                ("k".into(), "v".into()),
+            ]
+            .into(),
+            ..StartRequest::default()
+        })
+        .await
+        .unwrap();
     let mut follower = engine
         .follow_output(id, 0, false, |_| true, CancellationToken::new())
         .await
@@ -359,6 +373,7 @@ async fn a_follower_takes_its_own_servers_commits_without_reading(db: Db) {
     );
     // What it was handed is what a read finds: the closed row, and the chunks as stored.
     assert_eq!(closed.record.status, ExecutionStatus::Completed);
+    assert_eq!(closed.record.labels.len(), 2);
     assert_eq!(*closed, engine.summary(engine.execution(id).await.unwrap()));
     let mut fresh = engine
         .follow_output(id, 0, false, |_| true, CancellationToken::new())

@@ -69,6 +69,11 @@ struct RunArgs {
     /// How long one poll may wait on the server.
     #[arg(long, default_value_t = 20_000)]
     poll_wait_ms: u64,
+    /// How many polls the worker keeps open at once, each for its share of the free slots
+    /// (at most `--concurrency`): while one is away with the tasks it got, another can wait on
+    /// the server for a new execution's first task, handed over without a claim.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pollers: u32,
     #[command(flatten)]
     runtime: RuntimeArgs,
     #[command(flatten)]
@@ -118,6 +123,7 @@ async fn work(args: RunArgs, client: ClientArgs) -> anyhow::Result<ExitCode> {
     options.cancel_grace = Duration::from_millis(args.cancel_grace_ms);
     options.approval_hold = Duration::from_millis(args.approval_hold_ms);
     options.poll_wait = Duration::from_millis(args.poll_wait_ms);
+    options.pollers = args.pollers as usize;
     options.policy = args.runtime.policy(WorkerPolicy::default())?;
     let shutdown = CancellationToken::new();
     if let Some(addr) = args.observability.metrics_listen {

@@ -67,4 +67,13 @@ impl WorkerApi for DirectWorkerApi {
     async fn deregister(&self, worker_id: &str) -> Result<(), WorkerApiError> {
         self.engine.deregister(worker_id).await.map_err(to_worker)
     }
+
+    fn attach_inbox(&self, inbox: crate::contract::Inbox) -> bool {
+        self.engine.attach_inbox(inbox);
+        true
+    }
+
+    fn detach_inbox(&self, worker_id: &str) {
+        self.engine.detach_inbox(worker_id);
+    }
 }

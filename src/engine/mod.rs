@@ -17,6 +17,7 @@ mod commit;
 mod conversation;
 mod direct_worker;
 mod follow;
+mod inbox;
 mod leases;
 mod limits;
 mod notify;
@@ -166,6 +167,8 @@ pub struct Engine {
     leases: leases::LeaseBook,
     /// Stored checkpoints: encoding before a write, reading back before a resume.
     checkpoints: objects::Checkpoints,
+    /// The in-process worker's inbox, for starts to hand it their first task (`inbox.rs`).
+    inbox: inbox::Attached,
 }
 
 /// Counts of the engine's reads of the store, since it started.
@@ -210,6 +213,7 @@ impl Engine {
             reads: Reads::default(),
             leases: leases::LeaseBook::default(),
             checkpoints: objects::Checkpoints::default(),
+            inbox: inbox::Attached::default(),
         })
     }
 
@@ -320,11 +324,20 @@ impl Engine {
             .get("runtime_config")
             .cloned()
             .unwrap_or_default();
-        let reserved = self.reserve_poll(&agent.runtime, queue, &runtime_config);
+        // A free slot of the in-process worker first: its polls then sleep on, where a poll
+        // handed a task comes back with a claim of its own.
+        let inboxed = self.reserve_inbox(&agent.runtime, queue, &runtime_config);
+        let reserved = match inboxed {
+            None => self.reserve_poll(&agent.runtime, queue, &runtime_config),
+            Some(_) => None,
+        };
         let plan = apply::Plan {
             inputs: vec![started],
             fences: fence.into_iter().collect(),
-            eager: reserved.as_ref().map(|(_, offer)| offer.clone()),
+            eager: inboxed
+                .as_ref()
+                .map(|(_, offer)| offer.clone())
+                .or_else(|| reserved.as_ref().map(|(_, offer)| offer.clone())),
             ..Default::default()
         };
         let applied = self.apply_new(id, new, plan).await;
@@ -337,7 +350,9 @@ impl Engine {
             }
             _ => None,
         };
-        if let Some((reservation, _)) = reserved {
+        if let Some((slot, _)) = inboxed {
+            self.hand_to_inbox(slot, eager).await;
+        } else if let Some((reservation, _)) = reserved {
             self.hand_over(reservation, eager).await;
         }
         match applied? {

@@ -25,13 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::WorkerPolicy;
 use crate::runtime::RuntimeRegistry;
 
+use crate::contract::Assignment;
 pub use crate::contract::{PollRequest, WorkerApi, WorkerApiError};
 pub use grpc::GrpcWorkerApi;
 
@@ -49,6 +50,10 @@ pub struct WorkerOptions {
     pub queue: String,
     /// How many attempts it runs at once.
     pub concurrency: usize,
+    /// How many polls it keeps open at once (Temporal's pollers), each for its share of the
+    /// free slots, so that while one is away with the tasks it got, another can sleep on the
+    /// server for a start to hand its first task to.
+    pub pollers: usize,
     /// How long one poll may wait on the server.
     pub poll_wait: Duration,
     /// How long a cancelled runtime gets to stop before it is abandoned.
@@ -85,6 +90,7 @@ impl WorkerOptions {
             runtimes,
             queue: crate::domain::DEFAULT_QUEUE.into(),
             concurrency: 32,
+            pollers: 1,
             poll_wait: Duration::from_secs(20),
             cancel_grace: Duration::from_secs(5),
             approval_hold: DEFAULT_APPROVAL_HOLD,
@@ -96,6 +102,101 @@ impl WorkerOptions {
             max_checkpoint_bytes: crate::contract::MAX_DOCUMENT_BYTES,
             policy: WorkerPolicy::default(),
         }
+    }
+}
+
+/// One of a worker's pollers, with what it shares with the others.
+struct Poller {
+    api: Arc<dyn WorkerApi>,
+    options: Arc<WorkerOptions>,
+    stats: Arc<WorkerStats>,
+    slots: Arc<Semaphore>,
+    /// The most slots one poll asks for.
+    share: usize,
+    runtimes: Vec<String>,
+    shutdown: CancellationToken,
+    got: tokio::sync::mpsc::UnboundedSender<(Assignment, OwnedSemaphorePermit)>,
+    /// Whether the engine also hands tasks to this worker's inbox: then a poll does not hold
+    /// the free slots while it waits (starts take them), and a task it gets when no slot is
+    /// left any more is handed back.
+    inbox: bool,
+}
+
+/// Polls for as many tasks as it has free slots (at most its share), and hands each task it gets
+/// on with a slot, until `shutdown`.
+async fn poll_loop(p: Poller) {
+    let mut backoff = poll_backoff();
+    loop {
+        let first = tokio::select! {
+            _ = p.shutdown.cancelled() => return,
+            permit = p.slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let mut permits = vec![first];
+        while permits.len() < p.share
+            && let Ok(permit) = p.slots.clone().try_acquire_owned()
+        {
+            permits.push(permit);
+        }
+        let asked = permits.len();
+        if p.inbox {
+            permits.clear();
+        }
+        let request = PollRequest {
+            worker_id: p.options.worker_id.clone(),
+            runtimes: p.runtimes.clone(),
+            queue: p.options.queue.clone(),
+            max_tasks: asked as u32,
+            slots: p.options.concurrency.max(1) as u32,
+            wait: p.options.poll_wait,
+            policy: Some(p.options.policy.clone()),
+        };
+        p.stats.polls.fetch_add(1, Ordering::Relaxed);
+        let polled = tokio::select! {
+            _ = p.shutdown.cancelled() => return,
+            polled = p.api.poll(&request) => polled,
+        };
+        match polled {
+            Ok(assignments) => {
+                backoff = poll_backoff();
+                p.stats
+                    .polled_tasks
+                    .fetch_add(assignments.len() as u64, Ordering::Relaxed);
+                for assignment in assignments {
+                    let permit = match permits.pop() {
+                        Some(permit) => Some(permit),
+                        None => p.slots.clone().try_acquire_owned().ok(),
+                    };
+                    let Some(permit) = permit else {
+                        hand_back(&*p.api, assignment).await;
+                        continue;
+                    };
+                    if p.got.send((assignment, permit)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, ?delay, "poll failed; retrying");
+                tokio::select! {
+                    _ = p.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Releases a task a poll got when the worker had no slot left for it (the inbox took them
+/// while the poll waited): another poll, or another worker, takes the same attempt at once.
+async fn hand_back(api: &dyn WorkerApi, assignment: Assignment) {
+    let release = crate::contract::Release {
+        lease: assignment.lease,
+        chunks: Vec::new(),
+        checkpoint: None,
+    };
+    if let Err(error) = api.release(&release).await {
+        tracing::warn!(%error, "could not hand back a task with no slot for it; its lease will expire");
     }
 }
 
@@ -123,6 +224,9 @@ pub struct WorkerStats {
     /// Tasks the server leased to the worker in reply to a report (eager dispatch), run
     /// without a poll.
     pub eager_tasks: AtomicU64,
+    /// First tasks of new executions handed to the in-process worker's inbox, run without a
+    /// poll.
+    pub inbox_tasks: AtomicU64,
 }
 
 impl WorkerStats {
@@ -164,7 +268,6 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         let mut running = JoinSet::new();
         let release = CancellationToken::new();
-        let mut backoff = poll_backoff();
         let runtimes: Vec<String> = options
             .runtimes
             .names()
@@ -172,60 +275,77 @@ impl Worker {
             .map(String::from)
             .collect();
         tracing::info!(worker = %options.worker_id, ?runtimes, concurrency = options.concurrency, policy = %options.policy.summary(), "worker started");
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let mut permits = vec![first];
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
-                permits.push(permit);
-            }
-            let request = PollRequest {
-                worker_id: options.worker_id.clone(),
+        // The pollers hand what they got here, each task with the slot it takes.
+        let (got, mut assigned) = tokio::sync::mpsc::unbounded_channel();
+        // In-process, new executions hand their first task straight to a free slot.
+        let (deliver, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+        let mut attached = self.api.attach_inbox(crate::contract::Inbox {
+            worker_id: options.worker_id.clone(),
+            runtimes: runtimes.clone(),
+            queue: options.queue.clone(),
+            policy: options.policy.clone(),
+            slots: slots.clone(),
+            deliver,
+        });
+        let pollers = options.pollers.clamp(1, options.concurrency.max(1));
+        let mut polling = JoinSet::new();
+        for _ in 0..pollers {
+            polling.spawn(poll_loop(Poller {
+                api: self.api.clone(),
+                options: options.clone(),
+                stats: self.stats.clone(),
+                slots: slots.clone(),
+                share: options.concurrency.max(1).div_ceil(pollers),
                 runtimes: runtimes.clone(),
-                queue: options.queue.clone(),
-                max_tasks: permits.len() as u32,
-                slots: options.concurrency.max(1) as u32,
-                wait: options.poll_wait,
-                policy: Some(options.policy.clone()),
-            };
-            self.stats.polls.fetch_add(1, Ordering::Relaxed);
-            let polled = tokio::select! {
+                shutdown: shutdown.clone(),
+                got: got.clone(),
+                inbox: attached,
+            }));
+        }
+        drop(got);
+        let spawn = |running: &mut JoinSet<()>,
+                     (assignment, permit): (Assignment, OwnedSemaphorePermit)| {
+            let api = self.api.clone();
+            let options = options.clone();
+            let release = release.clone();
+            let draining = shutdown.clone();
+            let stats = self.stats.clone();
+            running.spawn(async move {
+                attempt::run(api, &options, assignment, release, draining, &stats).await;
+                drop(permit);
+            });
+        };
+        loop {
+            tokio::select! {
                 _ = shutdown.cancelled() => break,
-                polled = self.api.poll(&request) => polled,
-            };
-            match polled {
-                Ok(assignments) => {
-                    backoff = poll_backoff();
-                    self.stats
-                        .polled_tasks
-                        .fetch_add(assignments.len() as u64, Ordering::Relaxed);
-                    for assignment in assignments {
-                        let permit = permits.pop().expect("never more tasks than asked for");
-                        let api = self.api.clone();
-                        let options = options.clone();
-                        let release = release.clone();
-                        let draining = shutdown.clone();
-                        let stats = self.stats.clone();
-                        running.spawn(async move {
-                            attempt::run(api, &options, assignment, release, draining, &stats)
-                                .await;
-                            drop(permit);
-                        });
+                next = assigned.recv() => match next {
+                    Some(next) => spawn(&mut running, next),
+                    None => break,
+                },
+                next = inbox.recv(), if attached => match next {
+                    Some(next) => {
+                        self.stats.inbox_tasks.fetch_add(1, Ordering::Relaxed);
+                        spawn(&mut running, next);
                     }
-                }
-                Err(e) => {
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(error = %e, ?delay, "poll failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+                    None => attached = false,
+                },
             }
             // Reap finished attempts so the set does not grow.
             while running.try_join_next().is_some() {}
+        }
+        // Tasks a poller got, or a start handed over, just before the shutdown run too (they
+        // drain like the others).
+        self.api.detach_inbox(&options.worker_id);
+        while polling.join_next().await.is_some() {}
+        // A start that took a slot before the detach and hands its task over after this finds
+        // the inbox closed, and releases the task to another worker.
+        inbox.close();
+        while let Ok(next) = assigned.try_recv() {
+            spawn(&mut running, next);
+        }
+        while let Ok(next) = inbox.try_recv() {
+            self.stats.inbox_tasks.fetch_add(1, Ordering::Relaxed);
+            spawn(&mut running, next);
         }
         if !running.is_empty() {
             tracing::info!(running = running.len(), deadline = ?options.drain_timeout, "draining");
