@@ -29,6 +29,7 @@ crate::on_both_stores!(
     what_a_stale_cached_state_refuses_is_decided_again_from_a_fresh_read,
     wakes_during_a_slow_send_coalesce_into_one_read,
     a_follower_takes_its_own_servers_commits_without_reading,
+    a_follower_woken_once_for_several_commits_takes_them_in_turn,
     a_commit_that_does_not_continue_what_a_follower_saw_is_read,
     claims_and_reports_do_not_wake_a_sweeper_that_wakes_before_their_deadlines,
 );
@@ -382,6 +383,44 @@ async fn a_follower_takes_its_own_servers_commits_without_reading(db: Db) {
     let read = chunks_of(fresh.recv().await.unwrap().unwrap());
     assert_eq!(handed.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(handed, read);
+}
+
+async fn a_follower_woken_once_for_several_commits_takes_them_in_turn(db: Db) {
+    let clock = echo_agent_at_t0(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one", "two", "three"], Timeouts::default()).await;
+    let mut follower = engine
+        .follow_output(id, 0, false, |_| true, CancellationToken::new())
+        .await
+        .unwrap();
+    let pages = engine.reads().output_pages;
+    let first = claim_one(&engine).await;
+    engine.report(completed_with(&first, &["a"])).await.unwrap();
+    // The page of turn 1 fills the follower's channel of one, which the reader does not empty:
+    // turns 2 and 3 commit while the follower waits to send.
+    while follower.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    for text in ["b", "c"] {
+        let next = claim_one(&engine).await;
+        engine.report(completed_with(&next, &[text])).await.unwrap();
+    }
+    let mut texts = Vec::new();
+    loop {
+        match next_texts(&mut follower).await {
+            Ok(chunk_texts) => texts.extend(chunk_texts),
+            Err(closed) => {
+                assert_eq!(closed.record.status, ExecutionStatus::Completed);
+                break;
+            }
+        }
+    }
+    assert_eq!(texts, ["a", "b", "c"], "every chunk once, in order");
+    assert_eq!(
+        engine.reads().output_pages,
+        pages,
+        "the three commits' pages were taken from the commits, one after another"
+    );
 }
 
 /// The chunks of a follower's event.

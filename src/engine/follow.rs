@@ -4,9 +4,10 @@
 //! A wake-up from a commit made on this server needs no read at all when the follower saw the
 //! row just as that commit found it (its version and output length): the commit hands over what
 //! it made of the row — status, the chunks it appended, and the whole row if the execution closed
-//! or waits — as the page the follower would have read (`notify::Tail`). Any other wake-up
-//! (another server's commit, a progress report, a tail that does not continue what the follower
-//! saw) reads.
+//! or waits — as the page the follower would have read (`notify::Tail`). The last few commits'
+//! tails are kept, so a follower woken once for several takes them one after another. Any other
+//! wake-up (another server's commit, a progress report, tails that do not continue what the
+//! follower saw) reads.
 //!
 //! Memory per follower is bounded by about two pages: the next page is read only once the
 //! reader has taken the previous one (a channel of one page, reserved before the read), so a
@@ -138,9 +139,8 @@ impl Follower {
     /// The page the last commit on this server made, if it continues exactly what this follower
     /// saw last and fits a page of `limit` chunks (a report's chunks are within a page's bytes).
     fn tail_page(&self, limit: u32) -> Option<OutputPage> {
-        let tail = self.changes.tail()?;
-        (Some(tail.before) == self.known && tail.page.chunks.len() <= limit as usize)
-            .then(|| tail.page.clone())
+        let tail = self.changes.tail_from(self.known?)?;
+        (tail.page.chunks.len() <= limit as usize).then(|| tail.page.clone())
     }
 
     async fn run(mut self) {
@@ -250,6 +250,14 @@ impl Follower {
                 {
                     return;
                 }
+            }
+            // A commit through this server that continues this page may be kept already: its
+            // wake-up came before this round armed, so take it now rather than wait.
+            if self
+                .known
+                .is_some_and(|known| self.changes.tail_from(known).is_some())
+            {
+                continue;
             }
             // Wait for a change to this execution, committed through this server or (through
             // the store's change feed) any other. The timeout is only a safety net.

@@ -37,12 +37,17 @@ pub struct Notifier {
     watched: Mutex<HashMap<Uuid, Arc<Watched>>>,
 }
 
-/// The followers of one execution: their wake-up, and the last commit this server made of it.
+/// The followers of one execution: their wake-up, and the last commits this server made of it.
 #[derive(Debug, Default)]
 struct Watched {
     notify: Arc<Notify>,
-    tail: Mutex<Option<Arc<Tail>>>,
+    /// The newest [`TAILS`] commits' tails, oldest first: a follower woken once for several
+    /// commits takes them one after another.
+    tails: Mutex<std::collections::VecDeque<Arc<Tail>>>,
 }
+
+/// How many commits' tails a watched execution keeps.
+const TAILS: usize = 16;
 
 /// What a commit on this server made of an execution that followers watch: the page they would
 /// read next, handed to them instead of a read (see `follow.rs`), when they saw the row just as
@@ -92,13 +97,17 @@ impl Watch {
         &self.watched.notify
     }
 
-    /// The last commit this server made of the execution, if one was made while watched.
-    pub fn tail(&self) -> Option<Arc<Tail>> {
+    /// The commit this server made of the execution from (version, output length) `before`,
+    /// among the last few made while it was watched.
+    pub fn tail_from(&self, before: (u64, u64)) -> Option<Arc<Tail>> {
         self.watched
-            .tail
+            .tails
             .lock()
             .expect("the lock is never poisoned")
-            .clone()
+            .iter()
+            .rev()
+            .find(|t| t.before == before)
+            .cloned()
     }
 
     /// A wake-up for the next change, not yet enabled: enable it *before* reading, so a change
@@ -192,11 +201,16 @@ impl Notifier {
     }
 
     /// A commit on this server changed execution `id` into `tail`: kept for its followers (the
-    /// newest only), who are then woken.
+    /// newest [`TAILS`]), who are then woken.
     pub fn execution_committed(&self, id: Uuid, tail: Tail) {
         let watched = self.watched.lock().expect("the lock is never poisoned");
         if let Some(w) = watched.get(&id) {
-            *w.tail.lock().expect("the lock is never poisoned") = Some(Arc::new(tail));
+            let mut tails = w.tails.lock().expect("the lock is never poisoned");
+            if tails.len() == TAILS {
+                tails.pop_front();
+            }
+            tails.push_back(Arc::new(tail));
+            drop(tails);
             w.notify.notify_waiters();
         }
     }
