@@ -16,27 +16,30 @@
 /// Moves execution rows forward from their versions (the round's updates, in one statement),
 /// returning what the commit hands on, then `$returning`.
 macro_rules! update_executions {
-    ($returning:expr) => { concat!(
-    "UPDATE executions AS e SET next_seq = r.x_next_seq, \
-     status = CASE WHEN r.x_status = 'PENDING' THEN e.status ELSE r.x_status END, \
-     state = r.x_state, result = r.x_result, failure = r.x_failure, \
-     input_tokens = r.x_input_tokens, output_tokens = r.x_output_tokens, cost_usd = r.x_cost, \
-     tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
-     duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
-                        ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
-     output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
-     FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
-           CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
-           value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
-           CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
-           CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
-           CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
-           CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
-           CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
-           CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
-           CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
-     WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
-     RETURNING id, output_seq, parent_id, child_key, status, ", $returning) };
+    ($returning:expr) => {
+        concat!(
+            "UPDATE executions AS e SET next_seq = r.x_next_seq, \
+             status = CASE WHEN r.x_status = 'PENDING' THEN e.status ELSE r.x_status END, \
+             state = r.x_state, result = r.x_result, failure = r.x_failure, \
+             input_tokens = r.x_input_tokens, output_tokens = r.x_output_tokens, cost_usd = r.x_cost, \
+             tool_calls = r.x_tool_calls, closed_at = COALESCE(r.x_closed_at, e.closed_at), \
+             duration_ms = CASE WHEN r.x_closed_at IS NULL THEN e.duration_ms \
+                                ELSE r.x_closed_at - COALESCE(e.started_at, e.created_at) END, \
+             output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
+             FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
+                   CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
+                   value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
+                   CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
+                   CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
+                   CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
+                   CAST(value->>'tool_calls' AS BIGINT) AS x_tool_calls, \
+                   CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
+                   CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
+                   CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
+             WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
+             RETURNING id, output_seq, parent_id, child_key, status, ", $returning
+        )
+    };
 }
 
 /// Whether a row (as `UPDATE ... RETURNING` sees it) is of an execution that closed or waits:
