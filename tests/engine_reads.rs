@@ -100,6 +100,21 @@ async fn next_texts(
     }
 }
 
+/// Every chunk's text the follower sends until the execution closes, which it must as
+/// `COMPLETED`.
+async fn texts_until_completed(follower: &mut cairn::engine::OutputFollower) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        match next_texts(follower).await {
+            Ok(chunk_texts) => texts.extend(chunk_texts),
+            Err(closed) => {
+                assert_eq!(closed.record.status, ExecutionStatus::Completed);
+                return texts;
+            }
+        }
+    }
+}
+
 fn kinds(events: &[HistoryEvent]) -> Vec<&'static str> {
     events.iter().map(|e| e.event_type()).collect()
 }
@@ -405,16 +420,7 @@ async fn a_follower_woken_once_for_several_commits_takes_them_in_turn(db: Db) {
         let next = claim_one(&engine).await;
         engine.report(completed_with(&next, &[text])).await.unwrap();
     }
-    let mut texts = Vec::new();
-    loop {
-        match next_texts(&mut follower).await {
-            Ok(chunk_texts) => texts.extend(chunk_texts),
-            Err(closed) => {
-                assert_eq!(closed.record.status, ExecutionStatus::Completed);
-                break;
-            }
-        }
-    }
+    let texts = texts_until_completed(&mut follower).await;
     assert_eq!(texts, ["a", "b", "c"], "every chunk once, in order");
     assert_eq!(
         engine.reads().output_pages,
@@ -462,15 +468,6 @@ async fn a_commit_that_does_not_continue_what_a_follower_saw_is_read(db: Db) {
         ..completed_with(&attempt, &["r"])
     };
     engine.report(report).await.unwrap();
-    let mut texts = Vec::new();
-    loop {
-        match next_texts(&mut follower).await {
-            Ok(chunk_texts) => texts.extend(chunk_texts),
-            Err(closed) => {
-                assert_eq!(closed.record.status, ExecutionStatus::Completed);
-                break;
-            }
-        }
-    }
+    let texts = texts_until_completed(&mut follower).await;
     assert_eq!(texts, ["p", "r"], "every chunk once, in order");
 }

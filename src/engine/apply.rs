@@ -418,7 +418,8 @@ impl Engine {
         transition: Transition,
         scope: &Scope,
     ) -> Result<CommitOutcome, EngineError> {
-        let mut changed = vec![transition.execution_id];
+        // The executions besides this one whose followers wake.
+        let mut changed = Vec::new();
         if !transition.chunks.is_empty()
             && let Some((parent_id, _)) = &scope.parent
         {
@@ -449,29 +450,43 @@ impl Engine {
             if let Some(at) = deadline {
                 self.notifier.deadline_added(at);
             }
-            let mut changed = changed.into_iter();
-            if let (Some((expected, next_seq, mut chunks)), Some(after)) = (tail, after) {
-                changed.next(); // this execution's own
-                let first = after.output_seq + 1 - chunks.len() as u64;
-                for (i, chunk) in chunks.iter_mut().enumerate() {
-                    chunk.seq = first + i as u64;
+            match (tail, after) {
+                (Some((expected, next_seq, chunks)), Some(after)) => {
+                    let tail = tail_of(scope, expected, next_seq, chunks, after);
+                    self.notifier.execution_committed(id, tail);
                 }
-                let page = crate::store::OutputPage {
-                    namespace: scope.namespace.clone(),
-                    status: after.status,
-                    next_seq,
-                    output_seq: after.output_seq,
-                    chunks,
-                    execution: after.record,
-                };
-                let before = (expected, first - 1);
-                self.notifier
-                    .execution_committed(id, super::notify::Tail { before, page });
+                _ => self.notifier.execution_changed(id),
             }
             for id in changed {
                 self.notifier.execution_changed(id);
             }
         }
         Ok(outcome)
+    }
+}
+
+/// The page a committed update hands its followers: the chunks it appended (numbered up to the
+/// output length the commit returned), after the version and output length it started from.
+fn tail_of(
+    scope: &Scope,
+    expected: u64,
+    next_seq: u64,
+    mut chunks: Vec<crate::store::StoredChunk>,
+    after: crate::store::RowAfter,
+) -> super::notify::Tail {
+    let first = after.output_seq + 1 - chunks.len() as u64;
+    for (i, chunk) in chunks.iter_mut().enumerate() {
+        chunk.seq = first + i as u64;
+    }
+    super::notify::Tail {
+        before: (expected, first - 1),
+        page: crate::store::OutputPage {
+            namespace: scope.namespace.clone(),
+            status: after.status,
+            next_seq,
+            output_seq: after.output_seq,
+            chunks,
+            execution: after.record,
+        },
     }
 }

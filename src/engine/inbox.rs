@@ -15,7 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Engine;
 use super::commands::EagerOffer;
-use crate::contract::{Assignment, Inbox, Release};
+use crate::contract::{Assignment, Inbox};
 
 /// A slot of the in-process worker, taken for one start's first task.
 pub(crate) struct InboxSlot {
@@ -81,14 +81,8 @@ impl Engine {
         };
         if let Err(refused) = slot.inbox.deliver.send((*assignment, slot.permit)) {
             let (assignment, _permit) = refused.0;
-            let release = Release {
-                lease: assignment.lease,
-                chunks: Vec::new(),
-                checkpoint: None,
-            };
-            if let Err(e) = self.release(release).await {
-                tracing::warn!(error = %e, "could not release a task whose worker stopped; its lease will expire");
-            }
+            self.release_undelivered(assignment.lease, "its worker stopped")
+                .await;
         }
     }
 }

@@ -262,14 +262,21 @@ impl Engine {
             return;
         };
         if let Err(assignment) = reservation.hand(assignment) {
-            let release = Release {
-                lease: assignment.lease,
-                chunks: Vec::new(),
-                checkpoint: None,
-            };
-            if let Err(e) = self.release(release).await {
-                tracing::warn!(error = %e, "could not release a task whose poll left; its lease will expire");
-            }
+            self.release_undelivered(assignment.lease, "its poll left")
+                .await;
+        }
+    }
+
+    /// Releases a task leased to a worker that never got it (`why`), so another takes the same
+    /// attempt at once instead of after its lease.
+    pub(crate) async fn release_undelivered(&self, lease: Lease, why: &str) {
+        let release = Release {
+            lease,
+            chunks: Vec::new(),
+            checkpoint: None,
+        };
+        if let Err(e) = self.release(release).await {
+            tracing::warn!(error = %e, "could not release a task whose worker never got it ({why}); its lease will expire");
         }
     }
 

@@ -117,15 +117,8 @@ macro_rules! sql_output_reads {
                 let mut chunks = Vec::with_capacity(rows.len());
                 let mut execution = None;
                 for row in &rows {
-                    // A row that does not decode is left to the follower's own read, which
-                    // quarantines it as every read of an execution does.
                     if row.try_get::<bool, _>("whole")? {
-                        execution = execution_from_row(row).ok().and_then(|mut record| {
-                            let labels: Option<Json<BTreeMap<String, String>>> =
-                                row.try_get("labels_json").ok()?;
-                            record.labels = labels.map(|l| l.0).unwrap_or_default();
-                            Some(Box::new(record))
-                        });
+                        execution = whole_execution(row);
                     }
                     let Some(seq) = row.try_get::<Option<i64>, _>("chunk_seq")? else {
                         continue; // the LEFT JOIN's row when no chunk follows

@@ -116,6 +116,16 @@ macro_rules! sql_rows {
             })
         }
 
+        /// The whole row with its labels (`labels_json`) that a statement returned for a
+        /// follower's last event (an output page, a commit); `None` when it does not decode,
+        /// which leaves it to the follower's own read (that quarantines it as every read does).
+        fn whole_execution(row: &DbRow) -> Option<Box<ExecutionRecord>> {
+            let mut record = execution_from_row(row).ok()?;
+            let labels: Option<Json<BTreeMap<String, String>>> = row.try_get("labels_json").ok()?;
+            record.labels = labels.map(|l| l.0).unwrap_or_default();
+            Some(Box::new(record))
+        }
+
         fn decode_execution(row: &DbRow) -> Result<ExecutionRecord, StoreError> {
             let kind: String = row.try_get("kind")?;
             let status: String = row.try_get("status")?;

@@ -260,21 +260,18 @@ macro_rules! sql_transition {
                         bytes: crate::store::chunk_bytes(&t.chunks),
                     }
                 });
-                let whole = updates.iter().any(|&k| items[k].watched);
-                let statement = if whole { UPDATE_EXECUTIONS_WHOLE.as_str() } else { UPDATE_EXECUTIONS.as_str() };
+                // Whole rows only for the executions followers here watch.
+                let watched: HashSet<Uuid> =
+                    updates.iter().filter(|&&k| items[k].watched).map(|&k| items[k].t.execution_id).collect();
+                let statement = if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() };
                 let mut moved = HashMap::new();
                 for row in run_rows(tx, statements, statement, pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
                     let output_seq: i64 = row.try_get("output_seq")?;
                     let status: String = row.try_get("status")?;
                     let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?;
-                    // A row that does not decode is left to the followers' own reads.
-                    let record = if row.try_get::<bool, _>("whole")? {
-                        execution_from_row(&row).ok().and_then(|mut record| {
-                            let labels: Option<Json<BTreeMap<String, String>>> = row.try_get("labels_json").ok()?;
-                            record.labels = labels.map(|l| l.0).unwrap_or_default();
-                            Some(Box::new(record))
-                        })
+                    let record = if watched.contains(&id) && row.try_get::<bool, _>("whole")? {
+                        whole_execution(&row)
                     } else {
                         None
                     };
@@ -284,10 +281,7 @@ macro_rules! sql_transition {
                 for &k in &updates {
                     let it = &mut items[k];
                     match moved.remove(&it.t.execution_id) {
-                        Some((output, mut after)) => {
-                            if !it.watched {
-                                after.record = None;
-                            }
+                        Some((output, after)) => {
                             it.output = Some(output);
                             it.after = Some(after);
                             it.outcome = Some(CommitOutcome::Committed);
