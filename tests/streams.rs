@@ -463,3 +463,65 @@ async fn three_watchers_of_100_mib_keep_server_memory_bounded() {
         "server peak RSS {peak} KiB is over the bound {PEAK_RSS_BOUND_KIB} KiB"
     );
 }
+
+/// How many streams the client below opens and leaves early, over one connection: past h2's
+/// default of 1024 "locally detected" stream errors per connection, after which a client closes
+/// its own connection with `GOAWAY(ENHANCE_YOUR_CALM)` and fails every call in flight on it
+/// (`RESOURCE_EXHAUSTED: h2 protocol error`).
+const STREAMS_LEFT_EARLY: usize = 1500;
+
+/// A client that stops reading a stream before its end (a watcher that has what it wanted, as
+/// `cairn bench` did at each `Closed` event) keeps its connection however many streams it leaves
+/// that way: the frames the server had already sent on a stream the client reset are not counted
+/// against the connection (`ConnectOptions::endpoint`, used by the CLI, `cairn bench` and remote
+/// workers). Here each stream is left after its first chunk, with the rest of a 64-chunk page on
+/// its way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_streams_early_keeps_its_connection() {
+    use cairn::api::pb::execution_service_client::ExecutionServiceClient;
+    let db = Db::sqlite().await;
+    let server = Server::dev(&db, &[]);
+    let mut c = server.client().await;
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("{i:04} {}", "x".repeat(1000)))
+        .collect();
+    c.create_agent("chatty", "echo", json!({ "chunks": texts }))
+        .await;
+    let id = c.start_simple("chatty", "hello").await;
+    c.wait_until(&id, "completed", |e| e.status == "COMPLETED")
+        .await;
+    let channel = cairn::api::ConnectOptions::default()
+        .endpoint(&server.url)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let executions = ExecutionServiceClient::new(channel);
+    let slots = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut watchers = tokio::task::JoinSet::new();
+    for n in 0..STREAMS_LEFT_EARLY {
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        let (mut executions, id) = (executions.clone(), id.clone());
+        watchers.spawn(async move {
+            let request = cairn::api::pb::StreamExecutionRequest {
+                id,
+                after_seq: 0,
+                include_superseded: false,
+            };
+            let mut stream = executions
+                .stream_execution(request)
+                .await
+                .unwrap_or_else(|e| panic!("stream {n}: {e}"))
+                .into_inner();
+            let first = stream
+                .message()
+                .await
+                .unwrap_or_else(|e| panic!("stream {n}: {e}"));
+            assert!(first.is_some(), "stream {n} ended at once");
+            drop(permit); // and the stream, unread to its end
+        });
+    }
+    while let Some(watched) = watchers.join_next().await {
+        watched.expect("every stream gets its first chunk on the same connection");
+    }
+}

@@ -108,7 +108,13 @@ impl ConnectOptions {
             // Find a dead server (or a dead path to it) within seconds, even mid long-poll.
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            // h2 counts, per connection and for its whole life, the frames that arrive on a
+            // stream this side already reset (a watcher that stops reading before the stream's
+            // end, a long poll given up), and at 1024 closes the connection with
+            // GOAWAY(ENHANCE_YOUR_CALM), failing every call in flight on it (hyperium/h2#856).
+            // A client of its own server leaves streams as a matter of course: no such limit.
+            .http2_max_local_error_reset_streams(None);
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new().with_native_roots();
             if let Some(pem) = &self.ca_cert {
