@@ -37,7 +37,21 @@ impl Committer {
     /// Starts the committer task over `store`. It runs until every handle is dropped.
     pub(crate) fn start(store: Arc<dyn Store>) -> Committer {
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, rx));
+        if store.commits_on_own_thread() {
+            // It ends with the loop, when every handle is gone.
+            std::thread::Builder::new()
+                .name("cairn-commits".into())
+                .spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the commits' thread")
+                        .block_on(run(store, rx));
+                })
+                .expect("a thread for the commits");
+        } else {
+            tokio::spawn(run(store, rx));
+        }
         Committer { requests }
     }
 

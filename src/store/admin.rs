@@ -14,6 +14,13 @@ pub trait Admin: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// How many `commit` calls may run at once: 1 for SQLite (one writer), more for PostgreSQL.
     fn concurrent_commits(&self) -> usize;
+    /// Whether group commits run on a thread of their own rather than among the server's other
+    /// tasks. SQLite's statements are messages to its database thread, and each answer wakes
+    /// the commit that waits for it: on a thread that waits for nothing else it goes on at once
+    /// instead of queuing behind request handlers and followers. PostgreSQL's connections are
+    /// sockets driven by the server's runtime, where its commits stay (a thread of their own
+    /// adds a hop to every answer).
+    fn commits_on_own_thread(&self) -> bool;
     /// How many statements the commit path (`Executions::commit`) has sent to the database
     /// since the store was opened, BEGIN and COMMIT included: a group commit costs a fixed
     /// number of them however many transitions it carries, which tests check with this.

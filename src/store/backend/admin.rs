@@ -3,7 +3,7 @@
 
 macro_rules! sql_admin {
     ($store:ident, migrations = $migrations:literal, concurrent_commits = $concurrent:literal,
-     changes = $changes:path) => {
+     own_thread = $own_thread:literal, changes = $changes:path) => {
         const _: () = {
             use $crate::store::{Admin, ChangeFeed, TABLES};
 
@@ -16,6 +16,10 @@ macro_rules! sql_admin {
 
                 fn concurrent_commits(&self) -> usize {
                     $concurrent
+                }
+
+                fn commits_on_own_thread(&self) -> bool {
+                    $own_thread
                 }
 
                 fn statements_issued(&self) -> u64 {

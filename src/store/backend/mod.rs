@@ -252,6 +252,7 @@ mod sqlite {
         SqliteStore,
         migrations = "./migrations/sqlite",
         concurrent_commits = 1,
+        own_thread = true,
         changes = no_changes
     );
     sql_catalog!(SqliteStore);
@@ -309,7 +310,8 @@ mod postgres {
     sql_admin!(
         PgStore,
         migrations = "./migrations/postgres",
-        concurrent_commits = 4,
+        concurrent_commits = 8,
+        own_thread = false,
         changes = pg_changes
     );
     sql_catalog!(PgStore);
