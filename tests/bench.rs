@@ -74,6 +74,27 @@ async fn bench_json_has_every_figure(db: Db) {
             w["worker_cpu_ms_per_execution"].is_null(),
             "in-process: {w}"
         );
+        assert!(number(w, "client_cpu_ms_per_execution") >= 0.0, "{w}");
+        if postgres {
+            // The suite's PostgreSQL runs on this machine.
+            assert!(number(w, "database_cpu_ms_per_execution") >= 0.0, "{w}");
+        } else {
+            assert!(w["database_cpu_ms_per_execution"].is_null(), "{w}");
+        }
+        let busy = number(w, "machine_cpu_busy");
+        assert!(busy > 0.0 && busy <= 1.0, "a share of the machine: {w}");
+        // Every execution commits at least its start and its result, whatever shares them;
+        // each W3 execution has ten results.
+        let commits = number(w, "commits_per_execution");
+        assert!(commits > 0.0, "{w}");
+        let transitions = number(w, "transitions_per_commit");
+        assert!(transitions >= 1.0, "{w}");
+        let at_least = if w["name"] == "W3" { 11.0 } else { 2.0 };
+        assert!(
+            commits * transitions >= at_least,
+            "transitions per execution: {w}"
+        );
+        assert!(number(w, "ms_per_commit") > 0.0, "{w}");
         for field in [
             "transactions_per_execution",
             "wal_records_per_execution",
@@ -100,6 +121,8 @@ async fn bench_prints_a_table_of_every_workload(db: Db) {
         "exec/s",
         "W3 (2x10)",
         "activities/s",
+        "ms/commit",
+        "machine CPU busy",
         "server peak RSS",
     ] {
         assert!(out.contains(figure), "`{figure}` missing from:\n{out}");

@@ -2,6 +2,7 @@
 //! (from /proc), and on PostgreSQL the transactions and WAL the workloads cost (from the
 //! cumulative statistics views, read over bench's own connection).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, Row};
@@ -30,12 +31,119 @@ pub(super) fn total_cpu_ms(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|&pid| cpu_ms(pid)).sum()
 }
 
+/// The CPU ms each process named `name` on this machine has used so far, by pid (the
+/// `postgres` processes of a local PostgreSQL: its backends, WAL writer and checkpointer);
+/// `None` off Linux.
+pub(super) fn processes_cpu_ms(name: &str) -> Option<HashMap<u32, f64>> {
+    let mut used = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == name);
+        if let Some(ms) = cpu_ms(pid).filter(|_| named) {
+            used.insert(pid, ms);
+        }
+    }
+    Some(used)
+}
+
+/// The CPU ms the processes of `after` used since `before` (a process new since then counts
+/// from 0; one that ended in between took its CPU with it).
+pub(super) fn processes_cpu_since(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, ms)| (ms - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
+        .sum()
+}
+
 /// Peak resident memory of a process (VmHWM), from /proc (Linux).
 pub(super) fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// The whole machine's CPU time so far, from the first line of /proc/stat: (busy, total) in
+/// clock ticks, where busy is everything but idle and I/O wait. `None` off Linux.
+pub(super) fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share (0 to 1) of the machine's CPU that was busy between two readings.
+pub(super) fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
+    Some(after.0.saturating_sub(before.0) as f64 / total as f64)
+}
+
+/// The started server's group-commit counters, from its Prometheus metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CommitCounters {
+    /// Group commits (`cairn_commit_batch_size_count`).
+    pub commits: f64,
+    /// Transitions they carried (`cairn_commit_batch_size_sum`).
+    pub transitions: f64,
+    /// Seconds they took, summed (`cairn_commit_duration_seconds_sum`).
+    pub seconds: f64,
+}
+
+impl CommitCounters {
+    /// Reads them from `metrics_url` (the server's `/metrics`).
+    pub(super) async fn read(metrics_url: &str) -> anyhow::Result<CommitCounters> {
+        let text = reqwest::get(metrics_url)
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(CommitCounters::parse(&text))
+    }
+
+    /// The three samples in Prometheus' text format (each has no labels); absent ones are 0.
+    fn parse(text: &str) -> CommitCounters {
+        let mut counters = CommitCounters::default();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            match name {
+                "cairn_commit_batch_size_count" => counters.commits = value,
+                "cairn_commit_batch_size_sum" => counters.transitions = value,
+                "cairn_commit_duration_seconds_sum" => counters.seconds = value,
+                _ => {}
+            }
+        }
+        counters
+    }
+
+    /// What happened between `self` and `later`.
+    pub(super) fn until(&self, later: &CommitCounters) -> CommitCounters {
+        CommitCounters {
+            commits: later.commits - self.commits,
+            transitions: later.transitions - self.transitions,
+            seconds: later.seconds - self.seconds,
+        }
+    }
 }
 
 /// PostgreSQL's counters at one moment.
@@ -125,5 +233,46 @@ mod tests {
         assert!(super::cpu_ms(pid).unwrap() > 0.0);
         assert!(super::peak_rss_mb(pid).unwrap() > 0.0);
         assert_eq!(super::cpu_ms(u32::MAX), None, "no such process");
+        let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let used = super::processes_cpu_ms(name.trim_end()).unwrap();
+        assert!(used[&pid] > 0.0, "{used:?}");
+        assert!(
+            super::processes_cpu_ms("no-such-process-name")
+                .unwrap()
+                .is_empty()
+        );
+        let before = [(1, 10.0), (2, 5.0)].into();
+        let after = [(1, 12.0), (3, 4.0)].into();
+        assert_eq!(super::processes_cpu_since(&before, &after), 6.0);
+        let (busy, total) = super::machine_cpu_ticks().unwrap();
+        assert!(busy > 0 && total >= busy);
+        assert_eq!(super::busy_share((10, 100), (40, 200)), Some(0.3));
+        assert_eq!(
+            super::busy_share((10, 100), (10, 100)),
+            None,
+            "no time passed"
+        );
+    }
+
+    #[test]
+    fn commit_counters_come_from_the_metrics_text() {
+        let text = "# TYPE cairn_commit_batch_size histogram\n\
+                    cairn_commit_batch_size_bucket{le=\"1\"} 3\n\
+                    cairn_commit_batch_size_sum 40\n\
+                    cairn_commit_batch_size_count 10\n\
+                    cairn_commit_duration_seconds_sum 0.025\n\
+                    cairn_commit_duration_seconds_count 10\n";
+        let counters = super::CommitCounters::parse(text);
+        assert_eq!(
+            (counters.commits, counters.transitions, counters.seconds),
+            (10.0, 40.0, 0.025)
+        );
+        let later = super::CommitCounters {
+            commits: 15.0,
+            transitions: 70.0,
+            seconds: 0.035,
+        };
+        let delta = counters.until(&later);
+        assert_eq!((delta.commits, delta.transitions), (5.0, 30.0));
     }
 }

@@ -23,7 +23,10 @@ use std::time::Instant;
 
 use super::client::{Client, status_error};
 use crate::api::pb;
-use measure::{PgStats, peak_rss_mb, total_cpu_ms};
+use measure::{
+    CommitCounters, PgStats, busy_share, cpu_ms, machine_cpu_ticks, peak_rss_mb, processes_cpu_ms,
+    processes_cpu_since, total_cpu_ms,
+};
 use report::{BenchReport, WorkloadReport};
 use spawn::{spawn_server, spawn_workers};
 use workload::{percentile, run_many, run_one};
@@ -131,6 +134,12 @@ async fn run_workload(
     })
 }
 
+/// The started server's group-commit counters; `None` without a server bench started or when
+/// its metrics cannot be read (the figures are then left out, the run goes on).
+async fn commit_counters(metrics_url: Option<&str>) -> Option<CommitCounters> {
+    CommitCounters::read(metrics_url?).await.ok()
+}
+
 /// `postgres`, `sqlite` or `unknown`, from a database URL.
 fn store_of(url: Option<&str>) -> &'static str {
     match url {
@@ -184,6 +193,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let server_pid = spawned.as_ref().map(|s| s.child.id());
     let worker_pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
+    let metrics_url = spawned.as_ref().and_then(|s| s.metrics_url.clone());
     let mut client = Client::connect(&url).await?;
     let agent = format!(
         "bench-echo-{}",
@@ -213,7 +223,24 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Some(pg) => Some(pg.read().await?),
             None => None,
         };
+        let commits_before = commit_counters(metrics_url.as_deref()).await;
+        let machine_before = machine_cpu_ticks();
+        let client_before = cpu_ms(std::process::id());
+        let database_before = pg.as_ref().and(processes_cpu_ms("postgres"));
         let ran = run_workload(&mut client, &agent, name, args.scale).await?;
+        let client_cpu = cpu_ms(std::process::id())
+            .zip(client_before)
+            .map(|(after, before)| after - before);
+        let database_cpu = database_before
+            .zip(processes_cpu_ms("postgres"))
+            .map(|(before, after)| processes_cpu_since(&before, &after));
+        let machine_busy = machine_before
+            .zip(machine_cpu_ticks())
+            .and_then(|(before, after)| busy_share(before, after));
+        let commits = commits_before
+            .zip(commit_counters(metrics_url.as_deref()).await)
+            .map(|(before, after)| before.until(&after))
+            .filter(|c| c.commits > 0.0);
         let server_cpu = server_pid
             .and_then(|pid| total_cpu_ms(&[pid]))
             .zip(server_before)
@@ -251,6 +278,12 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             transactions_per_execution: pg_delta.map(|d| per(d.transactions as f64)),
             wal_records_per_execution: pg_delta.map(|d| per(d.wal_records as f64)),
             wal_bytes_per_execution: pg_delta.map(|d| per(d.wal_bytes as f64)),
+            client_cpu_ms_per_execution: client_cpu.map(per),
+            database_cpu_ms_per_execution: database_cpu.map(per),
+            machine_cpu_busy: machine_busy,
+            commits_per_execution: commits.map(|c| per(c.commits)),
+            transitions_per_commit: commits.map(|c| c.transitions / c.commits),
+            ms_per_commit: commits.map(|c| c.seconds * 1000.0 / c.commits),
         });
         if !args.json {
             eprintln!("bench: {name} done in {:.1} s", ran.elapsed_s);

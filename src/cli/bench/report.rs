@@ -18,6 +18,17 @@
 //!     `pg_stat_database`, and of `wal_records` and `wal_bytes` in `pg_stat_wal`, over the
 //!     workload, less bench's own reading. `pg_stat_wal` counts the whole cluster: other
 //!     databases' writes on a shared cluster are counted too.
+//!   - `client_cpu_ms_per_execution`: bench's own CPU (the client driving the workload, on the
+//!     same machine), per execution; `database_cpu_ms_per_execution` (PostgreSQL only): the CPU
+//!     of every `postgres` process on this machine, per execution (`null`, or 0, when the
+//!     database runs elsewhere);
+//!   - `machine_cpu_busy`: the share (0 to 1) of the whole machine's CPU that was busy during
+//!     the workload (from /proc/stat; bench itself, the database and anything else included):
+//!     near 1, the workload is bound by CPU; well below, by waiting (round trips, one writer).
+//!   - `commits_per_execution`, `transitions_per_commit`, `ms_per_commit`: the started server's
+//!     group commits over the workload (from its Prometheus metrics): how many per execution,
+//!     how many transitions each carried, and how long each took on average, from asking the
+//!     store to its answer (not counting the wait for a commit slot).
 //! - `server_peak_rss_mb`: the server's peak resident memory (VmHWM) through all the
 //!   workloads; `worker_peak_rss_mb`: one per worker process.
 
@@ -55,6 +66,12 @@ pub(super) struct WorkloadReport {
     pub transactions_per_execution: Option<f64>,
     pub wal_records_per_execution: Option<f64>,
     pub wal_bytes_per_execution: Option<f64>,
+    pub client_cpu_ms_per_execution: Option<f64>,
+    pub database_cpu_ms_per_execution: Option<f64>,
+    pub machine_cpu_busy: Option<f64>,
+    pub commits_per_execution: Option<f64>,
+    pub transitions_per_commit: Option<f64>,
+    pub ms_per_commit: Option<f64>,
 }
 
 fn figure(value: Option<f64>, decimals: usize) -> String {
@@ -74,9 +91,21 @@ impl BenchReport {
             header.push("worker CPU ms/exec");
         }
         header.push("CPU ms/activity");
+        header.push("client CPU ms/exec");
         if postgres {
-            header.extend(["xacts/exec", "WAL records/exec", "WAL KB/exec"]);
+            header.extend([
+                "db CPU ms/exec",
+                "xacts/exec",
+                "WAL records/exec",
+                "WAL KB/exec",
+            ]);
         }
+        header.extend([
+            "commits/exec",
+            "transitions/commit",
+            "ms/commit",
+            "machine CPU busy",
+        ]);
         let mut table = Table::new();
         table.load_style(ASCII_MARKDOWN).set_header(header);
         for w in &self.workloads {
@@ -94,11 +123,20 @@ impl BenchReport {
                 row.push(figure(w.worker_cpu_ms_per_execution, 2));
             }
             row.push(figure(w.cpu_ms_per_activity, 2));
+            row.push(figure(w.client_cpu_ms_per_execution, 2));
             if postgres {
+                row.push(figure(w.database_cpu_ms_per_execution, 2));
                 row.push(figure(w.transactions_per_execution, 1));
                 row.push(figure(w.wal_records_per_execution, 1));
                 row.push(figure(w.wal_bytes_per_execution.map(|b| b / 1024.0), 2));
             }
+            row.push(figure(w.commits_per_execution, 1));
+            row.push(figure(w.transitions_per_commit, 1));
+            row.push(figure(w.ms_per_commit, 2));
+            row.push(match w.machine_cpu_busy {
+                Some(share) => format!("{:.0}%", share * 100.0),
+                None => "-".into(),
+            });
             table.add_row(row);
         }
         for column in table.column_iter_mut().skip(1) {

@@ -12,6 +12,8 @@ use super::BenchArgs;
 pub(super) struct Spawned {
     pub(super) child: Child,
     pub(super) url: String,
+    /// Its Prometheus metrics (`http://127.0.0.1:PORT/metrics`), for the group-commit figures.
+    pub(super) metrics_url: Option<String>,
     /// The database it runs on.
     pub(super) database_url: String,
     _dir: Option<std::path::PathBuf>,
@@ -56,6 +58,14 @@ pub(super) fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
     if !remote {
         command.args(["--worker", "--concurrency", &concurrency]);
     }
+    // A port free a moment ago: should another process take it first, the server still starts
+    // (it only says its exporter did not) and the commit figures are left out.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok();
+    if let Some(addr) = metrics_addr {
+        command.args(["--metrics-listen", &addr.to_string()]);
+    }
     let mut child = command
         .args([
             "--database-url",
@@ -94,6 +104,7 @@ pub(super) fn spawn_server(args: &BenchArgs) -> anyhow::Result<Spawned> {
     Ok(Spawned {
         child,
         url,
+        metrics_url: metrics_addr.map(|a| format!("http://{a}/metrics")),
         database_url,
         _dir: dir,
     })
@@ -117,6 +128,7 @@ pub(super) fn spawn_workers(args: &BenchArgs, url: &str) -> anyhow::Result<Vec<S
             Ok(Spawned {
                 child,
                 url: url.to_string(),
+                metrics_url: None,
                 database_url: String::new(),
                 _dir: None,
             })
