@@ -14,7 +14,8 @@
 //! expiry) are in `tasks.rs`.
 
 /// Moves execution rows forward from their versions (the round's updates, in one statement),
-/// returning what the commit hands on, then `$returning`.
+/// returning what the commit hands on, then `$returning`. `{locked}` is where `locking` adds
+/// the row-lock condition of a dialect that has row locks.
 macro_rules! update_executions {
     ($returning:expr) => {
         concat!(
@@ -36,7 +37,7 @@ macro_rules! update_executions {
                    CAST(value->>'closed_at' AS BIGINT) AS x_closed_at, \
                    CAST(value->>'chunks' AS BIGINT) AS x_chunks, \
                    CAST(value->>'bytes' AS BIGINT) AS x_bytes FROM {rows}) AS r \
-             WHERE e.id = r.x_id AND e.next_seq = r.x_expected \
+             WHERE e.id = r.x_id AND e.next_seq = r.x_expected{locked} \
              RETURNING id, output_seq, parent_id, child_key, status, ", $returning
         )
     };
@@ -65,15 +66,30 @@ macro_rules! sql_transition {
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
 
-        static LOCK_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(concat!(
-            "SELECT id FROM executions WHERE id IN (SELECT {u:id} FROM {rows}) ORDER BY id",
-            $lock
-        )));
+        /// The round's update, which on a dialect with row locks first locks its execution rows
+        /// in id order (the lock order across transactions) in the same statement: a
+        /// materialized CTE whose rows are locked as its sort yields them, and the update
+        /// writes only rows the CTE returned, so every row is locked by the CTE, in order, before
+        /// the update touches it. (A row another transaction moved meanwhile is re-read by the
+        /// update, which then finds its version changed: a `Conflict`, as before.)
+        fn locking(update: &str) -> String {
+            if ROW_LOCKS {
+                sql(&format!(
+                    "WITH locked AS MATERIALIZED (SELECT id FROM executions \
+                     WHERE id IN (SELECT {{u:id}} FROM {{rows}}) ORDER BY id{}) {}",
+                    $lock,
+                    update.replace("{locked}", " AND e.id IN (SELECT id FROM locked)")
+                ))
+            } else {
+                sql(&update.replace("{locked}", ""))
+            }
+        }
+
         static UPDATE_EXECUTIONS: LazyLock<String> =
-            LazyLock::new(|| sql(update_executions!("FALSE AS whole")));
+            LazyLock::new(|| locking(update_executions!("FALSE AS whole")));
         /// The same, with the whole row (and its labels) of each execution that closed or waits:
         /// for a commit whose followers on this server take it instead of reading.
-        static UPDATE_EXECUTIONS_WHOLE: LazyLock<String> = LazyLock::new(|| sql(update_executions!(concat!(
+        static UPDATE_EXECUTIONS_WHOLE: LazyLock<String> = LazyLock::new(|| locking(update_executions!(concat!(
             "namespace, kind, agent_id, runtime, root_id, retry_of, request_id, next_seq, \
              input_tokens, output_tokens, cost_usd, tool_calls, created_at, started_at, closed_at, team_id, ",
             whole_row!(), " AS whole, CASE WHEN ", whole_row!(), " THEN input END AS input, \
@@ -236,10 +252,6 @@ macro_rules! sql_transition {
                 .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Update { .. }))
                 .collect();
             if !updates.is_empty() {
-                if ROW_LOCKS {
-                    let ids = updates.iter().map(|&k| plan::IdRow { id: items[k].t.execution_id });
-                    run_rows(tx, statements, LOCK_EXECUTIONS.as_str(), pack(ids)?).await?;
-                }
                 let rows = updates.iter().map(|&k| {
                     let t = items[k].t;
                     let RowWrite::Update { expected_next_seq } = t.row_write else { unreachable!() };
