@@ -3,8 +3,8 @@
 //! ids, lists, history, output, and the quarantine of an unreadable execution.
 
 macro_rules! sql_executions {
-    ($store:ident, lock = $lock:literal, notify = $notify:path, notify_after = $notify_after:path,
-     object_agg = $object_agg:literal) => {
+    ($store:ident, lock = $lock:literal, begin_commit = $begin_commit:literal, notify = $notify:path,
+     notify_after = $notify_after:path, object_agg = $object_agg:literal) => {
         const _: () = {
             use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
 
@@ -48,7 +48,7 @@ macro_rules! sql_executions {
                     order.sort_by_key(|&i| transitions[i].execution_id);
                     let statements = &*self.statements;
                     statements.fetch_add(1, Ordering::Relaxed);
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.write.begin_with($begin_commit).await?;
                     let (outcomes, notes) = write_batch(&mut tx, statements, transitions, watched, &order).await?;
                     statements.fetch_add(1, Ordering::Relaxed);
                     tx.commit().await?;
