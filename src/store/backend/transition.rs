@@ -66,12 +66,9 @@ macro_rules! sql_transition {
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
 
-        /// The round's update, which on a dialect with row locks first locks its execution rows
-        /// in id order (the lock order across transactions) in the same statement: a
-        /// materialized CTE whose rows are locked as its sort yields them, and the update
-        /// writes only rows the CTE returned, so every row is locked by the CTE, in order, before
-        /// the update touches it. (A row another transaction moved meanwhile is re-read by the
-        /// update, which then finds its version changed: a `Conflict`, as before.)
+        /// The round's update; with row locks, its rows are first locked in id order (the lock
+        /// order across transactions) by a materialized CTE the update joins, so each is locked,
+        /// in order, before the update writes it (a row moved meanwhile is re-read: `Conflict`).
         fn locking(update: &str) -> String {
             if ROW_LOCKS {
                 sql(&format!(
@@ -272,11 +269,9 @@ macro_rules! sql_transition {
                         bytes: crate::store::chunk_bytes(&t.chunks),
                     }
                 });
-                // Whole rows only for the executions followers here watch, and only where the row
-                // may close or wait (`whole_row!`): a transition that stays `RUNNING` hands its
-                // followers chunks, not a row, and the statement that returns whole rows costs
-                // more (on SQLite ~170 µs a commit). `PENDING` keeps the stored status, whatever
-                // that is.
+                // Whole rows only for watched executions that may close or wait (`whole_row!`; a
+                // `PENDING` row keeps its stored status): one staying `RUNNING` hands its followers
+                // chunks, and whole rows cost more (on SQLite ~170 µs a commit).
                 let watched: HashSet<Uuid> = updates
                     .iter()
                     .filter(|&&k| items[k].watched && items[k].t.row.status != ExecutionStatus::Running)
