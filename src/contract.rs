@@ -248,6 +248,18 @@ pub struct Release {
     pub checkpoint: Option<serde_json::Value>,
 }
 
+impl Release {
+    /// The release of an attempt that never ran (no output, no checkpoint): the task is given
+    /// back as it was leased.
+    pub fn unrun(lease: Lease) -> Release {
+        Release {
+            lease,
+            chunks: Vec::new(),
+            checkpoint: None,
+        }
+    }
+}
+
 /// A runtime a worker serves that is not built into Cairn (an *external* runtime, e.g. one
 /// written with the Python SDK). The worker registers it before it polls for its tasks; the
 /// server records it, so agents of that runtime can be created and checked against its schema

@@ -8,6 +8,9 @@
 //! with no free slot never receives a task this way: the task goes to the queue as before. A task
 //! handed to a worker that has stopped listening is released at once; one lost with a worker that
 //! died is retried after its lease, like any other.
+//!
+//! `reserve_first_task` chooses for a start between this inbox and a poll asleep on this server
+//! (`policy.rs` `reserve_poll`), and `hand_first_task` hands the leased task to the one chosen.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +18,16 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Engine;
 use super::commands::EagerOffer;
+use super::notify::Reservation;
 use crate::contract::{Assignment, Inbox};
+
+/// Who a start leases its first task to in its own transaction (eager dispatch).
+pub(crate) enum FirstTask {
+    /// A free slot of the in-process worker.
+    Inbox(InboxSlot),
+    /// A poll asleep on this server.
+    Poll(Reservation),
+}
 
 /// A slot of the in-process worker, taken for one start's first task.
 pub(crate) struct InboxSlot {
@@ -48,9 +60,34 @@ impl Engine {
         }
     }
 
+    /// Who takes the first task of a start of `runtime` in `queue`: a free slot of the
+    /// in-process worker first (its polls then sleep on, where a poll handed a task comes back
+    /// with a claim of its own), else a poll asleep on this server; `None` when neither admits
+    /// `runtime_config` (the task goes to the queue).
+    pub(crate) fn reserve_first_task(
+        &self,
+        runtime: &str,
+        queue: &str,
+        runtime_config: &serde_json::Value,
+    ) -> Option<(FirstTask, EagerOffer)> {
+        if let Some((slot, offer)) = self.reserve_inbox(runtime, queue, runtime_config) {
+            return Some((FirstTask::Inbox(slot), offer));
+        }
+        self.reserve_poll(runtime, queue, runtime_config)
+            .map(|(reservation, offer)| (FirstTask::Poll(reservation), offer))
+    }
+
+    /// Hands the task the start leased (if it leased one) to whom it was reserved for.
+    pub(crate) async fn hand_first_task(&self, to: FirstTask, assignment: Option<Box<Assignment>>) {
+        match to {
+            FirstTask::Inbox(slot) => self.hand_to_inbox(slot, assignment).await,
+            FirstTask::Poll(reservation) => self.hand_over(reservation, assignment).await,
+        }
+    }
+
     /// A free slot of the attached worker for a first task of `runtime` in `queue`, if it takes
     /// them and its policy admits `runtime_config`.
-    pub(crate) fn reserve_inbox(
+    fn reserve_inbox(
         &self,
         runtime: &str,
         queue: &str,
@@ -75,7 +112,7 @@ impl Engine {
     /// Hands the task leased in the start's transaction to the worker whose slot it took; with
     /// nothing leased the slot is just given back. A worker that no longer listens gets its task
     /// released, so another takes it at once.
-    pub(crate) async fn hand_to_inbox(&self, slot: InboxSlot, assignment: Option<Box<Assignment>>) {
+    async fn hand_to_inbox(&self, slot: InboxSlot, assignment: Option<Box<Assignment>>) {
         let Some(assignment) = assignment else {
             return;
         };

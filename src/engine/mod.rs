@@ -317,27 +317,18 @@ impl Engine {
             child_key: None,
             labels: req.labels.clone(),
         };
-        // A poll waiting on this server for this runtime and queue gets the first task leased
-        // in the start's own transaction (eager dispatch), without a claim.
+        // The in-process worker's free slot, or a poll waiting on this server, gets the first
+        // task leased in the start's own transaction (eager dispatch), without a claim.
         let runtime_config = agent
             .configuration
             .get("runtime_config")
             .cloned()
             .unwrap_or_default();
-        // A free slot of the in-process worker first: its polls then sleep on, where a poll
-        // handed a task comes back with a claim of its own.
-        let inboxed = self.reserve_inbox(&agent.runtime, queue, &runtime_config);
-        let reserved = match inboxed {
-            None => self.reserve_poll(&agent.runtime, queue, &runtime_config),
-            Some(_) => None,
-        };
+        let reserved = self.reserve_first_task(&agent.runtime, queue, &runtime_config);
         let plan = apply::Plan {
             inputs: vec![started],
             fences: fence.into_iter().collect(),
-            eager: inboxed
-                .as_ref()
-                .map(|(_, offer)| offer.clone())
-                .or_else(|| reserved.as_ref().map(|(_, offer)| offer.clone())),
+            eager: reserved.as_ref().map(|(_, offer)| offer.clone()),
             ..Default::default()
         };
         let applied = self.apply_new(id, new, plan).await;
@@ -350,10 +341,8 @@ impl Engine {
             }
             _ => None,
         };
-        if let Some((slot, _)) = inboxed {
-            self.hand_to_inbox(slot, eager).await;
-        } else if let Some((reservation, _)) = reserved {
-            self.hand_over(reservation, eager).await;
+        if let Some((to, _)) = reserved {
+            self.hand_first_task(to, eager).await;
         }
         match applied? {
             Applied::Committed(..) => Ok((id, true)),

@@ -270,12 +270,7 @@ impl Engine {
     /// Releases a task leased to a worker that never got it (`why`), so another takes the same
     /// attempt at once instead of after its lease.
     pub(crate) async fn release_undelivered(&self, lease: Lease, why: &str) {
-        let release = Release {
-            lease,
-            chunks: Vec::new(),
-            checkpoint: None,
-        };
-        if let Err(e) = self.release(release).await {
+        if let Err(e) = self.release(Release::unrun(lease)).await {
             tracing::warn!(error = %e, "could not release a task whose worker never got it ({why}); its lease will expire");
         }
     }

@@ -80,14 +80,10 @@ async fn fail_at_once(api: &dyn WorkerApi, lease: Lease, failure: Failure) {
     }
 }
 
-/// Releases a task leased to this worker that it will not run (it is draining), so another
-/// worker takes it at once.
-async fn hand_back(api: &dyn WorkerApi, assignment: &Assignment) {
-    let release = Release {
-        lease: assignment.lease.clone(),
-        chunks: Vec::new(),
-        checkpoint: None,
-    };
+/// Releases a task leased to this worker that it will not run (it is draining, or a poll got it
+/// with no slot left for it), so another worker takes it at once.
+pub(super) async fn hand_back(api: &dyn WorkerApi, assignment: &Assignment) {
+    let release = Release::unrun(assignment.lease.clone());
     if let Err(error) = api.release(&release).await {
         tracing::warn!(%error, "could not hand back a task; its lease will expire");
     }

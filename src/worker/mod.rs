@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::WorkerPolicy;
 use crate::runtime::RuntimeRegistry;
 
-use crate::contract::Assignment;
+use crate::contract::Delivery;
 pub use crate::contract::{PollRequest, WorkerApi, WorkerApiError};
 pub use grpc::GrpcWorkerApi;
 
@@ -115,7 +115,7 @@ struct Poller {
     share: usize,
     runtimes: Vec<String>,
     shutdown: CancellationToken,
-    got: tokio::sync::mpsc::UnboundedSender<(Assignment, OwnedSemaphorePermit)>,
+    got: tokio::sync::mpsc::UnboundedSender<Delivery>,
     /// Whether the engine also hands tasks to this worker's inbox: then a poll does not hold
     /// the free slots while it waits (starts take them), and a task it gets when no slot is
     /// left any more is handed back.
@@ -167,7 +167,7 @@ async fn poll_loop(p: Poller) {
                         None => p.slots.clone().try_acquire_owned().ok(),
                     };
                     let Some(permit) = permit else {
-                        hand_back(&*p.api, assignment).await;
+                        attempt::hand_back(&*p.api, &assignment).await;
                         continue;
                     };
                     if p.got.send((assignment, permit)).is_err() {
@@ -184,19 +184,6 @@ async fn poll_loop(p: Poller) {
                 }
             }
         }
-    }
-}
-
-/// Releases a task a poll got when the worker had no slot left for it (the inbox took them
-/// while the poll waited): another poll, or another worker, takes the same attempt at once.
-async fn hand_back(api: &dyn WorkerApi, assignment: Assignment) {
-    let release = crate::contract::Release {
-        lease: assignment.lease,
-        chunks: Vec::new(),
-        checkpoint: None,
-    };
-    if let Err(error) = api.release(&release).await {
-        tracing::warn!(%error, "could not hand back a task with no slot for it; its lease will expire");
     }
 }
 
@@ -303,8 +290,7 @@ impl Worker {
             }));
         }
         drop(got);
-        let spawn = |running: &mut JoinSet<()>,
-                     (assignment, permit): (Assignment, OwnedSemaphorePermit)| {
+        let spawn = |running: &mut JoinSet<()>, (assignment, permit): Delivery| {
             let api = self.api.clone();
             let options = options.clone();
             let release = release.clone();

@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 /// CPU time (user + system) a process has used so far, in ms; `None` when /proc cannot say
 /// (not Linux, or the process is gone).
-pub(super) fn cpu_ms(pid: u32) -> Option<f64> {
+fn cpu_ms(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let fields: Vec<&str> = stat
@@ -27,14 +27,14 @@ pub(super) fn cpu_ms(pid: u32) -> Option<f64> {
 }
 
 /// The CPU ms all of `pids` have used so far; `None` if any cannot be read.
-pub(super) fn total_cpu_ms(pids: &[u32]) -> Option<f64> {
+fn total_cpu_ms(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|&pid| cpu_ms(pid)).sum()
 }
 
 /// The CPU ms each process named `name` on this machine has used so far, by pid (the
 /// `postgres` processes of a local PostgreSQL: its backends, WAL writer and checkpointer);
 /// `None` off Linux.
-pub(super) fn processes_cpu_ms(name: &str) -> Option<HashMap<u32, f64>> {
+fn processes_cpu_ms(name: &str) -> Option<HashMap<u32, f64>> {
     let mut used = HashMap::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -55,7 +55,7 @@ pub(super) fn processes_cpu_ms(name: &str) -> Option<HashMap<u32, f64>> {
 
 /// The CPU ms the processes of `after` used since `before` (a process new since then counts
 /// from 0; one that ended in between took its CPU with it).
-pub(super) fn processes_cpu_since(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+fn processes_cpu_since(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
     after
         .iter()
         .map(|(pid, ms)| (ms - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
@@ -70,9 +70,63 @@ pub(super) fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The CPU used so far by what bench watches: the server, the worker processes (`None` when
+/// there are none), bench itself, a local PostgreSQL's processes (when the store is
+/// PostgreSQL), and the whole machine.
+pub(super) struct CpuReading {
+    server: Option<f64>,
+    workers: Option<f64>,
+    client: Option<f64>,
+    database: Option<HashMap<u32, f64>>,
+    machine: Option<(u64, u64)>,
+}
+
+/// What each used between two readings, in CPU ms; the machine's as the share it was busy.
+pub(super) struct CpuUsed {
+    pub server: Option<f64>,
+    pub workers: Option<f64>,
+    pub client: Option<f64>,
+    pub database: Option<f64>,
+    pub machine_busy: Option<f64>,
+}
+
+impl CpuReading {
+    /// Reads them now.
+    pub(super) fn take(server: Option<u32>, workers: &[u32], postgres: bool) -> CpuReading {
+        CpuReading {
+            server: server.and_then(cpu_ms),
+            workers: (!workers.is_empty())
+                .then(|| total_cpu_ms(workers))
+                .flatten(),
+            client: cpu_ms(std::process::id()),
+            database: postgres.then(|| processes_cpu_ms("postgres")).flatten(),
+            machine: machine_cpu_ticks(),
+        }
+    }
+
+    /// What was used between `self` and `later`.
+    pub(super) fn until(&self, later: &CpuReading) -> CpuUsed {
+        let since = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+        CpuUsed {
+            server: since(self.server, later.server),
+            workers: since(self.workers, later.workers),
+            client: since(self.client, later.client),
+            database: self
+                .database
+                .as_ref()
+                .zip(later.database.as_ref())
+                .map(|(before, after)| processes_cpu_since(before, after)),
+            machine_busy: self
+                .machine
+                .zip(later.machine)
+                .and_then(|(before, after)| busy_share(before, after)),
+        }
+    }
+}
+
 /// The whole machine's CPU time so far, from the first line of /proc/stat: (busy, total) in
 /// clock ticks, where busy is everything but idle and I/O wait. `None` off Linux.
-pub(super) fn machine_cpu_ticks() -> Option<(u64, u64)> {
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat
         .lines()
@@ -88,7 +142,7 @@ pub(super) fn machine_cpu_ticks() -> Option<(u64, u64)> {
 }
 
 /// The share (0 to 1) of the machine's CPU that was busy between two readings.
-pub(super) fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
     let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
     Some(after.0.saturating_sub(before.0) as f64 / total as f64)
 }

@@ -23,10 +23,7 @@ use std::time::Instant;
 
 use super::client::{Client, status_error};
 use crate::api::pb;
-use measure::{
-    CommitCounters, PgStats, busy_share, cpu_ms, machine_cpu_ticks, peak_rss_mb, processes_cpu_ms,
-    processes_cpu_since, total_cpu_ms,
-};
+use measure::{CommitCounters, CpuReading, PgStats, peak_rss_mb};
 use report::{BenchReport, WorkloadReport};
 use spawn::{spawn_server, spawn_workers};
 use workload::{percentile, run_many, run_one};
@@ -217,41 +214,18 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let mut reports = Vec::new();
     for name in workloads {
-        let server_before = server_pid.and_then(|pid| total_cpu_ms(&[pid]));
-        let workers_before = total_cpu_ms(&worker_pids);
         let pg_before = match &mut pg {
             Some(pg) => Some(pg.read().await?),
             None => None,
         };
         let commits_before = commit_counters(metrics_url.as_deref()).await;
-        let machine_before = machine_cpu_ticks();
-        let client_before = cpu_ms(std::process::id());
-        let database_before = pg.as_ref().and(processes_cpu_ms("postgres"));
+        let cpu_before = CpuReading::take(server_pid, &worker_pids, pg.is_some());
         let ran = run_workload(&mut client, &agent, name, args.scale).await?;
-        let client_cpu = cpu_ms(std::process::id())
-            .zip(client_before)
-            .map(|(after, before)| after - before);
-        let database_cpu = database_before
-            .zip(processes_cpu_ms("postgres"))
-            .map(|(before, after)| processes_cpu_since(&before, &after));
-        let machine_busy = machine_before
-            .zip(machine_cpu_ticks())
-            .and_then(|(before, after)| busy_share(before, after));
+        let cpu = cpu_before.until(&CpuReading::take(server_pid, &worker_pids, pg.is_some()));
         let commits = commits_before
             .zip(commit_counters(metrics_url.as_deref()).await)
             .map(|(before, after)| before.until(&after))
             .filter(|c| c.commits > 0.0);
-        let server_cpu = server_pid
-            .and_then(|pid| total_cpu_ms(&[pid]))
-            .zip(server_before)
-            .map(|(after, before)| after - before);
-        let workers_cpu = if worker_pids.is_empty() {
-            None
-        } else {
-            total_cpu_ms(&worker_pids)
-                .zip(workers_before)
-                .map(|(after, before)| after - before)
-        };
         let pg_delta = match (&mut pg, pg_before) {
             (Some(pg), Some(before)) => {
                 pg.settle().await;
@@ -272,15 +246,17 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             activities_per_s: activities / ran.elapsed_s,
             p50_ms: ran.latencies_ms.map(|l| l.0),
             p99_ms: ran.latencies_ms.map(|l| l.1),
-            server_cpu_ms_per_execution: server_cpu.map(per),
-            worker_cpu_ms_per_execution: workers_cpu.map(per),
-            cpu_ms_per_activity: server_cpu.map(|s| (s + workers_cpu.unwrap_or(0.0)) / activities),
+            server_cpu_ms_per_execution: cpu.server.map(per),
+            worker_cpu_ms_per_execution: cpu.workers.map(per),
+            cpu_ms_per_activity: cpu
+                .server
+                .map(|s| (s + cpu.workers.unwrap_or(0.0)) / activities),
             transactions_per_execution: pg_delta.map(|d| per(d.transactions as f64)),
             wal_records_per_execution: pg_delta.map(|d| per(d.wal_records as f64)),
             wal_bytes_per_execution: pg_delta.map(|d| per(d.wal_bytes as f64)),
-            client_cpu_ms_per_execution: client_cpu.map(per),
-            database_cpu_ms_per_execution: database_cpu.map(per),
-            machine_cpu_busy: machine_busy,
+            client_cpu_ms_per_execution: cpu.client.map(per),
+            database_cpu_ms_per_execution: cpu.database.map(per),
+            machine_cpu_busy: cpu.machine_busy,
             commits_per_execution: commits.map(|c| per(c.commits)),
             transitions_per_commit: commits.map(|c| c.transitions / c.commits),
             ms_per_commit: commits.map(|c| c.seconds * 1000.0 / c.commits),
