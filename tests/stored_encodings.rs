@@ -20,7 +20,9 @@ use cairn::domain::{
     AgentSpec, ExecutionKind, Failure, HistoryEvent, RetryPolicy, Timeouts, Usage,
 };
 use cairn::machine::{ExecutionState, MachineContext, step_any};
-use cairn::store::{CommitOutcome, NewExecution, RowState, RowWrite, Store, Transition};
+use cairn::store::{
+    CommitOutcome, NewExecution, RowState, RowWrite, SnapshotJson, Store, Transition,
+};
 use common::Db;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -275,7 +277,7 @@ async fn check(store: &Arc<dyn Store>, case: &Case) -> Result<(), TestCaseError>
         })),
         row: RowState {
             status: state.status(),
-            state: snapshot.clone(),
+            state: SnapshotJson::of(&state).expect("a snapshot serializes"),
             result: Some(json!({ "text": case.output })),
             failure: Some(case.failure.clone()),
             usage,

@@ -9,8 +9,8 @@ use super::{Engine, EngineError, commands, limits};
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
 use crate::store::{
-    CommitOutcome, ExecutionRecord, Fence, NewChunk, NewExecution, RowState, RowWrite, TimerOp,
-    Transition,
+    CommitOutcome, ExecutionRecord, Fence, NewChunk, NewExecution, RowState, RowWrite,
+    SnapshotJson, TimerOp, Transition,
 };
 
 /// What to apply to an execution, besides the machine's own commands.
@@ -127,7 +127,7 @@ impl Engine {
         let (transition, events, state) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
         let eager = commands::eager_assignment(&transition).map(Box::new);
-        let bytes = state_bytes(&transition.row.state);
+        let bytes = state_bytes(transition.row.state.text());
         match self.commit(transition, &scope).await? {
             CommitOutcome::Committed => {
                 // A new row is inserted at `next_seq` 1 + its events (see the store).
@@ -222,7 +222,7 @@ impl Engine {
         let id = current.id;
         let scope = &current.scope;
         let eager = commands::eager_assignment(&transition).map(Box::new);
-        let bytes = state_bytes(&transition.row.state);
+        let bytes = state_bytes(transition.row.state.text());
         let outcome = self.commit(transition, scope).await;
         if !matches!(outcome, Ok(CommitOutcome::Committed)) {
             // Stale (a conflict or a fence another server's commit explains) or unknown (an
@@ -387,7 +387,7 @@ impl Engine {
         };
         let row = RowState {
             status,
-            state: state.to_json().map_err(|e| {
+            state: SnapshotJson::of(&state).map_err(|e| {
                 EngineError::Internal(format!("state of {id} does not serialize: {e}"))
             })?,
             result,

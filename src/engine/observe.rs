@@ -160,19 +160,39 @@ impl Observed {
     }
 }
 
+/// What the metrics label an execution by, read from its snapshot: an agent's runtime and model,
+/// and its activities' queue (a team has no agent).
+#[derive(serde::Deserialize)]
+struct Labels {
+    agent: Option<AgentLabels>,
+    queue: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AgentLabels {
+    #[serde(default)]
+    runtime: String,
+    #[serde(default)]
+    model_id: String,
+}
+
 fn collect(transition: &Transition, into: &mut Vec<Execution>) {
     let facts: Vec<Fact> = transition.events.iter().filter_map(Fact::of).collect();
     if !facts.is_empty() {
-        let state = &transition.row.state;
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-        let agent = state.get("agent");
+        let labels: Labels = serde_json::from_str(transition.row.state.text()).unwrap_or(Labels {
+            agent: None,
+            queue: None,
+        });
         into.push(Execution {
             id: transition.execution_id,
-            runtime: agent.map_or_else(|| "team".into(), |a| text(&a["runtime"])),
-            model: agent.map(|a| text(&a["model_id"])).unwrap_or_default(),
-            queue: state
-                .get("queue")
-                .map_or_else(|| crate::domain::DEFAULT_QUEUE.into(), text),
+            runtime: labels
+                .agent
+                .as_ref()
+                .map_or_else(|| "team".into(), |a| a.runtime.clone()),
+            model: labels.agent.map(|a| a.model_id).unwrap_or_default(),
+            queue: labels
+                .queue
+                .unwrap_or_else(|| crate::domain::DEFAULT_QUEUE.into()),
             now: transition.now,
             facts,
         });

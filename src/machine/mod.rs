@@ -20,6 +20,7 @@ pub use team::{Child, TeamState, result_text};
 /// A completed turn (a domain type; re-exported here, where it was first defined).
 pub use crate::domain::TurnResult;
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::{ExecutionKind, ExecutionStatus, HistoryEvent, Usage};
@@ -105,6 +106,16 @@ pub enum ExecutionState {
     Team(TeamState),
 }
 
+/// Serializes as the snapshot of its kind (`to_json` without the `Value` in between).
+impl serde::Serialize for ExecutionState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ExecutionState::Agent(s) => s.serialize(serializer),
+            ExecutionState::Team(s) => s.serialize(serializer),
+        }
+    }
+}
+
 impl Machine for ExecutionState {
     fn apply(state: Option<Self>, event: &HistoryEvent) -> Result<Self, InvalidTransition> {
         match state {
@@ -140,8 +151,8 @@ impl ExecutionState {
         value: &serde_json::Value,
     ) -> Result<Self, serde_json::Error> {
         Ok(match kind {
-            ExecutionKind::Agent => ExecutionState::Agent(serde_json::from_value(value.clone())?),
-            ExecutionKind::Team => ExecutionState::Team(serde_json::from_value(value.clone())?),
+            ExecutionKind::Agent => ExecutionState::Agent(AgentState::deserialize(value)?),
+            ExecutionKind::Team => ExecutionState::Team(TeamState::deserialize(value)?),
         })
     }
 

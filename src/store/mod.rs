@@ -49,8 +49,8 @@ pub use tasks::{
 };
 pub use timers::{TimerKind, TimerRecord, Timers};
 pub use transition::{
-    CommitOutcome, Fence, NewChunk, NewExecution, NewLease, NewTask, RowState, RowWrite, TaskOp,
-    TimerOp, Transition, chunk_bytes,
+    CommitOutcome, Fence, NewChunk, NewExecution, NewLease, NewTask, RowState, RowWrite,
+    SnapshotJson, TaskOp, TimerOp, Transition, chunk_bytes,
 };
 pub use workers::{WorkerRecord, WorkerUpsert, Workers};
 

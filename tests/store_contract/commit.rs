@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use cairn::domain::{ExecutionStatus, Failure, HistoryEvent, Usage};
 use cairn::store::{
-    CommitOutcome, Fence, NewExecution, RowState, TaskOp, TimerKind, TimerOp, Transition,
+    CommitOutcome, Fence, NewExecution, RowState, SnapshotJson, TaskOp, TimerKind, TimerOp,
+    Transition,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -531,7 +532,7 @@ async fn events_and_the_state_read_back_exactly_as_written(db: Db) {
     let start = Transition {
         events: vec![completed.clone()],
         row: RowState {
-            state: json!({ "usage": usage.cost_usd }),
+            state: SnapshotJson::of(&json!({ "usage": usage.cost_usd })).unwrap(),
             usage,
             ..row(ExecutionStatus::Pending)
         },

@@ -8,8 +8,8 @@ use cairn::domain::{
 };
 use cairn::store::{
     ClaimRequest, CommitOutcome, ExecutionRecord, NewChunk, NewExecution, NewTask, ProgressRecord,
-    RowState, RowWrite, Store, StoredChunk, StoredEvent, TaskOp, TaskRecord, TimerRecord,
-    Transition,
+    RowState, RowWrite, SnapshotJson, Store, StoredChunk, StoredEvent, TaskOp, TaskRecord,
+    TimerRecord, Transition,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -49,7 +49,7 @@ pub fn event(n: u32) -> HistoryEvent {
 pub fn row(status: ExecutionStatus) -> RowState {
     RowState {
         status,
-        state: json!({ "status": status.as_str() }),
+        state: SnapshotJson::of(&json!({ "status": status.as_str() })).unwrap(),
         result: None,
         failure: None,
         usage: Usage::default(),

@@ -266,7 +266,7 @@ pub(super) struct UpdateRow<'a> {
     pub expected: i64,
     pub next_seq: i64,
     pub status: &'a str,
-    pub state: &'a serde_json::Value,
+    pub state: &'a crate::store::SnapshotJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -295,7 +295,7 @@ pub(super) struct CreateRow<'a> {
     pub root_id: Uuid,
     pub retry_of: Option<Uuid>,
     pub request_id: Option<&'a str>,
-    pub state: &'a serde_json::Value,
+    pub state: &'a crate::store::SnapshotJson,
     pub next_seq: i64,
     pub output_seq: i64,
     pub output_bytes: i64,
