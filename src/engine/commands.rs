@@ -1,5 +1,6 @@
 //! Performing commands: the task and timer rows each history event implies.
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::notify::Wake;
@@ -253,7 +254,7 @@ pub(crate) fn eager_assignment(transition: &crate::store::Transition) -> Option<
         TaskOp::Insert(task) => {
             let lease = task.lease.as_ref()?;
             // The turn was serialized from a `Turn` by `rows_for` a moment ago.
-            let turn: Turn = serde_json::from_value(task.turn.clone()).ok()?;
+            let turn = Turn::deserialize(&task.turn).ok()?;
             Some(Eager {
                 assignment: Assignment {
                     lease: Lease {

@@ -5,6 +5,7 @@
 //! take it; `cairn exec get` says which rule keeps a waiting task from every connected worker,
 //! and `CreateAgent`/`UpdateAgent` warn when no connected worker would admit an agent.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::commands::EagerOffer;
@@ -16,7 +17,7 @@ use crate::store::{ClaimRequest, ReleaseRecord, TaskRecord};
 /// The `runtime_config` of the agent of a stored turn (`Null` when it has none or the turn
 /// cannot be read: quarantining such a task is the claim's business).
 pub(super) fn runtime_config(task: &TaskRecord) -> Value {
-    serde_json::from_value::<Turn>(task.turn.clone())
+    Turn::deserialize(&task.turn)
         .ok()
         .and_then(|turn| turn.agent.configuration.get("runtime_config").cloned())
         .unwrap_or(Value::Null)

@@ -1,6 +1,7 @@
 //! The sweeper: fires due timers and times out attempts whose deadlines passed. Any number of
 //! servers may run one; fences make each timer fire and each timeout apply exactly once.
 
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,7 +161,7 @@ impl Engine {
     /// Delivers an input another execution sent (a child's close to its parent, a parent's
     /// cancel to its child), exactly once: the inbox row is the fence and is deleted with it.
     async fn deliver(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        let input: HistoryEvent = match serde_json::from_value(timer.payload.clone()) {
+        let input: HistoryEvent = match HistoryEvent::deserialize(&timer.payload) {
             Ok(input) => input,
             Err(e) => {
                 // An input nobody can read can never be delivered: it is dropped (once, logged
