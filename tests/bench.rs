@@ -108,12 +108,43 @@ async fn bench_json_has_every_figure(db: Db) {
             }
         }
     }
+    let connections = &doc["postgres_connections"];
+    if postgres {
+        // sqlx's default sslmode=prefer takes TLS exactly where the server offers it.
+        let total = number(connections, "total");
+        assert!(total >= 1.0, "the server's pool is connected: {doc}");
+        let expected = if offers_tls(&db.url).await {
+            total
+        } else {
+            0.0
+        };
+        assert_eq!(number(connections, "tls"), expected, "{doc}");
+    } else {
+        assert!(connections.is_null(), "PostgreSQL's only: {doc}");
+    }
     let w2 = &workloads[1];
     assert!(number(w2, "p99_ms") >= number(w2, "p50_ms"), "{w2}");
     assert!(number(w2, "p50_ms") > 0.0, "{w2}");
 }
 
-async fn bench_prints_a_table_of_every_workload(db: Db) {
+/// Whether the PostgreSQL server at `url` offers TLS.
+async fn offers_tls(url: &str) -> bool {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ssl == "on"
+}
+
+async fn bench_prints_a_table_of_every_workload(mut db: Db) {
+    let postgres = db.url.starts_with("postgres");
+    if postgres {
+        // Without TLS, which the table then says.
+        let sep = if db.url.contains('?') { '&' } else { '?' };
+        db.url = format!("{}{sep}sslmode=disable", db.url);
+    }
     let out = stdout(&bench(&db, &["--workloads", "W1,W3"]));
     for figure in [
         "server CPU ms/exec",
@@ -128,6 +159,11 @@ async fn bench_prints_a_table_of_every_workload(db: Db) {
         assert!(out.contains(figure), "`{figure}` missing from:\n{out}");
     }
     assert!(!out.contains("W2"), "only the workloads asked for:\n{out}");
-    let postgres = db.url.starts_with("postgres");
     assert_eq!(out.contains("WAL KB/exec"), postgres, "{out}");
+    assert_eq!(
+        out.contains("PostgreSQL: 0 of "),
+        postgres,
+        "connections without TLS:\n{out}"
+    );
+    assert!(!out.contains("sslmode=prefer"), "no TLS, no hint:\n{out}");
 }

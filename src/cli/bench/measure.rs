@@ -211,6 +211,14 @@ pub(super) struct PgCounters {
     pub wal_bytes: i64,
 }
 
+/// The connections to the bench's PostgreSQL database besides bench's own, and how many of
+/// them use TLS.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(super) struct PgConnections {
+    pub tls: i64,
+    pub total: i64,
+}
+
 /// How long a PostgreSQL backend may keep statistics before they reach the shared views: a
 /// backend that went idle flushes them within `PGSTAT_IDLE_INTERVAL` (10 s), so the counters of
 /// a workload are complete about that long after it ends.
@@ -250,6 +258,24 @@ impl PgStats {
             transactions: row.try_get("transactions")?,
             wal_records: row.try_get("wal_records")?,
             wal_bytes: row.try_get("wal_bytes")?,
+        })
+    }
+
+    /// How many of the other connections to this database (the server's pool, once it has
+    /// run something) encrypt with TLS, of how many: sqlx's default `sslmode=prefer` takes TLS
+    /// wherever the server offers it, loopback included, and TLS costs CPU on both ends.
+    pub(super) async fn connections(&mut self) -> anyhow::Result<PgConnections> {
+        let row = sqlx::raw_sql(
+            "SELECT count(*) FILTER (WHERE s.ssl)::bigint AS tls, count(*)::bigint AS total \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() \
+             AND a.backend_type = 'client backend'",
+        )
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(PgConnections {
+            tls: row.try_get("tls")?,
+            total: row.try_get("total")?,
         })
     }
 

@@ -207,6 +207,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map_err(status_error)?;
     // Warm up connections and caches; not measured.
     run_many(&client, &agent, 64, 1, 32).await?;
+    // Read before the first workload's counters, so it is none of their transactions.
+    let postgres_connections = match &mut pg {
+        Some(pg) => Some(pg.connections().await?),
+        None => None,
+    };
     if let Some(pg) = &pg {
         eprintln!("bench: waiting for PostgreSQL's statistics after each workload (~10 s)");
         pg.settle().await;
@@ -274,6 +279,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         workloads: reports,
         server_peak_rss_mb: server_pid.and_then(peak_rss_mb),
         worker_peak_rss_mb: worker_pids.iter().filter_map(|&p| peak_rss_mb(p)).collect(),
+        postgres_connections,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

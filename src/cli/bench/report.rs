@@ -46,6 +46,8 @@ pub(super) struct BenchReport {
     pub workloads: Vec<WorkloadReport>,
     pub server_peak_rss_mb: Option<f64>,
     pub worker_peak_rss_mb: Vec<f64>,
+    /// On PostgreSQL, the server's connections to the database and how many use TLS.
+    pub postgres_connections: Option<super::measure::PgConnections>,
 }
 
 /// One workload's figures.
@@ -155,6 +157,20 @@ impl BenchReport {
         }
         if postgres {
             out.push_str("WAL counted over the whole PostgreSQL cluster (pg_stat_wal)\n");
+        }
+        if let Some(c) = self.postgres_connections {
+            out.push_str(&format!(
+                "PostgreSQL: {} of {} connections to the database use TLS",
+                c.tls, c.total
+            ));
+            if c.tls > 0 {
+                out.push_str(
+                    " (sqlx's default sslmode=prefer takes it where the server offers it; on \
+                     loopback or a trusted network, ?sslmode=disable or a Unix socket \
+                     saves its CPU on both ends)",
+                );
+            }
+            out.push('\n');
         }
         out
     }
