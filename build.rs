@@ -2,6 +2,9 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds the migrations when the crate compiles: a migration added with no
+    // change to the Rust code must rebuild it too.
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(["cairn/v1/cairn.proto"], ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -394,3 +394,39 @@ fn postgres_reads_back_everything_it_writes() {
         None => eprintln!("skipped: set CAIRN_TEST_POSTGRES_URL to run the PostgreSQL variant"),
     }
 }
+
+/// PostgreSQL compresses the JSON columns a commit writes (the machine state above all, which
+/// passes 2 KB within a few turns and is rewritten at every one) with lz4 where the server has
+/// it, pglz where it has not (migration 0015).
+#[test]
+fn postgres_compresses_the_json_it_rewrites_with_lz4() {
+    let rt = runtime();
+    let Some(db) = rt.block_on(Db::postgres()) else {
+        eprintln!("skipped: set CAIRN_TEST_POSTGRES_URL to run the PostgreSQL variant");
+        return;
+    };
+    rt.block_on(async {
+        let _migrated = db.store().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let has_lz4 = sqlx::query("CREATE TEMP TABLE lz4_probe (x TEXT COMPRESSION lz4)")
+            .execute(&pool)
+            .await
+            .is_ok();
+        let methods: Vec<(String, String)> = sqlx::query_as(
+            "SELECT attrelid::regclass::text || '.' || attname, attcompression::text \
+             FROM pg_attribute WHERE attrelid IN ('executions'::regclass, \
+             'history_events'::regclass, 'output_chunks'::regclass, 'tasks'::regclass) \
+             AND attname IN ('state', 'input', 'result', 'failure', 'payload', 'data', 'turn', \
+             'checkpoint') ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(methods.len(), 8, "{methods:?}");
+        let expected = if has_lz4 { "l" } else { "" };
+        for (column, method) in &methods {
+            assert_eq!(method, expected, "{column} (lz4 available: {has_lz4})");
+        }
+        pool.close().await;
+    });
+}
