@@ -397,9 +397,9 @@ fn postgres_reads_back_everything_it_writes() {
 
 /// PostgreSQL compresses the JSON columns a commit writes (the machine state above all, which
 /// passes 2 KB within a few turns and is rewritten at every one) with lz4 where the server has
-/// it, pglz where it has not (migration 0015).
+/// it, pglz where it has not, and fills the pages of `executions` to 70% (migration 0015).
 #[test]
-fn postgres_compresses_the_json_it_rewrites_with_lz4() {
+fn postgres_stores_what_it_rewrites_compressed_with_lz4_and_with_room() {
     let rt = runtime();
     let Some(db) = rt.block_on(Db::postgres()) else {
         eprintln!("skipped: set CAIRN_TEST_POSTGRES_URL to run the PostgreSQL variant");
@@ -427,6 +427,14 @@ fn postgres_compresses_the_json_it_rewrites_with_lz4() {
         for (column, method) in &methods {
             assert_eq!(method, expected, "{column} (lz4 available: {has_lz4})");
         }
+        // And `executions` leaves room on its pages for HOT updates.
+        let options: Vec<String> = sqlx::query_scalar(
+            "SELECT unnest(reloptions) FROM pg_class WHERE oid = 'executions'::regclass",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(options, ["fillfactor=70"]);
         pool.close().await;
     });
 }
