@@ -162,7 +162,7 @@ impl Observed {
 
 /// What the metrics label an execution by, read from its snapshot: an agent's runtime and model,
 /// and its activities' queue (a team has no agent).
-#[derive(serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct Labels {
     agent: Option<AgentLabels>,
     queue: Option<String>,
@@ -179,10 +179,7 @@ struct AgentLabels {
 fn collect(transition: &Transition, into: &mut Vec<Execution>) {
     let facts: Vec<Fact> = transition.events.iter().filter_map(Fact::of).collect();
     if !facts.is_empty() {
-        let labels: Labels = serde_json::from_str(transition.row.state.text()).unwrap_or(Labels {
-            agent: None,
-            queue: None,
-        });
+        let labels: Labels = serde_json::from_str(transition.row.state.text()).unwrap_or_default();
         into.push(Execution {
             id: transition.execution_id,
             runtime: labels

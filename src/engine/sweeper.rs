@@ -1,11 +1,11 @@
 //! The sweeper: fires due timers and times out attempts whose deadlines passed. Any number of
 //! servers may run one; fences make each timer fire and each timeout apply exactly once.
 
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{ApplyError, Plan};

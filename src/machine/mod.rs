@@ -158,10 +158,7 @@ impl ExecutionState {
 
     /// The snapshot to store.
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        match self {
-            ExecutionState::Agent(s) => serde_json::to_value(s),
-            ExecutionState::Team(s) => serde_json::to_value(s),
-        }
+        serde_json::to_value(self)
     }
 
     /// The execution's status.
