@@ -5,6 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::cache::{Versioned, state_bytes};
+use super::observe::Observed;
 use super::{Engine, EngineError, commands, limits};
 use crate::domain::{ExecutionStatus, HistoryEvent};
 use crate::machine::{ExecutionState, step_any};
@@ -32,8 +33,9 @@ pub(crate) struct Plan {
     pub objects: Vec<crate::store::NewObject>,
 }
 
-/// A transition computed and not yet committed: its rows, its events, the state after it.
-pub(crate) type Computed = (Transition, Vec<HistoryEvent>, ExecutionState);
+/// A transition computed and not yet committed: its rows, its events, the state after it, and
+/// the metrics it records once committed.
+pub(crate) type Computed = (Transition, Vec<HistoryEvent>, ExecutionState, Observed);
 
 /// A committed transition.
 #[derive(Debug)]
@@ -124,11 +126,11 @@ impl Engine {
         plan: Plan,
     ) -> Result<Applied, EngineError> {
         let scope = Scope::of_new(&new);
-        let (transition, events, state) =
+        let (transition, events, state, observed) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
         let eager = commands::eager_assignment(&transition).map(Box::new);
         let bytes = state_bytes(transition.row.state.text());
-        match self.commit(transition, &scope).await? {
+        match self.commit(transition, observed, &scope).await? {
             CommitOutcome::Committed => {
                 // A new row is inserted at `next_seq` 1 + its events (see the store).
                 let next_seq = 1 + events.len() as u64;
@@ -217,13 +219,13 @@ impl Engine {
     async fn commit_to(
         &self,
         current: &Versioned,
-        (transition, events, state): Computed,
+        (transition, events, state, observed): Computed,
     ) -> Result<Applied, ApplyError> {
         let id = current.id;
         let scope = &current.scope;
         let eager = commands::eager_assignment(&transition).map(Box::new);
         let bytes = state_bytes(transition.row.state.text());
-        let outcome = self.commit(transition, scope).await;
+        let outcome = self.commit(transition, observed, scope).await;
         if !matches!(outcome, Ok(CommitOutcome::Committed)) {
             // Stale (a conflict or a fence another server's commit explains) or unknown (an
             // error after which the commit may or may not have happened): read it next time.
@@ -307,15 +309,16 @@ impl Engine {
         }
         let state =
             state.ok_or_else(|| EngineError::Internal("a transition without inputs".into()))?;
-        let (tasks, mut timers, children) = match &state {
+        let (tasks, mut timers, (children, observed_children)) = match &state {
             ExecutionState::Agent(agent) => {
                 let (tasks, timers) =
                     commands::rows_for(agent, &events, plan.checkpoint, now, plan.eager.as_ref());
-                (tasks, timers, Vec::new())
+                (tasks, timers, (Vec::new(), Vec::new()))
             }
             ExecutionState::Team(team) => {
                 let (timers, starts) = commands::team_rows_for(id, team, &events, now);
                 let mut children = Vec::new();
+                let mut observed_children = Vec::new();
                 for start in starts {
                     let new = NewExecution {
                         namespace: scope.namespace.clone(),
@@ -349,7 +352,7 @@ impl Engine {
                         inputs: vec![started],
                         ..Default::default()
                     };
-                    let (child, _, _) = self.transition(
+                    let (child, _, _, observed) = self.transition(
                         start.execution_id,
                         &child_scope,
                         None,
@@ -357,8 +360,9 @@ impl Engine {
                         plan,
                     )?;
                     children.push(child);
+                    observed_children.push(observed);
                 }
-                (Vec::new(), timers, children)
+                (Vec::new(), timers, (children, observed_children))
             }
         };
         let closed = state.status().is_closed();
@@ -409,13 +413,15 @@ impl Engine {
             children,
             objects: plan.objects,
         };
-        Ok((transition, events, state))
+        let observed = Observed::of(&transition, &state, observed_children);
+        Ok((transition, events, state, observed))
     }
 
     /// Commits one transition (with its children) and wakes whoever waits on what it wrote.
     async fn commit(
         &self,
         transition: Transition,
+        observed: Observed,
         scope: &Scope,
     ) -> Result<CommitOutcome, EngineError> {
         // The executions besides this one whose followers wake.
@@ -442,7 +448,10 @@ impl Engine {
             }
             _ => None,
         };
-        let (outcome, after) = self.committer.commit(transition, tail.is_some()).await?;
+        let (outcome, after) = self
+            .committer
+            .commit(transition, observed, tail.is_some())
+            .await?;
         if outcome == CommitOutcome::Committed {
             for wake in wakes {
                 self.notifier.task_ready(wake);

@@ -55,13 +55,14 @@ impl Committer {
         Committer { requests }
     }
 
-    /// Commits one transition, possibly together with others.
+    /// Commits one transition, possibly together with others, and records what it `observed`
+    /// once it committed.
     pub(crate) async fn commit(
         &self,
         transition: Transition,
+        observed: super::observe::Observed,
         watched: bool,
     ) -> Result<Outcome, EngineError> {
-        let observed = super::observe::Observed::of(&transition);
         let (reply, outcome) = oneshot::channel();
         self.requests
             .send(Request {

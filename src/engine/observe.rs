@@ -2,8 +2,8 @@
 //! execution (started, an attempt's outcome and usage, closed), recorded once the commit
 //! succeeded, so a conflicting or fenced transition that is recomputed counts once.
 //!
-//! The runtime, model and queue are read from the machine's snapshot the transition stores
-//! (`agent.runtime`, `agent.model_id`, `queue`; a team's snapshot has no agent: `team`). An
+//! The runtime, model and queue are the machine state's (its agent's runtime and model and its
+//! queue, as the transition leaves it; a team has no agent: `team`). An
 //! execution's duration runs from its id's UUIDv7 timestamp (its creation; a team child's id
 //! carries its parent's) to the closing transition's time.
 //!
@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use crate::domain::{HistoryEvent, Millis, TimeoutKind, Usage};
+use crate::machine::ExecutionState;
 use crate::store::Transition;
 use crate::telemetry::metrics::{self, Closed};
 
@@ -43,7 +44,7 @@ fn scheduled_at(key: AttemptKey, at: Option<Millis>) -> Option<Millis> {
 }
 
 /// What one transition (and the children it starts) will record once committed.
-pub(super) struct Observed {
+pub(crate) struct Observed {
     executions: Vec<Execution>,
 }
 
@@ -145,10 +146,31 @@ impl Fact {
 }
 
 impl Observed {
-    /// Takes what it needs from `transition` before it is committed.
-    pub(super) fn of(transition: &Transition) -> Observed {
+    /// Takes what it needs from `transition` before it is committed: its events, labelled from
+    /// `state`, the state it leaves, and what its `children` (the child executions it starts)
+    /// observed.
+    pub(super) fn of(
+        transition: &Transition,
+        state: &ExecutionState,
+        children: Vec<Observed>,
+    ) -> Observed {
+        let facts: Vec<Fact> = transition.events.iter().filter_map(Fact::of).collect();
         let mut executions = Vec::new();
-        collect(transition, &mut executions);
+        if !facts.is_empty() {
+            let (runtime, model, queue) = match state {
+                ExecutionState::Agent(s) => (&*s.agent.runtime, &*s.agent.model_id, &s.queue),
+                ExecutionState::Team(s) => ("team", "", &s.queue),
+            };
+            executions.push(Execution {
+                id: transition.execution_id,
+                runtime: runtime.into(),
+                model: model.into(),
+                queue: queue.clone(),
+                now: transition.now,
+                facts,
+            });
+        }
+        executions.extend(children.into_iter().flat_map(|c| c.executions));
         Observed { executions }
     }
 
@@ -157,45 +179,6 @@ impl Observed {
         for execution in self.executions {
             execution.record();
         }
-    }
-}
-
-/// What the metrics label an execution by, read from its snapshot: an agent's runtime and model,
-/// and its activities' queue (a team has no agent).
-#[derive(Default, serde::Deserialize)]
-struct Labels {
-    agent: Option<AgentLabels>,
-    queue: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct AgentLabels {
-    #[serde(default)]
-    runtime: String,
-    #[serde(default)]
-    model_id: String,
-}
-
-fn collect(transition: &Transition, into: &mut Vec<Execution>) {
-    let facts: Vec<Fact> = transition.events.iter().filter_map(Fact::of).collect();
-    if !facts.is_empty() {
-        let labels: Labels = serde_json::from_str(transition.row.state.text()).unwrap_or_default();
-        into.push(Execution {
-            id: transition.execution_id,
-            runtime: labels
-                .agent
-                .as_ref()
-                .map_or_else(|| "team".into(), |a| a.runtime.clone()),
-            model: labels.agent.map(|a| a.model_id).unwrap_or_default(),
-            queue: labels
-                .queue
-                .unwrap_or_else(|| crate::domain::DEFAULT_QUEUE.into()),
-            now: transition.now,
-            facts,
-        });
-    }
-    for child in &transition.children {
-        collect(child, into);
     }
 }
 

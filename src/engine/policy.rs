@@ -129,7 +129,7 @@ impl Engine {
 
     /// Leases the first task of a start to a poll waiting on this server, if one sleeps that
     /// takes `runtime` in `queue` and whose policy admits `runtime_config` (eager dispatch).
-    pub(crate) fn reserve_poll(
+    pub(super) fn reserve_poll(
         &self,
         runtime: &str,
         queue: &str,
