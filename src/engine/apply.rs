@@ -33,8 +33,7 @@ pub(crate) struct Plan {
     pub objects: Vec<crate::store::NewObject>,
 }
 
-/// A transition computed and not yet committed: its rows, its events, the state after it, and
-/// the metrics it records once committed.
+/// A transition computed, not committed: its rows, events, state after, metrics to record.
 pub(crate) type Computed = (Transition, Vec<HistoryEvent>, ExecutionState, Observed);
 
 /// A committed transition.
