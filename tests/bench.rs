@@ -90,8 +90,10 @@ async fn bench_json_has_every_figure(db: Db) {
         let transitions = number(w, "transitions_per_commit");
         assert!(transitions >= 1.0, "{w}");
         let at_least = if w["name"] == "W3" { 11.0 } else { 2.0 };
+        // commits × transitions/commit is transitions per execution, up to rounding (19 commits
+        // of 40 transitions for 20 executions give 0.95 × 2.105... = 1.9999999999999998).
         assert!(
-            commits * transitions >= at_least,
+            commits * transitions >= at_least - 1e-9,
             "transitions per execution: {w}"
         );
         assert!(number(w, "ms_per_commit") > 0.0, "{w}");
