@@ -1,6 +1,7 @@
 //! `commit` costs a fixed number of statements per group commit, however many transitions it
 //! carries: the store's statement counter (BEGIN and COMMIT included) is the same for a batch
-//! of one report and a batch of 32, and each transition still gets its own outcome.
+//! of one report and a batch of 32, and each transition still gets its own outcome. On
+//! PostgreSQL the writes of a round are one statement.
 
 use cairn::domain::ExecutionStatus;
 use cairn::store::{CommitOutcome, Fence, Store, TaskOp, TaskRecord, Transition};
@@ -16,6 +17,7 @@ crate::on_both_stores!(
     a_group_commit_of_32_reports_costs_the_statements_of_one,
     a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more,
     children_reporting_in_one_commit_continue_their_parent_output_gapless,
+    on_postgres_a_report_and_a_start_each_write_in_one_statement,
 );
 
 /// `n` executions whose `turn-1` a worker has claimed; returns the leased tasks by execution.
@@ -212,4 +214,49 @@ async fn children_reporting_in_one_commit_continue_their_parent_output_gapless(d
     let record = store.get_execution(parent).await.unwrap().unwrap();
     assert_eq!((record.output_seq, record.next_seq), (5, 4));
     assert_eq!(store.get_execution(a).await.unwrap().unwrap().next_seq, 5);
+}
+
+/// A start with labels, output and its first task, as the engine commits one.
+fn start(id: Uuid) -> Transition {
+    let mut new = new_execution(id);
+    new.labels.insert("team".into(), "blue".into());
+    Transition {
+        chunks: vec![chunk("turn-1", "s")],
+        tasks: vec![TaskOp::Insert(task("turn-1"))],
+        ..create_from(id, new)
+    }
+}
+
+async fn on_postgres_a_report_and_a_start_each_write_in_one_statement(db: Db) {
+    let postgres = db.url.starts_with("postgres");
+    let store = db.store().await;
+    let one = leased(&*store, 1).await;
+    let (outcomes, report) = counted(&*store, &[self::report(&one[0])]).await;
+    assert_eq!(outcomes, [CommitOutcome::Committed]);
+    assert_reported(&*store, one[0].execution_id).await;
+
+    let id = Uuid::now_v7();
+    let (outcomes, start) = counted(&*store, &[self::start(id)]).await;
+    assert_eq!(outcomes, [CommitOutcome::Committed]);
+    let record = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!(record.labels.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(texts(&*store, id).await, ["s"]);
+    assert_eq!(
+        store
+            .get_task(id, "turn-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "ready"
+    );
+    if postgres {
+        // BEGIN, the lease read (locking the task rows), the writes, COMMIT; a start has no
+        // fence to read.
+        assert_eq!((report, start), (4, 3));
+    } else {
+        // SQLite runs one statement per table and kind of change: no CTE may write there.
+        assert!(report >= 7 && start >= 6, "{report} {start}");
+    }
 }

@@ -74,11 +74,37 @@ macro_rules! sql_committed {
         ]);
 
 
+        /// Where the writes of committed items go: each run now as its own statement, or
+        /// gathered, each with its rows, into the round's one statement (`single.rs`).
+        enum Writes<'t, 'c> {
+            Now(&'t mut Tx<'c>),
+            Gather(Vec<(&'static str, Packed)>),
+        }
+
+        impl<'c> Writes<'_, 'c> {
+            async fn write(&mut self, statements: &AtomicU64, statement: &'static str, rows: Packed) -> Result<(), StoreError> {
+                match self {
+                    Writes::Now(tx) => run_rows(tx, statements, statement, rows).await.map(drop),
+                    Writes::Gather(parts) => {
+                        parts.push((statement, rows));
+                        Ok(())
+                    }
+                }
+            }
+
+            /// The transaction, for a write whose rows come back (which `Gather` never takes).
+            fn now(&mut self) -> Result<&mut Tx<'c>, StoreError> {
+                match self {
+                    Writes::Now(tx) => Ok(tx),
+                    Writes::Gather(_) => Err(StoreError::Corrupt("a write that reads back, gathered into one statement".into())),
+                }
+            }
+        }
+
         /// Everything the committed items write besides their execution rows: labels, history,
         /// output (and a child's copies on its parent), task and timer rows; one statement per
         /// table and kind of change (per wave, see `plan.rs`).
-        async fn write_committed(tx: &mut Tx<'_>, statements: &AtomicU64, items: &[Item<'_>]) -> Result<(), StoreError> {
-            let committed: Vec<&Item<'_>> = items.iter().filter(|it| it.outcome == Some(CommitOutcome::Committed)).collect();
+        async fn write_committed(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
 
             let labels = committed.iter().flat_map(|it| match &it.t.row_write {
                 RowWrite::Create(new) => new
@@ -90,7 +116,7 @@ macro_rules! sql_committed {
             });
             let labels = pack(labels)?;
             if !labels.is_empty() {
-                run_rows(tx, statements, INSERT_LABELS.as_str(), labels).await?;
+                w.write(statements, INSERT_LABELS.as_str(), labels).await?;
             }
 
             let events = committed.iter().flat_map(|it| {
@@ -108,7 +134,7 @@ macro_rules! sql_committed {
             });
             let events = pack(events)?;
             if !events.is_empty() {
-                run_rows(tx, statements, INSERT_EVENTS.as_str(), events).await?;
+                w.write(statements, INSERT_EVENTS.as_str(), events).await?;
             }
 
             // The objects of every committed transition (and of the children it starts) in one
@@ -117,18 +143,20 @@ macro_rules! sql_committed {
                 .iter()
                 .flat_map(|it| it.t.objects.iter().map(|o| (it.t.execution_id, o)))
                 .collect();
-            if let Some(first) = committed.first() {
-                insert_objects(tx, statements, &objects, first.t.now).await?;
+            if let Some(first) = committed.first()
+                && !objects.is_empty()
+            {
+                insert_objects(w.now()?, statements, &objects, first.t.now).await?;
             }
 
-            write_committed_chunks(tx, statements, &committed).await?;
-            write_committed_tasks(tx, statements, &committed).await?;
-            write_committed_timers(tx, statements, &committed).await
+            write_committed_chunks(w, statements, committed).await?;
+            write_committed_tasks(w, statements, committed).await?;
+            write_committed_timers(w, statements, committed).await
         }
 
         /// The output of the committed items at the seqs their row writes reserved, and a
         /// child's copies at the end of its parent's output, tagged with the child.
-        async fn write_committed_chunks(tx: &mut Tx<'_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_chunks(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let with_output: Vec<(&Item<'_>, i64, Option<Uuid>, Option<&str>)> = committed
                 .iter()
                 .filter(|it| !it.t.chunks.is_empty())
@@ -151,7 +179,7 @@ macro_rules! sql_committed {
             let mut next_parent_seq: HashMap<Uuid, i64> = HashMap::new();
             if !growth.is_empty() {
                 let rows = growth.iter().map(|&(id, n)| plan::GrowRow { id, n });
-                for row in run_rows(tx, statements, GROW_OUTPUT.as_str(), pack(rows)?).await? {
+                for row in run_rows(w.now()?, statements, GROW_OUTPUT.as_str(), pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
                     let last: i64 = row.try_get("output_seq")?;
                     let n = growth.iter().find(|(g, _)| *g == id).map_or(0, |(_, n)| *n);
@@ -199,12 +227,11 @@ macro_rules! sql_committed {
                     }
                 }
             }
-            run_rows(tx, statements, INSERT_CHUNKS.as_str(), chunks).await?;
-            Ok(())
+            w.write(statements, INSERT_CHUNKS.as_str(), chunks).await
         }
 
         /// The task changes of the committed items, wave by wave, one statement per kind.
-        async fn write_committed_tasks(tx: &mut Tx<'_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_tasks(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let mut waves: Vec<[Packed; plan::TASK_KINDS]> = Vec::new();
             for it in committed {
                 let t = it.t;
@@ -264,7 +291,7 @@ macro_rules! sql_committed {
             for wave in waves {
                 for (kind, rows) in wave.into_iter().enumerate() {
                     if !rows.is_empty() {
-                        run_rows(tx, statements, TASK_STATEMENTS[kind].as_str(), rows).await?;
+                        w.write(statements, TASK_STATEMENTS[kind].as_str(), rows).await?;
                     }
                 }
             }
@@ -272,7 +299,7 @@ macro_rules! sql_committed {
         }
 
         /// The timer changes (and inbox rows) of the committed items, wave by wave.
-        async fn write_committed_timers(tx: &mut Tx<'_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_timers(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let mut waves: Vec<[Packed; plan::TIMER_KINDS]> = Vec::new();
             for it in committed {
                 let t = it.t;
@@ -308,7 +335,7 @@ macro_rules! sql_committed {
             for wave in waves {
                 for (kind, rows) in wave.into_iter().enumerate() {
                     if !rows.is_empty() {
-                        run_rows(tx, statements, TIMER_STATEMENTS[kind].as_str(), rows).await?;
+                        w.write(statements, TIMER_STATEMENTS[kind].as_str(), rows).await?;
                     }
                 }
             }

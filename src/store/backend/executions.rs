@@ -8,6 +8,58 @@ macro_rules! sql_executions {
         const _: () = {
             use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
 
+            /// Locks the task rows of one execution, in activity order, where the dialect has row
+            /// locks (quarantine's lock order; see [`touches_tasks`]).
+            async fn lock_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "SELECT activity_id FROM tasks WHERE execution_id = $1 ORDER BY activity_id",
+                    $lock
+                ))
+                .bind(execution_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Deletes every task row of an execution (quarantine).
+            async fn delete_all_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
+                    .bind(execution_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Deletes every timer of an execution (quarantine).
+            async fn delete_all_timers(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM timers WHERE execution_id = $1")
+                    .bind(execution_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Writes an inbox row on `receiver` (quarantine), as a transition's `TimerOp::Inbox`.
+            async fn insert_inbox(
+                tx: &mut Tx<'_>,
+                receiver: Uuid,
+                timer_id: &str,
+                payload: &serde_json::Value,
+                now: Millis,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
+                     VALUES ($1, $2, $3, 'inbox', $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(receiver)
+                .bind(timer_id)
+                .bind(now)
+                .bind(Json(payload))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             impl $store {
                 async fn load_labels(&self, records: &mut [ExecutionRecord]) -> Result<(), StoreError> {
                     let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();

@@ -191,6 +191,11 @@ impl Packed {
         self.arrays.is_empty()
     }
 
+    /// Whether the rows fit in one array.
+    pub(super) fn is_one(&self) -> bool {
+        self.arrays.len() == 1
+    }
+
     /// The arrays, each a JSON text.
     pub(super) fn into_arrays(self) -> impl Iterator<Item = String> {
         self.arrays.into_iter().map(|mut a| {

@@ -1,7 +1,7 @@
 //! [`TaskQueue`](crate::store::TaskQueue) for both dialects: reading a task row, claiming ready
 //! tasks under a lease, progress (output, checkpoint, lease extension) and release fenced by the
 //! lease, and the tasks whose deadlines passed. The task writes of a transition are in
-//! `transition.rs` (`write_task_op`).
+//! `committed.rs` (`write_committed_tasks`).
 
 /// A column of the task row while the lease `($1, $2, $3, $4)` = (execution, activity, attempt,
 /// token) still holds it: the one fence progress and release both check, written once.

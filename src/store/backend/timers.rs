@@ -1,6 +1,6 @@
 //! [`Timers`](crate::store::Timers) for both dialects: due timers, the next deadline (of timers
 //! and of task leases and timeouts), and deleting a timer. Timer rows are written by transitions
-//! (`write_timer_op` in `transition.rs`).
+//! (`write_committed_timers` in `committed.rs`).
 
 macro_rules! sql_timers {
     ($store:ident) => {

@@ -9,9 +9,9 @@
 //! before `sql_committed!`, which writes what the committed transitions carry besides their
 //! rows); `Executions::commit` in `executions.rs` runs them.
 //!
-//! The single-row task and timer writes that quarantine uses (`write_task_op`,
-//! `write_timer_op`) are here too; the queue's own statements (claim, progress, release,
-//! expiry) are in `tasks.rs`.
+//! A round whose writes are all independent of each other is written in one statement instead
+//! (`single.rs`). The queue's own statements (claim, progress, release, expiry) are in
+//! `tasks.rs`; quarantine's single-row writes in `executions.rs`.
 
 /// Moves execution rows forward from their versions (the round's updates, in one statement),
 /// returning what the commit hands on, then `$returning`. `{locked}` is where `locking` adds
@@ -111,7 +111,7 @@ macro_rules! sql_transition {
              CAST(value->>'closed_at' AS BIGINT), \
              CASE WHEN value->>'status' = 'RUNNING' THEN CAST(value->>'created_at' AS BIGINT) END, \
              CAST(value->>'output_bytes' AS BIGINT) \
-             FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING RETURNING id",
+             FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING RETURNING id, output_seq, parent_id",
         ));
         static FIND_REQUESTS: LazyLock<String> = LazyLock::new(|| sql(
             "SELECT id, namespace, request_id FROM executions WHERE (namespace, request_id) IN \
@@ -243,66 +243,98 @@ macro_rules! sql_transition {
 
             // Fences: the task rows, timers and agents they name, read (and locked) at once.
             check_fences(tx, statements, &mut items).await?;
+            if ROW_LOCKS && fits_one_statement(&items) {
+                write_one_statement(tx, statements, &mut items).await?;
+            } else {
+                write_statements(tx, statements, &mut items, top).await?;
+            }
+            for it in items {
+                if let (Some(slot), Some(outcome)) = (it.slot, it.outcome) {
+                    outcomes[slot] = Some(outcome);
+                    afters[slot] = it.after;
+                }
+            }
+            Ok(())
+        }
 
-            // Execution rows moved forward by their versions, in one statement.
-            let updates: Vec<usize> = (0..top)
+        /// The round's execution updates that passed their fences, as the update statement takes
+        /// them, and the ids of those whose followers take the whole row if it closes or waits.
+        fn update_rows(items: &[Item<'_>]) -> Result<(Vec<usize>, Packed, HashSet<Uuid>), StoreError> {
+            let updates: Vec<usize> = (0..items.len())
                 .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Update { .. }))
                 .collect();
+            let rows = updates.iter().map(|&k| {
+                let t = items[k].t;
+                let RowWrite::Update { expected_next_seq } = t.row_write else { unreachable!() };
+                plan::UpdateRow {
+                    id: t.execution_id,
+                    expected: expected_next_seq as i64,
+                    next_seq: (expected_next_seq + t.events.len() as u64) as i64,
+                    status: t.row.status.as_str(),
+                    state: &t.row.state,
+                    result: t.row.result.as_ref(),
+                    failure: t.row.failure.as_ref(),
+                    input_tokens: stored_count(t.row.usage.input_tokens),
+                    output_tokens: stored_count(t.row.usage.output_tokens),
+                    cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
+                    tool_calls: stored_count(t.row.usage.tool_calls),
+                    closed_at: t.row.closed_at,
+                    chunks: t.chunks.len() as i64,
+                    bytes: crate::store::chunk_bytes(&t.chunks),
+                }
+            });
+            // Whole rows only for watched executions that may close or wait (`whole_row!`; a
+            // `PENDING` row keeps its stored status): one staying `RUNNING` hands its followers
+            // chunks, and whole rows cost more (on SQLite ~170 µs a commit).
+            let watched: HashSet<Uuid> = updates
+                .iter()
+                .filter(|&&k| items[k].watched && items[k].t.row.status != ExecutionStatus::Running)
+                .map(|&k| items[k].t.execution_id)
+                .collect();
+            let rows = pack(rows)?;
+            Ok((updates, rows, watched))
+        }
+
+        /// Sets the outcomes of the round's `updates` from the rows their statement returned:
+        /// `Committed` with what the row became, or `Conflict` for a row that had moved on.
+        fn settle_updates(items: &mut [Item<'_>], updates: &[usize], rows: &[DbRow], watched: &HashSet<Uuid>) -> Result<(), StoreError> {
+            let mut moved = HashMap::new();
+            for row in rows {
+                let Some(id) = row.try_get::<Option<Uuid>, _>("id")? else { continue };
+                let output_seq: i64 = row.try_get("output_seq")?;
+                let status: String = row.try_get("status")?;
+                let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?;
+                let record = if watched.contains(&id) && row.try_get::<bool, _>("whole")? {
+                    whole_execution(row)
+                } else {
+                    None
+                };
+                let after = $crate::store::RowAfter { status, output_seq: output_seq as u64, record };
+                moved.insert(id, ((output_seq, row.try_get("parent_id")?, row.try_get("child_key")?), after));
+            }
+            for &k in updates {
+                let it = &mut items[k];
+                match moved.remove(&it.t.execution_id) {
+                    Some((output, after)) => {
+                        it.output = Some(output);
+                        it.after = Some(after);
+                        it.outcome = Some(CommitOutcome::Committed);
+                    }
+                    None => it.outcome = Some(CommitOutcome::Conflict),
+                }
+            }
+            Ok(())
+        }
+
+        /// Writes a round that passed its fences statement by statement: the execution rows
+        /// moved forward by their versions, new rows level by level, then what the committed
+        /// ones carry.
+        async fn write_statements(tx: &mut Tx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>, top: usize) -> Result<(), StoreError> {
+            let (updates, rows, watched) = update_rows(items)?;
             if !updates.is_empty() {
-                let rows = updates.iter().map(|&k| {
-                    let t = items[k].t;
-                    let RowWrite::Update { expected_next_seq } = t.row_write else { unreachable!() };
-                    plan::UpdateRow {
-                        id: t.execution_id,
-                        expected: expected_next_seq as i64,
-                        next_seq: (expected_next_seq + t.events.len() as u64) as i64,
-                        status: t.row.status.as_str(),
-                        state: &t.row.state,
-                        result: t.row.result.as_ref(),
-                        failure: t.row.failure.as_ref(),
-                        input_tokens: stored_count(t.row.usage.input_tokens),
-                        output_tokens: stored_count(t.row.usage.output_tokens),
-                        cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
-                        tool_calls: stored_count(t.row.usage.tool_calls),
-                        closed_at: t.row.closed_at,
-                        chunks: t.chunks.len() as i64,
-                        bytes: crate::store::chunk_bytes(&t.chunks),
-                    }
-                });
-                // Whole rows only for watched executions that may close or wait (`whole_row!`; a
-                // `PENDING` row keeps its stored status): one staying `RUNNING` hands its followers
-                // chunks, and whole rows cost more (on SQLite ~170 µs a commit).
-                let watched: HashSet<Uuid> = updates
-                    .iter()
-                    .filter(|&&k| items[k].watched && items[k].t.row.status != ExecutionStatus::Running)
-                    .map(|&k| items[k].t.execution_id)
-                    .collect();
                 let statement = if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() };
-                let mut moved = HashMap::new();
-                for row in run_rows(tx, statements, statement, pack(rows)?).await? {
-                    let id: Uuid = row.try_get("id")?;
-                    let output_seq: i64 = row.try_get("output_seq")?;
-                    let status: String = row.try_get("status")?;
-                    let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?;
-                    let record = if watched.contains(&id) && row.try_get::<bool, _>("whole")? {
-                        whole_execution(&row)
-                    } else {
-                        None
-                    };
-                    let after = $crate::store::RowAfter { status, output_seq: output_seq as u64, record };
-                    moved.insert(id, ((output_seq, row.try_get("parent_id")?, row.try_get("child_key")?), after));
-                }
-                for &k in &updates {
-                    let it = &mut items[k];
-                    match moved.remove(&it.t.execution_id) {
-                        Some((output, after)) => {
-                            it.output = Some(output);
-                            it.after = Some(after);
-                            it.outcome = Some(CommitOutcome::Committed);
-                        }
-                        None => it.outcome = Some(CommitOutcome::Conflict),
-                    }
-                }
+                let returned = run_rows(tx, statements, statement, rows).await?;
+                settle_updates(items, &updates, &returned, &watched)?;
             }
 
             // New rows, level by level: a child is created once its parent's row is written.
@@ -311,28 +343,22 @@ macro_rules! sql_transition {
                 .collect();
             for k in 0..top {
                 if items[k].outcome == Some(CommitOutcome::Committed) {
-                    level.extend(add_children(&mut items, k)?);
+                    level.extend(add_children(items, k)?);
                 }
             }
             while !level.is_empty() {
-                insert_level(tx, statements, &mut items, &level).await?;
+                insert_level(tx, statements, items, &level).await?;
                 let mut next = Vec::new();
                 for &k in &level {
                     if items[k].outcome == Some(CommitOutcome::Committed) {
-                        next.extend(add_children(&mut items, k)?);
+                        next.extend(add_children(items, k)?);
                     }
                 }
                 level = next;
             }
 
-            write_committed(tx, statements, &items).await?;
-            for it in items {
-                if let (Some(slot), Some(outcome)) = (it.slot, it.outcome) {
-                    outcomes[slot] = Some(outcome);
-                    afters[slot] = it.after;
-                }
-            }
-            Ok(())
+            let committed: Vec<&Item<'_>> = items.iter().filter(|it| it.outcome == Some(CommitOutcome::Committed)).collect();
+            write_committed(&mut Writes::Now(tx), statements, &committed).await
         }
 
         /// Adds the children of committed item `k` to the round; returns their item indices.
@@ -361,7 +387,16 @@ macro_rules! sql_transition {
             items: &mut [Item<'_>],
             level: &[usize],
         ) -> Result<(), StoreError> {
-            let rows = level.iter().map(|&k| {
+            let mut inserted = HashSet::new();
+            for row in run_rows(tx, statements, INSERT_EXECUTIONS.as_str(), create_rows(items, level)?).await? {
+                inserted.insert(row.try_get::<Uuid, _>("id")?);
+            }
+            settle_creates(tx, statements, items, level, &inserted).await
+        }
+
+        /// The new execution rows of `level`, as the insert statement takes them.
+        fn create_rows(items: &[Item<'_>], level: &[usize]) -> Result<Packed, StoreError> {
+            pack(level.iter().map(|&k| {
                 let t = items[k].t;
                 let RowWrite::Create(new) = &t.row_write else { unreachable!("levels hold creates") };
                 plan::CreateRow {
@@ -391,11 +426,18 @@ macro_rules! sql_transition {
                     tool_calls: stored_count(t.row.usage.tool_calls),
                     closed_at: t.row.closed_at,
                 }
-            });
-            let mut inserted = HashSet::new();
-            for row in run_rows(tx, statements, INSERT_EXECUTIONS.as_str(), pack(rows)?).await? {
-                inserted.insert(row.try_get::<Uuid, _>("id")?);
-            }
+            }))
+        }
+
+        /// Sets the outcomes of the new rows of `level` from the ids their insert wrote:
+        /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
+        async fn settle_creates(
+            tx: &mut Tx<'_>,
+            statements: &AtomicU64,
+            items: &mut [Item<'_>],
+            level: &[usize],
+            inserted: &HashSet<Uuid>,
+        ) -> Result<(), StoreError> {
             let refused: Vec<usize> = level.iter().copied().filter(|&k| !inserted.contains(&items[k].t.execution_id)).collect();
             let mut existing = HashMap::new();
             let requests: Vec<plan::RequestRow<'_>> = refused
@@ -441,58 +483,6 @@ macro_rules! sql_transition {
                     (None, _) => return Err(StoreError::AlreadyExists(format!("execution {}", it.t.execution_id))),
                 }
             }
-            Ok(())
-        }
-
-        /// Locks the task rows of one execution, in activity order, where the dialect has row
-        /// locks (quarantine's lock order; see [`touches_tasks`]).
-        async fn lock_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
-            sqlx::query(concat!(
-                "SELECT activity_id FROM tasks WHERE execution_id = $1 ORDER BY activity_id",
-                $lock
-            ))
-            .bind(execution_id)
-            .fetch_all(&mut **tx)
-            .await?;
-            Ok(())
-        }
-
-        /// Deletes every task row of an execution (quarantine).
-        async fn delete_all_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
-            sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
-                .bind(execution_id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
-        }
-
-        /// Deletes every timer of an execution (quarantine).
-        async fn delete_all_timers(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
-            sqlx::query("DELETE FROM timers WHERE execution_id = $1")
-                .bind(execution_id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
-        }
-
-        /// Writes an inbox row on `receiver` (quarantine), as a transition's `TimerOp::Inbox`.
-        async fn insert_inbox(
-            tx: &mut Tx<'_>,
-            receiver: Uuid,
-            timer_id: &str,
-            payload: &serde_json::Value,
-            now: Millis,
-        ) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
-                 VALUES ($1, $2, $3, 'inbox', $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(receiver)
-            .bind(timer_id)
-            .bind(now)
-            .bind(Json(payload))
-            .execute(&mut **tx)
-            .await?;
             Ok(())
         }
     };
