@@ -155,12 +155,20 @@ macro_rules! sql_committed {
         }
 
         /// The output of the committed items at the seqs their row writes reserved, and a
-        /// child's copies at the end of its parent's output, tagged with the child.
+        /// child's copies at the end of its parent's output, tagged with the child. Gathered into
+        /// the round's one statement, before any row write returned, a chunk's seq counts back
+        /// from the end of its execution's output (the statement adds where that ends), and no
+        /// parent is known yet (`single.rs` writes a child's output after the statement).
         async fn write_committed_chunks(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+            let gathered = matches!(w, Writes::Gather(_));
             let with_output: Vec<(&Item<'_>, i64, Option<Uuid>, Option<&str>)> = committed
                 .iter()
                 .filter(|it| !it.t.chunks.is_empty())
-                .filter_map(|it| it.output.as_ref().map(|(last, parent, key)| (*it, *last, *parent, key.as_deref())))
+                .filter_map(|it| match &it.output {
+                    _ if gathered => Some((*it, 0, None, None)),
+                    Some((last, parent, key)) => Some((*it, *last, *parent, key.as_deref())),
+                    None => None,
+                })
                 .collect();
             if with_output.is_empty() {
                 return Ok(());

@@ -21,21 +21,11 @@ macro_rules! sql_executions {
                 Ok(())
             }
 
-            /// Deletes every task row of an execution (quarantine).
-            async fn delete_all_tasks(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM tasks WHERE execution_id = $1")
-                    .bind(execution_id)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            }
-
-            /// Deletes every timer of an execution (quarantine).
-            async fn delete_all_timers(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM timers WHERE execution_id = $1")
-                    .bind(execution_id)
-                    .execute(&mut **tx)
-                    .await?;
+            /// Deletes every task row and timer of an execution (quarantine).
+            async fn delete_tasks_and_timers(tx: &mut Tx<'_>, execution_id: Uuid) -> Result<(), StoreError> {
+                for statement in ["DELETE FROM tasks WHERE execution_id = $1", "DELETE FROM timers WHERE execution_id = $1"] {
+                    sqlx::query(statement).bind(execution_id).execute(&mut **tx).await?;
+                }
                 Ok(())
             }
 
@@ -302,8 +292,7 @@ macro_rules! sql_executions {
                     .bind(q.now)
                     .execute(&mut *tx)
                     .await?;
-                    delete_all_tasks(&mut tx, q.execution_id).await?;
-                    delete_all_timers(&mut tx, q.execution_id).await?;
+                    delete_tasks_and_timers(&mut tx, q.execution_id).await?;
                     let mut notes = Notes::default();
                     notes.execution(q.execution_id);
                     if let (Some(parent_id), Some(key)) = (parent_id, child_key) {

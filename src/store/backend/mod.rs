@@ -223,7 +223,7 @@ mod sqlite {
     );
     sql_fences!(lock = "");
     sql_committed!();
-    sql_single!(rows = "jsonb_each($1)");
+    sql_single!();
     sql_objects!(SqliteStore, octets = "length(CAST(data AS BLOB))");
     // SQLite keeps `data` as TEXT; its length in bytes is that of the same value as a BLOB. The
     // narrow page: a follower's read of the row is a call into this process, cheaper than
@@ -285,7 +285,7 @@ mod postgres {
     );
     sql_fences!(lock = " FOR UPDATE");
     sql_committed!();
-    sql_single!(rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)");
+    sql_single!();
     sql_objects!(PgStore, octets = "octet_length(data)");
     // PostgreSQL keeps `data` as JSONB; the size that matters is that of the JSON text sent on.
     // The wide page: the row at the end of the output saves a follower a round trip.
@@ -304,7 +304,7 @@ mod postgres {
         // `executions` twice. And each statement is planned once per connection, not at every
         // bind: PostgreSQL plans a prepared statement afresh for its first five executions (and
         // for good if the generic plan looks no cheaper), which for a round's one statement
-        // (`single.rs`) took 0.5-3 ms of a W2 commit's bind. In one round trip with the BEGIN.
+        // (`single.rs`) took up to 3.5 ms of a W2 commit's bind. In one round trip with the BEGIN.
         begin_commit =
             "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan",
         notify = notify::send_pg,

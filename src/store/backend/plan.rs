@@ -271,16 +271,8 @@ pub(super) struct UpdateRow<'a> {
     pub expected: i64,
     pub next_seq: i64,
     pub status: &'a str,
-    pub state: &'a crate::store::SnapshotJson,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<&'a serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<&'a crate::domain::Failure>,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost: Cost,
-    pub tool_calls: i64,
-    pub closed_at: Option<i64>,
+    #[serde(flatten)]
+    pub row: RowFields<'a>,
     pub chunks: i64,
     /// The bytes of those chunks, added to the row's `output_bytes`.
     pub bytes: i64,
@@ -300,13 +292,20 @@ pub(super) struct CreateRow<'a> {
     pub root_id: Uuid,
     pub retry_of: Option<Uuid>,
     pub request_id: Option<&'a str>,
-    pub state: &'a crate::store::SnapshotJson,
     pub next_seq: i64,
     pub output_seq: i64,
     pub output_bytes: i64,
     pub created_at: i64,
     pub team_id: Option<Uuid>,
     pub child_key: Option<&'a str>,
+    #[serde(flatten)]
+    pub row: RowFields<'a>,
+}
+
+/// The fields of an execution row a transition sets, whether it creates or moves the row.
+#[derive(Debug, Serialize)]
+pub(super) struct RowFields<'a> {
+    pub state: &'a crate::store::SnapshotJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -316,6 +315,26 @@ pub(super) struct CreateRow<'a> {
     pub cost: Cost,
     pub tool_calls: i64,
     pub closed_at: Option<i64>,
+}
+
+impl<'a> RowFields<'a> {
+    /// `row` as stored (counts saturated, a cost's infinity spelled as `infinity` says).
+    pub(super) fn of(
+        row: &'a crate::store::RowState,
+        infinity: (&'static str, &'static str),
+    ) -> Self {
+        use super::rows::stored_count;
+        RowFields {
+            state: &row.state,
+            result: row.result.as_ref(),
+            failure: row.failure.as_ref(),
+            input_tokens: stored_count(row.usage.input_tokens),
+            output_tokens: stored_count(row.usage.output_tokens),
+            cost: Cost::of(row.usage.cost_usd, infinity),
+            tool_calls: stored_count(row.usage.tool_calls),
+            closed_at: row.closed_at,
+        }
+    }
 }
 
 /// A request id a new execution asked for.

@@ -5,7 +5,7 @@
 //! runs alone, here a CTE that takes its rows from its own array parameter filtered to the ids
 //! the row writes returned. One round trip where the statement-by-statement path takes one per
 //! table and kind of change: a `pgbench` of a W3 turn's writes on this machine went from 2.3 to
-//! 1.4 ms at one client, and from 1200 to 1600 commits/s at sixteen.
+//! 1.4 ms at one client, and from 1100-1215 to 1575-1641 commits/s at sixteen.
 //!
 //! The statements of one query all see the database as it was when it began and none sees
 //! another's writes, so a round goes this way only where that cannot matter
@@ -16,10 +16,11 @@
 //! execution's output (copied to its parent's, whose row may move in the same commit) is
 //! written after the statement, in the same transaction, once the row says it has a parent;
 //! so are the lookups of a start refused for its request id. The fences are read (and task rows
-//! locked) before, as on the other path. `sql_single!` expands after `sql_committed!`.
+//! locked) before, as on the other path. `sql_single!` expands after `sql_committed!` (its
+//! statements, and the dialect's `ROWS`, are `sql_transition!`'s).
 
 macro_rules! sql_single {
-    (rows = $rows:literal) => {
+    () => {
         /// Whether the writes of a round's transitions that passed their fences are independent
         /// of each other, so that they can go into one statement (see the module comment).
         fn fits_one_statement(items: &[Item<'_>]) -> bool {
@@ -64,7 +65,7 @@ macro_rules! sql_single {
 
         /// The dialect's rows of array parameter `$n`.
         fn rows_at(n: usize) -> String {
-            $rows.replace("$1", &format!("${n}"))
+            ROWS.replace("$1", &format!("${n}"))
         }
 
         /// The round's one statement: the execution update (`upd`, of parameter 1) and insert
@@ -76,11 +77,11 @@ macro_rules! sql_single {
             let mut n = 0;
             if let Some(update) = update {
                 n += 1;
-                ctes.push(format!("upd AS ({})", update.replace($rows, &rows_at(n))));
+                ctes.push(format!("upd AS ({})", update.replace(ROWS, &rows_at(n))));
             }
             if insert {
                 n += 1;
-                ctes.push(format!("ins AS ({})", INSERT_EXECUTIONS.replace($rows, &rows_at(n))));
+                ctes.push(format!("ins AS ({})", INSERT_EXECUTIONS.replace(ROWS, &rows_at(n))));
             }
             let written = match (update.is_some(), insert) {
                 (true, true) => "SELECT id, output_seq, parent_id FROM upd UNION ALL SELECT id, output_seq, parent_id FROM ins",
@@ -101,7 +102,7 @@ macro_rules! sql_single {
                     (statement.to_string(), "")
                 };
                 let rows = format!("(SELECT j.value FROM {} WHERE {id} IN (SELECT id FROM done{only})) AS j(value)", rows_at(n));
-                ctes.push(format!("w{i} AS ({})", statement.replace($rows, &rows)));
+                ctes.push(format!("w{i} AS ({})", statement.replace(ROWS, &rows)));
             }
             let result = match (update.is_some(), insert) {
                 (true, true) => "SELECT u.*, i.created FROM (SELECT string_agg(CAST(id AS TEXT), ',') AS created FROM ins) AS i \
@@ -138,18 +139,11 @@ macro_rules! sql_single {
                 .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Create(_)))
                 .collect();
             let create_rows = create_rows(items, &creates)?;
-            // What they carry, gathered as if each were written, its chunks counted back from
-            // the end of its output (where the statement finds it).
-            for &k in updates.iter().chain(&creates) {
-                items[k].output = Some((0, None, None));
-            }
+            // What they carry, gathered as if each were written (the statement keeps what its
+            // row write lets through).
             let mut gathered = Writes::Gather(Vec::new());
             let pending: Vec<&Item<'_>> = updates.iter().chain(&creates).map(|&k| &items[k]).collect();
             write_committed(&mut gathered, statements, &pending).await?;
-            drop(pending);
-            for &k in updates.iter().chain(&creates) {
-                items[k].output = None;
-            }
             let Writes::Gather(writes) = gathered else { unreachable!("gathered above") };
             let fits = |rows: &Packed| rows.is_empty() || rows.is_one();
             if !fits(&update_rows) || !fits(&create_rows) || !writes.iter().all(|(_, rows)| fits(rows)) {

@@ -61,10 +61,13 @@ macro_rules! sql_transition {
         use $crate::store::backend::plan::{self, Packed};
 
         fn sql(template: &str) -> String {
-            plan::dialect_sql(template, $rows, ($uuid_open, $uuid_close))
+            plan::dialect_sql(template, ROWS, ($uuid_open, $uuid_close))
         }
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
+
+        /// The rows of array parameter `$1`, as `{rows}` expands in every statement.
+        const ROWS: &str = $rows;
 
         /// The round's update; with row locks, its rows are first locked in id order (the lock
         /// order across transactions) by a materialized CTE the update joins, so each is locked,
@@ -271,14 +274,7 @@ macro_rules! sql_transition {
                     expected: expected_next_seq as i64,
                     next_seq: (expected_next_seq + t.events.len() as u64) as i64,
                     status: t.row.status.as_str(),
-                    state: &t.row.state,
-                    result: t.row.result.as_ref(),
-                    failure: t.row.failure.as_ref(),
-                    input_tokens: stored_count(t.row.usage.input_tokens),
-                    output_tokens: stored_count(t.row.usage.output_tokens),
-                    cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
-                    tool_calls: stored_count(t.row.usage.tool_calls),
-                    closed_at: t.row.closed_at,
+                    row: plan::RowFields::of(&t.row, INFINITY),
                     chunks: t.chunks.len() as i64,
                     bytes: crate::store::chunk_bytes(&t.chunks),
                 }
@@ -411,20 +407,13 @@ macro_rules! sql_transition {
                     root_id: new.root_id,
                     retry_of: new.retry_of,
                     request_id: new.request_id.as_deref(),
-                    state: &t.row.state,
                     next_seq: (1 + t.events.len()) as i64,
                     output_seq: t.chunks.len() as i64,
                     output_bytes: crate::store::chunk_bytes(&t.chunks),
                     created_at: t.now,
                     team_id: new.team_id,
                     child_key: new.child_key.as_deref(),
-                    result: t.row.result.as_ref(),
-                    failure: t.row.failure.as_ref(),
-                    input_tokens: stored_count(t.row.usage.input_tokens),
-                    output_tokens: stored_count(t.row.usage.output_tokens),
-                    cost: plan::Cost::of(t.row.usage.cost_usd, INFINITY),
-                    tool_calls: stored_count(t.row.usage.tool_calls),
-                    closed_at: t.row.closed_at,
+                    row: plan::RowFields::of(&t.row, INFINITY),
                 }
             }))
         }
