@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::common::Db;
 use crate::support::{
-    T0, advance, chunk, claim, create, create_from, event, execution_with, new_execution, row,
-    task, texts,
+    T0, advance, agent, chunk, claim, create, create_from, event, execution_with, new_execution,
+    progress, row, task, texts,
 };
 
 crate::on_both_stores!(
@@ -18,6 +18,7 @@ crate::on_both_stores!(
     a_fenced_and_a_conflicting_report_cost_the_batch_no_statement_more,
     children_reporting_in_one_commit_continue_their_parent_output_gapless,
     on_postgres_a_report_and_a_start_each_write_in_one_statement,
+    every_kind_of_fence_holds_or_fences_its_own_transition_in_one_batch,
 );
 
 /// `n` executions whose `turn-1` a worker has claimed; returns the leased tasks by execution.
@@ -81,15 +82,20 @@ async fn assert_reported(store: &dyn Store, id: Uuid) {
 }
 
 async fn a_group_commit_of_32_reports_costs_the_statements_of_one(db: Db) {
+    let postgres = db.url.starts_with("postgres");
     let store = db.store().await;
     let one = leased(&*store, 1).await;
     let (outcomes, alone) = counted(&*store, &[report(&one[0])]).await;
     assert_eq!(outcomes, [CommitOutcome::Committed]);
     assert_reported(&*store, one[0].execution_id).await;
-    assert!(
-        alone >= 3,
-        "BEGIN, the writes and COMMIT are counted: {alone}"
-    );
+    if postgres {
+        assert_eq!(alone, 1, "one statement alone, outside a transaction");
+    } else {
+        assert!(
+            alone >= 3,
+            "BEGIN, the writes and COMMIT are counted: {alone}"
+        );
+    }
 
     let many = leased(&*store, 32).await;
     let reports: Vec<Transition> = many.iter().map(report).collect();
@@ -252,11 +258,154 @@ async fn on_postgres_a_report_and_a_start_each_write_in_one_statement(db: Db) {
         "ready"
     );
     if postgres {
-        // BEGIN, the lease read (locking the task rows), the writes, COMMIT; a start has no
-        // fence to read.
-        assert_eq!((report, start), (4, 3));
+        // One statement alone, its fences (the lease, with the task rows locked) checked
+        // inside it: no BEGIN, no fence read of its own, no COMMIT.
+        assert_eq!((report, start), (1, 1));
     } else {
         // SQLite runs one statement per table and kind of change: no CTE may write there.
         assert!(report >= 7 && start >= 6, "{report} {start}");
+    }
+}
+
+/// A remembered lease's fence (`TaskAsKnown`), for `turn-1` at `chunks_sent`, leaving room for
+/// `at_most` bytes of stored output.
+fn known(chunks_sent: u64, at_most: u64) -> Fence {
+    Fence::TaskAsKnown {
+        activity_id: "turn-1".into(),
+        chunks_sent,
+        workspace: None,
+        output_bytes_at_most: at_most,
+    }
+}
+
+/// One batch (one round) holding a transition that passes and one that fails each kind of fence
+/// a batch written in one statement checks inside it, and a start refused for its request id:
+/// each gets its own outcome, and the fenced ones write nothing. On PostgreSQL it costs that one
+/// statement and the refused start's lookup.
+async fn every_kind_of_fence_holds_or_fences_its_own_transition_in_one_batch(db: Db) {
+    let postgres = db.url.starts_with("postgres");
+    let store = db.store().await;
+    let agent = agent("fenced");
+    store.insert_agent(&agent).await.unwrap();
+    let original = Uuid::now_v7();
+    let with_request = |id| cairn::store::NewExecution {
+        request_id: Some("req-fences".into()),
+        agent_id: Some(agent.id),
+        ..new_execution(id)
+    };
+    store
+        .commit(&[create_from(original, with_request(original))])
+        .await
+        .unwrap();
+    let leases = leased(&*store, 4).await;
+    // The fourth has stored output through a progress since its lease: 1 chunk.
+    let stored = store
+        .record_progress(&progress(&leases[3], &["p"], T0))
+        .await
+        .unwrap();
+    assert!(stored.is_some());
+    let sent = store
+        .get_task(leases[3].execution_id, "turn-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sent.chunks_sent, 1,
+        "so only the output room fences it below"
+    );
+    let ready = execution_with(&*store, vec![task("turn-1")]).await;
+
+    let with_fence = |t: Transition, fence: Fence| {
+        let mut t = t;
+        t.fences.push(fence);
+        t
+    };
+    let from_agent = |version: u64| {
+        let id = Uuid::now_v7();
+        Transition {
+            fences: vec![Fence::Agent {
+                agent_id: agent.id,
+                version,
+            }],
+            ..create_from(
+                id,
+                cairn::store::NewExecution {
+                    agent_id: Some(agent.id),
+                    ..new_execution(id)
+                },
+            )
+        }
+    };
+    let (as_agent_is, agent_changed) = (from_agent(1), from_agent(2));
+    let duplicate = Uuid::now_v7();
+    let batch = [
+        with_fence(report(&leases[0]), known(0, u64::MAX)),
+        with_fence(report(&leases[1]), known(5, u64::MAX)),
+        with_fence(
+            report(&leases[2]),
+            Fence::Unclaimed {
+                activity_id: "turn-1".into(),
+                attempt: 1,
+            },
+        ),
+        with_fence(report(&leases[3]), known(1, 0)),
+        Transition {
+            fences: vec![Fence::Unclaimed {
+                activity_id: "turn-1".into(),
+                attempt: 1,
+            }],
+            tasks: vec![TaskOp::Delete {
+                activity_id: "turn-1".into(),
+            }],
+            ..advance(ready, 3)
+        },
+        as_agent_is.clone(),
+        agent_changed.clone(),
+        create_from(duplicate, with_request(duplicate)),
+    ];
+    let (outcomes, statements) = counted(&*store, &batch).await;
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Committed,
+            CommitOutcome::Fenced,
+            CommitOutcome::Fenced,
+            CommitOutcome::Fenced,
+            CommitOutcome::Committed,
+            CommitOutcome::Committed,
+            CommitOutcome::Fenced,
+            CommitOutcome::Duplicate(original),
+        ]
+    );
+    if postgres {
+        assert_eq!(
+            statements, 2,
+            "the batch, then the refused start's request id"
+        );
+    }
+    assert_reported(&*store, leases[0].execution_id).await;
+    for lease in &leases[1..] {
+        let id = lease.execution_id;
+        let record = store.get_execution(id).await.unwrap().unwrap();
+        assert_eq!(record.next_seq, 3, "{id}: the fence left its row");
+        let turn = store.get_task(id, "turn-1").await.unwrap().unwrap();
+        assert_eq!(turn.status.as_str(), "leased", "{id}: its lease untouched");
+        assert_eq!(store.get_task(id, "turn-2").await.unwrap(), None);
+    }
+    assert_eq!(texts(&*store, leases[3].execution_id).await, ["p"]);
+    assert_eq!(store.get_task(ready, "turn-1").await.unwrap(), None);
+    assert_eq!(
+        store.get_execution(ready).await.unwrap().unwrap().next_seq,
+        4
+    );
+    assert!(
+        store
+            .get_execution(as_agent_is.execution_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    for id in [agent_changed.execution_id, duplicate] {
+        assert!(store.get_execution(id).await.unwrap().is_none(), "{id}");
     }
 }

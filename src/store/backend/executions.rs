@@ -89,11 +89,24 @@ macro_rules! sql_executions {
                     let mut order: Vec<usize> = (0..transitions.len()).collect();
                     order.sort_by_key(|&i| transitions[i].execution_id);
                     let statements = &*self.statements;
-                    statements.fetch_add(1, Ordering::Relaxed);
-                    let mut tx = self.write.begin_with($begin_commit).await?;
-                    let (outcomes, notes) = write_batch(&mut tx, statements, transitions, watched, &order).await?;
-                    statements.fetch_add(1, Ordering::Relaxed);
-                    tx.commit().await?;
+                    let mut outcomes = vec![None; transitions.len()];
+                    let mut afters = vec![None; transitions.len()];
+                    let mut conn = self.commits.acquire().await?;
+                    // A batch written in one statement alone (`alone.rs`) leaves the transitions
+                    // it defers; otherwise all of them go in one transaction.
+                    let rest = match write_alone(&mut conn, statements, transitions, watched, &order, &mut outcomes, &mut afters).await? {
+                        Some(deferred) => deferred,
+                        None => order,
+                    };
+                    if !rest.is_empty() {
+                        statements.fetch_add(1, Ordering::Relaxed);
+                        let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin_commit).await?;
+                        write_batch(&mut tx, statements, transitions, watched, &rest, &mut outcomes, &mut afters).await?;
+                        statements.fetch_add(1, Ordering::Relaxed);
+                        tx.commit().await?;
+                    }
+                    drop(conn);
+                    let (outcomes, notes) = settled(transitions, outcomes, afters)?;
                     $notify_after(self, notes);
                     Ok(outcomes)
                 }

@@ -28,6 +28,8 @@ mod committed;
 #[macro_use]
 mod single;
 #[macro_use]
+mod alone;
+#[macro_use]
 mod objects;
 #[macro_use]
 mod executions;
@@ -97,6 +99,8 @@ impl FromStr for Durability {
 #[derive(Clone)]
 pub struct SqliteStore {
     write: SqlitePool,
+    /// Where group commits run: the writer.
+    commits: SqlitePool,
     read: SqlitePool,
     /// Statements the commit path has sent (BEGIN and COMMIT included).
     statements: Arc<AtomicU64>,
@@ -106,6 +110,10 @@ pub struct SqliteStore {
 #[derive(Clone)]
 pub struct PgStore {
     write: PgPool,
+    /// Where group commits run: connections planning every statement once (generic plans) and
+    /// without sequential scans, for the whole session, since a batch written in one statement
+    /// (`alone.rs`) has no transaction to set them in (see `begin_commit` below).
+    commits: PgPool,
     read: PgPool,
     /// Statements the commit path has sent (BEGIN and COMMIT included; notifications go out
     /// after it, through `outbox`).
@@ -141,6 +149,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore {
+            commits: write.clone(),
             write,
             read,
             statements: Arc::default(),
@@ -156,23 +165,33 @@ impl PgStore {
             options = options.options([("synchronous_commit", "off")]);
         }
         let own = notify::OwnBackends::default();
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
-            // Connections are kept (the pool is small), so the backends the change feed knows
-            // as this store's own stay its own.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .after_connect({
-                let own = own.clone();
-                move |conn, _| {
+        let pool = |size: u32| {
+            PgPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(30))
+                // Connections are kept (the pools are small), so the backends the change feed
+                // knows as this store's own stay its own.
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect({
                     let own = own.clone();
-                    Box::pin(async move { own.add(conn).await })
-                }
-            })
-            .connect_with(options)
+                    move |conn, _| {
+                        let own = own.clone();
+                        Box::pin(async move { own.add(conn).await })
+                    }
+                })
+        };
+        // One more than the commits that run at once (`concurrent_commits`), for a commit made
+        // outside the group committer.
+        let commits = pool(5)
+            .connect_with(options.clone().options([
+                ("enable_seqscan", "off"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]))
             .await?;
+        let pool = pool(16).connect_with(options).await?;
         Ok(PgStore {
+            commits,
             outbox: notify::Outbox::start(pool.clone()),
             write: pool.clone(),
             read: pool,
@@ -224,6 +243,7 @@ mod sqlite {
     sql_fences!(lock = "");
     sql_committed!();
     sql_single!();
+    sql_alone!();
     sql_objects!(SqliteStore, octets = "length(CAST(data AS BLOB))");
     // SQLite keeps `data` as TEXT; its length in bytes is that of the same value as a BLOB. The
     // narrow page: a follower's read of the row is a call into this process, cheaper than
@@ -286,6 +306,7 @@ mod postgres {
     sql_fences!(lock = " FOR UPDATE");
     sql_committed!();
     sql_single!();
+    sql_alone!();
     sql_objects!(PgStore, octets = "octet_length(data)");
     // PostgreSQL keeps `data` as JSONB; the size that matters is that of the JSON text sent on.
     // The wide page: the row at the end of the output saves a follower a round trip.

@@ -257,6 +257,31 @@ pub(super) struct IdRow {
     pub id: Uuid,
 }
 
+/// A fence that a batch written in one statement checks inside it (`alone.rs`). `kind` is
+/// `lease`, `known` (the task as the engine remembered it), `unclaimed` or `agent`, or `lock`:
+/// no fence, but the execution's task rows are locked, as a transition that changes them needs.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct FenceRow<'a> {
+    pub id: Uuid,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
 /// A row of an execution named by a text key: a task (`key` = activity id) or a timer.
 #[derive(Debug, Serialize)]
 pub(super) struct KeyRow<'a> {

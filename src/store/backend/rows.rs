@@ -91,6 +91,7 @@ macro_rules! sql_rows {
         const ROW_LOCKS: bool = $row_locks;
         type DbRow = <Db as sqlx::Database>::Row;
         type Tx<'a> = sqlx::Transaction<'a, Db>;
+        type DbConn = <Db as sqlx::Database>::Connection;
 
         fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
             StoreError::Corrupt(format!("{what}: {e}"))

@@ -89,7 +89,21 @@ macro_rules! sql_single {
                 (false, _) => "SELECT id, output_seq, parent_id FROM ins",
             };
             ctes.push(format!("done AS ({written})"));
+            ctes.extend(gathered_ctes(writes, n));
+            let result = match (update.is_some(), insert) {
+                (true, true) => "SELECT u.*, i.created FROM (SELECT string_agg(CAST(id AS TEXT), ',') AS created FROM ins) AS i \
+                                 LEFT JOIN upd AS u ON TRUE",
+                (true, false) => "SELECT * FROM upd",
+                (false, _) => "SELECT string_agg(CAST(id AS TEXT), ',') AS created FROM ins",
+            };
+            format!("WITH {} {result}", ctes.join(", "))
+        }
+
+        /// The CTEs of gathered writes (`w0`, `w1`, ...), each over its own array parameter
+        /// (`$n + 1`, ...) filtered to the executions of `done`.
+        fn gathered_ctes(writes: &[&'static str], mut n: usize) -> Vec<String> {
             let id = sql("{u:id}").replace("value", "j.value");
+            let mut ctes = Vec::new();
             for (i, statement) in writes.iter().enumerate() {
                 n += 1;
                 // A chunk's seq counts back from the end of its execution's written output; a
@@ -104,30 +118,37 @@ macro_rules! sql_single {
                 let rows = format!("(SELECT j.value FROM {} WHERE {id} IN (SELECT id FROM done{only})) AS j(value)", rows_at(n));
                 ctes.push(format!("w{i} AS ({})", statement.replace(ROWS, &rows)));
             }
-            let result = match (update.is_some(), insert) {
-                (true, true) => "SELECT u.*, i.created FROM (SELECT string_agg(CAST(id AS TEXT), ',') AS created FROM ins) AS i \
-                                 LEFT JOIN upd AS u ON TRUE",
-                (true, false) => "SELECT * FROM upd",
-                (false, _) => "SELECT string_agg(CAST(id AS TEXT), ',') AS created FROM ins",
-            };
-            format!("WITH {} {result}", ctes.join(", "))
+            ctes
         }
 
-        /// The statement of a shape, composed once (see [`SHAPES`]).
-        fn shaped(update: Option<&'static str>, insert: bool, writes: &[&'static str]) -> std::sync::Arc<str> {
-            let key: Vec<usize> = [update.map_or(0, |u| u.as_ptr() as usize), usize::from(insert)]
-                .into_iter()
-                .chain(writes.iter().map(|w| w.as_ptr() as usize))
-                .collect();
+        /// The ids a statement returned as comma-separated text (`string_agg`).
+        fn listed_ids(text: Option<String>) -> Result<HashSet<Uuid>, StoreError> {
+            text.unwrap_or_default()
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| Uuid::parse_str(id).map_err(|e| corrupt("an execution id a statement returned", e)))
+                .collect()
+        }
+
+        /// The statement of a shape (`key`: which parts it has), composed once (see [`SHAPES`]).
+        fn shaped(key: Vec<usize>, compose: impl FnOnce() -> String) -> std::sync::Arc<str> {
             let mut shapes = SHAPES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(statement) = shapes.get(&key) {
                 return statement.clone();
             }
-            let statement: std::sync::Arc<str> = compose(update, insert, writes).into();
+            let statement: std::sync::Arc<str> = compose().into();
             if shapes.len() < MAX_SHAPES {
                 shapes.insert(key, statement.clone());
             }
             statement
+        }
+
+        /// A shape's key: which statement (`kind`), its row writes and its gathered writes.
+        fn shape_key(kind: usize, update: usize, insert: bool, writes: &[&'static str]) -> Vec<usize> {
+            [kind, update, usize::from(insert)]
+                .into_iter()
+                .chain(writes.iter().map(|w| w.as_ptr() as usize))
+                .collect()
         }
 
         /// Writes a round that [`fits_one_statement`] in one statement (falling back to one
@@ -154,7 +175,9 @@ macro_rules! sql_single {
             let update = (!updates.is_empty()).then(|| {
                 if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() }
             });
-            let statement = shaped(update, !creates.is_empty(), &writes.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+            let parts: Vec<&'static str> = writes.iter().map(|(s, _)| *s).collect();
+            let key = shape_key(0, update.map_or(0, |u| u.as_ptr() as usize), !creates.is_empty(), &parts);
+            let statement = shaped(key, || compose(update, !creates.is_empty(), &parts));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
             for rows in [update_rows, create_rows].into_iter().chain(writes.into_iter().map(|(_, rows)| rows)) {
                 for array in rows.into_arrays() {
@@ -168,16 +191,10 @@ macro_rules! sql_single {
                 settle_updates(items, &updates, &returned, &watched)?;
             }
             if !creates.is_empty() {
-                let created: Option<String> = match returned.first() {
+                let created = listed_ids(match returned.first() {
                     Some(row) => row.try_get("created")?,
                     None => None,
-                };
-                let created = created.unwrap_or_default();
-                let created = created
-                    .split(',')
-                    .filter(|id| !id.is_empty())
-                    .map(|id| Uuid::parse_str(id).map_err(|e| corrupt("an inserted execution's id", e)))
-                    .collect::<Result<HashSet<Uuid>, _>>()?;
+                })?;
                 settle_creates(tx, statements, items, &creates, &created).await?;
             }
             let children: Vec<&Item<'_>> = items

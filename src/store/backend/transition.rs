@@ -85,11 +85,12 @@ macro_rules! sql_transition {
             }
         }
 
-        static UPDATE_EXECUTIONS: LazyLock<String> =
-            LazyLock::new(|| locking(update_executions!("FALSE AS whole")));
-        /// The same, with the whole row (and its labels) of each execution that closed or waits:
-        /// for a commit whose followers on this server take it instead of reading.
-        static UPDATE_EXECUTIONS_WHOLE: LazyLock<String> = LazyLock::new(|| locking(update_executions!(concat!(
+        /// The round's update as a template (`{locked}` where a dialect with row locks says
+        /// which rows it holds), and the same returning the whole row (and its labels) of each
+        /// execution that closed or waits: for a commit whose followers on this server take it
+        /// instead of reading.
+        const UPDATE_TEMPLATE: &str = update_executions!("FALSE AS whole");
+        const UPDATE_WHOLE_TEMPLATE: &str = update_executions!(concat!(
             "namespace, kind, agent_id, runtime, root_id, retry_of, request_id, next_seq, \
              input_tokens, output_tokens, cost_usd, tool_calls, created_at, started_at, closed_at, team_id, ",
             whole_row!(), " AS whole, CASE WHEN ", whole_row!(), " THEN input END AS input, \
@@ -98,7 +99,9 @@ macro_rules! sql_transition {
              CASE WHEN ", whole_row!(), " THEN state END AS state, \
              CASE WHEN ", whole_row!(), " THEN (SELECT ", $object_agg,
             "(key, value) FROM execution_labels WHERE execution_id = id) END AS labels_json"
-        ))));
+        ));
+        static UPDATE_EXECUTIONS: LazyLock<String> = LazyLock::new(|| locking(UPDATE_TEMPLATE));
+        static UPDATE_EXECUTIONS_WHOLE: LazyLock<String> = LazyLock::new(|| locking(UPDATE_WHOLE_TEMPLATE));
         static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| sql(
             "INSERT INTO executions (id, namespace, kind, agent_id, runtime, status, input, parent_id, \
              root_id, retry_of, request_id, state, next_seq, output_seq, created_at, team_id, child_key, \
@@ -123,7 +126,7 @@ macro_rules! sql_transition {
         /// Runs `statement` once per packed array of rows (once, but for huge batches), counting
         /// each in `statements`; returns the rows they return.
         async fn run_rows(
-            tx: &mut Tx<'_>,
+            conn: &mut DbConn,
             statements: &AtomicU64,
             statement: &'static str,
             rows: Packed,
@@ -131,7 +134,7 @@ macro_rules! sql_transition {
             let mut out = Vec::new();
             for array in rows.into_arrays() {
                 statements.fetch_add(1, Ordering::Relaxed);
-                out.extend(sqlx::query(statement).bind(array).fetch_all(&mut **tx).await?);
+                out.extend(sqlx::query(statement).bind(array).fetch_all(&mut *conn).await?);
             }
             Ok(out)
         }
@@ -180,21 +183,31 @@ macro_rules! sql_transition {
             })
         }
 
-        /// Writes a whole group commit inside `tx`: round by round, each a fixed number of
-        /// statements. Returns each transition's outcome and what to notify.
+        /// Writes the transitions of a group commit that `order` names inside `tx`, round by
+        /// round, each a fixed number of statements, setting their outcomes.
         async fn write_batch(
             tx: &mut Tx<'_>,
             statements: &AtomicU64,
             transitions: &[Transition],
             watched: &[bool],
             order: &[usize],
-        ) -> Result<(Vec<(CommitOutcome, Option<$crate::store::RowAfter>)>, Notes), StoreError> {
-            let mut outcomes = vec![None; transitions.len()];
-            let mut afters: Vec<Option<$crate::store::RowAfter>> = vec![None; transitions.len()];
-            let mut notes = Notes::default();
+            outcomes: &mut [Option<CommitOutcome>],
+            afters: &mut [Option<$crate::store::RowAfter>],
+        ) -> Result<(), StoreError> {
             for round in plan::rounds(transitions, order) {
-                write_round(tx, statements, transitions, watched, &round, &mut outcomes, &mut afters).await?;
+                write_round(tx, statements, transitions, watched, &round, outcomes, afters).await?;
             }
+            Ok(())
+        }
+
+        /// Each transition's outcome (every one must have one) and what to notify of those that
+        /// committed.
+        fn settled(
+            transitions: &[Transition],
+            outcomes: Vec<Option<CommitOutcome>>,
+            afters: Vec<Option<$crate::store::RowAfter>>,
+        ) -> Result<(Vec<(CommitOutcome, Option<$crate::store::RowAfter>)>, Notes), StoreError> {
+            let mut notes = Notes::default();
             for (t, outcome) in transitions.iter().zip(&outcomes) {
                 if *outcome == Some(CommitOutcome::Committed) {
                     notes.execution(t.execution_id);
@@ -421,7 +434,7 @@ macro_rules! sql_transition {
         /// Sets the outcomes of the new rows of `level` from the ids their insert wrote:
         /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
         async fn settle_creates(
-            tx: &mut Tx<'_>,
+            conn: &mut DbConn,
             statements: &AtomicU64,
             items: &mut [Item<'_>],
             level: &[usize],
@@ -440,7 +453,7 @@ macro_rules! sql_transition {
                 })
                 .collect();
             if !requests.is_empty() {
-                for row in run_rows(tx, statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
+                for row in run_rows(conn, statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
                     let key: (String, String) = (row.try_get("namespace")?, row.try_get("request_id")?);
                     existing.insert(key, row.try_get::<Uuid, _>("id")?);
                 }
