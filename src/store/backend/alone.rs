@@ -113,7 +113,10 @@ macro_rules! sql_alone {
             let mut n = 1;
             if let Some(update) = update {
                 n += 1;
-                let rows = rows_at(n);
+                // The updates' rows, parsed once: a generic plan casts a parameter to JSONB
+                // wherever it is read, and three parts read these.
+                ctes.push(format!("ur AS MATERIALIZED (SELECT value FROM {})", rows_at(n)));
+                let rows = "(SELECT value FROM ur) AS j(value)";
                 ctes.push(format!(
                     "locked AS MATERIALIZED (SELECT id, output_bytes, parent_id FROM executions \
                      WHERE id = ANY (ARRAY(SELECT {} FROM {rows})) AND (SELECT count(*) FROM tl) >= 0 \
@@ -131,7 +134,7 @@ macro_rules! sql_alone {
                     sql("{u:id}")
                 ));
                 let update = sql(&update.replace("{locked}", " AND e.id IN (SELECT id FROM kept)"));
-                ctes.push(format!("upd AS ({})", update.replace(ROWS, &rows)));
+                ctes.push(format!("upd AS ({})", update.replace(ROWS, rows)));
             }
             if insert {
                 n += 1;
