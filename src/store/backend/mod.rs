@@ -2,7 +2,8 @@
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
 //! rows, history, output, quarantine), `transition.rs`, `fences.rs` and `committed.rs` (what a group
-//! commit checks and writes, set-based, cut into statements by `plan.rs`), `chunks.rs` (output writes of leases),
+//! commit checks and writes, set-based, cut into statements by `plan.rs`; on PostgreSQL a round in
+//! one statement by `single.rs`, and a whole group commit with its fences by `alone.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
 //! `runtimes.rs` (registrations of external runtimes), `objects.rs` (stored checkpoints: one
 //! insert per write, chains read back), `admin.rs` (migrations, row counts, change feed),
