@@ -5,7 +5,8 @@
 //! answers on two busy cores: a `pgbench` of one report's writes at sixteen clients committed
 //! 3171-3392/s as BEGIN, fence read, statement, COMMIT and 5957-6055/s as the statement alone.
 //! In the benchmark's workloads, where most of PostgreSQL's time is the statement's own work, it
-//! measured less: PostgreSQL's CPU per execution 5-15% lower in alternated runs (README).
+//! measured less: PostgreSQL's CPU per execution ~10% lower (the median of six alternated pairs of
+//! W1 and of W3 runs; README).
 //!
 //! One statement is atomic by itself, and what the transaction ordered the statement orders
 //! through what each part reads:
