@@ -191,73 +191,46 @@ macro_rules! sql_alone {
             }
             let mut rounds = plan::rounds(transitions, order);
             let (Some(round), true) = (rounds.pop(), rounds.is_empty()) else { return Ok(None) };
-            let mut items: Vec<Item<'_>> = round
-                .iter()
-                .map(|&i| Item {
-                    t: &transitions[i],
-                    slot: Some(i),
-                    outcome: None,
-                    output: None,
-                    watched: watched.get(i).copied().unwrap_or(false),
-                    after: None,
-                })
-                .collect();
+            let mut items = round_items(transitions, watched, &round);
             if !fits_one_statement(&items) {
                 return Ok(None);
             }
             let fences = pack(fence_rows(&items))?;
-            let (updates, update_rows, whole) = update_rows(&items)?;
-            let creates: Vec<usize> = (0..items.len())
-                .filter(|&k| matches!(items[k].t.row_write, RowWrite::Create(_)))
-                .collect();
-            let create_rows = create_rows(&items, &creates)?;
-            let mut gathered = Writes::Gather(Vec::new());
-            let pending: Vec<&Item<'_>> = updates.iter().chain(&creates).map(|&k| &items[k]).collect();
-            write_committed(&mut gathered, statements, &pending).await?;
-            let Writes::Gather(writes) = gathered else { unreachable!("gathered above") };
-            let fits = |rows: &Packed| rows.is_empty() || rows.is_one();
-            if ![&fences, &update_rows, &create_rows].into_iter().chain(writes.iter().map(|(_, rows)| rows)).all(fits) {
+            let Some(mut gathered) = Gathered::of(&items, statements).await? else { return Ok(None) };
+            if !(fences.is_empty() || fences.is_one()) {
                 return Ok(None);
             }
 
-            let update = (!updates.is_empty()).then(|| if whole.is_empty() { UPDATE_TEMPLATE } else { UPDATE_WHOLE_TEMPLATE });
-            let parts: Vec<&'static str> = writes.iter().map(|(s, _)| *s).collect();
-            let update_kind = match update {
-                None => 0,
-                Some(_) if whole.is_empty() => 1,
-                Some(_) => 2,
+            let (insert, parts) = (!gathered.creates.is_empty(), gathered.parts());
+            let (update, update_kind) = match (gathered.updates.is_empty(), gathered.whole.is_empty()) {
+                (true, _) => (None, 0),
+                (false, true) => (Some(UPDATE_TEMPLATE), 1),
+                (false, false) => (Some(UPDATE_WHOLE_TEMPLATE), 2),
             };
-            let key = shape_key(ALONE, update_kind, !creates.is_empty(), &parts);
-            let statement = shaped(key, || compose_alone(update, !creates.is_empty(), &parts));
+            let key = shape_key(ALONE, update_kind, insert, &parts);
+            let statement = shaped(key, || compose_alone(update, insert, &parts));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
                 .bind(fences.into_arrays().next().unwrap_or_else(|| "[]".to_string()));
-            for rows in [update_rows, create_rows].into_iter().chain(writes.into_iter().map(|(_, rows)| rows)) {
-                for array in rows.into_arrays() {
-                    query = query.bind(array);
-                }
+            for array in gathered.take_arrays() {
+                query = query.bind(array);
             }
             statements.fetch_add(1, Ordering::Relaxed);
             let returned = query.fetch_all(&mut *conn).await?;
 
-            let listed = |column: &str| -> Result<HashSet<Uuid>, StoreError> {
-                listed_ids(match returned.first() {
-                    Some(row) => row.try_get(column)?,
-                    None => None,
-                })
-            };
-            let (created, fenced, deferred) = (listed("created")?, listed("fenced")?, listed("deferred")?);
+            let fenced = listed_ids(&returned, "fenced")?;
+            let deferred = listed_ids(&returned, "deferred")?;
             for it in items.iter_mut() {
                 if fenced.contains(&it.t.execution_id) {
                     it.outcome = Some(CommitOutcome::Fenced);
                 }
             }
             let open = |k: &usize| items[*k].outcome.is_none() && !deferred.contains(&items[*k].t.execution_id);
-            let updates: Vec<usize> = updates.iter().copied().filter(open).collect();
-            let creates: Vec<usize> = creates.iter().copied().filter(open).collect();
+            let updates: Vec<usize> = gathered.updates.iter().copied().filter(open).collect();
+            let creates: Vec<usize> = gathered.creates.iter().copied().filter(open).collect();
             if update.is_some() {
-                settle_updates(&mut items, &updates, &returned, &whole)?;
+                settle_updates(&mut items, &updates, &returned, &gathered.whole)?;
             }
-            settle_creates(conn, statements, &mut items, &creates, &created).await?;
+            settle_creates(conn, statements, &mut items, &creates, &listed_ids(&returned, "created")?).await?;
 
             let mut left = Vec::new();
             for it in items {

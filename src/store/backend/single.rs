@@ -121,13 +121,67 @@ macro_rules! sql_single {
             ctes
         }
 
-        /// The ids a statement returned as comma-separated text (`string_agg`).
-        fn listed_ids(text: Option<String>) -> Result<HashSet<Uuid>, StoreError> {
+        /// The ids the first of a statement's `rows` lists in `column`, as comma-separated text
+        /// (`string_agg`).
+        fn listed_ids(rows: &[DbRow], column: &str) -> Result<HashSet<Uuid>, StoreError> {
+            let text: Option<String> = match rows.first() {
+                Some(row) => row.try_get(column)?,
+                None => None,
+            };
             text.unwrap_or_default()
                 .split(',')
                 .filter(|id| !id.is_empty())
                 .map(|id| Uuid::parse_str(id).map_err(|e| corrupt("an execution id a statement returned", e)))
                 .collect()
+        }
+
+        /// A round's writes as its one statement takes them: the updates and creates still
+        /// without an outcome (indices into the round), their rows, and everything they carry,
+        /// gathered as if each were written (the statement keeps what its row write lets through).
+        struct Gathered {
+            updates: Vec<usize>,
+            update_rows: Packed,
+            /// The updated executions whose followers take the whole row if it closes or waits.
+            whole: HashSet<Uuid>,
+            creates: Vec<usize>,
+            create_rows: Packed,
+            writes: Vec<(&'static str, Packed)>,
+        }
+
+        impl Gathered {
+            /// The round's writes, or `None` for a batch past a parameter's byte budget (which
+            /// goes one statement per write).
+            async fn of(items: &[Item<'_>], statements: &AtomicU64) -> Result<Option<Gathered>, StoreError> {
+                let (updates, update_rows, whole) = update_rows(items)?;
+                let creates: Vec<usize> = (0..items.len())
+                    .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Create(_)))
+                    .collect();
+                let create_rows = create_rows(items, &creates)?;
+                let mut gathered = Writes::Gather(Vec::new());
+                let pending: Vec<&Item<'_>> = updates.iter().chain(&creates).map(|&k| &items[k]).collect();
+                write_committed(&mut gathered, statements, &pending).await?;
+                let Writes::Gather(writes) = gathered else { unreachable!("gathered above") };
+                let fits = |rows: &Packed| rows.is_empty() || rows.is_one();
+                if !fits(&update_rows) || !fits(&create_rows) || !writes.iter().all(|(_, rows)| fits(rows)) {
+                    return Ok(None);
+                }
+                Ok(Some(Gathered { updates, update_rows, whole, creates, create_rows, writes }))
+            }
+
+            /// The statements of the gathered writes, in order: with the row writes, the shape.
+            fn parts(&self) -> Vec<&'static str> {
+                self.writes.iter().map(|(statement, _)| *statement).collect()
+            }
+
+            /// The rows' arrays, taken out, in the order the statement numbers its parameters
+            /// after any of its own: updates, creates, then each gathered write.
+            fn take_arrays(&mut self) -> impl Iterator<Item = String> + use<> {
+                let writes = std::mem::take(&mut self.writes).into_iter().map(|(_, rows)| rows);
+                [std::mem::take(&mut self.update_rows), std::mem::take(&mut self.create_rows)]
+                    .into_iter()
+                    .chain(writes)
+                    .flat_map(Packed::into_arrays)
+            }
         }
 
         /// The statement of a shape (`key`: which parts it has), composed once (see [`SHAPES`]).
@@ -155,47 +209,29 @@ macro_rules! sql_single {
         /// statement per write for a batch past a parameter's byte budget), then what must
         /// follow it: refused starts' request ids, and children's output on their parents'.
         async fn write_one_statement(tx: &mut Tx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>) -> Result<(), StoreError> {
-            let (updates, update_rows, watched) = update_rows(items)?;
-            let creates: Vec<usize> = (0..items.len())
-                .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Create(_)))
-                .collect();
-            let create_rows = create_rows(items, &creates)?;
-            // What they carry, gathered as if each were written (the statement keeps what its
-            // row write lets through).
-            let mut gathered = Writes::Gather(Vec::new());
-            let pending: Vec<&Item<'_>> = updates.iter().chain(&creates).map(|&k| &items[k]).collect();
-            write_committed(&mut gathered, statements, &pending).await?;
-            let Writes::Gather(writes) = gathered else { unreachable!("gathered above") };
-            let fits = |rows: &Packed| rows.is_empty() || rows.is_one();
-            if !fits(&update_rows) || !fits(&create_rows) || !writes.iter().all(|(_, rows)| fits(rows)) {
+            let Some(mut gathered) = Gathered::of(items, statements).await? else {
                 let top = items.len();
                 return write_statements(tx, statements, items, top).await;
-            }
-
-            let update = (!updates.is_empty()).then(|| {
-                if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() }
+            };
+            let update = (!gathered.updates.is_empty()).then(|| {
+                if gathered.whole.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() }
             });
-            let parts: Vec<&'static str> = writes.iter().map(|(s, _)| *s).collect();
-            let key = shape_key(0, update.map_or(0, |u| u.as_ptr() as usize), !creates.is_empty(), &parts);
-            let statement = shaped(key, || compose(update, !creates.is_empty(), &parts));
+            let (insert, parts) = (!gathered.creates.is_empty(), gathered.parts());
+            let key = shape_key(0, update.map_or(0, |u| u.as_ptr() as usize), insert, &parts);
+            let statement = shaped(key, || compose(update, insert, &parts));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for rows in [update_rows, create_rows].into_iter().chain(writes.into_iter().map(|(_, rows)| rows)) {
-                for array in rows.into_arrays() {
-                    query = query.bind(array);
-                }
+            for array in gathered.take_arrays() {
+                query = query.bind(array);
             }
             statements.fetch_add(1, Ordering::Relaxed);
             let returned = query.fetch_all(&mut **tx).await?;
 
-            if !updates.is_empty() {
-                settle_updates(items, &updates, &returned, &watched)?;
+            if update.is_some() {
+                settle_updates(items, &gathered.updates, &returned, &gathered.whole)?;
             }
-            if !creates.is_empty() {
-                let created = listed_ids(match returned.first() {
-                    Some(row) => row.try_get("created")?,
-                    None => None,
-                })?;
-                settle_creates(tx, statements, items, &creates, &created).await?;
+            if insert {
+                let created = listed_ids(&returned, "created")?;
+                settle_creates(tx, statements, items, &gathered.creates, &created).await?;
             }
             let children: Vec<&Item<'_>> = items
                 .iter()

@@ -234,6 +234,21 @@ macro_rules! sql_transition {
             Ok((outcomes, notes))
         }
 
+        /// The items of a round's transitions, none with an outcome yet.
+        fn round_items<'a>(transitions: &'a [Transition], watched: &[bool], round: &[usize]) -> Vec<Item<'a>> {
+            round
+                .iter()
+                .map(|&i| Item {
+                    t: &transitions[i],
+                    slot: Some(i),
+                    outcome: None,
+                    output: None,
+                    watched: watched.get(i).copied().unwrap_or(false),
+                    after: None,
+                })
+                .collect()
+        }
+
         /// Writes one round: transitions that touch disjoint rows.
         async fn write_round(
             tx: &mut Tx<'_>,
@@ -244,17 +259,7 @@ macro_rules! sql_transition {
             outcomes: &mut [Option<CommitOutcome>],
             afters: &mut [Option<$crate::store::RowAfter>],
         ) -> Result<(), StoreError> {
-            let mut items: Vec<Item<'_>> = round
-                .iter()
-                .map(|&i| Item {
-                    t: &transitions[i],
-                    slot: Some(i),
-                    outcome: None,
-                    output: None,
-                    watched: watched.get(i).copied().unwrap_or(false),
-                    after: None,
-                })
-                .collect();
+            let mut items = round_items(transitions, watched, round);
             let top = items.len();
 
             // Fences: the task rows, timers and agents they name, read (and locked) at once.
