@@ -471,3 +471,86 @@ async fn a_commit_that_does_not_continue_what_a_follower_saw_is_read(db: Db) {
     let texts = texts_until_completed(&mut follower).await;
     assert_eq!(texts, ["p", "r"], "every chunk once, in order");
 }
+
+/// Holds execution `id`'s row (locked in a transaction of another connection) until released,
+/// so a commit that moves it waits.
+struct Hold(sqlx::PgConnection);
+
+impl Hold {
+    async fn take(db: &Db, id: Uuid) -> Hold {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("SELECT id FROM executions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Hold(conn)
+    }
+
+    /// Returns once a backend of the database waits for a lock.
+    async fn until_a_commit_waits(&mut self) {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut self.0)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn release(mut self) {
+        sqlx::query("COMMIT").execute(&mut self.0).await.unwrap();
+    }
+}
+
+/// A client that starts an execution and then streams it is often still opening its stream
+/// while the execution's only turn commits (the benchmarks' W1 and W2). The closing commit
+/// hands its page, with the whole row, to the follower that arrived meanwhile, which reads only
+/// its first page. On PostgreSQL, where a commit can be held midway by a row lock (SQLite
+/// answers a writer that would wait on another connection's write lock with `SQLITE_BUSY`); the
+/// engine's code under test is the same on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_arrives_during_the_closing_commit_reads_no_page_for_it() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let clock = echo_agent_at_t0(&db).await;
+    let engine = engine_on(&db, &clock).await;
+    let id = start(&engine, &["one"], Timeouts::default()).await;
+    let attempt = claim_one(&engine).await;
+    let mut hold = Hold::take(&db, id).await;
+    let report = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.report(completed_with(&attempt, &["a"])).await }
+    });
+    hold.until_a_commit_waits().await;
+    assert!(!report.is_finished(), "the report's commit waits");
+    let pages = engine.reads().output_pages;
+    let mut follower = engine
+        .follow_output(id, 0, false, |_| true, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.reads().output_pages,
+        pages + 1,
+        "the follower's first page, read before the commit"
+    );
+    hold.release().await;
+    report.await.unwrap().unwrap();
+    let rows = engine.reads().executions;
+    let texts = texts_until_completed(&mut follower).await;
+    assert_eq!(texts, ["a"]);
+    assert_eq!(
+        (engine.reads().output_pages, engine.reads().executions),
+        (pages + 1, rows),
+        "the closing commit's page and row came from the commit: no second page, no row read"
+    );
+}

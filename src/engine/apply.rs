@@ -439,9 +439,19 @@ impl Engine {
             wakes.extend(commands::wakes(&child.tasks));
         }
         // Followers on this server take what an update made of the row from the commit itself.
+        // One that closes the execution or makes it wait brings the page (with the whole row)
+        // back even when no one follows yet: a client that starts an execution and then streams
+        // it is often still opening its stream while the only turn commits, and would otherwise
+        // read a page for what this commit knew (`a_follower_that_arrives_during_the_closing_
+        // commit_reads_no_page_for_it`). Those are once per execution; a turn's commit is
+        // handed on only to followers already there.
         let id = transition.execution_id;
         let tail = match transition.row_write {
-            RowWrite::Update { expected_next_seq } if self.notifier.is_watched(id) => {
+            RowWrite::Update { expected_next_seq }
+                if transition.row.status.is_closed()
+                    || transition.row.status == ExecutionStatus::Waiting
+                    || self.notifier.is_watched(id) =>
+            {
                 let next_seq = expected_next_seq + transition.events.len() as u64;
                 Some((expected_next_seq, next_seq, transition.stored_chunks()))
             }
