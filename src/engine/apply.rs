@@ -5,6 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::cache::{Versioned, state_bytes};
+use super::notify::Tail;
 use super::observe::Observed;
 use super::{Engine, EngineError, commands, limits};
 use crate::domain::{ExecutionStatus, HistoryEvent};
@@ -438,13 +439,9 @@ impl Engine {
             changed.push(child.execution_id);
             wakes.extend(commands::wakes(&child.tasks));
         }
-        // Followers on this server take what an update made of the row from the commit itself.
-        // One that closes the execution or makes it wait brings the page (with the whole row)
-        // back even when no one follows yet: a client that starts an execution and then streams
-        // it is often still opening its stream while the only turn commits, and would otherwise
-        // read a page for what this commit knew (`a_follower_that_arrives_during_the_closing_
-        // commit_reads_no_page_for_it`). Those are once per execution; a turn's commit is
-        // handed on only to followers already there.
+        // Followers on this server take what an update made of the row from the commit itself;
+        // one that closes or waits, even for followers who arrive while it commits (a client
+        // that starts an execution, then streams it: `engine_reads.rs`).
         let id = transition.execution_id;
         let tail = match transition.row_write {
             RowWrite::Update { expected_next_seq }
@@ -470,7 +467,7 @@ impl Engine {
             }
             match (tail, after) {
                 (Some((expected, next_seq, chunks)), Some(after)) => {
-                    let tail = tail_of(scope, expected, next_seq, chunks, after);
+                    let tail = Tail::of(scope.namespace.clone(), expected, next_seq, chunks, after);
                     self.notifier.execution_committed(id, tail);
                 }
                 _ => self.notifier.execution_changed(id),
@@ -480,31 +477,5 @@ impl Engine {
             }
         }
         Ok(outcome)
-    }
-}
-
-/// The page a committed update hands its followers: the chunks it appended (numbered up to the
-/// output length the commit returned), after the version and output length it started from.
-fn tail_of(
-    scope: &Scope,
-    expected: u64,
-    next_seq: u64,
-    mut chunks: Vec<crate::store::StoredChunk>,
-    after: crate::store::RowAfter,
-) -> super::notify::Tail {
-    let first = after.output_seq + 1 - chunks.len() as u64;
-    for (i, chunk) in chunks.iter_mut().enumerate() {
-        chunk.seq = first + i as u64;
-    }
-    super::notify::Tail {
-        before: (expected, first - 1),
-        page: crate::store::OutputPage {
-            namespace: scope.namespace.clone(),
-            status: after.status,
-            next_seq,
-            output_seq: after.output_seq,
-            chunks,
-            execution: after.record,
-        },
     }
 }

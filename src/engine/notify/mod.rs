@@ -61,6 +61,35 @@ pub struct Tail {
     pub page: crate::store::OutputPage,
 }
 
+impl Tail {
+    /// The page a committed update hands its followers: the chunks it appended (numbered up to
+    /// the output length the commit returned), after the version and output length it started
+    /// from.
+    pub fn of(
+        namespace: String,
+        expected: u64,
+        next_seq: u64,
+        mut chunks: Vec<crate::store::StoredChunk>,
+        after: crate::store::RowAfter,
+    ) -> Tail {
+        let first = after.output_seq + 1 - chunks.len() as u64;
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            chunk.seq = first + i as u64;
+        }
+        Tail {
+            before: (expected, first - 1),
+            page: crate::store::OutputPage {
+                namespace,
+                status: after.status,
+                next_seq,
+                output_seq: after.output_seq,
+                chunks,
+                execution: after.record,
+            },
+        }
+    }
+}
+
 /// When the sweeper plans to wake, and the wake-up that cuts its sleep short.
 #[derive(Debug)]
 struct SweeperWake {
