@@ -263,7 +263,7 @@ macro_rules! sql_catalog {
                 }
 
                 async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let inserted = sqlx::query(
                         "INSERT INTO teams (id, namespace, name, strategy, configuration, status, created_at, updated_at, version) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -294,7 +294,7 @@ macro_rules! sql_catalog {
                 }
 
                 async fn update_team(&self, team: &Team) -> Result<(), StoreError> {
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     // The conditional row update comes first, so a stale version is refused
                     // before the members are touched (and the transaction rolls back).
                     let updated = sqlx::query(

@@ -256,7 +256,7 @@ macro_rules! sql_executions {
                 }
 
                 async fn quarantine_execution(&self, q: &Quarantine) -> Result<bool, StoreError> {
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     if ROW_LOCKS {
                         lock_tasks(&mut tx, q.execution_id).await?;
                     }

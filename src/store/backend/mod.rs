@@ -158,7 +158,22 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Begins a write transaction on the writer, taking SQLite's write lock at `BEGIN`: a
+    /// deferred transaction that reads before it writes, while another connection to the file
+    /// holds the lock (a `sqlite3` shell, a backup), gets `SQLITE_BUSY` at once (SQLite skips
+    /// the busy handler where waiting could deadlock); an immediate one waits `busy_timeout`.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
 impl PgStore {
+    /// Begins a write transaction (rows are locked as they are written).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.write.begin().await
+    }
+
     /// Connects to the PostgreSQL database at `url`.
     pub async fn connect(url: &str, durability: Durability) -> Result<Self, StoreError> {
         let mut options = PgConnectOptions::from_str(url)?;
@@ -256,7 +271,7 @@ mod sqlite {
     sql_executions!(
         SqliteStore,
         lock = "",
-        begin_commit = "BEGIN",
+        begin_commit = "BEGIN IMMEDIATE",
         notify = notify::send_sqlite,
         notify_after = notify::after_sqlite,
         object_agg = "json_group_object"

@@ -100,7 +100,7 @@ macro_rules! sql_retention {
                     if roots.is_empty() {
                         return Ok(Deleted::default());
                     }
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let roots: Vec<uuid::Uuid> = sqlx::query_scalar(STILL_DELETABLE.as_str())
                         .bind(id_rows(roots))
                         .fetch_all(&mut *tx)

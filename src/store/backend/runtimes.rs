@@ -45,7 +45,7 @@ macro_rules! sql_runtimes {
                 ) -> Result<(), StoreError> {
                     // A registration names a handful of runtimes (the API bounds how many), so
                     // one statement each inside one transaction is plenty.
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     for r in runtimes {
                         sqlx::query(
                             "INSERT INTO runtimes (name, worker_id, description, config_schema, first_seen, last_seen) \

@@ -56,7 +56,7 @@ macro_rules! sql_tasks {
                     if claim.runtimes.is_empty() || claim.max == 0 {
                         return Ok(Vec::new());
                     }
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     // Every task gets a token of its own, drawn by the database per row, so a
                     // report can never be mistaken for one about another task of the same poll.
                     let mut query = QueryBuilder::<Db>::new(concat!(
@@ -203,7 +203,7 @@ macro_rules! sql_tasks {
                 }
 
                 async fn record_progress(&self, p: &ProgressRecord) -> Result<Option<ProgressOutcome>, StoreError> {
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     // How many of this lease's chunks are stored already: a batch the worker sent
                     // again (its reply was lost) is stored once.
                     let stored: Option<i64> = sqlx::query_scalar(concat!(
@@ -277,7 +277,7 @@ macro_rules! sql_tasks {
                 }
 
                 async fn release_task(&self, r: &ReleaseRecord) -> Result<Option<ReleaseOutcome>, StoreError> {
-                    let mut tx = self.write.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let cancel_requested: Option<bool> = sqlx::query_scalar(concat!(
                         held_lease!("cancel_requested"),
                         $lock
