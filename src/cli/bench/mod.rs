@@ -64,10 +64,11 @@ pub(super) struct BenchArgs {
     #[arg(long, default_value_t = 4096)]
     execution_cache: usize,
     /// Executions run before the first workload and not measured (scaled as the workloads
-    /// are): a tenth of them ten-turn, a tenth one after another, the rest 32 at a time. Each of the server's database
-    /// connections plans a statement the first times it runs it (PostgreSQL: the first five
-    /// uses of a statement on a connection, ~1 ms each for the larger ones), which a server
-    /// that has been running has long done. Restate's harness likewise runs 55 calls first.
+    /// are): a tenth of them ten-turn, a tenth one after another, the rest 32 at a time. Each
+    /// of the server's database connections plans a statement the first times it runs it
+    /// (PostgreSQL: the first five uses of a statement on a connection, ~1 ms each for the
+    /// larger ones), which a server that has been running has long done. Restate's harness
+    /// likewise runs 55 calls first.
     #[arg(long, default_value_t = 256)]
     warmup: usize,
     /// Print every figure as one JSON document instead of a table.

@@ -156,9 +156,7 @@ impl SqliteStore {
             statements: Arc::default(),
         })
     }
-}
 
-impl SqliteStore {
     /// Begins a write transaction on the writer, taking SQLite's write lock at `BEGIN`: a
     /// deferred transaction that reads before it writes, while another connection to the file
     /// holds the lock (a `sqlite3` shell, a backup), gets `SQLITE_BUSY` at once (SQLite skips
