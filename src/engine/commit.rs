@@ -21,9 +21,10 @@ pub(crate) type Outcome = (CommitOutcome, Option<RowAfter>);
 
 struct Request {
     transition: Transition,
-    /// Whether followers on this server watch the execution (they take the whole row if it
-    /// closes or waits).
-    watched: bool,
+    /// Whether the commit hands its page to followers on this server (with the whole row if the
+    /// execution closes or waits): `apply.rs` asks for every transition that closes or waits,
+    /// watched yet or not, and for the others of executions watched when submitted.
+    for_followers: bool,
     reply: oneshot::Sender<Result<Outcome, EngineError>>,
 }
 
@@ -61,13 +62,13 @@ impl Committer {
         &self,
         transition: Transition,
         observed: super::observe::Observed,
-        watched: bool,
+        for_followers: bool,
     ) -> Result<Outcome, EngineError> {
         let (reply, outcome) = oneshot::channel();
         self.requests
             .send(Request {
                 transition,
-                watched,
+                for_followers,
                 reply,
             })
             .map_err(|_| EngineError::Internal("the committer has stopped".into()))?;
@@ -111,7 +112,7 @@ async fn commit_batch(store: &dyn Store, requests: Vec<Request>) {
         let mut replies = Vec::with_capacity(size);
         for r in requests {
             transitions.push(r.transition);
-            watched.push(r.watched);
+            watched.push(r.for_followers);
             replies.push(r.reply);
         }
         match store.commit_watched(&transitions, &watched).await {
