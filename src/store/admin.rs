@@ -25,6 +25,10 @@ pub trait Admin: Send + Sync {
     /// since the store was opened, BEGIN and COMMIT included: a group commit costs a fixed
     /// number of them however many transitions it carries, which tests check with this.
     fn statements_issued(&self) -> u64;
+    /// How many times the commit path has waited on the database since the store was opened:
+    /// queries sent to PostgreSQL, calls to SQLite's database thread (each a thread hop there
+    /// and back). On SQLite several statements go in one call (`backend/held.rs`).
+    fn round_trips_issued(&self) -> u64;
     /// Rows in `table` (for tests and operators: "bad input writes nothing").
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
     /// Changes committed by any process on this database, for cross-server wake-ups.

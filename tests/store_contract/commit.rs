@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::common::Db;
 use crate::support::{
-    NS, T0, advance, chunk, claim, commit_one, create, create_from, event, new_execution, progress,
-    row, snapshot, task, texts,
+    NS, T0, advance, chunk, claim, commit_one, create, create_from, event, execution_with,
+    new_execution, progress, row, snapshot, task, texts,
 };
 
 crate::on_both_stores!(
@@ -28,6 +28,7 @@ crate::on_both_stores!(
     a_closing_transition_sets_the_outcome_and_clears_tasks_and_timers,
     chunks_of_a_transition_continue_the_output_of_progress_reports,
     events_and_the_state_read_back_exactly_as_written,
+    a_write_that_fails_inside_a_commit_undoes_it_and_the_next_commit_goes_through,
 );
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -545,4 +546,28 @@ async fn events_and_the_state_read_back_exactly_as_written(db: Db) {
     let record = store.get_execution(id).await.unwrap().unwrap();
     assert_eq!(record.state, json!({ "usage": usage.cost_usd }));
     assert_eq!(record.usage, usage);
+}
+
+/// A write that fails inside a commit (a task row that exists already) fails the commit and
+/// leaves nothing of it, though the row's update before it had succeeded; the next commit goes
+/// through. On SQLite the failing write goes to the database with COMMIT, in one call: the
+/// transaction must be rolled back there, not left open on the connection.
+async fn a_write_that_fails_inside_a_commit_undoes_it_and_the_next_commit_goes_through(db: Db) {
+    let store = db.store().await;
+    let id = execution_with(&*store, vec![task("turn-1")]).await;
+    let before = snapshot(&*store, id).await;
+    let clash = Transition {
+        chunks: vec![chunk("turn-1", "x")],
+        tasks: vec![TaskOp::Insert(task("turn-1"))],
+        ..advance(id, 3)
+    };
+    assert!(store.commit(&[clash]).await.is_err());
+    assert_eq!(snapshot(&*store, id).await, before, "wrote nothing");
+    for expected in [3, 4] {
+        assert_eq!(
+            commit_one(&*store, advance(id, expected)).await,
+            CommitOutcome::Committed
+        );
+    }
+    assert_eq!(store.get_execution(id).await.unwrap().unwrap().next_seq, 5);
 }

@@ -26,6 +26,10 @@ macro_rules! sql_admin {
                     self.statements.load(std::sync::atomic::Ordering::Relaxed)
                 }
 
+                fn round_trips_issued(&self) -> u64 {
+                    self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+                }
+
                 async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
                     let table = TABLES
                         .iter()

@@ -178,8 +178,8 @@ macro_rules! sql_alone {
         /// setting the outcomes of the transitions `order` names; returns those it left for a
         /// transaction, or `None` (having written nothing) where the batch does not fit.
         async fn write_alone(
-            conn: &mut DbConn,
-            statements: &AtomicU64,
+            conn: &mut sqlx::pool::PoolConnection<Db>,
+            (statements, trips): (&AtomicU64, &AtomicU64),
             transitions: &[Transition],
             watched: &[bool],
             order: &[usize],
@@ -215,7 +215,8 @@ macro_rules! sql_alone {
                 query = query.bind(array);
             }
             statements.fetch_add(1, Ordering::Relaxed);
-            let returned = query.fetch_all(&mut *conn).await?;
+            trips.fetch_add(1, Ordering::Relaxed);
+            let returned = query.fetch_all(&mut **conn).await?;
 
             let fenced = listed_ids(&returned, "fenced")?;
             let deferred = listed_ids(&returned, "deferred")?;
@@ -230,7 +231,7 @@ macro_rules! sql_alone {
             if update.is_some() {
                 settle_updates(&mut items, &updates, &returned, &gathered.whole)?;
             }
-            settle_creates(conn, statements, &mut items, &creates, &listed_ids(&returned, "created")?).await?;
+            settle_creates(&mut CommitTx::alone(conn, trips), statements, &mut items, &creates, &listed_ids(&returned, "created")?).await?;
 
             let mut left = Vec::new();
             for it in items {

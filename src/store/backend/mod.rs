@@ -3,7 +3,8 @@
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
 //! rows, history, output, quarantine), `transition.rs`, `fences.rs` and `committed.rs` (what a group
 //! commit checks and writes, set-based, cut into statements by `plan.rs`; on PostgreSQL a round in
-//! one statement by `single.rs`, and a whole group commit with its fences by `alone.rs`), `chunks.rs` (output writes of leases),
+//! one statement by `single.rs`, and a whole group commit with its fences by `alone.rs`; on SQLite
+//! the statements nobody reads back held for the next call, `held.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
 //! `runtimes.rs` (registrations of external runtimes), `objects.rs` (stored checkpoints: one
 //! insert per write, chains read back), `admin.rs` (migrations, row counts, change feed),
@@ -18,6 +19,8 @@
 
 #[macro_use]
 mod rows;
+#[macro_use]
+mod held;
 #[macro_use]
 mod chunks;
 #[macro_use]
@@ -105,6 +108,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// Statements the commit path has sent (BEGIN and COMMIT included).
     statements: Arc<AtomicU64>,
+    /// Calls the commit path has made to the connection's database thread.
+    round_trips: Arc<AtomicU64>,
 }
 
 /// PostgreSQL through sqlx.
@@ -119,6 +124,8 @@ pub struct PgStore {
     /// Statements the commit path has sent (BEGIN and COMMIT included; notifications go out
     /// after it, through `outbox`).
     statements: Arc<AtomicU64>,
+    /// Queries the commit path has sent.
+    round_trips: Arc<AtomicU64>,
     /// Sends the change notifications of committed group commits.
     outbox: notify::Outbox,
     /// The backends of this store's connections, whose notifications its change feed skips.
@@ -154,6 +161,7 @@ impl SqliteStore {
             write,
             read,
             statements: Arc::default(),
+            round_trips: Arc::default(),
         })
     }
 
@@ -210,6 +218,7 @@ impl PgStore {
             write: pool.clone(),
             read: pool,
             statements: Arc::default(),
+            round_trips: Arc::default(),
             own,
         })
     }
@@ -244,6 +253,7 @@ mod sqlite {
     use super::{SqliteStore, no_changes, notify};
 
     sql_rows!(sqlx::Sqlite, row_locks = false);
+    sql_held!(hold = true);
     sql_chunks!();
     // `jsonb_each`: each row's object is handed to `->>` as JSONB, not printed back to JSON text
     // and parsed again for every field a statement reads (which `json_each` did).
@@ -309,6 +319,7 @@ mod postgres {
     use super::{PgStore, notify, pg_changes};
 
     sql_rows!(sqlx::Postgres, row_locks = true);
+    sql_held!(hold = false);
     sql_chunks!();
     sql_transition!(
         lock = " FOR UPDATE",

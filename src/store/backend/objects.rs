@@ -1,7 +1,6 @@
-//! [`Objects`](crate::store::Objects) for both dialects, and `insert_objects`, the one
-//! set-based statement that writes the objects of a group commit, a progress report or a
-//! release inside its transaction. `sql_objects!` expands after `sql_transition!` (for `sql`,
-//! `pack` and `run_rows`).
+//! [`Objects`](crate::store::Objects) for both dialects, and `object_writes`, the set-based
+//! statements that write the objects of a group commit, a progress report or a release inside
+//! its transaction. `sql_objects!` expands after `sql_transition!` (for `sql` and `pack`).
 
 macro_rules! sql_objects {
     ($store:ident, octets = $octets:literal) => {
@@ -21,31 +20,41 @@ macro_rules! sql_objects {
              SELECT value->>'id', {u:execution} FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING",
         ));
 
-        /// Writes `objects`, each with the execution it is written for, in one statement (more
-        /// only past the parameter's byte budget), and their references in one more.
+        /// The writes of `objects` (each with the execution that refers to it), as statements
+        /// with their rows: the objects, one row per id (an upsert may not touch a row twice in
+        /// one statement) in id order, so two transactions writing the same objects lock their
+        /// rows in one order; then the references.
+        fn object_writes(
+            objects: &[(uuid::Uuid, &$crate::store::NewObject)],
+            now: Millis,
+        ) -> Result<[(&'static str, Packed); 2], StoreError> {
+            let unique: std::collections::BTreeMap<&str, &$crate::store::NewObject> =
+                objects.iter().map(|(_, o)| (o.id.as_str(), *o)).collect();
+            let rows = pack(unique.values().map(|o| serde_json::json!({
+                "id": o.id, "base": o.base, "data": o.data, "at": now,
+            })))?;
+            let refs: std::collections::BTreeSet<(&str, uuid::Uuid)> =
+                objects.iter().map(|(e, o)| (o.id.as_str(), *e)).collect();
+            let refs = pack(refs.iter().map(|(id, e)| serde_json::json!({
+                "id": id, "execution": e,
+            })))?;
+            Ok([(INSERT_OBJECTS.as_str(), rows), (INSERT_OBJECT_REFS.as_str(), refs)])
+        }
+
+        /// Writes `objects` inside a progress report's or a release's transaction.
         async fn insert_objects(
             tx: &mut Tx<'_>,
-            statements: &AtomicU64,
             objects: &[(uuid::Uuid, &$crate::store::NewObject)],
             now: Millis,
         ) -> Result<(), StoreError> {
             if objects.is_empty() {
                 return Ok(());
             }
-            // One row per id (an upsert may not touch a row twice in one statement), in id
-            // order, so two transactions writing the same objects lock their rows in one order.
-            let unique: std::collections::BTreeMap<&str, &$crate::store::NewObject> =
-                objects.iter().map(|(_, o)| (o.id.as_str(), *o)).collect();
-            let rows = pack(unique.values().map(|o| serde_json::json!({
-                "id": o.id, "base": o.base, "data": o.data, "at": now,
-            })))?;
-            run_rows(tx, statements, INSERT_OBJECTS.as_str(), rows).await?;
-            let refs: std::collections::BTreeSet<(&str, uuid::Uuid)> =
-                objects.iter().map(|(e, o)| (o.id.as_str(), *e)).collect();
-            let refs = pack(refs.iter().map(|(id, e)| serde_json::json!({
-                "id": id, "execution": e,
-            })))?;
-            run_rows(tx, statements, INSERT_OBJECT_REFS.as_str(), refs).await?;
+            for (statement, rows) in object_writes(objects, now)? {
+                for array in rows.into_arrays() {
+                    sqlx::query(statement).bind(array).execute(&mut **tx).await?;
+                }
+            }
             Ok(())
         }
 

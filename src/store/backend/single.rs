@@ -208,7 +208,7 @@ macro_rules! sql_single {
         /// Writes a round that [`fits_one_statement`] in one statement (falling back to one
         /// statement per write for a batch past a parameter's byte budget), then what must
         /// follow it: refused starts' request ids, and children's output on their parents'.
-        async fn write_one_statement(tx: &mut Tx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>) -> Result<(), StoreError> {
+        async fn write_one_statement(tx: &mut CommitTx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>) -> Result<(), StoreError> {
             let Some(mut gathered) = Gathered::of(items, statements).await? else {
                 let top = items.len();
                 return write_statements(tx, statements, items, top).await;
@@ -224,7 +224,8 @@ macro_rules! sql_single {
                 query = query.bind(array);
             }
             statements.fetch_add(1, Ordering::Relaxed);
-            let returned = query.fetch_all(&mut **tx).await?;
+            tx.trip();
+            let returned = query.fetch_all(tx.conn().await?).await?;
 
             if update.is_some() {
                 settle_updates(items, &gathered.updates, &returned, &gathered.whole)?;

@@ -248,9 +248,8 @@ macro_rules! sql_tasks {
                     .bind(p.workspace.as_deref())
                     .fetch_one(&mut *tx)
                     .await?;
-                    // Only the commit path is counted (`Admin::statements_issued`).
                     let objects: Vec<_> = p.objects.iter().map(|o| (p.lease.execution_id, o)).collect();
-                    insert_objects(&mut tx, &AtomicU64::new(0), &objects, p.now).await?;
+                    insert_objects(&mut tx, &objects, p.now).await?;
                     if !chunks.is_empty() {
                         let mut notes = Notes::default();
                         notes.execution(p.lease.execution_id);
@@ -311,7 +310,7 @@ macro_rules! sql_tasks {
                     .execute(&mut *tx)
                     .await?;
                     let objects: Vec<_> = r.objects.iter().map(|o| (r.lease.execution_id, o)).collect();
-                    insert_objects(&mut tx, &AtomicU64::new(0), &objects, r.now).await?;
+                    insert_objects(&mut tx, &objects, r.now).await?;
                     let mut notes = Notes::default();
                     notes.task_ready();
                     notes.execution(r.lease.execution_id);

@@ -123,22 +123,6 @@ macro_rules! sql_transition {
             "SELECT id, namespace, request_id FROM executions WHERE (namespace, request_id) IN \
              (SELECT value->>'namespace', value->>'request_id' FROM {rows})",
         ));
-        /// Runs `statement` once per packed array of rows (once, but for huge batches), counting
-        /// each in `statements`; returns the rows they return.
-        async fn run_rows(
-            conn: &mut DbConn,
-            statements: &AtomicU64,
-            statement: &'static str,
-            rows: Packed,
-        ) -> Result<Vec<DbRow>, StoreError> {
-            let mut out = Vec::new();
-            for array in rows.into_arrays() {
-                statements.fetch_add(1, Ordering::Relaxed);
-                out.extend(sqlx::query(statement).bind(array).fetch_all(&mut *conn).await?);
-            }
-            Ok(out)
-        }
-
         fn pack<R: serde::Serialize>(rows: impl IntoIterator<Item = R>) -> Result<Packed, StoreError> {
             let mut packed = Packed::default();
             for row in rows {
@@ -186,7 +170,7 @@ macro_rules! sql_transition {
         /// Writes the transitions of a group commit that `order` names inside `tx`, round by
         /// round, each a fixed number of statements, setting their outcomes.
         async fn write_batch(
-            tx: &mut Tx<'_>,
+            tx: &mut CommitTx<'_>,
             statements: &AtomicU64,
             transitions: &[Transition],
             watched: &[bool],
@@ -251,7 +235,7 @@ macro_rules! sql_transition {
 
         /// Writes one round: transitions that touch disjoint rows.
         async fn write_round(
-            tx: &mut Tx<'_>,
+            tx: &mut CommitTx<'_>,
             statements: &AtomicU64,
             transitions: &[Transition],
             watched: &[bool],
@@ -343,11 +327,11 @@ macro_rules! sql_transition {
         /// Writes a round that passed its fences statement by statement: the execution rows
         /// moved forward by their versions, new rows level by level, then what the committed
         /// ones carry.
-        async fn write_statements(tx: &mut Tx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>, top: usize) -> Result<(), StoreError> {
+        async fn write_statements(tx: &mut CommitTx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>, top: usize) -> Result<(), StoreError> {
             let (updates, rows, watched) = update_rows(items)?;
             if !updates.is_empty() {
                 let statement = if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() };
-                let returned = run_rows(tx, statements, statement, rows).await?;
+                let returned = tx.rows(statements, statement, rows).await?;
                 settle_updates(items, &updates, &returned, &watched)?;
             }
 
@@ -396,13 +380,13 @@ macro_rules! sql_transition {
         /// Inserts the new execution rows of `level` in one statement and sets their outcomes:
         /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
         async fn insert_level(
-            tx: &mut Tx<'_>,
+            tx: &mut CommitTx<'_>,
             statements: &AtomicU64,
             items: &mut [Item<'_>],
             level: &[usize],
         ) -> Result<(), StoreError> {
             let mut inserted = HashSet::new();
-            for row in run_rows(tx, statements, INSERT_EXECUTIONS.as_str(), create_rows(items, level)?).await? {
+            for row in tx.rows(statements, INSERT_EXECUTIONS.as_str(), create_rows(items, level)?).await? {
                 inserted.insert(row.try_get::<Uuid, _>("id")?);
             }
             settle_creates(tx, statements, items, level, &inserted).await
@@ -439,7 +423,7 @@ macro_rules! sql_transition {
         /// Sets the outcomes of the new rows of `level` from the ids their insert wrote:
         /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
         async fn settle_creates(
-            conn: &mut DbConn,
+            tx: &mut CommitTx<'_>,
             statements: &AtomicU64,
             items: &mut [Item<'_>],
             level: &[usize],
@@ -458,7 +442,7 @@ macro_rules! sql_transition {
                 })
                 .collect();
             if !requests.is_empty() {
-                for row in run_rows(conn, statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
+                for row in tx.rows(statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
                     let key: (String, String) = (row.try_get("namespace")?, row.try_get("request_id")?);
                     existing.insert(key, row.try_get::<Uuid, _>("id")?);
                 }
