@@ -74,17 +74,18 @@ macro_rules! sql_committed {
         ]);
 
 
-        /// Where the writes of committed items go: each run now as its own statement, or
-        /// gathered, each with its rows, into the round's one statement (`single.rs`).
+        /// Where the writes of committed items go: into the transaction, each its own statement
+        /// (on SQLite held for its next call, `held.rs`), or gathered, each with its rows, into
+        /// the round's one statement (`single.rs`).
         enum Writes<'t, 'c> {
-            Now(&'t mut CommitTx<'c>),
+            Tx(&'t mut CommitTx<'c>),
             Gather(Vec<(&'static str, Packed)>),
         }
 
         impl<'c> Writes<'_, 'c> {
             async fn write(&mut self, statements: &AtomicU64, statement: &'static str, rows: Packed) -> Result<(), StoreError> {
                 match self {
-                    Writes::Now(tx) => tx.write(statements, statement, rows).await,
+                    Writes::Tx(tx) => tx.write(statements, statement, rows).await,
                     Writes::Gather(parts) => {
                         parts.push((statement, rows));
                         Ok(())
@@ -93,9 +94,9 @@ macro_rules! sql_committed {
             }
 
             /// The transaction, for a write whose rows come back (which `Gather` never takes).
-            fn now(&mut self) -> Result<&mut CommitTx<'c>, StoreError> {
+            fn tx(&mut self) -> Result<&mut CommitTx<'c>, StoreError> {
                 match self {
-                    Writes::Now(tx) => Ok(tx),
+                    Writes::Tx(tx) => Ok(tx),
                     Writes::Gather(_) => Err(StoreError::Corrupt("a write that reads back, gathered into one statement".into())),
                 }
             }
@@ -146,7 +147,7 @@ macro_rules! sql_committed {
             if let Some(first) = committed.first()
                 && !objects.is_empty()
             {
-                let tx = w.now()?;
+                let tx = w.tx()?;
                 for (statement, rows) in object_writes(&objects, first.t.now)? {
                     tx.write(statements, statement, rows).await?;
                 }
@@ -190,7 +191,7 @@ macro_rules! sql_committed {
             let mut next_parent_seq: HashMap<Uuid, i64> = HashMap::new();
             if !growth.is_empty() {
                 let rows = growth.iter().map(|&(id, n)| plan::GrowRow { id, n });
-                for row in w.now()?.rows(statements, GROW_OUTPUT.as_str(), pack(rows)?).await? {
+                for row in w.tx()?.rows(statements, GROW_OUTPUT.as_str(), pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
                     let last: i64 = row.try_get("output_seq")?;
                     let n = growth.iter().find(|(g, _)| *g == id).map_or(0, |(_, n)| *n);

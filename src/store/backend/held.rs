@@ -165,13 +165,18 @@ macro_rules! sql_held {
             async fn commit(mut self, statements: &AtomicU64) -> Result<(), StoreError> {
                 statements.fetch_add(1, Ordering::Relaxed);
                 self.trip();
-                let mut text = std::mem::take(&mut self.held);
-                text.push_str("COMMIT");
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                for arg in self.args.drain(..) {
-                    query = query.bind(arg);
-                }
-                match query.execute(&mut **self.conn).await {
+                let committed = if self.held.is_empty() {
+                    sqlx::raw_sql("COMMIT").execute(&mut **self.conn).await
+                } else {
+                    let mut text = std::mem::take(&mut self.held);
+                    text.push_str("COMMIT");
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    for arg in self.args.drain(..) {
+                        query = query.bind(arg);
+                    }
+                    query.execute(&mut **self.conn).await
+                };
+                match committed {
                     Ok(_) => {
                         self.open = false;
                         Ok(())

@@ -240,7 +240,7 @@ macro_rules! sql_single {
                 .filter(|it| it.output.as_ref().is_some_and(|(_, parent, _)| parent.is_some()))
                 .collect();
             if !children.is_empty() {
-                write_committed_chunks(&mut Writes::Now(tx), statements, &children).await?;
+                write_committed_chunks(&mut Writes::Tx(tx), statements, &children).await?;
             }
             Ok(())
         }

@@ -356,7 +356,7 @@ macro_rules! sql_transition {
             }
 
             let committed: Vec<&Item<'_>> = items.iter().filter(|it| it.outcome == Some(CommitOutcome::Committed)).collect();
-            write_committed(&mut Writes::Now(tx), statements, &committed).await
+            write_committed(&mut Writes::Tx(tx), statements, &committed).await
         }
 
         /// Adds the children of committed item `k` to the round; returns their item indices.
