@@ -179,7 +179,7 @@ macro_rules! sql_alone {
         /// transaction, or `None` (having written nothing) where the batch does not fit.
         async fn write_alone(
             conn: &mut sqlx::pool::PoolConnection<Db>,
-            (statements, trips): (&AtomicU64, &AtomicU64),
+            counts: Counts<'_>,
             transitions: &[Transition],
             watched: &[bool],
             order: &[usize],
@@ -196,7 +196,7 @@ macro_rules! sql_alone {
                 return Ok(None);
             }
             let fences = pack(fence_rows(&items))?;
-            let Some(mut gathered) = Gathered::of(&items, statements).await? else { return Ok(None) };
+            let Some(mut gathered) = Gathered::of(&items).await? else { return Ok(None) };
             if !(fences.is_empty() || fences.is_one()) {
                 return Ok(None);
             }
@@ -214,9 +214,9 @@ macro_rules! sql_alone {
             for array in gathered.take_arrays() {
                 query = query.bind(array);
             }
-            statements.fetch_add(1, Ordering::Relaxed);
-            trips.fetch_add(1, Ordering::Relaxed);
-            let returned = query.fetch_all(&mut **conn).await?;
+            let mut tx = CommitTx::alone(conn, counts);
+            tx.count_statement();
+            let returned = query.fetch_all(tx.conn().await?).await?;
 
             let fenced = listed_ids(&returned, "fenced")?;
             let deferred = listed_ids(&returned, "deferred")?;
@@ -231,7 +231,7 @@ macro_rules! sql_alone {
             if update.is_some() {
                 settle_updates(&mut items, &updates, &returned, &gathered.whole)?;
             }
-            settle_creates(&mut CommitTx::alone(conn, trips), statements, &mut items, &creates, &listed_ids(&returned, "created")?).await?;
+            settle_creates(&mut tx, &mut items, &creates, &listed_ids(&returned, "created")?).await?;
 
             let mut left = Vec::new();
             for it in items {

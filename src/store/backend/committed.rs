@@ -83,9 +83,9 @@ macro_rules! sql_committed {
         }
 
         impl<'c> Writes<'_, 'c> {
-            async fn write(&mut self, statements: &AtomicU64, statement: &'static str, rows: Packed) -> Result<(), StoreError> {
+            async fn write(&mut self, statement: &'static str, rows: Packed) -> Result<(), StoreError> {
                 match self {
-                    Writes::Tx(tx) => tx.write(statements, statement, rows).await,
+                    Writes::Tx(tx) => tx.write(statement, rows).await,
                     Writes::Gather(parts) => {
                         parts.push((statement, rows));
                         Ok(())
@@ -105,7 +105,7 @@ macro_rules! sql_committed {
         /// Everything the committed items write besides their execution rows: labels, history,
         /// output (and a child's copies on its parent), task and timer rows; one statement per
         /// table and kind of change (per wave, see `plan.rs`).
-        async fn write_committed(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed(w: &mut Writes<'_, '_>, committed: &[&Item<'_>]) -> Result<(), StoreError> {
 
             let labels = committed.iter().flat_map(|it| match &it.t.row_write {
                 RowWrite::Create(new) => new
@@ -117,7 +117,7 @@ macro_rules! sql_committed {
             });
             let labels = pack(labels)?;
             if !labels.is_empty() {
-                w.write(statements, INSERT_LABELS.as_str(), labels).await?;
+                w.write(INSERT_LABELS.as_str(), labels).await?;
             }
 
             let events = committed.iter().flat_map(|it| {
@@ -135,7 +135,7 @@ macro_rules! sql_committed {
             });
             let events = pack(events)?;
             if !events.is_empty() {
-                w.write(statements, INSERT_EVENTS.as_str(), events).await?;
+                w.write(INSERT_EVENTS.as_str(), events).await?;
             }
 
             // The objects of every committed transition (and of the children it starts) in one
@@ -149,13 +149,13 @@ macro_rules! sql_committed {
             {
                 let tx = w.tx()?;
                 for (statement, rows) in object_writes(&objects, first.t.now)? {
-                    tx.write(statements, statement, rows).await?;
+                    tx.write(statement, rows).await?;
                 }
             }
 
-            write_committed_chunks(w, statements, committed).await?;
-            write_committed_tasks(w, statements, committed).await?;
-            write_committed_timers(w, statements, committed).await
+            write_committed_chunks(w, committed).await?;
+            write_committed_tasks(w, committed).await?;
+            write_committed_timers(w, committed).await
         }
 
         /// The output of the committed items at the seqs their row writes reserved, and a
@@ -163,7 +163,7 @@ macro_rules! sql_committed {
         /// the round's one statement, before any row write returned, a chunk's seq counts back
         /// from the end of its execution's output (the statement adds where that ends), and no
         /// parent is known yet (`single.rs` writes a child's output after the statement).
-        async fn write_committed_chunks(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_chunks(w: &mut Writes<'_, '_>, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let gathered = matches!(w, Writes::Gather(_));
             let with_output: Vec<(&Item<'_>, i64, Option<Uuid>, Option<&str>)> = committed
                 .iter()
@@ -191,7 +191,7 @@ macro_rules! sql_committed {
             let mut next_parent_seq: HashMap<Uuid, i64> = HashMap::new();
             if !growth.is_empty() {
                 let rows = growth.iter().map(|&(id, n)| plan::GrowRow { id, n });
-                for row in w.tx()?.rows(statements, GROW_OUTPUT.as_str(), pack(rows)?).await? {
+                for row in w.tx()?.rows(GROW_OUTPUT.as_str(), pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
                     let last: i64 = row.try_get("output_seq")?;
                     let n = growth.iter().find(|(g, _)| *g == id).map_or(0, |(_, n)| *n);
@@ -239,11 +239,11 @@ macro_rules! sql_committed {
                     }
                 }
             }
-            w.write(statements, INSERT_CHUNKS.as_str(), chunks).await
+            w.write(INSERT_CHUNKS.as_str(), chunks).await
         }
 
         /// The task changes of the committed items, wave by wave, one statement per kind.
-        async fn write_committed_tasks(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_tasks(w: &mut Writes<'_, '_>, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let mut waves: Vec<[Packed; plan::TASK_KINDS]> = Vec::new();
             for it in committed {
                 let t = it.t;
@@ -303,7 +303,7 @@ macro_rules! sql_committed {
             for wave in waves {
                 for (kind, rows) in wave.into_iter().enumerate() {
                     if !rows.is_empty() {
-                        w.write(statements, TASK_STATEMENTS[kind].as_str(), rows).await?;
+                        w.write(TASK_STATEMENTS[kind].as_str(), rows).await?;
                     }
                 }
             }
@@ -311,7 +311,7 @@ macro_rules! sql_committed {
         }
 
         /// The timer changes (and inbox rows) of the committed items, wave by wave.
-        async fn write_committed_timers(w: &mut Writes<'_, '_>, statements: &AtomicU64, committed: &[&Item<'_>]) -> Result<(), StoreError> {
+        async fn write_committed_timers(w: &mut Writes<'_, '_>, committed: &[&Item<'_>]) -> Result<(), StoreError> {
             let mut waves: Vec<[Packed; plan::TIMER_KINDS]> = Vec::new();
             for it in committed {
                 let t = it.t;
@@ -347,7 +347,7 @@ macro_rules! sql_committed {
             for wave in waves {
                 for (kind, rows) in wave.into_iter().enumerate() {
                     if !rows.is_empty() {
-                        w.write(statements, TIMER_STATEMENTS[kind].as_str(), rows).await?;
+                        w.write(TIMER_STATEMENTS[kind].as_str(), rows).await?;
                     }
                 }
             }

@@ -88,20 +88,20 @@ macro_rules! sql_executions {
                     // order.
                     let mut order: Vec<usize> = (0..transitions.len()).collect();
                     order.sort_by_key(|&i| transitions[i].execution_id);
-                    let (statements, trips) = (&*self.statements, &*self.round_trips);
+                    let counts = (&*self.statements, &*self.round_trips);
                     let mut outcomes = vec![None; transitions.len()];
                     let mut afters = vec![None; transitions.len()];
                     let mut conn = self.commits.acquire().await?;
                     // A batch written in one statement alone (`alone.rs`) leaves the transitions
                     // it defers; otherwise all of them go in one transaction.
-                    let rest = match write_alone(&mut conn, (statements, trips), transitions, watched, &order, &mut outcomes, &mut afters).await? {
+                    let rest = match write_alone(&mut conn, counts, transitions, watched, &order, &mut outcomes, &mut afters).await? {
                         Some(deferred) => deferred,
                         None => order,
                     };
                     if !rest.is_empty() {
-                        let mut tx = CommitTx::begin(&mut conn, (statements, trips), $begin_commit).await?;
-                        match write_batch(&mut tx, statements, transitions, watched, &rest, &mut outcomes, &mut afters).await {
-                            Ok(()) => tx.commit(statements).await?,
+                        let mut tx = CommitTx::begin(&mut conn, counts, $begin_commit).await?;
+                        match write_batch(&mut tx, transitions, watched, &rest, &mut outcomes, &mut afters).await {
+                            Ok(()) => tx.commit().await?,
                             Err(e) => {
                                 tx.rollback().await;
                                 return Err(e);

@@ -37,7 +37,7 @@ macro_rules! sql_fences {
         }
 
         /// Marks `Fenced` the items of a round whose fences no longer hold.
-        async fn check_fences(tx: &mut CommitTx<'_>, statements: &AtomicU64, items: &mut [Item<'_>]) -> Result<(), StoreError> {
+        async fn check_fences(tx: &mut CommitTx<'_>, items: &mut [Item<'_>]) -> Result<(), StoreError> {
             let task_ids: Vec<Uuid> = {
                 let mut seen = HashSet::new();
                 items
@@ -49,7 +49,7 @@ macro_rules! sql_fences {
             };
             let mut tasks: HashMap<(Uuid, String), FencedTask> = HashMap::new();
             if !task_ids.is_empty() {
-                let rows = tx.rows(statements, READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
+                let rows = tx.rows(READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
                 for row in rows {
                     tasks.insert(
                         (row.try_get("execution_id")?, row.try_get("activity_id")?),
@@ -74,7 +74,7 @@ macro_rules! sql_fences {
                 .collect();
             let mut timers: HashSet<(Uuid, String)> = HashSet::new();
             if !timer_fences.is_empty() {
-                for row in tx.rows(statements, READ_TIMERS.as_str(), pack(timer_fences)?).await? {
+                for row in tx.rows(READ_TIMERS.as_str(), pack(timer_fences)?).await? {
                     timers.insert((row.try_get("execution_id")?, row.try_get("timer_id")?));
                 }
             }
@@ -93,7 +93,7 @@ macro_rules! sql_fences {
             };
             let mut agents: HashMap<Uuid, i64> = HashMap::new();
             if !agent_fences.is_empty() {
-                for row in tx.rows(statements, READ_AGENTS.as_str(), pack(agent_fences)?).await? {
+                for row in tx.rows(READ_AGENTS.as_str(), pack(agent_fences)?).await? {
                     agents.insert(row.try_get("id")?, row.try_get("version")?);
                 }
             }

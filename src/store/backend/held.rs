@@ -23,11 +23,14 @@ macro_rules! sql_held {
         /// Whether statements nobody reads wait for the next one sent (see the module comment).
         const HOLD: bool = $hold;
 
+        /// The store's counts of the commit path's statements (`Admin::statements_issued`) and
+        /// calls to the database (`Admin::round_trips_issued`).
+        type Counts<'c> = (&'c AtomicU64, &'c AtomicU64);
+
         /// A group commit's transaction, on a connection of the commit pool.
         struct CommitTx<'c> {
             conn: &'c mut sqlx::pool::PoolConnection<Db>,
-            /// The store's count of calls to the database (`Admin::round_trips_issued`).
-            trips: &'c AtomicU64,
+            counts: Counts<'c>,
             /// The held statements, each ending in `;`, with parameters renumbered in order.
             held: String,
             /// The held statements' parameters (their rows' JSON arrays).
@@ -47,77 +50,76 @@ macro_rules! sql_held {
         }
 
         impl<'c> CommitTx<'c> {
-            /// The connection outside any transaction: for what a statement that commits alone
-            /// (`alone.rs`) reads after it.
-            fn alone(conn: &'c mut sqlx::pool::PoolConnection<Db>, trips: &'c AtomicU64) -> Self {
+            /// The connection outside any transaction: for a statement that commits alone
+            /// (`alone.rs`) and what it reads after.
+            fn alone(conn: &'c mut sqlx::pool::PoolConnection<Db>, counts: Counts<'c>) -> Self {
                 CommitTx {
                     conn,
-                    trips,
+                    counts,
                     held: String::new(),
                     args: Vec::new(),
                     open: false,
                 }
             }
 
-            /// Counts a call to the database.
-            fn trip(&self) {
-                self.trips.fetch_add(1, Ordering::Relaxed);
-            }
-
             /// Begins a transaction with `begin`.
             async fn begin(
                 conn: &'c mut sqlx::pool::PoolConnection<Db>,
-                (statements, trips): (&AtomicU64, &'c AtomicU64),
+                counts: Counts<'c>,
                 begin: &'static str,
             ) -> Result<Self, StoreError> {
-                let mut tx = CommitTx {
-                    conn,
-                    trips,
-                    held: String::new(),
-                    args: Vec::new(),
-                    open: true,
-                };
-                statements.fetch_add(1, Ordering::Relaxed);
+                let mut tx = CommitTx::alone(conn, counts);
+                tx.open = true;
                 if HOLD {
+                    tx.counts.0.fetch_add(1, Ordering::Relaxed);
                     tx.held.push_str(begin);
                     tx.held.push_str(";\n");
                 } else {
-                    tx.trip();
+                    tx.count_statement();
                     sqlx::raw_sql(begin).execute(&mut **tx.conn).await?;
                 }
                 Ok(tx)
+            }
+
+            /// Counts a statement sent in a call of its own.
+            fn count_statement(&self) {
+                self.counts.0.fetch_add(1, Ordering::Relaxed);
+                self.counts.1.fetch_add(1, Ordering::Relaxed);
+            }
+
+            /// What is held, then `last` (its parameter numbered after theirs), as one query
+            /// with every parameter but `last`'s bound.
+            fn held_then(
+                &mut self,
+                last: &str,
+            ) -> sqlx::query::Query<'static, Db, <Db as sqlx::Database>::Arguments> {
+                let mut text = std::mem::take(&mut self.held);
+                text.push_str(&$crate::store::backend::held::renumbered(
+                    last,
+                    self.args.len() + 1,
+                ));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                for arg in self.args.drain(..) {
+                    query = query.bind(arg);
+                }
+                query
             }
 
             /// Runs `statement` once per array of `rows` (once, but for huge batches), after what
             /// is held; returns the rows it returns.
             async fn rows(
                 &mut self,
-                statements: &AtomicU64,
                 statement: &'static str,
                 rows: Packed,
             ) -> Result<Vec<DbRow>, StoreError> {
                 let mut out = Vec::new();
                 for array in rows.into_arrays() {
-                    statements.fetch_add(1, Ordering::Relaxed);
-                    self.trip();
-                    if self.held.is_empty() {
-                        out.extend(
-                            sqlx::query(statement)
-                                .bind(array)
-                                .fetch_all(&mut **self.conn)
-                                .await?,
-                        );
-                        continue;
-                    }
-                    let mut text = std::mem::take(&mut self.held);
-                    text.push_str(&$crate::store::backend::held::renumbered(
-                        statement,
-                        self.args.len() + 1,
-                    ));
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for arg in self.args.drain(..) {
-                        query = query.bind(arg);
-                    }
+                    self.count_statement();
+                    let query = if self.held.is_empty() {
+                        sqlx::query(statement)
+                    } else {
+                        self.held_then(statement)
+                    };
                     out.extend(query.bind(array).fetch_all(&mut **self.conn).await?);
                 }
                 Ok(out)
@@ -127,15 +129,14 @@ macro_rules! sql_held {
             /// or run now.
             async fn write(
                 &mut self,
-                statements: &AtomicU64,
                 statement: &'static str,
                 rows: Packed,
             ) -> Result<(), StoreError> {
                 if !HOLD {
-                    return self.rows(statements, statement, rows).await.map(drop);
+                    return self.rows(statement, rows).await.map(drop);
                 }
                 for array in rows.into_arrays() {
-                    statements.fetch_add(1, Ordering::Relaxed);
+                    self.counts.0.fetch_add(1, Ordering::Relaxed);
                     self.args.push(array);
                     self.held
                         .push_str(&$crate::store::backend::held::renumbered(
@@ -150,31 +151,19 @@ macro_rules! sql_held {
             /// Sends what is held; then the connection, for a statement of its own.
             async fn conn(&mut self) -> Result<&mut DbConn, StoreError> {
                 if !self.held.is_empty() {
-                    self.trip();
-                    let text = std::mem::take(&mut self.held);
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for arg in self.args.drain(..) {
-                        query = query.bind(arg);
-                    }
-                    query.execute(&mut **self.conn).await?;
+                    self.counts.1.fetch_add(1, Ordering::Relaxed);
+                    self.held_then("").execute(&mut **self.conn).await?;
                 }
                 Ok(&mut **self.conn)
             }
 
             /// Commits, with what is held.
-            async fn commit(mut self, statements: &AtomicU64) -> Result<(), StoreError> {
-                statements.fetch_add(1, Ordering::Relaxed);
-                self.trip();
+            async fn commit(mut self) -> Result<(), StoreError> {
+                self.count_statement();
                 let committed = if self.held.is_empty() {
                     sqlx::raw_sql("COMMIT").execute(&mut **self.conn).await
                 } else {
-                    let mut text = std::mem::take(&mut self.held);
-                    text.push_str("COMMIT");
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for arg in self.args.drain(..) {
-                        query = query.bind(arg);
-                    }
-                    query.execute(&mut **self.conn).await
+                    self.held_then("COMMIT").execute(&mut **self.conn).await
                 };
                 match committed {
                     Ok(_) => {
@@ -199,7 +188,7 @@ macro_rules! sql_held {
                     self.open = false;
                     return;
                 }
-                self.trip();
+                self.counts.1.fetch_add(1, Ordering::Relaxed);
                 match sqlx::raw_sql("ROLLBACK").execute(&mut **self.conn).await {
                     Ok(_) => self.open = false,
                     // The statement that failed was the BEGIN (a database busy past its timeout).

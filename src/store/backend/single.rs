@@ -151,7 +151,7 @@ macro_rules! sql_single {
         impl Gathered {
             /// The round's writes, or `None` for a batch past a parameter's byte budget (which
             /// goes one statement per write).
-            async fn of(items: &[Item<'_>], statements: &AtomicU64) -> Result<Option<Gathered>, StoreError> {
+            async fn of(items: &[Item<'_>]) -> Result<Option<Gathered>, StoreError> {
                 let (updates, update_rows, whole) = update_rows(items)?;
                 let creates: Vec<usize> = (0..items.len())
                     .filter(|&k| items[k].outcome.is_none() && matches!(items[k].t.row_write, RowWrite::Create(_)))
@@ -159,7 +159,7 @@ macro_rules! sql_single {
                 let create_rows = create_rows(items, &creates)?;
                 let mut gathered = Writes::Gather(Vec::new());
                 let pending: Vec<&Item<'_>> = updates.iter().chain(&creates).map(|&k| &items[k]).collect();
-                write_committed(&mut gathered, statements, &pending).await?;
+                write_committed(&mut gathered, &pending).await?;
                 let Writes::Gather(writes) = gathered else { unreachable!("gathered above") };
                 let fits = |rows: &Packed| rows.is_empty() || rows.is_one();
                 if !fits(&update_rows) || !fits(&create_rows) || !writes.iter().all(|(_, rows)| fits(rows)) {
@@ -208,10 +208,10 @@ macro_rules! sql_single {
         /// Writes a round that [`fits_one_statement`] in one statement (falling back to one
         /// statement per write for a batch past a parameter's byte budget), then what must
         /// follow it: refused starts' request ids, and children's output on their parents'.
-        async fn write_one_statement(tx: &mut CommitTx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>) -> Result<(), StoreError> {
-            let Some(mut gathered) = Gathered::of(items, statements).await? else {
+        async fn write_one_statement(tx: &mut CommitTx<'_>, items: &mut Vec<Item<'_>>) -> Result<(), StoreError> {
+            let Some(mut gathered) = Gathered::of(items).await? else {
                 let top = items.len();
-                return write_statements(tx, statements, items, top).await;
+                return write_statements(tx, items, top).await;
             };
             let update = (!gathered.updates.is_empty()).then(|| {
                 if gathered.whole.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() }
@@ -223,8 +223,7 @@ macro_rules! sql_single {
             for array in gathered.take_arrays() {
                 query = query.bind(array);
             }
-            statements.fetch_add(1, Ordering::Relaxed);
-            tx.trip();
+            tx.count_statement();
             let returned = query.fetch_all(tx.conn().await?).await?;
 
             if update.is_some() {
@@ -232,7 +231,7 @@ macro_rules! sql_single {
             }
             if insert {
                 let created = listed_ids(&returned, "created")?;
-                settle_creates(tx, statements, items, &gathered.creates, &created).await?;
+                settle_creates(tx, items, &gathered.creates, &created).await?;
             }
             let children: Vec<&Item<'_>> = items
                 .iter()
@@ -240,7 +239,7 @@ macro_rules! sql_single {
                 .filter(|it| it.output.as_ref().is_some_and(|(_, parent, _)| parent.is_some()))
                 .collect();
             if !children.is_empty() {
-                write_committed_chunks(&mut Writes::Tx(tx), statements, &children).await?;
+                write_committed_chunks(&mut Writes::Tx(tx), &children).await?;
             }
             Ok(())
         }

@@ -171,7 +171,6 @@ macro_rules! sql_transition {
         /// round, each a fixed number of statements, setting their outcomes.
         async fn write_batch(
             tx: &mut CommitTx<'_>,
-            statements: &AtomicU64,
             transitions: &[Transition],
             watched: &[bool],
             order: &[usize],
@@ -179,7 +178,7 @@ macro_rules! sql_transition {
             afters: &mut [Option<$crate::store::RowAfter>],
         ) -> Result<(), StoreError> {
             for round in plan::rounds(transitions, order) {
-                write_round(tx, statements, transitions, watched, &round, outcomes, afters).await?;
+                write_round(tx, transitions, watched, &round, outcomes, afters).await?;
             }
             Ok(())
         }
@@ -236,7 +235,6 @@ macro_rules! sql_transition {
         /// Writes one round: transitions that touch disjoint rows.
         async fn write_round(
             tx: &mut CommitTx<'_>,
-            statements: &AtomicU64,
             transitions: &[Transition],
             watched: &[bool],
             round: &[usize],
@@ -247,11 +245,11 @@ macro_rules! sql_transition {
             let top = items.len();
 
             // Fences: the task rows, timers and agents they name, read (and locked) at once.
-            check_fences(tx, statements, &mut items).await?;
+            check_fences(tx, &mut items).await?;
             if ROW_LOCKS && fits_one_statement(&items) {
-                write_one_statement(tx, statements, &mut items).await?;
+                write_one_statement(tx, &mut items).await?;
             } else {
-                write_statements(tx, statements, &mut items, top).await?;
+                write_statements(tx, &mut items, top).await?;
             }
             for it in items {
                 if let (Some(slot), Some(outcome)) = (it.slot, it.outcome) {
@@ -327,11 +325,11 @@ macro_rules! sql_transition {
         /// Writes a round that passed its fences statement by statement: the execution rows
         /// moved forward by their versions, new rows level by level, then what the committed
         /// ones carry.
-        async fn write_statements(tx: &mut CommitTx<'_>, statements: &AtomicU64, items: &mut Vec<Item<'_>>, top: usize) -> Result<(), StoreError> {
+        async fn write_statements(tx: &mut CommitTx<'_>, items: &mut Vec<Item<'_>>, top: usize) -> Result<(), StoreError> {
             let (updates, rows, watched) = update_rows(items)?;
             if !updates.is_empty() {
                 let statement = if watched.is_empty() { UPDATE_EXECUTIONS.as_str() } else { UPDATE_EXECUTIONS_WHOLE.as_str() };
-                let returned = tx.rows(statements, statement, rows).await?;
+                let returned = tx.rows(statement, rows).await?;
                 settle_updates(items, &updates, &returned, &watched)?;
             }
 
@@ -345,7 +343,7 @@ macro_rules! sql_transition {
                 }
             }
             while !level.is_empty() {
-                insert_level(tx, statements, items, &level).await?;
+                insert_level(tx, items, &level).await?;
                 let mut next = Vec::new();
                 for &k in &level {
                     if items[k].outcome == Some(CommitOutcome::Committed) {
@@ -356,7 +354,7 @@ macro_rules! sql_transition {
             }
 
             let committed: Vec<&Item<'_>> = items.iter().filter(|it| it.outcome == Some(CommitOutcome::Committed)).collect();
-            write_committed(&mut Writes::Tx(tx), statements, &committed).await
+            write_committed(&mut Writes::Tx(tx), &committed).await
         }
 
         /// Adds the children of committed item `k` to the round; returns their item indices.
@@ -381,15 +379,14 @@ macro_rules! sql_transition {
         /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
         async fn insert_level(
             tx: &mut CommitTx<'_>,
-            statements: &AtomicU64,
             items: &mut [Item<'_>],
             level: &[usize],
         ) -> Result<(), StoreError> {
             let mut inserted = HashSet::new();
-            for row in tx.rows(statements, INSERT_EXECUTIONS.as_str(), create_rows(items, level)?).await? {
+            for row in tx.rows(INSERT_EXECUTIONS.as_str(), create_rows(items, level)?).await? {
                 inserted.insert(row.try_get::<Uuid, _>("id")?);
             }
-            settle_creates(tx, statements, items, level, &inserted).await
+            settle_creates(tx, items, level, &inserted).await
         }
 
         /// The new execution rows of `level`, as the insert statement takes them.
@@ -424,7 +421,6 @@ macro_rules! sql_transition {
         /// `Committed`, or `Duplicate` for a transition of the commit whose request id exists.
         async fn settle_creates(
             tx: &mut CommitTx<'_>,
-            statements: &AtomicU64,
             items: &mut [Item<'_>],
             level: &[usize],
             inserted: &HashSet<Uuid>,
@@ -442,7 +438,7 @@ macro_rules! sql_transition {
                 })
                 .collect();
             if !requests.is_empty() {
-                for row in tx.rows(statements, FIND_REQUESTS.as_str(), pack(requests)?).await? {
+                for row in tx.rows(FIND_REQUESTS.as_str(), pack(requests)?).await? {
                     let key: (String, String) = (row.try_get("namespace")?, row.try_get("request_id")?);
                     existing.insert(key, row.try_get::<Uuid, _>("id")?);
                 }
