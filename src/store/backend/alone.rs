@@ -38,16 +38,16 @@ macro_rules! sql_alone {
 
         /// The fences of a batch, as the statement checks them: one row per fence, and a `lock`
         /// row for an execution whose transition changes task rows without naming one.
-        fn fence_rows<'a>(items: &[Item<'a>]) -> Vec<plan::FenceRow<'a>> {
+        fn fence_rows<'a>(items: &[Item<'a>]) -> Vec<packed::FenceRow<'a>> {
             let mut rows = Vec::new();
             for t in items.iter().map(|it| it.t) {
                 let id = t.execution_id;
                 if touches_tasks(t) && !has_task_fence(t) {
-                    rows.push(plan::FenceRow { id, kind: "lock", ..Default::default() });
+                    rows.push(packed::FenceRow { id, kind: "lock", ..Default::default() });
                 }
                 for fence in &t.fences {
                     rows.push(match fence {
-                        Fence::Lease { activity_id, attempt, lease_token } => plan::FenceRow {
+                        Fence::Lease { activity_id, attempt, lease_token } => packed::FenceRow {
                             id,
                             kind: "lease",
                             key: Some(activity_id),
@@ -55,7 +55,7 @@ macro_rules! sql_alone {
                             token: Some(lease_token),
                             ..Default::default()
                         },
-                        Fence::TaskAsKnown { activity_id, chunks_sent, workspace, output_bytes_at_most } => plan::FenceRow {
+                        Fence::TaskAsKnown { activity_id, chunks_sent, workspace, output_bytes_at_most } => packed::FenceRow {
                             id,
                             kind: "known",
                             key: Some(activity_id),
@@ -65,14 +65,14 @@ macro_rules! sql_alone {
                             at_most: Some(i64::try_from(*output_bytes_at_most).unwrap_or(i64::MAX)),
                             ..Default::default()
                         },
-                        Fence::Unclaimed { activity_id, attempt } => plan::FenceRow {
+                        Fence::Unclaimed { activity_id, attempt } => packed::FenceRow {
                             id,
                             kind: "unclaimed",
                             key: Some(activity_id),
                             attempt: Some(i64::from(*attempt)),
                             ..Default::default()
                         },
-                        Fence::Agent { agent_id, version } => plan::FenceRow {
+                        Fence::Agent { agent_id, version } => packed::FenceRow {
                             id,
                             kind: "agent",
                             agent: Some(*agent_id),

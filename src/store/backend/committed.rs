@@ -12,7 +12,7 @@ macro_rules! sql_committed {
         ));
         static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| sql(
             "INSERT INTO history_events (execution_id, seq, type, payload, created_at) \
-             SELECT {u:id}, CAST(value->>'seq' AS BIGINT), value->>'type', value->'payload', \
+             SELECT {u:id}, CAST(value->>'seq' AS BIGINT), value->>'type', {j:payload}, \
              CAST(value->>'at' AS BIGINT) FROM {rows}",
         ));
         static GROW_OUTPUT: LazyLock<String> = LazyLock::new(|| sql(
@@ -24,7 +24,7 @@ macro_rules! sql_committed {
             "INSERT INTO output_chunks (execution_id, seq, activity_id, attempt, kind, data, created_at, \
              source_id, source_key, reused_from) \
              SELECT {u:id}, CAST(value->>'seq' AS BIGINT), value->>'activity_id', \
-             CAST(value->>'attempt' AS BIGINT), value->>'kind', value->'data', CAST(value->>'at' AS BIGINT), \
+             CAST(value->>'attempt' AS BIGINT), value->>'kind', {j:data}, CAST(value->>'at' AS BIGINT), \
              {u:source_id}, value->>'source_key', {u:reused_from} FROM {rows}",
         ));
         /// The task statements, in the order of `plan::task_kind`.
@@ -38,7 +38,7 @@ macro_rules! sql_committed {
                  SELECT {u:id}, value->>'activity_id', 1, value->>'runtime', value->>'queue', \
                  value->>'status', CAST(value->>'visible_at' AS BIGINT), \
                  CAST(value->>'schedule_deadline' AS BIGINT), CAST(value->>'heartbeat_ms' AS BIGINT), \
-                 CAST(value->>'start_to_close_ms' AS BIGINT), FALSE, value->'turn', value->'checkpoint', \
+                 CAST(value->>'start_to_close_ms' AS BIGINT), FALSE, {j:turn}, {j:checkpoint}, \
                  value->>'lease_token', value->>'lease_owner', CAST(value->>'leased_at' AS BIGINT), \
                  CAST(value->>'lease_expires_at' AS BIGINT), CAST(value->>'attempt_deadline' AS BIGINT) \
                  FROM {rows}"),
@@ -54,7 +54,7 @@ macro_rules! sql_committed {
                  checkpoint = COALESCE(r.x_checkpoint, k.checkpoint), \
                  checkpoint_seq = CASE WHEN r.x_checkpoint IS NULL THEN k.checkpoint_seq \
                    ELSE (SELECT e.output_seq FROM executions e WHERE e.id = k.execution_id) END \
-                 FROM (SELECT {u:id} AS x_id, value->>'key' AS x_key, value->'checkpoint' AS x_checkpoint \
+                 FROM (SELECT {u:id} AS x_id, value->>'key' AS x_key, {j:checkpoint} AS x_checkpoint \
                        FROM {rows}) AS r \
                  WHERE k.execution_id = r.x_id AND k.activity_id = r.x_key"),
             sql("UPDATE tasks SET cancel_requested = TRUE WHERE (execution_id, activity_id) IN \
@@ -67,10 +67,10 @@ macro_rules! sql_committed {
                  (SELECT {u:id}, value->>'key' FROM {rows})"),
             sql("INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
                  SELECT {u:id}, value->>'key', CAST(value->>'fire_at' AS BIGINT), value->>'kind', \
-                 value->'payload' FROM {rows}"),
+                 {j:payload} FROM {rows}"),
             sql("INSERT INTO timers (execution_id, timer_id, fire_at, kind, payload) \
                  SELECT {u:id}, value->>'key', CAST(value->>'fire_at' AS BIGINT), value->>'kind', \
-                 value->'payload' FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING"),
+                 {j:payload} FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING"),
         ]);
 
 
@@ -111,7 +111,7 @@ macro_rules! sql_committed {
                 RowWrite::Create(new) => new
                     .labels
                     .iter()
-                    .map(|(key, value)| plan::LabelRow { id: it.t.execution_id, key, value })
+                    .map(|(key, value)| packed::LabelRow { id: it.t.execution_id, key, value })
                     .collect::<Vec<_>>(),
                 RowWrite::Update { .. } => Vec::new(),
             });
@@ -125,7 +125,7 @@ macro_rules! sql_committed {
                     RowWrite::Create(_) => 1,
                     RowWrite::Update { expected_next_seq } => expected_next_seq,
                 };
-                it.t.events.iter().enumerate().map(move |(i, event)| plan::EventRow {
+                it.t.events.iter().enumerate().map(move |(i, event)| packed::EventRow {
                     id: it.t.execution_id,
                     seq: (first + i as u64) as i64,
                     event_type: event.event_type(),
@@ -190,7 +190,7 @@ macro_rules! sql_committed {
             }
             let mut next_parent_seq: HashMap<Uuid, i64> = HashMap::new();
             if !growth.is_empty() {
-                let rows = growth.iter().map(|&(id, n)| plan::GrowRow { id, n });
+                let rows = growth.iter().map(|&(id, n)| packed::GrowRow { id, n });
                 for row in w.tx()?.rows(GROW_OUTPUT.as_str(), pack(rows)?).await? {
                     let id: Uuid = row.try_get("id")?;
                     let last: i64 = row.try_get("output_seq")?;
@@ -204,7 +204,7 @@ macro_rules! sql_committed {
                 let first = last - t.chunks.len() as i64 + 1;
                 for (i, chunk) in t.chunks.iter().enumerate() {
                     let source = chunk.source.as_ref();
-                    chunks.push(&plan::ChunkRow {
+                    chunks.push(&packed::ChunkRow {
                         id: t.execution_id,
                         seq: first + i as i64,
                         activity_id: &chunk.activity_id,
@@ -223,7 +223,7 @@ macro_rules! sql_committed {
                     })?;
                     for chunk in &t.chunks {
                         let source = chunk.source.as_ref();
-                        chunks.push(&plan::ChunkRow {
+                        chunks.push(&packed::ChunkRow {
                             id: *parent,
                             seq: *seq,
                             activity_id: &chunk.activity_id,
@@ -255,16 +255,16 @@ macro_rules! sql_committed {
                     let packed = &mut waves[wave][plan::task_kind(op)];
                     let id = t.execution_id;
                     let pushed = match op {
-                        TaskOp::DeleteAll => packed.push(&plan::IdRow { id }),
+                        TaskOp::DeleteAll => packed.push(&packed::IdRow { id }),
                         TaskOp::Delete { activity_id } | TaskOp::RequestCancel { activity_id } => {
-                            packed.push(&plan::KeyRow { id, key: activity_id })
+                            packed.push(&packed::KeyRow { id, key: activity_id })
                         }
                         TaskOp::Insert(task) => {
                             // A task leased as it is inserted (eager dispatch) gets the columns a
                             // claim at `now` would write; `chunks_sent` starts at 0 either way.
                             let lease = task.lease.as_ref();
                             let heartbeat_ms = stored_duration(task.heartbeat_ms);
-                            packed.push(&plan::TaskRow {
+                            packed.push(&packed::TaskRow {
                                 id,
                                 activity_id: &task.activity_id,
                                 runtime: &task.runtime,
@@ -284,14 +284,14 @@ macro_rules! sql_committed {
                                     .and((task.start_to_close_ms > 0).then(|| crate::domain::after(t.now, task.start_to_close_ms))),
                             })
                         }
-                        TaskOp::Reschedule { activity_id, attempt, schedule_deadline } => packed.push(&plan::RescheduleRow {
+                        TaskOp::Reschedule { activity_id, attempt, schedule_deadline } => packed.push(&packed::RescheduleRow {
                             id,
                             key: activity_id,
                             attempt: i64::from(*attempt),
                             now: t.now,
                             schedule_deadline: *schedule_deadline,
                         }),
-                        TaskOp::Park { activity_id, checkpoint } => packed.push(&plan::ParkRow {
+                        TaskOp::Park { activity_id, checkpoint } => packed.push(&packed::ParkRow {
                             id,
                             key: activity_id,
                             checkpoint: checkpoint.as_ref(),
@@ -324,16 +324,16 @@ macro_rules! sql_committed {
                     let packed = &mut waves[wave][plan::timer_kind(op)];
                     let id = t.execution_id;
                     let pushed = match op {
-                        TimerOp::DeleteAll => packed.push(&plan::IdRow { id }),
-                        TimerOp::Delete { timer_id } => packed.push(&plan::KeyRow { id, key: timer_id }),
-                        TimerOp::Insert { timer_id, fire_at, kind, payload } => packed.push(&plan::TimerRow {
+                        TimerOp::DeleteAll => packed.push(&packed::IdRow { id }),
+                        TimerOp::Delete { timer_id } => packed.push(&packed::KeyRow { id, key: timer_id }),
+                        TimerOp::Insert { timer_id, fire_at, kind, payload } => packed.push(&packed::TimerRow {
                             id,
                             key: timer_id,
                             fire_at: *fire_at,
                             kind: kind.as_str(),
                             payload,
                         }),
-                        TimerOp::Inbox { execution_id, timer_id, payload } => packed.push(&plan::TimerRow {
+                        TimerOp::Inbox { execution_id, timer_id, payload } => packed.push(&packed::TimerRow {
                             id: *execution_id,
                             key: timer_id,
                             fire_at: t.now,

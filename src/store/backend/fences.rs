@@ -49,7 +49,7 @@ macro_rules! sql_fences {
             };
             let mut tasks: HashMap<(Uuid, String), FencedTask> = HashMap::new();
             if !task_ids.is_empty() {
-                let rows = tx.rows(READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| plan::IdRow { id }))?).await?;
+                let rows = tx.rows(READ_TASKS.as_str(), pack(task_ids.iter().map(|&id| packed::IdRow { id }))?).await?;
                 for row in rows {
                     tasks.insert(
                         (row.try_get("execution_id")?, row.try_get("activity_id")?),
@@ -64,11 +64,11 @@ macro_rules! sql_fences {
                     );
                 }
             }
-            let timer_fences: Vec<plan::KeyRow<'_>> = items
+            let timer_fences: Vec<packed::KeyRow<'_>> = items
                 .iter()
                 .flat_map(|it| it.t.fences.iter().map(move |f| (it.t.execution_id, f)))
                 .filter_map(|(id, f)| match f {
-                    Fence::Timer { timer_id } => Some(plan::KeyRow { id, key: timer_id }),
+                    Fence::Timer { timer_id } => Some(packed::KeyRow { id, key: timer_id }),
                     _ => None,
                 })
                 .collect();
@@ -78,7 +78,7 @@ macro_rules! sql_fences {
                     timers.insert((row.try_get("execution_id")?, row.try_get("timer_id")?));
                 }
             }
-            let agent_fences: Vec<plan::IdRow> = {
+            let agent_fences: Vec<packed::IdRow> = {
                 let mut seen = HashSet::new();
                 items
                     .iter()
@@ -88,7 +88,7 @@ macro_rules! sql_fences {
                         _ => None,
                     })
                     .filter(|id| seen.insert(*id))
-                    .map(|id| plan::IdRow { id })
+                    .map(|id| packed::IdRow { id })
                     .collect()
             };
             let mut agents: HashMap<Uuid, i64> = HashMap::new();

@@ -2,7 +2,8 @@
 //! `RETURNING` and `ON CONFLICT` work in both), generated into each by one macro per concern, in
 //! the file of the same name: `catalog.rs` (agents, teams), `executions.rs` (commit, execution
 //! rows, history, output, quarantine), `transition.rs`, `fences.rs` and `committed.rs` (what a group
-//! commit checks and writes, set-based, cut into statements by `plan.rs`; on PostgreSQL a round in
+//! commit checks and writes, set-based, cut into statements by `plan.rs`, the rows they carry
+//! `packed.rs`'s; on PostgreSQL a round in
 //! one statement by `single.rs`, and a whole group commit with its fences by `alone.rs`; on SQLite
 //! the statements nobody reads back held for the next call, `held.rs`), `chunks.rs` (output writes of leases),
 //! `tasks.rs` (claim, progress, release, expiry: the leases), `timers.rs`, `workers.rs`,
@@ -58,6 +59,7 @@ mod retention;
 #[macro_use]
 mod output_page;
 mod notify;
+mod packed;
 mod plan;
 
 use std::str::FromStr;
@@ -261,6 +263,8 @@ mod sqlite {
         lock = "",
         rows = "jsonb_each($1)",
         uuid = ("unhex(", ", '-')"),
+        // A JSON value's text, stored as it is (a TEXT column).
+        json = ("", ""),
         infinity = ("9e999", "-9e999"),
         object_agg = "json_group_object"
     );
@@ -291,7 +295,8 @@ mod sqlite {
         notify = notify::send_sqlite,
         json_texts = ("SELECT value FROM json_each(", ")"),
         new_token = "lower(hex(randomblob(16)))",
-        instr = "instr"
+        instr = "instr",
+        json = ("", "")
     );
     sql_timers!(SqliteStore);
     sql_workers!(SqliteStore);
@@ -325,6 +330,8 @@ mod postgres {
         lock = " FOR UPDATE",
         rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)",
         uuid = ("CAST(", " AS UUID)"),
+        // A JSON value's text, checked and stored as it is (a JSON column, `0016`).
+        json = ("CAST(", " AS JSON)"),
         infinity = ("Infinity", "-Infinity"),
         object_agg = "jsonb_object_agg"
     );
@@ -364,7 +371,9 @@ mod postgres {
         notify = notify::send_pg,
         json_texts = ("SELECT jsonb_array_elements_text(", ")"),
         new_token = "replace(gen_random_uuid()::text, '-', '')",
-        instr = "strpos"
+        instr = "strpos",
+        // A checkpoint is bound as JSONB (sqlx's `Json`); the column is JSON (`0016`).
+        json = ("CAST(", " AS JSON)")
     );
     sql_timers!(PgStore);
     sql_workers!(PgStore);

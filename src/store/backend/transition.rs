@@ -29,7 +29,7 @@ macro_rules! update_executions {
              output_seq = e.output_seq + r.x_chunks, output_bytes = e.output_bytes + r.x_bytes \
              FROM (SELECT {u:id} AS x_id, CAST(value->>'expected' AS BIGINT) AS x_expected, \
                    CAST(value->>'next_seq' AS BIGINT) AS x_next_seq, value->>'status' AS x_status, \
-                   value->'state' AS x_state, value->'result' AS x_result, value->'failure' AS x_failure, \
+                   {j:state} AS x_state, {j:result} AS x_result, {j:failure} AS x_failure, \
                    CAST(value->>'input_tokens' AS BIGINT) AS x_input_tokens, \
                    CAST(value->>'output_tokens' AS BIGINT) AS x_output_tokens, \
                    CAST(value->>'cost' AS DOUBLE PRECISION) AS x_cost, \
@@ -53,15 +53,21 @@ macro_rules! whole_row {
 
 macro_rules! sql_transition {
     (lock = $lock:literal, rows = $rows:literal, uuid = ($uuid_open:literal, $uuid_close:literal),
+     json = ($json_open:literal, $json_close:literal),
      infinity = ($inf:literal, $neg_inf:literal), object_agg = $object_agg:literal) => {
         use std::collections::{HashMap, HashSet};
         use std::sync::LazyLock;
         use std::sync::atomic::{AtomicU64, Ordering};
 
-        use $crate::store::backend::plan::{self, Packed};
+        use $crate::store::backend::packed::{self, Packed};
+        use $crate::store::backend::plan;
 
         fn sql(template: &str) -> String {
-            plan::dialect_sql(template, ROWS, ($uuid_open, $uuid_close))
+            const SPELLING: packed::Spelling = packed::Spelling {
+                uuid: ($uuid_open, $uuid_close),
+                json: ($json_open, $json_close),
+            };
+            packed::dialect_sql(template, ROWS, SPELLING)
         }
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
@@ -108,10 +114,10 @@ macro_rules! sql_transition {
              result, failure, input_tokens, output_tokens, cost_usd, tool_calls, closed_at, started_at, \
              output_bytes) \
              SELECT {u:id}, value->>'namespace', value->>'kind', {u:agent_id}, value->>'runtime', \
-             value->>'status', value->'input', {u:parent_id}, {u:root_id}, {u:retry_of}, \
-             value->>'request_id', value->'state', CAST(value->>'next_seq' AS BIGINT), \
+             value->>'status', {j:input}, {u:parent_id}, {u:root_id}, {u:retry_of}, \
+             value->>'request_id', {j:state}, CAST(value->>'next_seq' AS BIGINT), \
              CAST(value->>'output_seq' AS BIGINT), CAST(value->>'created_at' AS BIGINT), {u:team_id}, \
-             value->>'child_key', value->'result', value->'failure', \
+             value->>'child_key', {j:result}, {j:failure}, \
              CAST(value->>'input_tokens' AS BIGINT), CAST(value->>'output_tokens' AS BIGINT), \
              CAST(value->>'cost' AS DOUBLE PRECISION), CAST(value->>'tool_calls' AS BIGINT), \
              CAST(value->>'closed_at' AS BIGINT), \
@@ -269,12 +275,12 @@ macro_rules! sql_transition {
             let rows = updates.iter().map(|&k| {
                 let t = items[k].t;
                 let RowWrite::Update { expected_next_seq } = t.row_write else { unreachable!() };
-                plan::UpdateRow {
+                packed::UpdateRow {
                     id: t.execution_id,
                     expected: expected_next_seq as i64,
                     next_seq: (expected_next_seq + t.events.len() as u64) as i64,
                     status: t.row.status.as_str(),
-                    row: plan::RowFields::of(&t.row, INFINITY),
+                    row: packed::RowFields::of(&t.row, INFINITY),
                     chunks: t.chunks.len() as i64,
                     bytes: crate::store::chunk_bytes(&t.chunks),
                 }
@@ -394,7 +400,7 @@ macro_rules! sql_transition {
             pack(level.iter().map(|&k| {
                 let t = items[k].t;
                 let RowWrite::Create(new) = &t.row_write else { unreachable!("levels hold creates") };
-                plan::CreateRow {
+                packed::CreateRow {
                     id: t.execution_id,
                     namespace: &new.namespace,
                     kind: new.kind.as_str(),
@@ -412,7 +418,7 @@ macro_rules! sql_transition {
                     created_at: t.now,
                     team_id: new.team_id,
                     child_key: new.child_key.as_deref(),
-                    row: plan::RowFields::of(&t.row, INFINITY),
+                    row: packed::RowFields::of(&t.row, INFINITY),
                 }
             }))
         }
@@ -427,13 +433,13 @@ macro_rules! sql_transition {
         ) -> Result<(), StoreError> {
             let refused: Vec<usize> = level.iter().copied().filter(|&k| !inserted.contains(&items[k].t.execution_id)).collect();
             let mut existing = HashMap::new();
-            let requests: Vec<plan::RequestRow<'_>> = refused
+            let requests: Vec<packed::RequestRow<'_>> = refused
                 .iter()
                 .filter_map(|&k| match &items[k].t.row_write {
                     RowWrite::Create(new) => new
                         .request_id
                         .as_deref()
-                        .map(|request_id| plan::RequestRow { namespace: &new.namespace, request_id }),
+                        .map(|request_id| packed::RequestRow { namespace: &new.namespace, request_id }),
                     RowWrite::Update { .. } => None,
                 })
                 .collect();

@@ -1,0 +1,379 @@
+//! The rows a group commit's statements carry, each statement's as one JSON array parameter
+//! (`Packed`), and how a statement template names their fields in a dialect (`dialect_sql`).
+//! A JSON value a row carries (a machine state, an event, a chunk, a turn) goes as a JSON
+//! string holding its text (`text`), which the statement stores as it is (`{j:name}`): nested
+//! as an object, PostgreSQL would parse it into the array's JSONB and print it back.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The most bytes of JSON one statement's array parameter carries: far below PostgreSQL's
+/// 255 MiB limit of a `jsonb` value, so a batch of any size is stored. Rows beyond it go into
+/// another execution of the same statement.
+const MAX_PARAM_BYTES: usize = 32 << 20;
+
+/// Rows serialized into JSON arrays of at most [`MAX_PARAM_BYTES`] each: one statement
+/// execution per array (one in all but huge batches).
+#[derive(Debug, Default)]
+pub(super) struct Packed {
+    arrays: Vec<String>,
+}
+
+impl Packed {
+    /// Appends a row.
+    pub(super) fn push(&mut self, row: &impl Serialize) -> Result<(), serde_json::Error> {
+        let text = serde_json::to_string(row)?;
+        match self.arrays.last_mut() {
+            Some(array) if array.len() + text.len() < MAX_PARAM_BYTES => {
+                array.push(',');
+                array.push_str(&text);
+            }
+            _ => {
+                let mut array = String::with_capacity(text.len() + 2);
+                array.push('[');
+                array.push_str(&text);
+                self.arrays.push(array);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether no row was pushed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.arrays.is_empty()
+    }
+
+    /// Whether the rows fit in one array.
+    pub(super) fn is_one(&self) -> bool {
+        self.arrays.len() == 1
+    }
+
+    /// The arrays, each a JSON text.
+    pub(super) fn into_arrays(self) -> impl Iterator<Item = String> {
+        self.arrays.into_iter().map(|mut a| {
+            a.push(']');
+            a
+        })
+    }
+}
+
+/// How a dialect spells a statement's reading of a row's field: as a UUID, and as a JSON value
+/// from the text the row carries (`text`), each wrapped around `value->>'name'`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Spelling {
+    pub uuid: (&'static str, &'static str),
+    pub json: (&'static str, &'static str),
+}
+
+/// Expands a statement template into a dialect: `{rows}` becomes the rows of the JSON array
+/// parameter `$1` (each as `value`), `{u:name}` the field `name` of a row read as a UUID, and
+/// `{j:name}` the JSON value whose text the field holds.
+pub(super) fn dialect_sql(template: &str, rows: &str, spelling: Spelling) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template.replace("{rows}", rows);
+    while let Some(start) = [rest.find("{u:"), rest.find("{j:")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        out.push_str(&rest[..start]);
+        let end = start
+            + rest[start..]
+                .find('}')
+                .expect("a closed {u:...} or {j:...}");
+        let (open, close) = match &rest[start + 1..start + 2] {
+            "u" => spelling.uuid,
+            _ => spelling.json,
+        };
+        out.push_str(open);
+        out.push_str("value->>'");
+        out.push_str(&rest[start + 3..end]);
+        out.push('\'');
+        out.push_str(close);
+        rest = rest[end + 1..].to_string();
+    }
+    out.push_str(&rest);
+    out
+}
+
+/// Serializes a field as a JSON string holding the value's JSON text, for `{j:name}`.
+pub(super) fn text<T: Serialize, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&serde_json::to_string(value).map_err(serde::ser::Error::custom)?)
+}
+
+/// [`text`] of an optional field (`null` for none).
+pub(super) fn opt_text<T: Serialize, S: serde::Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => text(value, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A cost as a JSON row carries it: a number, or the dialect's text for an infinity (JSON has
+/// none), which the statement casts to a float.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(super) enum Cost {
+    /// A finite cost.
+    Number(f64),
+    /// `Infinity`, `-Infinity` or the dialect's spelling of them.
+    Text(&'static str),
+}
+
+impl Cost {
+    /// `cost` as stored (NaN as 0, see `stored_cost`), with `infinity` = (+inf, -inf) spelled
+    /// as the dialect parses them.
+    pub(super) fn of(cost: f64, infinity: (&'static str, &'static str)) -> Cost {
+        let cost = super::rows::stored_cost(cost);
+        if cost.is_finite() {
+            Cost::Number(cost)
+        } else if cost > 0.0 {
+            Cost::Text(infinity.0)
+        } else {
+            Cost::Text(infinity.1)
+        }
+    }
+}
+
+/// An execution named by id (row locks, deletes of every task or timer).
+#[derive(Debug, Serialize)]
+pub(super) struct IdRow {
+    pub id: Uuid,
+}
+
+/// A fence that a batch written in one statement checks inside it (`alone.rs`). `kind` is
+/// `lease`, `known` (the task as the engine remembered it), `unclaimed` or `agent`, or `lock`:
+/// no fence, but the execution's task rows are locked, as a transition that changes them needs.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct FenceRow<'a> {
+    pub id: Uuid,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// A row of an execution named by a text key: a task (`key` = activity id) or a timer.
+#[derive(Debug, Serialize)]
+pub(super) struct KeyRow<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+}
+
+/// The new fields of an execution row moved forward from version `expected`.
+#[derive(Debug, Serialize)]
+pub(super) struct UpdateRow<'a> {
+    pub id: Uuid,
+    pub expected: i64,
+    pub next_seq: i64,
+    pub status: &'a str,
+    #[serde(flatten)]
+    pub row: RowFields<'a>,
+    pub chunks: i64,
+    /// The bytes of those chunks, added to the row's `output_bytes`.
+    pub bytes: i64,
+}
+
+/// A new execution row.
+#[derive(Debug, Serialize)]
+pub(super) struct CreateRow<'a> {
+    pub id: Uuid,
+    pub namespace: &'a str,
+    pub kind: &'a str,
+    pub agent_id: Option<Uuid>,
+    pub runtime: &'a str,
+    pub status: &'a str,
+    #[serde(serialize_with = "text")]
+    pub input: &'a serde_json::Value,
+    pub parent_id: Option<Uuid>,
+    pub root_id: Uuid,
+    pub retry_of: Option<Uuid>,
+    pub request_id: Option<&'a str>,
+    pub next_seq: i64,
+    pub output_seq: i64,
+    pub output_bytes: i64,
+    pub created_at: i64,
+    pub team_id: Option<Uuid>,
+    pub child_key: Option<&'a str>,
+    #[serde(flatten)]
+    pub row: RowFields<'a>,
+}
+
+/// The fields of an execution row a transition sets, whether it creates or moves the row.
+#[derive(Debug, Serialize)]
+pub(super) struct RowFields<'a> {
+    #[serde(serialize_with = "text")]
+    pub state: &'a crate::store::SnapshotJson,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
+    pub result: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
+    pub failure: Option<&'a crate::domain::Failure>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: Cost,
+    pub tool_calls: i64,
+    pub closed_at: Option<i64>,
+}
+
+impl<'a> RowFields<'a> {
+    /// `row` as stored (counts saturated, a cost's infinity spelled as `infinity` says).
+    pub(super) fn of(
+        row: &'a crate::store::RowState,
+        infinity: (&'static str, &'static str),
+    ) -> Self {
+        use super::rows::stored_count;
+        RowFields {
+            state: &row.state,
+            result: row.result.as_ref(),
+            failure: row.failure.as_ref(),
+            input_tokens: stored_count(row.usage.input_tokens),
+            output_tokens: stored_count(row.usage.output_tokens),
+            cost: Cost::of(row.usage.cost_usd, infinity),
+            tool_calls: stored_count(row.usage.tool_calls),
+            closed_at: row.closed_at,
+        }
+    }
+}
+
+/// A request id a new execution asked for.
+#[derive(Debug, Serialize)]
+pub(super) struct RequestRow<'a> {
+    pub namespace: &'a str,
+    pub request_id: &'a str,
+}
+
+/// A label of a new execution.
+#[derive(Debug, Serialize)]
+pub(super) struct LabelRow<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+/// A history event.
+#[derive(Debug, Serialize)]
+pub(super) struct EventRow<'a> {
+    pub id: Uuid,
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    #[serde(serialize_with = "text")]
+    pub payload: &'a crate::domain::HistoryEvent,
+    pub at: i64,
+}
+
+/// An output chunk at its seq.
+#[derive(Debug, Serialize)]
+pub(super) struct ChunkRow<'a> {
+    pub id: Uuid,
+    pub seq: i64,
+    pub activity_id: &'a str,
+    pub attempt: i64,
+    pub kind: &'a str,
+    #[serde(serialize_with = "text")]
+    pub data: &'a serde_json::Value,
+    pub at: i64,
+    pub source_id: Option<Uuid>,
+    pub source_key: Option<&'a str>,
+    pub reused_from: Option<Uuid>,
+}
+
+/// How many chunks a parent's output grows by (a child's copies).
+#[derive(Debug, Serialize)]
+pub(super) struct GrowRow {
+    pub id: Uuid,
+    pub n: i64,
+}
+
+/// A new task row. The lease columns are there so that a task can be inserted already leased
+/// (`status` `leased` and the lease set); a ready task leaves them out.
+#[derive(Debug, Serialize)]
+pub(super) struct TaskRow<'a> {
+    pub id: Uuid,
+    pub activity_id: &'a str,
+    pub runtime: &'a str,
+    pub queue: &'a str,
+    pub status: &'a str,
+    pub visible_at: i64,
+    pub schedule_deadline: Option<i64>,
+    pub heartbeat_ms: i64,
+    pub start_to_close_ms: i64,
+    #[serde(serialize_with = "text")]
+    pub turn: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
+    pub checkpoint: Option<&'a serde_json::Value>,
+    pub lease_token: Option<&'a str>,
+    pub lease_owner: Option<&'a str>,
+    pub leased_at: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+    pub attempt_deadline: Option<i64>,
+}
+
+/// The next attempt of a task.
+#[derive(Debug, Serialize)]
+pub(super) struct RescheduleRow<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+    pub attempt: i64,
+    pub now: i64,
+    pub schedule_deadline: Option<i64>,
+}
+
+/// A task whose attempt ended, with the checkpoint it reported.
+#[derive(Debug, Serialize)]
+pub(super) struct ParkRow<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
+    pub checkpoint: Option<&'a serde_json::Value>,
+}
+
+/// A new timer row (an inbox row too, on its receiver).
+#[derive(Debug, Serialize)]
+pub(super) struct TimerRow<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+    pub fire_at: i64,
+    pub kind: &'a str,
+    #[serde(serialize_with = "text")]
+    pub payload: &'a serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_name_the_dialect() {
+        let spelling = Spelling {
+            uuid: ("unhex(", ", '-')"),
+            json: ("CAST(", " AS JSON)"),
+        };
+        let sql = dialect_sql(
+            "SELECT {u:id}, {j:state}, {u:p} FROM {rows}",
+            "json_each($1)",
+            spelling,
+        );
+        assert_eq!(
+            sql,
+            "SELECT unhex(value->>'id', '-'), CAST(value->>'state' AS JSON), \
+             unhex(value->>'p', '-') FROM json_each($1)"
+        );
+    }
+}
