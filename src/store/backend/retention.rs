@@ -6,14 +6,16 @@
 macro_rules! sql_retention {
     ($store:ident, skip_locked = $skip_locked:literal, texts = $texts:literal) => {
         /// A tree `e` that may be deleted: top-level, closed, every member closed, and no
-        /// execution retried from any member.
+        /// execution retried from any member. The members besides the root are found as
+        /// `executions_root` indexes them (`root_id <> id`: 0017).
         macro_rules! deletable {
             () => {
                 "e.parent_id IS NULL AND e.status IN ('COMPLETED', 'FAILED', 'CANCELED') \
-                 AND NOT EXISTS (SELECT 1 FROM executions m WHERE m.root_id = e.id \
+                 AND NOT EXISTS (SELECT 1 FROM executions m WHERE m.root_id = e.id AND m.root_id <> m.id \
                      AND m.status NOT IN ('COMPLETED', 'FAILED', 'CANCELED')) \
+                 AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.retry_of = e.id) \
                  AND NOT EXISTS (SELECT 1 FROM executions m JOIN executions r ON r.retry_of = m.id \
-                     WHERE m.root_id = e.id)"
+                     WHERE m.root_id = e.id AND m.root_id <> m.id)"
             };
         }
 
@@ -22,7 +24,8 @@ macro_rules! sql_retention {
             deletable!()
         )));
         static MEMBERS: LazyLock<String> = LazyLock::new(|| {
-            sql("SELECT id FROM executions WHERE root_id IN (SELECT {u:id} FROM {rows})")
+            sql("SELECT id FROM executions WHERE id IN (SELECT {u:id} FROM {rows}) UNION ALL \
+                 SELECT id FROM executions WHERE root_id IN (SELECT {u:id} FROM {rows}) AND root_id <> id")
         });
         static REFERENCED: LazyLock<String> = LazyLock::new(|| sql(
             "SELECT DISTINCT object_id FROM object_refs WHERE execution_id IN (SELECT {u:id} FROM {rows})",
