@@ -129,7 +129,7 @@ macro_rules! sql_committed {
                     id: it.t.execution_id,
                     seq: (first + i as u64) as i64,
                     event_type: event.event_type(),
-                    payload: event,
+                    payload: json(event),
                     at: it.t.now,
                 })
             });
@@ -210,7 +210,7 @@ macro_rules! sql_committed {
                         activity_id: &chunk.activity_id,
                         attempt: i64::from(chunk.attempt),
                         kind: &chunk.kind,
-                        data: &chunk.data,
+                        data: json(&chunk.data),
                         at: t.now,
                         source_id: source.map(|s| s.0),
                         source_key: source.map(|s| s.1.as_str()),
@@ -229,7 +229,7 @@ macro_rules! sql_committed {
                             activity_id: &chunk.activity_id,
                             attempt: i64::from(chunk.attempt),
                             kind: &chunk.kind,
-                            data: &chunk.data,
+                            data: json(&chunk.data),
                             at: t.now,
                             source_id: Some(source.map_or(t.execution_id, |s| s.0)),
                             source_key: Some(source.map_or(key.unwrap_or_default(), |s| s.1.as_str())),
@@ -274,8 +274,8 @@ macro_rules! sql_committed {
                                 schedule_deadline: task.schedule_deadline,
                                 heartbeat_ms,
                                 start_to_close_ms: stored_duration(task.start_to_close_ms),
-                                turn: &task.turn,
-                                checkpoint: task.checkpoint.as_ref(),
+                                turn: json(&task.turn),
+                                checkpoint: task.checkpoint.as_ref().map(json),
                                 lease_token: lease.map(|l| l.token.as_str()),
                                 lease_owner: lease.map(|l| l.owner.as_str()),
                                 leased_at: lease.map(|_| t.now),
@@ -294,7 +294,7 @@ macro_rules! sql_committed {
                         TaskOp::Park { activity_id, checkpoint } => packed.push(&packed::ParkRow {
                             id,
                             key: activity_id,
-                            checkpoint: checkpoint.as_ref(),
+                            checkpoint: checkpoint.as_ref().map(json),
                         }),
                     };
                     pushed.map_err(|e| corrupt("a task row to write", e))?;
@@ -331,14 +331,14 @@ macro_rules! sql_committed {
                             key: timer_id,
                             fire_at: *fire_at,
                             kind: kind.as_str(),
-                            payload,
+                            payload: json(payload),
                         }),
                         TimerOp::Inbox { execution_id, timer_id, payload } => packed.push(&packed::TimerRow {
                             id: *execution_id,
                             key: timer_id,
                             fire_at: t.now,
                             kind: "inbox",
-                            payload,
+                            payload: json(payload),
                         }),
                     };
                     pushed.map_err(|e| corrupt("a timer row to write", e))?;

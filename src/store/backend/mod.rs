@@ -263,8 +263,8 @@ mod sqlite {
         lock = "",
         rows = "jsonb_each($1)",
         uuid = ("unhex(", ", '-')"),
-        // A JSON value's text, stored as it is (a TEXT column).
-        json = ("", ""),
+        // A row's JSON values nested: `->` hands each on as text (a TEXT column).
+        json_as_text = false,
         infinity = ("9e999", "-9e999"),
         object_agg = "json_group_object"
     );
@@ -330,8 +330,9 @@ mod postgres {
         lock = " FOR UPDATE",
         rows = "jsonb_array_elements(CAST($1 AS JSONB)) AS j(value)",
         uuid = ("CAST(", " AS UUID)"),
-        // A JSON value's text, checked and stored as it is (a JSON column, `0016`).
-        json = ("CAST(", " AS JSON)"),
+        // A row's JSON values as their text, checked and stored as it is (a JSON column,
+        // `0016`): nested, they would be parsed into the array's JSONB and printed back.
+        json_as_text = true,
         infinity = ("Infinity", "-Infinity"),
         object_agg = "jsonb_object_agg"
     );

@@ -1,8 +1,9 @@
 //! The rows a group commit's statements carry, each statement's as one JSON array parameter
 //! (`Packed`), and how a statement template names their fields in a dialect (`dialect_sql`).
-//! A JSON value a row carries (a machine state, an event, a chunk, a turn) goes as a JSON
-//! string holding its text (`text`), which the statement stores as it is (`{j:name}`): nested
-//! as an object, PostgreSQL would parse it into the array's JSONB and print it back.
+//! A JSON value a row carries (a machine state, an event, a chunk, a turn) is a `JsonField`:
+//! on PostgreSQL a JSON string holding its text, which the statement stores as it is
+//! (`{j:name}`), since nested as an object it would be parsed into the array's JSONB and
+//! printed back; on SQLite nested, as SQLite's `->` hands it on as text.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -57,17 +58,18 @@ impl Packed {
     }
 }
 
-/// How a dialect spells a statement's reading of a row's field: as a UUID, and as a JSON value
-/// from the text the row carries (`text`), each wrapped around `value->>'name'`.
+/// How a dialect spells a statement's reading of a row's field: as a UUID (wrapped around
+/// `value->>'name'`), and whether a JSON value is carried as its text (see [`JsonField`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Spelling {
     pub uuid: (&'static str, &'static str),
-    pub json: (&'static str, &'static str),
+    pub json_as_text: bool,
 }
 
 /// Expands a statement template into a dialect: `{rows}` becomes the rows of the JSON array
 /// parameter `$1` (each as `value`), `{u:name}` the field `name` of a row read as a UUID, and
-/// `{j:name}` the JSON value whose text the field holds.
+/// `{j:name}` the JSON value the field carries: `CAST(value->>'name' AS JSON)` where it is
+/// carried as text (PostgreSQL), `value->'name'` where it is nested.
 pub(super) fn dialect_sql(template: &str, rows: &str, spelling: Spelling) -> String {
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template.replace("{rows}", rows);
@@ -81,12 +83,15 @@ pub(super) fn dialect_sql(template: &str, rows: &str, spelling: Spelling) -> Str
             + rest[start..]
                 .find('}')
                 .expect("a closed {u:...} or {j:...}");
-        let (open, close) = match &rest[start + 1..start + 2] {
-            "u" => spelling.uuid,
-            _ => spelling.json,
+        let (open, arrow, close) = match &rest[start + 1..start + 2] {
+            "u" => (spelling.uuid.0, "->>", spelling.uuid.1),
+            _ if spelling.json_as_text => ("CAST(", "->>", " AS JSON)"),
+            _ => ("", "->", ""),
         };
         out.push_str(open);
-        out.push_str("value->>'");
+        out.push_str("value");
+        out.push_str(arrow);
+        out.push('\'');
         out.push_str(&rest[start + 3..end]);
         out.push('\'');
         out.push_str(close);
@@ -96,19 +101,53 @@ pub(super) fn dialect_sql(template: &str, rows: &str, spelling: Spelling) -> Str
     out
 }
 
-/// Serializes a field as a JSON string holding the value's JSON text, for `{j:name}`.
-pub(super) fn text<T: Serialize, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&serde_json::to_string(value).map_err(serde::ser::Error::custom)?)
+/// A JSON value a row carries: nested, or (`as_text`) as a JSON string holding its text. The
+/// text is written into the string as it is produced (serde_json's `collect_str` escapes what a
+/// `Display` writes), not built first: a machine state is the largest thing a commit carries.
+#[derive(Debug)]
+pub(super) struct JsonField<'a, T: ?Sized> {
+    value: &'a T,
+    as_text: bool,
 }
 
-/// [`text`] of an optional field (`null` for none).
-pub(super) fn opt_text<T: Serialize, S: serde::Serializer>(
-    value: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(value) => text(value, s),
-        None => s.serialize_none(),
+impl<'a, T: ?Sized> JsonField<'a, T> {
+    /// `value`, carried as the dialect's `spelling` says.
+    pub(super) fn new(value: &'a T, spelling: Spelling) -> Self {
+        JsonField {
+            value,
+            as_text: spelling.json_as_text,
+        }
+    }
+}
+
+impl<T: Serialize + ?Sized> Serialize for JsonField<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.as_text {
+            s.collect_str(&JsonText(self.value))
+        } else {
+            self.value.serialize(s)
+        }
+    }
+}
+
+/// A value shown as its JSON text.
+struct JsonText<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> std::fmt::Display for JsonText<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// serde_json's output, handed on to a formatter: it writes whole `str` fragments.
+        struct Out<'f, 'g>(&'f mut std::fmt::Formatter<'g>);
+        impl std::io::Write for Out<'_, '_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+                self.0.write_str(text).map_err(std::io::Error::other)?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        serde_json::to_writer(Out(f), self.0).map_err(|_| std::fmt::Error)
     }
 }
 
@@ -199,8 +238,7 @@ pub(super) struct CreateRow<'a> {
     pub agent_id: Option<Uuid>,
     pub runtime: &'a str,
     pub status: &'a str,
-    #[serde(serialize_with = "text")]
-    pub input: &'a serde_json::Value,
+    pub input: JsonField<'a, serde_json::Value>,
     pub parent_id: Option<Uuid>,
     pub root_id: Uuid,
     pub retry_of: Option<Uuid>,
@@ -218,12 +256,11 @@ pub(super) struct CreateRow<'a> {
 /// The fields of an execution row a transition sets, whether it creates or moves the row.
 #[derive(Debug, Serialize)]
 pub(super) struct RowFields<'a> {
-    #[serde(serialize_with = "text")]
-    pub state: &'a crate::store::SnapshotJson,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
-    pub result: Option<&'a serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
-    pub failure: Option<&'a crate::domain::Failure>,
+    pub state: JsonField<'a, crate::store::SnapshotJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<JsonField<'a, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<JsonField<'a, crate::domain::Failure>>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost: Cost,
@@ -236,12 +273,13 @@ impl<'a> RowFields<'a> {
     pub(super) fn of(
         row: &'a crate::store::RowState,
         infinity: (&'static str, &'static str),
+        spelling: Spelling,
     ) -> Self {
         use super::rows::stored_count;
         RowFields {
-            state: &row.state,
-            result: row.result.as_ref(),
-            failure: row.failure.as_ref(),
+            state: JsonField::new(&row.state, spelling),
+            result: row.result.as_ref().map(|r| JsonField::new(r, spelling)),
+            failure: row.failure.as_ref().map(|f| JsonField::new(f, spelling)),
             input_tokens: stored_count(row.usage.input_tokens),
             output_tokens: stored_count(row.usage.output_tokens),
             cost: Cost::of(row.usage.cost_usd, infinity),
@@ -273,8 +311,7 @@ pub(super) struct EventRow<'a> {
     pub seq: i64,
     #[serde(rename = "type")]
     pub event_type: &'a str,
-    #[serde(serialize_with = "text")]
-    pub payload: &'a crate::domain::HistoryEvent,
+    pub payload: JsonField<'a, crate::domain::HistoryEvent>,
     pub at: i64,
 }
 
@@ -286,8 +323,7 @@ pub(super) struct ChunkRow<'a> {
     pub activity_id: &'a str,
     pub attempt: i64,
     pub kind: &'a str,
-    #[serde(serialize_with = "text")]
-    pub data: &'a serde_json::Value,
+    pub data: JsonField<'a, serde_json::Value>,
     pub at: i64,
     pub source_id: Option<Uuid>,
     pub source_key: Option<&'a str>,
@@ -314,10 +350,9 @@ pub(super) struct TaskRow<'a> {
     pub schedule_deadline: Option<i64>,
     pub heartbeat_ms: i64,
     pub start_to_close_ms: i64,
-    #[serde(serialize_with = "text")]
-    pub turn: &'a serde_json::Value,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
-    pub checkpoint: Option<&'a serde_json::Value>,
+    pub turn: JsonField<'a, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<JsonField<'a, serde_json::Value>>,
     pub lease_token: Option<&'a str>,
     pub lease_owner: Option<&'a str>,
     pub leased_at: Option<i64>,
@@ -340,8 +375,8 @@ pub(super) struct RescheduleRow<'a> {
 pub(super) struct ParkRow<'a> {
     pub id: Uuid,
     pub key: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
-    pub checkpoint: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<JsonField<'a, serde_json::Value>>,
 }
 
 /// A new timer row (an inbox row too, on its receiver).
@@ -351,8 +386,7 @@ pub(super) struct TimerRow<'a> {
     pub key: &'a str,
     pub fire_at: i64,
     pub kind: &'a str,
-    #[serde(serialize_with = "text")]
-    pub payload: &'a serde_json::Value,
+    pub payload: JsonField<'a, serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -360,20 +394,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn templates_name_the_dialect() {
-        let spelling = Spelling {
-            uuid: ("unhex(", ", '-')"),
-            json: ("CAST(", " AS JSON)"),
+    fn a_json_field_is_carried_as_its_text_or_nested() {
+        let state = serde_json::json!({ "say": "a \"quoted\" line\nand é ✓", "n": [1, 2.5] });
+        let spelling = |json_as_text| Spelling {
+            uuid: ("", ""),
+            json_as_text,
         };
-        let sql = dialect_sql(
-            "SELECT {u:id}, {j:state}, {u:p} FROM {rows}",
-            "json_each($1)",
-            spelling,
-        );
+        let packed = serde_json::to_string(&JsonField::new(&state, spelling(true))).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&packed).unwrap();
+        let text = back.as_str().expect("the state as a JSON string");
+        assert_eq!(text, serde_json::to_string(&state).unwrap());
+        let nested = serde_json::to_string(&JsonField::new(&state, spelling(false))).unwrap();
+        assert_eq!(nested, serde_json::to_string(&state).unwrap());
+    }
+
+    #[test]
+    fn templates_name_the_dialect() {
+        let template = "SELECT {u:id}, {j:state}, {u:p} FROM {rows}";
+        let sqlite = Spelling {
+            uuid: ("unhex(", ", '-')"),
+            json_as_text: false,
+        };
         assert_eq!(
-            sql,
-            "SELECT unhex(value->>'id', '-'), CAST(value->>'state' AS JSON), \
-             unhex(value->>'p', '-') FROM json_each($1)"
+            dialect_sql(template, "jsonb_each($1)", sqlite),
+            "SELECT unhex(value->>'id', '-'), value->'state', unhex(value->>'p', '-') \
+             FROM jsonb_each($1)"
+        );
+        let postgres = Spelling {
+            uuid: ("CAST(", " AS UUID)"),
+            json_as_text: true,
+        };
+        assert_eq!(
+            dialect_sql(template, "j($1)", postgres),
+            "SELECT CAST(value->>'id' AS UUID), CAST(value->>'state' AS JSON), \
+             CAST(value->>'p' AS UUID) FROM j($1)"
         );
     }
 }

@@ -53,7 +53,7 @@ macro_rules! whole_row {
 
 macro_rules! sql_transition {
     (lock = $lock:literal, rows = $rows:literal, uuid = ($uuid_open:literal, $uuid_close:literal),
-     json = ($json_open:literal, $json_close:literal),
+     json_as_text = $json_as_text:literal,
      infinity = ($inf:literal, $neg_inf:literal), object_agg = $object_agg:literal) => {
         use std::collections::{HashMap, HashSet};
         use std::sync::LazyLock;
@@ -63,14 +63,21 @@ macro_rules! sql_transition {
         use $crate::store::backend::plan;
 
         fn sql(template: &str) -> String {
-            const SPELLING: packed::Spelling = packed::Spelling {
-                uuid: ($uuid_open, $uuid_close),
-                json: ($json_open, $json_close),
-            };
             packed::dialect_sql(template, ROWS, SPELLING)
         }
 
         const INFINITY: (&str, &str) = ($inf, $neg_inf);
+
+        /// How the statements read a row's UUIDs and JSON values.
+        const SPELLING: packed::Spelling = packed::Spelling {
+            uuid: ($uuid_open, $uuid_close),
+            json_as_text: $json_as_text,
+        };
+
+        /// A JSON value of a row, carried as the dialect reads it.
+        fn json<T: ?Sized>(value: &T) -> packed::JsonField<'_, T> {
+            packed::JsonField::new(value, SPELLING)
+        }
 
         /// The rows of array parameter `$1`, as `{rows}` expands in every statement.
         const ROWS: &str = $rows;
@@ -280,7 +287,7 @@ macro_rules! sql_transition {
                     expected: expected_next_seq as i64,
                     next_seq: (expected_next_seq + t.events.len() as u64) as i64,
                     status: t.row.status.as_str(),
-                    row: packed::RowFields::of(&t.row, INFINITY),
+                    row: packed::RowFields::of(&t.row, INFINITY, SPELLING),
                     chunks: t.chunks.len() as i64,
                     bytes: crate::store::chunk_bytes(&t.chunks),
                 }
@@ -407,7 +414,7 @@ macro_rules! sql_transition {
                     agent_id: new.agent_id,
                     runtime: &new.runtime,
                     status: t.row.status.as_str(),
-                    input: &new.input,
+                    input: json(&new.input),
                     parent_id: new.parent_id,
                     root_id: new.root_id,
                     retry_of: new.retry_of,
@@ -418,7 +425,7 @@ macro_rules! sql_transition {
                     created_at: t.now,
                     team_id: new.team_id,
                     child_key: new.child_key.as_deref(),
-                    row: packed::RowFields::of(&t.row, INFINITY),
+                    row: packed::RowFields::of(&t.row, INFINITY, SPELLING),
                 }
             }))
         }
