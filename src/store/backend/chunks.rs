@@ -105,7 +105,7 @@ macro_rules! sql_chunks {
                     .push_bind(chunk.activity_id.clone())
                     .push_bind(i64::from(chunk.attempt))
                     .push_bind(chunk.kind.clone())
-                    .push_bind(Json(chunk.data.clone()))
+                    .push_bind($crate::store::backend::json_param::JsonParam::of(&chunk.data))
                     .push_bind(now)
                     .push_bind(chunk.source.as_ref().or(source).map(|s| s.0))
                     .push_bind(chunk.source.as_ref().or(source).map(|s| s.1.clone()))

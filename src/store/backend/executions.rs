@@ -44,7 +44,7 @@ macro_rules! sql_executions {
                 .bind(receiver)
                 .bind(timer_id)
                 .bind(now)
-                .bind(Json(payload))
+                .bind($crate::store::backend::json_param::JsonParam::of(payload))
                 .execute(&mut **tx)
                 .await?;
                 Ok(())

@@ -58,6 +58,7 @@ mod stats;
 mod retention;
 #[macro_use]
 mod output_page;
+mod json_param;
 mod notify;
 mod packed;
 mod plan;
@@ -295,8 +296,7 @@ mod sqlite {
         notify = notify::send_sqlite,
         json_texts = ("SELECT value FROM json_each(", ")"),
         new_token = "lower(hex(randomblob(16)))",
-        instr = "instr",
-        json = ("", "")
+        instr = "instr"
     );
     sql_timers!(SqliteStore);
     sql_workers!(SqliteStore);
@@ -372,9 +372,7 @@ mod postgres {
         notify = notify::send_pg,
         json_texts = ("SELECT jsonb_array_elements_text(", ")"),
         new_token = "replace(gen_random_uuid()::text, '-', '')",
-        instr = "strpos",
-        // A checkpoint is bound as JSONB (sqlx's `Json`); the column is JSON (`0016`).
-        json = ("CAST(", " AS JSON)")
+        instr = "strpos"
     );
     sql_timers!(PgStore);
     sql_workers!(PgStore);

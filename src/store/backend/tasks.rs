@@ -19,7 +19,7 @@ macro_rules! held_lease {
 macro_rules! sql_tasks {
     ($store:ident, lock = $lock:literal, skip_locked = $skip_locked:literal, notify = $notify:path,
      json_texts = ($json_texts_open:literal, $json_texts_close:literal), new_token = $new_token:literal,
-     instr = $instr:literal, json = ($json_open:literal, $json_close:literal)) => {
+     instr = $instr:literal) => {
         const _: () = {
             use $crate::store::{
                 ClaimRequest, ProgressOutcome, ProgressRecord, ReleaseOutcome, ReleaseRecord, TaskQueue,
@@ -230,20 +230,19 @@ macro_rules! sql_tasks {
                     let chunks = &p.chunks[skip..];
                     let (output_seq, parent_id) = append_chunks(&mut tx, p.lease.execution_id, chunks, p.now, p.max_output_bytes).await?;
                     // A checkpoint covers every chunk sent so far: a retry resumes after them.
-                    let cancel_requested: bool = sqlx::query_scalar(concat!(
-                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, \
-                         checkpoint = COALESCE(", $json_open, "$6", $json_close, ", checkpoint), \
+                    let cancel_requested: bool = sqlx::query_scalar(
+                        "UPDATE tasks SET lease_expires_at = $5 + heartbeat_ms, checkpoint = COALESCE($6, checkpoint), \
                          chunks_sent = $7, checkpoint_seq = CASE WHEN $6 IS NULL THEN checkpoint_seq ELSE $8 END, \
                          workspace = COALESCE($9, workspace) \
                          WHERE execution_id = $1 AND activity_id = $2 AND attempt = $3 \
                          AND lease_token = $4 RETURNING cancel_requested",
-                    ))
+                    )
                     .bind(p.lease.execution_id)
                     .bind(&p.lease.activity_id)
                     .bind(i64::from(p.lease.attempt))
                     .bind(&p.lease.lease_token)
                     .bind(p.now)
-                    .bind(p.checkpoint.as_ref().map(Json))
+                    .bind(p.checkpoint.as_ref().map($crate::store::backend::json_param::JsonParam::of))
                     .bind(stored.max(first + p.chunks.len() as u64) as i64)
                     .bind(output_seq as i64)
                     .bind(p.workspace.as_deref())
@@ -296,17 +295,17 @@ macro_rules! sql_tasks {
                     // The schedule-to-start deadline is over (the attempt started); the attempt
                     // deadline stays, so start-to-close bounds the attempt across workers.
                     let (output_seq, parent_id) = append_chunks(&mut tx, r.lease.execution_id, &r.chunks, r.now, r.max_output_bytes).await?;
-                    sqlx::query(concat!(
+                    sqlx::query(
                         "UPDATE tasks SET status = 'ready', visible_at = $3, schedule_deadline = NULL, \
                          lease_token = NULL, lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, \
-                         checkpoint = COALESCE(", $json_open, "$4", $json_close, ", checkpoint), \
+                         checkpoint = COALESCE($4, checkpoint), \
                          checkpoint_seq = CASE WHEN $4 IS NULL THEN checkpoint_seq ELSE $5 END \
                          WHERE execution_id = $1 AND activity_id = $2",
-                    ))
+                    )
                     .bind(r.lease.execution_id)
                     .bind(&r.lease.activity_id)
                     .bind(r.now)
-                    .bind(r.checkpoint.as_ref().map(Json))
+                    .bind(r.checkpoint.as_ref().map($crate::store::backend::json_param::JsonParam::of))
                     .bind(output_seq as i64)
                     .execute(&mut *tx)
                     .await?;
