@@ -19,3 +19,5 @@ mod recorded;
 mod retry;
 #[path = "agent_machine/scenarios.rs"]
 mod scenarios;
+#[path = "agent_machine/snapshots.rs"]
+mod snapshots;

@@ -184,7 +184,7 @@ mod tests {
             timeouts: Default::default(),
             status: ExecutionStatus::Running,
             activity: None,
-            turns: Vec::new(),
+            turns: Default::default(),
             checkpoint: None,
             traceparent: None,
             usage: Default::default(),

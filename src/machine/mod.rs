@@ -9,7 +9,7 @@ mod resume;
 mod team;
 
 pub use agent::{
-    ActivityPhase, AgentState, Approval, OpenActivity, WaitingFor, activity_id_for_turn,
+    ActivityPhase, AgentState, Approval, OpenActivity, Turns, WaitingFor, activity_id_for_turn,
 };
 pub use replay::{
     Nondeterminism, ReplayError, Replayed, replay, replay_any, replay_as, replay_kind,

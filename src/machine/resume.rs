@@ -17,6 +17,8 @@ pub fn reusable(
     max_turns: usize,
 ) -> Result<(Vec<TurnResult>, Option<serde_json::Value>), ReplayError> {
     let mut state: Option<AgentState> = None;
+    // Every completed turn so far: the snapshot counts them, their outputs are in the events.
+    let mut turns: Vec<TurnResult> = Vec::new();
     let mut reused: (Vec<TurnResult>, Option<serde_json::Value>) = (Vec::new(), None);
     for (i, event) in events.iter().enumerate() {
         let seq = i as u64 + 1;
@@ -25,9 +27,21 @@ pub fn reusable(
         }
         let next = AgentState::apply(state, event)
             .map_err(|source| ReplayError::Invalid { seq, source })?;
+        match event {
+            HistoryEvent::ExecutionStarted {
+                resume: Some(resume),
+                ..
+            } => turns.clone_from(&resume.turns),
+            HistoryEvent::ActivityCompleted { output, usage, .. } => turns.push(TurnResult {
+                output: output.clone(),
+                usage: *usage,
+            }),
+            _ => {}
+        }
+        debug_assert_eq!(turns.len(), next.turns.len());
         let completed = next.turns.len();
         if completed <= max_turns && completed > reused.0.len() {
-            reused = (next.turns.clone(), next.checkpoint.clone());
+            reused = (turns.clone(), next.checkpoint.clone());
         }
         state = Some(next);
     }

@@ -98,11 +98,7 @@ impl AgentState {
         } else if self.awaits_message() {
             vec![]
         } else {
-            let last = self
-                .turns
-                .last()
-                .map(|t| t.output.clone())
-                .unwrap_or_default();
+            let last = self.turns.last.clone().unwrap_or_default();
             vec![HistoryEvent::ExecutionCompleted {
                 result: last,
                 usage: self.usage,

@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 use super::InvalidTransition;
 use crate::domain::{
     AgentSpec, Conversation, ExecutionStatus, Failure, HistoryEvent, Millis, RetryPolicy,
-    TimeoutKind, Timeouts, TimerPurpose, TurnResult, Usage,
+    TimeoutKind, Timeouts, TimerPurpose, Usage,
 };
 
 mod conversation;
 mod decide;
+mod turns;
 
 pub use conversation::{Approval, WaitingFor};
+pub use turns::Turns;
 
 /// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
 pub fn activity_id_for_turn(index: u32) -> String {
@@ -86,8 +88,8 @@ pub struct AgentState {
     pub status: ExecutionStatus,
     /// The activity of the current turn, if one is open.
     pub activity: Option<OpenActivity>,
-    /// Completed turns, in order.
-    pub turns: Vec<TurnResult>,
+    /// The turns completed so far.
+    pub turns: Turns,
     /// The checkpoint the last completed turn ended with, handed to the next turn.
     pub checkpoint: Option<serde_json::Value>,
     /// Summed over completed turns.
@@ -170,8 +172,8 @@ impl AgentState {
                         Some(r) if r.turns.len() > prompts.len() => {
                             return Err(AgentState::invalid(None, event));
                         }
-                        Some(r) => (r.turns.clone(), r.checkpoint.clone()),
-                        None => (Vec::new(), None),
+                        Some(r) => (r.turns.as_slice(), r.checkpoint.clone()),
+                        None => (&[][..], None),
                     };
                     let mut s = AgentState {
                         agent: agent.clone(),
@@ -181,7 +183,7 @@ impl AgentState {
                         status: ExecutionStatus::Pending,
                         activity: None,
                         usage: turns.iter().fold(Usage::default(), |sum, t| sum + t.usage),
-                        turns,
+                        turns: Turns::of(turns),
                         checkpoint,
                         cancel_reason: None,
                         queue: queue.clone(),
@@ -272,10 +274,7 @@ impl AgentState {
                     return Err(invalid(&s));
                 }
                 s.activity = None;
-                s.turns.push(TurnResult {
-                    output: output.clone(),
-                    usage: *usage,
-                });
+                s.turns.push(output.clone());
                 s.usage = s.usage + *usage;
                 s.checkpoint = checkpoint.clone();
                 s.status = ExecutionStatus::Running;
