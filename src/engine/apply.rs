@@ -129,7 +129,7 @@ impl Engine {
         let (transition, events, state, observed) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
         let eager = commands::eager_assignment(&transition).map(Box::new);
-        let bytes = state_bytes(transition.row.state.text());
+        let bytes = state_bytes(transition.row.state.text(), &state);
         match self.commit(transition, observed, &scope).await? {
             CommitOutcome::Committed => {
                 // A new row is inserted at `next_seq` 1 + its events (see the store).
@@ -224,7 +224,7 @@ impl Engine {
         let id = current.id;
         let scope = &current.scope;
         let eager = commands::eager_assignment(&transition).map(Box::new);
-        let bytes = state_bytes(transition.row.state.text());
+        let bytes = state_bytes(transition.row.state.text(), &state);
         let outcome = self.commit(transition, observed, scope).await;
         if !matches!(outcome, Ok(CommitOutcome::Committed)) {
             // Stale (a conflict or a fence another server's commit explains) or unknown (an

@@ -158,10 +158,42 @@ impl ExecutionCache {
     }
 }
 
-/// About how much memory a state takes, from its snapshot's JSON text: its strings and about as
-/// much again for the structure holding them. An estimate, good enough for a budget.
-pub(crate) fn state_bytes(snapshot: &str) -> usize {
-    2 * snapshot.len()
+/// About how much memory a state takes, from its snapshot's JSON text and what its start fixed,
+/// which an agent's snapshot leaves out (its prompts and agent): their strings and about as much
+/// again for the structure holding them. An estimate, good enough for a budget.
+pub(crate) fn state_bytes(snapshot: &str, state: &ExecutionState) -> usize {
+    let fixed = match state {
+        ExecutionState::Agent(agent) if agent.conversation.is_none() => {
+            agent.prompts.iter().map(String::len).sum::<usize>()
+                + json_bytes(&agent.agent.configuration)
+                + agent.agent.name.len()
+                + agent.agent.model_id.len()
+        }
+        ExecutionState::Agent(agent) => {
+            json_bytes(&agent.agent.configuration)
+                + agent.agent.name.len()
+                + agent.agent.model_id.len()
+        }
+        ExecutionState::Team(_) => 0,
+    };
+    2 * (snapshot.len() + fixed)
+}
+
+/// The length of a JSON value's strings and keys, plus a few bytes for every other value: about
+/// its text's length, without writing it.
+fn json_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(json_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 3 + json_bytes(v))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +202,8 @@ mod tests {
     use crate::domain::{AgentSpec, ExecutionStatus};
     use crate::machine::AgentState;
 
-    fn versioned(prompt: &str) -> (Versioned, String) {
+    /// An execution's cached version and what it counts against the budget.
+    fn versioned(prompt: &str) -> (Versioned, usize) {
         let state = ExecutionState::Agent(AgentState {
             agent: AgentSpec {
                 id: Uuid::nil(),
@@ -196,7 +229,7 @@ mod tests {
             approvals: Vec::new(),
         });
         let id = Uuid::now_v7();
-        let json = state.to_json().unwrap().to_string();
+        let bytes = state_bytes(&state.to_json().unwrap().to_string(), &state);
         let scope = Scope {
             namespace: "default".into(),
             root_id: id,
@@ -208,7 +241,7 @@ mod tests {
             scope,
             state,
         };
-        (v, json)
+        (v, bytes)
     }
 
     #[test]
@@ -218,13 +251,13 @@ mod tests {
         let (b, jb) = versioned("b");
         let (c, jc) = versioned("c");
         let (ida, idb, idc) = (a.id, b.id, c.id);
-        cache.put(a, state_bytes(&ja));
-        cache.put(b, state_bytes(&jb));
+        cache.put(a, ja);
+        cache.put(b, jb);
         assert!(
             cache.get(ida).is_some(),
             "a is used, so b is now the oldest"
         );
-        cache.put(c, state_bytes(&jc));
+        cache.put(c, jc);
         assert_eq!(cache.len(), 2);
         assert!(cache.get(ida).is_some());
         assert!(cache.get(idb).is_none(), "b was evicted");
@@ -233,20 +266,20 @@ mod tests {
 
     #[test]
     fn the_byte_budget_bounds_the_cache_and_large_states_are_not_cached() {
-        let (_, json) = versioned("x");
-        let one = state_bytes(&json) + std::mem::size_of::<Versioned>();
+        let (_, bytes) = versioned("x");
+        let one = bytes + std::mem::size_of::<Versioned>();
         let cache = ExecutionCache::new(100, one * 16 * 3);
-        let (big, _) = versioned(&"p".repeat(one * 3));
-        let big_json = big.state.to_json().unwrap().to_string();
-        cache.put(big, state_bytes(&big_json));
+        // The prompt is not in the snapshot (its start event holds it), but in the cached state.
+        let (big, big_bytes) = versioned(&"p".repeat(one * 3));
+        cache.put(big, big_bytes);
         assert_eq!(
             cache.len(),
             0,
             "a state over a sixteenth of the budget is not cached"
         );
         for _ in 0..60 {
-            let (v, j) = versioned("q");
-            cache.put(v, state_bytes(&j));
+            let (v, bytes) = versioned("q");
+            cache.put(v, bytes);
         }
         assert_eq!(cache.len(), 48, "the byte budget holds 48 small states");
     }
@@ -254,14 +287,14 @@ mod tests {
     #[test]
     fn a_closed_execution_leaves_the_cache() {
         let cache = ExecutionCache::default();
-        let (mut v, json) = versioned("a");
+        let (mut v, bytes) = versioned("a");
         let id = v.id;
-        cache.put(v.clone(), state_bytes(&json));
+        cache.put(v.clone(), bytes);
         assert!(cache.get(id).is_some());
         if let ExecutionState::Agent(agent) = &mut v.state {
             agent.status = ExecutionStatus::Completed;
         }
-        cache.put(v, state_bytes(&json));
+        cache.put(v, bytes);
         assert!(cache.get(id).is_none());
     }
 }

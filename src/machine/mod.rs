@@ -10,6 +10,7 @@ mod team;
 
 pub use agent::{
     ActivityPhase, AgentState, Approval, OpenActivity, Turns, WaitingFor, activity_id_for_turn,
+    with_start,
 };
 pub use replay::{
     Nondeterminism, ReplayError, Replayed, replay, replay_any, replay_as, replay_kind,

@@ -11,9 +11,11 @@ use crate::domain::{
 
 mod conversation;
 mod decide;
+mod snapshot;
 mod turns;
 
 pub use conversation::{Approval, WaitingFor};
+pub use snapshot::with_start;
 pub use turns::Turns;
 
 /// The activity id of turn `index` (0-based): `turn-1`, `turn-2`, ...
@@ -73,8 +75,9 @@ pub struct OpenActivity {
     pub held: bool,
 }
 
-/// The snapshot of an agent execution, stored with the execution row and rebuilt by replay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The state of an agent execution, rebuilt by replay; the execution row stores what changes
+/// of it (`snapshot.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AgentState {
     /// The agent as it was at start.
     pub agent: AgentSpec,

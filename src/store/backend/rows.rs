@@ -9,12 +9,31 @@
 //! and of the row mapping, type-checked separately against each backend.
 
 /// The columns of `executions` that `ExecutionRecord` reads (a macro so `concat!` can build
-/// `&'static str` queries from it, as sqlx wants).
+/// `&'static str` queries from it, as sqlx wants), with the start event its state is completed
+/// with (`start_event!`).
 macro_rules! execution_columns {
     () => {
-        "id, namespace, kind, agent_id, runtime, status, input, result, failure, \
-     parent_id, root_id, retry_of, request_id, state, next_seq, output_seq, input_tokens, output_tokens, \
-     cost_usd, tool_calls, created_at, started_at, closed_at, team_id, child_key"
+        concat!(
+            "id, namespace, kind, agent_id, runtime, status, input, result, failure, \
+             parent_id, root_id, retry_of, request_id, state, next_seq, output_seq, input_tokens, output_tokens, \
+             cost_usd, tool_calls, created_at, started_at, closed_at, team_id, child_key, ",
+            start_event!("executions.id"),
+            " AS start"
+        )
+    };
+}
+
+/// The stored start event (event 1) of the execution whose id is `$id`: an agent's snapshot
+/// leaves out what it fixed (`machine::with_start`), so every read of a whole execution row
+/// reads it too, by its primary key. In an `UPDATE ... RETURNING`, `$id` is the bare `id`
+/// (SQLite's RETURNING knows no table alias; `history_events` has no `id` of its own).
+macro_rules! start_event {
+    ($id:literal) => {
+        concat!(
+            "(SELECT h.payload FROM history_events h WHERE h.execution_id = ",
+            $id,
+            " AND h.seq = 1)"
+        )
     };
 }
 
@@ -149,7 +168,15 @@ macro_rules! sql_rows {
                 team_id: row.try_get("team_id")?,
                 child_key: row.try_get("child_key")?,
                 labels: BTreeMap::new(),
-                state: row.try_get::<Json<serde_json::Value>, _>("state")?.0,
+                state: {
+                    let mut state = row.try_get::<Json<serde_json::Value>, _>("state")?.0;
+                    // An agent's snapshot leaves out what its start event fixed (`start`).
+                    let start: Option<Json<serde_json::Value>> = row.try_get("start")?;
+                    if let (Some(start), "agent") = (start, kind.as_str()) {
+                        $crate::machine::with_start(&mut state, &start.0);
+                    }
+                    state
+                },
                 next_seq: row.try_get::<i64, _>("next_seq")? as u64,
                 output_seq: row.try_get::<i64, _>("output_seq")? as u64,
                 usage: Usage {

@@ -110,6 +110,7 @@ macro_rules! sql_transition {
              CASE WHEN ", whole_row!(), " THEN result END AS result, \
              CASE WHEN ", whole_row!(), " THEN failure END AS failure, \
              CASE WHEN ", whole_row!(), " THEN state END AS state, \
+             CASE WHEN ", whole_row!(), " THEN ", start_event!("id"), " END AS start, \
              CASE WHEN ", whole_row!(), " THEN (SELECT ", $object_agg,
             "(key, value) FROM execution_labels WHERE execution_id = id) END AS labels_json"
         ));
