@@ -11,8 +11,8 @@ macro_rules! sql_committed {
              SELECT {u:id}, value->>'key', value->>'value' FROM {rows}",
         ));
         static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| sql(
-            "INSERT INTO history_events (execution_id, seq, type, payload, created_at) \
-             SELECT {u:id}, CAST(value->>'seq' AS BIGINT), value->>'type', {j:payload}, \
+            "INSERT INTO history_events (execution_id, seq, payload, created_at) \
+             SELECT {u:id}, CAST(value->>'seq' AS BIGINT), {j:payload}, \
              CAST(value->>'at' AS BIGINT) FROM {rows}",
         ));
         static GROW_OUTPUT: LazyLock<String> = LazyLock::new(|| sql(
@@ -128,7 +128,6 @@ macro_rules! sql_committed {
                 it.t.events.iter().enumerate().map(move |(i, event)| packed::EventRow {
                     id: it.t.execution_id,
                     seq: (first + i as u64) as i64,
-                    event_type: event.event_type(),
                     payload: json(event),
                     at: it.t.now,
                 })

@@ -298,12 +298,11 @@ macro_rules! sql_executions {
                     debug_assert_eq!(failed.rows_affected(), 1);
                     let event = HistoryEvent::ExecutionFailed { failure: q.failure.clone() };
                     sqlx::query(
-                        "INSERT INTO history_events (execution_id, seq, type, payload, created_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        "INSERT INTO history_events (execution_id, seq, payload, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     )
                     .bind(q.execution_id)
                     .bind(next_seq)
-                    .bind(event.event_type())
                     .bind(Json(&event))
                     .bind(q.now)
                     .execute(&mut *tx)

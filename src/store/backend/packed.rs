@@ -309,8 +309,6 @@ pub(super) struct LabelRow<'a> {
 pub(super) struct EventRow<'a> {
     pub id: Uuid,
     pub seq: i64,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
     pub payload: JsonField<'a, crate::domain::HistoryEvent>,
     pub at: i64,
 }
