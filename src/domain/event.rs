@@ -106,21 +106,6 @@ pub enum ApprovalDecision {
     },
 }
 
-/// One turn of an agent execution, as handed to a runtime.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Turn {
-    /// The agent as it was when the execution started.
-    pub agent: AgentSpec,
-    /// 0-based turn number.
-    pub index: u32,
-    /// The prompt of this turn.
-    pub prompt: String,
-    /// The W3C `traceparent` of the request that started the execution, so every attempt's
-    /// span joins that trace, on whichever worker and after whatever crash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-}
-
 /// Names an activity attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ActivityRef {

@@ -13,11 +13,12 @@ mod policy;
 mod resume;
 mod retry;
 mod team;
+mod turn;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, DEFAULT_NAMESPACE};
 pub use event::{
     ActivityRef, ApprovalDecision, Command, Conversation, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_QUEUE,
-    EventType, HistoryEvent, MAX_CONVERSATION_TURNS, MemberSlot, TimeoutKind, TimerPurpose, Turn,
+    EventType, HistoryEvent, MAX_CONVERSATION_TURNS, MemberSlot, TimeoutKind, TimerPurpose,
 };
 pub use execution::{ExecutionKind, ExecutionStatus, Usage};
 pub use failure::Failure;
@@ -31,6 +32,7 @@ pub use retry::{
     retry_delay, stable_hash,
 };
 pub use team::{MemberSpec, ReusedChild, Team, TeamConfig, TeamMember, TeamSpec, TeamStrategy};
+pub use turn::{Turn, complete_from_start};
 
 /// Milliseconds since the Unix epoch. All persisted times use this unit in both stores.
 pub type Millis = i64;

@@ -128,7 +128,7 @@ impl Engine {
         let scope = Scope::of_new(&new);
         let (transition, events, state, observed) =
             self.transition(id, &scope, None, RowWrite::Create(Box::new(new)), plan)?;
-        let eager = commands::eager_assignment(&transition).map(Box::new);
+        let eager = commands::eager_assignment(&transition, &state).map(Box::new);
         let bytes = state_bytes(transition.row.state.text(), &state);
         match self.commit(transition, observed, &scope).await? {
             CommitOutcome::Committed => {
@@ -223,7 +223,7 @@ impl Engine {
     ) -> Result<Applied, ApplyError> {
         let id = current.id;
         let scope = &current.scope;
-        let eager = commands::eager_assignment(&transition).map(Box::new);
+        let eager = commands::eager_assignment(&transition, &state).map(Box::new);
         let bytes = state_bytes(transition.row.state.text(), &state);
         let outcome = self.commit(transition, observed, scope).await;
         if !matches!(outcome, Ok(CommitOutcome::Committed)) {

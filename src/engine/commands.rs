@@ -1,6 +1,5 @@
 //! Performing commands: the task and timer rows each history event implies.
 
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::notify::Wake;
@@ -83,7 +82,7 @@ pub(crate) fn rows_for(
                     activity_id: activity_id.clone(),
                     runtime: state.agent.runtime.clone(),
                     queue: state.queue.clone(),
-                    turn: serde_json::to_value(&turn).unwrap_or_default(),
+                    turn: turn.stored(),
                     checkpoint: state.checkpoint.clone(),
                     schedule_deadline,
                     heartbeat_ms: state.timeouts.heartbeat_ms,
@@ -249,12 +248,18 @@ pub struct Eager {
 }
 
 /// The task `transition` inserts leased (eager dispatch), if it does.
-pub(crate) fn eager_assignment(transition: &crate::store::Transition) -> Option<Eager> {
+pub(crate) fn eager_assignment(
+    transition: &crate::store::Transition,
+    state: &crate::machine::ExecutionState,
+) -> Option<Eager> {
+    let crate::machine::ExecutionState::Agent(agent) = state else {
+        return None;
+    };
     transition.tasks.iter().find_map(|op| match op {
         TaskOp::Insert(task) => {
             let lease = task.lease.as_ref()?;
-            // The turn was serialized from a `Turn` by `rows_for` a moment ago.
-            let turn = Turn::deserialize(&task.turn).ok()?;
+            // The turn was stored from a `Turn` by `rows_for` a moment ago.
+            let turn = Turn::of_stored(&task.turn, &agent.agent, agent.traceparent.as_deref())?;
             Some(Eager {
                 assignment: Assignment {
                     lease: Lease {

@@ -73,14 +73,5 @@ impl Serialize for AgentState {
 /// fixed: each of those fields the snapshot lacks is taken from the event. A snapshot that has
 /// them (written before they were left out, or a conversation's prompts) keeps its own.
 pub fn with_start(snapshot: &mut serde_json::Value, start: &serde_json::Value) {
-    let (Some(snapshot), Some(start)) = (snapshot.as_object_mut(), start.as_object()) else {
-        return;
-    };
-    for key in FIXED_AT_START {
-        if !snapshot.contains_key(key)
-            && let Some(value) = start.get(key)
-        {
-            snapshot.insert(key.to_owned(), value.clone());
-        }
-    }
+    crate::domain::complete_from_start(snapshot, start, &FIXED_AT_START);
 }

@@ -37,12 +37,17 @@ macro_rules! start_event {
     };
 }
 
-/// The columns of `tasks` that `TaskRecord` reads.
+/// The columns of `tasks` that `TaskRecord` reads, with the start event of the task's execution,
+/// which fixed the agent and trace its stored turn leaves out (`Turn::stored`).
 macro_rules! task_columns {
     () => {
-        "execution_id, activity_id, attempt, runtime, queue, status, lease_token, \
-     lease_owner, leased_at, lease_expires_at, attempt_deadline, schedule_deadline, heartbeat_ms, \
-     cancel_requested, turn, checkpoint, chunks_sent, workspace"
+        concat!(
+            "execution_id, activity_id, attempt, runtime, queue, status, lease_token, \
+             lease_owner, leased_at, lease_expires_at, attempt_deadline, schedule_deadline, heartbeat_ms, \
+             cancel_requested, turn, checkpoint, chunks_sent, workspace, ",
+            start_event!("tasks.execution_id"),
+            " AS start"
+        )
     };
 }
 
@@ -214,9 +219,16 @@ macro_rules! sql_rows {
                 // A turn that is not even JSON (SQLite keeps text) reads as null rather than
                 // failing the whole claim, and with it every poll: the engine then quarantines
                 // its execution as it does any unreadable turn.
-                turn: row
-                    .try_get::<Json<serde_json::Value>, _>("turn")
-                    .map_or(serde_json::Value::Null, |j| j.0),
+                turn: {
+                    let mut turn = row
+                        .try_get::<Json<serde_json::Value>, _>("turn")
+                        .map_or(serde_json::Value::Null, |j| j.0);
+                    let start: Option<Json<serde_json::Value>> = row.try_get("start").unwrap_or(None);
+                    if let Some(start) = start {
+                        $crate::domain::complete_from_start(&mut turn, &start.0, &$crate::domain::Turn::FIXED_AT_START);
+                    }
+                    turn
+                },
                 checkpoint: row
                     .try_get::<Option<Json<serde_json::Value>>, _>("checkpoint")?
                     .map(|j| j.0),
