@@ -23,26 +23,20 @@ crate::on_both_stores!(rows_leave_out_what_the_start_fixed_and_reads_put_it_back
 
 /// The stored JSON of the execution's state and of its task `activity_id`'s turn, as text.
 async fn stored(db: &Db, id: Uuid, activity_id: &str) -> (Value, Value) {
-    let state = "SELECT CAST(state AS TEXT) FROM executions WHERE id = $1";
-    let turn = "SELECT CAST(turn AS TEXT) FROM tasks WHERE execution_id = $1 AND activity_id = $2";
+    let sql = "SELECT CAST(e.state AS TEXT), CAST(t.turn AS TEXT) FROM executions e \
+               JOIN tasks t ON t.execution_id = e.id WHERE e.id = $1 AND t.activity_id = $2";
+    // The same query on either store's pool type.
+    macro_rules! fetch {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(&db.url).await.unwrap();
+            let query = sqlx::query_as(sql).bind(id).bind(activity_id);
+            query.fetch_one(&pool).await.unwrap()
+        }};
+    }
     let (state, turn): (String, String) = if db.url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        let s = sqlx::query_scalar(state)
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let t = sqlx::query_scalar(turn).bind(id).bind(activity_id);
-        (s, t.fetch_one(&pool).await.unwrap())
+        fetch!(sqlx::SqlitePool)
     } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        let s = sqlx::query_scalar(state)
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let t = sqlx::query_scalar(turn).bind(id).bind(activity_id);
-        (s, t.fetch_one(&pool).await.unwrap())
+        fetch!(sqlx::PgPool)
     };
     (
         serde_json::from_str(&state).unwrap(),

@@ -163,14 +163,14 @@ impl ExecutionCache {
 /// again for the structure holding them. An estimate, good enough for a budget.
 pub(crate) fn state_bytes(snapshot: &str, state: &ExecutionState) -> usize {
     let fixed = match state {
-        ExecutionState::Agent(agent) if agent.conversation.is_none() => {
-            agent.prompts.iter().map(String::len).sum::<usize>()
-                + json_bytes(&agent.agent.configuration)
-                + agent.agent.name.len()
-                + agent.agent.model_id.len()
-        }
         ExecutionState::Agent(agent) => {
-            json_bytes(&agent.agent.configuration)
+            // A conversation's prompts are in its snapshot.
+            let prompts = match agent.conversation {
+                None => agent.prompts.iter().map(String::len).sum(),
+                Some(_) => 0,
+            };
+            prompts
+                + json_bytes(&agent.agent.configuration)
                 + agent.agent.name.len()
                 + agent.agent.model_id.len()
         }

@@ -6,6 +6,7 @@ macro_rules! sql_executions {
     ($store:ident, lock = $lock:literal, begin_commit = $begin_commit:literal, notify = $notify:path,
      notify_after = $notify_after:path, object_agg = $object_agg:literal) => {
         const _: () = {
+            use $crate::store::backend::json_param::JsonParam;
             use $crate::store::{ExecutionFilter, Executions, Quarantine, StoredChunk, StoredEvent};
 
             /// Locks the task rows of one execution, in activity order, where the dialect has row
@@ -44,7 +45,7 @@ macro_rules! sql_executions {
                 .bind(receiver)
                 .bind(timer_id)
                 .bind(now)
-                .bind($crate::store::backend::json_param::JsonParam::of(payload))
+                .bind(JsonParam::of(payload))
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
@@ -283,6 +284,7 @@ macro_rules! sql_executions {
                     let child_key: Option<String> = row.try_get("child_key")?;
                     let prefix: String = state_text.unwrap_or_default().chars().take(200).collect();
                     let note = serde_json::json!({ "corrupt_state": prefix });
+                    let failure = serde_json::to_value(&q.failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let failed = sqlx::query(
                         "UPDATE executions SET status = $2, failure = $3, state = $4, closed_at = $5, \
                          duration_ms = $5 - COALESCE(started_at, created_at), next_seq = next_seq + 1 \
@@ -290,20 +292,21 @@ macro_rules! sql_executions {
                     )
                     .bind(q.execution_id)
                     .bind(ExecutionStatus::Failed.as_str())
-                    .bind(Json(&q.failure))
-                    .bind(Json(&note))
+                    .bind(JsonParam::of(&failure))
+                    .bind(JsonParam::of(&note))
                     .bind(q.now)
                     .execute(&mut *tx)
                     .await?;
                     debug_assert_eq!(failed.rows_affected(), 1);
                     let event = HistoryEvent::ExecutionFailed { failure: q.failure.clone() };
+                    let event = serde_json::to_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     sqlx::query(
                         "INSERT INTO history_events (execution_id, seq, payload, created_at) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     )
                     .bind(q.execution_id)
                     .bind(next_seq)
-                    .bind(Json(&event))
+                    .bind(JsonParam::of(&event))
                     .bind(q.now)
                     .execute(&mut *tx)
                     .await?;

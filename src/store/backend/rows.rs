@@ -223,6 +223,7 @@ macro_rules! sql_rows {
                     let mut turn = row
                         .try_get::<Json<serde_json::Value>, _>("turn")
                         .map_or(serde_json::Value::Null, |j| j.0);
+                    // Likewise a start event that does not read leaves the turn without its agent.
                     let start: Option<Json<serde_json::Value>> = row.try_get("start").unwrap_or(None);
                     if let Some(start) = start {
                         $crate::domain::complete_from_start(&mut turn, &start.0, &$crate::domain::Turn::FIXED_AT_START);
